@@ -1,0 +1,17 @@
+//! sipscope: SIP/RTP observability from the kernel up.
+//!
+//! The modules follow the data flow (see DESIGN in README):
+//! `capture` (where packets come from) → `packet` (decode, reassembly,
+//! TCP framing) → `sip` (messages, transactions) → `analysis`
+//! (registrations, digest, NAT, reachability, media) → `diagnosis` (the
+//! catalogue of findings) → `export` (console, JSON, OTLP).
+//!
+//! The core is synchronous and runs on the packet clock; async lives only at
+//! the edges (`capture::live`, `export`).
+
+pub mod analysis;
+pub mod capture;
+pub mod diagnosis;
+pub mod export;
+pub mod packet;
+pub mod sip;

@@ -1,0 +1,1 @@
+//! Kernel integration tests: real programs attached in network namespaces, real peers.

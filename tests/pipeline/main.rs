@@ -1,0 +1,1 @@
+//! Pipeline tests: capture files through the whole userspace pipeline.
