@@ -1,1 +1,85 @@
-fn main() {}
+//! Developer tasks: `cargo xtask setup | build | run | test | bench`.
+//!
+//! Every task runs `setup` first, so a fresh machine needs nothing but this
+//! repository and a Rust toolchain (see README).
+
+mod bench;
+mod cmd;
+mod setup;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building and testing need: nightly rust-src, bpf-linker
+    /// built against the nightly's own LLVM, and the Debian packages of the
+    /// test peers. Idempotent; fast when already done.
+    Setup,
+    /// Build the agent (and the eBPF object it embeds) in release mode.
+    Build,
+    /// Build, then run the agent with the privileges it needs:
+    /// `cargo xtask run -- run --iface eth0`.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Everything: formatting, clippy, unit tests, pipeline tests and the
+    /// kernel tests (as root, in network namespaces).
+    Test {
+        /// Extra arguments for `cargo test` (e.g. a test name filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Benchmarks, each against a baseline measured in the same run:
+    /// `kernel`, `pipeline`, or `all`.
+    Bench {
+        #[arg(default_value = "all")]
+        which: String,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    if !matches!(cli.task, Task::Setup) {
+        setup::run()?;
+    }
+    match cli.task {
+        Task::Setup => setup::run(),
+        Task::Build => cmd::cargo(&["build", "--release", "--package", "sipscope"]),
+        Task::Run { args } => {
+            cmd::cargo(&["build", "--release", "--package", "sipscope"])?;
+            let bin = cmd::workspace_root().join("target/release/sipscope");
+            cmd::privileged(&bin, &args)
+        }
+        Task::Test { args } => test(&args),
+        Task::Bench { which } => bench::run(&which),
+    }
+}
+
+fn test(args: &[String]) -> Result<()> {
+    cmd::cargo(&["fmt", "--all", "--check"])?;
+    cmd::cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
+    // Kernel tests attach programs and create network namespaces: they run
+    // as root (sudo through cargo's runner when we are not root).
+    let mut test: Vec<&str> = vec!["test", "--workspace", "--no-fail-fast"];
+    if !args.is_empty() {
+        test.push("--");
+        test.extend(args.iter().map(String::as_str));
+    }
+    cmd::cargo_privileged(&test)
+}
