@@ -51,6 +51,16 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     )
 }
 
+/// `cargo` of the nightly toolchain (the one that builds the eBPF crate).
+pub fn cargo_nightly(args: &[&str]) -> Result<()> {
+    status(
+        Command::new("rustup")
+            .args(["run", "nightly", "cargo"])
+            .args(args)
+            .current_dir(workspace_root()),
+    )
+}
+
 /// `cargo` whose test/bench/run binaries run as root: through sudo when we
 /// are not root already (kernel tests attach programs and create netns).
 pub fn cargo_privileged(args: &[&str]) -> Result<()> {
