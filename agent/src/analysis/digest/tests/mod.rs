@@ -1,0 +1,7 @@
+//! Digest tests: published vectors, parser edge cases, checks, and
+//! never-panic property tests.
+
+mod checks;
+mod parse;
+mod proptests;
+mod vectors;
