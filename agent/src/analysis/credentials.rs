@@ -221,10 +221,7 @@ impl CredentialStore {
         let raw: RawFile = toml::from_str(text).map_err(|e| {
             // Only the message and position: toml's Display quotes the
             // offending line, which may be a password.
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((0, 0));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((0, 0));
             CredentialsError::Syntax {
                 line,
                 column,
@@ -249,7 +246,8 @@ impl CredentialStore {
                     Secret::Password(p)
                 }
                 (None, Some(h)) => {
-                    let algorithm = Algorithm::parse(e.algorithm.as_deref().unwrap_or("MD5")).base();
+                    let algorithm =
+                        Algorithm::parse(e.algorithm.as_deref().unwrap_or("MD5")).base();
                     let Some(len) = algorithm.hex_len() else {
                         return Err(bad("unknown `algorithm`; use MD5, SHA-256 or SHA-512-256"));
                     };

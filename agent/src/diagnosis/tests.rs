@@ -52,7 +52,11 @@ fn codes_are_unique_and_round_trip() {
 #[test]
 fn catalogue_is_design_table_plus_declared_extensions() {
     let ours: HashSet<&str> = Code::ALL.iter().map(|c| c.as_str()).collect();
-    let expected: HashSet<&str> = DESIGN_CODES.iter().chain(EXTENSION_CODES).copied().collect();
+    let expected: HashSet<&str> = DESIGN_CODES
+        .iter()
+        .chain(EXTENSION_CODES)
+        .copied()
+        .collect();
     assert_eq!(ours, expected);
 }
 
@@ -70,7 +74,10 @@ fn catalogue_matches_design_md() {
         .filter_map(|l| l.split(" |").next())
         .filter(|c| c.contains('.') && !c.contains(' '))
         .collect();
-    assert_eq!(table, DESIGN_CODES, "DESIGN.md table changed: update the catalogue");
+    assert_eq!(
+        table, DESIGN_CODES,
+        "DESIGN.md table changed: update the catalogue"
+    );
 }
 
 #[test]
@@ -92,7 +99,10 @@ fn every_code_has_title_and_complete_remedy() {
 #[test]
 fn severity_defaults_are_sensible() {
     assert_eq!(Code::AuthPasswordCorrect.default_severity(), Severity::Info);
-    assert_eq!(Code::AuthPasswordMismatch.default_severity(), Severity::Error);
+    assert_eq!(
+        Code::AuthPasswordMismatch.default_severity(),
+        Severity::Error
+    );
     assert!(Severity::Info < Severity::Warning && Severity::Warning < Severity::Error);
 }
 
@@ -156,7 +166,10 @@ fn serializes_with_dotted_code_and_lowercase_severity() {
     assert_eq!(v["severity"], "error");
     assert_eq!(v["at"], 3_723_500_000_000u64);
     assert_eq!(v["evidence"][0]["name"], "challenge realm");
-    assert_eq!(v["evidence"][0]["message"]["label"], "401 Unauthorized (CSeq 1 REGISTER)");
+    assert_eq!(
+        v["evidence"][0]["message"]["label"],
+        "401 Unauthorized (CSeq 1 REGISTER)"
+    );
     assert!(v["evidence"][1].get("message").is_none());
     assert!(v["remedy"]["pjsip"].as_str().unwrap().contains("realm="));
 }

@@ -63,7 +63,10 @@ fn loads_password_and_ha1_entries_from_a_private_file() {
         Some(Secret::Ha1 { algorithm, .. }) => assert_eq!(*algorithm, Algorithm::Sha256),
         other => panic!("{other:?}"),
     }
-    assert!(store.lookup("biloxi.com", "Bob").is_none(), "usernames are exact");
+    assert!(
+        store.lookup("biloxi.com", "Bob").is_none(),
+        "usernames are exact"
+    );
     assert!(store.lookup("other", "bob").is_none());
 }
 
@@ -91,10 +94,13 @@ fn group_or_world_accessible_file_is_refused_with_chmod_advice() {
             "{mode:o}: {err}"
         );
         let msg = err.to_string();
-        assert!(msg.contains(&format!("chmod 600 {}", f.path().display())), "{msg}");
+        assert!(
+            msg.contains(&format!("chmod 600 {}", f.path().display())),
+            "{msg}"
+        );
         assert!(msg.contains(&format!("{mode:04o}")), "{msg}");
     }
-    assert!(CredentialStore::load(&file_with(0o400, &sample()).path().to_owned()).is_ok());
+    assert!(CredentialStore::load(file_with(0o400, &sample()).path()).is_ok());
 }
 
 #[test]
@@ -102,7 +108,10 @@ fn missing_file_and_directory_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("nope.toml");
     let err = CredentialStore::load(&missing).unwrap_err();
-    assert!(err.to_string().contains("cannot read credentials file"), "{err}");
+    assert!(
+        err.to_string().contains("cannot read credentials file"),
+        "{err}"
+    );
     fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
     let err = CredentialStore::load(dir.path()).unwrap_err();
     assert!(matches!(err, CredentialsError::NotAFile { .. }), "{err}");
@@ -129,7 +138,9 @@ fn entry_errors_name_the_entry_not_the_secret() {
         ),
     ];
     for (text, want) in cases {
-        let err = CredentialStore::from_toml_str(&text).unwrap_err().to_string();
+        let err = CredentialStore::from_toml_str(&text)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(want), "want {want:?} in {err:?}");
         assert!(!err.contains(PASSWORD), "secret leaked: {err}");
     }
@@ -153,7 +164,10 @@ fn syntax_errors_give_a_position_and_never_quote_the_secret() {
         let err = CredentialStore::from_toml_str(&text).unwrap_err();
         let shown = format!("{err}\n{err:?}");
         assert!(!shown.contains(PASSWORD), "secret leaked: {shown}");
-        assert!(!shown.contains("123456789") && !shown.contains("3.25"), "value leaked: {shown}");
+        assert!(
+            !shown.contains("123456789") && !shown.contains("3.25"),
+            "value leaked: {shown}"
+        );
         match err {
             CredentialsError::Syntax { line, .. } => assert!(line >= 1, "{shown}"),
             other => panic!("expected a syntax error, got {other}"),
@@ -166,14 +180,23 @@ fn secrets_are_redacted_in_debug_display_and_serde() {
     let store = CredentialStore::from_toml_str(&sample()).unwrap();
     let shown = format!(
         "{store:?}\n{}\n{}",
-        store.lookup("asterisk", "1001").map(|s| format!("{s:?}")).unwrap(),
+        store
+            .lookup("asterisk", "1001")
+            .map(|s| format!("{s:?}"))
+            .unwrap(),
         serde_json::to_string(&SecretString::new(PASSWORD)).unwrap()
     );
     assert!(!shown.contains(PASSWORD), "{shown}");
-    assert!(!shown.contains("12af6046") && !shown.contains("12AF6046"), "{shown}");
+    assert!(
+        !shown.contains("12af6046") && !shown.contains("12AF6046"),
+        "{shown}"
+    );
     assert!(shown.contains("<redacted>"));
     assert_eq!(SecretString::new(PASSWORD).to_string(), "<redacted>");
-    assert_eq!(serde_json::to_string(&SecretString::new("x")).unwrap(), "\"<redacted>\"");
+    assert_eq!(
+        serde_json::to_string(&SecretString::new("x")).unwrap(),
+        "\"<redacted>\""
+    );
 }
 
 #[test]

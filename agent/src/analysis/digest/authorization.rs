@@ -64,7 +64,9 @@ impl Credentials {
         let mut warnings = h.warnings.clone();
         warnings.extend(quoting_warnings(
             &h,
-            &["username", "realm", "nonce", "uri", "response", "cnonce", "opaque"],
+            &[
+                "username", "realm", "nonce", "uri", "response", "cnonce", "opaque",
+            ],
             &["algorithm", "qop", "nc", "userhash"],
         ));
         let get = |name: &str| h.get(name).map(|p| p.value.clone());

@@ -21,7 +21,10 @@ pub struct AuthenticatedRequest<'a> {
 /// The challenge `creds` answer among those a 401/407 offered (RFC 8760
 /// lets a server offer one per algorithm): same realm and algorithm, else
 /// same realm, else the first.
-pub fn select_challenge<'c>(challenges: &'c [Challenge], creds: &Credentials) -> Option<&'c Challenge> {
+pub fn select_challenge<'c>(
+    challenges: &'c [Challenge],
+    creds: &Credentials,
+) -> Option<&'c Challenge> {
     challenges
         .iter()
         .find(|c| c.realm == creds.realm && c.algorithm() == creds.algorithm())
@@ -96,11 +99,19 @@ pub fn check_credentials(
     out
 }
 
-fn algorithm_or_qop_mismatch(at: Timestamp, ch: &Challenge, creds: &Credentials) -> Option<Diagnosis> {
+fn algorithm_or_qop_mismatch(
+    at: Timestamp,
+    ch: &Challenge,
+    creds: &Credentials,
+) -> Option<Diagnosis> {
     let offered_qop = if ch.qop.is_empty() {
         "none (RFC 2069 form)".to_owned()
     } else {
-        ch.qop.iter().map(|q| q.as_str()).collect::<Vec<_>>().join(",")
+        ch.qop
+            .iter()
+            .map(|q| q.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     };
     let used_qop = creds.qop.as_ref().map_or("none", |q| q.as_str());
     let problem = if ch.algorithm() != creds.algorithm() {
@@ -144,17 +155,27 @@ fn algorithm_or_qop_mismatch(at: Timestamp, ch: &Challenge, creds: &Credentials)
 /// `auth.stale_nonce` for a challenge with `stale=true` (RFC 7616 §3.3):
 /// the password was right, the nonce had expired. `client_recovered` says
 /// whether the next attempt succeeded (`None` = not yet known).
-pub fn stale_nonce(at: Timestamp, challenge: &Challenge, client_recovered: Option<bool>) -> Option<Diagnosis> {
+pub fn stale_nonce(
+    at: Timestamp,
+    challenge: &Challenge,
+    client_recovered: Option<bool>,
+) -> Option<Diagnosis> {
     if !challenge.stale {
         return None;
     }
     let (tail, severity) = match client_recovered {
-        Some(true) => ("The client retried with the new nonce and succeeded.", Severity::Info),
+        Some(true) => (
+            "The client retried with the new nonce and succeeded.",
+            Severity::Info,
+        ),
         Some(false) => (
             "The client did not recover with the new nonce.",
             Severity::Warning,
         ),
-        None => ("Whether the client recovered is not yet known.", Severity::Info),
+        None => (
+            "Whether the client recovered is not yet known.",
+            Severity::Info,
+        ),
     };
     Some(
         Diagnosis::new(
@@ -177,7 +198,11 @@ pub fn stale_nonce(at: Timestamp, challenge: &Challenge, client_recovered: Optio
 /// The finding for a password [`Verdict`]: `auth.password_mismatch`
 /// (definitive) or the informational `auth.password_correct`; `None` when
 /// the response could not be checked (the reason is in the verdict).
-pub fn password_finding(at: Timestamp, creds: &Credentials, verdict: &Verdict) -> Option<Diagnosis> {
+pub fn password_finding(
+    at: Timestamp,
+    creds: &Credentials,
+    verdict: &Verdict,
+) -> Option<Diagnosis> {
     let who = [
         Evidence::new("username", quoted(&creds.username)),
         Evidence::new("realm", quoted(&creds.realm)),
@@ -213,8 +238,7 @@ pub fn password_finding(at: Timestamp, creds: &Credentials, verdict: &Verdict) -
 /// providers issue a separate auth id.
 pub fn username_is_did(at: Timestamp, auth_username: &str, aor_user: &str) -> Option<Diagnosis> {
     let digits = aor_user.strip_prefix('+').unwrap_or(aor_user);
-    let looks_like_did =
-        digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit());
+    let looks_like_did = digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit());
     if auth_username != aor_user || !looks_like_did {
         return None;
     }

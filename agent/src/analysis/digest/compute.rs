@@ -64,7 +64,9 @@ pub enum CannotVerify {
     MissingParam(&'static str),
     #[error("qop=auth-int needs the message body, which was not captured")]
     BodyUnavailable,
-    #[error("the stored HA1 is for {stored} but the client used {used}; store the password instead")]
+    #[error(
+        "the stored HA1 is for {stored} but the client used {used}; store the password instead"
+    )]
     Ha1AlgorithmMismatch { stored: Algorithm, used: Algorithm },
     #[error("the client hashed its username (userhash=true), so the account cannot be matched")]
     UserhashUnsupported,
@@ -93,7 +95,9 @@ impl Hash {
             Algorithm::Md5 => Ok(Hash::Md5),
             Algorithm::Sha256 => Ok(Hash::Sha256),
             Algorithm::Sha512_256 => Ok(Hash::Sha512_256),
-            other => Err(CannotVerify::UnsupportedAlgorithm(other.as_str().to_owned())),
+            other => Err(CannotVerify::UnsupportedAlgorithm(
+                other.as_str().to_owned(),
+            )),
         }
     }
 
@@ -123,7 +127,10 @@ impl Hash {
 /// HA2 = H(method:uri), for auth-int H(method:uri:H(body));
 /// response = H(HA1:nonce:nc:cnonce:qop:HA2), or H(HA1:nonce:HA2) without
 /// qop (RFC 2069 compatibility, still common in SIP).
-pub fn compute_response(params: &DigestParams<'_>, secret: &Secret) -> Result<String, CannotVerify> {
+pub fn compute_response(
+    params: &DigestParams<'_>,
+    secret: &Secret,
+) -> Result<String, CannotVerify> {
     let hash = Hash::of(&params.algorithm)?;
     let mut ha1 = match secret {
         Secret::Password(p) => hash.hex(&[
@@ -143,13 +150,21 @@ pub fn compute_response(params: &DigestParams<'_>, secret: &Secret) -> Result<St
     };
     let cnonce = || params.cnonce.ok_or(CannotVerify::MissingParam("cnonce"));
     if params.algorithm.is_session() {
-        ha1 = hash.hex(&[ha1.as_bytes(), params.nonce.as_bytes(), cnonce()?.as_bytes()]);
+        ha1 = hash.hex(&[
+            ha1.as_bytes(),
+            params.nonce.as_bytes(),
+            cnonce()?.as_bytes(),
+        ]);
     }
     let ha2 = match params.qop {
         Some(Qop::AuthInt) => {
             let body = params.body.ok_or(CannotVerify::BodyUnavailable)?;
             let body_hash = hash.hex(&[body]);
-            hash.hex(&[params.method.as_bytes(), params.uri.as_bytes(), body_hash.as_bytes()])
+            hash.hex(&[
+                params.method.as_bytes(),
+                params.uri.as_bytes(),
+                body_hash.as_bytes(),
+            ])
         }
         Some(Qop::Unknown(q)) => return Err(CannotVerify::UnsupportedQop(q.clone())),
         Some(Qop::Auth) | None => hash.hex(&[params.method.as_bytes(), params.uri.as_bytes()]),

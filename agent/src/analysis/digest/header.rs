@@ -120,7 +120,9 @@ pub fn parse_auth_headers(input: &str) -> Result<Vec<AuthHeader>, DigestError> {
                 });
             }
             if header.params.iter().any(|p| p.name == name) {
-                header.warnings.push(ParseWarning::DuplicateParam(name.clone()));
+                header
+                    .warnings
+                    .push(ParseWarning::DuplicateParam(name.clone()));
             }
             total_params += 1;
             if total_params > MAX_PARAMS {

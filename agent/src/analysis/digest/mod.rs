@@ -151,7 +151,9 @@ impl fmt::Display for Qop {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum DigestError {
-    #[error("authentication header is {len} bytes, more than the {max} accepted; it is not a real digest header")]
+    #[error(
+        "authentication header is {len} bytes, more than the {max} accepted; it is not a real digest header"
+    )]
     TooLong { len: usize, max: usize },
     #[error("authentication header has more than {max} parameters")]
     TooManyParams { max: usize },

@@ -82,7 +82,10 @@ fn parse(s: &str) -> Option<SipUri<'_>> {
         .filter(|h| !h.is_empty())
         .map(|h| {
             let (k, v) = h.split_once('=').unwrap_or((h, ""));
-            (lower(k), String::from_utf8_lossy(&percent_decode(v)).into_owned())
+            (
+                lower(k),
+                String::from_utf8_lossy(&percent_decode(v)).into_owned(),
+            )
         })
         .collect();
     headers.sort();

@@ -58,7 +58,12 @@ fn a_consistent_answer_raises_nothing() {
 
 #[test]
 fn kamailio_challenges_client_answers_realm_asterisk_realm_mismatch_only() {
-    let found = check_credentials(T, &kamailio_challenge(), &answer("realm=\"asterisk\""), &REGISTER);
+    let found = check_credentials(
+        T,
+        &kamailio_challenge(),
+        &answer("realm=\"asterisk\""),
+        &REGISTER,
+    );
     assert_eq!(codes(&found), [Code::AuthRealmMismatch]);
     let d = &found[0];
     assert_eq!(d.severity, Severity::Error);
@@ -70,7 +75,12 @@ fn kamailio_challenges_client_answers_realm_asterisk_realm_mismatch_only() {
 
 #[test]
 fn reused_old_nonce_is_a_nonce_mismatch() {
-    let found = check_credentials(T, &kamailio_challenge(), &answer("nonce=\"old\""), &REGISTER);
+    let found = check_credentials(
+        T,
+        &kamailio_challenge(),
+        &answer("nonce=\"old\""),
+        &REGISTER,
+    );
     assert_eq!(codes(&found), [Code::AuthNonceMismatch]);
     assert_eq!(found[0].evidence[1].value, "\"old\"");
 }
@@ -84,7 +94,11 @@ fn digest_uri_with_port_differs_from_request_uri_without() {
         &REGISTER,
     );
     assert_eq!(codes(&found), [Code::AuthUriMismatch]);
-    assert!(found[0].summary.contains("port 5060 vs absent"), "{}", found[0].summary);
+    assert!(
+        found[0].summary.contains("port 5060 vs absent"),
+        "{}",
+        found[0].summary
+    );
 }
 
 #[test]
@@ -104,7 +118,10 @@ fn digest_uri_differing_only_in_case_is_equivalent() {
 
 #[test]
 fn md5_answer_to_a_sha256_challenge_is_an_algorithm_mismatch() {
-    let ch = Challenge::parse("Digest realm=\"biloxi.com\", nonce=\"Zk9x1mYPcTp\", qop=\"auth\", algorithm=SHA-256").unwrap();
+    let ch = Challenge::parse(
+        "Digest realm=\"biloxi.com\", nonce=\"Zk9x1mYPcTp\", qop=\"auth\", algorithm=SHA-256",
+    )
+    .unwrap();
     let found = check_credentials(T, &ch, &answer("algorithm=MD5"), &REGISTER);
     assert_eq!(codes(&found), [Code::AuthAlgorithmMismatch]);
     assert!(found[0].summary.contains("MD5") && found[0].summary.contains("SHA-256"));
@@ -114,9 +131,15 @@ fn md5_answer_to_a_sha256_challenge_is_an_algorithm_mismatch() {
 fn qop_problems_are_algorithm_mismatches() {
     let ch = kamailio_challenge();
     let no_qop = answer("qop=-|nc=-|cnonce=-");
-    assert_eq!(codes(&check_credentials(T, &ch, &no_qop, &REGISTER)), [Code::AuthAlgorithmMismatch]);
+    assert_eq!(
+        codes(&check_credentials(T, &ch, &no_qop, &REGISTER)),
+        [Code::AuthAlgorithmMismatch]
+    );
     let auth_int = answer("qop=auth-int");
-    assert_eq!(codes(&check_credentials(T, &ch, &auth_int, &REGISTER)), [Code::AuthAlgorithmMismatch]);
+    assert_eq!(
+        codes(&check_credentials(T, &ch, &auth_int, &REGISTER)),
+        [Code::AuthAlgorithmMismatch]
+    );
     // qop offered as none, client sends qop=auth.
     let rfc2069 = Challenge::parse("Digest realm=\"biloxi.com\", nonce=\"Zk9x1mYPcTp\"").unwrap();
     assert_eq!(
@@ -136,7 +159,12 @@ fn everything_wrong_raises_each_finding_once() {
     );
     assert_eq!(
         codes(&found),
-        [Code::AuthRealmMismatch, Code::AuthNonceMismatch, Code::AuthUriMismatch, Code::AuthAlgorithmMismatch]
+        [
+            Code::AuthRealmMismatch,
+            Code::AuthNonceMismatch,
+            Code::AuthUriMismatch,
+            Code::AuthAlgorithmMismatch
+        ]
     );
 }
 
@@ -149,9 +177,24 @@ fn select_challenge_prefers_realm_and_algorithm() {
     )
     .unwrap();
     assert_eq!(select_challenge(&all, &answer("")).unwrap().nonce, "2");
-    assert_eq!(select_challenge(&all, &answer("algorithm=SHA-256")).unwrap().nonce, "1");
-    assert_eq!(select_challenge(&all, &answer("realm=\"other\"")).unwrap().nonce, "3");
-    assert_eq!(select_challenge(&all, &answer("realm=\"nope\"")).unwrap().nonce, "1");
+    assert_eq!(
+        select_challenge(&all, &answer("algorithm=SHA-256"))
+            .unwrap()
+            .nonce,
+        "1"
+    );
+    assert_eq!(
+        select_challenge(&all, &answer("realm=\"other\""))
+            .unwrap()
+            .nonce,
+        "3"
+    );
+    assert_eq!(
+        select_challenge(&all, &answer("realm=\"nope\""))
+            .unwrap()
+            .nonce,
+        "1"
+    );
     assert!(select_challenge(&[], &answer("")).is_none());
 }
 
@@ -160,7 +203,10 @@ fn stale_nonce_reports_recovery() {
     let stale = Challenge::parse("Digest realm=\"r\", nonce=\"new\", stale=true").unwrap();
     assert!(stale_nonce(T, &kamailio_challenge(), Some(false)).is_none());
     let ok = stale_nonce(T, &stale, Some(true)).unwrap();
-    assert_eq!((ok.code, ok.severity), (Code::AuthStaleNonce, Severity::Info));
+    assert_eq!(
+        (ok.code, ok.severity),
+        (Code::AuthStaleNonce, Severity::Info)
+    );
     assert!(ok.summary.contains("succeeded"));
     let bad = stale_nonce(T, &stale, Some(false)).unwrap();
     assert_eq!(bad.severity, Severity::Warning);
@@ -181,10 +227,16 @@ fn password_verdicts_become_findings_without_revealing_secrets() {
     let wrong = Secret::Password(SecretString::new("Circle of Life"));
     let v = verify(&creds, "GET", None, &right);
     let ok = password_finding(T, &creds, &v).unwrap();
-    assert_eq!((ok.code, ok.severity), (Code::AuthPasswordCorrect, Severity::Info));
+    assert_eq!(
+        (ok.code, ok.severity),
+        (Code::AuthPasswordCorrect, Severity::Info)
+    );
     let v = verify(&creds, "GET", None, &wrong);
     let bad = password_finding(T, &creds, &v).unwrap();
-    assert_eq!((bad.code, bad.severity), (Code::AuthPasswordMismatch, Severity::Error));
+    assert_eq!(
+        (bad.code, bad.severity),
+        (Code::AuthPasswordMismatch, Severity::Error)
+    );
     for d in [ok, bad] {
         let shown = format!("{d}\n{d:?}\n{}", serde_json::to_string(&d).unwrap());
         assert!(!shown.contains("6629fae4"), "response leaked: {shown}");
@@ -200,7 +252,10 @@ fn username_equal_to_the_did_is_flagged_only_for_numbers() {
     assert_eq!(d.code, Code::AuthUsernameIsDid);
     assert!(username_is_did(T, "442071234567", "442071234567").is_some());
     assert!(username_is_did(T, "alice", "alice").is_none());
-    assert!(username_is_did(T, "1001", "1001").is_none(), "extensions are not DIDs");
+    assert!(
+        username_is_did(T, "1001", "1001").is_none(),
+        "extensions are not DIDs"
+    );
     assert!(username_is_did(T, "auth8812", "442071234567").is_none());
 }
 
@@ -208,24 +263,72 @@ fn username_equal_to_the_did_is_flagged_only_for_numbers() {
 fn uri_comparison_follows_rfc3261_19_1_4() {
     use UriComparison::*;
     assert_eq!(compare("sip:a@b.com", "sip:a@b.com"), Identical);
-    assert_eq!(compare("sip:%61lice@atlanta.com;transport=TCP", "sip:alice@AtLanTa.CoM;Transport=tcp"), Equivalent);
-    assert!(matches!(compare("sip:ALICE@atlanta.com", "sip:alice@atlanta.com"), Different(_)));
-    assert!(matches!(compare("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"), Different(_)));
-    assert!(matches!(compare("sip:bob@biloxi.com", "sips:bob@biloxi.com"), Different(_)));
-    assert!(matches!(compare("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"), Different(_)));
-    assert!(matches!(compare("sip:carol@chicago.com", "sip:carol@chicago.com?Subject=next%20meeting"), Different(_)));
-    // Params only in one URI are ignored, except user/ttl/method/maddr.
-    assert_eq!(compare("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"), Equivalent);
-    assert!(matches!(compare("sip:carol@chicago.com", "sip:carol@chicago.com;maddr=239.255.255.1"), Different(_)));
-    assert!(matches!(compare("sip:+1234@gw.com;user=phone", "sip:+1234@gw.com"), Different(_)));
     assert_eq!(
-        compare("sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com", "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"),
+        compare(
+            "sip:%61lice@atlanta.com;transport=TCP",
+            "sip:alice@AtLanTa.CoM;Transport=tcp"
+        ),
         Equivalent
     );
-    assert_eq!(compare("sip:[2001:DB8::10]:5070", "sip:[2001:db8::10]:5070"), Equivalent);
-    assert!(matches!(compare("sip:[2001:db8::10]", "sip:[2001:db8::10]:5060"), Different(_)));
+    assert!(matches!(
+        compare("sip:ALICE@atlanta.com", "sip:alice@atlanta.com"),
+        Different(_)
+    ));
+    assert!(matches!(
+        compare("sip:bob@biloxi.com", "sip:bob@biloxi.com:5060"),
+        Different(_)
+    ));
+    assert!(matches!(
+        compare("sip:bob@biloxi.com", "sips:bob@biloxi.com"),
+        Different(_)
+    ));
+    assert!(matches!(
+        compare("sip:bob@phone21.boxesbybob.com", "sip:bob@192.0.2.4"),
+        Different(_)
+    ));
+    assert!(matches!(
+        compare(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com?Subject=next%20meeting"
+        ),
+        Different(_)
+    ));
+    // Params only in one URI are ignored, except user/ttl/method/maddr.
+    assert_eq!(
+        compare("sip:carol@chicago.com", "sip:carol@chicago.com;newparam=5"),
+        Equivalent
+    );
+    assert!(matches!(
+        compare(
+            "sip:carol@chicago.com",
+            "sip:carol@chicago.com;maddr=239.255.255.1"
+        ),
+        Different(_)
+    ));
+    assert!(matches!(
+        compare("sip:+1234@gw.com;user=phone", "sip:+1234@gw.com"),
+        Different(_)
+    ));
+    assert_eq!(
+        compare(
+            "sip:biloxi.com;transport=tcp;method=REGISTER?to=sip:bob%40biloxi.com",
+            "sip:biloxi.com;method=REGISTER;transport=tcp?to=sip:bob%40biloxi.com"
+        ),
+        Equivalent
+    );
+    assert_eq!(
+        compare("sip:[2001:DB8::10]:5070", "sip:[2001:db8::10]:5070"),
+        Equivalent
+    );
+    assert!(matches!(
+        compare("sip:[2001:db8::10]", "sip:[2001:db8::10]:5060"),
+        Different(_)
+    ));
     assert_eq!(compare(" <sip:a@b> ", "sip:a@b"), Identical);
     assert!(matches!(compare("tel:+1234", "tel:+1235"), Different(_)));
-    assert!(matches!(compare("/dir/index.html", "/dir/other.html"), Different(_)));
+    assert!(matches!(
+        compare("/dir/index.html", "/dir/other.html"),
+        Different(_)
+    ));
     assert!(compare("/dir/index.html", "/dir/index.html").matches());
 }

@@ -2,8 +2,8 @@
 //! be able to do to us.
 
 use crate::analysis::digest::{
-    Algorithm, Challenge, Credentials, DigestError, MAX_HEADER_LEN, MAX_PARAMS, ParseWarning,
-    Qop, parse_auth_headers,
+    Algorithm, Challenge, Credentials, DigestError, MAX_HEADER_LEN, MAX_PARAMS, ParseWarning, Qop,
+    parse_auth_headers,
 };
 
 #[test]
@@ -16,7 +16,10 @@ fn rfc2617_challenge() {
     assert_eq!(c.realm, "testrealm@host.com");
     assert_eq!(c.qop, vec![Qop::Auth, Qop::AuthInt]);
     assert_eq!(c.nonce, "dcd98b7102dd2f0e8b11d0f600bfb0c093");
-    assert_eq!(c.opaque.as_deref(), Some("5ccc069c403ebaf9f0171e9517f40e41"));
+    assert_eq!(
+        c.opaque.as_deref(),
+        Some("5ccc069c403ebaf9f0171e9517f40e41")
+    );
     assert_eq!(c.algorithm, None);
     assert_eq!(c.algorithm(), Algorithm::Md5);
     assert!(!c.stale);
@@ -25,15 +28,23 @@ fn rfc2617_challenge() {
 
 #[test]
 fn names_and_scheme_are_case_insensitive_and_values_may_be_bare() {
-    let c = Challenge::parse("DIGEST REALM=asterisk,NONCE=5d8f1a2b,Algorithm=md5-SESS,STALE=TRUE,QoP=auth")
-        .unwrap();
+    let c = Challenge::parse(
+        "DIGEST REALM=asterisk,NONCE=5d8f1a2b,Algorithm=md5-SESS,STALE=TRUE,QoP=auth",
+    )
+    .unwrap();
     assert_eq!(c.realm, "asterisk");
     assert_eq!(c.nonce, "5d8f1a2b");
     assert_eq!(c.algorithm, Some(Algorithm::Md5Sess));
     assert!(c.stale);
     assert_eq!(c.qop, vec![Qop::Auth]);
-    assert!(c.warnings.contains(&ParseWarning::UnquotedValue("realm".into())));
-    assert!(c.warnings.contains(&ParseWarning::UnquotedValue("nonce".into())));
+    assert!(
+        c.warnings
+            .contains(&ParseWarning::UnquotedValue("realm".into()))
+    );
+    assert!(
+        c.warnings
+            .contains(&ParseWarning::UnquotedValue("nonce".into()))
+    );
 }
 
 #[test]
@@ -87,7 +98,10 @@ fn malformed_nc_is_kept_and_reported() {
 fn duplicate_params_keep_the_first_and_are_reported() {
     let c = Challenge::parse("Digest realm=\"a\", nonce=\"1\", realm=\"b\"").unwrap();
     assert_eq!(c.realm, "a");
-    assert!(c.warnings.contains(&ParseWarning::DuplicateParam("realm".into())));
+    assert!(
+        c.warnings
+            .contains(&ParseWarning::DuplicateParam("realm".into()))
+    );
 }
 
 #[test]
@@ -95,12 +109,15 @@ fn missing_commas_whitespace_and_empty_elements_are_tolerated() {
     let c = Challenge::parse("  Digest  realm=\"a\"  nonce=\"1\" ,, ,\topaque=\"o\" , ").unwrap();
     assert_eq!((c.realm.as_str(), c.nonce.as_str()), ("a", "1"));
     assert_eq!(c.opaque.as_deref(), Some("o"));
-    assert!(c.warnings.contains(&ParseWarning::MissingComma { before: "nonce".into() }));
+    assert!(c.warnings.contains(&ParseWarning::MissingComma {
+        before: "nonce".into()
+    }));
 }
 
 #[test]
 fn quoted_pairs_are_unescaped() {
-    let c = Challenge::parse(r#"Digest realm="a \"quoted\" realm\\", nonce="n,with,commas""#).unwrap();
+    let c =
+        Challenge::parse(r#"Digest realm="a \"quoted\" realm\\", nonce="n,with,commas""#).unwrap();
     assert_eq!(c.realm, r#"a "quoted" realm\"#);
     assert_eq!(c.nonce, "n,with,commas");
 }
@@ -148,7 +165,10 @@ fn several_challenges_in_one_value() {
 fn unknown_scheme_is_a_clear_error() {
     // RFC 4475 3.3.7 (regaut01): REGISTER with an unknown Authorization scheme.
     let err = Credentials::parse("NoOneKnowsThisScheme opaque-data=here").unwrap_err();
-    assert_eq!(err, DigestError::UnsupportedScheme("NoOneKnowsThisScheme".into()));
+    assert_eq!(
+        err,
+        DigestError::UnsupportedScheme("NoOneKnowsThisScheme".into())
+    );
     assert!(err.to_string().contains("not Digest"));
     let h = parse_auth_headers("NoOneKnowsThisScheme opaque-data=here").unwrap();
     assert_eq!(h[0].get("opaque-data").unwrap().value, "here");
@@ -158,11 +178,17 @@ fn unknown_scheme_is_a_clear_error() {
 fn missing_required_params_name_the_param() {
     assert_eq!(
         Challenge::parse("Digest realm=\"r\""),
-        Err(DigestError::MissingParam { what: "challenge", param: "nonce" })
+        Err(DigestError::MissingParam {
+            what: "challenge",
+            param: "nonce"
+        })
     );
     assert_eq!(
         Credentials::parse("Digest username=\"u\", realm=\"r\", nonce=\"n\", uri=\"sip:r\""),
-        Err(DigestError::MissingParam { what: "credentials", param: "response" })
+        Err(DigestError::MissingParam {
+            what: "credentials",
+            param: "response"
+        })
     );
     let e = Credentials::parse("Digest realm=\"r\"").unwrap_err();
     assert!(e.to_string().contains("`username`"), "{e}");
@@ -186,12 +212,21 @@ fn malformed_input_is_an_error_not_a_panic() {
     ));
     assert!(matches!(
         Challenge::parse("Digest realm=a, \u{e9}t\u{e9}=b"),
-        Err(DigestError::ExpectedParamName { found: '\u{e9}', .. })
+        Err(DigestError::ExpectedParamName {
+            found: '\u{e9}',
+            ..
+        })
     ));
-    assert_eq!(Challenge::parse_bytes(b"Digest realm=\"\xff\", nonce=1"), Err(DigestError::NotUtf8));
+    assert_eq!(
+        Challenge::parse_bytes(b"Digest realm=\"\xff\", nonce=1"),
+        Err(DigestError::NotUtf8)
+    );
     assert_eq!(
         Credentials::parse("Digest"),
-        Err(DigestError::MissingParam { what: "credentials", param: "username" })
+        Err(DigestError::MissingParam {
+            what: "credentials",
+            param: "username"
+        })
     );
 }
 
@@ -199,7 +234,13 @@ fn malformed_input_is_an_error_not_a_panic() {
 fn huge_headers_are_refused_with_a_bound() {
     let nonce = "a".repeat(MAX_HEADER_LEN);
     let err = Challenge::parse(&format!("Digest realm=\"r\", nonce=\"{nonce}\"")).unwrap_err();
-    assert!(matches!(err, DigestError::TooLong { max: MAX_HEADER_LEN, .. }));
+    assert!(matches!(
+        err,
+        DigestError::TooLong {
+            max: MAX_HEADER_LEN,
+            ..
+        }
+    ));
     // Just under the bound still parses.
     let nonce = "a".repeat(MAX_HEADER_LEN - 40);
     assert!(Challenge::parse(&format!("Digest realm=\"r\", nonce=\"{nonce}\"")).is_ok());
@@ -212,8 +253,13 @@ fn huge_headers_are_refused_with_a_bound() {
 
 #[test]
 fn challenge_qop_list_tolerates_spaces_and_unknown_values() {
-    let c = Challenge::parse("Digest realm=\"r\", nonce=\"n\", qop=\" auth , auth-conf,,AUTH-INT \"").unwrap();
-    assert_eq!(c.qop, vec![Qop::Auth, Qop::Unknown("auth-conf".into()), Qop::AuthInt]);
+    let c =
+        Challenge::parse("Digest realm=\"r\", nonce=\"n\", qop=\" auth , auth-conf,,AUTH-INT \"")
+            .unwrap();
+    assert_eq!(
+        c.qop,
+        vec![Qop::Auth, Qop::Unknown("auth-conf".into()), Qop::AuthInt]
+    );
 }
 
 #[test]
@@ -225,5 +271,8 @@ fn credentials_debug_never_shows_the_response() {
     let dbg = format!("{c:?}");
     assert!(!dbg.contains("6629fae4"), "{dbg}");
     assert!(dbg.contains("<redacted>"));
-    assert_eq!(c.response.expose_secret(), "6629fae49393a05397450978507c4ef1");
+    assert_eq!(
+        c.response.expose_secret(),
+        "6629fae49393a05397450978507c4ef1"
+    );
 }

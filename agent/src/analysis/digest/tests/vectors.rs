@@ -36,7 +36,11 @@ fn authorization(v: &Value) -> String {
         h += &format!(", algorithm={a}");
     }
     if let Some(q) = s(v, "qop") {
-        h += &format!(", qop={q}, nc={}, cnonce=\"{}\"", s(v, "nc").unwrap(), s(v, "cnonce").unwrap());
+        h += &format!(
+            ", qop={q}, nc={}, cnonce=\"{}\"",
+            s(v, "nc").unwrap(),
+            s(v, "cnonce").unwrap()
+        );
     }
     if let Some(o) = s(v, "opaque") {
         h += &format!(", opaque=\"{o}\"");
@@ -60,11 +64,23 @@ fn every_published_vector_verifies_with_its_password_only() {
             s(v, "expected_response").unwrap(),
             "{id}"
         );
-        assert_eq!(verify(&creds, method, body, &password), Verdict::Match, "{id}");
+        assert_eq!(
+            verify(&creds, method, body, &password),
+            Verdict::Match,
+            "{id}"
+        );
         let wrong = Secret::Password(SecretString::new(format!("{}x", s(v, "password").unwrap())));
-        assert_eq!(verify(&creds, method, body, &wrong), Verdict::Mismatch, "{id}");
+        assert_eq!(
+            verify(&creds, method, body, &wrong),
+            Verdict::Mismatch,
+            "{id}"
+        );
         // The method is part of HA2: answering with the wrong one must fail.
-        assert_eq!(verify(&creds, "OPTIONS", body, &password), Verdict::Mismatch, "{id}");
+        assert_eq!(
+            verify(&creds, "OPTIONS", body, &password),
+            Verdict::Mismatch,
+            "{id}"
+        );
     }
 }
 
@@ -82,7 +98,11 @@ fn vectors_verify_from_a_stored_ha1() {
             algorithm: creds.algorithm(),
         };
         let body = s(&v, "entity_body").map(str::as_bytes);
-        assert_eq!(verify(&creds, s(&v, "method").unwrap(), body, &ha1), Verdict::Match, "{id}");
+        assert_eq!(
+            verify(&creds, s(&v, "method").unwrap(), body, &ha1),
+            Verdict::Match,
+            "{id}"
+        );
         checked += 1;
     }
     assert!(checked >= 15, "only {checked} HA1 vectors checked");
@@ -117,11 +137,19 @@ fn session_algorithms_need_cnonce_and_auth_int_needs_the_body() {
         Verdict::CannotVerify(CannotVerify::BodyUnavailable)
     );
     // A different body is a mismatch: auth-int protects it.
-    assert_eq!(verify(&creds, "INVITE", Some(b"v=0\r\n"), &password), Verdict::Mismatch);
+    assert_eq!(
+        verify(&creds, "INVITE", Some(b"v=0\r\n"), &password),
+        Verdict::Mismatch
+    );
     let mut no_cnonce = creds.clone();
     no_cnonce.cnonce = None;
     assert_eq!(
-        verify(&no_cnonce, "INVITE", Some(s(&v, "entity_body").unwrap().as_bytes()), &password),
+        verify(
+            &no_cnonce,
+            "INVITE",
+            Some(s(&v, "entity_body").unwrap().as_bytes()),
+            &password
+        ),
         Verdict::CannotVerify(CannotVerify::MissingParam("cnonce"))
     );
 }
@@ -135,7 +163,8 @@ fn cannot_verify_reasons() {
         verify(&c, "REGISTER", None, &pw),
         Verdict::CannotVerify(CannotVerify::UnsupportedAlgorithm("AKAv1-MD5".into()))
     );
-    let c = Credentials::parse(&format!("{base}, qop=auth-conf, nc=00000001, cnonce=\"x\"")).unwrap();
+    let c =
+        Credentials::parse(&format!("{base}, qop=auth-conf, nc=00000001, cnonce=\"x\"")).unwrap();
     assert_eq!(
         verify(&c, "REGISTER", None, &pw),
         Verdict::CannotVerify(CannotVerify::UnsupportedQop("auth-conf".into()))
@@ -175,7 +204,8 @@ fn sha512_256_is_the_fips_truncated_hash_not_a_truncated_sha512() {
     )
     .unwrap();
     let pw = Secret::Password(SecretString::new("p"));
-    let expected = compute_response(&DigestParams::from_credentials(&c, "REGISTER", None), &pw).unwrap();
+    let expected =
+        compute_response(&DigestParams::from_credentials(&c, "REGISTER", None), &pw).unwrap();
     assert_eq!(expected.len(), 64);
     let ha1 = Hash::Sha512_256.hex(&[b"u", b"r", b"p"]);
     let sess = Hash::Sha512_256.hex(&[ha1.as_bytes(), b"n", b"c"]);
