@@ -142,6 +142,15 @@ impl Diagnosis {
         self.remedy = remedy;
         self
     }
+
+    /// Ties every piece of evidence not yet tied to a message to `message`
+    /// (for findings read off a single message, e.g. the NAT checks).
+    pub fn in_message(mut self, message: &MessageRef) -> Self {
+        for e in self.evidence.iter_mut().filter(|e| e.message.is_none()) {
+            e.message = Some(message.clone());
+        }
+        self
+    }
 }
 
 impl fmt::Display for Diagnosis {

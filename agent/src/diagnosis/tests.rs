@@ -173,3 +173,17 @@ fn serializes_with_dotted_code_and_lowercase_severity() {
     assert!(v["evidence"][1].get("message").is_none());
     assert!(v["remedy"]["pjsip"].as_str().unwrap().contains("realm="));
 }
+
+#[test]
+fn in_message_ties_only_untied_evidence() {
+    let m = MessageRef {
+        at: Timestamp::from_nanos(9),
+        label: "REGISTER (CSeq 3)".into(),
+    };
+    let d = sample().in_message(&m);
+    assert_eq!(
+        d.evidence[0].message.as_ref().unwrap().label,
+        "401 Unauthorized (CSeq 1 REGISTER)"
+    );
+    assert_eq!(d.evidence[1].message.as_ref(), Some(&m));
+}

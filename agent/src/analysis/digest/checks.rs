@@ -5,17 +5,38 @@
 //! it also calls [`super::verify`] and [`password_finding`].
 
 use super::uri::{UriComparison, compare};
-use super::{Challenge, Credentials, Verdict};
+use super::{Challenge, Credentials, Verdict, verify};
+use crate::analysis::credentials::CredentialStore;
 use crate::capture::Timestamp;
-use crate::diagnosis::{Code, Diagnosis, Evidence, Severity};
+use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef, Severity};
 
-/// The request that carried the credentials.
+/// The request that carried the credentials, and where its parts were seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AuthenticatedRequest<'a> {
     /// Request method (`REGISTER`, `INVITE`, ...).
     pub method: &'a str,
     /// The Request-URI from the start line.
     pub request_uri: &'a str,
+    /// The request itself; evidence read from it is tied to it.
+    pub message: Option<&'a MessageRef>,
+    /// The 401/407 whose challenge is answered; evidence read from the
+    /// challenge is tied to it.
+    pub challenge_message: Option<&'a MessageRef>,
+}
+
+impl AuthenticatedRequest<'_> {
+    fn seen_in_request(&self, name: &'static str, value: impl Into<String>) -> Evidence {
+        tie(Evidence::new(name, value), self.message)
+    }
+
+    fn seen_in_challenge(&self, name: &'static str, value: impl Into<String>) -> Evidence {
+        tie(Evidence::new(name, value), self.challenge_message)
+    }
+}
+
+fn tie(mut e: Evidence, m: Option<&MessageRef>) -> Evidence {
+    e.message = m.cloned();
+    e
 }
 
 /// The challenge `creds` answer among those a 401/407 offered (RFC 8760
@@ -60,8 +81,8 @@ pub fn check_credentials(
                     quoted(&challenge.realm)
                 ),
             )
-            .with_evidence(Evidence::new("challenge realm", quoted(&challenge.realm)))
-            .with_evidence(Evidence::new("credentials realm", quoted(&creds.realm))),
+            .with_evidence(request.seen_in_challenge("challenge realm", quoted(&challenge.realm)))
+            .with_evidence(request.seen_in_request("credentials realm", quoted(&creds.realm))),
         );
     }
     if creds.nonce != challenge.nonce {
@@ -75,8 +96,8 @@ pub fn check_credentials(
                     request.method
                 ),
             )
-            .with_evidence(Evidence::new("challenge nonce", quoted(&challenge.nonce)))
-            .with_evidence(Evidence::new("credentials nonce", quoted(&creds.nonce))),
+            .with_evidence(request.seen_in_challenge("challenge nonce", quoted(&challenge.nonce)))
+            .with_evidence(request.seen_in_request("credentials nonce", quoted(&creds.nonce))),
         );
     }
     if let UriComparison::Different(reason) = compare(&creds.uri, request.request_uri) {
@@ -89,11 +110,11 @@ pub fn check_credentials(
                      reject the credentials even with the right password."
                 ),
             )
-            .with_evidence(Evidence::new("digest uri", creds.uri.clone()))
-            .with_evidence(Evidence::new("Request-URI", request.request_uri.to_owned())),
+            .with_evidence(request.seen_in_request("digest uri", creds.uri.clone()))
+            .with_evidence(request.seen_in_request("Request-URI", request.request_uri.to_owned())),
         );
     }
-    if let Some(d) = algorithm_or_qop_mismatch(at, challenge, creds) {
+    if let Some(d) = algorithm_or_qop_mismatch(at, challenge, creds, request) {
         out.push(d);
     }
     out
@@ -103,6 +124,7 @@ fn algorithm_or_qop_mismatch(
     at: Timestamp,
     ch: &Challenge,
     creds: &Credentials,
+    request: &AuthenticatedRequest<'_>,
 ) -> Option<Diagnosis> {
     let offered_qop = if ch.qop.is_empty() {
         "none (RFC 2069 form)".to_owned()
@@ -134,22 +156,55 @@ fn algorithm_or_qop_mismatch(
     };
     Some(
         Diagnosis::new(Code::AuthAlgorithmMismatch, at, problem)
-            .with_evidence(Evidence::new(
-                "challenge algorithm",
-                ch.algorithm
-                    .as_ref()
-                    .map_or_else(|| "absent (MD5)".to_owned(), |a| a.to_string()),
-            ))
-            .with_evidence(Evidence::new(
-                "credentials algorithm",
-                creds
-                    .algorithm
-                    .as_ref()
-                    .map_or_else(|| "absent (MD5)".to_owned(), |a| a.to_string()),
-            ))
-            .with_evidence(Evidence::new("challenge qop", offered_qop))
-            .with_evidence(Evidence::new("credentials qop", used_qop)),
+            .with_evidence(
+                request.seen_in_challenge(
+                    "challenge algorithm",
+                    ch.algorithm
+                        .as_ref()
+                        .map_or_else(|| "absent (MD5)".to_owned(), |a| a.to_string()),
+                ),
+            )
+            .with_evidence(
+                request.seen_in_request(
+                    "credentials algorithm",
+                    creds
+                        .algorithm
+                        .as_ref()
+                        .map_or_else(|| "absent (MD5)".to_owned(), |a| a.to_string()),
+                ),
+            )
+            .with_evidence(request.seen_in_challenge("challenge qop", offered_qop))
+            .with_evidence(request.seen_in_request("credentials qop", used_qop)),
     )
+}
+
+/// Everything the digest analysis can say about one answered challenge:
+/// [`select_challenge`] among those offered, [`check_credentials`], and,
+/// when `store` knows the account, the password verdict
+/// ([`password_finding`]). `body` is the request body (only auth-int needs
+/// it). Returns no finding for a consistent answer without a store entry.
+pub fn diagnose_answer(
+    at: Timestamp,
+    challenges: &[Challenge],
+    creds: &Credentials,
+    request: &AuthenticatedRequest<'_>,
+    body: Option<&[u8]>,
+    store: Option<&CredentialStore>,
+) -> Vec<Diagnosis> {
+    let mut out = match select_challenge(challenges, creds) {
+        Some(ch) => check_credentials(at, ch, creds, request),
+        None => Vec::new(),
+    };
+    if let Some(secret) = store.and_then(|s| s.lookup(&creds.realm, &creds.username)) {
+        let verdict = verify(creds, request.method, body, secret);
+        if let Some(mut d) = password_finding(at, creds, &verdict) {
+            for e in &mut d.evidence {
+                e.message = request.message.cloned();
+            }
+            out.push(d);
+        }
+    }
+    out
 }
 
 /// `auth.stale_nonce` for a challenge with `stale=true` (RFC 7616 §3.3):

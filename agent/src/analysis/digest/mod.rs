@@ -27,8 +27,8 @@ use std::fmt;
 pub use authorization::Credentials;
 pub use challenge::Challenge;
 pub use checks::{
-    AuthenticatedRequest, check_credentials, password_finding, select_challenge, stale_nonce,
-    username_is_did,
+    AuthenticatedRequest, check_credentials, diagnose_answer, password_finding, select_challenge,
+    stale_nonce, username_is_did,
 };
 pub use compute::{CannotVerify, DigestParams, Verdict, compute_response, verify};
 pub use header::{AuthHeader, AuthParam, MAX_HEADER_LEN, MAX_PARAMS, parse_auth_headers};

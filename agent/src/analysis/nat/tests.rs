@@ -419,3 +419,22 @@ fn sdp_that_is_fine_or_on_hold_raises_nothing() {
     );
     assert!(check_sdp(T, "10.33.6.100", Some(6000), ip("::ffff:10.33.6.100")).is_none());
 }
+
+proptest::proptest! {
+    #[test]
+    fn host_parsing_and_checks_never_panic(host in "\\PC{0,40}", port in proptest::option::of(proptest::num::u16::ANY)) {
+        let _ = parse_host_ip(&host);
+        let vias = [via(Transport::Udp, &host, port)];
+        let contacts = [HostPort::new(host.clone(), port)];
+        let req = RequestAddresses { method: "REGISTER", source: sock("203.0.113.1:5060"), vias: &vias, contacts: &contacts };
+        let _ = check_request(T, &req);
+        let _ = check_response_via(T, &vias[0], &contacts);
+        let _ = check_sdp(T, &host, port, ip("203.0.113.1"));
+    }
+
+    #[test]
+    fn ipv4_mapped_matches_plain_ipv4(a in proptest::num::u32::ANY) {
+        let v4 = std::net::Ipv4Addr::from(a);
+        proptest::prop_assert_eq!(AddressScope::of(IpAddr::V4(v4)), AddressScope::of(IpAddr::V6(v4.to_ipv6_mapped())));
+    }
+}

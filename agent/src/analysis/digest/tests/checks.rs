@@ -18,6 +18,8 @@ fn kamailio_challenge() -> Challenge {
 const REGISTER: AuthenticatedRequest<'static> = AuthenticatedRequest {
     method: "REGISTER",
     request_uri: "sip:biloxi.com",
+    message: None,
+    challenge_message: None,
 };
 
 fn answer(extra: &str) -> Credentials {
@@ -106,6 +108,7 @@ fn digest_uri_differing_only_in_case_is_equivalent() {
     let req = AuthenticatedRequest {
         method: "REGISTER",
         request_uri: "sip:Bob@biloxi.com;transport=udp",
+        ..REGISTER
     };
     let found = check_credentials(
         T,
@@ -331,4 +334,90 @@ fn uri_comparison_follows_rfc3261_19_1_4() {
         Different(_)
     ));
     assert!(compare("/dir/index.html", "/dir/index.html").matches());
+}
+
+#[test]
+fn diagnose_answer_ties_evidence_and_adds_the_password_verdict() {
+    use crate::analysis::credentials::CredentialStore;
+    use crate::analysis::digest::diagnose_answer;
+    use crate::diagnosis::MessageRef;
+
+    // draft-smith 3.3: bob answers biloxi.com's challenge with qop=auth.
+    let challenges = Challenge::parse_all(
+        "Digest realm=\"biloxi.com\", qop=\"auth,auth-int\", \
+         nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+    )
+    .unwrap();
+    let creds = Credentials::parse(
+        "Digest username=\"bob\", realm=\"biloxi.com\", nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", \
+         uri=\"sip:bob@biloxi.com\", qop=auth, nc=00000001, cnonce=\"0a4f113b\", \
+         response=\"89eb0059246c02b2f6ee02c7961d5ea3\", opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+    )
+    .unwrap();
+    let challenge_msg = MessageRef {
+        at: Timestamp::from_nanos(1),
+        label: "407 Proxy Authentication Required".into(),
+    };
+    let request_msg = MessageRef {
+        at: Timestamp::from_nanos(2),
+        label: "INVITE (CSeq 2)".into(),
+    };
+    let req = AuthenticatedRequest {
+        method: "INVITE",
+        request_uri: "sip:bob@biloxi.com:5060",
+        message: Some(&request_msg),
+        challenge_message: Some(&challenge_msg),
+    };
+    let right = CredentialStore::from_toml_str(
+        "[[credential]]\nrealm = \"biloxi.com\"\nusername = \"bob\"\npassword = \"zanzibar\"\n",
+    )
+    .unwrap();
+    let found = diagnose_answer(T, &challenges, &creds, &req, None, Some(&right));
+    assert_eq!(
+        codes(&found),
+        [Code::AuthUriMismatch, Code::AuthPasswordCorrect]
+    );
+    assert!(
+        found[0]
+            .evidence
+            .iter()
+            .all(|e| e.message.as_ref() == Some(&request_msg))
+    );
+    assert!(
+        found[1]
+            .evidence
+            .iter()
+            .all(|e| e.message.as_ref() == Some(&request_msg))
+    );
+
+    let wrong = CredentialStore::from_toml_str(
+        "[[credential]]\nusername = \"bob\"\npassword = \"zanzibaR\"\n",
+    )
+    .unwrap();
+    let req = AuthenticatedRequest {
+        request_uri: "sip:bob@biloxi.com",
+        ..req
+    };
+    let found = diagnose_answer(T, &challenges, &creds, &req, None, Some(&wrong));
+    assert_eq!(codes(&found), [Code::AuthPasswordMismatch]);
+    // Without a store entry, a consistent answer raises nothing.
+    assert!(diagnose_answer(T, &challenges, &creds, &req, None, None).is_empty());
+    let other =
+        CredentialStore::from_toml_str("[[credential]]\nusername = \"alice\"\npassword = \"x\"\n")
+            .unwrap();
+    assert!(diagnose_answer(T, &challenges, &creds, &req, None, Some(&other)).is_empty());
+
+    // A realm mismatch ties the challenge side to the 407.
+    let found = check_credentials(
+        T,
+        &challenges[0],
+        &answer("realm=\"asterisk\""),
+        &AuthenticatedRequest {
+            request_uri: "sip:biloxi.com",
+            ..req
+        },
+    );
+    let realm = &found[0];
+    assert_eq!(realm.evidence[0].message.as_ref(), Some(&challenge_msg));
+    assert_eq!(realm.evidence[1].message.as_ref(), Some(&request_msg));
 }

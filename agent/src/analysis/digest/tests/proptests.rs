@@ -41,3 +41,28 @@ proptest! {
         prop_assert_eq!(c.nonce, nonce);
     }
 }
+
+proptest! {
+    #[test]
+    fn uri_comparison_is_total_reflexive_and_symmetric(
+        a in "(sips?:|tel:|/)?[a-zA-Z0-9@:;=?&%.\\[\\]<> -]{0,40}",
+        b in "(sips?:|tel:|/)?[a-zA-Z0-9@:;=?&%.\\[\\]<> -]{0,40}",
+    ) {
+        use crate::analysis::digest::uri::compare;
+        prop_assert!(compare(&a, &a).matches());
+        prop_assert_eq!(compare(&a, &b).matches(), compare(&b, &a).matches());
+    }
+
+    #[test]
+    fn sip_uri_case_of_scheme_and_host_never_matters(
+        user in "[a-z0-9]{1,8}",
+        host in "[a-z]{1,10}\\.(com|net)",
+        port in proptest::option::of(1u16..),
+    ) {
+        use crate::analysis::digest::uri::compare;
+        let port = port.map(|p| format!(":{p}")).unwrap_or_default();
+        let lower = format!("sip:{user}@{host}{port};transport=udp");
+        let upper = format!("SIP:{user}@{}{port};TRANSPORT=UDP", host.to_uppercase());
+        prop_assert!(compare(&lower, &upper).matches());
+    }
+}
