@@ -20,6 +20,7 @@ mod challenge;
 pub mod checks;
 mod compute;
 pub mod header;
+mod outcome;
 pub mod uri;
 
 use std::fmt;
@@ -32,6 +33,7 @@ pub use checks::{
 };
 pub use compute::{CannotVerify, DigestParams, Verdict, compute_response, verify};
 pub use header::{AuthHeader, AuthParam, MAX_HEADER_LEN, MAX_PARAMS, parse_auth_headers};
+pub use outcome::{challenge_loop, forbidden_after_auth, rechallenged};
 
 /// Digest algorithm (RFC 7616 §3.3 `algorithm`, IANA "HTTP Digest Hash
 /// Algorithms"; RFC 8760 for SIP). Absent in a header means MD5.
