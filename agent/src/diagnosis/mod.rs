@@ -1,7 +1,7 @@
 //! The diagnosis stage: what sipscope tells an operator.
 //!
 //! A [`Diagnosis`] is one finding: a stable [`Code`] from the catalogue
-//! ([`catalogue`]), a [`Severity`], the packet-clock time it was raised at,
+//! (`catalogue.rs`), a [`Severity`], the packet-clock time it was raised at,
 //! a plain-language summary, the [`Evidence`] it rests on (which messages,
 //! which values) and a [`Remedy`] phrased for the common PBXs.
 //!

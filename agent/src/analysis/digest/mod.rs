@@ -3,23 +3,26 @@
 //!
 //! - [`Challenge`] (`WWW-Authenticate` / `Proxy-Authenticate`) and
 //!   [`Credentials`] (`Authorization` / `Proxy-Authorization`) are parsed by
-//!   our own tolerant, bounded tokenizer ([`header`]); rsip cannot be used
+//!   our own tolerant, bounded tokenizer ([`parse_auth_headers`]); rsip cannot be used
 //!   here because it reads `nc` as a decimal `u8`.
 //! - [`compute_response`] / [`verify`] compute the digest `response` for
 //!   MD5, MD5-sess, SHA-256, SHA-256-sess, SHA-512-256(-sess), with qop
 //!   absent (RFC 2069 form), `auth` and `auth-int`.
-//! - [`checks`] turn a challenge and the credentials answering it into
-//!   catalogue findings (realm/nonce/uri/algorithm mismatch, stale nonce,
-//!   password verdict).
+//! - [`check_credentials`] / [`diagnose_answer`] turn a challenge and the
+//!   credentials answering it into catalogue findings (realm/nonce/uri/
+//!   algorithm mismatch, password verdict); [`rechallenged`],
+//!   [`challenge_loop`], [`forbidden_after_auth`], [`stale_nonce`] and
+//!   [`username_is_did`] word the server-outcome findings the tracker
+//!   detects. [`uri::compare`] implements RFC 3261 §19.1.4 URI equality.
 //!
 //! Nothing here is Serialize and `Credentials` redacts its `response` in
 //! Debug: digest responses are offline-crackable and never leave the host.
 
 mod authorization;
 mod challenge;
-pub mod checks;
+mod checks;
 mod compute;
-pub mod header;
+mod header;
 mod outcome;
 pub mod uri;
 
