@@ -48,40 +48,65 @@ fn authorization(v: &Value) -> String {
     h
 }
 
+/// One vector: verifies with its password, not with another, not for
+/// another method; the computed response is the published one.
+fn check_vector(v: &Value) {
+    let id = s(v, "id").unwrap();
+    let creds = Credentials::parse(&authorization(v)).unwrap_or_else(|e| panic!("{id}: {e}"));
+    let body = s(v, "entity_body").map(str::as_bytes);
+    let method = s(v, "method").unwrap();
+    let password = Secret::Password(SecretString::new(s(v, "password").unwrap()));
+    let params = DigestParams::from_credentials(&creds, method, body);
+    assert_eq!(
+        compute_response(&params, &password).unwrap(),
+        s(v, "expected_response").unwrap(),
+        "{id}"
+    );
+    assert_eq!(
+        verify(&creds, method, body, &password),
+        Verdict::Match,
+        "{id}"
+    );
+    let wrong = Secret::Password(SecretString::new(format!("{}x", s(v, "password").unwrap())));
+    assert_eq!(
+        verify(&creds, method, body, &wrong),
+        Verdict::Mismatch,
+        "{id}"
+    );
+    // The method is part of HA2: answering with the wrong one must fail.
+    assert_eq!(
+        verify(&creds, "OPTIONS", body, &password),
+        Verdict::Mismatch,
+        "{id}"
+    );
+}
+
 #[test]
 fn every_published_vector_verifies_with_its_password_only() {
     let all = vectors();
     assert!(all.len() >= 19, "fixture lost vectors: {}", all.len());
-    for v in &all {
-        let id = s(v, "id").unwrap();
-        let creds = Credentials::parse(&authorization(v)).unwrap_or_else(|e| panic!("{id}: {e}"));
-        let body = s(v, "entity_body").map(str::as_bytes);
-        let method = s(v, "method").unwrap();
-        let password = Secret::Password(SecretString::new(s(v, "password").unwrap()));
-        let params = DigestParams::from_credentials(&creds, method, body);
-        assert_eq!(
-            compute_response(&params, &password).unwrap(),
-            s(v, "expected_response").unwrap(),
-            "{id}"
-        );
-        assert_eq!(
-            verify(&creds, method, body, &password),
-            Verdict::Match,
-            "{id}"
-        );
-        let wrong = Secret::Password(SecretString::new(format!("{}x", s(v, "password").unwrap())));
-        assert_eq!(
-            verify(&creds, method, body, &wrong),
-            Verdict::Mismatch,
-            "{id}"
-        );
-        // The method is part of HA2: answering with the wrong one must fail.
-        assert_eq!(
-            verify(&creds, "OPTIONS", body, &password),
-            Verdict::Mismatch,
-            "{id}"
-        );
-    }
+    all.iter().for_each(check_vector);
+}
+
+/// The shared reference set also holds John the Ripper / SIPcrack vectors,
+/// which are not copied into the project (licence); use them when
+/// `<workspace>/../shared` is present, as CI lays it out.
+#[test]
+fn shared_vectors_including_jtr_verify_when_present() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/testdata/external/digest/digest_vectors.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        eprintln!("skipped: {} not present", path.display());
+        return;
+    };
+    let doc: Value = serde_json::from_str(&text).unwrap();
+    let all = doc["vectors"].as_array().unwrap();
+    let jtr = all
+        .iter()
+        .filter(|v| s(v, "id").is_some_and(|id| id.starts_with("jtr-")))
+        .count();
+    assert!(jtr >= 8, "expected the JtR vectors in {}", path.display());
+    all.iter().for_each(check_vector);
 }
 
 #[test]
