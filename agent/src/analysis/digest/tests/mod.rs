@@ -5,4 +5,5 @@ mod checks;
 mod outcome;
 mod parse;
 mod proptests;
+mod real_peer;
 mod vectors;
