@@ -260,6 +260,30 @@ pub(super) fn for_code(code: Code) -> Remedy {
 }
 
 impl Remedy {
+    /// For a right password answered with non-conformant digest arithmetic
+    /// (see `analysis::digest::Deviation`): fix the client, or make the
+    /// server ask for something the client gets right (`workaround`).
+    pub fn for_client_deviation(workaround: &str) -> Remedy {
+        Remedy {
+            general: Cow::Owned(format!(
+                "The password is right; the client's digest implementation is not. Upgrade or \
+                 reconfigure the client, or {workaround}."
+            )),
+            pjsip: Cow::Owned(format!(
+                "as server: {workaround} (Asterisk 18.22/20.7/21.2+: supported_algorithms_uas= in \
+                 the type=auth section); as client: upgrade Asterisk"
+            )),
+            freeswitch: Cow::Owned(format!(
+                "as client: upgrade FreeSWITCH/Sofia; as server there is no per-profile knob, so \
+                 put a proxy in front or {workaround} upstream"
+            )),
+            kamailio: Cow::Owned(format!(
+                "as registrar: {workaround} (www_challenge() flags and modparam(\"auth\", \
+                 \"algorithm\", ...))"
+            )),
+        }
+    }
+
     /// NAT remedy for `code`, naming the public address the peer saw and the
     /// local network the private address belongs to when they are known.
     pub fn for_nat(code: Code, public: Option<IpAddr>, local_net: Option<&str>) -> Remedy {

@@ -8,7 +8,7 @@ use super::uri::{UriComparison, compare};
 use super::{Challenge, Credentials, Verdict, verify};
 use crate::analysis::credentials::CredentialStore;
 use crate::capture::Timestamp;
-use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef, Severity};
+use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef, Remedy, Severity};
 
 /// The request that carried the credentials, and where its parts were seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -273,6 +273,18 @@ pub fn password_finding(
                 quoted(&creds.username)
             ),
         ),
+        Verdict::MatchWithDeviation(dev) => Diagnosis::new(
+            Code::AuthPasswordCorrect,
+            at,
+            format!(
+                "The password in the credentials file for {} is correct, but the client {}; \
+                 a server following RFC 7616 computes a different response and rejects it.",
+                quoted(&creds.username),
+                dev.describe()
+            ),
+        )
+        .with_severity(Severity::Warning)
+        .with_remedy(Remedy::for_client_deviation(dev.workaround())),
         Verdict::Mismatch => Diagnosis::new(
             Code::AuthPasswordMismatch,
             at,

@@ -77,9 +77,51 @@ pub enum CannotVerify {
 pub enum Verdict {
     /// The secret produces the client's response: the password is right.
     Match,
-    /// It does not: the client uses another password (or username).
+    /// The secret produces the response only under a known client
+    /// deviation from RFC 7616: the password is right, but a conformant
+    /// server rejects the response.
+    MatchWithDeviation(Deviation),
+    /// It does not, even allowing for known client deviations: the client
+    /// uses another password (or username).
     Mismatch,
     CannotVerify(CannotVerify),
+}
+
+/// A known way clients get the digest arithmetic wrong. Checked only after
+/// the conformant computation failed, so a wrong password is never
+/// explained away by one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deviation {
+    /// A `-sess` algorithm answered with the plain HA1 (SIPp 3.6 does this
+    /// for MD5-sess).
+    SessionIgnored,
+    /// qop sent, but the response computed in the RFC 2069 form without
+    /// nc/cnonce/qop.
+    QopIgnored,
+    /// qop=auth-int sent, but the body hash left out of HA2.
+    BodyIgnored,
+}
+
+impl Deviation {
+    /// Plain-language description for summaries.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Deviation::SessionIgnored => {
+                "answers a -sess algorithm with the plain (non-session) HA1"
+            }
+            Deviation::QopIgnored => "sends qop but computes the response in the old RFC 2069 form",
+            Deviation::BodyIgnored => "sends qop=auth-int but leaves the body out of the hash",
+        }
+    }
+
+    /// What the operator can change on the server side to interoperate.
+    pub fn workaround(self) -> &'static str {
+        match self {
+            Deviation::SessionIgnored => "challenge with algorithm=MD5 (without -sess)",
+            Deviation::QopIgnored => "challenge without qop",
+            Deviation::BodyIgnored => "offer qop=\"auth\" only",
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -131,6 +173,15 @@ pub fn compute_response(
     params: &DigestParams<'_>,
     secret: &Secret,
 ) -> Result<String, CannotVerify> {
+    compute(params, secret, None)
+}
+
+/// [`compute_response`], optionally reproducing a client `deviation`.
+fn compute(
+    params: &DigestParams<'_>,
+    secret: &Secret,
+    deviation: Option<Deviation>,
+) -> Result<String, CannotVerify> {
     let hash = Hash::of(&params.algorithm)?;
     let mut ha1 = match secret {
         Secret::Password(p) => hash.hex(&[
@@ -149,7 +200,7 @@ pub fn compute_response(
         }
     };
     let cnonce = || params.cnonce.ok_or(CannotVerify::MissingParam("cnonce"));
-    if params.algorithm.is_session() {
+    if params.algorithm.is_session() && deviation != Some(Deviation::SessionIgnored) {
         ha1 = hash.hex(&[
             ha1.as_bytes(),
             params.nonce.as_bytes(),
@@ -157,7 +208,7 @@ pub fn compute_response(
         ]);
     }
     let ha2 = match params.qop {
-        Some(Qop::AuthInt) => {
+        Some(Qop::AuthInt) if deviation != Some(Deviation::BodyIgnored) => {
             let body = params.body.ok_or(CannotVerify::BodyUnavailable)?;
             let body_hash = hash.hex(&[body]);
             hash.hex(&[
@@ -167,11 +218,10 @@ pub fn compute_response(
             ])
         }
         Some(Qop::Unknown(q)) => return Err(CannotVerify::UnsupportedQop(q.clone())),
-        Some(Qop::Auth) | None => hash.hex(&[params.method.as_bytes(), params.uri.as_bytes()]),
+        _ => hash.hex(&[params.method.as_bytes(), params.uri.as_bytes()]),
     };
     Ok(match params.qop {
-        None => hash.hex(&[ha1.as_bytes(), params.nonce.as_bytes(), ha2.as_bytes()]),
-        Some(qop) => {
+        Some(qop) if deviation != Some(Deviation::QopIgnored) => {
             let nc = params.nc.ok_or(CannotVerify::MissingParam("nc"))?;
             hash.hex(&[
                 ha1.as_bytes(),
@@ -182,12 +232,16 @@ pub fn compute_response(
                 ha2.as_bytes(),
             ])
         }
+        _ => hash.hex(&[ha1.as_bytes(), params.nonce.as_bytes(), ha2.as_bytes()]),
     })
 }
 
 /// Checks the client's response in `creds` against `secret`, as the server
 /// would: from the values the client sent, for a `method` request with
-/// `body` (needed only for auth-int).
+/// `body` (needed only for auth-int). When the conformant computation does
+/// not match, known client [`Deviation`]s are tried before calling it a
+/// [`Verdict::Mismatch`], so a right password is never reported as wrong
+/// because of a client bug.
 ///
 /// The qop token is hashed in its canonical lower-case form; a client
 /// sending `qop=AUTH` hashes its own spelling, which this does not model.
@@ -196,14 +250,22 @@ pub fn verify(creds: &Credentials, method: &str, body: Option<&[u8]>, secret: &S
         return Verdict::CannotVerify(CannotVerify::UserhashUnsupported);
     }
     let params = DigestParams::from_credentials(creds, method, body);
-    match compute_response(&params, secret) {
-        Ok(expected) => {
-            let got = creds.response.expose_secret().trim();
-            if got.eq_ignore_ascii_case(&expected) {
-                Verdict::Match
-            } else {
-                Verdict::Mismatch
-            }
+    let got = creds.response.expose_secret().trim();
+    match compute(&params, secret, None) {
+        Ok(expected) if got.eq_ignore_ascii_case(&expected) => Verdict::Match,
+        Ok(_) => {
+            let applicable = [
+                (Deviation::SessionIgnored, params.algorithm.is_session()),
+                (Deviation::QopIgnored, params.qop.is_some()),
+                (Deviation::BodyIgnored, params.qop == Some(&Qop::AuthInt)),
+            ];
+            applicable
+                .into_iter()
+                .filter(|(_, applies)| *applies)
+                .find(|(d, _)| {
+                    compute(&params, secret, Some(*d)).is_ok_and(|r| got.eq_ignore_ascii_case(&r))
+                })
+                .map_or(Verdict::Mismatch, |(d, _)| Verdict::MatchWithDeviation(d))
         }
         Err(e) => Verdict::CannotVerify(e),
     }

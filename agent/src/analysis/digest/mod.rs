@@ -34,7 +34,7 @@ pub use checks::{
     AuthenticatedRequest, check_credentials, diagnose_answer, password_finding, select_challenge,
     stale_nonce, username_is_did,
 };
-pub use compute::{CannotVerify, DigestParams, Verdict, compute_response, verify};
+pub use compute::{CannotVerify, Deviation, DigestParams, Verdict, compute_response, verify};
 pub use header::{AuthHeader, AuthParam, MAX_HEADER_LEN, MAX_PARAMS, parse_auth_headers};
 pub use outcome::{challenge_loop, forbidden_after_auth, rechallenged};
 

@@ -247,3 +247,76 @@ fn sha512_256_is_the_fips_truncated_hash_not_a_truncated_sha512() {
     c.response = SecretString::new(expected.to_ascii_uppercase());
     assert_eq!(verify(&c, "REGISTER", None, &pw), Verdict::Match);
 }
+
+/// Recorded from SIPp v3.6.1 (`[authentication username=1001
+/// password=pw-sipp]` in a UAC scenario) answering our challenge
+/// `Digest realm="sipscope.test", nonce="n0nce", qop="auth-int",
+/// algorithm=MD5-sess` to an empty-bodied REGISTER. SIPp echoes MD5-sess
+/// but hashes the plain HA1.
+const SIPP_MD5_SESS: &str = "Digest username=\"1001\",realm=\"sipscope.test\",cnonce=\"6b8b4567\",\
+    nc=00000001,qop=auth-int,uri=\"sip:127.0.0.1:5999\",nonce=\"n0nce\",\
+    response=\"e78a6f87805723fcc84a45396de0dea3\",algorithm=MD5-sess";
+
+#[test]
+fn sipp_md5_sess_bug_is_a_right_password_with_a_deviation_not_a_mismatch() {
+    use crate::analysis::digest::{Deviation, password_finding};
+    use crate::diagnosis::{Code, Severity};
+    let creds = Credentials::parse(SIPP_MD5_SESS).unwrap();
+    let right = Secret::Password(SecretString::new("pw-sipp"));
+    let v = verify(&creds, "REGISTER", Some(b""), &right);
+    assert_eq!(v, Verdict::MatchWithDeviation(Deviation::SessionIgnored));
+    let d = password_finding(crate::capture::Timestamp::default(), &creds, &v).unwrap();
+    assert_eq!(
+        (d.code, d.severity),
+        (Code::AuthPasswordCorrect, Severity::Warning)
+    );
+    assert!(d.summary.contains("non-session"), "{}", d.summary);
+    assert!(d.remedy.general.contains("algorithm=MD5 (without -sess)"));
+    let wrong = Secret::Password(SecretString::new("pw-sipP"));
+    assert_eq!(
+        verify(&creds, "REGISTER", Some(b""), &wrong),
+        Verdict::Mismatch
+    );
+}
+
+#[test]
+fn qop_and_body_deviations_are_recognised_only_with_the_right_password() {
+    use crate::analysis::digest::Deviation;
+    let ha1 = Hash::Md5.hex(&[b"bob", b"biloxi.com", b"zanzibar"]);
+    let plain_ha2 = Hash::Md5.hex(&[b"INVITE", b"sip:bob@biloxi.com"]);
+    // qop=auth sent, RFC 2069 form computed.
+    let rfc2069 = Hash::Md5.hex(&[ha1.as_bytes(), b"n", plain_ha2.as_bytes()]);
+    // qop=auth-int sent, body left out of HA2 but qop token kept.
+    let no_body = Hash::Md5.hex(&[
+        ha1.as_bytes(),
+        b"n",
+        b"00000001",
+        b"c",
+        b"auth-int",
+        plain_ha2.as_bytes(),
+    ]);
+    let header = |qop: &str, response: &str| {
+        Credentials::parse(&format!(
+            "Digest username=\"bob\", realm=\"biloxi.com\", nonce=\"n\", uri=\"sip:bob@biloxi.com\", \
+             qop={qop}, nc=00000001, cnonce=\"c\", response=\"{response}\""
+        ))
+        .unwrap()
+    };
+    let right = Secret::Password(SecretString::new("zanzibar"));
+    let wrong = Secret::Password(SecretString::new("zanzibaR"));
+    let c = header("auth", &rfc2069);
+    assert_eq!(
+        verify(&c, "INVITE", None, &right),
+        Verdict::MatchWithDeviation(Deviation::QopIgnored)
+    );
+    assert_eq!(verify(&c, "INVITE", None, &wrong), Verdict::Mismatch);
+    let c = header("auth-int", &no_body);
+    assert_eq!(
+        verify(&c, "INVITE", Some(b"v=0\r\n"), &right),
+        Verdict::MatchWithDeviation(Deviation::BodyIgnored)
+    );
+    assert_eq!(
+        verify(&c, "INVITE", Some(b"v=0\r\n"), &wrong),
+        Verdict::Mismatch
+    );
+}
