@@ -1,1 +1,15 @@
-//! analysis stage.
+//! The analysis stage: pure, synchronous checks on the packet clock that
+//! turn SIP facts into catalogue findings ([`crate::diagnosis`]).
+//!
+//! - [`digest`]: Digest challenge/credentials parsing, response
+//!   computation, password verification and consistency checks.
+//! - [`credentials`]: the `--credentials FILE` store of known secrets.
+//! - [`nat`]: address classification and NAT findings for Contact, Via
+//!   and SDP.
+//!
+//! These modules take header values as `&str` and small domain structs of
+//! their own, not `sip` types, so they stay independent of the parser.
+
+pub mod credentials;
+pub mod digest;
+pub mod nat;
