@@ -336,6 +336,24 @@ pub mod event {
     pub const DIAGNOSIS: &str = "sipscope.diagnosis";
 }
 
+/// Span names: low-cardinality, as OpenTelemetry asks (identifiers go in
+/// attributes, never in names).
+pub mod names {
+    /// Root span of a registration attempt.
+    pub const REGISTRATION: &str = "SIP registration";
+    /// Root span of a call (INVITE dialog).
+    pub const CALL: &str = "SIP call";
+
+    /// A transaction span: `REGISTER 401`, `INVITE 200`, or
+    /// `REGISTER (no response)` when it timed out.
+    pub fn transaction(method: &str, final_status: Option<u16>) -> String {
+        match final_status {
+            Some(code) => format!("{method} {code}"),
+            None => format!("{method} (no response)"),
+        }
+    }
+}
+
 /// OpenTelemetry span kind, from the observed host's point of view: a
 /// request the host sent is `Client`, one it received is `Server`; the
 /// root span of an attempt or call is `Internal`.

@@ -120,7 +120,7 @@ impl SpanSink {
 
 enum Backend {
     Otlp {
-        exporter: opentelemetry_otlp::SpanExporter,
+        exporter: Box<opentelemetry_otlp::SpanExporter>,
         scope: InstrumentationScope,
     },
     JsonLines(Option<Box<dyn Write + Send>>),
@@ -148,7 +148,7 @@ impl SpanExportService {
     pub fn otlp_with(cfg: &OtlpConfig, opts: QueueOptions) -> Result<Self, OtlpError> {
         let exporter = build::span_exporter(cfg)?;
         let backend = Backend::Otlp {
-            exporter,
+            exporter: Box::new(exporter),
             scope: convert::scope(),
         };
         Ok(Self::start(backend, opts, cfg.include_digest_response))
