@@ -275,6 +275,11 @@ async fn pbx_and_sbc_agents_put_the_same_exchange_into_one_trace() {
         .collect();
     let (p, s) = (&roots["pbx1"].span, &roots["sbc1"].span);
     assert_eq!(p.trace_id, s.trace_id, "same exchange, same trace");
+    // The ids docs/tracing.md shows for this exchange (computed there from
+    // the documented derivation, independently of this code).
+    assert_eq!(hex::encode(&p.trace_id), "fbaca1a8667789d620a3147864ac4f5d");
+    assert_eq!(hex::encode(&p.span_id), "d53566a3ad9a4f89");
+    assert_eq!(hex::encode(&s.span_id), "83d6d3ae6ed826a3");
     assert_ne!(p.span_id, s.span_id, "each agent contributes its own spans");
     assert_eq!(
         p.start_time_unix_nano + SBC.offset_ns,
