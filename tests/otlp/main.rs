@@ -4,6 +4,7 @@
 
 mod receiver;
 mod scenario;
+mod tls;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -14,6 +15,7 @@ use opentelemetry_proto::tonic::metrics::v1::metric;
 use opentelemetry_proto::tonic::trace::v1::{span, status};
 use receiver::{ReceivedSpan, Receiver, attr_int, attr_str, reserved_port};
 use scenario::{MS, PBX, SBC, T0};
+use sipscope::export::otel::Telemetry;
 use sipscope::export::otel::{
     CaptureCounters, Metrics, OtlpArgs, OtlpConfig, Protocol, QueueOptions, SpanExportService,
 };
@@ -538,4 +540,89 @@ async fn unresolvable_collector_host_is_counted_not_fatal() {
     let stats = svc.shutdown().await;
     assert_eq!((stats.exported, stats.dropped), (0, 3), "{stats:?}");
     assert!(stats.failed_batches >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_over_tls_trusts_the_configured_ca_and_only_that() {
+    let pki = tls::Pki::new();
+    let rx = Receiver::grpc_tls(&pki.server_cert_pem, &pki.server_key_pem).await;
+    let endpoint = format!("https://localhost:{}", rx.addr.port());
+
+    // Without our CA the collector's certificate is not trusted: counted failure.
+    let untrusted =
+        SpanExportService::otlp_with(&config(&endpoint, Protocol::Grpc, "pbx1", |_| {}), fast())
+            .unwrap();
+    for s in PBX.successful_attempt() {
+        untrusted.sink().submit(s);
+    }
+    let stats = untrusted.shutdown().await;
+    assert_eq!((stats.exported, stats.dropped), (0, 3), "{stats:?}");
+    assert!(rx.store.spans().is_empty());
+
+    let ca = pki.ca_path.clone();
+    let cfg = config(&endpoint, Protocol::Grpc, "pbx1", |a| a.ca_cert = Some(ca));
+    let trusted = SpanExportService::otlp_with(&cfg, fast()).unwrap();
+    for s in PBX.successful_attempt() {
+        trusted.sink().submit(s);
+    }
+    let stats = trusted.shutdown().await;
+    assert_eq!((stats.exported, stats.dropped), (3, 0), "{stats:?}");
+    assert_eq!(rx.store.wait_for_spans(3, WAIT).await.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn telemetry_setup_errors_are_clear_and_json_is_the_fallback() {
+    let bad = OtlpArgs {
+        endpoint: Some("collector:4317".into()),
+        queue_capacity: 16,
+        ..OtlpArgs::default()
+    };
+    let err = Telemetry::start(&bad, None)
+        .err()
+        .expect("malformed endpoint is an error")
+        .to_string();
+    assert!(
+        err.contains("--otlp-endpoint") && err.contains("http://collector:4317"),
+        "{err}"
+    );
+
+    let missing_ca = OtlpArgs {
+        endpoint: Some("https://collector.invalid:4317".into()),
+        ca_cert: Some("/nonexistent/ca.pem".into()),
+        queue_capacity: 16,
+        ..OtlpArgs::default()
+    };
+    let err = Telemetry::start(&missing_ca, None)
+        .err()
+        .expect("unreadable CA is an error")
+        .to_string();
+    assert!(
+        err.contains("/nonexistent/ca.pem") && err.contains("--otlp-ca-cert"),
+        "{err}"
+    );
+
+    // No endpoint: JSON lines when asked, nothing otherwise; metrics are a no-op.
+    let plain = OtlpArgs {
+        queue_capacity: 16,
+        ..OtlpArgs::default()
+    };
+    let none = Telemetry::start_with(None, &plain, None).unwrap();
+    assert!(none.span_sink().is_none() && !none.metrics().is_enabled());
+    assert_eq!(none.shutdown().await, None);
+    let buf = SharedBuf::default();
+    let json = Telemetry::start_with(None, &plain, Some(Box::new(buf.clone()))).unwrap();
+    let sink = json.span_sink().unwrap();
+    for s in PBX.forbidden_attempt() {
+        assert!(sink.submit(s));
+    }
+    json.metrics().record_diagnosis("auth.forbidden_after_auth");
+    let stats = json.shutdown().await.unwrap();
+    assert_eq!(stats.exported, 2);
+    assert_eq!(
+        String::from_utf8(buf.0.lock().unwrap().clone())
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
 }

@@ -128,15 +128,33 @@ impl Receiver {
         Self::grpc_on(listener)
     }
 
+    /// OTLP/gRPC over TLS with the given server certificate and key (PEM).
+    pub async fn grpc_tls(cert_pem: &str, key_pem: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let tls = tonic::transport::ServerTlsConfig::new()
+            .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
+        Self::serve(listener, Some(tls))
+    }
+
     /// OTLP/gRPC on an existing listener (the outage test reserves the
     /// port first and starts listening later).
     pub fn grpc_on(listener: TcpListener) -> Self {
+        Self::serve(listener, None)
+    }
+
+    fn serve(listener: TcpListener, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
         let addr = listener.local_addr().unwrap();
         let store = Arc::new(Store::default());
         let (stop, stopped) = oneshot::channel::<()>();
         let svc = Grpc(store.clone());
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).expect("server TLS config");
+        }
         tokio::spawn(async move {
-            tonic::transport::Server::builder()
+            server
                 .add_service(TraceServiceServer::new(svc.clone()))
                 .add_service(MetricsServiceServer::new(svc))
                 .serve_with_incoming_shutdown(

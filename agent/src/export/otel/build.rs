@@ -32,6 +32,10 @@ pub enum OtlpError {
         #[source]
         source: reqwest::Error,
     },
+    #[error(
+        "cannot read the OTLP CA certificate {path}: {reason}; give a PEM file with --otlp-ca-cert or OTEL_EXPORTER_OTLP_CERTIFICATE"
+    )]
+    CaCert { path: String, reason: String },
     #[error("OTLP export needs a tokio runtime; start it from inside the agent's runtime")]
     NoRuntime,
 }
@@ -75,14 +79,54 @@ fn metadata(cfg: &OtlpConfig) -> Result<MetadataMap, OtlpError> {
     Ok(md)
 }
 
+fn read_ca(cfg: &OtlpConfig) -> Result<Option<Vec<u8>>, OtlpError> {
+    let Some(path) = &cfg.ca_cert else {
+        return Ok(None);
+    };
+    let err = |reason: String| OtlpError::CaCert {
+        path: path.display().to_string(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| err(e.to_string()))?;
+    if !pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") {
+        return Err(err("no PEM certificate in it".into()));
+    }
+    Ok(Some(pem))
+}
+
+/// TLS for gRPC: the web PKI roots, plus the configured CA if any. `None`
+/// for plain http (tonic then speaks h2c).
+fn tonic_tls(
+    cfg: &OtlpConfig,
+) -> Result<Option<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig>, OtlpError> {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
+    if !cfg.is_tls() {
+        return Ok(None);
+    }
+    let mut tls = ClientTlsConfig::new().with_webpki_roots();
+    if let Some(pem) = read_ca(cfg)? {
+        tls = tls.ca_certificate(Certificate::from_pem(pem));
+    }
+    Ok(Some(tls))
+}
+
 fn http_client(cfg: &OtlpConfig, endpoint: &str) -> Result<reqwest::Client, OtlpError> {
-    reqwest::Client::builder()
-        .timeout(cfg.timeout)
-        .build()
-        .map_err(|source| OtlpError::HttpClient {
-            endpoint: endpoint.to_owned(),
-            source,
-        })
+    let mut builder = reqwest::Client::builder().timeout(cfg.timeout);
+    if let Some(pem) = read_ca(cfg)? {
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|source| {
+            OtlpError::HttpClient {
+                endpoint: endpoint.to_owned(),
+                source,
+            }
+        })?;
+        for c in certs {
+            builder = builder.add_root_certificate(c);
+        }
+    }
+    builder.build().map_err(|source| OtlpError::HttpClient {
+        endpoint: endpoint.to_owned(),
+        source,
+    })
 }
 
 /// Retries are ours to decide: a failed batch is counted and dropped so the
@@ -90,6 +134,13 @@ fn http_client(cfg: &OtlpConfig, endpoint: &str) -> Result<reqwest::Client, Otlp
 /// while new spans pile up behind it).
 fn retry_policy() -> opentelemetry_otlp::RetryPolicy {
     opentelemetry_otlp::RetryPolicy::disabled()
+}
+
+fn with_tls<B: WithTonicConfig>(builder: B, cfg: &OtlpConfig) -> Result<B, OtlpError> {
+    Ok(match tonic_tls(cfg)? {
+        Some(tls) => builder.with_tls_config(tls),
+        None => builder,
+    })
 }
 
 /// The OTLP span exporter for `cfg`. Must run inside a tokio runtime (the
@@ -100,14 +151,16 @@ pub fn span_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporte
     install_crypto_provider();
     let endpoint = cfg.traces_endpoint.clone();
     let built = match cfg.protocol {
-        Protocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-            .with_endpoint(&endpoint)
-            .with_timeout(cfg.timeout)
-            .with_metadata(metadata(cfg)?)
-            .with_retry_policy(retry_policy())
-            .build(),
+        Protocol::Grpc => with_tls(
+            opentelemetry_otlp::SpanExporter::builder().with_tonic(),
+            cfg,
+        )?
+        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+        .with_endpoint(&endpoint)
+        .with_timeout(cfg.timeout)
+        .with_metadata(metadata(cfg)?)
+        .with_retry_policy(retry_policy())
+        .build(),
         Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
@@ -139,14 +192,16 @@ pub fn metric_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::MetricExp
     install_crypto_provider();
     let endpoint = cfg.metrics_endpoint.clone();
     let built = match cfg.protocol {
-        Protocol::Grpc => opentelemetry_otlp::MetricExporter::builder()
-            .with_tonic()
-            .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-            .with_endpoint(&endpoint)
-            .with_timeout(cfg.timeout)
-            .with_metadata(metadata(cfg)?)
-            .with_retry_policy(retry_policy())
-            .build(),
+        Protocol::Grpc => with_tls(
+            opentelemetry_otlp::MetricExporter::builder().with_tonic(),
+            cfg,
+        )?
+        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+        .with_endpoint(&endpoint)
+        .with_timeout(cfg.timeout)
+        .with_metadata(metadata(cfg)?)
+        .with_retry_policy(retry_policy())
+        .build(),
         Protocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)

@@ -9,6 +9,7 @@
 //! agent then writes spans as JSON lines when asked, or drops them).
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use http::Uri;
@@ -62,6 +63,12 @@ pub struct OtlpArgs {
     #[arg(long = "otlp-timeout-ms", value_name = "MS")]
     pub timeout_ms: Option<u64>,
 
+    /// PEM file with the CA certificate(s) that sign the collector's TLS
+    /// certificate, trusted besides the public web PKI roots
+    /// [default: OTEL_EXPORTER_OTLP_CERTIFICATE].
+    #[arg(long = "otlp-ca-cert", value_name = "PEM")]
+    pub ca_cert: Option<PathBuf>,
+
     /// Also export digest `response` values (sip.auth.response). Off by
     /// default: secrets never leave the host unless you ask for it.
     #[arg(long = "otlp-include-digest-response")]
@@ -103,6 +110,10 @@ pub struct OtlpConfig {
     pub metrics_endpoint: String,
     pub headers: BTreeMap<String, String>,
     pub timeout: Duration,
+    /// Extra trusted CA certificates (PEM) for https endpoints.
+    pub ca_cert: Option<PathBuf>,
+    /// How often metrics are exported (OTEL_METRIC_EXPORT_INTERVAL, default 60 s).
+    pub metrics_interval: Duration,
     pub queue_capacity: usize,
     pub include_digest_response: bool,
     pub resource: ResourceConfig,
@@ -236,12 +247,32 @@ impl OtlpConfig {
             },
         };
 
+        let ca_cert = args.ca_cert.clone().or_else(|| {
+            env("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE")
+                .or_else(|| env("OTEL_EXPORTER_OTLP_CERTIFICATE"))
+                .map(PathBuf::from)
+        });
+        let metrics_interval = match env("OTEL_METRIC_EXPORT_INTERVAL") {
+            Some(v) => match v.trim().parse::<u64>() {
+                Ok(ms) if ms > 0 => Duration::from_millis(ms),
+                _ => {
+                    return Err(ConfigError::MalformedTimeout {
+                        name: "OTEL_METRIC_EXPORT_INTERVAL".into(),
+                        value: v,
+                    });
+                }
+            },
+            None => Duration::from_secs(60),
+        };
+
         Ok(Some(Self {
             protocol,
             traces_endpoint,
             metrics_endpoint,
             headers,
             timeout,
+            ca_cert,
+            metrics_interval,
             queue_capacity: args.queue_capacity,
             include_digest_response: args.include_digest_response,
             resource: ResourceConfig::resolve(args.service_name.as_deref(), &env),
@@ -437,12 +468,41 @@ mod tests {
         assert_eq!(c.protocol, Protocol::Grpc);
         assert_eq!(c.traces_endpoint, "http://jaeger:4317");
         assert_eq!(c.timeout, Duration::from_secs(10));
+        assert_eq!(c.metrics_interval, Duration::from_secs(60));
+        assert_eq!(c.ca_cert, None);
         a.protocol = Some(Protocol::HttpProtobuf);
         let c = resolve(&a, &[]).unwrap().unwrap();
         assert_eq!(c.traces_endpoint, "http://jaeger:4318/v1/traces");
         a.endpoint = Some("http://[::1]".into());
         let c = resolve(&a, &[]).unwrap().unwrap();
         assert_eq!(c.traces_endpoint, "http://[::1]:4318/v1/traces");
+    }
+
+    #[test]
+    fn tls_ca_timeout_and_metric_interval_from_env() {
+        let mut a = args();
+        a.endpoint = Some("https://c".into());
+        let c = resolve(
+            &a,
+            &[
+                ("OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ssl/otel-ca.pem"),
+                ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
+                ("OTEL_METRIC_EXPORT_INTERVAL", "15000"),
+            ],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.ca_cert, Some(PathBuf::from("/etc/ssl/otel-ca.pem")));
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.metrics_interval, Duration::from_secs(15));
+        assert!(c.is_tls());
+        a.ca_cert = Some("/flag.pem".into());
+        a.timeout_ms = Some(1);
+        let c = resolve(&a, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/env.pem")])
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.ca_cert, Some(PathBuf::from("/flag.pem")));
+        assert_eq!(c.timeout, Duration::from_millis(1));
     }
 
     #[test]

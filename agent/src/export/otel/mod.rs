@@ -6,16 +6,14 @@
 //! Wiring (the async edge; the core only sees [`SpanSink`] and [`Metrics`]):
 //!
 //! ```ignore
-//! let cfg = OtlpConfig::from_args(&args.otlp)?;           // None: no endpoint
-//! let spans = match &cfg {
-//!     Some(cfg) => SpanExportService::otlp(cfg)?,
-//!     None if args.json => SpanExportService::json_lines(Box::new(std::io::stdout()), QueueOptions::default(), false),
-//!     None => /* no span export */,
-//! };
-//! let metrics = match &cfg { Some(c) => Metrics::otlp(c, Duration::from_secs(60), Some(spans.sink()))?, None => Metrics::noop() };
-//! core.on_span(|s| { spans_sink.submit(s); });            // never blocks
-//! ...
-//! let stats = spans.shutdown().await; metrics.shutdown().await;
+//! // in `run`/`analyze`, inside the tokio runtime; `args.otlp: OtlpArgs` (flattened)
+//! let json = args.json.then(|| Box::new(std::io::stdout()) as Box<dyn std::io::Write + Send>);
+//! let telemetry = Telemetry::start(&args.otlp, json).context("OTLP export")?;
+//! let sink = telemetry.span_sink();          // Option<SpanSink>: give to the core
+//! let metrics = telemetry.metrics();         // no-op without an endpoint
+//! // core: if let Some(s) = &sink { s.submit(span); }   never blocks; full = counted drop
+//! // core: metrics.record_registration("registered"); ...
+//! let stats = telemetry.shutdown().await;    // flushes; Some(ExportStats) if spans were exported
 //! ```
 
 mod build;
@@ -23,9 +21,11 @@ pub mod config;
 pub mod convert;
 pub mod metrics;
 pub mod queue;
+mod telemetry;
 
 pub use build::{OtlpError, resource};
 pub use config::{ConfigError, OtlpArgs, OtlpConfig, Protocol, ResourceConfig, local_host_name};
 pub use convert::AttributeFilter;
 pub use metrics::{CaptureCounters, Metrics};
 pub use queue::{ExportStats, QueueOptions, SpanExportService, SpanSink, write_json_lines};
+pub use telemetry::Telemetry;
