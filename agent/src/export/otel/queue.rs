@@ -4,9 +4,11 @@
 //! fails loudly: it is a `try_send` into a bounded channel, and a full
 //! queue (collector slow or down) means the span is dropped and counted.
 //! A tokio task drains the queue in batches and hands them to the backend
-//! (OTLP or JSON lines). A failed batch is counted (`failed_batches`, its
-//! spans in `dropped`) and the task moves on, so an unreachable collector
-//! costs at most `queue_capacity + max_batch` spans of memory.
+//! (OTLP or JSON lines). A failing OTLP batch is retried with backoff for
+//! a while (a collector restart loses nothing that fits in the queue), then
+//! given up and counted (`failed_batches`, its spans in `dropped`); either
+//! way an unreachable collector costs at most `queue_capacity + max_batch`
+//! spans of memory and never slows the core.
 //!
 //! Accounting invariant, checked by the tests: once [`SpanExportService::shutdown`]
 //! has returned, `exported + dropped == submitted`.
@@ -35,8 +37,10 @@ pub struct ExportStats {
     pub exported: u64,
     /// Spans lost: queue full, export failed, or submitted after shutdown.
     pub dropped: u64,
-    /// Batches the backend rejected or that timed out.
+    /// Batches given up (their spans are in `dropped`).
     pub failed_batches: u64,
+    /// Failed export attempts, retried ones included.
+    pub export_errors: u64,
     /// Secret-bearing attributes removed before export.
     pub redacted_attributes: u64,
 }
@@ -47,6 +51,7 @@ struct Counters {
     exported: AtomicU64,
     dropped: AtomicU64,
     failed_batches: AtomicU64,
+    export_errors: AtomicU64,
 }
 
 /// Batching knobs. Memory bound: `queue_capacity + max_batch` spans.
@@ -58,6 +63,9 @@ pub struct QueueOptions {
     pub linger: Duration,
     /// Upper bound on one export call.
     pub export_timeout: Duration,
+    /// How long a failing batch is retried (with backoff from 100 ms to
+    /// 5 s) before it is given up. Zero: never retry.
+    pub retry_for: Duration,
 }
 
 impl Default for QueueOptions {
@@ -67,6 +75,7 @@ impl Default for QueueOptions {
             max_batch: 512,
             linger: Duration::from_secs(1),
             export_timeout: Duration::from_secs(10),
+            retry_for: Duration::from_secs(30),
         }
     }
 }
@@ -113,6 +122,7 @@ impl SpanSink {
             exported: self.counters.exported.load(Ordering::Relaxed),
             dropped: self.counters.dropped.load(Ordering::Relaxed),
             failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+            export_errors: self.counters.export_errors.load(Ordering::Relaxed),
             redacted_attributes: self.filter.redacted(),
         }
     }
@@ -181,6 +191,7 @@ impl SpanExportService {
             counters: sink.counters.clone(),
             filter: sink.filter.clone(),
             failing: false,
+            giving_up: false,
         };
         let worker = tokio::spawn(worker.run());
         Self { sink, stop, worker }
@@ -214,7 +225,12 @@ struct Worker {
     filter: Arc<AttributeFilter>,
     /// Log transitions only, not every failed batch.
     failing: bool,
+    /// Shutdown met a failing collector: drop the rest without trying.
+    giving_up: bool,
 }
+
+const RETRY_INITIAL: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
 
 impl Worker {
     async fn run(mut self) {
@@ -238,27 +254,84 @@ impl Worker {
                     },
                 }
             }
-            self.export(std::mem::take(&mut batch)).await;
+            self.deliver(std::mem::take(&mut batch)).await;
         }
         // Shutdown: refuse new spans (counted as drops by `submit`), flush the rest.
         self.rx.close();
         while let Some(s) = self.rx.recv().await {
             batch.push(s);
             if batch.len() == max {
-                self.export(std::mem::take(&mut batch)).await;
+                self.deliver(std::mem::take(&mut batch)).await;
             }
         }
         if !batch.is_empty() {
-            self.export(batch).await;
+            self.deliver(batch).await;
         }
         if let Backend::Otlp { exporter, .. } = &mut self.backend {
             let _ = exporter.shutdown();
         }
     }
 
-    async fn export(&mut self, batch: Vec<SpanRecord>) {
+    /// Deliver one batch: retry a failing OTLP export with backoff for up
+    /// to `retry_for` (a collector restart should not lose the queue; new
+    /// spans meanwhile overflow the bounded queue and are counted), then
+    /// give the batch up and count it. Once shutdown has begun, a failure
+    /// is final and everything still queued is dropped without trying: a
+    /// dead collector must not hold the agent's exit.
+    async fn deliver(&mut self, batch: Vec<SpanRecord>) {
         let n = batch.len() as u64;
-        let result: Result<(), String> = match &mut self.backend {
+        if self.giving_up {
+            return self.give_up(n);
+        }
+        let first_try = Instant::now();
+        let mut backoff = RETRY_INITIAL;
+        loop {
+            let err = match self.attempt(&batch).await {
+                Ok(()) => {
+                    self.counters.exported.fetch_add(n, Ordering::Relaxed);
+                    if std::mem::take(&mut self.failing) {
+                        log::info!("span export recovered");
+                    }
+                    return;
+                }
+                Err(e) => e,
+            };
+            self.counters.export_errors.fetch_add(1, Ordering::Relaxed);
+            if !std::mem::replace(&mut self.failing, true) {
+                log::warn!(
+                    "span export failed, retrying for up to {:?}; spans that do not fit the queue meanwhile are dropped and counted: {err}",
+                    self.opts.retry_for
+                );
+            }
+            let retryable = matches!(self.backend, Backend::Otlp { .. })
+                && first_try.elapsed() + backoff <= self.opts.retry_for;
+            if *self.stop.borrow() || !retryable {
+                if *self.stop.borrow() {
+                    self.giving_up = true;
+                }
+                return self.give_up(n);
+            }
+            let stopped = tokio::select! {
+                biased;
+                _ = self.stop.wait_for(|s| *s) => true,
+                _ = tokio::time::sleep(backoff) => false,
+            };
+            if stopped {
+                self.giving_up = true;
+                return self.give_up(n);
+            }
+            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+    }
+
+    fn give_up(&mut self, n: u64) {
+        self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One export attempt.
+    async fn attempt(&mut self, batch: &[SpanRecord]) -> Result<(), String> {
+        match &mut self.backend {
             Backend::Otlp { exporter, scope } => {
                 let data = batch
                     .iter()
@@ -272,9 +345,10 @@ impl Worker {
             }
             Backend::JsonLines(slot) => {
                 let Some(mut out) = slot.take() else {
-                    return self.count(n, Err("JSON-lines output is gone".into()));
+                    return Err("JSON-lines output is gone".into());
                 };
                 let filter = self.filter.clone();
+                let batch = batch.to_vec();
                 // Writing may block (a pipe, a slow disk): keep it off the runtime.
                 let joined = tokio::task::spawn_blocking(move || {
                     let r = write_json_lines(&mut out, batch, &filter);
@@ -287,27 +361,6 @@ impl Worker {
                         r.map_err(|e| e.to_string())
                     }
                     Err(e) => Err(format!("JSON-lines writer failed: {e}")),
-                }
-            }
-        };
-        self.count(n, result);
-    }
-
-    fn count(&mut self, n: u64, result: Result<(), String>) {
-        match result {
-            Ok(()) => {
-                self.counters.exported.fetch_add(n, Ordering::Relaxed);
-                if std::mem::take(&mut self.failing) {
-                    log::info!("span export recovered");
-                }
-            }
-            Err(e) => {
-                self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
-                self.counters.dropped.fetch_add(n, Ordering::Relaxed);
-                if !std::mem::replace(&mut self.failing, true) {
-                    log::warn!(
-                        "span export failed, dropping spans until the collector answers (counted in export stats): {e}"
-                    );
                 }
             }
         }
