@@ -3,13 +3,11 @@
 
 use std::collections::HashMap;
 
-use opentelemetry::KeyValue;
 use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
-use opentelemetry_sdk::Resource;
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 
 use super::config::{OtlpConfig, Protocol};
-use crate::export::spans::attr;
+use super::resource::resource;
 
 /// Errors while setting up OTLP export.
 #[derive(Debug, thiserror::Error)]
@@ -38,22 +36,6 @@ pub enum OtlpError {
     CaCert { path: String, reason: String },
     #[error("OTLP export needs a tokio runtime; start it from inside the agent's runtime")]
     NoRuntime,
-}
-
-/// The resource every span and metric is exported under.
-pub fn resource(cfg: &OtlpConfig) -> Resource {
-    let r = &cfg.resource;
-    let mut kvs = vec![
-        KeyValue::new(attr::SERVICE_NAME, r.service_name.clone()),
-        KeyValue::new(attr::SERVICE_VERSION, r.service_version.clone()),
-        KeyValue::new(attr::HOST_NAME, r.host_name.clone()),
-    ];
-    kvs.extend(
-        r.extra
-            .iter()
-            .map(|(k, v)| KeyValue::new(k.clone(), v.clone())),
-    );
-    Resource::builder_empty().with_attributes(kvs).build()
 }
 
 /// rustls needs a process-wide crypto provider; we use ring (tonic's

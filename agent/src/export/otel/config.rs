@@ -14,6 +14,8 @@ use std::time::Duration;
 
 use http::Uri;
 
+pub use super::resource::ResourceConfig;
+
 /// Wire protocol of the OTLP exporter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Protocol {
@@ -117,51 +119,6 @@ pub struct OtlpConfig {
     pub queue_capacity: usize,
     pub include_digest_response: bool,
     pub resource: ResourceConfig,
-}
-
-/// Attributes of the exported resource (OpenTelemetry resource semantic
-/// conventions: service.name, service.version, host.name).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ResourceConfig {
-    pub service_name: String,
-    pub service_version: String,
-    pub host_name: String,
-    /// Everything else from OTEL_RESOURCE_ATTRIBUTES, kept as given.
-    pub extra: BTreeMap<String, String>,
-}
-
-impl ResourceConfig {
-    /// Resolve from flags and environment (`env` returns a variable's value).
-    pub fn resolve(service_name: Option<&str>, env: &dyn Fn(&str) -> Option<String>) -> Self {
-        let mut extra = env("OTEL_RESOURCE_ATTRIBUTES")
-            .map(|s| parse_key_values(&s).into_iter().collect::<BTreeMap<_, _>>())
-            .unwrap_or_default();
-        let from_attrs = extra.remove("service.name");
-        let service_name = service_name
-            .map(str::to_owned)
-            .or_else(|| env("OTEL_SERVICE_NAME").filter(|s| !s.is_empty()))
-            .or(from_attrs)
-            .unwrap_or_else(|| "sipscope".to_owned());
-        let host_name = extra.remove("host.name").unwrap_or_else(local_host_name);
-        let service_version = extra
-            .remove("service.version")
-            .unwrap_or_else(|| env!("CARGO_PKG_VERSION").to_owned());
-        Self {
-            service_name,
-            service_version,
-            host_name,
-            extra,
-        }
-    }
-}
-
-/// This machine's host name (uname nodename), or "unknown".
-pub fn local_host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 impl OtlpConfig {
@@ -373,22 +330,6 @@ fn parse_header(item: &str, source_name: &str) -> Result<(String, String), Confi
         .decode_utf8()
         .map_err(|_| bad())?;
     Ok((k.to_ascii_lowercase(), v.into_owned()))
-}
-
-/// `k1=v1,k2=v2` with percent-encoded values (W3C Baggage octets, as the
-/// OpenTelemetry spec prescribes for OTEL_RESOURCE_ATTRIBUTES); malformed
-/// items are skipped, as the spec asks.
-fn parse_key_values(s: &str) -> Vec<(String, String)> {
-    s.split(',')
-        .filter_map(|item| {
-            let (k, v) = item.split_once('=')?;
-            let k = k.trim();
-            let v = percent_encoding::percent_decode_str(v.trim())
-                .decode_utf8()
-                .ok()?;
-            (!k.is_empty()).then(|| (k.to_owned(), v.into_owned()))
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ impl Metrics {
             .build();
         let provider = SdkMeterProvider::builder()
             .with_reader(reader)
-            .with_resource(build::resource(cfg))
+            .with_resource(super::resource::resource(cfg))
             .build();
         let meter = provider.meter_with_scope(super::convert::scope());
         let capture: Arc<[AtomicU64; 3]> = Arc::new(Default::default());

@@ -21,11 +21,13 @@ pub mod config;
 pub mod convert;
 pub mod metrics;
 pub mod queue;
+pub mod resource;
 mod telemetry;
 
-pub use build::{OtlpError, resource};
-pub use config::{ConfigError, OtlpArgs, OtlpConfig, Protocol, ResourceConfig, local_host_name};
+pub use build::OtlpError;
+pub use config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 pub use convert::AttributeFilter;
 pub use metrics::{CaptureCounters, Metrics};
 pub use queue::{ExportStats, QueueOptions, SpanExportService, SpanSink, write_json_lines};
+pub use resource::{ResourceConfig, local_host_name, resource};
 pub use telemetry::Telemetry;
