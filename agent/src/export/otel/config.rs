@@ -137,6 +137,12 @@ impl OtlpConfig {
         if args.queue_capacity == 0 {
             return Err(ConfigError::ZeroQueue);
         }
+        // The spec's kill switch, for environments that set OTEL_* globally.
+        if args.endpoint.is_none()
+            && env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+        {
+            return Ok(None);
+        }
         let protocol = match args.protocol {
             Some(p) => p,
             None => match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
@@ -351,6 +357,53 @@ mod tests {
         OtlpConfig::resolve(a, &move |n| {
             vars.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone())
         })
+    }
+
+    #[derive(clap::Parser, Debug)]
+    struct Cli {
+        #[command(flatten)]
+        otlp: OtlpArgs,
+    }
+
+    #[test]
+    fn flags_parse_as_documented() {
+        use clap::{CommandFactory, Parser};
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from([
+            "sipscope",
+            "--otlp-endpoint",
+            "https://tempo:4318",
+            "--otlp-protocol",
+            "http/protobuf",
+            "--otlp-header",
+            "a=1",
+            "--otlp-header",
+            "b=2",
+            "--otlp-ca-cert",
+            "/ca.pem",
+        ])
+        .unwrap();
+        assert_eq!(cli.otlp.protocol, Some(Protocol::HttpProtobuf));
+        assert_eq!(cli.otlp.headers, ["a=1", "b=2"]);
+        assert_eq!(cli.otlp.queue_capacity, 4096);
+        let c = resolve(&cli.otlp, &[]).unwrap().unwrap();
+        assert_eq!(c.traces_endpoint, "https://tempo:4318/v1/traces");
+        assert!(Cli::try_parse_from(["sipscope", "--otlp-protocol", "http/json"]).is_err());
+    }
+
+    #[test]
+    fn otel_sdk_disabled_turns_env_configured_export_off() {
+        let vars = [
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"),
+            ("OTEL_SDK_DISABLED", "true"),
+        ];
+        assert_eq!(resolve(&args(), &vars).unwrap(), None);
+        let mut a = args();
+        a.endpoint = Some("http://c:4317".into());
+        assert!(
+            resolve(&a, &vars).unwrap().is_some(),
+            "an explicit flag wins"
+        );
     }
 
     #[test]

@@ -60,6 +60,15 @@ impl Telemetry {
         })
     }
 
+    /// The observer name for span ids ([`crate::export::spans::SpanId::for_root`]):
+    /// the exported `host.name`, so ids and resource agree.
+    pub fn observer(&self) -> String {
+        self.config
+            .as_ref()
+            .map(|c| c.resource.host_name.clone())
+            .unwrap_or_else(super::resource::local_host_name)
+    }
+
     /// Where the core hands finished spans; `None` when spans go nowhere.
     pub fn span_sink(&self) -> Option<SpanSink> {
         self.spans.as_ref().map(SpanExportService::sink)
