@@ -399,6 +399,50 @@ pub struct SpanRecord {
 }
 
 impl SpanRecord {
+    /// A span with no attributes, no events and status `Unset`.
+    pub fn new(
+        trace_id: TraceId,
+        span_id: SpanId,
+        parent: Option<SpanId>,
+        name: impl Into<Cow<'static, str>>,
+        kind: SpanKind,
+        start: Timestamp,
+        end: Timestamp,
+    ) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            parent,
+            name: name.into(),
+            kind,
+            start,
+            end,
+            attributes: Vec::new(),
+            events: Vec::new(),
+            status: Status::Unset,
+        }
+    }
+
+    /// Add an attribute (builder style).
+    pub fn with(mut self, key: impl Into<Key>, value: impl Into<Value>) -> Self {
+        self.attributes.push((key.into(), value.into()));
+        self
+    }
+
+    /// Add an event at capture time `at`.
+    pub fn event(
+        &mut self,
+        name: impl Into<Cow<'static, str>>,
+        at: Timestamp,
+        attributes: Vec<(Key, Value)>,
+    ) {
+        self.events.push(SpanEvent {
+            name: name.into(),
+            at,
+            attributes,
+        });
+    }
+
     /// The value of attribute `key`, if present (first occurrence).
     pub fn attribute(&self, key: &str) -> Option<&Value> {
         self.attributes

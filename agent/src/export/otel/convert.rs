@@ -62,6 +62,14 @@ impl AttributeFilter {
         self.allow_digest_response || lower != attr::SIP_AUTH_RESPONSE
     }
 
+    /// Whether this attribute may be exported: its key (see [`Self::allows`])
+    /// and, as a second line of defence, its value — a string that carries
+    /// a whole digest credential (`Digest ... response="..."`, RFC 7616
+    /// §3.4) is a secret whatever key a producer put it under.
+    pub fn allows_attribute(&self, key: &str, value: &Value) -> bool {
+        self.allows(key) && (self.allow_digest_response || !carries_digest_response(value))
+    }
+
     /// Attributes removed so far.
     pub fn redacted(&self) -> u64 {
         self.redacted.load(Ordering::Relaxed)
@@ -70,7 +78,7 @@ impl AttributeFilter {
     fn filter(&self, attrs: &[(Key, Value)]) -> Vec<KeyValue> {
         let mut out = Vec::with_capacity(attrs.len());
         for (k, v) in attrs {
-            if self.allows(k.as_str()) {
+            if self.allows_attribute(k.as_str(), v) {
                 out.push(KeyValue::new(k.0.clone(), to_otel_value(v)));
             } else {
                 self.redacted.fetch_add(1, Ordering::Relaxed);
@@ -84,15 +92,27 @@ impl AttributeFilter {
     pub fn apply(&self, rec: &mut SpanRecord) {
         let before =
             rec.attributes.len() + rec.events.iter().map(|e| e.attributes.len()).sum::<usize>();
-        rec.attributes.retain(|(k, _)| self.allows(k.as_str()));
+        rec.attributes
+            .retain(|(k, v)| self.allows_attribute(k.as_str(), v));
         for e in &mut rec.events {
-            e.attributes.retain(|(k, _)| self.allows(k.as_str()));
+            e.attributes
+                .retain(|(k, v)| self.allows_attribute(k.as_str(), v));
         }
         let after =
             rec.attributes.len() + rec.events.iter().map(|e| e.attributes.len()).sum::<usize>();
         self.redacted
             .fetch_add((before - after) as u64, Ordering::Relaxed);
     }
+}
+
+fn carries_digest_response(v: &Value) -> bool {
+    let Value::Str(s) = v else { return false };
+    let lower = s.to_ascii_lowercase();
+    // The auth-param form `response = "..."`, not prose that mentions it.
+    lower.contains("digest")
+        && lower
+            .match_indices("response")
+            .any(|(i, m)| lower[i + m.len()..].trim_start().starts_with('='))
 }
 
 fn to_otel_value(v: &Value) -> opentelemetry::Value {
@@ -199,7 +219,16 @@ mod tests {
         ] {
             assert!(f.allows(k), "{k}");
         }
+        let header: Value =
+            r#"Digest username="1001", realm="x", response="6629fae49393a05397450978507c4ef1""#
+                .into();
+        assert!(!f.allows_attribute("sip.note", &header));
+        let prose: Value = "the Digest response does not match the password".into();
+        assert!(f.allows_attribute(attr::DIAGNOSIS_SUMMARY, &prose));
+        let spaced: Value = "Digest username=\"a\", response = \"abc\"".into();
+        assert!(!f.allows_attribute("sip.note", &spaced));
         let f = AttributeFilter::new(true);
+        assert!(f.allows_attribute("sip.note", &header));
         assert!(f.allows("sip.auth.response"));
         assert!(!f.allows("sip.auth.password"));
     }
