@@ -29,6 +29,8 @@ use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::oneshot;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 
 /// Everything a receiver got.
 #[derive(Default)]
@@ -173,6 +175,55 @@ impl Receiver {
         }
     }
 
+    /// OTLP/HTTP (protobuf) over TLS with the given server certificate and
+    /// PKCS#8 key (DER). Failed handshakes (an untrusting client) just end
+    /// that connection.
+    pub async fn https(cert: CertificateDer<'static>, key_pkcs8: Vec<u8>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        let addr = listener.local_addr().unwrap();
+        let store = Arc::new(Store::default());
+        let (stop, mut stopped) = oneshot::channel::<()>();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("TLS versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], PrivatePkcs8KeyDer::from(key_pkcs8).into())
+            .expect("server certificate");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let app = router(store.clone());
+        tokio::spawn(async move {
+            loop {
+                let tcp = tokio::select! {
+                    _ = &mut stopped => break,
+                    r = listener.accept() => match r {
+                        Ok((tcp, _)) => tcp,
+                        Err(_) => continue,
+                    },
+                };
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(
+                            hyper_util::rt::TokioIo::new(tls),
+                            hyper_util::service::TowerToHyperService::new(app),
+                        )
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            store,
+            _stop: stop,
+        }
+    }
+
     /// OTLP/HTTP (protobuf) on a fresh port: POST /v1/traces, /v1/metrics.
     pub async fn http() -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
@@ -181,46 +232,7 @@ impl Receiver {
         let addr = listener.local_addr().unwrap();
         let store = Arc::new(Store::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let (s1, s2) = (store.clone(), store.clone());
-        let app = axum::Router::new()
-            .route(
-                "/v1/traces",
-                axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
-                    if !is_protobuf(&headers) {
-                        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
-                    }
-                    match ExportTraceServiceRequest::decode(body) {
-                        Ok(req) => {
-                            let tenant = headers
-                                .get("x-tenant")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                            s1.tenants.lock().unwrap().push(tenant);
-                            s1.traces.lock().unwrap().push(req);
-                            (
-                                StatusCode::OK,
-                                ExportTraceServiceResponse::default().encode_to_vec(),
-                            )
-                        }
-                        Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
-                    }
-                }),
-            )
-            .route(
-                "/v1/metrics",
-                axum::routing::post(move |body: Bytes| async move {
-                    match ExportMetricsServiceRequest::decode(body) {
-                        Ok(req) => {
-                            s2.metrics.lock().unwrap().push(req);
-                            (
-                                StatusCode::OK,
-                                ExportMetricsServiceResponse::default().encode_to_vec(),
-                            )
-                        }
-                        Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
-                    }
-                }),
-            );
+        let app = router(store.clone());
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -235,6 +247,50 @@ impl Receiver {
             _stop: stop,
         }
     }
+}
+
+/// The OTLP/HTTP routes, storing what they decode in `store`.
+fn router(store: Arc<Store>) -> axum::Router {
+    let (s1, s2) = (store.clone(), store.clone());
+    axum::Router::new()
+        .route(
+            "/v1/traces",
+            axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+                if !is_protobuf(&headers) {
+                    return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+                }
+                match ExportTraceServiceRequest::decode(body) {
+                    Ok(req) => {
+                        let tenant = headers
+                            .get("x-tenant")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
+                        s1.tenants.lock().unwrap().push(tenant);
+                        s1.traces.lock().unwrap().push(req);
+                        (
+                            StatusCode::OK,
+                            ExportTraceServiceResponse::default().encode_to_vec(),
+                        )
+                    }
+                    Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
+                }
+            }),
+        )
+        .route(
+            "/v1/metrics",
+            axum::routing::post(move |body: Bytes| async move {
+                match ExportMetricsServiceRequest::decode(body) {
+                    Ok(req) => {
+                        s2.metrics.lock().unwrap().push(req);
+                        (
+                            StatusCode::OK,
+                            ExportMetricsServiceResponse::default().encode_to_vec(),
+                        )
+                    }
+                    Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
+                }
+            }),
+        )
 }
 
 fn is_protobuf(headers: &HeaderMap) -> bool {

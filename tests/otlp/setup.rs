@@ -61,6 +61,42 @@ async fn grpc_over_tls_trusts_the_configured_ca_and_only_that() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_over_tls_trusts_the_configured_ca_and_only_that() {
+    let pki = tls::Pki::new();
+    let rx = Receiver::https(pki.server_cert_der.clone(), pki.server_key_pkcs8.clone()).await;
+    let endpoint = format!("https://localhost:{}", rx.addr.port());
+    let proto = Protocol::HttpProtobuf;
+
+    let untrusted =
+        SpanExportService::otlp_with(&config(&endpoint, proto, "pbx1", |_| {}), fast()).unwrap();
+    for s in PBX.successful_attempt() {
+        untrusted.sink().submit(s);
+    }
+    let stats = untrusted.shutdown().await;
+    assert_eq!((stats.exported, stats.dropped), (0, 3), "{stats:?}");
+    assert!(rx.store.spans().is_empty());
+
+    let ca = pki.ca_path.clone();
+    let cfg = config(&endpoint, proto, "pbx1", |a| a.ca_cert = Some(ca));
+    let trusted = SpanExportService::otlp_with(&cfg, fast()).unwrap();
+    for s in PBX.successful_attempt() {
+        trusted.sink().submit(s);
+    }
+    let stats = trusted.shutdown().await;
+    assert_eq!((stats.exported, stats.dropped), (3, 0), "{stats:?}");
+    let spans = rx.store.wait_for_spans(3, WAIT).await;
+    assert_eq!(spans.len(), 3);
+    assert!(
+        rx.store
+            .tenants
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|t| t.as_deref() == Some("acme"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_setup_errors_are_clear_and_json_is_the_fallback() {
     let bad = OtlpArgs {
         endpoint: Some("collector:4317".into()),

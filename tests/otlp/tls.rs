@@ -5,12 +5,15 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+use tokio_rustls::rustls::pki_types::CertificateDer;
 
 /// A CA and a server certificate for `localhost`, the CA written to a
 /// temporary PEM file that is removed on drop.
 pub struct Pki {
     pub server_cert_pem: String,
     pub server_key_pem: String,
+    pub server_cert_der: CertificateDer<'static>,
+    pub server_key_pkcs8: Vec<u8>,
     pub ca_path: PathBuf,
 }
 
@@ -36,6 +39,8 @@ impl Pki {
         Self {
             server_cert_pem: server_cert.pem(),
             server_key_pem: server_key.serialize_pem(),
+            server_cert_der: server_cert.der().clone(),
+            server_key_pkcs8: server_key.serialize_der(),
             ca_path,
         }
     }
