@@ -39,8 +39,9 @@ impl Protocol {
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct OtlpArgs {
     /// OTLP collector endpoint, e.g. http://localhost:4317 (gRPC) or
-    /// http://localhost:4318 (HTTP); https:// enables TLS. Without it (and
-    /// without OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT) nothing is exported over OTLP.
+    /// http://localhost:4318 (HTTP); https:// enables TLS. Without it, and
+    /// without OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    /// nothing is exported over OTLP.
     #[arg(long = "otlp-endpoint", value_name = "URL")]
     pub endpoint: Option<String>,
 
