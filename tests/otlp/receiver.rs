@@ -160,7 +160,9 @@ impl Receiver {
                 .add_service(TraceServiceServer::new(svc.clone()))
                 .add_service(MetricsServiceServer::new(svc))
                 .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
+                    // As collectors do: without TCP_NODELAY each response waits
+                    // for the delayed ACK (~40 ms per batch).
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                     async {
                         let _ = stopped.await;
                     },
