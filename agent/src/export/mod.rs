@@ -1,1 +1,4 @@
 //! export stage.
+
+pub mod otel;
+pub mod spans;

@@ -1,0 +1,382 @@
+//! The hand-over from the synchronous core to the async export edge.
+//!
+//! The core calls [`SpanSink::submit`], which never blocks and never
+//! fails loudly: it is a `try_send` into a bounded channel, and a full
+//! queue (collector slow or down) means the span is dropped and counted.
+//! A tokio task drains the queue in batches and hands them to the backend
+//! (OTLP or JSON lines). A failing OTLP batch is retried with backoff for
+//! a while (a collector restart loses nothing that fits in the queue), then
+//! given up and counted (`failed_batches`, its spans in `dropped`); either
+//! way an unreachable collector costs at most `queue_capacity + max_batch`
+//! spans of memory and never slows the core.
+//!
+//! Accounting invariant, checked by the tests: once [`SpanExportService::shutdown`]
+//! has returned, `exported + dropped == submitted`.
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry_sdk::trace::SpanExporter as _;
+use serde::Serialize;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::build::{self, OtlpError};
+use super::config::OtlpConfig;
+use super::convert::{self, AttributeFilter};
+use crate::export::spans::SpanRecord;
+
+/// Export counters, a snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ExportStats {
+    /// Spans the backend accepted.
+    pub exported: u64,
+    /// Spans lost: queue full, export failed, or submitted after shutdown.
+    pub dropped: u64,
+    /// Batches given up (their spans are in `dropped`).
+    pub failed_batches: u64,
+    /// Failed export attempts, retried ones included.
+    pub export_errors: u64,
+    /// Secret-bearing attributes removed before export.
+    pub redacted_attributes: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    submitted: AtomicU64,
+    exported: AtomicU64,
+    dropped: AtomicU64,
+    failed_batches: AtomicU64,
+    export_errors: AtomicU64,
+}
+
+/// Batching knobs. Memory bound: `queue_capacity + max_batch` spans.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueOptions {
+    pub queue_capacity: usize,
+    pub max_batch: usize,
+    /// How long a partial batch waits for more spans.
+    pub linger: Duration,
+    /// Upper bound on one export call.
+    pub export_timeout: Duration,
+    /// How long a failing batch is retried (with backoff from 100 ms to
+    /// 5 s) before it is given up. Zero: never retry.
+    pub retry_for: Duration,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        Self {
+            queue_capacity: 4096,
+            max_batch: 512,
+            linger: Duration::from_secs(1),
+            export_timeout: Duration::from_secs(10),
+            retry_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The core's end of the queue. Cheap to clone; usable from any thread,
+/// inside or outside the runtime.
+#[derive(Clone, Debug)]
+pub struct SpanSink {
+    tx: mpsc::Sender<SpanRecord>,
+    counters: Arc<Counters>,
+    filter: Arc<AttributeFilter>,
+}
+
+impl SpanSink {
+    /// Hand a finished span to the exporter. Returns `false` (and counts a
+    /// drop) when the queue is full or the exporter has shut down.
+    pub fn submit(&self, span: SpanRecord) -> bool {
+        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(span) {
+            Ok(()) => true,
+            Err(_) => {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// Spans waiting in the queue now (at most the queue capacity).
+    pub fn queued(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.tx.max_capacity()
+    }
+
+    /// Spans submitted so far, accepted or not.
+    pub fn submitted(&self) -> u64 {
+        self.counters.submitted.load(Ordering::Relaxed)
+    }
+
+    pub fn stats(&self) -> ExportStats {
+        ExportStats {
+            exported: self.counters.exported.load(Ordering::Relaxed),
+            dropped: self.counters.dropped.load(Ordering::Relaxed),
+            failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+            export_errors: self.counters.export_errors.load(Ordering::Relaxed),
+            redacted_attributes: self.filter.redacted(),
+        }
+    }
+}
+
+enum Backend {
+    Otlp {
+        exporter: Box<opentelemetry_otlp::SpanExporter>,
+        scope: InstrumentationScope,
+    },
+    JsonLines(Option<Box<dyn Write + Send>>),
+}
+
+/// The running export edge: a tokio task draining a [`SpanSink`].
+pub struct SpanExportService {
+    sink: SpanSink,
+    stop: watch::Sender<bool>,
+    worker: JoinHandle<()>,
+}
+
+impl SpanExportService {
+    /// OTLP export as configured. Call from inside the tokio runtime.
+    pub fn otlp(cfg: &OtlpConfig) -> Result<Self, OtlpError> {
+        let opts = QueueOptions {
+            queue_capacity: cfg.queue_capacity,
+            export_timeout: cfg.timeout,
+            ..QueueOptions::default()
+        };
+        Self::otlp_with(cfg, opts)
+    }
+
+    /// OTLP export with explicit batching options.
+    pub fn otlp_with(cfg: &OtlpConfig, opts: QueueOptions) -> Result<Self, OtlpError> {
+        let exporter = build::span_exporter(cfg)?;
+        let backend = Backend::Otlp {
+            exporter: Box::new(exporter),
+            scope: convert::scope(),
+        };
+        Ok(Self::start(backend, opts, cfg.include_digest_response))
+    }
+
+    /// JSON lines (one [`SpanRecord`] per line) to `out`: the fallback when
+    /// no OTLP endpoint is configured. Secrets are filtered the same way.
+    /// Call from inside the tokio runtime.
+    pub fn json_lines(
+        out: Box<dyn Write + Send>,
+        opts: QueueOptions,
+        include_digest_response: bool,
+    ) -> Self {
+        Self::start(Backend::JsonLines(Some(out)), opts, include_digest_response)
+    }
+
+    fn start(backend: Backend, opts: QueueOptions, include_digest_response: bool) -> Self {
+        let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
+        let (stop, stop_rx) = watch::channel(false);
+        let sink = SpanSink {
+            tx,
+            counters: Arc::default(),
+            filter: Arc::new(AttributeFilter::new(include_digest_response)),
+        };
+        let worker = Worker {
+            rx,
+            stop: stop_rx,
+            backend,
+            opts,
+            counters: sink.counters.clone(),
+            filter: sink.filter.clone(),
+            failing: false,
+            giving_up: false,
+        };
+        let worker = tokio::spawn(worker.run());
+        Self { sink, stop, worker }
+    }
+
+    pub fn sink(&self) -> SpanSink {
+        self.sink.clone()
+    }
+
+    pub fn stats(&self) -> ExportStats {
+        self.sink.stats()
+    }
+
+    /// Stop accepting spans, export what is queued (each batch bounded by
+    /// the export timeout) and return the final counters.
+    pub async fn shutdown(self) -> ExportStats {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.worker.await {
+            log::error!("span export task ended abnormally: {e}");
+        }
+        self.sink.stats()
+    }
+}
+
+struct Worker {
+    rx: mpsc::Receiver<SpanRecord>,
+    stop: watch::Receiver<bool>,
+    backend: Backend,
+    opts: QueueOptions,
+    counters: Arc<Counters>,
+    filter: Arc<AttributeFilter>,
+    /// Log transitions only, not every failed batch.
+    failing: bool,
+    /// Shutdown met a failing collector: drop the rest without trying.
+    giving_up: bool,
+}
+
+const RETRY_INITIAL: Duration = Duration::from_millis(100);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+impl Worker {
+    async fn run(mut self) {
+        let max = self.opts.max_batch.max(1);
+        let mut batch = Vec::with_capacity(max);
+        loop {
+            let first = tokio::select! {
+                biased;
+                _ = self.stop.wait_for(|s| *s) => break,
+                r = self.rx.recv() => match r { Some(s) => s, None => break },
+            };
+            batch.push(first);
+            let deadline = Instant::now() + self.opts.linger;
+            while batch.len() < max {
+                tokio::select! {
+                    biased;
+                    _ = self.stop.wait_for(|s| *s) => break,
+                    r = tokio::time::timeout_at(deadline, self.rx.recv()) => match r {
+                        Ok(Some(s)) => batch.push(s),
+                        _ => break,
+                    },
+                }
+            }
+            self.deliver(std::mem::take(&mut batch)).await;
+        }
+        // Shutdown: refuse new spans (counted as drops by `submit`), flush the rest.
+        self.rx.close();
+        while let Some(s) = self.rx.recv().await {
+            batch.push(s);
+            if batch.len() == max {
+                self.deliver(std::mem::take(&mut batch)).await;
+            }
+        }
+        if !batch.is_empty() {
+            self.deliver(batch).await;
+        }
+        if let Backend::Otlp { exporter, .. } = &mut self.backend {
+            let _ = exporter.shutdown();
+        }
+    }
+
+    /// Deliver one batch: retry a failing OTLP export with backoff for up
+    /// to `retry_for` (a collector restart should not lose the queue; new
+    /// spans meanwhile overflow the bounded queue and are counted), then
+    /// give the batch up and count it. Once shutdown has begun, a failure
+    /// is final and everything still queued is dropped without trying: a
+    /// dead collector must not hold the agent's exit.
+    async fn deliver(&mut self, batch: Vec<SpanRecord>) {
+        let n = batch.len() as u64;
+        if self.giving_up {
+            return self.give_up(n);
+        }
+        let first_try = Instant::now();
+        let mut backoff = RETRY_INITIAL;
+        loop {
+            let err = match self.attempt(&batch).await {
+                Ok(()) => {
+                    self.counters.exported.fetch_add(n, Ordering::Relaxed);
+                    if std::mem::take(&mut self.failing) {
+                        log::info!("span export recovered");
+                    }
+                    return;
+                }
+                Err(e) => e,
+            };
+            self.counters.export_errors.fetch_add(1, Ordering::Relaxed);
+            if !std::mem::replace(&mut self.failing, true) {
+                log::warn!(
+                    "span export failed, retrying for up to {:?}; spans that do not fit the queue meanwhile are dropped and counted: {err}",
+                    self.opts.retry_for
+                );
+            }
+            let retryable = matches!(self.backend, Backend::Otlp { .. })
+                && first_try.elapsed() + backoff <= self.opts.retry_for;
+            if *self.stop.borrow() || !retryable {
+                if *self.stop.borrow() {
+                    self.giving_up = true;
+                }
+                return self.give_up(n);
+            }
+            let stopped = tokio::select! {
+                biased;
+                _ = self.stop.wait_for(|s| *s) => true,
+                _ = tokio::time::sleep(backoff) => false,
+            };
+            if stopped {
+                self.giving_up = true;
+                return self.give_up(n);
+            }
+            backoff = (backoff * 2).min(RETRY_MAX);
+        }
+    }
+
+    fn give_up(&mut self, n: u64) {
+        self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// One export attempt.
+    async fn attempt(&mut self, batch: &[SpanRecord]) -> Result<(), String> {
+        match &mut self.backend {
+            Backend::Otlp { exporter, scope } => {
+                let data = batch
+                    .iter()
+                    .map(|r| convert::to_span_data(r, &self.filter, scope))
+                    .collect();
+                match tokio::time::timeout(self.opts.export_timeout, exporter.export(data)).await {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err(format!("no answer within {:?}", self.opts.export_timeout)),
+                }
+            }
+            Backend::JsonLines(slot) => {
+                let Some(mut out) = slot.take() else {
+                    return Err("JSON-lines output is gone".into());
+                };
+                let filter = self.filter.clone();
+                let batch = batch.to_vec();
+                // Writing may block (a pipe, a slow disk): keep it off the runtime.
+                let joined = tokio::task::spawn_blocking(move || {
+                    let r = write_json_lines(&mut out, batch, &filter);
+                    (out, r)
+                })
+                .await;
+                match joined {
+                    Ok((out, r)) => {
+                        *slot = Some(out);
+                        r.map_err(|e| e.to_string())
+                    }
+                    Err(e) => Err(format!("JSON-lines writer failed: {e}")),
+                }
+            }
+        }
+    }
+}
+
+/// Write records as JSON lines after filtering secrets, then flush.
+pub fn write_json_lines(
+    out: &mut dyn Write,
+    batch: Vec<SpanRecord>,
+    filter: &AttributeFilter,
+) -> std::io::Result<()> {
+    for mut rec in batch {
+        filter.apply(&mut rec);
+        serde_json::to_writer(&mut *out, &rec)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()
+}
