@@ -39,7 +39,7 @@ enum Task {
         args: Vec<String>,
     },
     /// Benchmarks, each against a baseline measured in the same run:
-    /// `kernel`, `pipeline`, or `all`.
+    /// `kernel`, `pipeline`, `export`, or `all`.
     Bench {
         #[arg(default_value = "all")]
         which: String,
