@@ -31,7 +31,10 @@ impl Timestamp {
     }
 
     pub fn add(self, d: std::time::Duration) -> Self {
-        Self(self.0.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+        Self(
+            self.0
+                .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
+        )
     }
 }
 

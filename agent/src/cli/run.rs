@@ -1,10 +1,164 @@
-//! `sipscope run`: live capture.
+//! `sipscope run`: live capture. Prints one line per captured SIP frame,
+//! optionally writes every captured frame to a pcap file, and prints the
+//! kernel's capture counters on exit. SIGINT/SIGTERM detach cleanly.
+//!
+//! (The full SIP pipeline will consume these packets; the printing here is
+//! deliberately simple and kept to this file.)
 
-use std::process::ExitCode;
+use std::{io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use anyhow::Context as _;
+use etherparse::{SlicedPacket, TransportSlice};
+use sipscope::{
+    capture::{
+        Direction,
+        live::{LiveCapture, LiveConfig, LiveFrame},
+    },
+    export::pcap_writer::PcapFileWriter,
+};
+use sipscope_common::{DEFAULT_RING_SIZE, Transport};
+use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(clap::Args, Debug)]
-pub struct RunArgs {}
+pub struct RunArgs {
+    /// Interface to capture on (repeatable).
+    #[arg(long = "iface", short = 'i', required = true, value_name = "IFACE")]
+    ifaces: Vec<String>,
+    /// Additional SIP port (repeatable); 5060 is always included.
+    #[arg(long = "sip-port", value_name = "PORT")]
+    sip_ports: Vec<u16>,
+    /// Kernel ring buffer size in bytes: a power of two, multiple of the page size.
+    #[arg(long = "ring-size", value_name = "BYTES", default_value_t = DEFAULT_RING_SIZE)]
+    ring_size: u32,
+    /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
+    #[arg(long = "write-pcap", value_name = "FILE")]
+    write_pcap: Option<PathBuf>,
+}
 
-pub fn main(_args: RunArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("live capture is not implemented yet")
+pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let config = LiveConfig {
+        interfaces: args.ifaces.clone(),
+        sip_ports: args.sip_ports.clone(),
+        ring_size: args.ring_size,
+    };
+    let mut pcap = match &args.write_pcap {
+        Some(path) => Some(PcapFileWriter::create(path)?),
+        None => None,
+    };
+    let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
+    let mut stdout = std::io::stdout().lock();
+    for a in capture.attachments() {
+        writeln!(stdout, "capturing on {a}")?;
+    }
+    stdout.flush()?;
+
+    let mut frames = Vec::new();
+    loop {
+        tokio::select! {
+            r = capture.next_frames(&mut frames) => r?,
+            _ = sigint.recv() => break,
+            _ = sigterm.recv() => break,
+        }
+        emit(&mut frames, &mut stdout, pcap.as_mut())?;
+    }
+    // Everything the kernel handed over before the signal is still shown.
+    capture.drain_now(&mut frames);
+    emit(&mut frames, &mut stdout, pcap.as_mut())?;
+    let counters = capture.counters()?;
+    let malformed = capture.malformed_events();
+    capture.stop();
+    if let Some(p) = pcap {
+        p.finish()?;
+    }
+    writeln!(
+        stdout,
+        "capture counters: {counters} malformed_events={malformed}"
+    )?;
+    stdout.flush()?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn emit(
+    frames: &mut Vec<LiveFrame>,
+    out: &mut impl std::io::Write,
+    mut pcap: Option<&mut PcapFileWriter>,
+) -> anyhow::Result<()> {
+    for frame in frames.drain(..) {
+        if let Some(p) = pcap.as_deref_mut() {
+            p.write(&frame.packet)?;
+        }
+        writeln!(out, "{}", describe(&frame))?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+/// `time dir src -> dst proto first-line [flags]`.
+fn describe(frame: &LiveFrame) -> String {
+    let h = &frame.header;
+    let dir = match frame.packet.direction {
+        Direction::Ingress => "in ",
+        Direction::Egress => "out",
+        Direction::Unknown => "?  ",
+    };
+    let proto = match Transport::from_u8(h.transport) {
+        Transport::Udp => "udp",
+        Transport::Tcp => "tcp",
+        Transport::Icmp | Transport::Icmpv6 => "icmp",
+        Transport::Unknown => "ip",
+    };
+    let src = SocketAddr::new(frame.src_addr(), h.src_port);
+    let dst = SocketAddr::new(frame.dst_addr(), h.dst_port);
+    let first = first_line(&frame.packet.data).unwrap_or_else(|| "(no SIP start line)".into());
+    let mut line = format!("{} {dir} {src} -> {dst} {proto} {first}", frame.packet.ts);
+    if frame.is_fragment() {
+        line.push_str(" [fragment]");
+    }
+    if frame.is_truncated() {
+        line.push_str(&format!(
+            " [truncated {} of {} bytes]",
+            h.cap_len, h.orig_len
+        ));
+    }
+    if frame.is_vlan_tagged() {
+        line.push_str(" [vlan]");
+    }
+    line
+}
+
+/// The first line of the SIP message in an Ethernet frame, if the frame
+/// carries the start of one (first fragments included; UDP header skipped).
+fn first_line(data: &[u8]) -> Option<String> {
+    let sliced = SlicedPacket::from_ethernet(data).ok()?;
+    let payload = match &sliced.transport {
+        Some(TransportSlice::Udp(u)) => u.payload(),
+        Some(TransportSlice::Tcp(t)) => t.payload(),
+        _ => {
+            let ip = sliced.net.as_ref()?.ip_payload_ref()?;
+            let first_fragment = match sliced.net.as_ref()? {
+                etherparse::NetSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
+                _ => false,
+            };
+            if ip.ip_number != etherparse::IpNumber::UDP || !first_fragment {
+                return None;
+            }
+            ip.payload.get(8..)?
+        }
+    };
+    let end = payload
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(payload.len().min(120));
+    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
+    (!line.is_empty()).then_some(line)
 }

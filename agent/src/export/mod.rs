@@ -1,1 +1,3 @@
 //! export stage.
+
+pub mod pcap_writer;
