@@ -119,7 +119,7 @@ fn describe(frame: &LiveFrame) -> String {
     };
     let src = SocketAddr::new(frame.src_addr(), h.src_port);
     let dst = SocketAddr::new(frame.dst_addr(), h.dst_port);
-    let first = first_line(&frame.packet.data).unwrap_or_else(|| "(no SIP start line)".into());
+    let first = first_line(frame).unwrap_or_else(|| "(no SIP start line)".into());
     let mut line = format!("{} {dir} {src} -> {dst} {proto} {first}", frame.packet.ts);
     if frame.is_fragment() {
         line.push_str(" [fragment]");
@@ -136,24 +136,18 @@ fn describe(frame: &LiveFrame) -> String {
     line
 }
 
-/// The first line of the SIP message in an Ethernet frame, if the frame
-/// carries the start of one (first fragments included; UDP header skipped).
-fn first_line(data: &[u8]) -> Option<String> {
-    let sliced = SlicedPacket::from_ethernet(data).ok()?;
+/// The first line of the SIP message in a captured frame, if the frame
+/// carries the start of one. For IP fragments the kernel reports ports only
+/// on the first fragment, which starts with the UDP header.
+fn first_line(frame: &LiveFrame) -> Option<String> {
+    let sliced = SlicedPacket::from_ethernet(&frame.packet.data).ok()?;
     let payload = match &sliced.transport {
         Some(TransportSlice::Udp(u)) => u.payload(),
         Some(TransportSlice::Tcp(t)) => t.payload(),
-        _ => {
-            let ip = sliced.net.as_ref()?.ip_payload_ref()?;
-            let first_fragment = match sliced.net.as_ref()? {
-                etherparse::NetSlice::Ipv4(v4) => v4.header().fragments_offset().value() == 0,
-                _ => false,
-            };
-            if ip.ip_number != etherparse::IpNumber::UDP || !first_fragment {
-                return None;
-            }
-            ip.payload.get(8..)?
+        _ if frame.is_fragment() && frame.header.src_port != 0 => {
+            sliced.net.as_ref()?.ip_payload_ref()?.payload.get(8..)?
         }
+        _ => return None,
     };
     let end = payload
         .iter()

@@ -28,7 +28,7 @@ pub struct LoadedObject {
 pub fn validate_ring_size(size: u32) -> Result<(), LiveError> {
     // SAFETY: sysconf has no preconditions.
     let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
-    if size == 0 || !size.is_power_of_two() || (size as usize) % page != 0 {
+    if size == 0 || !size.is_power_of_two() || !(size as usize).is_multiple_of(page) {
         return Err(LiveError::InvalidRingSize(size, page));
     }
     Ok(())
