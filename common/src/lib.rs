@@ -18,7 +18,7 @@ pub mod names {
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU counters indexed by [`super::Counter`].
     pub const COUNTERS: &str = "COUNTERS";
-    /// SIP port set (`HashMap<u16, u8>`, port in host byte order).
+    /// SIP port set (`Array<u8>` indexed by port in host byte order; 1 = SIP).
     pub const SIP_PORTS: &str = "SIP_PORTS";
     /// Fragments of SIP datagrams seen so far (`LruHashMap<FragmentKey, u8>`).
     pub const SIP_FRAGMENTS: &str = "SIP_FRAGMENTS";
@@ -37,8 +37,8 @@ pub const MAX_CAPTURE_LEN: usize = 8192;
 /// size, as the kernel requires).
 pub const DEFAULT_RING_SIZE: u32 = 4 << 20;
 
-/// Maximum number of SIP port entries.
-pub const MAX_SIP_PORTS: u32 = 64;
+/// Entries of the SIP port array: one per port number.
+pub const PORT_COUNT: u32 = 65536;
 
 /// Entries in the fragment-tracking LRU map (datagrams in flight).
 pub const MAX_TRACKED_FRAGMENTS: u32 = 4096;

@@ -5,7 +5,7 @@ use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
 
 use crate::support::{
     TempDir, fixture,
-    netns::{Netns, VethPair},
+    netns::{Netns, VethPair, in_netns},
     process::NsProcess,
     wait_for,
 };
@@ -70,6 +70,9 @@ pub fn parse_counters(stdout: &str) -> BTreeMap<String, u64> {
         .collect()
 }
 
+/// RFC 863 discard port: probe traffic that is certainly not SIP.
+const DISCARD_PORT: u16 = 9;
+
 /// dumpcap on the same interface: the reference capture.
 pub struct Dumpcap {
     pub proc: NsProcess,
@@ -77,16 +80,29 @@ pub struct Dumpcap {
 }
 
 impl Dumpcap {
-    pub fn start(ns: &Netns, ifname: &str, dir: &TempDir) -> Self {
+    /// Starts dumpcap on the host end of `pair` and returns once it is
+    /// really capturing: "Capturing on" is printed before the capture
+    /// socket sees traffic, so probe datagrams (to the discard port, never
+    /// SIP) are sent from the peer until one shows up in dumpcap's file.
+    pub fn start(pair: &VethPair, dir: &TempDir) -> Self {
         let pcap = dir.join("dumpcap.pcap");
         let mut proc = NsProcess::spawn(
-            ns,
+            &pair.host,
             &dir.path,
             "dumpcap",
             "dumpcap",
-            &["-i", ifname, "-P", "-w", pcap.to_str().unwrap()],
+            &["-i", &pair.host_if, "-P", "-w", pcap.to_str().unwrap()],
         );
         proc.wait_output("Capturing on", START);
+        let probe = in_netns(&pair.peer, || {
+            std::net::UdpSocket::bind((VethPair::PEER_V4, 0)).expect("probe socket")
+        });
+        wait_for(START, "dumpcap to capture a probe datagram", || {
+            let _ = probe.send_to(b"probe", (VethPair::HOST_V4, DISCARD_PORT));
+            let frames = crate::support::pcap::read_frames_so_far(&pcap);
+            let seen = crate::support::pcap::datagrams(&frames, &[DISCARD_PORT]);
+            (!seen.is_empty()).then_some(())
+        });
         Self { proc, pcap }
     }
 

@@ -62,7 +62,7 @@ fn register_capture_matches_dumpcap(s: Scenario) -> Outcome {
         vec!["--sip-port", &port_arg]
     };
     let mut agent = Agent::start(&pair, &dir, &extra);
-    let mut dumpcap = Dumpcap::start(&pair.host, &pair.host_if, &dir);
+    let mut dumpcap = Dumpcap::start(&pair, &dir);
 
     let mut scenario = fixture("sipp/uac_register.xml");
     if s.pad > 0 {

@@ -53,7 +53,7 @@ fn vlan_and_qinq_tagged_sip_is_captured_with_its_tags() {
     assert_eq!(&double[16..18], &0x8100u16.to_be_bytes());
 
     let mut agent = Agent::start(&pair, &dir, &[]);
-    let mut dumpcap = Dumpcap::start(&pair.host, &pair.host_if, &dir);
+    let mut dumpcap = Dumpcap::start(&pair, &dir);
     let raw = RawSocket::open(&pair.peer, &pair.peer_if);
     raw.send(&single);
     raw.send(&double);

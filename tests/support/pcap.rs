@@ -30,7 +30,11 @@ pub fn read_frames_so_far(path: &Path) -> Vec<Frame> {
 }
 
 fn read(path: &Path, partial: bool) -> Vec<Frame> {
-    let file = std::fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(_) if partial => return Vec::new(),
+        Err(e) => panic!("open {}: {e}", path.display()),
+    };
     let mut reader = match PcapReader::new(file) {
         Ok(r) => r,
         Err(_) if partial => return Vec::new(),

@@ -4,11 +4,11 @@ use std::path::Path;
 
 use aya::{
     Ebpf, EbpfLoader,
-    maps::{HashMap, MapData, PerCpuArray, RingBuf},
+    maps::{Array, MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, Xdp},
 };
 use log::{Log, warn};
-use sipscope_common::{DEFAULT_SIP_PORT, MAX_SIP_PORTS, names};
+use sipscope_common::{DEFAULT_SIP_PORT, names};
 
 use super::{attach::program, error::LiveError};
 
@@ -76,22 +76,11 @@ impl LoadedObject {
             .ebpf
             .map_mut(names::SIP_PORTS)
             .ok_or_else(|| missing(names::SIP_PORTS))?;
-        let mut ports: HashMap<_, u16, u8> =
-            HashMap::try_from(map).map_err(|e| LiveError::kernel("opening the SIP port map", e))?;
-        let mut all: Vec<u16> = std::iter::once(DEFAULT_SIP_PORT)
-            .chain(extra.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
-        if all.len() > MAX_SIP_PORTS as usize {
-            return Err(LiveError::Kernel {
-                op: format!("setting {} SIP ports", all.len()),
-                source: format!("at most {MAX_SIP_PORTS} SIP ports are supported").into(),
-            });
-        }
-        for port in all {
+        let mut ports: Array<_, u8> =
+            Array::try_from(map).map_err(|e| LiveError::kernel("opening the SIP port map", e))?;
+        for port in std::iter::once(DEFAULT_SIP_PORT).chain(extra.iter().copied()) {
             ports
-                .insert(port, 1, 0)
+                .set(u32::from(port), 1, 0)
                 .map_err(|e| LiveError::kernel(format!("adding SIP port {port}"), e))?;
         }
         Ok(())
