@@ -236,7 +236,7 @@ fn readable<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>, LiveError> 
         .map_err(|e| LiveError::Read(e.into()))
 }
 
-pub(crate) fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<CaptureCounters, LiveError> {
+pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<CaptureCounters, LiveError> {
     let mut out = CaptureCounters::default();
     for c in Counter::ALL {
         let per_cpu = map
