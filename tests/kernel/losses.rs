@@ -161,3 +161,59 @@ fn full_ring_buffer_losses_are_counted_exactly() {
         "lost == sent - received"
     );
 }
+
+#[test]
+fn oversized_tcp_sip_on_egress_is_truncated_flagged_and_counted() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("truncate");
+    let mut agent = Agent::start(&pair, &dir, &[]);
+    // A SIP response with a 60 KB body over TCP from the host: TSO hands
+    // TC egress segments far larger than the copy limit before the
+    // device splits them.
+    let body = vec![b'v'; 60_000];
+    let mut message = format!(
+        "SIP/2.0 200 OK\r\nCall-ID: big\r\nCSeq: 1 OPTIONS\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    message.extend_from_slice(&body);
+    let expected = message.len();
+    let listener = in_netns(&pair.host, || {
+        TcpListener::bind((VethPair::HOST_V4, 5060)).unwrap()
+    });
+    let server = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.write_all(&message).unwrap();
+    });
+    let mut client = in_netns(&pair.peer, || {
+        TcpStream::connect((VethPair::HOST_V4, 5060)).unwrap()
+    });
+    server.join().unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(got.len(), expected);
+
+    let (stdout, counters) = agent.stop();
+    let frames = read_frames(&agent.pcap);
+    let truncated: Vec<_> = frames
+        .iter()
+        .filter(|f| (f.orig_len as usize) > f.data.len())
+        .collect();
+    assert!(
+        !truncated.is_empty(),
+        "TSO segments over 8 KiB expected:\n{stdout}"
+    );
+    for f in &truncated {
+        assert_eq!(f.data.len(), sipscope_common::MAX_CAPTURE_LEN);
+    }
+    assert_eq!(counters["truncated"], truncated.len() as u64);
+    assert_eq!(
+        stdout.matches("[truncated").count(),
+        truncated.len(),
+        "each truncated frame is flagged in the output"
+    );
+    assert_eq!(counters["sip_captured"], frames.len() as u64);
+    // Everything on the SIP connection (handshake, data, ACKs) is captured.
+    assert!(stdout.contains("tcp SIP/2.0 200 OK"));
+}
