@@ -110,7 +110,8 @@ pub struct CaptureHeader {
     /// IPv4 addresses occupy the first 4 bytes, the rest is zero.
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
-    /// Host byte order; zero for later fragments.
+    /// Host byte order; zero for later fragments. For ICMP destination
+    /// unreachable errors: the ports of the quoted datagram.
     pub src_port: u16,
     pub dst_port: u16,
     /// [`Direction`] as u8.

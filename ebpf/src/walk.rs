@@ -1,7 +1,8 @@
 //! The one bounded header walk shared by XDP and TC: Ethernet, up to two
 //! VLAN tags (802.1Q, 802.1ad QinQ), IPv4 with options, IPv6 with
 //! hop-by-hop / routing / destination-options / fragment / AH extension
-//! headers, then the UDP or TCP ports.
+//! headers, then the UDP or TCP ports (or, for ICMP destination
+//! unreachable errors, the ports of the datagram they quote).
 //!
 //! Every loop has a constant bound; a frame needing more (a third VLAN tag,
 //! more than `MAX_IPV6_EXT` extension headers) is reported as `None` and
@@ -18,6 +19,10 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88A8;
 
 const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ICMP: u8 = 1;
+const IPPROTO_ICMPV6: u8 = 58;
+const ICMP_DEST_UNREACH: u8 = 3;
+const ICMPV6_DEST_UNREACH: u8 = 1;
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
 const IPPROTO_ROUTING: u8 = 43;
@@ -107,8 +112,49 @@ fn walk_ip<F: Frame>(frame: &F) -> Option<Result<Flow, Skip>> {
         let ports: [u8; 4] = frame.read(off)?;
         flow.src_port = be16([ports[0], ports[1]]);
         flow.dst_port = be16([ports[2], ports[3]]);
+    } else if flow.fragment.is_none()
+        && let Some((src, dst)) = icmp_quoted_ports(frame, &flow, off)
+    {
+        flow.src_port = src;
+        flow.dst_port = dst;
     }
     Some(Ok(flow))
+}
+
+/// Ports of the datagram quoted by an ICMP "destination unreachable"
+/// (RFC 792; RFC 4443 section 3.1): such an error about a SIP message is
+/// forwarded like SIP, so the agent sees a peer refusing or not reachable.
+/// The quoted header is walked without options/extensions beyond IHL.
+#[inline(always)]
+fn icmp_quoted_ports<F: Frame>(frame: &F, flow: &Flow, off: u32) -> Option<(u16, u16)> {
+    let inner = off + 8;
+    let ports_at = match (flow.family, flow.protocol) {
+        (Family::Ipv4, IPPROTO_ICMP) => {
+            let icmp: [u8; 2] = frame.read(off)?;
+            if icmp[0] != ICMP_DEST_UNREACH {
+                return None;
+            }
+            let h: [u8; 10] = frame.read(inner)?;
+            if h[0] >> 4 != 4 || h[0] & 0x0F < 5 || (h[9] != IPPROTO_UDP && h[9] != IPPROTO_TCP) {
+                return None;
+            }
+            inner + u32::from(h[0] & 0x0F) * 4
+        }
+        (Family::Ipv6, IPPROTO_ICMPV6) => {
+            let icmp: [u8; 2] = frame.read(off)?;
+            if icmp[0] != ICMPV6_DEST_UNREACH {
+                return None;
+            }
+            let h: [u8; 7] = frame.read(inner)?;
+            if h[0] >> 4 != 6 || (h[6] != IPPROTO_UDP && h[6] != IPPROTO_TCP) {
+                return None;
+            }
+            inner + 40
+        }
+        _ => return None,
+    };
+    let ports: [u8; 4] = frame.read(ports_at)?;
+    Some((be16([ports[0], ports[1]]), be16([ports[2], ports[3]])))
 }
 
 /// IPv4 (RFC 791 section 3.1); `off` moves past the options.

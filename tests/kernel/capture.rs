@@ -237,3 +237,39 @@ fn first_fragments_printed(stdout: &str) -> usize {
         .filter(|l| l.contains("REGISTER sip:") && l.ends_with("[fragment]"))
         .count()
 }
+
+#[test]
+fn port_unreachable_answering_sip_is_captured() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("icmp");
+    let mut agent = Agent::start(&pair, &dir, &[]);
+    // Nobody listens on 5060 in the host namespace: the kernel answers with
+    // ICMP port unreachable, quoting the SIP datagram.
+    let sock = crate::support::netns::in_netns(&pair.peer, || {
+        std::net::UdpSocket::bind((VethPair::PEER_V4, 5062)).unwrap()
+    });
+    sock.send_to(
+        b"OPTIONS sip:x@10.77.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+        (VethPair::HOST_V4, 5060),
+    )
+    .unwrap();
+    crate::support::wait_for(
+        std::time::Duration::from_secs(10),
+        "the ICMP error to be printed",
+        || agent.proc.stdout_text().contains(" icmp ").then_some(()),
+    );
+    let (stdout, counters) = agent.stop();
+    let frames = read_frames(&agent.pcap);
+    assert_eq!(frames.len(), 2, "{stdout}");
+    let icmp = etherparse::SlicedPacket::from_ethernet(&frames[1].data).unwrap();
+    assert!(
+        matches!(icmp.transport, Some(etherparse::TransportSlice::Icmpv4(_))),
+        "second frame is the ICMP error"
+    );
+    assert!(
+        stdout.contains("out 10.77.0.1 -> 10.77.0.2 icmp unreachable, about port 5062 -> 5060"),
+        "{stdout}"
+    );
+    assert_eq!(counters["sip_captured"], 2);
+}

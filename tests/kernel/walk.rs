@@ -339,3 +339,46 @@ fn qinq_tcp_sip_is_captured_and_non_sip_and_arp_are_not() {
         "a truncated IPv4 header is counted"
     );
 }
+
+#[test]
+fn icmp_unreachable_quoting_sip_is_captured_and_quoting_other_is_not() {
+    let mut k = Kernel::new();
+    let quote = |dst_port: u16| {
+        // The quoted datagram: IPv4 header + first 8 bytes of UDP.
+        let inner_udp = udp(5060, dst_port, &[])[..8].to_vec();
+        let inner = [ipv4(17, 9, 0, &[], 8), inner_udp].concat();
+        let icmp = [vec![3, 3, 0, 0, 0, 0, 0, 0], inner].concat();
+        [eth(0x0800), ipv4(1, 10, 0, &[], icmp.len()), icmp].concat()
+    };
+    let (e, _) = k.run(Direction::Ingress, &quote(5060));
+    assert_eq!(
+        e.len(),
+        1,
+        "port unreachable about a SIP message is forwarded"
+    );
+    assert_eq!(e[0].header.transport, Transport::Icmp as u8);
+    assert_eq!((e[0].header.src_port, e[0].header.dst_port), (5060, 5060));
+    let (e, _) = k.run(Direction::Ingress, &quote(53));
+    assert_eq!(e.len(), 1, "the quoted source port 5060 alone makes it SIP");
+
+    let inner_udp = udp(40000, 53, &[])[..8].to_vec();
+    let inner6 = [ipv6(17, 8), inner_udp].concat();
+    let icmp6 = [vec![1, 4, 0, 0, 0, 0, 0, 0], inner6].concat();
+    let frame = [eth(0x86DD), ipv6(58, icmp6.len()), icmp6].concat();
+    let (e, d) = k.run(Direction::Ingress, &frame);
+    assert!(e.is_empty(), "ICMPv6 about DNS is not SIP");
+    assert_eq!(d(Counter::PacketsSeen), 1);
+
+    let inner_udp = udp(40000, 5080, &[])[..8].to_vec();
+    let inner6 = [ipv6(17, 8), inner_udp].concat();
+    let icmp6 = [vec![1, 4, 0, 0, 0, 0, 0, 0], inner6].concat();
+    let frame = [eth(0x86DD), ipv6(58, icmp6.len()), icmp6].concat();
+    let (e, _) = k.run(Direction::Egress, &frame);
+    assert_eq!(
+        e.len(),
+        1,
+        "ICMPv6 unreachable about SIP on 5080 is forwarded"
+    );
+    assert_eq!(e[0].header.transport, Transport::Icmpv6 as u8);
+    assert_eq!(e[0].header.dst_port, 5080);
+}

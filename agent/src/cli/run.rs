@@ -117,10 +117,22 @@ fn describe(frame: &LiveFrame) -> String {
         Transport::Icmp | Transport::Icmpv6 => "icmp",
         Transport::Unknown => "ip",
     };
-    let src = SocketAddr::new(frame.src_addr(), h.src_port);
-    let dst = SocketAddr::new(frame.dst_addr(), h.dst_port);
-    let first = first_line(frame).unwrap_or_else(|| "(no SIP start line)".into());
-    let mut line = format!("{} {dir} {src} -> {dst} {proto} {first}", frame.packet.ts);
+    let mut line = if proto == "icmp" {
+        // The ports are those of the quoted datagram the error is about.
+        format!(
+            "{} {dir} {} -> {} icmp unreachable, about port {} -> {}",
+            frame.packet.ts,
+            frame.src_addr(),
+            frame.dst_addr(),
+            h.src_port,
+            h.dst_port
+        )
+    } else {
+        let src = SocketAddr::new(frame.src_addr(), h.src_port);
+        let dst = SocketAddr::new(frame.dst_addr(), h.dst_port);
+        let first = first_line(frame).unwrap_or_else(|| "(no SIP start line)".into());
+        format!("{} {dir} {src} -> {dst} {proto} {first}", frame.packet.ts)
+    };
     if frame.is_fragment() {
         line.push_str(" [fragment]");
     }
