@@ -45,7 +45,7 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
                 return;
             }
             let key = fragment_key(&flow, frag.id);
-            if SIP_FRAGMENTS.get_ptr(&key).is_none() {
+            if SIP_FRAGMENTS.get_ptr(key).is_none() {
                 return;
             }
             flags |= FLAG_FRAGMENT;
@@ -61,7 +61,7 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
                 let key = fragment_key(&flow, frag.id);
                 // Insert failure only means later fragments are missed;
                 // they would then not be counted as forwarded either.
-                let _ = SIP_FRAGMENTS.insert(&key, 1, 0);
+                let _ = SIP_FRAGMENTS.insert(key, 1, 0);
                 flags |= FLAG_FRAGMENT;
                 count(Counter::FragmentsForwarded);
             }

@@ -168,3 +168,92 @@ fn first_line(frame: &LiveFrame) -> Option<String> {
     let line = String::from_utf8_lossy(&payload[..end]).into_owned();
     (!line.is_empty()).then_some(line)
 }
+
+#[cfg(test)]
+mod tests {
+    use sipscope::capture::{LinkType, Packet, Timestamp};
+    use sipscope_common::{CaptureHeader, FLAG_FRAGMENT, FLAG_TRUNCATED, Family};
+
+    use super::*;
+
+    fn frame(data: Vec<u8>, flags: u32, transport: Transport, ports: (u16, u16)) -> LiveFrame {
+        let orig_len = if flags & FLAG_TRUNCATED != 0 {
+            20_000
+        } else {
+            data.len() as u32
+        };
+        LiveFrame {
+            header: CaptureHeader {
+                ktime_ns: 0,
+                ifindex: 1,
+                orig_len,
+                cap_len: data.len() as u32,
+                flags,
+                src_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dst_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                src_port: ports.0,
+                dst_port: ports.1,
+                direction: sipscope_common::Direction::Ingress as u8,
+                family: Family::Ipv4 as u8,
+                transport: transport as u8,
+                _pad: 0,
+            },
+            packet: Packet {
+                ts: Timestamp::from_nanos(3_600_000_000_000 + 1_500),
+                ifindex: 1,
+                direction: Direction::Ingress,
+                link: LinkType::Ethernet,
+                data,
+                orig_len,
+            },
+        }
+    }
+
+    fn sip_udp(payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4([10, 0, 0, 2], [10, 0, 0, 1], 64)
+            .udp(5062, 5060)
+            .write(&mut out, payload)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn a_sip_frame_prints_its_start_line() {
+        let f = frame(
+            sip_udp(b"REGISTER sip:pbx SIP/2.0\r\nVia: x\r\n\r\n"),
+            0,
+            Transport::Udp,
+            (5062, 5060),
+        );
+        assert_eq!(
+            describe(&f),
+            "01:00:00.000001 in  10.0.0.2:5062 -> 10.0.0.1:5060 udp REGISTER sip:pbx SIP/2.0"
+        );
+    }
+
+    #[test]
+    fn truncated_and_fragment_flags_are_shown() {
+        let f = frame(
+            sip_udp(b"SIP/2.0 200 OK\r\n"),
+            FLAG_TRUNCATED | FLAG_FRAGMENT,
+            Transport::Udp,
+            (5062, 5060),
+        );
+        let line = describe(&f);
+        assert!(
+            line.ends_with("[fragment] [truncated 58 of 20000 bytes]"),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn a_later_fragment_has_no_start_line() {
+        let mut data = sip_udp(b"tail of a body");
+        // Fragment offset 185 (1480 bytes), no more fragments: a tail.
+        data[20..22].copy_from_slice(&185u16.to_be_bytes());
+        let f = frame(data, FLAG_FRAGMENT, Transport::Unknown, (0, 0));
+        assert!(describe(&f).contains("(no SIP start line) [fragment]"));
+    }
+}

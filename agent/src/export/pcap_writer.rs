@@ -101,3 +101,76 @@ impl PcapFileWriter {
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{Direction, Timestamp};
+
+    fn packet(ts: u64, data: &[u8], orig_len: u32, link: LinkType) -> Packet {
+        Packet {
+            ts: Timestamp::from_nanos(ts),
+            ifindex: 1,
+            direction: Direction::Ingress,
+            link,
+            data: data.to_vec(),
+            orig_len,
+        }
+    }
+
+    #[test]
+    fn frames_round_trip_with_nanosecond_times_and_original_length() {
+        let dir = std::env::temp_dir().join(format!("sipscope-pcapw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.pcap");
+        let mut w = PcapFileWriter::create(&path).unwrap();
+        w.write(&packet(
+            1_700_000_000_123_456_789,
+            &[1, 2, 3],
+            3,
+            LinkType::Ethernet,
+        ))
+        .unwrap();
+        w.write(&packet(
+            1_700_000_001_000_000_001,
+            &[4; 10],
+            9000,
+            LinkType::Ethernet,
+        ))
+        .unwrap();
+        w.finish().unwrap();
+
+        let mut r = pcap_file::pcap::PcapReader::new(File::open(&path).unwrap()).unwrap();
+        assert_eq!(r.header().datalink, DataLink::ETHERNET);
+        let a = r.next_packet().unwrap().unwrap();
+        assert_eq!(a.timestamp.as_nanos(), 1_700_000_000_123_456_789);
+        assert_eq!((a.orig_len, &a.data[..]), (3, &[1u8, 2, 3][..]));
+        let b = r.next_packet().unwrap().unwrap();
+        assert_eq!((b.orig_len, b.data.len()), (9000, 10), "truncation kept");
+        assert!(r.next_packet().is_none());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn non_ethernet_packets_are_refused() {
+        let dir = std::env::temp_dir().join(format!("sipscope-pcapw2-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = PcapFileWriter::create(&dir.join("x.pcap")).unwrap();
+        let err = w
+            .write(&packet(1, &[0x45], 1, LinkType::RawIp))
+            .unwrap_err();
+        assert!(matches!(err, PcapWriteError::LinkTypeMismatch { .. }));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unwritable_path_is_a_clear_error() {
+        let err = PcapFileWriter::create(Path::new("/nonexistent-dir/x.pcap"))
+            .err()
+            .expect("cannot create");
+        assert!(
+            err.to_string().contains("check the directory exists"),
+            "{err}"
+        );
+    }
+}

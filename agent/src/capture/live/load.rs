@@ -131,3 +131,20 @@ fn missing(name: &str) -> LiveError {
         source: "map missing from the object (stale build?)".into(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_sizes_must_be_page_multiples_and_powers_of_two() {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as u32;
+        assert!(validate_ring_size(page).is_ok());
+        assert!(validate_ring_size(sipscope_common::DEFAULT_RING_SIZE).is_ok());
+        for bad in [0, page / 2, page * 3, 5000] {
+            let err = validate_ring_size(bad).expect_err("invalid size accepted");
+            assert!(err.to_string().contains("power of two"), "{err}");
+        }
+    }
+}

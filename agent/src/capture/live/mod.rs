@@ -295,3 +295,68 @@ pub fn decode_event(bytes: &[u8], clock: KtimeClock) -> Option<LiveFrame> {
 
 /// Names of the maps the agent reads, re-exported for tests and tools.
 pub const EVENTS_MAP: &str = names::EVENTS;
+
+#[cfg(test)]
+mod tests {
+    use sipscope_common::{FLAG_FRAGMENT, Transport};
+
+    use super::*;
+
+    fn event(header: CaptureHeader, data: &[u8]) -> Vec<u8> {
+        // SAFETY: CaptureHeader is plain #[repr(C)] data without padding holes.
+        let raw = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&header).cast::<u8>(), CAPTURE_HEADER_LEN)
+        };
+        [raw, data].concat()
+    }
+
+    fn header(cap_len: u32) -> CaptureHeader {
+        CaptureHeader {
+            ktime_ns: 1_000,
+            ifindex: 7,
+            orig_len: 9000,
+            cap_len,
+            flags: FLAG_TRUNCATED | FLAG_FRAGMENT,
+            src_addr: [192, 0, 2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst_addr: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+            src_port: 5060,
+            dst_port: 5080,
+            direction: sipscope_common::Direction::Egress as u8,
+            family: Family::Ipv4 as u8,
+            transport: Transport::Udp as u8,
+            _pad: 0,
+        }
+    }
+
+    #[test]
+    fn event_becomes_an_ethernet_packet_with_its_metadata() {
+        let bytes = event(header(4), &[1, 2, 3, 4, 0xEE]);
+        let frame = decode_event(&bytes, KtimeClock::new()).expect("valid event");
+        assert_eq!(frame.packet.data, [1, 2, 3, 4], "exactly cap_len bytes");
+        assert_eq!(frame.packet.orig_len, 9000);
+        assert!(frame.packet.is_truncated() && frame.is_truncated() && frame.is_fragment());
+        assert_eq!(frame.packet.direction, Direction::Egress);
+        assert_eq!(frame.packet.link, LinkType::Ethernet);
+        assert_eq!(frame.packet.ifindex, 7);
+        assert_eq!(frame.src_addr().to_string(), "192.0.2.10");
+    }
+
+    #[test]
+    fn short_or_inconsistent_events_are_rejected_not_panicked_on() {
+        let clock = KtimeClock::new();
+        assert!(decode_event(&[0u8; 10], clock).is_none());
+        let claims_more = event(header(100), &[0u8; 10]);
+        assert!(decode_event(&claims_more, clock).is_none());
+    }
+
+    #[test]
+    fn counters_print_as_stable_name_value_pairs() {
+        let mut c = CaptureCounters::default();
+        c.0[Counter::SipCaptured as usize] = 3;
+        c.0[Counter::RingbufFull as usize] = 2;
+        assert_eq!(
+            c.to_string(),
+            "packets_seen=0 sip_captured=3 fragments_forwarded=0 truncated=0 ringbuf_full=2 unparsed=0"
+        );
+    }
+}
