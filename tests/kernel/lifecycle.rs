@@ -144,3 +144,52 @@ fn sigkill_leaves_nothing_attached() {
         "tc egress filters left behind:\n{filters}"
     );
 }
+
+#[test]
+fn sigterm_detaches_and_reports_counters() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("sigterm");
+    let mut agent = Agent::start(&pair, &dir, &[]);
+    let links = link_ids_of(agent.proc.pid());
+    assert_eq!(links.len(), 2, "one XDP and one tcx link: {links:?}");
+    agent.proc.signal(libc::SIGTERM);
+    let status = agent.proc.wait_exit(Duration::from_secs(10));
+    assert!(status.success(), "SIGTERM is a clean stop: {status}");
+    assert!(
+        agent
+            .proc
+            .stdout_text()
+            .contains("capture counters: packets_seen=")
+    );
+    wait_for(Duration::from_secs(10), "the links to be released", || {
+        let live = live_link_ids();
+        links.iter().all(|(id, _)| !live.contains(id)).then_some(())
+    });
+}
+
+#[test]
+fn several_interfaces_are_attached_by_one_agent() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("multi");
+    // A second link inside the host namespace, both ends local.
+    let (a, b) = (format!("{}a", pair.host_if), format!("{}b", pair.host_if));
+    pair.host
+        .ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
+    pair.host.ip(&["link", "set", &a, "up"]);
+    pair.host.ip(&["link", "set", &b, "up"]);
+    let agent = Agent::start(&pair, &dir, &["--iface", &a]);
+    let out = agent.proc.stdout_text();
+    assert!(
+        out.contains(&format!("capturing on {} ", pair.host_if)),
+        "{out}"
+    );
+    assert!(out.contains(&format!("capturing on {a} ")), "{out}");
+    let kinds: Vec<String> = link_ids_of(agent.proc.pid())
+        .into_iter()
+        .map(|(_, k)| k)
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| *k == "xdp").count(), 2, "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| *k == "tcx").count(), 2, "{kinds:?}");
+}
