@@ -109,12 +109,22 @@ fn register_capture_matches_dumpcap(s: Scenario) -> Outcome {
     assert_eq!(ours_in, theirs_in, "ingress SIP differs from dumpcap");
     assert_eq!(ours_out, theirs_out, "egress SIP differs from dumpcap");
 
-    // Every frame the agent wrote is byte-identical to one dumpcap saw.
+    // Every frame the agent wrote is byte-identical to one dumpcap saw, and
+    // stamped within a few milliseconds of it (ktime converted to wall time).
     for f in &agent_frames {
+        let twin = dumpcap_frames
+            .iter()
+            .find(|d| d.data == f.data)
+            .unwrap_or_else(|| {
+                panic!(
+                    "agent frame of {} bytes not in dumpcap's capture",
+                    f.data.len()
+                )
+            });
+        let skew_ms = f.ts_ns.abs_diff(twin.ts_ns) / 1_000_000;
         assert!(
-            dumpcap_frames.iter().any(|d| d.data == f.data),
-            "agent frame of {} bytes not found in dumpcap's capture",
-            f.data.len()
+            skew_ms < 50,
+            "agent and dumpcap timestamps differ by {skew_ms} ms"
         );
         assert_eq!(
             f.orig_len as usize,

@@ -193,3 +193,28 @@ fn several_interfaces_are_attached_by_one_agent() {
     assert_eq!(kinds.iter().filter(|k| *k == "xdp").count(), 2, "{kinds:?}");
     assert_eq!(kinds.iter().filter(|k| *k == "tcx").count(), 2, "{kinds:?}");
 }
+
+#[test]
+fn unprivileged_user_is_told_which_capabilities_are_missing() {
+    require_root();
+    // `nobody` with no capabilities; the interface exists (lo).
+    let out = std::process::Command::new("setpriv")
+        .args([
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(env!("CARGO_BIN_EXE_sipscope"))
+        .args(["run", "--iface", "lo"])
+        .output()
+        .expect("setpriv (util-linux)");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("permission denied") && stderr.contains("CAP_BPF"),
+        "{stderr}"
+    );
+}
