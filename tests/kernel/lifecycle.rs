@@ -218,3 +218,31 @@ fn unprivileged_user_is_told_which_capabilities_are_missing() {
         "{stderr}"
     );
 }
+
+#[test]
+fn device_without_native_xdp_falls_back_to_generic_mode_and_says_so() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("generic");
+    // A bridge has no native XDP support.
+    let bridge = format!("br{}", crate::support::unique_suffix());
+    pair.host.ip(&["link", "add", &bridge, "type", "bridge"]);
+    pair.host.ip(&["link", "set", &bridge, "up"]);
+    let mut agent = NsProcess::spawn(
+        &pair.host,
+        &dir.path,
+        "sipscope",
+        env!("CARGO_BIN_EXE_sipscope"),
+        &["run", "--iface", &bridge],
+    );
+    agent.wait_output("capturing on", START);
+    assert!(agent.stdout_text().contains("xdp generic"));
+    assert!(
+        agent
+            .stderr_text()
+            .contains("falling back to generic (SKB) mode"),
+        "{}",
+        agent.stderr_text()
+    );
+    assert!(agent.interrupt(Duration::from_secs(10)).success());
+}

@@ -103,8 +103,9 @@ fn attach_xdp(ebpf: &mut Ebpf, iface: &str) -> Result<XdpAttachMode, LiveError> 
             });
         }
         Err(err) => warn!(
-            "{iface}: native XDP not available ({err}); falling back to generic (SKB) mode, \
-             which costs more CPU per packet"
+            "{iface}: native XDP not available ({err}: {}); falling back to generic (SKB) \
+             mode, which costs more CPU per packet",
+            os_error(&err)
         ),
     }
     match prog.attach(iface, XdpMode::Skb) {
@@ -127,9 +128,10 @@ fn attach_tc(ebpf: &mut Ebpf, iface: &str) -> Result<TcAttachMode, LiveError> {
         Ok(_) => Ok(TcAttachMode::Tcx),
         Err(err) => {
             warn!(
-                "{iface}: tcx link not available ({err}); attaching TC egress through a \
+                "{iface}: tcx link not available ({err}: {}); attaching TC egress through a \
                  netlink clsact filter, which stays attached if sipscope is killed with -9 \
-                 (remove with `tc filter del dev {iface} egress`)"
+                 (remove with `tc filter del dev {iface} egress`)",
+                os_error(&err)
             );
             // An existing clsact qdisc is fine.
             if let Err(e) = tc::qdisc_add_clsact(iface)
@@ -145,6 +147,14 @@ fn attach_tc(ebpf: &mut Ebpf, iface: &str) -> Result<TcAttachMode, LiveError> {
             Ok(TcAttachMode::Netlink)
         }
     }
+}
+
+/// The OS error inside an aya error, for log lines ("Operation not supported").
+fn os_error(err: &aya::programs::ProgramError) -> String {
+    errno_of(err).map_or_else(
+        || "no OS error".to_owned(),
+        |e| std::io::Error::from_raw_os_error(e).to_string(),
+    )
 }
 
 /// Looks up a program by name and converts it to its concrete type.
