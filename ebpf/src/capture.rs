@@ -122,6 +122,7 @@ fn emit<C: EbpfContext, F: Frame>(
     unsafe {
         let base = scratch.cast::<u8>();
         if !frame.load_raw(0, base.add(CAPTURE_HEADER_LEN), cap_len) {
+            // The frame is shorter than it claims: counted, never silent.
             count(Counter::Unparsed);
             return;
         }

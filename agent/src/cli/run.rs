@@ -25,7 +25,7 @@ pub struct RunArgs {
     #[arg(long = "iface", short = 'i', required = true, value_name = "IFACE")]
     ifaces: Vec<String>,
     /// Additional SIP port (repeatable); 5060 is always included.
-    #[arg(long = "sip-port", value_name = "PORT")]
+    #[arg(long = "sip-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     sip_ports: Vec<u16>,
     /// Kernel ring buffer size in bytes: a power of two, multiple of the page size.
     #[arg(long = "ring-size", value_name = "BYTES", default_value_t = DEFAULT_RING_SIZE)]

@@ -25,7 +25,6 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use log::Log;
 use sipscope_common::{
     CAPTURE_HEADER_LEN, CaptureHeader, Counter, FLAG_FRAGMENT, FLAG_TRUNCATED, FLAG_VLAN, Family,
-    names,
 };
 use tokio::io::unix::AsyncFd;
 
@@ -292,9 +291,6 @@ pub fn decode_event(bytes: &[u8], clock: KtimeClock) -> Option<LiveFrame> {
         header,
     })
 }
-
-/// Names of the maps the agent reads, re-exported for tests and tools.
-pub const EVENTS_MAP: &str = names::EVENTS;
 
 #[cfg(test)]
 mod tests {
