@@ -29,12 +29,15 @@ impl Timestamp {
     pub const fn since(self, earlier: Timestamp) -> std::time::Duration {
         std::time::Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
+}
 
-    pub fn add(self, d: std::time::Duration) -> Self {
-        Self(
-            self.0
-                .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
-        )
+impl std::ops::Add<std::time::Duration> for Timestamp {
+    type Output = Timestamp;
+
+    /// Saturating: the packet clock never wraps.
+    fn add(self, d: std::time::Duration) -> Timestamp {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        Timestamp(self.0.saturating_add(ns))
     }
 }
 
