@@ -3,6 +3,7 @@
 
 use std::{
     fs::File,
+    os::unix::process::CommandExt,
     path::PathBuf,
     process::{Child, Command, ExitStatus, Stdio},
     time::Duration,
@@ -33,6 +34,9 @@ impl NsProcess {
         let child = Command::new("ip")
             .args(["netns", "exec", &ns.name, program])
             .args(args)
+            // Its own process group, so Drop can end the children it forks
+            // (kamailio's workers) and not only the process itself.
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(File::create(&stdout).expect("stdout file"))
             .stderr(File::create(&stderr).expect("stderr file"))
@@ -105,12 +109,45 @@ impl NsProcess {
     }
 }
 
+impl NsProcess {
+    /// Whether the leader has exited, without reaping it (WNOWAIT): while
+    /// it is unreaped its pid, and so the group id, cannot be reused.
+    fn exited_unreaped(&self) -> bool {
+        // SAFETY: siginfo_t is plain data; waitid only writes into it.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: valid pid of our own child and a valid out-pointer.
+        let rc = unsafe {
+            libc::waitid(
+                libc::P_PID,
+                self.pid() as libc::id_t,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            )
+        };
+        // SAFETY: si_pid is valid to read after a successful waitid.
+        rc == 0 && unsafe { info.si_pid() } != 0
+    }
+}
+
 impl Drop for NsProcess {
+    /// Still running: SIGTERM to its process group (kamailio stops its
+    /// workers), a bounded wait, then SIGKILL to whatever is left of the
+    /// group. The group exists while the leader is unreaped, so no other
+    /// process can be hit.
     fn drop(&mut self) {
-        if self.try_exit().is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+        if self.exited.is_some() {
+            return;
         }
+        let group = -self.pid();
+        // SAFETY: kill(2) on the process group this harness created.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !self.exited_unreaped() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: the leader is not reaped yet, so the group id is ours.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.child.wait();
     }
 }
 
