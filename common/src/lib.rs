@@ -152,7 +152,8 @@ pub enum Counter {
     PacketsSeen = 0,
     /// Frames copied to the ring buffer (including fragments).
     SipCaptured = 1,
-    /// IP fragments of SIP datagrams copied (a subset of `SipCaptured`).
+    /// IP fragments of SIP datagrams copied (a subset of `SipCaptured`;
+    /// a fragment lost to a full ring counts as `RingbufFull` only).
     FragmentsForwarded = 2,
     /// Frames longer than `MAX_CAPTURE_LEN`, copied truncated.
     Truncated = 3,

@@ -49,25 +49,24 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
                 return;
             }
             flags |= FLAG_FRAGMENT;
-            count(Counter::FragmentsForwarded);
         }
         fragment => {
             if !is_sip_port(flow.src_port) && !is_sip_port(flow.dst_port) {
                 return;
             }
-            if let Some(frag) = fragment
-                && flow.protocol == IPPROTO_UDP
-            {
-                let key = fragment_key(&flow, frag.id);
-                // Insert failure only means later fragments are missed;
-                // they would then not be counted as forwarded either.
-                let _ = SIP_FRAGMENTS.insert(key, 1, 0);
+            if let Some(frag) = fragment {
                 flags |= FLAG_FRAGMENT;
-                count(Counter::FragmentsForwarded);
+                if flow.protocol == IPPROTO_UDP {
+                    // Insert failure only means the later fragments are not
+                    // recognised (and so not counted as forwarded either).
+                    let _ = SIP_FRAGMENTS.insert(fragment_key(&flow, frag.id), 1, 0);
+                }
             }
         }
     }
-    emit(ctx, frame, &flow, direction, ifindex, flags);
+    if emit(ctx, frame, &flow, direction, ifindex, flags) && flags & FLAG_FRAGMENT != 0 {
+        count(Counter::FragmentsForwarded);
+    }
 }
 
 #[inline(always)]
@@ -88,7 +87,7 @@ fn fragment_key(flow: &Flow, id: u32) -> FragmentKey {
 }
 
 /// Copies header + frame (from the Ethernet header, at most
-/// `MAX_CAPTURE_LEN` bytes) into the ring buffer.
+/// `MAX_CAPTURE_LEN` bytes) into the ring buffer; true if it got there.
 #[inline(always)]
 fn emit<C: EbpfContext, F: Frame>(
     ctx: &C,
@@ -97,11 +96,11 @@ fn emit<C: EbpfContext, F: Frame>(
     direction: Direction,
     ifindex: u32,
     mut flags: u32,
-) {
+) -> bool {
     let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
         // Cannot happen (index 0 of a one-entry array); logged, not per packet.
         error!(ctx, "sipscope: scratch buffer lookup failed");
-        return;
+        return false;
     };
     let orig_len = frame.len();
     let mut cap_len = orig_len;
@@ -115,7 +114,7 @@ fn emit<C: EbpfContext, F: Frame>(
     // call ("R4 min value is negative").
     let cap_len = core::hint::black_box(cap_len);
     if cap_len == 0 || cap_len > MAX_CAPTURE_LEN as u32 {
-        return;
+        return false;
     }
     // SAFETY: scratch is a valid per-CPU map value of SCRATCH_LEN bytes;
     // the header fits at its start, cap_len <= MAX_CAPTURE_LEN after it.
@@ -124,7 +123,7 @@ fn emit<C: EbpfContext, F: Frame>(
         if !frame.load_raw(0, base.add(CAPTURE_HEADER_LEN), cap_len) {
             // The frame is shorter than it claims: counted, never silent.
             count(Counter::Unparsed);
-            return;
+            return false;
         }
         base.cast::<CaptureHeader>().write_unaligned(CaptureHeader {
             ktime_ns: bpf_ktime_get_ns(),
@@ -145,8 +144,9 @@ fn emit<C: EbpfContext, F: Frame>(
         let bytes = core::slice::from_raw_parts(base, total);
         if EVENTS.output::<[u8]>(bytes, 0).is_err() {
             count(Counter::RingbufFull);
-            return;
+            return false;
         }
     }
     count(Counter::SipCaptured);
+    true
 }
