@@ -27,7 +27,9 @@ pub struct RunArgs {
     /// Additional SIP port (repeatable); 5060 is always included.
     #[arg(long = "sip-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
     sip_ports: Vec<u16>,
-    /// Kernel ring buffer size in bytes: a power of two, multiple of the page size.
+    /// Kernel ring buffer size in bytes: a power of two, multiple of the page
+    /// size. Each frame takes its length plus 72 bytes (up to ~8 KiB); when the
+    /// ring is full frames are lost and counted as ringbuf_full.
     #[arg(long = "ring-size", value_name = "BYTES", default_value_t = DEFAULT_RING_SIZE)]
     ring_size: u32,
     /// Write every captured frame to this pcap file (Ethernet, ns timestamps).

@@ -92,6 +92,7 @@ impl LiveFrame {
 pub struct CaptureCounters([u64; Counter::COUNT as usize]);
 
 impl CaptureCounters {
+    /// The value of one counter.
     pub fn get(&self, counter: Counter) -> u64 {
         self.0[counter as usize]
     }
@@ -156,6 +157,7 @@ impl LiveCapture {
         })
     }
 
+    /// Where the programs are attached, one entry per interface.
     pub fn attachments(&self) -> &[Attachment] {
         &self.attachments
     }
@@ -235,6 +237,7 @@ fn readable<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>, LiveError> 
         .map_err(|e| LiveError::Read(e.into()))
 }
 
+/// Sums each counter of the per-CPU counter map over all CPUs.
 pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<CaptureCounters, LiveError> {
     let mut out = CaptureCounters::default();
     for c in Counter::ALL {
