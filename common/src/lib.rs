@@ -1,5 +1,195 @@
 //! Types shared between the eBPF programs (`sipscope-ebpf`) and the agent.
 //!
 //! Everything here is `#[repr(C)]` and plain data: the kernel writes it into
-//! maps and the ring buffer, userspace reads the same bytes back.
+//! maps and the ring buffer, userspace reads the same bytes back. Sizes are
+//! asserted at compile time so both sides agree on the layout, and map and
+//! program names live here so the two crates never disagree on a string.
 #![no_std]
+
+/// Program and map names, as the eBPF object exports them.
+pub mod names {
+    /// XDP program: ingress SIP capture.
+    pub const XDP_INGRESS: &str = "sipscope_ingress";
+    /// TC (tcx/clsact) program: egress SIP capture.
+    pub const TC_EGRESS: &str = "sipscope_egress";
+    /// XDP program that only returns `XDP_PASS`: the benchmark baseline.
+    pub const XDP_EMPTY: &str = "sipscope_xdp_empty";
+    /// Ring buffer carrying [`super::CaptureHeader`] + frame bytes.
+    pub const EVENTS: &str = "EVENTS";
+    /// Per-CPU counters indexed by [`super::Counter`].
+    pub const COUNTERS: &str = "COUNTERS";
+    /// SIP port set (`Array<u8>` indexed by port in host byte order; 1 = SIP).
+    pub const SIP_PORTS: &str = "SIP_PORTS";
+    /// Fragments of SIP datagrams seen so far (`LruHashMap<FragmentKey, u8>`).
+    pub const SIP_FRAGMENTS: &str = "SIP_FRAGMENTS";
+    /// Per-CPU scratch buffer the event is assembled in before output.
+    pub const SCRATCH: &str = "SCRATCH";
+}
+
+/// The SIP port used when none is configured (RFC 3261 section 19.1.2).
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+/// Most frame bytes copied per event. Larger frames (jumbo frames, TCP
+/// segments before GSO on egress) are truncated, flagged and counted.
+pub const MAX_CAPTURE_LEN: usize = 8192;
+
+/// Default ring buffer size in bytes (a power of two multiple of the page
+/// size, as the kernel requires).
+pub const DEFAULT_RING_SIZE: u32 = 4 << 20;
+
+/// Entries of the SIP port array: one per port number.
+pub const PORT_COUNT: u32 = 65536;
+
+/// Entries in the fragment-tracking LRU map (datagrams in flight).
+pub const MAX_TRACKED_FRAGMENTS: u32 = 4096;
+
+/// Which way the frame crossed the interface.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Direction {
+    /// XDP, received.
+    Ingress = 0,
+    /// TC egress, sent.
+    Egress = 1,
+}
+
+/// Layer 3 family of the captured frame.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Family {
+    Ipv4 = 4,
+    Ipv6 = 6,
+}
+
+/// Transport protocol, IANA protocol numbers.
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Unknown (a later IP fragment carries no transport header).
+    Unknown = 0,
+    Icmp = 1,
+    Tcp = 6,
+    Udp = 17,
+    Icmpv6 = 58,
+}
+
+impl Transport {
+    pub const fn from_u8(v: u8) -> Self {
+        match v {
+            1 => Self::Icmp,
+            6 => Self::Tcp,
+            17 => Self::Udp,
+            58 => Self::Icmpv6,
+            _ => Self::Unknown,
+        }
+    }
+}
+
+/// [`CaptureHeader::flags`]: the frame was longer than [`MAX_CAPTURE_LEN`].
+pub const FLAG_TRUNCATED: u32 = 1 << 0;
+/// [`CaptureHeader::flags`]: the frame is an IP fragment of a SIP datagram.
+pub const FLAG_FRAGMENT: u32 = 1 << 1;
+/// [`CaptureHeader::flags`]: the frame carried at least one VLAN tag.
+pub const FLAG_VLAN: u32 = 1 << 2;
+
+/// Metadata in front of every captured frame in the ring buffer. The frame
+/// itself (`cap_len` bytes, starting at the Ethernet header) follows
+/// immediately, so userspace decodes it exactly like a pcap record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CaptureHeader {
+    /// `bpf_ktime_get_ns()`: CLOCK_MONOTONIC nanoseconds.
+    pub ktime_ns: u64,
+    pub ifindex: u32,
+    /// Frame length on the wire.
+    pub orig_len: u32,
+    /// Frame bytes following this header (`<= MAX_CAPTURE_LEN`).
+    pub cap_len: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    /// IPv4 addresses occupy the first 4 bytes, the rest is zero.
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    /// Host byte order; zero for later fragments. For ICMP destination
+    /// unreachable errors: the ports of the quoted datagram.
+    pub src_port: u16,
+    pub dst_port: u16,
+    /// [`Direction`] as u8.
+    pub direction: u8,
+    /// [`Family`] as u8.
+    pub family: u8,
+    /// [`Transport`] as u8 (the IP protocol number).
+    pub transport: u8,
+    pub _pad: u8,
+}
+
+pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
+const _: () = assert!(CAPTURE_HEADER_LEN == 64);
+
+/// Size of the per-CPU scratch buffer: one header plus the largest copy.
+pub const SCRATCH_LEN: usize = CAPTURE_HEADER_LEN + MAX_CAPTURE_LEN;
+
+/// Key of the fragment-tracking map: an IP datagram in flight
+/// (RFC 791 section 3.2: source, destination, protocol, identification;
+/// RFC 8200 section 4.5: source, destination, identification).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FragmentKey {
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    pub id: u32,
+    pub family: u8,
+    pub protocol: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<FragmentKey>() == 40);
+
+/// Indices into the per-CPU counter array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counter {
+    /// Every frame the programs looked at.
+    PacketsSeen = 0,
+    /// Frames copied to the ring buffer (including fragments).
+    SipCaptured = 1,
+    /// IP fragments of SIP datagrams copied (a subset of `SipCaptured`;
+    /// a fragment lost to a full ring counts as `RingbufFull` only).
+    FragmentsForwarded = 2,
+    /// Frames longer than `MAX_CAPTURE_LEN`, copied truncated.
+    Truncated = 3,
+    /// Frames that matched but found the ring buffer full: lost.
+    RingbufFull = 4,
+    /// IP frames whose headers could not be walked (too short, too many
+    /// extension headers): passed without inspection.
+    Unparsed = 5,
+}
+
+impl Counter {
+    pub const COUNT: u32 = 6;
+    pub const ALL: [Counter; Self::COUNT as usize] = [
+        Self::PacketsSeen,
+        Self::SipCaptured,
+        Self::FragmentsForwarded,
+        Self::Truncated,
+        Self::RingbufFull,
+        Self::Unparsed,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::PacketsSeen => "packets_seen",
+            Self::SipCaptured => "sip_captured",
+            Self::FragmentsForwarded => "fragments_forwarded",
+            Self::Truncated => "truncated",
+            Self::RingbufFull => "ringbuf_full",
+            Self::Unparsed => "unparsed",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    unsafe impl aya::Pod for super::CaptureHeader {}
+    unsafe impl aya::Pod for super::FragmentKey {}
+}

@@ -1,10 +1,50 @@
+//! sipscope kernel programs. This file holds only the entry points; the
+//! header walk is in `walk`, the capture decision and copy in `capture`,
+//! the maps in `maps`.
+//!
+//! Every program is fail-open: whatever happens inside, the verdict is
+//! `XDP_PASS` / `TC_ACT_OK`. A PBX must never lose a call because of its
+//! monitor.
 #![no_std]
 #![no_main]
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
+mod capture;
+mod frame;
+mod maps;
+mod walk;
 
+use aya_ebpf::{
+    bindings::{TC_ACT_OK, xdp_action},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use sipscope_common::Direction;
+
+use crate::frame::{SkbFrame, XdpFrame};
+
+/// Ingress: every frame received on the interface, before the stack.
 #[xdp]
-pub fn sipscope_xdp(_ctx: XdpContext) -> u32 {
+pub fn sipscope_ingress(ctx: XdpContext) -> u32 {
+    let frame = XdpFrame(&ctx);
+    // SAFETY: ctx points at the kernel's xdp_md for this invocation.
+    let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
+    capture::inspect(&ctx, &frame, Direction::Ingress, ifindex);
+    xdp_action::XDP_PASS
+}
+
+/// Egress: every frame the stack sends on the interface (tcx/clsact).
+#[classifier]
+pub fn sipscope_egress(ctx: TcContext) -> i32 {
+    let frame = SkbFrame(&ctx);
+    // SAFETY: ctx points at the kernel's __sk_buff for this invocation.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    capture::inspect(&ctx, &frame, Direction::Egress, ifindex);
+    TC_ACT_OK
+}
+
+/// Does nothing but pass: the baseline the benchmark compares against.
+#[xdp]
+pub fn sipscope_xdp_empty(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
 }
 

@@ -1,1 +1,24 @@
-//! Kernel integration tests: real programs attached in network namespaces, real peers.
+//! Kernel integration tests: the real programs attached in network
+//! namespaces, real peers (SIPp, kamailio), dumpcap as the reference.
+//! Run as root: `cargo test -p sipscope --test kernel`.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod agent;
+mod capture;
+mod lifecycle;
+mod losses;
+mod rawframes;
+mod walk;
+
+/// Kernel tests need root (namespaces, BPF). Fail loudly, never skip
+/// silently: a skipped kernel test would read as a pass.
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "kernel tests must run as root (CAP_BPF, CAP_NET_ADMIN, netns)"
+    );
+}

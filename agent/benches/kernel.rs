@@ -1,0 +1,138 @@
+//! Cost of the XDP capture program per packet, measured in the kernel with
+//! BPF_PROG_TEST_RUN (through aya's `TestRun`, which issues the bpf syscall
+//! on the program fd) beside the do-nothing XDP program in the same run.
+//! Absolute times on shared machines are noise; the ratio to the empty
+//! program is the figure to watch.
+//!
+//! Run as root: `cargo xtask bench kernel` (= `cargo bench -p sipscope --bench kernel`).
+
+use std::time::Duration;
+
+use aya::programs::{TestRun, TestRunOptions, Xdp};
+use etherparse::PacketBuilder;
+use sipscope::capture::live::{LoadedObject, load_object};
+use sipscope_common::{DEFAULT_RING_SIZE, names};
+
+/// Packets per program per frame kind.
+const TOTAL: u32 = 1_000_000;
+/// Runs per BPF_PROG_TEST_RUN call; the ring buffer is drained between
+/// calls so SIP frames take the real capture path, not the "ring full" one.
+const BATCH: u32 = 2_000;
+/// Interleaved rounds (empty, capture, empty, capture, ...); the median
+/// round is reported, which damps other load on the machine.
+const ROUNDS: u32 = 5;
+const XDP_PASS: u32 = 2;
+
+const SIP: &str = "REGISTER sip:pbx.example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n\
+Max-Forwards: 70\r\n\
+From: <sip:1001@pbx.example.com>;tag=1928301774\r\n\
+To: <sip:1001@pbx.example.com>\r\n\
+Call-ID: a84b4c76e66710@192.0.2.10\r\n\
+CSeq: 314159 REGISTER\r\n\
+Contact: <sip:1001@192.0.2.10:5060>\r\n\
+Expires: 3600\r\n\
+User-Agent: bench\r\n\
+Content-Length: 0\r\n\r\n";
+
+fn udp_frame(dst_port: u16, payload: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv4([192, 0, 2, 10], [192, 0, 2, 1], 64)
+        .udp(40_000, dst_port)
+        .write(&mut frame, payload)
+        .expect("building a frame");
+    frame
+}
+
+fn ns_per_packet(
+    object: &mut LoadedObject,
+    ring: &mut aya::maps::RingBuf<aya::maps::MapData>,
+    prog: &str,
+    frame: &[u8],
+    packets: u32,
+) -> f64 {
+    let xdp: &Xdp = object
+        .ebpf
+        .program(prog)
+        .expect("program in object")
+        .try_into()
+        .expect("an XDP program");
+    let mut total = Duration::ZERO;
+    let mut done = 0;
+    while done < packets {
+        let repeat = BATCH.min(packets - done);
+        let result = xdp
+            .test_run(TestRunOptions {
+                data_in: Some(frame),
+                repeat,
+                ..Default::default()
+            })
+            .expect("BPF_PROG_TEST_RUN");
+        assert_eq!(result.return_value, XDP_PASS, "{prog} must always pass");
+        // The kernel reports the mean duration of one run.
+        total += result.duration * repeat;
+        done += repeat;
+        while ring.next().is_some() {}
+    }
+    total.as_nanos() as f64 / f64::from(packets)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!(
+            "the kernel benchmark needs root (BPF_PROG_TEST_RUN): run `cargo xtask bench kernel` as root"
+        );
+        std::process::exit(1);
+    }
+    let mut object = load_object(DEFAULT_RING_SIZE).expect("loading the eBPF object");
+    object.set_sip_ports(&[]).expect("SIP ports");
+    object.load_capture_programs().expect("verifier");
+    object.load_empty_program().expect("empty program");
+    let mut ring = object.take_ring().expect("ring buffer");
+
+    let sip = udp_frame(5060, SIP.as_bytes());
+    let cases = [
+        ("non-VoIP UDP (DNS, 53)", udp_frame(53, &[0u8; 40])),
+        ("SIP REGISTER (UDP 5060, captured)", sip),
+        (
+            "RTP-range UDP (16384, 160 B)",
+            udp_frame(16_384, &[0x80u8; 172]),
+        ),
+    ];
+    let per_round = TOTAL / ROUNDS;
+    println!(
+        "kernel bench: XDP capture vs empty XDP, {TOTAL} packets each, median of {ROUNDS} rounds"
+    );
+    println!(
+        "{:<36} {:>10} {:>10} {:>8}",
+        "frame", "empty ns", "sipscope", "ratio"
+    );
+    for (label, frame) in &cases {
+        let (mut empty, mut capture) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            empty.push(ns_per_packet(
+                &mut object,
+                &mut ring,
+                names::XDP_EMPTY,
+                frame,
+                per_round,
+            ));
+            capture.push(ns_per_packet(
+                &mut object,
+                &mut ring,
+                names::XDP_INGRESS,
+                frame,
+                per_round,
+            ));
+        }
+        let (e, c) = (median(empty), median(capture));
+        println!("{label:<36} {e:>10.1} {c:>10.1} {:>7.1}x", c / e.max(0.1));
+    }
+}

@@ -1,0 +1,97 @@
+//! Errors of live capture, phrased for the operator: each says what to do.
+
+use std::{error::Error as StdError, io};
+
+/// Why live capture could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LiveError {
+    #[error(
+        "sipscope was built without its eBPF programs (AYA_BUILD_SKIP was set); \
+         rebuild with the eBPF toolchain (`cargo xtask setup`, then `cargo build`)"
+    )]
+    BuiltWithoutEbpf,
+
+    #[error("no such interface: {0}; see `ip link`")]
+    UnknownInterface(String),
+
+    #[error(
+        "permission denied while {op}: run as root, or grant CAP_BPF, CAP_NET_ADMIN and \
+         CAP_PERFMON (e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep sipscope`)"
+    )]
+    PermissionDenied {
+        op: &'static str,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+
+    #[error(
+        "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing); sipscope needs a \
+         kernel built with CONFIG_DEBUG_INFO_BTF=y"
+    )]
+    NoKernelBtf,
+
+    #[error(
+        "interface {iface} already has an XDP program attached; see `ip -d link show {iface}` \
+         and detach it (`ip link set dev {iface} xdp off`) or run sipscope on another interface"
+    )]
+    XdpAlreadyAttached { iface: String },
+
+    #[error(
+        "invalid ring buffer size {0}: it must be a power of two and a multiple of the page \
+         size ({1} bytes), e.g. 4194304"
+    )]
+    InvalidRingSize(u32, usize),
+
+    #[error("{op}")]
+    Kernel {
+        op: String,
+        #[source]
+        source: Box<dyn StdError + Send + Sync>,
+    },
+
+    #[error("reading the capture ring buffer")]
+    Read(#[source] io::Error),
+}
+
+impl LiveError {
+    /// Classifies an aya error: permission problems get their own message,
+    /// everything else keeps the aya error (and its verifier log) as source.
+    pub(crate) fn kernel(
+        op: impl Into<String>,
+        err: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        let op = op.into();
+        // EPERM only: the verifier rejects programs with EACCES, and that
+        // must surface with its log, not as a privilege problem.
+        if errno_of(&err) == Some(libc::EPERM) {
+            let op: &'static str = if op.contains("attach") {
+                "attaching the capture programs"
+            } else {
+                "loading the capture programs"
+            };
+            return Self::PermissionDenied {
+                op,
+                source: Box::new(err),
+            };
+        }
+        Self::Kernel {
+            op,
+            source: Box::new(err),
+        }
+    }
+}
+
+/// The OS error number somewhere in `err`'s source chain.
+pub(crate) fn errno_of(err: &(dyn StdError + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>()
+            && let Some(code) = io.raw_os_error()
+        {
+            return Some(code);
+        }
+        cur = e.source();
+    }
+    None
+}

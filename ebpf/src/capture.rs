@@ -1,0 +1,152 @@
+//! The capture decision and the copy into the ring buffer.
+//!
+//! A frame is captured when its source or destination port is in
+//! `SIP_PORTS`, or when it is a later IP fragment of a UDP datagram whose
+//! first fragment was captured (`SIP_FRAGMENTS`).
+//!
+//! Limitation: a later fragment that arrives *before* the first one (IP
+//! allows any order) is not recognised and is not captured; userspace then
+//! cannot reassemble that datagram. Linux senders emit fragments in order,
+//! so this is rare; it is documented in the README.
+
+use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
+use aya_log_ebpf::error;
+use sipscope_common::{
+    CAPTURE_HEADER_LEN, CaptureHeader, Counter, Direction, FLAG_FRAGMENT, FLAG_TRUNCATED,
+    FragmentKey, MAX_CAPTURE_LEN, Transport,
+};
+
+use crate::{
+    frame::Frame,
+    maps::{EVENTS, SCRATCH, SIP_FRAGMENTS, SIP_PORTS, count},
+    walk::{Flow, Skip, walk},
+};
+
+const IPPROTO_UDP: u8 = 17;
+
+/// Inspects one frame; captures it if it is SIP. Never fails: every outcome
+/// is a counter.
+#[inline(always)]
+pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Direction, ifindex: u32) {
+    count(Counter::PacketsSeen);
+    let flow = match walk(frame) {
+        Ok(flow) => flow,
+        Err(Skip::NotIp) => return,
+        Err(Skip::Unparsed) => {
+            count(Counter::Unparsed);
+            return;
+        }
+    };
+    let mut flags = flow.flags;
+    match flow.fragment {
+        Some(frag) if !frag.first => {
+            // A later fragment: no ports, known only through its first fragment.
+            if flow.protocol != IPPROTO_UDP {
+                return;
+            }
+            let key = fragment_key(&flow, frag.id);
+            if SIP_FRAGMENTS.get_ptr(key).is_none() {
+                return;
+            }
+            flags |= FLAG_FRAGMENT;
+        }
+        fragment => {
+            if !is_sip_port(flow.src_port) && !is_sip_port(flow.dst_port) {
+                return;
+            }
+            if let Some(frag) = fragment {
+                flags |= FLAG_FRAGMENT;
+                if flow.protocol == IPPROTO_UDP {
+                    // Insert failure only means the later fragments are not
+                    // recognised (and so not counted as forwarded either).
+                    let _ = SIP_FRAGMENTS.insert(fragment_key(&flow, frag.id), 1, 0);
+                }
+            }
+        }
+    }
+    if emit(ctx, frame, &flow, direction, ifindex, flags) && flags & FLAG_FRAGMENT != 0 {
+        count(Counter::FragmentsForwarded);
+    }
+}
+
+#[inline(always)]
+fn is_sip_port(port: u16) -> bool {
+    port != 0 && SIP_PORTS.get(u32::from(port)).is_some_and(|v| *v != 0)
+}
+
+#[inline(always)]
+fn fragment_key(flow: &Flow, id: u32) -> FragmentKey {
+    FragmentKey {
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        id,
+        family: flow.family as u8,
+        protocol: flow.protocol,
+        _pad: [0; 2],
+    }
+}
+
+/// Copies header + frame (from the Ethernet header, at most
+/// `MAX_CAPTURE_LEN` bytes) into the ring buffer; true if it got there.
+#[inline(always)]
+fn emit<C: EbpfContext, F: Frame>(
+    ctx: &C,
+    frame: &F,
+    flow: &Flow,
+    direction: Direction,
+    ifindex: u32,
+    mut flags: u32,
+) -> bool {
+    let Some(scratch) = SCRATCH.get_ptr_mut(0) else {
+        // Cannot happen (index 0 of a one-entry array); logged, not per packet.
+        error!(ctx, "sipscope: scratch buffer lookup failed");
+        return false;
+    };
+    let orig_len = frame.len();
+    let mut cap_len = orig_len;
+    if cap_len > MAX_CAPTURE_LEN as u32 {
+        cap_len = MAX_CAPTURE_LEN as u32;
+        flags |= FLAG_TRUNCATED;
+        count(Counter::Truncated);
+    }
+    // Re-check after an optimisation barrier: otherwise LLVM may pass the
+    // unclamped length register to the helper and the verifier rejects the
+    // call ("R4 min value is negative").
+    let cap_len = core::hint::black_box(cap_len);
+    if cap_len == 0 || cap_len > MAX_CAPTURE_LEN as u32 {
+        return false;
+    }
+    // SAFETY: scratch is a valid per-CPU map value of SCRATCH_LEN bytes;
+    // the header fits at its start, cap_len <= MAX_CAPTURE_LEN after it.
+    unsafe {
+        let base = scratch.cast::<u8>();
+        if !frame.load_raw(0, base.add(CAPTURE_HEADER_LEN), cap_len) {
+            // The frame is shorter than it claims: counted, never silent.
+            count(Counter::Unparsed);
+            return false;
+        }
+        base.cast::<CaptureHeader>().write_unaligned(CaptureHeader {
+            ktime_ns: bpf_ktime_get_ns(),
+            ifindex,
+            orig_len,
+            cap_len,
+            flags,
+            src_addr: flow.src_addr,
+            dst_addr: flow.dst_addr,
+            src_port: flow.src_port,
+            dst_port: flow.dst_port,
+            direction: direction as u8,
+            family: flow.family as u8,
+            transport: Transport::from_u8(flow.protocol) as u8,
+            _pad: 0,
+        });
+        let total = CAPTURE_HEADER_LEN + cap_len as usize;
+        let bytes = core::slice::from_raw_parts(base, total);
+        if EVENTS.output::<[u8]>(bytes, 0).is_err() {
+            count(Counter::RingbufFull);
+            return false;
+        }
+    }
+    count(Counter::SipCaptured);
+    true
+}

@@ -1,0 +1,220 @@
+//! Driving the real `sipscope` binary, dumpcap, kamailio and SIPp inside the
+//! test namespaces.
+
+use std::{collections::BTreeMap, net::IpAddr, path::PathBuf, time::Duration};
+
+use crate::support::{
+    TempDir, fixture,
+    netns::{Netns, VethPair, in_netns},
+    process::NsProcess,
+    wait_for,
+};
+
+pub const START: Duration = Duration::from_secs(20);
+pub const STOP: Duration = Duration::from_secs(10);
+
+/// `sipscope run` attached to the host end of the veth pair.
+pub struct Agent {
+    pub proc: NsProcess,
+    pub pcap: PathBuf,
+}
+
+impl Agent {
+    pub fn start(pair: &VethPair, dir: &TempDir, extra: &[&str]) -> Self {
+        let pcap = dir.join("agent.pcap");
+        let pcap_s = pcap.to_str().unwrap().to_owned();
+        let mut args = vec![
+            "run",
+            "--iface",
+            pair.host_if.as_str(),
+            "--write-pcap",
+            pcap_s.as_str(),
+        ];
+        args.extend_from_slice(extra);
+        let mut proc = NsProcess::spawn(
+            &pair.host,
+            &dir.path,
+            "sipscope",
+            env!("CARGO_BIN_EXE_sipscope"),
+            &args,
+        );
+        proc.wait_output("capturing on", START);
+        Self { proc, pcap }
+    }
+
+    /// SIGINT; returns stdout and the parsed counters.
+    pub fn stop(&mut self) -> (String, BTreeMap<String, u64>) {
+        let status = self.proc.interrupt(STOP);
+        let out = self.proc.stdout_text();
+        assert!(
+            status.success(),
+            "sipscope exited with {status}\nstdout:\n{out}\nstderr:\n{}",
+            self.proc.stderr_text()
+        );
+        let counters = parse_counters(&out);
+        (out, counters)
+    }
+}
+
+/// Parses `capture counters: a=1 b=2 ...`.
+pub fn parse_counters(stdout: &str) -> BTreeMap<String, u64> {
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("capture counters: "))
+        .unwrap_or_else(|| panic!("no counters line in:\n{stdout}"));
+    line.split_whitespace()
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').expect("name=value");
+            (k.to_owned(), v.parse().expect("counter value"))
+        })
+        .collect()
+}
+
+/// RFC 863 discard port: probe traffic that is certainly not SIP.
+const DISCARD_PORT: u16 = 9;
+
+/// dumpcap on the same interface: the reference capture.
+pub struct Dumpcap {
+    pub proc: NsProcess,
+    pub pcap: PathBuf,
+}
+
+impl Dumpcap {
+    /// Starts dumpcap on the host end of `pair` and returns once it is
+    /// really capturing: "Capturing on" is printed before the capture
+    /// socket sees traffic, so probe datagrams (to the discard port, never
+    /// SIP) are sent from the peer until one shows up in dumpcap's file.
+    pub fn start(pair: &VethPair, dir: &TempDir) -> Self {
+        let pcap = dir.join("dumpcap.pcap");
+        let mut proc = NsProcess::spawn(
+            &pair.host,
+            &dir.path,
+            "dumpcap",
+            "dumpcap",
+            &["-i", &pair.host_if, "-P", "-w", pcap.to_str().unwrap()],
+        );
+        proc.wait_output("Capturing on", START);
+        let probe = in_netns(&pair.peer, || {
+            std::net::UdpSocket::bind((VethPair::PEER_V4, 0)).expect("probe socket")
+        });
+        wait_for(START, "dumpcap to capture a probe datagram", || {
+            let _ = probe.send_to(b"probe", (VethPair::HOST_V4, DISCARD_PORT));
+            let frames = crate::support::pcap::read_frames_so_far(&pcap);
+            let seen = crate::support::pcap::datagrams(&frames, &[DISCARD_PORT]);
+            (!seen.is_empty()).then_some(())
+        });
+        Self { proc, pcap }
+    }
+
+    /// Waits until dumpcap's file holds `n` SIP datagrams on `ports`:
+    /// libpcap hands packets over in blocks, up to a block timeout later,
+    /// and anything not handed over when dumpcap is stopped is lost.
+    pub fn wait_for_datagrams(&self, ports: &[u16], n: usize) {
+        wait_for(
+            START,
+            &format!("dumpcap to write {n} SIP datagrams"),
+            || {
+                let frames = crate::support::pcap::read_frames_so_far(&self.pcap);
+                (crate::support::pcap::datagrams(&frames, ports).len() >= n).then_some(())
+            },
+        );
+    }
+
+    pub fn stop(&mut self) {
+        let status = self.proc.interrupt(STOP);
+        assert!(
+            status.success(),
+            "dumpcap: {status}\n{}",
+            self.proc.stderr_text()
+        );
+    }
+}
+
+/// Waits until something in `ns` listens on UDP `port`.
+pub fn wait_udp_listening(ns: &Netns, port: u16) {
+    wait_for(START, &format!("UDP port {port} to listen"), || {
+        let out = ns.exec_stdout("ss", &["-Hlun", "sport", "=", &format!(":{port}")]);
+        (!out.trim().is_empty()).then_some(())
+    });
+}
+
+/// kamailio as a registrar on `addr:port` in the host namespace.
+pub fn start_kamailio(ns: &Netns, dir: &TempDir, addr: IpAddr, port: u16) -> NsProcess {
+    let listen = match addr {
+        IpAddr::V4(a) => format!("udp:{a}:{port}"),
+        IpAddr::V6(a) => format!("udp:[{a}]:{port}"),
+    };
+    let cfg = fixture("kamailio/registrar.cfg");
+    let rundir = dir.join("kamailio");
+    std::fs::create_dir_all(&rundir).unwrap();
+    let rundir = rundir.to_str().unwrap().to_owned();
+    let proc = NsProcess::spawn(
+        ns,
+        &dir.path,
+        "kamailio",
+        "kamailio",
+        &[
+            "-f",
+            cfg.to_str().unwrap(),
+            "-DD",
+            "-E",
+            "-l",
+            &listen,
+            "-Y",
+            &rundir,
+            "-w",
+            &rundir,
+        ],
+    );
+    wait_udp_listening(ns, port);
+    proc
+}
+
+/// Runs SIPp's REGISTER scenario `calls` times from the peer namespace
+/// against `server:port`, to completion.
+pub fn run_sipp_register(
+    ns: &Netns,
+    dir: &TempDir,
+    scenario: &std::path::Path,
+    local: IpAddr,
+    server: IpAddr,
+    port: u16,
+    calls: u32,
+) {
+    let remote = match server {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    };
+    let local_port = crate::support::process::free_udp_port().to_string();
+    let mut sipp = NsProcess::spawn(
+        ns,
+        &dir.path,
+        "sipp",
+        "sipp",
+        &[
+            "-sf",
+            scenario.to_str().unwrap(),
+            "-i",
+            &local.to_string(),
+            "-p",
+            &local_port,
+            "-s",
+            "alice",
+            "-m",
+            &calls.to_string(),
+            "-r",
+            "20",
+            "-timeout",
+            "15s",
+            "-nostdin",
+            &remote,
+        ],
+    );
+    let status = sipp.wait_exit(Duration::from_secs(30));
+    assert!(
+        status.success(),
+        "SIPp failed ({status}): the registrar did not answer\nstdout:\n{}\nstderr:\n{}",
+        sipp.stdout_text(),
+        sipp.stderr_text()
+    );
+}

@@ -1,0 +1,285 @@
+//! The agent's capture equals dumpcap's: SIPp registers with kamailio
+//! across the veth pair, the agent and dumpcap watch the host end, and the
+//! SIP payloads (reassembled when fragmented) must match byte for byte in
+//! both directions.
+
+use std::net::IpAddr;
+
+use crate::{
+    agent::{Agent, Dumpcap, run_sipp_register, start_kamailio},
+    require_root,
+    support::{
+        TempDir, fixture,
+        netns::VethPair,
+        pcap::{Datagram, Frame, datagrams, read_frames},
+    },
+};
+
+struct Scenario {
+    v6: bool,
+    port: u16,
+    /// Bytes of padding header added to the REGISTER (past the MTU: IP fragments).
+    pad: usize,
+    calls: u32,
+}
+
+struct Outcome {
+    agent_frames: Vec<Frame>,
+    dumpcap_frames: Vec<Frame>,
+    counters: std::collections::BTreeMap<String, u64>,
+    stdout: String,
+}
+
+fn is_ip_fragment(frame: &Frame) -> bool {
+    etherparse::SlicedPacket::from_ethernet(&frame.data)
+        .ok()
+        .and_then(|s| {
+            s.net
+                .as_ref()
+                .and_then(|n| n.ip_payload_ref().map(|p| p.fragmented))
+        })
+        .unwrap_or(false)
+}
+
+fn split_by_direction(dgs: Vec<Datagram>, host: IpAddr) -> (Vec<Datagram>, Vec<Datagram>) {
+    dgs.into_iter().partition(|d| d.dst.ip() == host)
+}
+
+fn register_capture_matches_dumpcap(s: Scenario) -> Outcome {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("capture");
+    let (host, peer): (IpAddr, IpAddr) = if s.v6 {
+        (VethPair::HOST_V6.into(), VethPair::PEER_V6.into())
+    } else {
+        (VethPair::HOST_V4.into(), VethPair::PEER_V4.into())
+    };
+    let _kamailio = start_kamailio(&pair.host, &dir, host, s.port);
+    let port_arg = s.port.to_string();
+    let extra: Vec<&str> = if s.port == 5060 {
+        vec![]
+    } else {
+        vec!["--sip-port", &port_arg]
+    };
+    let mut agent = Agent::start(&pair, &dir, &extra);
+    let mut dumpcap = Dumpcap::start(&pair, &dir);
+
+    let mut scenario = fixture("sipp/uac_register.xml");
+    if s.pad > 0 {
+        let xml = std::fs::read_to_string(&scenario).unwrap();
+        let padded = xml.replace(
+            "      User-Agent: sipscope-test\n",
+            &format!(
+                "      User-Agent: sipscope-test\n      X-Padding: {}\n",
+                "p".repeat(s.pad)
+            ),
+        );
+        assert_ne!(
+            xml, padded,
+            "padding insertion point missing from the scenario"
+        );
+        scenario = dir.join("uac_register_large.xml");
+        std::fs::write(&scenario, padded).unwrap();
+    }
+    run_sipp_register(&pair.peer, &dir, &scenario, peer, host, s.port, s.calls);
+
+    let (stdout, counters) = agent.stop();
+    let agent_frames = read_frames(&agent.pcap);
+    let ours = datagrams(&agent_frames, &[s.port]);
+    dumpcap.wait_for_datagrams(&[s.port], ours.len().max(2 * s.calls as usize));
+    dumpcap.stop();
+    let dumpcap_frames = read_frames(&dumpcap.pcap);
+
+    let theirs = datagrams(&dumpcap_frames, &[s.port]);
+    let requests = theirs
+        .iter()
+        .filter(|d| d.first_line().starts_with("REGISTER "))
+        .count();
+    let responses = theirs
+        .iter()
+        .filter(|d| d.first_line().starts_with("SIP/2.0 200"))
+        .count();
+    assert!(
+        requests >= s.calls as usize && responses >= s.calls as usize,
+        "dumpcap saw {requests} REGISTER and {responses} 200 OK, expected {} each",
+        s.calls
+    );
+    let (ours_in, ours_out) = split_by_direction(ours, host);
+    let (theirs_in, theirs_out) = split_by_direction(theirs, host);
+    assert_eq!(ours_in, theirs_in, "ingress SIP differs from dumpcap");
+    assert_eq!(ours_out, theirs_out, "egress SIP differs from dumpcap");
+
+    // Every frame the agent wrote is byte-identical to one dumpcap saw, and
+    // stamped within a few milliseconds of it (ktime converted to wall time).
+    for f in &agent_frames {
+        let twin = dumpcap_frames
+            .iter()
+            .find(|d| d.data == f.data)
+            .unwrap_or_else(|| {
+                panic!(
+                    "agent frame of {} bytes not in dumpcap's capture",
+                    f.data.len()
+                )
+            });
+        let skew_ms = f.ts_ns.abs_diff(twin.ts_ns) / 1_000_000;
+        assert!(
+            skew_ms < 50,
+            "agent and dumpcap timestamps differ by {skew_ms} ms"
+        );
+        assert_eq!(
+            f.orig_len as usize,
+            f.data.len(),
+            "SIP frames here are never truncated"
+        );
+    }
+    assert_eq!(counters["sip_captured"], agent_frames.len() as u64);
+    assert_eq!(counters["ringbuf_full"], 0);
+    assert_eq!(counters["truncated"], 0);
+    assert_eq!(counters["malformed_events"], 0);
+    assert!(counters["packets_seen"] >= counters["sip_captured"]);
+    Outcome {
+        agent_frames,
+        dumpcap_frames,
+        counters,
+        stdout,
+    }
+}
+
+#[test]
+fn register_over_ipv4_is_captured_like_dumpcap() {
+    let o = register_capture_matches_dumpcap(Scenario {
+        v6: false,
+        port: 5060,
+        pad: 0,
+        calls: 3,
+    });
+    assert_eq!(o.agent_frames.len(), 6, "3 REGISTER + 3 200 OK");
+    assert_eq!(
+        o.stdout
+            .lines()
+            .filter(|l| l.contains(" in ") && l.contains("REGISTER sip:"))
+            .count(),
+        3
+    );
+    assert_eq!(
+        o.stdout
+            .lines()
+            .filter(|l| l.contains(" out ") && l.contains("SIP/2.0 200 OK"))
+            .count(),
+        3
+    );
+    assert_eq!(o.counters["fragments_forwarded"], 0);
+}
+
+#[test]
+fn register_over_ipv6_is_captured_like_dumpcap() {
+    let o = register_capture_matches_dumpcap(Scenario {
+        v6: true,
+        port: 5060,
+        pad: 0,
+        calls: 3,
+    });
+    assert_eq!(o.agent_frames.len(), 6, "3 REGISTER + 3 200 OK");
+}
+
+#[test]
+fn configured_sip_port_5080_is_captured() {
+    let o = register_capture_matches_dumpcap(Scenario {
+        v6: false,
+        port: 5080,
+        pad: 0,
+        calls: 2,
+    });
+    assert_eq!(
+        o.agent_frames.len(),
+        4,
+        "2 REGISTER + 2 200 OK on port 5080"
+    );
+}
+
+#[test]
+fn register_larger_than_mtu_is_captured_as_fragments_over_ipv4() {
+    let o = register_capture_matches_dumpcap(Scenario {
+        v6: false,
+        port: 5060,
+        pad: 3000,
+        calls: 2,
+    });
+    let ours = o.agent_frames.iter().filter(|f| is_ip_fragment(f)).count();
+    let theirs = o
+        .dumpcap_frames
+        .iter()
+        .filter(|f| is_ip_fragment(f))
+        .count();
+    assert!(
+        theirs >= 2 * 3,
+        "a 3 KB REGISTER over a 1500 MTU is at least 3 fragments; dumpcap saw {theirs}"
+    );
+    assert_eq!(ours, theirs, "every fragment forwarded");
+    assert_eq!(o.counters["fragments_forwarded"], ours as u64);
+    assert_eq!(first_fragments_printed(&o.stdout), 2);
+}
+
+#[test]
+fn register_larger_than_mtu_is_captured_as_fragments_over_ipv6() {
+    let o = register_capture_matches_dumpcap(Scenario {
+        v6: true,
+        port: 5060,
+        pad: 3000,
+        calls: 2,
+    });
+    let ours = o.agent_frames.iter().filter(|f| is_ip_fragment(f)).count();
+    let theirs = o
+        .dumpcap_frames
+        .iter()
+        .filter(|f| is_ip_fragment(f))
+        .count();
+    assert!(theirs >= 2 * 3, "dumpcap saw {theirs} fragments");
+    assert_eq!(ours, theirs);
+    assert_eq!(o.counters["fragments_forwarded"], ours as u64);
+    assert_eq!(first_fragments_printed(&o.stdout), 2);
+}
+
+/// Output lines showing the start line of a fragmented REGISTER.
+fn first_fragments_printed(stdout: &str) -> usize {
+    stdout
+        .lines()
+        .filter(|l| l.contains("REGISTER sip:") && l.ends_with("[fragment]"))
+        .count()
+}
+
+#[test]
+fn port_unreachable_answering_sip_is_captured() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("icmp");
+    let mut agent = Agent::start(&pair, &dir, &[]);
+    // Nobody listens on 5060 in the host namespace: the kernel answers with
+    // ICMP port unreachable, quoting the SIP datagram.
+    let sock = crate::support::netns::in_netns(&pair.peer, || {
+        std::net::UdpSocket::bind((VethPair::PEER_V4, 5062)).unwrap()
+    });
+    sock.send_to(
+        b"OPTIONS sip:x@10.77.0.1 SIP/2.0\r\nContent-Length: 0\r\n\r\n",
+        (VethPair::HOST_V4, 5060),
+    )
+    .unwrap();
+    crate::support::wait_for(
+        std::time::Duration::from_secs(10),
+        "the ICMP error to be printed",
+        || agent.proc.stdout_text().contains(" icmp ").then_some(()),
+    );
+    let (stdout, counters) = agent.stop();
+    let frames = read_frames(&agent.pcap);
+    assert_eq!(frames.len(), 2, "{stdout}");
+    let icmp = etherparse::SlicedPacket::from_ethernet(&frames[1].data).unwrap();
+    assert!(
+        matches!(icmp.transport, Some(etherparse::TransportSlice::Icmpv4(_))),
+        "second frame is the ICMP error"
+    );
+    assert!(
+        stdout.contains("out 10.77.0.1 -> 10.77.0.2 icmp unreachable, about port 5062 -> 5060"),
+        "{stdout}"
+    );
+    assert_eq!(counters["sip_captured"], 2);
+}
