@@ -1,1 +1,2 @@
 //! analysis stage.
+pub mod media;
