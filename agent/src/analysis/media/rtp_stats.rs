@@ -238,6 +238,8 @@ impl RtpStreamStats {
         let transit = arrival_q4.wrapping_sub(rtp_timestamp.wrapping_shl(4));
         if self.has_transit && self.transit_clock == clock_rate {
             let d = u64::from((transit.wrapping_sub(self.transit_q4) as i32).unsigned_abs());
+            // ((j + 8) >> 4) <= j for every j >= 0, so this never underflows
+            // (the eBPF verifier and the reader can both rely on that).
             self.jitter_q8 = self.jitter_q8 + d - ((self.jitter_q8 + 8) >> 4);
             self.max_jitter_q8 = self.max_jitter_q8.max(self.jitter_q8);
             self.jitter_sum_q8 = self.jitter_sum_q8.saturating_add(self.jitter_q8);

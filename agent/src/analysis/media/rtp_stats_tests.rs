@@ -221,3 +221,26 @@ fn arrival_ticks_do_not_overflow_for_long_flows() {
     assert_eq!(ticks_q4(year_ns, 90_000), expect);
     assert_eq!(ticks_q4(20 * MS, 8000), 160 * 16);
 }
+
+proptest::proptest! {
+    /// Any packet order, timing and clock: no panic, and the counters stay
+    /// consistent with each other.
+    #[test]
+    fn arbitrary_packet_sequences_keep_counters_consistent(
+        packets in proptest::collection::vec(
+            (proptest::num::u16::ANY, proptest::num::u32::ANY, 0u64..10_000_000_000, proptest::sample::select(vec![0u32, 8000, 48_000, 90_000, u32::MAX])),
+            1..300,
+        )
+    ) {
+        let mut s = RtpStreamStats::new();
+        let mut t = 0u64;
+        for (seq, ts, gap, clock) in packets {
+            t = t.saturating_add(gap);
+            s.update(Timestamp(t), &header(seq, ts), 172, clock);
+        }
+        proptest::prop_assert!(u64::from(s.received()) + s.rejected() <= s.packets());
+        proptest::prop_assert!(s.duplicates() + s.reordered() + s.rejected() <= s.packets());
+        proptest::prop_assert!(s.max_jitter_ms() >= s.mean_jitter_ms() - 1e-9);
+        proptest::prop_assert!(s.jitter_ms().is_finite());
+    }
+}
