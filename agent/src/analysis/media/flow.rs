@@ -3,6 +3,7 @@
 //! Bounded: at capacity the least recently active flow is evicted and
 //! counted; nothing grows with traffic.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -147,22 +148,22 @@ impl FlowTable {
             }
         };
         let key = FlowKey::new(src, dst);
-        if !self.flows.contains_key(&key) {
-            if self.flows.len() >= self.capacity {
-                self.evict_one();
-            }
-            self.counters.flows_created += 1;
-            self.flows.insert(
-                key,
-                FlowEntry {
+        if self.flows.len() >= self.capacity && !self.flows.contains_key(&key) {
+            self.evict_one();
+        }
+        // One hash lookup per packet on the common path (known flow).
+        let entry = match self.flows.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(v) => {
+                self.counters.flows_created += 1;
+                self.lru.insert((ts, key));
+                v.insert(FlowEntry {
                     stats: RtpStreamStats::new(),
                     indexed_at: ts,
-                },
-            );
-            self.lru.insert((ts, key));
-        }
+                })
+            }
+        };
         let clock = self.clocks.get(header.payload_type);
-        let entry = self.flows.get_mut(&key).expect("inserted above");
         let verdict = entry.stats.update(ts, &header, payload.len(), clock);
         let last = entry.stats.last_seen();
         if last.since(entry.indexed_at) >= INDEX_GRANULARITY {
