@@ -376,3 +376,132 @@ fn silent_phone_in_the_generated_call_is_one_way_audio() {
         .unwrap();
     assert_eq!(missing.1, "10.0.0.2:20000 to 10.0.0.1:40000");
 }
+
+/// The value of the first header `name` in a SIP message (test helper; the
+/// real parser lives in sip/).
+fn header<'a>(msg: &'a str, name: &str) -> Option<&'a str> {
+    msg.lines()
+        .find(|l| {
+            l.len() > name.len()
+                && l[..name.len()].eq_ignore_ascii_case(name)
+                && l[name.len()..].starts_with(':')
+        })
+        .map(|l| l[name.len() + 1..].trim())
+}
+
+fn sdp_body(msg: &str) -> Option<&str> {
+    msg.split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .filter(|b| b.starts_with("v=0"))
+}
+
+#[test]
+fn real_call_in_heplify_capture_links_both_directions_and_is_healthy() {
+    let name = "heplify_rtp_rtcp_sip_ipv4_udp.pcap";
+    let Some(path) = shared_pcap(name) else {
+        println!(
+            "SKIPPED {name}: ../shared/testdata/external not present (AGPL capture, not in the project)"
+        );
+        return;
+    };
+    let (datagrams, _) = read_udp(&path);
+    let text = |d: &UdpDatagram| String::from_utf8_lossy(&d.payload).into_owned();
+    let invite = datagrams
+        .iter()
+        .find(|d| text(d).starts_with("INVITE ") && sdp_body(&text(d)).is_some())
+        .expect("an INVITE with SDP");
+    let invite_text = text(invite);
+    let call_id = header(&invite_text, "Call-ID").unwrap().to_owned();
+    let ok = datagrams
+        .iter()
+        .find(|d| {
+            let t = text(d);
+            t.starts_with("SIP/2.0 200")
+                && header(&t, "Call-ID") == Some(call_id.as_str())
+                && header(&t, "CSeq").is_some_and(|c| c.ends_with("INVITE"))
+        })
+        .expect("the 200 OK answering it");
+    let ok_text = text(ok);
+    let offer = parse_sdp(sdp_body(&invite_text).unwrap().as_bytes()).unwrap();
+    let answer = parse_sdp(sdp_body(&ok_text).unwrap().as_bytes()).unwrap();
+    let stream = negotiated_streams(&offer, &answer).remove(0);
+    assert_eq!(
+        stream.offer.rtp_address(),
+        "200.57.7.196:40376".parse().unwrap()
+    );
+    assert_eq!(
+        stream.answer.rtp_address(),
+        "200.57.7.204:8000".parse().unwrap()
+    );
+    // The answer's rtpmap says "pcma": encoding names are case-insensitive.
+    let codec = stream.format().unwrap().encoding.unwrap();
+    assert!(codec.eq_ignore_ascii_case("PCMA"), "{codec}");
+
+    let table = flow_table(&datagrams);
+    let flows: Vec<(FlowKey, ObservedFlow)> = table
+        .iter()
+        .map(|(k, s)| (*k, ObservedFlow::from_stats(*k, s)))
+        .collect();
+    let observed: Vec<ObservedFlow> = flows.iter().map(|(_, f)| *f).collect();
+    let links = link_flows(
+        &stream,
+        &observed,
+        TimeWindow {
+            start: invite.ts,
+            end: None,
+        },
+    );
+    let mut linked: Vec<(String, StreamDirection)> = links
+        .iter()
+        .map(|m| (flows[m.flow].0.to_string(), m.direction))
+        .collect();
+    linked.sort_by(|a, b| a.0.cmp(&b.0));
+    // The B2BUA's other leg (200.57.7.199:4800 <-> .196:40378) carries the
+    // same SSRC but is not this stream, and must not be linked.
+    assert_eq!(
+        linked,
+        [
+            (
+                "200.57.7.196:40376 -> 200.57.7.204:8000".to_owned(),
+                StreamDirection::OffererToAnswerer
+            ),
+            (
+                "200.57.7.204:8000 -> 200.57.7.196:40376".to_owned(),
+                StreamDirection::AnswererToOfferer
+            ),
+        ]
+    );
+    let obs = |d: StreamDirection| {
+        let m = links.iter().find(|m| m.direction == d).unwrap();
+        let key = flows[m.flow].0;
+        DirectionObservation::from_stats(key, m.kind, table.get(&key).unwrap())
+    };
+    let (o2a, a2o) = (
+        obs(StreamDirection::OffererToAnswerer),
+        obs(StreamDirection::AnswererToOfferer),
+    );
+    let last = datagrams.last().unwrap().ts;
+    let found = check_stream(
+        &StreamCheck {
+            call_id: &call_id,
+            stream: &stream,
+            answered_at: ok.ts,
+            now: last,
+            offerer_to_answerer: Some(&o2a),
+            answerer_to_offerer: Some(&a2o),
+        },
+        &MediaCheckConfig::default(),
+    );
+    assert!(found.is_empty(), "a clean two-way G.711 call: {found:#?}");
+    // Public addresses in both SDPs: no NAT finding although the offer's
+    // c= (.196) differs from its signalling source (.195).
+    assert!(
+        sipscope::analysis::media::findings::private_sdp(
+            &call_id,
+            &stream.offer,
+            invite.src,
+            "offer"
+        )
+        .is_none()
+    );
+}
