@@ -41,6 +41,11 @@ pub enum SdpError {
          only `IN IP4`/`IN IP6` addresses can be matched to RTP"
     )]
     UnsupportedAddress { index: usize, value: String },
+    #[error(
+        "session-level c= address {value:?} is not an IP literal; \
+         only `IN IP4`/`IN IP6` addresses can be matched to RTP"
+    )]
+    UnsupportedSessionAddress { value: String },
     #[error("m= line {index} lists payload type {value:?}, which is not a number 0-127")]
     BadPayloadType { index: usize, value: String },
 }
@@ -231,8 +236,7 @@ pub fn parse_sdp(body: &[u8]) -> Result<SessionDescription, SdpError> {
     let session_connection = match &session.connection {
         Some(c) => Some(
             parse_connection_address(&c.connection_address).ok_or_else(|| {
-                SdpError::UnsupportedAddress {
-                    index: 0,
+                SdpError::UnsupportedSessionAddress {
                     value: c.connection_address.clone(),
                 }
             })?,

@@ -167,7 +167,15 @@ fn malformed_input_is_an_error_not_a_panic() {
     let missing = parse_sdp(b"v=0\r\nm=audio 5004 RTP/AVP 0\r\n").unwrap_err();
     assert!(matches!(missing, SdpError::MissingConnection { index: 0 }));
     let fqdn = parse_sdp(b"v=0\r\nc=IN IP4 pbx.example.com\r\nm=audio 5004 RTP/AVP 0\r\n");
-    assert!(matches!(fqdn, Err(SdpError::UnsupportedAddress { .. })));
+    assert!(matches!(
+        fqdn,
+        Err(SdpError::UnsupportedSessionAddress { .. })
+    ));
+    let media_fqdn = parse_sdp(b"v=0\r\nm=audio 5004 RTP/AVP 0\r\nc=IN IP4 pbx.example.com\r\n");
+    assert!(matches!(
+        media_fqdn,
+        Err(SdpError::UnsupportedAddress { index: 0, .. })
+    ));
 }
 
 #[test]
