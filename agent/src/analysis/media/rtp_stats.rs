@@ -27,6 +27,15 @@
 //!   extra bits keep sub-sample resolution (7.8 µs at 8 kHz) where whole
 //!   timestamp units would quantise every D to 125 µs.
 //!
+//! For the kernel map value, the state to mirror is (all integers):
+//! `ssrc u32, base_seq u32, max_seq u16, cycles u32, bad_seq u32,
+//! received u32, seen_window u64, transit_q4 u32, transit_clock u32,
+//! jitter_q8 u64, packets u64, bytes u64, duplicates u64, reordered u64,
+//! rejected u64, first_seen/last_seen u64 ns`, plus a `u8` initialised flag;
+//! the clock comes from a 128-entry per-payload-type array (see
+//! [`super::flow::ClockTable`]). Max/mean jitter and interval priors are
+//! userspace-only reporting state.
+//!
 //! Deviations from the RFC text, on purpose: no probation (A.1 allows it to
 //! be omitted; the first packet starts the source), and a 64-bit window of
 //! recently seen sequence numbers so duplicates can be told apart from
