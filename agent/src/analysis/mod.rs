@@ -6,10 +6,13 @@
 //! - [`credentials`]: the `--credentials FILE` store of known secrets.
 //! - [`nat`]: address classification and NAT findings for Contact, Via
 //!   and SDP.
+//! - [`media`]: SDP offer/answer, RFC 3550 RTP statistics, flow matching,
+//!   E-model quality and the media findings.
 //!
 //! These modules take header values as `&str` and small domain structs of
 //! their own, not `sip` types, so they stay independent of the parser.
 
 pub mod credentials;
 pub mod digest;
+pub mod media;
 pub mod nat;

@@ -1,0 +1,24 @@
+//! Media analysis: what was negotiated (SDP offer/answer), what RTP really
+//! flowed (RFC 3550 statistics per flow, the same arithmetic the kernel
+//! map keeps), how good it sounds (G.107 E-model), and the findings
+//! `media.no_rtp`, `media.one_way`, `media.quality` and `nat.private_sdp`.
+//!
+//! Pure and synchronous: SDP bodies come in as bytes, RTP as
+//! `(Timestamp, src, dst, payload)`, time is the packet clock.
+
+pub mod codec;
+pub mod findings;
+pub mod flow;
+pub mod matching;
+pub mod quality;
+pub mod remedy;
+pub mod rtp;
+pub mod rtp_stats;
+pub mod sdp;
+
+pub use findings::{DirectionObservation, MediaCheckConfig, MediaFinding, StreamCheck};
+pub use flow::{ClockTable, FlowKey, FlowTable};
+pub use matching::{FlowMatch, MatchKind, ObservedFlow, StreamDirection, TimeWindow, link_flows};
+pub use rtp::{RtpError, RtpHeader, parse_rtp};
+pub use rtp_stats::{RtpStreamStats, SeqVerdict};
+pub use sdp::{MediaDescription, NegotiatedStream, SdpError, negotiated_streams, parse_sdp};
