@@ -207,16 +207,14 @@ impl Decoder {
             }
             LaxNetSlice::Ipv6(v6) => {
                 let h = v6.header();
-                let frag = if v6.payload().fragmented {
-                    v6.extensions().clone().into_iter().find_map(|e| match e {
-                        Ipv6ExtensionSlice::Fragment(f) => {
-                            Some((f.identification(), f.fragment_offset(), f.more_fragments()))
-                        }
-                        _ => None,
-                    })
-                } else {
-                    None
-                };
+                // Read the fragment header ourselves: etherparse 0.19.0's
+                // Ipv6FragmentHeaderSlice::fragment_offset/more_fragments
+                // decode the RFC 8200 §4.5 bit layout wrongly (offset 181
+                // comes out as 168, M from the wrong bit).
+                let frag = v6.extensions().clone().into_iter().find_map(|e| match e {
+                    Ipv6ExtensionSlice::Fragment(f) => ipv6_fragment(f.slice()),
+                    _ => None,
+                });
                 (
                     IpAddr::V6(h.source_addr()),
                     IpAddr::V6(h.destination_addr()),
@@ -230,7 +228,11 @@ impl Decoder {
             }
         };
         let proto = payload.ip_number.0;
-        if payload.fragmented {
+        let fragmented = match net {
+            LaxNetSlice::Ipv6(_) => frag.is_some(),
+            _ => payload.fragmented,
+        };
+        if fragmented {
             let Some((id, offset, more)) = frag else {
                 self.stats.ip_errors += 1;
                 return;
@@ -442,6 +444,19 @@ impl Decoder {
     pub fn finish(&mut self) {
         self.tcp.finish();
     }
+}
+
+/// (identification, offset, more fragments) of an IPv6 Fragment header
+/// (RFC 8200 §4.5: 13-bit offset in 8-octet units, 2 reserved bits, M);
+/// `None` for an atomic fragment (offset 0, M clear), which is whole.
+fn ipv6_fragment(h: &[u8]) -> Option<(u32, IpFragOffset, bool)> {
+    let field = be16(h, 2)?;
+    let id = u32::from_be_bytes(h.get(4..8)?.try_into().ok()?);
+    let (offset, more) = (field >> 3, field & 1 == 1);
+    if offset == 0 && !more {
+        return None;
+    }
+    Some((id, IpFragOffset::try_new(offset).ok()?, more))
 }
 
 fn meta(ctx: Ctx, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, transport: Transport) -> Meta {

@@ -562,14 +562,16 @@ fn request_uri_ok(uri: &[u8]) -> bool {
     }
     let lower = uri.get(..5).map(|p| p.to_ascii_lowercase()).unwrap_or_default();
     if lower.starts_with(b"sip:") || lower.starts_with(b"sips:") {
-        if uri.contains(&b'?') {
-            return false;
-        }
         let after_scheme = &uri[uri.iter().position(|&c| c == b':').unwrap_or(0) + 1..];
+        // userinfo may contain '?' (RFC 4475 §3.1.1.2); after the host it
+        // starts URI headers.
         let hostport = match after_scheme.iter().rposition(|&c| c == b'@') {
             Some(at) => &after_scheme[at + 1..],
             None => after_scheme,
         };
+        if hostport.contains(&b'?') {
+            return false;
+        }
         let hostport = &hostport[..hostport.iter().position(|&c| c == b';').unwrap_or(hostport.len())];
         if !hostport.starts_with(b"[") && hostport.iter().filter(|&&c| c == b':').count() > 1 {
             return false;

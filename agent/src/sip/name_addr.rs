@@ -55,7 +55,7 @@ pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrSpans, ()> {
         // addr-spec: parameters after the URI belong to the header field, so
         // the URI cannot carry headers, commas or spaces (RFC 3261 §20.10).
         let end = s.iter().position(|&c| c == b';').unwrap_or(s.len());
-        let uri = &s[..end];
+        let uri = trim(&s[..end]);
         if uri.is_empty() || uri.iter().any(|&c| is_lws(c) || c == b'?' || c == b',' || c == b'>') {
             return Err(());
         }

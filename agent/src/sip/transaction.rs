@@ -186,6 +186,9 @@ pub struct TransactionConfig {
     pub max_transactions: usize,
     /// 64*T1 = 32 s (RFC 3261 Timer B/F/H).
     pub timeout: Duration,
+    /// An INVITE with a provisional response waits longer for its final
+    /// response (RFC 3261 §16.6 item 11, Timer C: more than 3 minutes).
+    pub invite_proceeding_timeout: Duration,
 }
 
 impl Default for TransactionConfig {
@@ -193,6 +196,7 @@ impl Default for TransactionConfig {
         TransactionConfig {
             max_transactions: 200_000,
             timeout: Duration::from_secs(32),
+            invite_proceeding_timeout: Duration::from_secs(180),
         }
     }
 }
@@ -337,6 +341,10 @@ impl TransactionTable {
                     }
                     if tx.state == TransactionState::Trying {
                         tx.state = TransactionState::Proceeding;
+                    }
+                    if tx.method == Method::Invite {
+                        tx.deadline = meta.ts.add(self.config.invite_proceeding_timeout);
+                        self.deadlines.push(Reverse((tx.deadline, tx.id)));
                     }
                     return record;
                 }
