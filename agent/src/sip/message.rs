@@ -236,7 +236,12 @@ impl SipMessage {
                     if !seen_via {
                         seen_via = true;
                         match via::parse_top(v, vs) {
-                            Ok(via) => self.via = Some(via),
+                            Ok(via) => {
+                                if via.lenient {
+                                    self.defects.add(MalformedReason::BadVia);
+                                }
+                                self.via = Some(via);
+                            }
                             Err(()) => self.defects.add(MalformedReason::BadVia),
                         }
                     } else if via::parse_top(v, vs).is_err() {
@@ -252,11 +257,11 @@ impl SipMessage {
                     match name_addr::parse_first(v, vs) {
                         Ok(na) => *slot = Some(na),
                         Err(()) => {
-                            // Keep the raw value as the URI so the message stays usable.
-                            *slot = Some(NameAddrSpans {
+                            // Keep what can be read so the message stays usable.
+                            *slot = Some(name_addr::parse_lenient(v, vs).unwrap_or(NameAddrSpans {
                                 uri: h.value,
                                 ..Default::default()
-                            });
+                            }));
                             self.defects.add(MalformedReason::BadNameAddr);
                         }
                     }
@@ -266,7 +271,10 @@ impl SipMessage {
                         seen_contact = true;
                         match name_addr::parse_first(v, vs) {
                             Ok(na) => self.contact = Some(na),
-                            Err(()) => self.defects.add(MalformedReason::BadNameAddr),
+                            Err(()) => {
+                                self.contact = name_addr::parse_lenient(v, vs);
+                                self.defects.add(MalformedReason::BadNameAddr);
+                            }
                         }
                     }
                 }

@@ -14,6 +14,36 @@ pub struct NameAddrSpans {
     pub star: bool,
 }
 
+/// Best effort for values that break the grammar (unquoted special
+/// characters in the display name, unbalanced quotes): the URI between the
+/// last `<` and the next `>`, else up to the first `;`, and the tag after
+/// it. The caller still records the defect.
+pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrSpans> {
+    let s = trim(value);
+    let (uri, tail) = match s.iter().rposition(|&c| c == b'<') {
+        Some(lt) => {
+            let gt = lt + s[lt..].iter().position(|&c| c == b'>')?;
+            (trim(&s[lt + 1..gt]), &s[gt + 1..])
+        }
+        None => {
+            let end = s.iter().position(|&c| c == b';').unwrap_or(s.len());
+            (trim(&s[..end]), &s[end..])
+        }
+    };
+    if uri.is_empty() {
+        return None;
+    }
+    let tail = trim(tail);
+    let tag = params(tail.strip_prefix(b";").unwrap_or(&[]))
+        .find(|(n, _)| n.eq_ignore_ascii_case(b"tag"))
+        .map(|(_, v)| Span::of(value, base, v));
+    Some(NameAddrSpans {
+        uri: Span::of(value, base, uri),
+        tag,
+        star: false,
+    })
+}
+
 /// Parse the first name-addr/addr-spec of a value (`base` = its offset in
 /// the raw message). `Err(())`: not valid per RFC 3261 §25.1.
 #[allow(clippy::result_unit_err)]
@@ -114,5 +144,14 @@ mod tests {
         assert!(parse_first(b"Bell, Alexander <sip:a.g.bell@bell-tel.com>;tag=43", 0).is_err()); // baddn
         assert!(parse_first(b"\"Watson, Thomas\" < sip:t.watson@example.org >", 0).is_err()); // badaspec
         assert!(parse_first(b"sip:user@example.com?Route=%3Csip:sip.example.com%3E", 0).is_err()); // regbadct
+    }
+
+    #[test]
+    fn lenient_recovers_uri_and_tag_from_a_bad_display_name() {
+        let v = b"\\\"arik\\\" <sip:816666@voip.example.net>;tag=6433ef9";
+        assert!(parse_first(v, 0).is_err());
+        let n = parse_lenient(v, 0).unwrap();
+        assert_eq!(n.uri.get(v), b"sip:816666@voip.example.net");
+        assert_eq!(n.tag.unwrap().get(v), b"6433ef9");
     }
 }

@@ -17,6 +17,9 @@ pub struct ViaSpans {
     pub received: Option<Span>,
     /// `rport` present; its value (empty when the client only asked for it).
     pub rport: Option<Span>,
+    /// Read despite a syntax error (an IPv6 sent-by without brackets,
+    /// RFC 5118 §4.2): usable, but the message is malformed.
+    pub lenient: bool,
 }
 
 /// The RFC 3261 §8.1.1.7 magic cookie: a branch starting with it was made
@@ -74,6 +77,28 @@ pub fn parse_top(value: &[u8], base: usize) -> Result<ViaSpans, ()> {
     skip(&mut i);
     // sent-by = host [ COLON port ]
     let host_start = i;
+    let mut lenient = false;
+    let mut unbracketed_port = None;
+    let run = b[i..]
+        .iter()
+        .take_while(|c| c.is_ascii_hexdigit() || **c == b':' || **c == b'.')
+        .count();
+    let colons = b[i..i + run].iter().filter(|&&c| c == b':').count();
+    if b.get(i) != Some(&b'[') && colons >= 2 {
+        // Unbracketed IPv6 as some old devices send it. With all eight
+        // groups written, a ninth field is the port; otherwise no port.
+        lenient = true;
+        let mut host_end = i + run;
+        if colons == 8 {
+            let last = b[i..i + run].iter().rposition(|&c| c == b':').unwrap_or(run) + i;
+            unbracketed_port = std::str::from_utf8(&b[last + 1..i + run]).ok().and_then(|p| p.parse().ok());
+            if unbracketed_port.is_some() {
+                host_end = last;
+            }
+        }
+        i += run;
+        return finish(value, base, b, transport_start..transport_end, host_start..host_end, unbracketed_port, i, lenient);
+    }
     if b.get(i) == Some(&b'[') {
         while i < b.len() && b[i] != b']' {
             i += 1;
@@ -102,11 +127,27 @@ pub fn parse_top(value: &[u8], base: usize) -> Result<ViaSpans, ()> {
         }
         port = Some(std::str::from_utf8(&b[s..i]).ok().and_then(|p| p.parse().ok()).ok_or(())?);
     }
+    finish(value, base, b, transport_start..transport_end, host_start..host_end, port, i, lenient)
+}
+
+/// Parameters after sent-by, and the result.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    value: &[u8],
+    base: usize,
+    b: &[u8],
+    transport: std::ops::Range<usize>,
+    host: std::ops::Range<usize>,
+    port: Option<u16>,
+    i: usize,
+    lenient: bool,
+) -> Result<ViaSpans, ()> {
     let tail = trim(&b[i..]);
     let mut via = ViaSpans {
-        transport: Span::of(value, base, &b[transport_start..transport_end]),
-        host: Span::of(value, base, &b[host_start..host_end]),
+        transport: Span::of(value, base, &b[transport]),
+        host: Span::of(value, base, &b[host]),
         port,
+        lenient,
         ..ViaSpans::default()
     };
     if tail.is_empty() {
@@ -160,6 +201,17 @@ mod tests {
         assert_eq!(via.port, Some(5070));
         assert_eq!(get(v, via.branch.unwrap()), b"z9hG4bKa");
         assert_eq!(via.rport.map(|s| s.is_empty()), Some(true));
+    }
+
+    #[test]
+    fn unbracketed_ipv6_is_read_leniently() {
+        let v = b"SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKk";
+        let via = parse_top(v, 0).unwrap();
+        assert!(via.lenient);
+        assert_eq!(get(v, via.host), b"fe80:0:0:0:21a:a0ff:fe07:32e0");
+        assert_eq!(via.port, Some(5060));
+        assert_eq!(get(v, via.branch.unwrap()), b"z9hG4bKk");
+        assert!(!parse_top(b"SIP/2.0/UDP [fe80::1]:5060", 0).unwrap().lenient);
     }
 
     #[test]
