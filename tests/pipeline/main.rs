@@ -6,3 +6,4 @@ mod common;
 mod fuzz;
 mod tcp;
 mod torture;
+mod transactions;

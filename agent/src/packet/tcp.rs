@@ -254,6 +254,7 @@ fn place(stream: &mut Stream, seq: u32, data: &[u8], stats: &mut TcpStats, confi
         if !stream.anchored && before_start {
             stats.out_of_order_segments += 1;
             stash(stream, seq, data, stats, config);
+            merge_pending(stream, stats, config);
         } else {
             stats.retransmitted_segments += 1;
         }
