@@ -19,14 +19,17 @@ fn main() -> anyhow::Result<()> {
         .into_iter()
         .find(|cargo_metadata::Package { name, .. }| name.as_str() == "sipscope-ebpf")
         .ok_or_else(|| anyhow!("sipscope-ebpf package not found"))?;
-    let cargo_metadata::Package { name, manifest_path, .. } = ebpf_package;
+    let cargo_metadata::Package {
+        name,
+        manifest_path,
+        ..
+    } = ebpf_package;
     let root_dir = manifest_path
         .parent()
         .ok_or_else(|| anyhow!("no parent for {manifest_path}"))?
         .as_str();
 
-    let skip = env::var("AYA_BUILD_SKIP")
-        .is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
+    let skip = env::var("AYA_BUILD_SKIP").is_ok_and(|v| v == "1" || v.eq_ignore_ascii_case("true"));
     if skip {
         let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
         let stand_in = out_dir.join("sipscope");

@@ -14,8 +14,8 @@ use crate::capture::{Packet, Timestamp};
 use crate::packet::{Datagram, Decoder, DecoderConfig, Meta, PacketStats};
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{
-    Framing, MalformedCounts, MalformedReason, MessageRecord, SipMessage, TimeoutCause, Transaction,
-    TransactionConfig, TransactionStats, TransactionTable,
+    Framing, MalformedCounts, MalformedReason, MessageRecord, SipMessage, TimeoutCause,
+    Transaction, TransactionConfig, TransactionStats, TransactionTable,
 };
 
 #[derive(Clone, Debug, Default)]
@@ -159,7 +159,9 @@ impl Pipeline {
         for e in self.tx_events.drain(..) {
             out.push(match e {
                 TransactionEvent::Completed(t) => Event::TransactionCompleted(t),
-                TransactionEvent::TimedOut(transaction, cause) => Event::TransactionTimedOut { transaction, cause },
+                TransactionEvent::TimedOut(transaction, cause) => {
+                    Event::TransactionTimedOut { transaction, cause }
+                }
             });
         }
     }

@@ -49,7 +49,10 @@ fn field(seg: &str, name: &str) -> Option<String> {
 
 /// Whether tshark can be run here.
 fn tshark_available() -> bool {
-    Command::new("tshark").arg("-v").output().is_ok_and(|o| o.status.success())
+    Command::new("tshark")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// tshark's view of every SIP message of a capture, except in packets
@@ -60,7 +63,10 @@ fn tshark_messages(path: &Path, decode_as: &[&str]) -> Vec<RefMessage> {
     for d in decode_as {
         cmd.args(["-d", d]);
     }
-    let out = cmd.args(["-Y", "sip", "-T", "pdml"]).output().expect("tshark runs");
+    let out = cmd
+        .args(["-Y", "sip", "-T", "pdml"])
+        .output()
+        .expect("tshark runs");
     assert!(out.status.success(), "tshark failed on {}", path.display());
     let pdml = String::from_utf8_lossy(&out.stdout);
     let mut msgs = Vec::new();
@@ -71,7 +77,9 @@ fn tshark_messages(path: &Path, decode_as: &[&str]) -> Vec<RefMessage> {
         for seg in packet.split("<proto name=\"sip\"").skip(1) {
             let request = field(seg, "sip.Request-Line");
             let status = field(seg, "sip.Status-Line");
-            let Some(start_line) = request.clone().or(status.clone()) else { continue };
+            let Some(start_line) = request.clone().or(status.clone()) else {
+                continue;
+            };
             msgs.push(RefMessage {
                 is_request: request.is_some(),
                 status: field(seg, "sip.Status-Code").and_then(|c| c.parse().ok()),
@@ -111,13 +119,24 @@ fn reference_counts(msgs: &[RefMessage]) -> Counts {
     let mut responses = HashSet::new();
     let mut completed = HashSet::new();
     for m in msgs {
-        let (Some(method), Some(_)) = (&m.cseq_method, &m.host) else { continue };
-        let method = if method == "ACK" { "INVITE" } else { method.as_str() };
+        let (Some(method), Some(_)) = (&m.cseq_method, &m.host) else {
+            continue;
+        };
+        let method = if method == "ACK" {
+            "INVITE"
+        } else {
+            method.as_str()
+        };
         let key = match &m.branch {
-            Some(b) if b.starts_with("z9hG4bK") => format!("B|{b}|{:?}|{:?}|{method}", m.host, m.port),
+            Some(b) if b.starts_with("z9hG4bK") => {
+                format!("B|{b}|{:?}|{:?}|{method}", m.host, m.port)
+            }
             _ => {
                 let Some(cid) = &m.call_id else { continue };
-                format!("L|{cid}|{:?}|{method}|{:?}|{:?}|{:?}", m.cseq, m.from_tag, m.host, m.port)
+                format!(
+                    "L|{cid}|{:?}|{method}|{:?}|{:?}|{:?}",
+                    m.cseq, m.from_tag, m.host, m.port
+                )
             }
         };
         if m.is_request {
@@ -151,7 +170,10 @@ fn comparable_captures() -> (Vec<(PathBuf, Vec<&'static str>)>, Option<String>) 
         .collect();
     let skipped = match shared_external() {
         Some(shared) => {
-            let copied: HashSet<_> = files.iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+            let copied: HashSet<_> = files
+                .iter()
+                .map(|p| p.file_name().unwrap().to_owned())
+                .collect();
             for e in std::fs::read_dir(shared.join("pcap")).unwrap() {
                 let p = e.unwrap().path();
                 if !copied.contains(p.file_name().unwrap()) {
@@ -160,7 +182,9 @@ fn comparable_captures() -> (Vec<(PathBuf, Vec<&'static str>)>, Option<String>) 
             }
             None
         }
-        None => Some("../shared/testdata/external not present: copyleft captures skipped".to_string()),
+        None => {
+            Some("../shared/testdata/external not present: copyleft captures skipped".to_string())
+        }
     };
     files.sort();
     let list = files
@@ -215,7 +239,11 @@ fn messages_and_transactions_match_tshark_on_every_capture() {
         };
         let name = path.file_name().unwrap().to_string_lossy();
         if got != expected {
-            failures.push(format!("{name}: tshark {expected:?}\n{:>width$}  ours {got:?}", "", width = name.len()));
+            failures.push(format!(
+                "{name}: tshark {expected:?}\n{:>width$}  ours {got:?}",
+                "",
+                width = name.len()
+            ));
         }
         // The same start lines, in the same order.
         let ours: Vec<String> = events
@@ -232,7 +260,9 @@ fn messages_and_transactions_match_tshark_on_every_capture() {
             a.sort();
             b.sort();
             if a != b {
-                failures.push(format!("{name}: start lines differ\n ours {ours:?}\n tshark {theirs:?}"));
+                failures.push(format!(
+                    "{name}: start lines differ\n ours {ours:?}\n tshark {theirs:?}"
+                ));
             }
         }
         compared += 1;
@@ -245,7 +275,9 @@ fn shared_capture(name: &str) -> Option<PathBuf> {
     match shared_external() {
         Some(s) => Some(s.join("pcap").join(name)),
         None => {
-            eprintln!("SKIPPED {name}: ../shared/testdata/external not present (copyleft capture, not copied)");
+            eprintln!(
+                "SKIPPED {name}: ../shared/testdata/external not present (copyleft capture, not copied)"
+            );
             None
         }
     }
@@ -263,7 +295,10 @@ fn completed(events: &[Event]) -> Vec<(String, u16)> {
 
 #[test]
 fn register_over_tcp_split_across_segments_completes_with_200() {
-    let (events, stats) = run_file(&fixtures().join("pcap/suricata-verify_sip-tcp.pcap"), PipelineConfig::default());
+    let (events, stats) = run_file(
+        &fixtures().join("pcap/suricata-verify_sip-tcp.pcap"),
+        PipelineConfig::default(),
+    );
     assert_eq!(completed(&events), vec![("REGISTER".to_string(), 200)]);
     assert_eq!(stats.packets.tcp.messages, 2);
     assert_eq!(stats.packets.tcp.dropped_bytes, 0);
@@ -284,7 +319,10 @@ fn non_numeric_content_length_is_malformed_but_kept() {
         PipelineConfig::default(),
     );
     assert_eq!(stats.sip.messages, 2);
-    assert_eq!(stats.sip.malformed.get(MalformedReason::BadContentLength), 2);
+    assert_eq!(
+        stats.sip.malformed.get(MalformedReason::BadContentLength),
+        2
+    );
     assert_eq!(completed(&events), vec![("INVITE".to_string(), 200)]);
 }
 
@@ -309,7 +347,10 @@ fn junk_datagram_is_counted_and_headerless_register_is_unmatchable() {
 
 #[test]
 fn responses_without_requests_still_form_transactions() {
-    let (events, stats) = run_file(&fixtures().join("pcap/pcapplusplus_sip_resp.pcap"), PipelineConfig::default());
+    let (events, stats) = run_file(
+        &fixtures().join("pcap/pcapplusplus_sip_resp.pcap"),
+        PipelineConfig::default(),
+    );
     assert_eq!(stats.sip.responses, 7);
     assert_eq!(stats.sip.requests, 0);
     assert!(stats.transactions.responses_without_request >= 4);
@@ -335,7 +376,10 @@ fn large_body_over_tcp_on_loopback_null_link() {
             _ => None,
         })
         .unwrap();
-    assert_eq!(invite.message.body().len() as u32, invite.message.content_length().unwrap());
+    assert_eq!(
+        invite.message.body().len() as u32,
+        invite.message.content_length().unwrap()
+    );
     assert!(invite.message.body().len() > 10_000);
 }
 
@@ -349,8 +393,14 @@ fn compact_headers_fill_the_hot_fields() {
         panic!("no message")
     };
     let msg = &m.message;
-    assert_eq!(msg.call_id().as_deref(), Some("105090259-446faf7a@192.168.1.2"));
-    assert_eq!(msg.branch(), Some(&b"z9hG4bKnp104984053-44ce4a41192.168.1.2"[..]));
+    assert_eq!(
+        msg.call_id().as_deref(),
+        Some("105090259-446faf7a@192.168.1.2")
+    );
+    assert_eq!(
+        msg.branch(),
+        Some(&b"z9hG4bKnp104984053-44ce4a41192.168.1.2"[..])
+    );
     // `f: \"arik\" <sip:...>;tag=...`: backslashes outside quotes break the
     // grammar; the tag is still recovered and the defect recorded.
     assert_eq!(msg.from_tag(), Some(&b"6433ef9"[..]));
@@ -362,7 +412,9 @@ fn compact_headers_fill_the_hot_fields() {
 
 #[test]
 fn ipv6_fragments_are_reassembled() {
-    let Some(path) = shared_capture("sngrep_ipv6frag.pcap") else { return };
+    let Some(path) = shared_capture("sngrep_ipv6frag.pcap") else {
+        return;
+    };
     let (_, stats) = run_file(&path, PipelineConfig::default());
     assert_eq!(stats.packets.frag.fragments, 4);
     assert_eq!(stats.packets.frag.reassembled, 2);
@@ -372,8 +424,14 @@ fn ipv6_fragments_are_reassembled() {
 
 #[test]
 fn tunnels_ipip_gre_erspan_ppp_are_decoded() {
-    for name in ["sngrep_ipip.pcap", "heplify_erspan_sip_ipv4_udp.pcapng", "ndpi_gre_ppp_sip.pcapng"] {
-        let Some(path) = shared_capture(name) else { return };
+    for name in [
+        "sngrep_ipip.pcap",
+        "heplify_erspan_sip_ipv4_udp.pcapng",
+        "ndpi_gre_ppp_sip.pcapng",
+    ] {
+        let Some(path) = shared_capture(name) else {
+            return;
+        };
         let (_, stats) = run_file(&path, PipelineConfig::default());
         assert!(stats.packets.tunnels_decoded > 0, "{name}");
         assert!(stats.sip.messages > 0, "{name}");
@@ -382,31 +440,48 @@ fn tunnels_ipip_gre_erspan_ppp_are_decoded() {
 
 #[test]
 fn repeated_401_registrations_over_raw_ip() {
-    let Some(path) = shared_capture("heplify_ipip0_rawip.pcap") else { return };
+    let Some(path) = shared_capture("heplify_ipip0_rawip.pcap") else {
+        return;
+    };
     let (events, _) = run_file(&path, PipelineConfig::default());
     let done = completed(&events);
-    assert_eq!(done.iter().filter(|(m, s)| m == "REGISTER" && *s == 401).count(), 3, "{done:?}");
+    assert_eq!(
+        done.iter()
+            .filter(|(m, s)| m == "REGISTER" && *s == 401)
+            .count(),
+        3,
+        "{done:?}"
+    );
     assert!(done.contains(&("INVITE".to_string(), 403)));
 }
 
 #[test]
 fn unanswered_invite_is_reported_at_end_of_capture() {
-    let Some(path) = shared_capture("heplify_rtp_rtcp_sip_ipv4_udp.pcap") else { return };
+    let Some(path) = shared_capture("heplify_rtp_rtcp_sip_ipv4_udp.pcap") else {
+        return;
+    };
     let (events, _) = run_file(&path, PipelineConfig::default());
     let open: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
-            Event::TransactionTimedOut { transaction, cause } => Some((transaction.method.to_string(), *cause)),
+            Event::TransactionTimedOut { transaction, cause } => {
+                Some((transaction.method.to_string(), *cause))
+            }
             _ => None,
         })
         .collect();
     // The second INVITE gets 100/180 only (Timer C keeps it open).
-    assert!(open.contains(&("INVITE".to_string(), TimeoutCause::EndOfCapture)), "{open:?}");
+    assert!(
+        open.contains(&("INVITE".to_string(), TimeoutCause::EndOfCapture)),
+        "{open:?}"
+    );
 }
 
 #[test]
 fn sctp_is_ignored_and_counted() {
-    let Some(path) = shared_capture("heplify_sip_sctp.pcap") else { return };
+    let Some(path) = shared_capture("heplify_sip_sctp.pcap") else {
+        return;
+    };
     let (_, stats) = run_file(&path, PipelineConfig::default());
     assert_eq!(stats.sip.messages, 0);
     assert_eq!(stats.packets.other_protocols, 5);
@@ -414,12 +489,20 @@ fn sctp_is_ignored_and_counted() {
 
 #[test]
 fn fuzzed_capture_never_panics_and_counters_add_up() {
-    let Some(path) = shared_capture("ndpi_fuzz-2006-06-26-2594_fuzzed_aaa.pcap") else { return };
+    let Some(path) = shared_capture("ndpi_fuzz-2006-06-26-2594_fuzzed_aaa.pcap") else {
+        return;
+    };
     let (events, stats) = run_file(&path, PipelineConfig::default());
     assert_eq!(stats.packets.packets, 691);
     assert_eq!(stats.sip.messages, stats.sip.requests + stats.sip.responses);
-    let messages = events.iter().filter(|e| matches!(e, Event::Message(_))).count() as u64;
-    let unreadable = events.iter().filter(|e| matches!(e, Event::Malformed(_))).count() as u64;
+    let messages = events
+        .iter()
+        .filter(|e| matches!(e, Event::Message(_)))
+        .count() as u64;
+    let unreadable = events
+        .iter()
+        .filter(|e| matches!(e, Event::Malformed(_)))
+        .count() as u64;
     assert_eq!(messages, stats.sip.messages);
     assert_eq!(unreadable, stats.sip.unreadable);
     assert!(stats.sip.messages > 40);

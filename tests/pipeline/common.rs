@@ -7,7 +7,10 @@ use sipscope::pipeline::{Event, Pipeline, PipelineConfig, Stats};
 
 /// The workspace root (the parent of the agent crate).
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 pub fn fixtures() -> PathBuf {
@@ -67,7 +70,14 @@ pub struct Flags {
 }
 
 /// An Ethernet/IPv4/TCP frame.
-pub fn tcp(ts_ms: u64, from: ([u8; 4], u16), to: ([u8; 4], u16), seq: u32, flags: Flags, payload: &[u8]) -> Packet {
+pub fn tcp(
+    ts_ms: u64,
+    from: ([u8; 4], u16),
+    to: ([u8; 4], u16),
+    seq: u32,
+    flags: Flags,
+    payload: &[u8],
+) -> Packet {
     let mut b = PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
         .ipv4(from.0, to.0, 64)
         .tcp(from.1, to.1, seq, 65535);
@@ -123,7 +133,15 @@ pub fn request(method: &str, branch: &str, cseq: u32, call_id: &str, body: &str)
 }
 
 /// A response to [`request`] (same Via, From, Call-ID, CSeq).
-pub fn response(code: u16, reason: &str, method: &str, branch: &str, cseq: u32, call_id: &str, to_tag: &str) -> Vec<u8> {
+pub fn response(
+    code: u16,
+    reason: &str,
+    method: &str,
+    branch: &str,
+    cseq: u32,
+    call_id: &str,
+    to_tag: &str,
+) -> Vec<u8> {
     format!(
         "SIP/2.0 {code} {reason}\r\n\
          Via: SIP/2.0/UDP 192.168.1.2:5062;branch={branch};rport=5062;received=198.51.100.7\r\n\

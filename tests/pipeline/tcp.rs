@@ -7,12 +7,28 @@ use crate::common::{CLIENT, Flags, SERVER, messages, request, run_packets, tcp};
 const ISN: u32 = 1_000;
 
 fn syn() -> sipscope::capture::Packet {
-    tcp(0, CLIENT, SERVER, ISN, Flags { syn: true, fin: false }, &[])
+    tcp(
+        0,
+        CLIENT,
+        SERVER,
+        ISN,
+        Flags {
+            syn: true,
+            fin: false,
+        },
+        &[],
+    )
 }
 
 #[test]
 fn one_message_in_three_segments_delivered_out_of_order() {
-    let msg = request("INVITE", "z9hG4bK1", 1, "tcp-1@x", "v=0\r\no=- 1 1 IN IP4 192.168.1.2\r\n");
+    let msg = request(
+        "INVITE",
+        "z9hG4bK1",
+        1,
+        "tcp-1@x",
+        "v=0\r\no=- 1 1 IN IP4 192.168.1.2\r\n",
+    );
     let (a, rest) = msg.split_at(40);
     let (b, c) = rest.split_at(60);
     let seq = ISN + 1;
@@ -57,7 +73,10 @@ fn two_messages_in_one_segment() {
     let first = request("OPTIONS", "z9hG4bK3", 1, "tcp-3@x", "");
     let second = request("OPTIONS", "z9hG4bK4", 2, "tcp-3@x", "body");
     let both = [first.clone(), second.clone()].concat();
-    let packets = [syn(), tcp(1, CLIENT, SERVER, ISN + 1, Flags::default(), &both)];
+    let packets = [
+        syn(),
+        tcp(1, CLIENT, SERVER, ISN + 1, Flags::default(), &both),
+    ];
     let (events, _) = run_packets(&packets, PipelineConfig::default());
     let msgs = messages(&events);
     assert_eq!(msgs.len(), 2);
@@ -107,17 +126,29 @@ fn stream_bound_drops_and_counts_then_resynchronises() {
     config.decoder.tcp.max_message = 1_000;
     // Headers that never end: no message can be framed.
     let mut junk = b"INVITE sip:x@y SIP/2.0\r\n".to_vec();
-    junk.extend(std::iter::repeat_n(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", 40).flatten());
+    junk.extend(
+        std::iter::repeat_n(b"X-Filler: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", 40).flatten(),
+    );
     let good = request("OPTIONS", "z9hG4bK7", 1, "tcp-6@x", "");
     let seq = ISN + 1;
     let packets = [
         syn(),
         tcp(1, CLIENT, SERVER, seq, Flags::default(), &junk[..900]),
         tcp(2, CLIENT, SERVER, seq + 900, Flags::default(), &junk[900..]),
-        tcp(3, CLIENT, SERVER, seq + junk.len() as u32, Flags::default(), &good),
+        tcp(
+            3,
+            CLIENT,
+            SERVER,
+            seq + junk.len() as u32,
+            Flags::default(),
+            &good,
+        ),
     ];
     let (events, stats) = run_packets(&packets, config);
-    assert!(stats.packets.tcp.dropped_bytes > 0 || stats.packets.tcp.oversized_messages > 0, "{stats:?}");
+    assert!(
+        stats.packets.tcp.dropped_bytes > 0 || stats.packets.tcp.oversized_messages > 0,
+        "{stats:?}"
+    );
     let msgs = messages(&events);
     assert_eq!(msgs.len(), 1);
     assert_eq!(&msgs[0].message.raw()[..], &good[..]);
@@ -129,7 +160,16 @@ fn stream_table_is_bounded_with_evictions_counted() {
     config.decoder.tcp.max_streams = 8;
     let partial = b"OPTIONS sip:x@y SIP/2.0\r\nCall-ID: a\r\n"; // never completed
     let packets: Vec<_> = (0..100u16)
-        .map(|i| tcp(u64::from(i), ([10, 0, 0, 1], 20_000 + i), SERVER, 1, Flags::default(), partial))
+        .map(|i| {
+            tcp(
+                u64::from(i),
+                ([10, 0, 0, 1], 20_000 + i),
+                SERVER,
+                1,
+                Flags::default(),
+                partial,
+            )
+        })
         .collect();
     let (_, stats) = run_packets(&packets, config);
     assert_eq!(stats.packets.tcp.streams_opened, 100);
@@ -143,7 +183,17 @@ fn fin_with_a_half_message_counts_the_loss() {
     let msg = request("OPTIONS", "z9hG4bK8", 1, "tcp-7@x", "");
     let packets = [
         syn(),
-        tcp(1, CLIENT, SERVER, ISN + 1, Flags { syn: false, fin: true }, &msg[..50]),
+        tcp(
+            1,
+            CLIENT,
+            SERVER,
+            ISN + 1,
+            Flags {
+                syn: false,
+                fin: true,
+            },
+            &msg[..50],
+        ),
     ];
     let (events, stats) = run_packets(&packets, PipelineConfig::default());
     assert!(messages(&events).is_empty());

@@ -22,7 +22,9 @@ fn timed_out(events: &[Event]) -> Vec<(std::sync::Arc<Transaction>, TimeoutCause
     events
         .iter()
         .filter_map(|e| match e {
-            Event::TransactionTimedOut { transaction, cause } => Some((transaction.clone(), *cause)),
+            Event::TransactionTimedOut { transaction, cause } => {
+                Some((transaction.clone(), *cause))
+            }
             _ => None,
         })
         .collect()
@@ -32,10 +34,30 @@ fn timed_out(events: &[Event]) -> Vec<(std::sync::Arc<Transaction>, TimeoutCause
 fn register_challenge_then_success_is_two_transactions_with_response_times() {
     let cid = "reg-1@192.168.1.2";
     let packets = [
-        udp(0, CLIENT, SERVER, &request("REGISTER", "z9hG4bKr1", 1, cid, "")),
-        udp(40, SERVER, CLIENT, &response(401, "Unauthorized", "REGISTER", "z9hG4bKr1", 1, cid, "s1")),
-        udp(100, CLIENT, SERVER, &request("REGISTER", "z9hG4bKr2", 2, cid, "")),
-        udp(175, SERVER, CLIENT, &response(200, "OK", "REGISTER", "z9hG4bKr2", 2, cid, "s2")),
+        udp(
+            0,
+            CLIENT,
+            SERVER,
+            &request("REGISTER", "z9hG4bKr1", 1, cid, ""),
+        ),
+        udp(
+            40,
+            SERVER,
+            CLIENT,
+            &response(401, "Unauthorized", "REGISTER", "z9hG4bKr1", 1, cid, "s1"),
+        ),
+        udp(
+            100,
+            CLIENT,
+            SERVER,
+            &request("REGISTER", "z9hG4bKr2", 2, cid, ""),
+        ),
+        udp(
+            175,
+            SERVER,
+            CLIENT,
+            &response(200, "OK", "REGISTER", "z9hG4bKr2", 2, cid, "s2"),
+        ),
     ];
     let (events, stats) = run_packets(&packets, PipelineConfig::default());
     let done = completed(&events);
@@ -48,7 +70,15 @@ fn register_challenge_then_success_is_two_transactions_with_response_times() {
     assert!(timed_out(&events).is_empty());
     // The message events carry the same transaction ids.
     let ids: Vec<_> = messages(&events).iter().map(|m| m.transaction).collect();
-    assert_eq!(ids, vec![Some(done[0].id), Some(done[0].id), Some(done[1].id), Some(done[1].id)]);
+    assert_eq!(
+        ids,
+        vec![
+            Some(done[0].id),
+            Some(done[0].id),
+            Some(done[1].id),
+            Some(done[1].id)
+        ]
+    );
 }
 
 #[test]
@@ -57,25 +87,62 @@ fn invite_retransmissions_provisionals_and_ack_to_a_failure() {
     let b = "z9hG4bKi1";
     let packets = [
         udp(0, CLIENT, SERVER, &request("INVITE", b, 1, cid, "v=0\r\n")),
-        udp(500, CLIENT, SERVER, &request("INVITE", b, 1, cid, "v=0\r\n")),
-        udp(1500, CLIENT, SERVER, &request("INVITE", b, 1, cid, "v=0\r\n")),
-        udp(1600, SERVER, CLIENT, &response(100, "Trying", "INVITE", b, 1, cid, "t")),
-        udp(1700, SERVER, CLIENT, &response(180, "Ringing", "INVITE", b, 1, cid, "t")),
-        udp(3000, SERVER, CLIENT, &response(486, "Busy Here", "INVITE", b, 1, cid, "t")),
-        udp(3500, SERVER, CLIENT, &response(486, "Busy Here", "INVITE", b, 1, cid, "t")),
+        udp(
+            500,
+            CLIENT,
+            SERVER,
+            &request("INVITE", b, 1, cid, "v=0\r\n"),
+        ),
+        udp(
+            1500,
+            CLIENT,
+            SERVER,
+            &request("INVITE", b, 1, cid, "v=0\r\n"),
+        ),
+        udp(
+            1600,
+            SERVER,
+            CLIENT,
+            &response(100, "Trying", "INVITE", b, 1, cid, "t"),
+        ),
+        udp(
+            1700,
+            SERVER,
+            CLIENT,
+            &response(180, "Ringing", "INVITE", b, 1, cid, "t"),
+        ),
+        udp(
+            3000,
+            SERVER,
+            CLIENT,
+            &response(486, "Busy Here", "INVITE", b, 1, cid, "t"),
+        ),
+        udp(
+            3500,
+            SERVER,
+            CLIENT,
+            &response(486, "Busy Here", "INVITE", b, 1, cid, "t"),
+        ),
         // ACK for a non-2xx: same branch, CSeq method ACK (RFC 3261 §17.1.1.3).
         udp(3510, CLIENT, SERVER, &request("ACK", b, 1, cid, "")),
     ];
     let (events, stats) = run_packets(&packets, PipelineConfig::default());
     let msgs = messages(&events);
     let retrans: Vec<bool> = msgs.iter().map(|m| m.retransmission).collect();
-    assert_eq!(retrans, vec![false, true, true, false, false, false, true, false]);
+    assert_eq!(
+        retrans,
+        vec![false, true, true, false, false, false, true, false]
+    );
     let done = completed(&events);
     assert_eq!(done.len(), 1);
     let t = &done[0];
     assert_eq!(t.method, Method::Invite);
     assert_eq!(t.request_retransmissions, 2);
-    let provisional: Vec<_> = t.provisionals.iter().filter_map(|p| p.message.status()).collect();
+    let provisional: Vec<_> = t
+        .provisionals
+        .iter()
+        .filter_map(|p| p.message.status())
+        .collect();
     assert_eq!(provisional, vec![100, 180]);
     assert_eq!(t.final_status(), Some(486));
     // First request to first final response.
@@ -92,15 +159,45 @@ fn cancel_has_its_own_transaction_and_ack_to_2xx_has_none() {
     let b = "z9hG4bKc1";
     let packets = [
         udp(0, CLIENT, SERVER, &request("INVITE", b, 1, cid, "")),
-        udp(10, SERVER, CLIENT, &response(180, "Ringing", "INVITE", b, 1, cid, "t")),
+        udp(
+            10,
+            SERVER,
+            CLIENT,
+            &response(180, "Ringing", "INVITE", b, 1, cid, "t"),
+        ),
         udp(20, CLIENT, SERVER, &request("CANCEL", b, 1, cid, "")),
-        udp(30, SERVER, CLIENT, &response(200, "OK", "CANCEL", b, 1, cid, "t")),
-        udp(40, SERVER, CLIENT, &response(487, "Request Terminated", "INVITE", b, 1, cid, "t")),
+        udp(
+            30,
+            SERVER,
+            CLIENT,
+            &response(200, "OK", "CANCEL", b, 1, cid, "t"),
+        ),
+        udp(
+            40,
+            SERVER,
+            CLIENT,
+            &response(487, "Request Terminated", "INVITE", b, 1, cid, "t"),
+        ),
         udp(50, CLIENT, SERVER, &request("ACK", b, 1, cid, "")),
         // A later call answered with 200: its ACK has a new branch.
-        udp(100, CLIENT, SERVER, &request("INVITE", "z9hG4bKc2", 2, cid, "")),
-        udp(110, SERVER, CLIENT, &response(200, "OK", "INVITE", "z9hG4bKc2", 2, cid, "t")),
-        udp(120, CLIENT, SERVER, &request("ACK", "z9hG4bKc3", 2, cid, "")),
+        udp(
+            100,
+            CLIENT,
+            SERVER,
+            &request("INVITE", "z9hG4bKc2", 2, cid, ""),
+        ),
+        udp(
+            110,
+            SERVER,
+            CLIENT,
+            &response(200, "OK", "INVITE", "z9hG4bKc2", 2, cid, "t"),
+        ),
+        udp(
+            120,
+            CLIENT,
+            SERVER,
+            &request("ACK", "z9hG4bKc3", 2, cid, ""),
+        ),
     ];
     let (events, stats) = run_packets(&packets, PipelineConfig::default());
     let done: Vec<_> = completed(&events)
@@ -109,7 +206,11 @@ fn cancel_has_its_own_transaction_and_ack_to_2xx_has_none() {
         .collect();
     assert_eq!(
         done,
-        vec![("CANCEL".into(), 200), ("INVITE".into(), 487), ("INVITE".into(), 200)]
+        vec![
+            ("CANCEL".into(), 200),
+            ("INVITE".into(), 487),
+            ("INVITE".into(), 200)
+        ]
     );
     assert_eq!(stats.transactions.created, 3);
     assert_eq!(stats.transactions.acks_without_transaction, 1);
@@ -121,10 +222,30 @@ fn cancel_has_its_own_transaction_and_ack_to_2xx_has_none() {
 fn rfc2543_peers_without_magic_cookie_are_matched_by_call_id_cseq_and_tags() {
     let cid = "old-1@x";
     let packets = [
-        udp(0, CLIENT, SERVER, &request("OPTIONS", "oldbranch1", 5, cid, "")),
-        udp(10, SERVER, CLIENT, &response(200, "OK", "OPTIONS", "oldbranch1", 5, cid, "t")),
-        udp(20, CLIENT, SERVER, &request("OPTIONS", "oldbranch1", 6, cid, "")),
-        udp(30, SERVER, CLIENT, &response(200, "OK", "OPTIONS", "oldbranch1", 6, cid, "t")),
+        udp(
+            0,
+            CLIENT,
+            SERVER,
+            &request("OPTIONS", "oldbranch1", 5, cid, ""),
+        ),
+        udp(
+            10,
+            SERVER,
+            CLIENT,
+            &response(200, "OK", "OPTIONS", "oldbranch1", 5, cid, "t"),
+        ),
+        udp(
+            20,
+            CLIENT,
+            SERVER,
+            &request("OPTIONS", "oldbranch1", 6, cid, ""),
+        ),
+        udp(
+            30,
+            SERVER,
+            CLIENT,
+            &response(200, "OK", "OPTIONS", "oldbranch1", 6, cid, "t"),
+        ),
     ];
     let (events, stats) = run_packets(&packets, PipelineConfig::default());
     // Same (non-cookie) branch but different CSeq: two transactions.
@@ -137,11 +258,21 @@ fn rfc2543_peers_without_magic_cookie_are_matched_by_call_id_cseq_and_tags() {
 fn unanswered_request_times_out_on_the_packet_clock_only() {
     let cid = "to-1@x";
     let mut p = Pipeline::new(PipelineConfig::default());
-    let first = udp(0, CLIENT, SERVER, &request("REGISTER", "z9hG4bKt1", 1, cid, ""));
+    let first = udp(
+        0,
+        CLIENT,
+        SERVER,
+        &request("REGISTER", "z9hG4bKt1", 1, cid, ""),
+    );
     let t0 = first.ts;
     let mut events = p.ingest(&first);
     for ms in [500, 1500, 3500] {
-        events.extend(p.ingest(&udp(ms, CLIENT, SERVER, &request("REGISTER", "z9hG4bKt1", 1, cid, ""))));
+        events.extend(p.ingest(&udp(
+            ms,
+            CLIENT,
+            SERVER,
+            &request("REGISTER", "z9hG4bKt1", 1, cid, ""),
+        )));
     }
     assert!(timed_out(&events).is_empty());
     assert!(p.tick(t0.add(Duration::from_secs(31))).is_empty());
@@ -159,12 +290,32 @@ fn unanswered_request_times_out_on_the_packet_clock_only() {
 #[test]
 fn invite_with_provisional_outlives_timer_b_but_non_invite_does_not() {
     let mut p = Pipeline::new(PipelineConfig::default());
-    let inv = udp(0, CLIENT, SERVER, &request("INVITE", "z9hG4bKp1", 1, "p-1@x", ""));
+    let inv = udp(
+        0,
+        CLIENT,
+        SERVER,
+        &request("INVITE", "z9hG4bKp1", 1, "p-1@x", ""),
+    );
     let t0 = inv.ts;
     p.ingest(&inv);
-    p.ingest(&udp(100, SERVER, CLIENT, &response(180, "Ringing", "INVITE", "z9hG4bKp1", 1, "p-1@x", "t")));
-    p.ingest(&udp(0, CLIENT, SERVER, &request("SUBSCRIBE", "z9hG4bKp2", 1, "p-2@x", "")));
-    p.ingest(&udp(100, SERVER, CLIENT, &response(100, "Trying", "SUBSCRIBE", "z9hG4bKp2", 1, "p-2@x", "t")));
+    p.ingest(&udp(
+        100,
+        SERVER,
+        CLIENT,
+        &response(180, "Ringing", "INVITE", "z9hG4bKp1", 1, "p-1@x", "t"),
+    ));
+    p.ingest(&udp(
+        0,
+        CLIENT,
+        SERVER,
+        &request("SUBSCRIBE", "z9hG4bKp2", 1, "p-2@x", ""),
+    ));
+    p.ingest(&udp(
+        100,
+        SERVER,
+        CLIENT,
+        &response(100, "Trying", "SUBSCRIBE", "z9hG4bKp2", 1, "p-2@x", "t"),
+    ));
     let fired = timed_out(&p.tick(t0.add(Duration::from_secs(40))));
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].0.method, Method::Subscribe);
@@ -187,7 +338,10 @@ fn transaction_table_is_bounded_and_evictions_are_reported() {
     let (events, stats) = run_packets(&packets, config);
     assert_eq!(stats.transactions.created, 100);
     assert_eq!(stats.transactions.evicted, 90);
-    let evicted = timed_out(&events).iter().filter(|(_, c)| *c == TimeoutCause::Evicted).count();
+    let evicted = timed_out(&events)
+        .iter()
+        .filter(|(_, c)| *c == TimeoutCause::Evicted)
+        .count();
     assert_eq!(evicted, 90);
     // The oldest went first; the newest ten are still open at the end.
     let open: Vec<u32> = timed_out(&events)
@@ -204,9 +358,24 @@ fn response_retransmission_needs_same_status_and_to_tag() {
     let b = "z9hG4bKf1";
     let packets = [
         udp(0, CLIENT, SERVER, &request("INVITE", b, 1, cid, "")),
-        udp(10, SERVER, CLIENT, &response(180, "Ringing", "INVITE", b, 1, cid, "fork-a")),
-        udp(11, SERVER, CLIENT, &response(180, "Ringing", "INVITE", b, 1, cid, "fork-b")),
-        udp(12, SERVER, CLIENT, &response(180, "Ringing", "INVITE", b, 1, cid, "fork-a")),
+        udp(
+            10,
+            SERVER,
+            CLIENT,
+            &response(180, "Ringing", "INVITE", b, 1, cid, "fork-a"),
+        ),
+        udp(
+            11,
+            SERVER,
+            CLIENT,
+            &response(180, "Ringing", "INVITE", b, 1, cid, "fork-b"),
+        ),
+        udp(
+            12,
+            SERVER,
+            CLIENT,
+            &response(180, "Ringing", "INVITE", b, 1, cid, "fork-a"),
+        ),
     ];
     let (events, _) = run_packets(&packets, PipelineConfig::default());
     let retrans: Vec<bool> = messages(&events).iter().map(|m| m.retransmission).collect();

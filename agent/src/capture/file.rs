@@ -42,7 +42,9 @@ pub enum FileError {
         linktype: u32,
         name: String,
     },
-    #[error("{path}: file ends in the middle of a record after {packets} packets (truncated capture)")]
+    #[error(
+        "{path}: file ends in the middle of a record after {packets} packets (truncated capture)"
+    )]
     Truncated { path: PathBuf, packets: u64 },
     #[error("{path}: corrupt record after {packets} packets: {source}")]
     Corrupt {
@@ -170,7 +172,13 @@ impl<R: Read> CaptureFile<R> {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(source) => return Err(FileError::Io { path, packets: 0, source }),
+                Err(source) => {
+                    return Err(FileError::Io {
+                        path,
+                        packets: 0,
+                        source,
+                    });
+                }
             }
         }
         let not_capture = |path: PathBuf| FileError::NotACapture {
@@ -189,11 +197,13 @@ impl<R: Read> CaptureFile<R> {
         let format = if PCAP_MAGICS.contains(&magic) {
             let reader = PcapReader::new(Adapter(chained)).map_err(|e| header_error(&path, e))?;
             let dl = reader.header().datalink;
-            let link = link_type_from_dlt(u32::from(dl)).ok_or_else(|| FileError::UnsupportedLinkType {
-                path: path.clone(),
-                interface: u32::MAX,
-                linktype: u32::from(dl),
-                name: dlt_name(dl),
+            let link = link_type_from_dlt(u32::from(dl)).ok_or_else(|| {
+                FileError::UnsupportedLinkType {
+                    path: path.clone(),
+                    interface: u32::MAX,
+                    linktype: u32::from(dl),
+                    name: dlt_name(dl),
+                }
             })?;
             Format::Pcap { reader, link }
         } else if magic == PCAPNG_MAGIC {
@@ -232,19 +242,29 @@ impl<R: Read> CaptureFile<R> {
             PcapError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                 FileError::Truncated { path, packets }
             }
-            PcapError::IoError(source) => FileError::Io { path, packets, source },
-            source => FileError::Corrupt { path, packets, source },
+            PcapError::IoError(source) => FileError::Io {
+                path,
+                packets,
+                source,
+            },
+            source => FileError::Corrupt {
+                path,
+                packets,
+                source,
+            },
         }
     }
 }
 
 fn header_error(path: &Path, e: PcapError) -> FileError {
     match e {
-        PcapError::IoError(source) if source.kind() != std::io::ErrorKind::UnexpectedEof => FileError::Io {
-            path: path.to_path_buf(),
-            packets: 0,
-            source,
-        },
+        PcapError::IoError(source) if source.kind() != std::io::ErrorKind::UnexpectedEof => {
+            FileError::Io {
+                path: path.to_path_buf(),
+                packets: 0,
+                source,
+            }
+        }
         PcapError::IncompleteBuffer | PcapError::IoError(_) => FileError::Truncated {
             path: path.to_path_buf(),
             packets: 0,
@@ -322,7 +342,8 @@ impl<R: Read> Iterator for CaptureFile<R> {
                             }
                         }
                         Block::EnhancedPacket(epb) => {
-                            let Some(&(link, unit)) = interfaces.get(epb.interface_id as usize) else {
+                            let Some(&(link, unit)) = interfaces.get(epb.interface_id as usize)
+                            else {
                                 let e = PcapError::InvalidInterfaceId(epb.interface_id);
                                 return Some(Err(self.stop(e)));
                             };
@@ -410,7 +431,11 @@ mod tests {
         assert_eq!(items.len(), 3);
         assert!(items[0].is_ok() && items[1].is_ok());
         assert_eq!(items[1].as_ref().unwrap().ts, Timestamp(2_000_005_000));
-        assert!(matches!(items[2], Err(FileError::Truncated { packets: 2, .. })), "{:?}", items[2]);
+        assert!(
+            matches!(items[2], Err(FileError::Truncated { packets: 2, .. })),
+            "{:?}",
+            items[2]
+        );
     }
 
     #[test]

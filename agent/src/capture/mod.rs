@@ -30,8 +30,13 @@ impl Timestamp {
         std::time::Duration::from_nanos(self.0.saturating_sub(earlier.0))
     }
 
+    /// `self + d`, saturating (not `ops::Add`: it never overflows).
+    #[allow(clippy::should_implement_trait)]
     pub fn add(self, d: std::time::Duration) -> Self {
-        Self(self.0.saturating_add(d.as_nanos().min(u64::MAX as u128) as u64))
+        Self(
+            self.0
+                .saturating_add(d.as_nanos().min(u64::MAX as u128) as u64),
+        )
     }
 }
 

@@ -32,7 +32,10 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // user the output of the first two.
     let mut sources = Vec::new();
     for path in &args.files {
-        sources.push(CaptureFile::open(path).with_context(|| format!("cannot analyse {}", path.display()))?);
+        sources.push(
+            CaptureFile::open(path)
+                .with_context(|| format!("cannot analyse {}", path.display()))?,
+        );
     }
     let mut pipeline = Pipeline::new(config);
     let stdout = std::io::stdout();
@@ -40,7 +43,10 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut flow = CallFlow::new();
     let mut events = Vec::new();
     let mut damaged = 0;
-    let emit = |events: &mut Vec<Event>, out: &mut BufWriter<_>, flow: &mut CallFlow| -> anyhow::Result<()> {
+    let emit = |events: &mut Vec<Event>,
+                out: &mut BufWriter<_>,
+                flow: &mut CallFlow|
+     -> anyhow::Result<()> {
         for e in events.drain(..) {
             if args.json {
                 json::write_event(out, &e).context("writing output")?;
@@ -71,7 +77,8 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     if args.json {
         json::write_summary(&mut out, &stats).context("writing output")?;
     } else {
-        out.write_all(flow.render(&stats).as_bytes()).context("writing output")?;
+        out.write_all(flow.render(&stats).as_bytes())
+            .context("writing output")?;
         if damaged > 0 {
             writeln!(out, "  damaged capture files {damaged}")?;
         }

@@ -10,7 +10,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(name = "sipscope", version, about = "SIP/RTP observability from the kernel up")]
+#[command(
+    name = "sipscope",
+    version,
+    about = "SIP/RTP observability from the kernel up"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -28,7 +28,10 @@ impl CallFlow {
     pub fn push(&mut self, event: &Event) {
         match event {
             Event::Message(m) => {
-                let cid = m.message.call_id().map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
+                let cid = m
+                    .message
+                    .call_id()
+                    .map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
                 let list = self.by_call.entry(cid.clone()).or_default();
                 if list.is_empty() {
                     self.order.push(cid);
@@ -36,7 +39,9 @@ impl CallFlow {
                 list.push(m.clone());
             }
             Event::Malformed(m) => self.unreadable.push(m.clone()),
-            Event::TransactionTimedOut { transaction, cause } => self.unanswered.push((transaction.clone(), *cause)),
+            Event::TransactionTimedOut { transaction, cause } => {
+                self.unanswered.push((transaction.clone(), *cause))
+            }
             Event::TransactionCompleted(_) => {}
         }
     }
@@ -108,10 +113,10 @@ fn message_line(m: &MessageRecord) -> String {
         m.meta.transport.as_str().to_uppercase(),
         msg.start_line()
     );
-    if !msg.is_request() {
-        if let Some(c) = msg.cseq() {
-            let _ = write!(line, "  (CSeq {} {})", c.number, c.method);
-        }
+    if !msg.is_request()
+        && let Some(c) = msg.cseq()
+    {
+        let _ = write!(line, "  (CSeq {} {})", c.number, c.method);
     }
     if let Some(rt) = m.response_time {
         let _ = write!(line, "  [{:.1} ms]", rt.as_secs_f64() * 1000.0);
@@ -169,7 +174,12 @@ pub fn summary(stats: &Stats) -> String {
     let _ = writeln!(
         s,
         "  SIP messages       {} (requests {}, responses {}, retransmissions {}, with defects {}, unreadable {})",
-        sip.messages, sip.requests, sip.responses, sip.retransmissions, sip.messages_with_defects, sip.unreadable
+        sip.messages,
+        sip.requests,
+        sip.responses,
+        sip.retransmissions,
+        sip.messages_with_defects,
+        sip.unreadable
     );
     for (reason, n) in sip.malformed.iter() {
         let _ = writeln!(s, "    malformed {reason:<28} {n}");

@@ -110,7 +110,11 @@ fn transaction_json(t: &Transaction, cause: Option<TimeoutCause>) -> Transaction
         },
         first_seen: t.first_seen,
         final_status: t.final_status(),
-        provisional_statuses: t.provisionals.iter().filter_map(|p| p.message.status()).collect(),
+        provisional_statuses: t
+            .provisionals
+            .iter()
+            .filter_map(|p| p.message.status())
+            .collect(),
         response_time_ms: t.response_time.map(|d| d.as_secs_f64() * 1000.0),
         request_seen: t.request.is_some(),
         request_retransmissions: t.request_retransmissions,
@@ -134,7 +138,9 @@ struct MalformedJson<'a> {
 pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
     match event {
         Event::Message(m) => serde_json::to_writer(&mut *w, &message_json(m))?,
-        Event::TransactionCompleted(t) => serde_json::to_writer(&mut *w, &transaction_json(t, None))?,
+        Event::TransactionCompleted(t) => {
+            serde_json::to_writer(&mut *w, &transaction_json(t, None))?
+        }
         Event::TransactionTimedOut { transaction, cause } => {
             serde_json::to_writer(&mut *w, &transaction_json(transaction, Some(*cause)))?
         }
@@ -163,6 +169,12 @@ struct SummaryJson<'a> {
 }
 
 pub fn write_summary(w: &mut impl Write, stats: &Stats) -> std::io::Result<()> {
-    serde_json::to_writer(&mut *w, &SummaryJson { r#type: "summary", stats })?;
+    serde_json::to_writer(
+        &mut *w,
+        &SummaryJson {
+            r#type: "summary",
+            stats,
+        },
+    )?;
     w.write_all(b"\n")
 }

@@ -6,7 +6,9 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use etherparse::{EtherType, IpFragOffset, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice};
+use etherparse::{
+    EtherType, IpFragOffset, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice,
+};
 
 use super::frag::{Defragmenter, FragConfig, FragKey, FragStats};
 use super::tcp::{SegmentInfo, StreamKey, TcpConfig, TcpReassembler, TcpStats};
@@ -112,7 +114,11 @@ impl Decoder {
 
     /// Streams and fragment buffers in flight (for memory reporting).
     pub fn in_flight(&self) -> (usize, usize, usize) {
-        (self.tcp.streams(), self.tcp.buffered_bytes(), self.frag.in_flight())
+        (
+            self.tcp.streams(),
+            self.tcp.buffered_bytes(),
+            self.frag.in_flight(),
+        )
     }
 
     /// Decode one captured frame; SIP candidates are appended to `out`.
@@ -148,7 +154,9 @@ impl Decoder {
                 let be = u32::from_be_bytes([fam[0], fam[1], fam[2], fam[3]]);
                 match (le, be) {
                     (2, _) | (_, 2) => self.ether(ctx, ETH_IPV4, &d[4..], 0, out),
-                    (10 | 24 | 28 | 30, _) | (_, 10 | 24 | 28 | 30) => self.ether(ctx, ETH_IPV6, &d[4..], 0, out),
+                    (10 | 24 | 28 | 30, _) | (_, 10 | 24 | 28 | 30) => {
+                        self.ether(ctx, ETH_IPV6, &d[4..], 0, out)
+                    }
                     _ => self.stats.not_ip += 1,
                 }
             }
@@ -183,7 +191,9 @@ impl Decoder {
                 Some(p) if p.ether_type.0 == ETH_PPPOE_SESSION && depth < MAX_DEPTH => {
                     self.pppoe(ctx, p.payload, depth + 1, out)
                 }
-                Some(p) if p.ether_type.0 == ETH_IPV4 || p.ether_type.0 == ETH_IPV6 => self.stats.ip_errors += 1,
+                Some(p) if p.ether_type.0 == ETH_IPV4 || p.ether_type.0 == ETH_IPV6 => {
+                    self.stats.ip_errors += 1
+                }
                 _ => self.stats.not_ip += 1,
             }
             return;
@@ -237,7 +247,16 @@ impl Decoder {
                 self.stats.ip_errors += 1;
                 return;
             };
-            self.defrag(ctx, src, dst, proto, (id, offset, more), payload.payload, depth, out);
+            self.defrag(
+                ctx,
+                src,
+                dst,
+                proto,
+                (id, offset, more),
+                payload.payload,
+                depth,
+                out,
+            );
             return;
         }
         self.transport(ctx, src, dst, proto, payload.payload, depth, out);
@@ -255,7 +274,12 @@ impl Decoder {
         depth: u8,
         out: &mut Vec<Datagram>,
     ) {
-        let key = FragKey { src, dst, id, proto };
+        let key = FragKey {
+            src,
+            dst,
+            id,
+            proto,
+        };
         if let Some(whole) = self.frag.add(ctx.ts, key, offset, more, data) {
             self.transport(ctx, src, dst, proto, &whole, depth, out);
         }
@@ -296,7 +320,11 @@ impl Decoder {
         };
         self.stats.udp_datagrams += 1;
         // UDP length 0 happens with jumbograms and some offloaded captures.
-        let end = if len >= 8 { (len as usize).min(d.len()) } else { d.len() };
+        let end = if len >= 8 {
+            (len as usize).min(d.len())
+        } else {
+            d.len()
+        };
         let payload = d.get(8..end).unwrap_or(&[]);
         let first_line = payload
             .iter()
@@ -327,7 +355,10 @@ impl Decoder {
         let (sport, dport) = (tcp.source_port(), tcp.destination_port());
         let payload = tcp.payload();
         let track_new = self.is_sip_port(sport, dport) || {
-            let line = payload.iter().position(|&c| c == b'\n').map_or(payload, |n| &payload[..n]);
+            let line = payload
+                .iter()
+                .position(|&c| c == b'\n')
+                .map_or(payload, |n| &payload[..n]);
             looks_like_start_line(line)
         };
         let key = StreamKey {

@@ -130,7 +130,12 @@ impl Defragmenter {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(key) = self.table.iter().min_by_key(|(_, p)| p.first).map(|(k, _)| *k) {
+        if let Some(key) = self
+            .table
+            .iter()
+            .min_by_key(|(_, p)| p.first)
+            .map(|(k, _)| *k)
+        {
             if let Some(p) = self.table.remove(&key) {
                 self.bytes -= p.buf.data().len().min(self.bytes);
             }
@@ -176,9 +181,18 @@ mod tests {
     fn reassembles_out_of_order() {
         let mut d = Defragmenter::new(FragConfig::default());
         let data: Vec<u8> = (0..40u8).collect();
-        assert!(d.add(Timestamp(1), key(1), off(16), true, &data[16..32]).is_none());
-        assert!(d.add(Timestamp(2), key(1), off(32), false, &data[32..]).is_none());
-        assert_eq!(d.add(Timestamp(3), key(1), off(0), true, &data[..16]), Some(data));
+        assert!(
+            d.add(Timestamp(1), key(1), off(16), true, &data[16..32])
+                .is_none()
+        );
+        assert!(
+            d.add(Timestamp(2), key(1), off(32), false, &data[32..])
+                .is_none()
+        );
+        assert_eq!(
+            d.add(Timestamp(3), key(1), off(0), true, &data[..16]),
+            Some(data)
+        );
         assert_eq!(d.in_flight(), 0);
         assert_eq!(d.stats.reassembled, 1);
     }

@@ -151,7 +151,11 @@ impl TcpReassembler {
         out: &mut Vec<Bytes>,
     ) {
         self.stats.segments += 1;
-        let data_seq = if seg.syn { seg.seq.wrapping_add(1) } else { seg.seq };
+        let data_seq = if seg.syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
         if !self.streams.contains_key(&key) {
             if !(track_new && (seg.syn || !seg.payload.is_empty())) || seg.rst {
                 return;
@@ -204,7 +208,12 @@ impl TcpReassembler {
     }
 
     fn evict_oldest(&mut self) {
-        if let Some(key) = self.streams.iter().min_by_key(|(_, s)| s.last_seen).map(|(k, _)| *k) {
+        if let Some(key) = self
+            .streams
+            .iter()
+            .min_by_key(|(_, s)| s.last_seen)
+            .map(|(k, _)| *k)
+        {
             self.close(&key);
             self.stats.evicted_streams += 1;
         }
@@ -269,7 +278,11 @@ fn place(stream: &mut Stream, seq: u32, data: &[u8], stats: &mut TcpStats, confi
 }
 
 fn stash(stream: &mut Stream, seq: u32, data: &[u8], stats: &mut TcpStats, config: &TcpConfig) {
-    if stream.pending.iter().any(|(s, d)| *s == seq && d.len() == data.len()) {
+    if stream
+        .pending
+        .iter()
+        .any(|(s, d)| *s == seq && d.len() == data.len())
+    {
         stats.retransmitted_segments += 1;
         return;
     }
@@ -315,7 +328,8 @@ fn merge_pending(stream: &mut Stream, stats: &mut TcpStats, config: &TcpConfig) 
                 let (_, data) = stream.pending.swap_remove(i);
                 stream.pending_bytes -= data.len();
                 stats.retransmitted_segments += 1;
-            } else if !stream.anchored && end_vs_start >= 0 && seq_diff(seq, stream.start_seq()) < 0 {
+            } else if !stream.anchored && end_vs_start >= 0 && seq_diff(seq, stream.start_seq()) < 0
+            {
                 // Late data from before the start: prepend the part before it.
                 let (_, data) = stream.pending.swap_remove(i);
                 stream.pending_bytes -= data.len();
@@ -334,7 +348,13 @@ fn merge_pending(stream: &mut Stream, stats: &mut TcpStats, config: &TcpConfig) 
     }
 }
 
-fn drain_frames(stream: &mut Stream, _ts: Timestamp, stats: &mut TcpStats, config: &TcpConfig, out: &mut Vec<Bytes>) {
+fn drain_frames(
+    stream: &mut Stream,
+    _ts: Timestamp,
+    stats: &mut TcpStats,
+    config: &TcpConfig,
+    out: &mut Vec<Bytes>,
+) {
     let mut consumed = 0;
     loop {
         let rest = &stream.buf[consumed..];
@@ -380,7 +400,9 @@ fn drain_frames(stream: &mut Stream, _ts: Timestamp, stats: &mut TcpStats, confi
         // Anything still pending before the start can never be placed now.
         let start = stream.start_seq();
         let before = stream.pending.len();
-        stream.pending.retain(|(seq, d)| seq_diff(seq.wrapping_add(d.len() as u32), start) > 0);
+        stream
+            .pending
+            .retain(|(seq, d)| seq_diff(seq.wrapping_add(d.len() as u32), start) > 0);
         stats.retransmitted_segments += (before - stream.pending.len()) as u64;
         stream.pending_bytes = stream.pending.iter().map(|(_, d)| d.len()).sum();
     }

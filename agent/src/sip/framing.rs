@@ -25,31 +25,48 @@ pub enum Frame {
 /// Find the next message boundary at the front of `buf`. `max` bounds
 /// one message (headers + body).
 pub fn frame(buf: &[u8], max: usize) -> Frame {
-    let lead = buf.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
+    let lead = buf
+        .iter()
+        .take_while(|&&c| c == b'\r' || c == b'\n')
+        .count();
     if lead > 0 {
         return Frame::KeepAlive(lead);
     }
     let Some(nl) = buf.iter().position(|&c| c == b'\n') else {
-        return if buf.len() > 1024 { Frame::Junk(next_start(buf, 1)) } else { Frame::NeedMore };
+        return if buf.len() > 1024 {
+            Frame::Junk(next_start(buf, 1))
+        } else {
+            Frame::NeedMore
+        };
     };
     if !looks_like_start_line(&buf[..nl]) {
         return Frame::Junk(next_start(buf, nl + 1));
     }
     let Some(hend) = header_end(buf) else {
-        return if buf.len() > max { Frame::Oversized(buf.len()) } else { Frame::NeedMore };
+        return if buf.len() > max {
+            Frame::Oversized(buf.len())
+        } else {
+            Frame::NeedMore
+        };
     };
     let total = hend.saturating_add(content_length(&buf[..hend]) as usize);
     if total > max {
         return Frame::Oversized(total.min(buf.len()));
     }
-    if buf.len() >= total { Frame::Message(total) } else { Frame::NeedMore }
+    if buf.len() >= total {
+        Frame::Message(total)
+    } else {
+        Frame::NeedMore
+    }
 }
 
 /// Content-Length (or `l`) from a header block; absent or unreadable
 /// counts as 0 (the parser reports the defect).
 fn content_length(head: &[u8]) -> u32 {
     for line in head.split(|&c| c == b'\n') {
-        let Some(colon) = line.iter().position(|&c| c == b':') else { continue };
+        let Some(colon) = line.iter().position(|&c| c == b':') else {
+            continue;
+        };
         let name = trim(&line[..colon]);
         if headers::classify(name) == headers::HeaderName::ContentLength {
             return parse_u32(trim(&line[colon + 1..])).unwrap_or(0);
@@ -100,6 +117,9 @@ mod tests {
 
     #[test]
     fn oversized_is_reported_not_buffered_forever() {
-        assert_eq!(frame(b"SIP/2.0 200 OK\r\nContent-Length: 99999\r\n\r\n", 1000), Frame::Oversized(41));
+        assert_eq!(
+            frame(b"SIP/2.0 200 OK\r\nContent-Length: 99999\r\n\r\n", 1000),
+            Frame::Oversized(41)
+        );
     }
 }

@@ -84,15 +84,15 @@ pub fn name_matches(wire: &[u8], wanted: &str) -> bool {
     if wire.eq_ignore_ascii_case(wanted.as_bytes()) {
         return true;
     }
-    if wire.len() == 1 {
-        if let Some(full) = expand_compact(wire[0]) {
-            return full.eq_ignore_ascii_case(wanted);
-        }
+    if wire.len() == 1
+        && let Some(full) = expand_compact(wire[0])
+    {
+        return full.eq_ignore_ascii_case(wanted);
     }
-    if wanted.len() == 1 {
-        if let Some(full) = expand_compact(wanted.as_bytes()[0]) {
-            return wire.eq_ignore_ascii_case(full.as_bytes());
-        }
+    if wanted.len() == 1
+        && let Some(full) = expand_compact(wanted.as_bytes()[0])
+    {
+        return wire.eq_ignore_ascii_case(full.as_bytes());
     }
     false
 }
@@ -233,7 +233,10 @@ mod tests {
     #[test]
     fn params_and_quotes() {
         let p: Vec<_> = params(b";tag=1 ; lr;x=\"a;b\"").collect();
-        assert_eq!(p, vec![(&b"tag"[..], &b"1"[..]), (b"lr", b""), (b"x", b"\"a;b\"")]);
+        assert_eq!(
+            p,
+            vec![(&b"tag"[..], &b"1"[..]), (b"lr", b""), (b"x", b"\"a;b\"")]
+        );
         let parts: Vec<_> = split_outside_quotes(b"\"a,b\" <sip:x,y>, <sip:z>", b',').collect();
         assert_eq!(parts.len(), 2);
     }

@@ -113,7 +113,9 @@ impl MalformedReason {
     pub fn is_fatal(self) -> bool {
         matches!(
             self,
-            MalformedReason::BadStartLine | MalformedReason::BadVersion | MalformedReason::BadStatusCode
+            MalformedReason::BadStartLine
+                | MalformedReason::BadVersion
+                | MalformedReason::BadStatusCode
         )
     }
 }

@@ -57,7 +57,9 @@ impl Defects {
         self.0 == 0
     }
     pub fn iter(self) -> impl Iterator<Item = MalformedReason> {
-        MalformedReason::ALL.into_iter().filter(move |r| self.contains(*r))
+        MalformedReason::ALL
+            .into_iter()
+            .filter(move |r| self.contains(*r))
     }
 }
 
@@ -110,7 +112,10 @@ impl SipMessage {
     pub fn parse(raw: Bytes, framing: Framing) -> Result<SipMessage, MalformedReason> {
         let b = &raw[..];
         // RFC 5626 §3.5.1 keep-alives and stray CRLFs before a message.
-        let mut pos = b.iter().position(|&c| c != b'\r' && c != b'\n').unwrap_or(b.len());
+        let mut pos = b
+            .iter()
+            .position(|&c| c != b'\r' && c != b'\n')
+            .unwrap_or(b.len());
         let (ls, le, next) = line_at(b, pos).unwrap_or((pos, b.len(), b.len()));
         let mut defects = Defects::default();
         let start = parse_start_line(&b[ls..le], ls, &mut defects)?;
@@ -249,7 +254,11 @@ impl SipMessage {
                     }
                 }
                 HeaderName::From | HeaderName::To => {
-                    let slot = if h.kind == HeaderName::From { &mut self.from } else { &mut self.to };
+                    let slot = if h.kind == HeaderName::From {
+                        &mut self.from
+                    } else {
+                        &mut self.to
+                    };
                     if slot.is_some() {
                         dup = true;
                         continue;
@@ -258,10 +267,11 @@ impl SipMessage {
                         Ok(na) => *slot = Some(na),
                         Err(()) => {
                             // Keep what can be read so the message stays usable.
-                            *slot = Some(name_addr::parse_lenient(v, vs).unwrap_or(NameAddrSpans {
-                                uri: h.value,
-                                ..Default::default()
-                            }));
+                            *slot =
+                                Some(name_addr::parse_lenient(v, vs).unwrap_or(NameAddrSpans {
+                                    uri: h.value,
+                                    ..Default::default()
+                                }));
                             self.defects.add(MalformedReason::BadNameAddr);
                         }
                     }
@@ -335,10 +345,10 @@ impl SipMessage {
                 self.defects.add(reason);
             }
         }
-        if let (StartLine::Request { method, .. }, Some(cseq)) = (&self.start, &self.cseq) {
-            if *method != cseq.method {
-                self.defects.add(MalformedReason::CseqMethodMismatch);
-            }
+        if let (StartLine::Request { method, .. }, Some(cseq)) = (&self.start, &self.cseq)
+            && *method != cseq.method
+        {
+            self.defects.add(MalformedReason::CseqMethodMismatch);
         }
     }
 
@@ -390,7 +400,10 @@ impl SipMessage {
     /// The start line as written, e.g. `REGISTER sip:example.com SIP/2.0`.
     pub fn start_line(&self) -> Cow<'_, str> {
         let b = &self.raw[..];
-        let s = b.iter().position(|&c| c != b'\r' && c != b'\n').unwrap_or(0);
+        let s = b
+            .iter()
+            .position(|&c| c != b'\r' && c != b'\n')
+            .unwrap_or(0);
         let e = line_at(b, s).map_or(b.len(), |l| l.1);
         lossy(&b[s..e])
     }
@@ -428,7 +441,11 @@ impl SipMessage {
     /// `Some(None)`: `rport` without value; `Some(Some(p))`: filled in.
     pub fn via_rport(&self) -> Option<Option<u16>> {
         let r = self.via?.rport?;
-        Some(std::str::from_utf8(self.span(r)).ok().and_then(|p| p.parse().ok()))
+        Some(
+            std::str::from_utf8(self.span(r))
+                .ok()
+                .and_then(|p| p.parse().ok()),
+        )
     }
 
     pub fn via_transport(&self) -> Option<&[u8]> {
@@ -467,7 +484,9 @@ impl SipMessage {
 
     /// All header fields in order: (name as written, value with folding).
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers.iter().map(|h| (self.span(h.name), self.span(h.value)))
+        self.headers
+            .iter()
+            .map(|h| (self.span(h.name), self.span(h.value)))
     }
 
     /// Values of every header called `name` (full or compact form, any case).
@@ -498,10 +517,17 @@ fn is_version(tok: &[u8]) -> bool {
 }
 
 /// RFC 3261 §7.1 Request-Line and §7.2 Status-Line.
-fn parse_start_line(line: &[u8], base: usize, defects: &mut Defects) -> Result<StartLine, MalformedReason> {
+fn parse_start_line(
+    line: &[u8],
+    base: usize,
+    defects: &mut Defects,
+) -> Result<StartLine, MalformedReason> {
     if is_version(line.split(|&c| c == b' ').next().unwrap_or(&[])) {
         // SIP-Version SP Status-Code SP Reason-Phrase
-        let sp = line.iter().position(|&c| c == b' ').ok_or(MalformedReason::BadStartLine)?;
+        let sp = line
+            .iter()
+            .position(|&c| c == b' ')
+            .ok_or(MalformedReason::BadStartLine)?;
         if !line[..sp].eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(MalformedReason::BadVersion);
         }
@@ -511,7 +537,8 @@ fn parse_start_line(line: &[u8], base: usize, defects: &mut Defects) -> Result<S
         if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) {
             return Err(MalformedReason::BadStatusCode);
         }
-        let code = (code[0] - b'0') as u16 * 100 + (code[1] - b'0') as u16 * 10 + (code[2] - b'0') as u16;
+        let code =
+            (code[0] - b'0') as u16 * 100 + (code[1] - b'0') as u16 * 10 + (code[2] - b'0') as u16;
         if !(100..=699).contains(&code) {
             return Err(MalformedReason::BadStatusCode);
         }
@@ -568,7 +595,10 @@ fn request_uri_ok(uri: &[u8]) -> bool {
     if uri.contains(&b'<') || uri.contains(&b'>') || !uri.contains(&b':') {
         return false;
     }
-    let lower = uri.get(..5).map(|p| p.to_ascii_lowercase()).unwrap_or_default();
+    let lower = uri
+        .get(..5)
+        .map(|p| p.to_ascii_lowercase())
+        .unwrap_or_default();
     if lower.starts_with(b"sip:") || lower.starts_with(b"sips:") {
         let after_scheme = &uri[uri.iter().position(|&c| c == b':').unwrap_or(0) + 1..];
         // userinfo may contain '?' (RFC 4475 §3.1.1.2); after the host it
@@ -580,7 +610,10 @@ fn request_uri_ok(uri: &[u8]) -> bool {
         if hostport.contains(&b'?') {
             return false;
         }
-        let hostport = &hostport[..hostport.iter().position(|&c| c == b';').unwrap_or(hostport.len())];
+        let hostport = &hostport[..hostport
+            .iter()
+            .position(|&c| c == b';')
+            .unwrap_or(hostport.len())];
         if !hostport.starts_with(b"[") && hostport.iter().filter(|&&c| c == b':').count() > 1 {
             return false;
         }

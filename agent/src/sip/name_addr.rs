@@ -77,7 +77,11 @@ pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrSpans, ()> {
         // display name as tokens separated by LWS (RFC 4475 §3.1.2.15: a
         // comma or other non-token character must be quoted)
         let display = trim(&s[..lt]);
-        if !display.split(|&c| is_lws(c)).filter(|w| !w.is_empty()).all(is_token) {
+        if !display
+            .split(|&c| is_lws(c))
+            .filter(|w| !w.is_empty())
+            .all(is_token)
+        {
             return Err(());
         }
         angle_uri(&s[lt..])?
@@ -86,7 +90,11 @@ pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrSpans, ()> {
         // the URI cannot carry headers, commas or spaces (RFC 3261 §20.10).
         let end = s.iter().position(|&c| c == b';').unwrap_or(s.len());
         let uri = trim(&s[..end]);
-        if uri.is_empty() || uri.iter().any(|&c| is_lws(c) || c == b'?' || c == b',' || c == b'>') {
+        if uri.is_empty()
+            || uri
+                .iter()
+                .any(|&c| is_lws(c) || c == b'?' || c == b',' || c == b'>')
+        {
             return Err(());
         }
         (uri, &s[end..])
@@ -130,11 +138,23 @@ mod tests {
 
     #[test]
     fn all_forms() {
-        assert_eq!(parts(b"<sip:a@b>;tag=x"), Some((&b"sip:a@b"[..], Some(&b"x"[..]))));
-        assert_eq!(parts(b"\"Bell, A\" <sip:a@b>;tag=43"), Some((&b"sip:a@b"[..], Some(&b"43"[..]))));
+        assert_eq!(
+            parts(b"<sip:a@b>;tag=x"),
+            Some((&b"sip:a@b"[..], Some(&b"x"[..])))
+        );
+        assert_eq!(
+            parts(b"\"Bell, A\" <sip:a@b>;tag=43"),
+            Some((&b"sip:a@b"[..], Some(&b"43"[..])))
+        );
         assert_eq!(parts(b"Joe User<sip:a@b>"), Some((&b"sip:a@b"[..], None)));
-        assert_eq!(parts(b"sip:a@b;tag=9"), Some((&b"sip:a@b"[..], Some(&b"9"[..]))));
-        assert_eq!(parts(b"<sip:a@b;lr>, <sip:c@d>").map(|p| p.0), Some(&b"sip:a@b;lr"[..]));
+        assert_eq!(
+            parts(b"sip:a@b;tag=9"),
+            Some((&b"sip:a@b"[..], Some(&b"9"[..])))
+        );
+        assert_eq!(
+            parts(b"<sip:a@b;lr>, <sip:c@d>").map(|p| p.0),
+            Some(&b"sip:a@b;lr"[..])
+        );
         assert!(parse_first(b"*", 0).unwrap().star);
     }
 

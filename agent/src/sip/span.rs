@@ -23,7 +23,8 @@ impl Span {
     }
 
     pub fn get(self, raw: &[u8]) -> &[u8] {
-        raw.get(self.start as usize..self.end as usize).unwrap_or(&[])
+        raw.get(self.start as usize..self.end as usize)
+            .unwrap_or(&[])
     }
 
     pub fn len(self) -> usize {

@@ -63,7 +63,10 @@ impl TransactionKey {
         let via = msg.top_via()?;
         let raw = msg.raw();
         let host = raw.slice(via.host.start as usize..via.host.end as usize);
-        match via.branch.map(|b| raw.slice(b.start as usize..b.end as usize)) {
+        match via
+            .branch
+            .map(|b| raw.slice(b.start as usize..b.end as usize))
+        {
             Some(branch) if branch.starts_with(MAGIC_COOKIE) => Some(TransactionKey::Branch {
                 branch,
                 host,
@@ -167,7 +170,9 @@ pub struct Transaction {
 impl Transaction {
     /// Status of the final response, if any.
     pub fn final_status(&self) -> Option<u16> {
-        self.final_response.as_ref().and_then(|r| r.message.status())
+        self.final_response
+            .as_ref()
+            .and_then(|r| r.message.status())
     }
 
     /// Call-ID from whichever message of the transaction is known.
@@ -320,7 +325,11 @@ impl TransactionTable {
                     .to_tag()
                     .map(|t| record.message.raw().slice_ref(t))
                     .unwrap_or_default();
-                if tx.seen_responses.iter().any(|(c, t)| *c == code && *t == to_tag) {
+                if tx
+                    .seen_responses
+                    .iter()
+                    .any(|(c, t)| *c == code && *t == to_tag)
+                {
                     record.retransmission = true;
                     tx.response_retransmissions += 1;
                     self.stats.response_retransmissions += 1;
@@ -369,7 +378,12 @@ impl TransactionTable {
         }
     }
 
-    fn insert(&mut self, key: TransactionKey, first: &MessageRecord, out: &mut Vec<TransactionEvent>) {
+    fn insert(
+        &mut self,
+        key: TransactionKey,
+        first: &MessageRecord,
+        out: &mut Vec<TransactionEvent>,
+    ) {
         while self.by_key.len() >= self.config.max_transactions.max(1) {
             if !self.evict_oldest(out) {
                 break;
@@ -383,7 +397,9 @@ impl TransactionTable {
             id,
             key: key.clone(),
             method: match &key {
-                TransactionKey::Branch { method, .. } | TransactionKey::Legacy { method, .. } => method.clone(),
+                TransactionKey::Branch { method, .. } | TransactionKey::Legacy { method, .. } => {
+                    method.clone()
+                }
             },
             cseq: first.message.cseq().map_or(0, |c| c.number),
             request: None,
@@ -414,7 +430,10 @@ impl TransactionTable {
             if let Some(tx) = self.take_if_current(id, deadline) {
                 self.stats.evicted += 1;
                 if tx.state != TransactionState::Completed {
-                    out.push(TransactionEvent::TimedOut(Arc::new(tx), TimeoutCause::Evicted));
+                    out.push(TransactionEvent::TimedOut(
+                        Arc::new(tx),
+                        TimeoutCause::Evicted,
+                    ));
                 }
                 return true;
             }
@@ -424,7 +443,11 @@ impl TransactionTable {
 
     fn take_if_current(&mut self, id: TransactionId, deadline: Timestamp) -> Option<Transaction> {
         let key = self.keys.get(&id)?;
-        if self.by_key.get(key).is_none_or(|tx| tx.deadline != deadline) {
+        if self
+            .by_key
+            .get(key)
+            .is_none_or(|tx| tx.deadline != deadline)
+        {
             return None; // superseded heap entry
         }
         let key = self.keys.remove(&id)?;
@@ -440,11 +463,14 @@ impl TransactionTable {
                 break;
             }
             self.deadlines.pop();
-            if let Some(tx) = self.take_if_current(id, deadline) {
-                if tx.state != TransactionState::Completed {
-                    self.stats.timed_out += 1;
-                    out.push(TransactionEvent::TimedOut(Arc::new(tx), TimeoutCause::NoFinalResponse));
-                }
+            if let Some(tx) = self.take_if_current(id, deadline)
+                && tx.state != TransactionState::Completed
+            {
+                self.stats.timed_out += 1;
+                out.push(TransactionEvent::TimedOut(
+                    Arc::new(tx),
+                    TimeoutCause::NoFinalResponse,
+                ));
             }
         }
     }
@@ -459,7 +485,10 @@ impl TransactionTable {
         for tx in rest {
             if tx.state != TransactionState::Completed {
                 self.stats.open_at_end += 1;
-                out.push(TransactionEvent::TimedOut(Arc::new(tx), TimeoutCause::EndOfCapture));
+                out.push(TransactionEvent::TimedOut(
+                    Arc::new(tx),
+                    TimeoutCause::EndOfCapture,
+                ));
             }
         }
     }

@@ -27,7 +27,11 @@ impl SipUri {
     pub fn parse(b: &[u8]) -> Option<SipUri> {
         let s = std::str::from_utf8(b).ok()?.trim();
         let (scheme, rest) = s.split_once(':')?;
-        if scheme.is_empty() || !scheme.bytes().all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c)) {
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"+-.".contains(&c))
+        {
             return None;
         }
         // URI headers start at the first '?' after the host part.

@@ -90,14 +90,29 @@ pub fn parse_top(value: &[u8], base: usize) -> Result<ViaSpans, ()> {
         lenient = true;
         let mut host_end = i + run;
         if colons == 8 {
-            let last = b[i..i + run].iter().rposition(|&c| c == b':').unwrap_or(run) + i;
-            unbracketed_port = std::str::from_utf8(&b[last + 1..i + run]).ok().and_then(|p| p.parse().ok());
+            let last = b[i..i + run]
+                .iter()
+                .rposition(|&c| c == b':')
+                .unwrap_or(run)
+                + i;
+            unbracketed_port = std::str::from_utf8(&b[last + 1..i + run])
+                .ok()
+                .and_then(|p| p.parse().ok());
             if unbracketed_port.is_some() {
                 host_end = last;
             }
         }
         i += run;
-        return finish(value, base, b, transport_start..transport_end, host_start..host_end, unbracketed_port, i, lenient);
+        return finish(
+            value,
+            base,
+            b,
+            transport_start..transport_end,
+            host_start..host_end,
+            unbracketed_port,
+            i,
+            lenient,
+        );
     }
     if b.get(i) == Some(&b'[') {
         while i < b.len() && b[i] != b']' {
@@ -125,9 +140,23 @@ pub fn parse_top(value: &[u8], base: usize) -> Result<ViaSpans, ()> {
         while i < b.len() && b[i].is_ascii_digit() {
             i += 1;
         }
-        port = Some(std::str::from_utf8(&b[s..i]).ok().and_then(|p| p.parse().ok()).ok_or(())?);
+        port = Some(
+            std::str::from_utf8(&b[s..i])
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .ok_or(())?,
+        );
     }
-    finish(value, base, b, transport_start..transport_end, host_start..host_end, port, i, lenient)
+    finish(
+        value,
+        base,
+        b,
+        transport_start..transport_end,
+        host_start..host_end,
+        port,
+        i,
+        lenient,
+    )
 }
 
 /// Parameters after sent-by, and the result.
