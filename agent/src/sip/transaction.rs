@@ -145,6 +145,8 @@ pub struct Transaction {
     pub method: Method,
     pub cseq: u32,
     /// First copy of the request (None: only responses were captured).
+    /// Messages travel with the `TransactionCompleted` event; the table
+    /// keeps only matching state after completion.
     pub request: Option<Arc<MessageRecord>>,
     pub request_retransmissions: u32,
     /// Distinct provisional responses (retransmissions not repeated).
@@ -164,6 +166,9 @@ pub struct Transaction {
     pub response_time: Option<Duration>,
     /// (status, To tag) of responses seen: what a retransmission repeats.
     seen_responses: Vec<(u16, Bytes)>,
+    /// The request was seen (it stays true after the messages were handed
+    /// over in the Completed event).
+    request_seen: bool,
     deadline: Timestamp,
 }
 
@@ -308,7 +313,7 @@ impl TransactionTable {
         let status = record.message.status();
         match status {
             None => {
-                if tx.request.is_some() {
+                if tx.request_seen {
                     record.retransmission = true;
                     tx.request_retransmissions += 1;
                     self.stats.request_retransmissions += 1;
@@ -316,6 +321,7 @@ impl TransactionTable {
                 }
                 let record = Arc::new(record);
                 tx.request = Some(record.clone());
+                tx.request_seen = true;
                 tx.first_seen = tx.first_seen.min(meta.ts);
                 record
             }
@@ -338,7 +344,7 @@ impl TransactionTable {
                 if tx.seen_responses.len() < MAX_PROVISIONALS * 2 {
                     tx.seen_responses.push((code, to_tag));
                 }
-                if tx.request.is_none() && tx.seen_responses.len() == 1 {
+                if !tx.request_seen && tx.seen_responses.len() == 1 {
                     self.stats.responses_without_request += 1;
                 }
                 if code < 200 {
@@ -357,11 +363,11 @@ impl TransactionTable {
                     }
                     return record;
                 }
-                if tx.final_response.is_some() {
+                if tx.state == TransactionState::Completed {
                     tx.other_finals += 1;
                     return Arc::new(record);
                 }
-                if tx.request.is_some() {
+                if tx.request_seen {
                     record.response_time = Some(meta.ts.since(tx.first_seen));
                 }
                 let record = Arc::new(record);
@@ -372,7 +378,31 @@ impl TransactionTable {
                 tx.deadline = meta.ts.add(timeout);
                 self.deadlines.push(Reverse((tx.deadline, tx.id)));
                 self.stats.completed += 1;
-                out.push(TransactionEvent::Completed(Arc::new(tx.clone())));
+                // Hand the messages over with the event; the entry lingers
+                // with only what retransmission matching needs, so the
+                // table's memory does not hold every message for 32 s.
+                let snapshot = Transaction {
+                    id: tx.id,
+                    key: tx.key.clone(),
+                    method: tx.method.clone(),
+                    cseq: tx.cseq,
+                    request: tx.request.take(),
+                    request_retransmissions: tx.request_retransmissions,
+                    provisionals: std::mem::take(&mut tx.provisionals),
+                    provisionals_dropped: tx.provisionals_dropped,
+                    final_response: tx.final_response.take(),
+                    other_finals: tx.other_finals,
+                    response_retransmissions: tx.response_retransmissions,
+                    ack: tx.ack.clone(),
+                    first_seen: tx.first_seen,
+                    last_seen: tx.last_seen,
+                    state: tx.state,
+                    response_time: tx.response_time,
+                    seen_responses: Vec::new(),
+                    request_seen: tx.request_seen,
+                    deadline: tx.deadline,
+                };
+                out.push(TransactionEvent::Completed(Arc::new(snapshot)));
                 record
             }
         }
@@ -415,6 +445,7 @@ impl TransactionTable {
             state: TransactionState::Trying,
             response_time: None,
             seen_responses: Vec::new(),
+            request_seen: false,
             deadline,
         };
         self.deadlines.push(Reverse((deadline, id)));
