@@ -2,7 +2,9 @@
 //! through the whole userspace pipeline.
 
 mod captures;
+mod cli;
 mod common;
+mod decode;
 mod fuzz;
 mod tcp;
 mod torture;

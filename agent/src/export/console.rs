@@ -88,7 +88,7 @@ impl CallFlow {
                 let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
                 let _ = writeln!(
                     s,
-                    "  {}  {} -> {}  {}  {:?}",
+                    "  {}  {} → {}  {}  {:?}",
                     m.meta.ts,
                     m.meta.src,
                     m.meta.dst,
@@ -106,7 +106,7 @@ impl CallFlow {
 fn message_line(m: &MessageRecord) -> String {
     let msg = &m.message;
     let mut line = format!(
-        "{}  {} -> {}  {}  {}",
+        "{}  {} → {}  {}  {}",
         m.meta.ts,
         m.meta.src,
         m.meta.dst,

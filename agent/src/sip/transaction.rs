@@ -94,6 +94,44 @@ fn slice_of(raw: &Bytes, sub: &[u8]) -> Bytes {
     raw.slice_ref(sub)
 }
 
+impl TransactionKey {
+    /// The same key with its own small copies of the bytes. Lookup keys
+    /// borrow the message's buffer (no allocation per message); a stored
+    /// key must not, or every lingering transaction would pin its whole
+    /// message in memory.
+    pub fn detached(&self) -> TransactionKey {
+        let own = |b: &Bytes| Bytes::copy_from_slice(b);
+        match self {
+            TransactionKey::Branch {
+                branch,
+                host,
+                port,
+                method,
+            } => TransactionKey::Branch {
+                branch: own(branch),
+                host: own(host),
+                port: *port,
+                method: method.clone(),
+            },
+            TransactionKey::Legacy {
+                call_id,
+                cseq,
+                method,
+                from_tag,
+                host,
+                port,
+            } => TransactionKey::Legacy {
+                call_id: own(call_id),
+                cseq: *cseq,
+                method: method.clone(),
+                from_tag: own(from_tag),
+                host: own(host),
+                port: *port,
+            },
+        }
+    }
+}
+
 /// A message as seen on the wire, with its place in a transaction.
 #[derive(Clone, Debug)]
 pub struct MessageRecord {
@@ -304,7 +342,7 @@ impl TransactionTable {
             return record;
         }
         if !self.by_key.contains_key(&key) {
-            self.insert(key.clone(), &record, out);
+            self.insert(key.detached(), &record, out);
         }
         let timeout = self.config.timeout;
         let tx = self.by_key.get_mut(&key).expect("inserted above");
@@ -342,7 +380,8 @@ impl TransactionTable {
                     return Arc::new(record);
                 }
                 if tx.seen_responses.len() < MAX_PROVISIONALS * 2 {
-                    tx.seen_responses.push((code, to_tag));
+                    tx.seen_responses
+                        .push((code, Bytes::copy_from_slice(&to_tag)));
                 }
                 if !tx.request_seen && tx.seen_responses.len() == 1 {
                     self.stats.responses_without_request += 1;
