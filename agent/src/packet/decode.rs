@@ -466,9 +466,7 @@ impl Decoder {
     /// Run the reassemblers' timers (packet clock).
     pub fn tick(&mut self, now: Timestamp) {
         self.tcp.sweep(now);
-        if self.frag.in_flight() > 0 {
-            self.frag.expire(now);
-        }
+        self.frag.maybe_expire(now);
     }
 
     /// End of input: drop (and count) whatever is still buffered.

@@ -64,6 +64,7 @@ pub struct Defragmenter {
     config: FragConfig,
     table: HashMap<FragKey, Pending>,
     bytes: usize,
+    last_sweep: Timestamp,
     pub stats: FragStats,
 }
 
@@ -73,6 +74,7 @@ impl Defragmenter {
             config,
             table: HashMap::new(),
             bytes: 0,
+            last_sweep: Timestamp(0),
             stats: FragStats::default(),
         }
     }
@@ -92,7 +94,7 @@ impl Defragmenter {
         payload: &[u8],
     ) -> Option<Vec<u8>> {
         self.stats.fragments += 1;
-        self.expire(ts);
+        self.maybe_expire(ts);
         if !self.table.contains_key(&key) {
             while !self.table.is_empty()
                 && (self.table.len() >= self.config.max_datagrams
@@ -140,6 +142,17 @@ impl Defragmenter {
                 self.bytes -= p.buf.data().len().min(self.bytes);
             }
             self.stats.evicted += 1;
+        }
+    }
+
+    /// [`Defragmenter::expire`] at most every 100 ms of packet time, so a
+    /// full table is not scanned for every packet.
+    pub fn maybe_expire(&mut self, now: Timestamp) {
+        if !self.table.is_empty()
+            && now.since(self.last_sweep) >= std::time::Duration::from_millis(100)
+        {
+            self.last_sweep = now;
+            self.expire(now);
         }
     }
 

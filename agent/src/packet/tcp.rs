@@ -160,8 +160,8 @@ impl TcpReassembler {
             if !(track_new && (seg.syn || !seg.payload.is_empty())) || seg.rst {
                 return;
             }
-            while !self.streams.is_empty() && self.streams.len() >= self.config.max_streams {
-                self.evict_oldest();
+            if self.streams.len() >= self.config.max_streams {
+                self.evict_batch();
             }
             self.stats.streams_opened += 1;
             self.streams.insert(
@@ -204,6 +204,25 @@ impl TcpReassembler {
             let n = s.buffered();
             self.total_bytes -= n.min(self.total_bytes);
             self.stats.dropped_bytes += n as u64;
+        }
+    }
+
+    /// Evict the least recently active sixteenth of the streams (at least
+    /// one): one O(n) selection pays for many insertions, so a flood of new
+    /// connections costs O(1) per packet, not a scan each.
+    fn evict_batch(&mut self) {
+        let n = (self.streams.len() / 16).max(1);
+        let mut by_age: Vec<(Timestamp, StreamKey)> = self
+            .streams
+            .iter()
+            .map(|(k, s)| (s.last_seen, *k))
+            .collect();
+        if n < by_age.len() {
+            by_age.select_nth_unstable_by_key(n - 1, |(t, _)| *t);
+        }
+        for (_, key) in by_age.into_iter().take(n) {
+            self.close(&key);
+            self.stats.evicted_streams += 1;
         }
     }
 
