@@ -199,7 +199,11 @@ impl SipMessage {
             Some(cl) => cl as usize,
             None => available,
         };
-        let _ = framing; // datagram and stream bodies are both cut at Content-Length
+        if framing == Framing::Stream && msg.content_length.is_none() {
+            // RFC 3261 §18.3: mandatory over stream transports; the framer
+            // assumed an empty body.
+            msg.defects.add(MalformedReason::BadContentLength);
+        }
         msg.body = Span::new(body_start, body_start + body_len);
         msg.raw = raw;
         Ok(msg)
@@ -647,5 +651,84 @@ pub fn header_end(b: &[u8]) -> Option<usize> {
     match (crlf, lf) {
         (Some(a), Some(c)) => Some(a.min(c)),
         (a, c) => a.or(c),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(b: &[u8]) -> SipMessage {
+        SipMessage::parse(Bytes::copy_from_slice(b), Framing::Datagram).unwrap()
+    }
+
+    const REG: &[u8] = b"REGISTER sip:example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n\
+From: <sip:a@example.com>;tag=f\r\n\
+To: <sip:a@example.com>\r\n\
+Call-ID: c1\r\n\
+CSeq: 1 REGISTER\r\n\
+Expires: 3600\r\n\
+Content-Length: 0\r\n\r\n";
+
+    #[test]
+    fn bare_lf_line_endings() {
+        let lf: Vec<u8> = REG.iter().copied().filter(|&c| c != b'\r').collect();
+        let m = parse(&lf);
+        assert!(
+            m.defects.is_empty(),
+            "{:?}",
+            m.defects.iter().collect::<Vec<_>>()
+        );
+        assert_eq!(m.call_id().as_deref(), Some("c1"));
+        assert_eq!(m.expires(), Some(3600));
+    }
+
+    #[test]
+    fn non_utf8_header_does_not_lose_the_message() {
+        let mut raw = REG[..REG.len() - 2].to_vec();
+        raw.extend_from_slice(b"User-Agent: caf\xe9 \xff\xfe phone\r\n\r\n");
+        let m = parse(&raw);
+        assert!(m.defects.is_empty());
+        assert_eq!(m.cseq().map(|c| c.number), Some(1));
+        assert_eq!(
+            m.header("User-Agent").as_deref(),
+            Some("caf\u{fffd} \u{fffd}\u{fffd} phone")
+        );
+        assert_eq!(
+            m.header_values("user-agent").next(),
+            Some(&b"caf\xe9 \xff\xfe phone"[..])
+        );
+    }
+
+    #[test]
+    fn header_line_without_colon_is_a_defect_not_a_loss() {
+        let raw = [&REG[..REG.len() - 2], b"garbage line\r\n\r\n"].concat();
+        let m = parse(&raw);
+        assert!(m.defects.contains(MalformedReason::BadHeaderLine));
+        assert_eq!(m.call_id().as_deref(), Some("c1"));
+    }
+
+    #[test]
+    fn stream_message_without_content_length_is_flagged() {
+        let raw: Vec<u8> = String::from_utf8_lossy(REG)
+            .replace("Content-Length: 0\r\n", "")
+            .into_bytes();
+        let m = SipMessage::parse(Bytes::from(raw.clone()), Framing::Stream).unwrap();
+        assert!(m.defects.contains(MalformedReason::BadContentLength));
+        assert!(parse(&raw).defects.is_empty());
+    }
+
+    #[test]
+    fn start_lines() {
+        assert!(looks_like_start_line(b"SIP/2.0 200 OK"));
+        assert!(looks_like_start_line(b"INVITE sip:a@b SIP/2.0\r"));
+        assert!(!looks_like_start_line(b"GET / HTTP/1.1"));
+        assert!(!looks_like_start_line(b"hello"));
+        let e = SipMessage::parse(
+            Bytes::from_static(b"SIP/2.0 20 OK\r\n\r\n"),
+            Framing::Datagram,
+        );
+        assert_eq!(e.err(), Some(MalformedReason::BadStatusCode));
     }
 }
