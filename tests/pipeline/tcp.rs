@@ -199,3 +199,35 @@ fn fin_with_a_half_message_counts_the_loss() {
     assert!(messages(&events).is_empty());
     assert_eq!(stats.packets.tcp.dropped_bytes, 50);
 }
+
+#[test]
+fn non_sip_stream_on_a_sip_port_is_dropped_past_one_message_size() {
+    // TLS on 5061 looks like junk to the framer: it must not be buffered
+    // up to the stream bound and beyond one maximum message.
+    let mut config = PipelineConfig::default();
+    config.decoder.tcp.max_message = 4096;
+    let tls = [0x16u8, 0x03, 0x01].repeat(1000);
+    let server = (SERVER.0, 5061);
+    let packets: Vec<_> = (0..4u32)
+        .map(|i| {
+            tcp(
+                u64::from(i),
+                CLIENT,
+                server,
+                1 + i * tls.len() as u32,
+                Flags::default(),
+                &tls,
+            )
+        })
+        .collect();
+    let (events, stats) = run_packets(&packets, config);
+    assert!(messages(&events).is_empty());
+    assert!(
+        stats.packets.tcp.junk_bytes >= 3 * tls.len() as u64,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.packets.tcp.junk_bytes + stats.packets.tcp.dropped_bytes,
+        4 * tls.len() as u64
+    );
+}

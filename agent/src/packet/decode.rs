@@ -326,10 +326,15 @@ impl Decoder {
             d.len()
         };
         let payload = d.get(8..end).unwrap_or(&[]);
-        let first_line = payload
+        // Skip CRLF keep-alives glued in front of a message.
+        let lead = payload
+            .iter()
+            .take_while(|c| matches!(c, b'\r' | b'\n'))
+            .count();
+        let first_line = payload[lead..]
             .iter()
             .position(|&c| c == b'\n')
-            .map_or(payload, |n| &payload[..n]);
+            .map_or(&payload[lead..], |n| &payload[lead..lead + n]);
         if looks_like_start_line(first_line) {
             out.push(Datagram {
                 meta: meta(ctx, src, sport, dst, dport, Transport::Udp),

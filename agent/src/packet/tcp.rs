@@ -395,7 +395,9 @@ fn drain_frames(
                 // Before the first message of an unanchored stream, the
                 // start of this message may still arrive out of order:
                 // keep waiting while there is no later start line.
-                if n >= rest.len() && !stream.anchored {
+                // (Bounded: past one maximum message it is not SIP, e.g.
+                // TLS on 5061, and is dropped.)
+                if n >= rest.len() && !stream.anchored && rest.len() <= config.max_message {
                     break;
                 }
                 stats.junk_bytes += n as u64;
