@@ -185,6 +185,37 @@ proptest! {
     }
 
     #[test]
+    fn framer_accessors_never_panic_on_sip_shaped_garbage(
+        start in prop_oneof![Just("INVITE sip:a@b SIP/2.0"), Just("SIP/2.0 200 OK"), Just("X  y  SIP/2.0 ")],
+        lines in prop::collection::vec(
+            (prop_oneof![Just("Via"), Just("v"), Just("CSeq"), Just("i"), Just("f"), Just("t"), Just("m"), Just("l"), Just("Expires"), Just("Date"), Just(" ")],
+             prop::collection::vec(any::<u8>(), 0..40)),
+            0..12),
+        body in prop::collection::vec(any::<u8>(), 0..64),
+        stream in any::<bool>(),
+    ) {
+        let mut raw = start.as_bytes().to_vec();
+        raw.extend_from_slice(b"\r\n");
+        for (name, value) in &lines {
+            raw.extend_from_slice(name.as_bytes());
+            raw.push(b':');
+            raw.extend_from_slice(value);
+            raw.extend_from_slice(b"\r\n");
+        }
+        raw.extend_from_slice(b"\r\n");
+        raw.extend_from_slice(&body);
+        let framing = if stream { sipscope::sip::Framing::Stream } else { sipscope::sip::Framing::Datagram };
+        if let Ok(m) = sipscope::sip::SipMessage::parse(bytes::Bytes::from(raw), framing) {
+            let _ = (m.call_id(), m.cseq(), m.branch(), m.sent_by(), m.via_received(), m.via_rport());
+            let _ = (m.from_uri(), m.from_tag(), m.to_uri(), m.to_tag(), m.contact_uri(), m.expires());
+            let _ = (m.content_type(), m.body(), m.start_line(), m.request_uri(), m.reason_phrase());
+            let _ = m.header("Via");
+            if let Some(u) = m.contact_uri() { let _ = sipscope::sip::SipUri::parse(u); }
+            let _ = sipscope::sip::TransactionKey::of(&m);
+        }
+    }
+
+    #[test]
     fn any_segmentation_of_a_valid_stream_yields_the_same_messages(
         cuts in prop::collection::vec(any::<usize>(), 0..8),
         swaps in prop::collection::vec(any::<usize>(), 0..8),
