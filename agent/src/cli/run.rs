@@ -1,6 +1,8 @@
-//! `sipscope run`: live capture. Prints one line per captured SIP frame,
-//! optionally writes every captured frame to a pcap file, and prints the
-//! kernel's capture counters on exit. SIGINT/SIGTERM detach cleanly.
+//! `sipscope run`: live capture. Prints one line per captured SIP frame and
+//! one `DROP` line per SIP/RTP packet the kernel dropped on the watched
+//! interfaces, optionally writes every captured frame to a pcap file, and
+//! prints the kernel's capture and drop counters on exit. SIGINT/SIGTERM
+//! detach cleanly.
 //!
 //! (The full SIP pipeline will consume these packets; the printing here is
 //! deliberately simple and kept to this file.)
@@ -12,7 +14,7 @@ use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     capture::{
         Direction,
-        live::{LiveCapture, LiveConfig, LiveFrame},
+        live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveFrame},
     },
     export::pcap_writer::PcapFileWriter,
 };
@@ -35,6 +37,33 @@ pub struct RunArgs {
     /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
     #[arg(long = "write-pcap", value_name = "FILE")]
     write_pcap: Option<PathBuf>,
+    /// RTP port range (inclusive) whose kernel drops are reported.
+    #[arg(long = "rtp-ports", value_name = "MIN-MAX", default_value = "10000-20000", value_parser = parse_port_range)]
+    rtp_ports: std::ops::RangeInclusive<u16>,
+    /// Do not trace packets the kernel drops (kfree_skb).
+    #[arg(long = "no-drops")]
+    no_drops: bool,
+}
+
+/// `MIN-MAX` with `1 <= MIN <= MAX <= 65535`.
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| {
+        format!("`{s}` is not a port range; write it as MIN-MAX, e.g. 10000-20000")
+    })?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("`{p}` is not a port number (1-65535)"))
+    };
+    let (a, b) = (port(a)?, port(b)?);
+    if a > b {
+        return Err(format!(
+            "{a}-{b}: the first port must not exceed the second"
+        ));
+    }
+    Ok(a..=b)
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +79,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         interfaces: args.ifaces.clone(),
         sip_ports: args.sip_ports.clone(),
         ring_size: args.ring_size,
+        trace_drops: !args.no_drops,
+        rtp_ports: args.rtp_ports.clone(),
+        ..LiveConfig::default()
     };
     let mut pcap = match &args.write_pcap {
         Some(path) => Some(PcapFileWriter::create(path)?),
@@ -59,24 +91,36 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
     let mut stdout = std::io::stdout().lock();
+    match capture.drop_tracing() {
+        DropTracing::On(reasons) => {
+            let names: Vec<&str> = reasons.iter().map(|r| r.name.as_str()).collect();
+            writeln!(stdout, "tracing drops: {}", names.join(","))?;
+        }
+        DropTracing::Off => {}
+        DropTracing::Unavailable(e) => writeln!(stdout, "{e}; capturing SIP without it")?,
+    }
+    // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
         writeln!(stdout, "capturing on {a}")?;
     }
     stdout.flush()?;
 
-    let mut frames = Vec::new();
+    let (mut frames, mut drops) = (Vec::new(), Vec::new());
     loop {
         tokio::select! {
-            r = capture.next_frames(&mut frames) => r?,
+            r = capture.next_batch(&mut frames, &mut drops) => r?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        emit(&mut frames, &mut stdout, pcap.as_mut())?;
+        emit(&mut frames, &mut drops, &mut stdout, pcap.as_mut())?;
     }
     // Everything the kernel handed over before the signal is still shown.
-    capture.drain_now(&mut frames);
-    emit(&mut frames, &mut stdout, pcap.as_mut())?;
-    let counters = capture.counters()?;
+    capture.drain_now(&mut frames, &mut drops);
+    emit(&mut frames, &mut drops, &mut stdout, pcap.as_mut())?;
+    let mut counters = capture.counters()?.to_string();
+    if let Some(d) = capture.drop_counters()? {
+        counters = format!("{counters} {d}");
+    }
     let malformed = capture.malformed_events();
     capture.stop();
     if let Some(p) = pcap {
@@ -92,6 +136,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn emit(
     frames: &mut Vec<LiveFrame>,
+    drops: &mut Vec<LiveDrop>,
     out: &mut impl std::io::Write,
     mut pcap: Option<&mut PcapFileWriter>,
 ) -> anyhow::Result<()> {
@@ -101,8 +146,67 @@ fn emit(
         }
         writeln!(out, "{}", describe(&frame))?;
     }
+    // Drops are not written to the pcap: an inbound one was captured by
+    // XDP already, and the file is Ethernet-framed.
+    for drop in drops.drain(..) {
+        writeln!(out, "{}", describe_drop(&drop))?;
+    }
     out.flush()?;
     Ok(())
+}
+
+/// `time DROP dir src -> dst proto reason first-line [rtp] [truncated]`.
+fn describe_drop(d: &LiveDrop) -> String {
+    let p = &d.dropped.packet;
+    let dir = match p.direction {
+        Direction::Ingress => "in ",
+        Direction::Egress => "out",
+        Direction::Unknown => "?  ",
+    };
+    let proto = match Transport::from_u8(d.header.transport) {
+        Transport::Tcp => "tcp",
+        _ => "udp",
+    };
+    let what = if d.is_rtp() {
+        "[rtp]".to_owned()
+    } else {
+        ip_payload_first_line(&p.data).unwrap_or_else(|| "(no SIP start line)".into())
+    };
+    let mut line = format!(
+        "{} DROP {dir} {} -> {} {proto} {} {what}",
+        p.ts,
+        d.src(),
+        d.dst(),
+        d.dropped.reason
+    );
+    if d.is_truncated() {
+        line.push_str(&format!(
+            " [truncated {} of {} bytes]",
+            p.data.len(),
+            p.orig_len
+        ));
+    }
+    line
+}
+
+/// The first line of the SIP message in an IP packet (UDP or TCP).
+fn ip_payload_first_line(ip: &[u8]) -> Option<String> {
+    let sliced = SlicedPacket::from_ip(ip).ok()?;
+    let payload = match &sliced.transport {
+        Some(TransportSlice::Udp(u)) => u.payload(),
+        Some(TransportSlice::Tcp(t)) => t.payload(),
+        _ => return None,
+    };
+    start_line(payload)
+}
+
+fn start_line(payload: &[u8]) -> Option<String> {
+    let end = payload
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(payload.len().min(120));
+    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
+    (!line.is_empty()).then_some(line)
 }
 
 /// `time dir src -> dst proto first-line [flags]`.
@@ -163,12 +267,7 @@ fn first_line(frame: &LiveFrame) -> Option<String> {
         }
         _ => return None,
     };
-    let end = payload
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(payload.len().min(120));
-    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
-    (!line.is_empty()).then_some(line)
+    start_line(payload)
 }
 
 #[cfg(test)]
