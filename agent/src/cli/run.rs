@@ -13,7 +13,7 @@ use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     capture::{
-        Direction,
+        Direction, LinkType,
         live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveFrame},
     },
     export::pcap_writer::PcapFileWriter,
@@ -37,6 +37,10 @@ pub struct RunArgs {
     /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
     #[arg(long = "write-pcap", value_name = "FILE")]
     write_pcap: Option<PathBuf>,
+    /// Write every dropped SIP/RTP packet the kernel reported to this pcap
+    /// file (raw IP: the packet as it was when dropped).
+    #[arg(long = "write-drops-pcap", value_name = "FILE")]
+    write_drops_pcap: Option<PathBuf>,
     /// RTP port range (inclusive) whose kernel drops are reported.
     #[arg(long = "rtp-ports", value_name = "MIN-MAX", default_value = "10000-20000", value_parser = parse_port_range)]
     rtp_ports: std::ops::RangeInclusive<u16>,
@@ -87,6 +91,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(PcapFileWriter::create(path)?),
         None => None,
     };
+    let mut drops_pcap = match &args.write_drops_pcap {
+        Some(path) => Some(PcapFileWriter::create_for(path, LinkType::RawIp)?),
+        None => None,
+    };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
@@ -112,18 +120,30 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        emit(&mut frames, &mut drops, &mut stdout, pcap.as_mut())?;
+        emit(
+            &mut frames,
+            &mut drops,
+            &mut stdout,
+            pcap.as_mut(),
+            drops_pcap.as_mut(),
+        )?;
     }
     // Everything the kernel handed over before the signal is still shown.
     capture.drain_now(&mut frames, &mut drops);
-    emit(&mut frames, &mut drops, &mut stdout, pcap.as_mut())?;
+    emit(
+        &mut frames,
+        &mut drops,
+        &mut stdout,
+        pcap.as_mut(),
+        drops_pcap.as_mut(),
+    )?;
     let mut counters = capture.counters()?.to_string();
     if let Some(d) = capture.drop_counters()? {
         counters = format!("{counters} {d}");
     }
     let malformed = capture.malformed_events();
     capture.stop();
-    if let Some(p) = pcap {
+    for p in [pcap, drops_pcap].into_iter().flatten() {
         p.finish()?;
     }
     writeln!(
@@ -139,6 +159,7 @@ fn emit(
     drops: &mut Vec<LiveDrop>,
     out: &mut impl std::io::Write,
     mut pcap: Option<&mut PcapFileWriter>,
+    mut drops_pcap: Option<&mut PcapFileWriter>,
 ) -> anyhow::Result<()> {
     for frame in frames.drain(..) {
         if let Some(p) = pcap.as_deref_mut() {
@@ -146,9 +167,12 @@ fn emit(
         }
         writeln!(out, "{}", describe(&frame))?;
     }
-    // Drops are not written to the pcap: an inbound one was captured by
-    // XDP already, and the file is Ethernet-framed.
+    // Drops go to their own file: an inbound one was captured by XDP
+    // already, and they are IP packets, not Ethernet frames.
     for drop in drops.drain(..) {
+        if let Some(p) = drops_pcap.as_deref_mut() {
+            p.write(&drop.dropped.packet)?;
+        }
         writeln!(out, "{}", describe_drop(&drop))?;
     }
     out.flush()?;
