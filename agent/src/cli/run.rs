@@ -381,4 +381,74 @@ mod tests {
         let f = frame(data, FLAG_FRAGMENT, Transport::Unknown, (0, 0));
         assert!(describe(&f).contains("(no SIP start line) [fragment]"));
     }
+
+    fn live_drop(ip: Vec<u8>, flags: u32, reason: &str) -> LiveDrop {
+        use sipscope::capture::{DropReason, DroppedPacket};
+        use sipscope_common::{DropHeader, Family};
+        LiveDrop {
+            header: DropHeader {
+                ktime_ns: 0,
+                ifindex: 2,
+                reason: 12,
+                skb_len: ip.len() as u32,
+                l3_len: ip.len() as u32,
+                cap_len: ip.len() as u32,
+                flags,
+                src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                src_port: 5060,
+                dst_port: 5060,
+                direction: sipscope_common::Direction::Ingress as u8,
+                family: Family::Ipv4 as u8,
+                transport: Transport::Udp as u8,
+                _pad: 0,
+            },
+            dropped: DroppedPacket {
+                packet: Packet {
+                    ts: Timestamp::from_nanos(14 * 3_600_000_000_000 + 123_000_000),
+                    ifindex: 2,
+                    direction: Direction::Ingress,
+                    link: LinkType::RawIp,
+                    orig_len: ip.len() as u32,
+                    data: ip,
+                },
+                reason: DropReason {
+                    code: 12,
+                    name: reason.to_owned(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_dropped_response_prints_as_a_drop_line_with_reason_and_start_line() {
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5060, 5060)
+            .write(&mut ip, b"SIP/2.0 401 Unauthorized\r\nVia: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            describe_drop(&live_drop(ip, 0, "netfilter_drop")),
+            "14:00:00.123000 DROP in  10.0.0.1:5060 -> 10.0.0.2:5060 udp netfilter_drop SIP/2.0 401 Unauthorized"
+        );
+    }
+
+    #[test]
+    fn a_dropped_rtp_packet_is_marked_rtp() {
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5060, 5060)
+            .write(&mut ip, &[0x80; 20])
+            .unwrap();
+        let line = describe_drop(&live_drop(ip, sipscope_common::DROP_FLAG_RTP, "no_socket"));
+        assert!(line.ends_with("udp no_socket [rtp]"), "{line}");
+    }
+
+    #[test]
+    fn port_ranges_parse_and_bad_ones_say_how_to_write_them() {
+        assert_eq!(parse_port_range("10000-20000"), Ok(10000..=20000));
+        assert!(parse_port_range("20000").unwrap_err().contains("MIN-MAX"));
+        assert!(parse_port_range("2-1").is_err());
+        assert!(parse_port_range("0-5").is_err());
+    }
 }
