@@ -7,8 +7,10 @@
 //!
 //! Order of the checks: cheapest first. The reason is an argument (no
 //! memory read) and rejects almost every call on a busy host (most frees
-//! are not drops of interest); the namespace needs three pointer reads; the
-//! header walk comes last.
+//! are not drops of interest); the ports need four skb reads and two
+//! header reads; the namespace and interface (up to seven dependent
+//! pointer reads) come last, for SIP/RTP only. So a non-VoIP drop in
+//! another namespace counts as `filtered_not_voip`, not `filtered_netns`.
 //!
 //! Observe only: the program cannot change the drop, and any read failure
 //! is a counter.
@@ -114,6 +116,40 @@ pub fn on_kfree_skb(ctx: &RawTracePointContext) {
 
 #[inline(always)]
 fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
+    // Ports first: on a busy host most drops are not VoIP, and this
+    // needs fewer reads than the namespace check (measured by the drops
+    // benchmark).
+    let (Some(head), Some(nh), Some(tail), Some(proto)) = (
+        read::<u64>(skb, cfg.skb_head),
+        read::<u16>(skb, cfg.skb_network_header),
+        read::<u32>(skb, cfg.skb_tail),
+        read::<[u8; 2]>(skb, cfg.skb_protocol),
+    ) else {
+        return DropCounter::DropUnreadable;
+    };
+    let nh = u32::from(nh);
+    if head == 0 || tail <= nh {
+        return DropCounter::DropUnreadable;
+    }
+    let frame = DroppedFrame {
+        l3: head + u64::from(nh),
+        l3_len: tail - nh,
+        ethertype: proto,
+    };
+    let Ok(flow) = walk(&frame) else {
+        return DropCounter::FilteredNotVoip;
+    };
+    if flow.protocol != IPPROTO_UDP && flow.protocol != IPPROTO_TCP {
+        return DropCounter::FilteredNotVoip;
+    }
+    let mut flags = 0;
+    if !is_sip_port(flow.src_port) && !is_sip_port(flow.dst_port) {
+        if !in_rtp_range(cfg, flow.src_port) && !in_rtp_range(cfg, flow.dst_port) {
+            return DropCounter::FilteredNotVoip;
+        }
+        flags |= DROP_FLAG_RTP;
+    }
+
     let Some(iif) = read::<u32>(skb, cfg.skb_iif) else {
         return DropCounter::DropUnreadable;
     };
@@ -150,41 +186,10 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
     }
     // Ifindex 0: dropped before any interface was chosen (e.g. an output
     // hook with no route yet); it is in our namespace, so it is ours.
-    if ifindex != 0 && DROP_IFACES.get_ptr(&ifindex).is_none() {
+    if ifindex != 0 && DROP_IFACES.get_ptr(ifindex).is_none() {
         return DropCounter::FilteredNamespace;
     }
-
-    let (Some(head), Some(nh), Some(tail), Some(proto), Some(skb_len)) = (
-        read::<u64>(skb, cfg.skb_head),
-        read::<u16>(skb, cfg.skb_network_header),
-        read::<u32>(skb, cfg.skb_tail),
-        read::<[u8; 2]>(skb, cfg.skb_protocol),
-        read::<u32>(skb, cfg.skb_len),
-    ) else {
-        return DropCounter::DropUnreadable;
-    };
-    let nh = u32::from(nh);
-    if head == 0 || tail <= nh {
-        return DropCounter::DropUnreadable;
-    }
-    let frame = DroppedFrame {
-        l3: head + u64::from(nh),
-        l3_len: tail - nh,
-        ethertype: proto,
-    };
-    let Ok(flow) = walk(&frame) else {
-        return DropCounter::FilteredNotVoip;
-    };
-    if flow.protocol != IPPROTO_UDP && flow.protocol != IPPROTO_TCP {
-        return DropCounter::FilteredNotVoip;
-    }
-    let mut flags = 0;
-    if !is_sip_port(flow.src_port) && !is_sip_port(flow.dst_port) {
-        if !in_rtp_range(cfg, flow.src_port) && !in_rtp_range(cfg, flow.dst_port) {
-            return DropCounter::FilteredNotVoip;
-        }
-        flags |= DROP_FLAG_RTP;
-    }
+    let skb_len = read::<u32>(skb, cfg.skb_len).unwrap_or(0);
     let header = DropHeader {
         ktime_ns: 0,
         ifindex,

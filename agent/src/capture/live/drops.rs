@@ -127,7 +127,7 @@ impl DropTracer {
 
         let reported: Vec<ReasonName> = all
             .iter()
-            .filter(|r| filter.reasons.iter().any(|n| *n == r.name))
+            .filter(|r| filter.reasons.contains(&r.name))
             .filter(|r| r.code < DROP_REASON_SLOTS)
             .cloned()
             .collect();

@@ -231,7 +231,7 @@ impl KernelBtf {
                 };
             }
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(BtfError::Malformed(format!(
                 "{strukt}.{} is not byte aligned",
                 path.join(".")

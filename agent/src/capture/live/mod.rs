@@ -89,6 +89,15 @@ pub enum DropTracing {
     Unavailable(DropsUnavailable),
 }
 
+/// Cumulative kernel accounting of one program (BPF_ENABLE_STATS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramRunStats {
+    /// Program name in the object (`sipscope_common::names`).
+    pub name: String,
+    pub run_time: std::time::Duration,
+    pub run_count: u64,
+}
+
 /// The drop ring and what is needed to decode it.
 struct DropSource {
     ring: AsyncFd<RingBuf<MapData>>,
@@ -312,6 +321,25 @@ impl LiveCapture {
             l.get_mut().flush();
         }
         n
+    }
+
+    /// Run time and run count of every loaded program, as the kernel
+    /// accounts them while BPF statistics are enabled (`sysctl
+    /// kernel.bpf_stats_enabled=1`, or `aya::sys::enable_stats`); zero
+    /// otherwise. For the benchmarks and `bpftool prog`-style reports.
+    pub fn program_stats(&self) -> Result<Vec<ProgramRunStats>, LiveError> {
+        let mut out = Vec::new();
+        for (name, prog) in self.object.ebpf.programs() {
+            let Ok(info) = prog.info() else {
+                continue; // not loaded (e.g. the benchmark's empty program)
+            };
+            out.push(ProgramRunStats {
+                name: name.to_owned(),
+                run_time: info.run_time(),
+                run_count: info.run_count(),
+            });
+        }
+        Ok(out)
     }
 
     /// Drop tracer counters, summed over CPUs (`None` when it is not running).
