@@ -441,3 +441,63 @@ fn sip_to_a_port_without_listener_is_reported_as_no_socket() {
     assert_eq!(counters["drops_reported"], 3);
     counters_line_ok(&counters);
 }
+
+/// IPv6: the same header walk finds the ports; addresses are reported v6.
+#[test]
+fn inbound_sip_over_ipv6_dropped_by_local_nft_is_reported() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("drop-v6");
+    nft(&pair.host, &dir, &drop_rule("input", "udp sport 5060"));
+    let (mut agent, drops_pcap) = start_agent(&pair, &dir);
+    let response =
+        b"SIP/2.0 407 Proxy Authentication Required\r\nCall-ID: v6\r\nContent-Length: 0\r\n\r\n";
+    let sock = in_netns(&pair.peer, || {
+        UdpSocket::bind((VethPair::PEER_V6, 5060)).unwrap()
+    });
+    for _ in 0..2 {
+        sock.send_to(response, (VethPair::HOST_V6, 5062)).unwrap();
+    }
+    wait_nft_dropped(&pair.host, 2);
+    let (stdout, counters) = agent.stop();
+    let lines = drop_lines(&stdout);
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for l in &lines {
+        assert_eq!(l.src, SocketAddr::from((VethPair::PEER_V6, 5060)));
+        assert_eq!(l.dst, SocketAddr::from((VethPair::HOST_V6, 5062)));
+        assert_eq!(l.reason, "netfilter_drop");
+        assert_eq!(l.what, "SIP/2.0 407 Proxy Authentication Required");
+    }
+    let dropped = dropped_datagrams(&drops_pcap, &[5060]);
+    assert_eq!(dropped.len(), 2);
+    assert!(dropped.iter().all(|d| d.payload == response));
+    counters_line_ok(&counters);
+}
+
+/// `--no-drops`: no tracepoint, no DROP lines, no drop counters.
+#[test]
+fn no_drops_option_leaves_the_tracer_off() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("drop-off");
+    nft(&pair.host, &dir, &drop_rule("input", "udp sport 5060"));
+    let mut agent = Agent::start(&pair, &dir, &["--no-drops"]);
+    let sock = in_netns(&pair.peer, || {
+        UdpSocket::bind((VethPair::PEER_V4, 5060)).unwrap()
+    });
+    sock.send_to(b"SIP/2.0 200 OK\r\n\r\n", (VethPair::HOST_V4, 5062))
+        .unwrap();
+    wait_nft_dropped(&pair.host, 1);
+    wait_for(START, "XDP to capture the response", || {
+        agent
+            .proc
+            .stdout_text()
+            .contains("SIP/2.0 200 OK")
+            .then_some(())
+    });
+    let (stdout, counters) = agent.stop();
+    assert!(drop_lines(&stdout).is_empty(), "{stdout}");
+    assert!(!stdout.contains("tracing drops"), "{stdout}");
+    assert!(!counters.contains_key("drops_seen"), "{counters:?}");
+    assert_eq!(counters["sip_captured"], 1);
+}
