@@ -4,6 +4,10 @@
 //! the XDP capture program's per-packet cost on the same packets in the
 //! same run.
 //!
+//! The do-nothing program on the same tracepoint is the baseline for the
+//! tracer: its run time is the cost of the call and of the statistics
+//! themselves.
+//!
 //! Two floods: non-VoIP UDP (port 9999: the tracer rejects it after the
 //! namespace and port checks, the common case on a busy host) and SIP
 //! (port 5060: reported, i.e. copied into the drop ring).
@@ -142,7 +146,8 @@ fn round(
     port: u16,
     payload: &[u8],
     n: u64,
-) -> (f64, f64, u64) {
+) -> (f64, f64, f64, u64) {
+    let before_empty = stats_of(capture, names::KFREE_SKB_EMPTY);
     let before_drop = stats_of(capture, names::KFREE_SKB);
     let before_xdp = stats_of(capture, names::XDP_INGRESS);
     let dropped_before = topo.dropped();
@@ -163,6 +168,7 @@ fn round(
         std::thread::sleep(Duration::from_millis(10));
         capture.drain_now(&mut frames, &mut drops);
     }
+    let after_empty = stats_of(capture, names::KFREE_SKB_EMPTY);
     let after_drop = stats_of(capture, names::KFREE_SKB);
     let after_xdp = stats_of(capture, names::XDP_INGRESS);
     let per = |b: (Duration, u64), a: (Duration, u64)| {
@@ -171,7 +177,8 @@ fn round(
     };
     let (d, runs) = per(before_drop, after_drop);
     let (x, _) = per(before_xdp, after_xdp);
-    (d, x, runs)
+    let (e, _) = per(before_empty, after_empty);
+    (d, e, x, runs)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -201,6 +208,9 @@ fn main() {
         ..LiveConfig::default()
     })
     .expect("starting live capture with the drop tracer");
+    capture
+        .attach_kfree_skb_baseline()
+        .expect("attaching the empty kfree_skb program");
     let sock = peer_socket(&topo.peer);
     let sip = b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 10.78.0.1:5060;branch=z9hG4bK-b\r\nCall-ID: bench\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
 
@@ -208,25 +218,27 @@ fn main() {
         "drops bench: kernel-accounted ns per run (bpf_stats), {PER_ROUND} dropped datagrams per round, median of {ROUNDS} rounds"
     );
     println!(
-        "{:<38} {:>12} {:>12} {:>8}",
-        "flood (dropped by nft input)", "XDP ns/pkt", "kfree_skb ns", "ratio"
+        "{:<32} {:>10} {:>10} {:>10} {:>9} {:>9}",
+        "flood (dropped by nft input)", "XDP ns", "empty tp", "tracer", "vs XDP", "vs empty"
     );
     for (label, port, payload) in [
         ("non-VoIP UDP 9999 (filtered)", 9999u16, &[0u8; 64][..]),
         ("SIP UDP 5060 (reported)", 5060, &sip[..]),
     ] {
-        let (mut d, mut x) = (Vec::new(), Vec::new());
+        let (mut d, mut e, mut x) = (Vec::new(), Vec::new(), Vec::new());
         let mut runs = 0;
         for _ in 0..ROUNDS {
-            let (dd, xx, r) = round(&topo, &mut capture, &sock, port, payload, PER_ROUND);
+            let (dd, ee, xx, r) = round(&topo, &mut capture, &sock, port, payload, PER_ROUND);
             d.push(dd);
+            e.push(ee);
             x.push(xx);
             runs += r;
         }
-        let (d, x) = (median(d), median(x));
+        let (d, e, x) = (median(d), median(e), median(x));
         println!(
-            "{label:<38} {x:>12.1} {d:>12.1} {:>7.2}x   ({runs} kfree_skb runs)",
-            d / x.max(0.1)
+            "{label:<32} {x:>10.1} {e:>10.1} {d:>10.1} {:>8.2}x {:>8.2}x  ({runs} kfree_skb runs)",
+            d / x.max(0.1),
+            d / e.max(0.1)
         );
     }
     let c = capture

@@ -26,7 +26,10 @@ pub mod names {
     pub const SCRATCH: &str = "SCRATCH";
     /// Raw tracepoint program on `kfree_skb`: packets the kernel dropped.
     pub const KFREE_SKB: &str = "sipscope_kfree_skb";
-    /// The raw tracepoint it attaches to.
+    /// Raw tracepoint program on `kfree_skb` that does nothing: the drop
+    /// benchmark's baseline.
+    pub const KFREE_SKB_EMPTY: &str = "sipscope_kfree_skb_empty";
+    /// The raw tracepoint they attach to.
     pub const KFREE_SKB_TRACEPOINT: &str = "kfree_skb";
     /// Ring buffer carrying [`super::DropHeader`] + L3 bytes.
     pub const DROP_EVENTS: &str = "DROP_EVENTS";

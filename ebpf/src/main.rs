@@ -52,6 +52,13 @@ pub fn sipscope_kfree_skb(ctx: RawTracePointContext) -> i32 {
     0
 }
 
+/// Does nothing on `kfree_skb`: the drop benchmark's baseline (the cost
+/// of the raw tracepoint call itself, measured on the same events).
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn sipscope_kfree_skb_empty(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
 /// Does nothing but pass: the baseline the benchmark compares against.
 #[xdp]
 pub fn sipscope_xdp_empty(_ctx: XdpContext) -> u32 {

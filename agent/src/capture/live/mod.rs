@@ -342,6 +342,20 @@ impl LiveCapture {
         Ok(out)
     }
 
+    /// Attaches the do-nothing `kfree_skb` program beside the drop tracer:
+    /// the baseline of the drops benchmark (not used by the agent).
+    pub fn attach_kfree_skb_baseline(&mut self) -> Result<(), LiveError> {
+        let prog: &mut aya::programs::RawTracePoint = attach::program(
+            &mut self.object.ebpf,
+            sipscope_common::names::KFREE_SKB_EMPTY,
+        )?;
+        prog.load()
+            .map_err(|e| LiveError::kernel("loading the kfree_skb baseline", e))?;
+        prog.attach(sipscope_common::names::KFREE_SKB_TRACEPOINT)
+            .map_err(|e| LiveError::kernel("attaching the kfree_skb baseline", e))?;
+        Ok(())
+    }
+
     /// Drop tracer counters, summed over CPUs (`None` when it is not running).
     pub fn drop_counters(&self) -> Result<Option<DropCounters>, LiveError> {
         self.drops
