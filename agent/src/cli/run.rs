@@ -203,7 +203,7 @@ fn describe_drop(d: &LiveDrop) -> String {
         d.dst(),
         d.dropped.reason
     );
-    if d.is_truncated() {
+    if p.is_truncated() {
         line.push_str(&format!(
             " [truncated {} of {} bytes]",
             p.data.len(),

@@ -254,7 +254,7 @@ pub fn decode_drop(
                 direction,
                 link: LinkType::RawIp,
                 data: data.to_vec(),
-                orig_len: header.l3_len,
+                orig_len: header.l3_len.max(ip_total_len(data)),
             },
             reason: DropReason {
                 code: header.reason,
@@ -263,6 +263,18 @@ pub fn decode_drop(
         },
         header,
     })
+}
+
+/// The IP packet's length from its own header (IPv4 total length, IPv6
+/// payload length + 40), 0 if unreadable. The kernel copies only the skb's
+/// linear part; when the rest sits in page fragments this is how the
+/// truncation shows (`Packet::is_truncated`).
+fn ip_total_len(ip: &[u8]) -> u32 {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 4 => u32::from(u16::from_be_bytes([ip[2], ip[3]])),
+        Some(6) if ip.len() >= 6 => u32::from(u16::from_be_bytes([ip[4], ip[5]])) + 40,
+        _ => 0,
+    }
 }
 
 /// Drop tracer counters summed over all CPUs.
@@ -349,6 +361,23 @@ mod tests {
         assert!(d.dropped.reason.is_netfilter());
         assert_eq!(d.src().to_string(), "10.0.0.1:5060");
         assert_eq!(d.dst().to_string(), "10.0.0.2:5062");
+    }
+
+    #[test]
+    fn a_packet_partly_in_page_fragments_shows_as_truncated() {
+        // IPv4 header claiming 1200 bytes, only 20 of them linear.
+        let mut ip = vec![0x45, 0, 0, 0];
+        ip[2..4].copy_from_slice(&1200u16.to_be_bytes());
+        ip.resize(20, 0);
+        let mut h = header(20);
+        h.l3_len = 20;
+        h.flags = 0;
+        let d = decode_drop(&event(h, &ip), KtimeClock::new(), &HashMap::new()).unwrap();
+        assert_eq!(d.dropped.packet.orig_len, 1200);
+        assert!(d.dropped.packet.is_truncated());
+        // IPv6: payload length + the fixed header.
+        assert_eq!(ip_total_len(&[0x60, 0, 0, 0, 0, 100]), 140);
+        assert_eq!(ip_total_len(&[0x45]), 0, "too short to tell");
     }
 
     #[test]
