@@ -24,6 +24,25 @@ pub mod names {
     pub const SIP_FRAGMENTS: &str = "SIP_FRAGMENTS";
     /// Per-CPU scratch buffer the event is assembled in before output.
     pub const SCRATCH: &str = "SCRATCH";
+    /// Raw tracepoint program on `kfree_skb`: packets the kernel dropped.
+    pub const KFREE_SKB: &str = "sipscope_kfree_skb";
+    /// Raw tracepoint program on `kfree_skb` that does nothing: the drop
+    /// benchmark's baseline.
+    pub const KFREE_SKB_EMPTY: &str = "sipscope_kfree_skb_empty";
+    /// The raw tracepoint they attach to.
+    pub const KFREE_SKB_TRACEPOINT: &str = "kfree_skb";
+    /// Ring buffer carrying [`super::DropHeader`] + L3 bytes.
+    pub const DROP_EVENTS: &str = "DROP_EVENTS";
+    /// Per-CPU counters indexed by [`super::DropCounter`].
+    pub const DROP_COUNTERS: &str = "DROP_COUNTERS";
+    /// `Array<DropConfig>` with one entry: offsets, namespace, RTP range.
+    pub const DROP_CONFIG: &str = "DROP_CONFIG";
+    /// `Array<u8>` indexed by drop reason number; 1 = report.
+    pub const DROP_REASONS: &str = "DROP_REASONS";
+    /// `HashMap<u32, u8>`: interfaces (ifindex) whose drops are reported.
+    pub const DROP_IFACES: &str = "DROP_IFACES";
+    /// Per-CPU scratch buffer a drop event is assembled in.
+    pub const DROP_SCRATCH: &str = "DROP_SCRATCH";
 }
 
 /// The SIP port used when none is configured (RFC 3261 section 19.1.2).
@@ -187,9 +206,14 @@ impl Counter {
     }
 }
 
+pub mod drop;
+pub use drop::*;
+
 #[cfg(feature = "user")]
 mod user {
     // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
     unsafe impl aya::Pod for super::CaptureHeader {}
     unsafe impl aya::Pod for super::FragmentKey {}
+    unsafe impl aya::Pod for super::DropHeader {}
+    unsafe impl aya::Pod for super::DropConfig {}
 }

@@ -70,7 +70,7 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
 }
 
 #[inline(always)]
-fn is_sip_port(port: u16) -> bool {
+pub fn is_sip_port(port: u16) -> bool {
     port != 0 && SIP_PORTS.get(u32::from(port)).is_some_and(|v| *v != 0)
 }
 

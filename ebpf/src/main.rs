@@ -1,6 +1,6 @@
 //! sipscope kernel programs. This file holds only the entry points; the
 //! header walk is in `walk`, the capture decision and copy in `capture`,
-//! the maps in `maps`.
+//! the drop tracer in `drops`, the maps in `maps`.
 //!
 //! Every program is fail-open: whatever happens inside, the verdict is
 //! `XDP_PASS` / `TC_ACT_OK`. A PBX must never lose a call because of its
@@ -9,14 +9,15 @@
 #![no_main]
 
 mod capture;
+mod drops;
 mod frame;
 mod maps;
 mod walk;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},
-    macros::{classifier, xdp},
-    programs::{TcContext, XdpContext},
+    macros::{classifier, raw_tracepoint, xdp},
+    programs::{RawTracePointContext, TcContext, XdpContext},
 };
 use sipscope_common::Direction;
 
@@ -40,6 +41,22 @@ pub fn sipscope_egress(ctx: TcContext) -> i32 {
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
     capture::inspect(&ctx, &frame, Direction::Egress, ifindex);
     TC_ACT_OK
+}
+
+/// Every freed-with-a-drop-reason skb on the host (`kfree_skb(skb,
+/// location, reason, ...)`): reports dropped SIP and RTP packets of the
+/// watched namespace. Observes only; the return value is ignored.
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn sipscope_kfree_skb(ctx: RawTracePointContext) -> i32 {
+    drops::on_kfree_skb(&ctx);
+    0
+}
+
+/// Does nothing on `kfree_skb`: the drop benchmark's baseline (the cost
+/// of the raw tracepoint call itself, measured on the same events).
+#[raw_tracepoint(tracepoint = "kfree_skb")]
+pub fn sipscope_kfree_skb_empty(_ctx: RawTracePointContext) -> i32 {
+    0
 }
 
 /// Does nothing but pass: the baseline the benchmark compares against.

@@ -2,10 +2,12 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{Array, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sipscope_common::{
-    Counter, DEFAULT_RING_SIZE, FragmentKey, MAX_TRACKED_FRAGMENTS, PORT_COUNT, SCRATCH_LEN,
+    Counter, DEFAULT_DROP_RING_SIZE, DEFAULT_RING_SIZE, DROP_REASON_SLOTS, DROP_SCRATCH_LEN,
+    DropConfig, DropCounter, FragmentKey, MAX_DROP_IFACES, MAX_TRACKED_FRAGMENTS, PORT_COUNT,
+    SCRATCH_LEN,
 };
 
 /// Captured frames: `CaptureHeader` followed by `cap_len` frame bytes.
@@ -40,6 +42,43 @@ pub static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entri
 #[inline(always)]
 pub fn count(counter: Counter) {
     if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// Dropped packets: `DropHeader` followed by `cap_len` IP bytes. Separate
+/// from `EVENTS` so a burst of drops cannot crowd out captured SIP (and
+/// the capture event format stays as it is).
+#[map]
+pub static DROP_EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_DROP_RING_SIZE, 0);
+
+/// Drop tracer counters indexed by `DropCounter`.
+#[map]
+pub static DROP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(DropCounter::COUNT, 0);
+
+/// Kernel structure offsets and the filter, from userspace (one entry).
+#[map]
+pub static DROP_CONFIG: Array<DropConfig> = Array::with_max_entries(1, 0);
+
+/// Drop reasons to report: index = `enum skb_drop_reason` value, 1 = yes.
+/// Userspace resolves the numbers from BTF (they differ between kernels).
+#[map]
+pub static DROP_REASONS: Array<u8> = Array::with_max_entries(DROP_REASON_SLOTS, 0);
+
+/// Watched interfaces (ifindex -> 1).
+#[map]
+pub static DROP_IFACES: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_IFACES, 0);
+
+/// Per-CPU scratch space for a drop event. Not shared with `SCRATCH`: a
+/// drop can be traced while a capture program on the same CPU is between
+/// writing its scratch buffer and outputting it.
+#[map]
+pub static DROP_SCRATCH: PerCpuArray<[u8; DROP_SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+pub fn count_drop(counter: DropCounter) {
+    if let Some(slot) = DROP_COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
         unsafe { *slot += 1 };
     }

@@ -107,7 +107,7 @@ fn sigkill_leaves_nothing_attached() {
     let links = link_ids_of(agent.proc.pid());
     let kinds: Vec<&str> = links.iter().map(|(_, k)| k.as_str()).collect();
     assert!(
-        kinds.contains(&"xdp") && kinds.contains(&"tcx"),
+        kinds.contains(&"xdp") && kinds.contains(&"tcx") && kinds.contains(&"raw_tracepoint"),
         "agent holds links {links:?}"
     );
     let shown = pair
@@ -152,7 +152,13 @@ fn sigterm_detaches_and_reports_counters() {
     let dir = TempDir::new("sigterm");
     let mut agent = Agent::start(&pair, &dir, &[]);
     let links = link_ids_of(agent.proc.pid());
-    assert_eq!(links.len(), 2, "one XDP and one tcx link: {links:?}");
+    let mut kinds: Vec<&str> = links.iter().map(|(_, k)| k.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        ["raw_tracepoint", "tcx", "xdp"],
+        "one XDP, one tcx and the kfree_skb drop tracer link: {links:?}"
+    );
     agent.proc.signal(libc::SIGTERM);
     let status = agent.proc.wait_exit(Duration::from_secs(10));
     assert!(status.success(), "SIGTERM is a clean stop: {status}");

@@ -7,6 +7,7 @@ mod support;
 
 mod agent;
 mod capture;
+mod drops;
 mod lifecycle;
 mod losses;
 mod rawframes;

@@ -1,6 +1,8 @@
 //! Where packets come from: the live eBPF ring buffer ([`live`]) or a
 //! pcap/pcapng file ([`file`]). Both produce the same owned [`Packet`], so
 //! everything downstream is identical for live capture and offline analysis.
+//! Live capture also reports packets this host's kernel dropped
+//! ([`DroppedPacket`]), which no capture file can show.
 
 pub mod file;
 pub mod live;
@@ -105,4 +107,46 @@ impl Packet {
     pub fn is_truncated(&self) -> bool {
         (self.data.len() as u64) < u64::from(self.orig_len)
     }
+}
+
+/// Why the kernel dropped a packet: `enum skb_drop_reason` of the running
+/// kernel (include/net/dropreason-core.h). The number differs between
+/// kernel versions; the name is stable.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct DropReason {
+    /// The value on the kernel that reported it.
+    pub code: u32,
+    /// Lower case without the `SKB_DROP_REASON_` prefix, e.g.
+    /// `netfilter_drop` (a netfilter rule, i.e. the local firewall,
+    /// dropped it), `no_socket` (nothing listens on the port),
+    /// `socket_rcvbuff` (the application did not read fast enough).
+    pub name: String,
+}
+
+impl DropReason {
+    /// The local firewall (nftables/iptables) dropped the packet.
+    pub fn is_netfilter(&self) -> bool {
+        self.name == "netfilter_drop"
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name)
+    }
+}
+
+/// A packet this host's kernel dropped (the `fw.local_drop` evidence): the
+/// IP packet as it was when dropped, and why. An inbound packet dropped by
+/// the input hook was also captured by XDP before it: both views exist,
+/// and the drop says the application never got it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DroppedPacket {
+    /// `link` is [`LinkType::RawIp`]: `data` starts at the IP header (a
+    /// locally generated packet dropped on output has no link header yet).
+    /// `direction` is a hint: [`Direction::Ingress`] if the packet was
+    /// received on an interface, else [`Direction::Egress`]. `ifindex` is
+    /// the receiving or the output interface (0 if no route was chosen).
+    pub packet: Packet,
+    pub reason: DropReason,
 }

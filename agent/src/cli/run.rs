@@ -1,6 +1,8 @@
-//! `sipscope run`: live capture. Prints one line per captured SIP frame,
-//! optionally writes every captured frame to a pcap file, and prints the
-//! kernel's capture counters on exit. SIGINT/SIGTERM detach cleanly.
+//! `sipscope run`: live capture. Prints one line per captured SIP frame and
+//! one `DROP` line per SIP/RTP packet the kernel dropped on the watched
+//! interfaces, optionally writes every captured frame to a pcap file, and
+//! prints the kernel's capture and drop counters on exit. SIGINT/SIGTERM
+//! detach cleanly.
 //!
 //! (The full SIP pipeline will consume these packets; the printing here is
 //! deliberately simple and kept to this file.)
@@ -11,8 +13,8 @@ use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     capture::{
-        Direction,
-        live::{LiveCapture, LiveConfig, LiveFrame},
+        Direction, LinkType,
+        live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveFrame},
     },
     export::pcap_writer::PcapFileWriter,
 };
@@ -35,6 +37,37 @@ pub struct RunArgs {
     /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
     #[arg(long = "write-pcap", value_name = "FILE")]
     write_pcap: Option<PathBuf>,
+    /// Write every dropped SIP/RTP packet the kernel reported to this pcap
+    /// file (raw IP: the packet as it was when dropped).
+    #[arg(long = "write-drops-pcap", value_name = "FILE")]
+    write_drops_pcap: Option<PathBuf>,
+    /// RTP port range (inclusive) whose kernel drops are reported.
+    #[arg(long = "rtp-ports", value_name = "MIN-MAX", default_value = "10000-20000", value_parser = parse_port_range)]
+    rtp_ports: std::ops::RangeInclusive<u16>,
+    /// Do not trace packets the kernel drops (kfree_skb).
+    #[arg(long = "no-drops")]
+    no_drops: bool,
+}
+
+/// `MIN-MAX` with `1 <= MIN <= MAX <= 65535`.
+fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
+    let (a, b) = s.split_once('-').ok_or_else(|| {
+        format!("`{s}` is not a port range; write it as MIN-MAX, e.g. 10000-20000")
+    })?;
+    let port = |p: &str| {
+        p.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|&p| p > 0)
+            .ok_or_else(|| format!("`{p}` is not a port number (1-65535)"))
+    };
+    let (a, b) = (port(a)?, port(b)?);
+    if a > b {
+        return Err(format!(
+            "{a}-{b}: the first port must not exceed the second"
+        ));
+    }
+    Ok(a..=b)
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -50,36 +83,67 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         interfaces: args.ifaces.clone(),
         sip_ports: args.sip_ports.clone(),
         ring_size: args.ring_size,
+        trace_drops: !args.no_drops,
+        rtp_ports: args.rtp_ports.clone(),
+        ..LiveConfig::default()
     };
     let mut pcap = match &args.write_pcap {
         Some(path) => Some(PcapFileWriter::create(path)?),
+        None => None,
+    };
+    let mut drops_pcap = match &args.write_drops_pcap {
+        Some(path) => Some(PcapFileWriter::create_for(path, LinkType::RawIp)?),
         None => None,
     };
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
     let mut stdout = std::io::stdout().lock();
+    match capture.drop_tracing() {
+        DropTracing::On(reasons) => {
+            let names: Vec<&str> = reasons.iter().map(|r| r.name.as_str()).collect();
+            writeln!(stdout, "tracing drops: {}", names.join(","))?;
+        }
+        DropTracing::Off => {}
+        DropTracing::Unavailable(e) => writeln!(stdout, "{e}; capturing SIP without it")?,
+    }
+    // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
         writeln!(stdout, "capturing on {a}")?;
     }
     stdout.flush()?;
 
-    let mut frames = Vec::new();
+    let (mut frames, mut drops) = (Vec::new(), Vec::new());
     loop {
         tokio::select! {
-            r = capture.next_frames(&mut frames) => r?,
+            r = capture.next_batch(&mut frames, &mut drops) => r?,
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        emit(&mut frames, &mut stdout, pcap.as_mut())?;
+        emit(
+            &mut frames,
+            &mut drops,
+            &mut stdout,
+            pcap.as_mut(),
+            drops_pcap.as_mut(),
+        )?;
     }
     // Everything the kernel handed over before the signal is still shown.
-    capture.drain_now(&mut frames);
-    emit(&mut frames, &mut stdout, pcap.as_mut())?;
-    let counters = capture.counters()?;
+    capture.drain_now(&mut frames, &mut drops);
+    emit(
+        &mut frames,
+        &mut drops,
+        &mut stdout,
+        pcap.as_mut(),
+        drops_pcap.as_mut(),
+    )?;
+    let mut counters = capture.counters()?.to_string();
+    if let Some(d) = capture.drop_counters()? {
+        counters = format!("{counters} {d}");
+    }
     let malformed = capture.malformed_events();
     capture.stop();
-    if let Some(p) = pcap {
+    for p in [pcap, drops_pcap].into_iter().flatten() {
         p.finish()?;
     }
     writeln!(
@@ -92,8 +156,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 fn emit(
     frames: &mut Vec<LiveFrame>,
+    drops: &mut Vec<LiveDrop>,
     out: &mut impl std::io::Write,
     mut pcap: Option<&mut PcapFileWriter>,
+    mut drops_pcap: Option<&mut PcapFileWriter>,
 ) -> anyhow::Result<()> {
     for frame in frames.drain(..) {
         if let Some(p) = pcap.as_deref_mut() {
@@ -101,8 +167,70 @@ fn emit(
         }
         writeln!(out, "{}", describe(&frame))?;
     }
+    // Drops go to their own file: an inbound one was captured by XDP
+    // already, and they are IP packets, not Ethernet frames.
+    for drop in drops.drain(..) {
+        if let Some(p) = drops_pcap.as_deref_mut() {
+            p.write(&drop.dropped.packet)?;
+        }
+        writeln!(out, "{}", describe_drop(&drop))?;
+    }
     out.flush()?;
     Ok(())
+}
+
+/// `time DROP dir src -> dst proto reason first-line [rtp] [truncated]`.
+fn describe_drop(d: &LiveDrop) -> String {
+    let p = &d.dropped.packet;
+    let dir = match p.direction {
+        Direction::Ingress => "in ",
+        Direction::Egress => "out",
+        Direction::Unknown => "?  ",
+    };
+    let proto = match Transport::from_u8(d.header.transport) {
+        Transport::Tcp => "tcp",
+        _ => "udp",
+    };
+    let what = if d.is_rtp() {
+        "[rtp]".to_owned()
+    } else {
+        ip_payload_first_line(&p.data).unwrap_or_else(|| "(no SIP start line)".into())
+    };
+    let mut line = format!(
+        "{} DROP {dir} {} -> {} {proto} {} {what}",
+        p.ts,
+        d.src(),
+        d.dst(),
+        d.dropped.reason
+    );
+    if p.is_truncated() {
+        line.push_str(&format!(
+            " [truncated {} of {} bytes]",
+            p.data.len(),
+            p.orig_len
+        ));
+    }
+    line
+}
+
+/// The first line of the SIP message in an IP packet (UDP or TCP).
+fn ip_payload_first_line(ip: &[u8]) -> Option<String> {
+    let sliced = SlicedPacket::from_ip(ip).ok()?;
+    let payload = match &sliced.transport {
+        Some(TransportSlice::Udp(u)) => u.payload(),
+        Some(TransportSlice::Tcp(t)) => t.payload(),
+        _ => return None,
+    };
+    start_line(payload)
+}
+
+fn start_line(payload: &[u8]) -> Option<String> {
+    let end = payload
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(payload.len().min(120));
+    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
+    (!line.is_empty()).then_some(line)
 }
 
 /// `time dir src -> dst proto first-line [flags]`.
@@ -163,12 +291,7 @@ fn first_line(frame: &LiveFrame) -> Option<String> {
         }
         _ => return None,
     };
-    let end = payload
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(payload.len().min(120));
-    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
-    (!line.is_empty()).then_some(line)
+    start_line(payload)
 }
 
 #[cfg(test)]
@@ -257,5 +380,75 @@ mod tests {
         data[20..22].copy_from_slice(&185u16.to_be_bytes());
         let f = frame(data, FLAG_FRAGMENT, Transport::Unknown, (0, 0));
         assert!(describe(&f).contains("(no SIP start line) [fragment]"));
+    }
+
+    fn live_drop(ip: Vec<u8>, flags: u32, reason: &str) -> LiveDrop {
+        use sipscope::capture::{DropReason, DroppedPacket};
+        use sipscope_common::{DropHeader, Family};
+        LiveDrop {
+            header: DropHeader {
+                ktime_ns: 0,
+                ifindex: 2,
+                reason: 12,
+                skb_len: ip.len() as u32,
+                l3_len: ip.len() as u32,
+                cap_len: ip.len() as u32,
+                flags,
+                src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                src_port: 5060,
+                dst_port: 5060,
+                direction: sipscope_common::Direction::Ingress as u8,
+                family: Family::Ipv4 as u8,
+                transport: Transport::Udp as u8,
+                _pad: 0,
+            },
+            dropped: DroppedPacket {
+                packet: Packet {
+                    ts: Timestamp::from_nanos(14 * 3_600_000_000_000 + 123_000_000),
+                    ifindex: 2,
+                    direction: Direction::Ingress,
+                    link: LinkType::RawIp,
+                    orig_len: ip.len() as u32,
+                    data: ip,
+                },
+                reason: DropReason {
+                    code: 12,
+                    name: reason.to_owned(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_dropped_response_prints_as_a_drop_line_with_reason_and_start_line() {
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5060, 5060)
+            .write(&mut ip, b"SIP/2.0 401 Unauthorized\r\nVia: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            describe_drop(&live_drop(ip, 0, "netfilter_drop")),
+            "14:00:00.123000 DROP in  10.0.0.1:5060 -> 10.0.0.2:5060 udp netfilter_drop SIP/2.0 401 Unauthorized"
+        );
+    }
+
+    #[test]
+    fn a_dropped_rtp_packet_is_marked_rtp() {
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5060, 5060)
+            .write(&mut ip, &[0x80; 20])
+            .unwrap();
+        let line = describe_drop(&live_drop(ip, sipscope_common::DROP_FLAG_RTP, "no_socket"));
+        assert!(line.ends_with("udp no_socket [rtp]"), "{line}");
+    }
+
+    #[test]
+    fn port_ranges_parse_and_bad_ones_say_how_to_write_them() {
+        assert_eq!(parse_port_range("10000-20000"), Ok(10000..=20000));
+        assert!(parse_port_range("20000").unwrap_err().contains("MIN-MAX"));
+        assert!(parse_port_range("2-1").is_err());
+        assert!(parse_port_range("0-5").is_err());
     }
 }

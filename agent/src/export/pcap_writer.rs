@@ -30,18 +30,37 @@ pub enum PcapWriteError {
         #[source]
         source: pcap_file::PcapError,
     },
-    #[error("pcap file {path} holds Ethernet frames; got a {link:?} packet")]
-    LinkTypeMismatch { path: String, link: LinkType },
+    #[error("pcap file {path} holds {expected:?} packets; got a {link:?} packet")]
+    LinkTypeMismatch {
+        path: String,
+        expected: LinkType,
+        link: LinkType,
+    },
+    #[error("pcap files of {0:?} packets are not supported (Ethernet or raw IP only)")]
+    UnsupportedLink(LinkType),
 }
 
-/// A pcap file of Ethernet frames.
+/// A pcap file of Ethernet frames (captures) or raw IP packets (drops).
 pub struct PcapFileWriter {
     path: String,
+    link: LinkType,
     inner: Inner<BufWriter<File>>,
 }
 
 impl PcapFileWriter {
+    /// A file of Ethernet frames.
     pub fn create(path: &Path) -> Result<Self, PcapWriteError> {
+        Self::create_for(path, LinkType::Ethernet)
+    }
+
+    /// A file of `link` packets: [`LinkType::Ethernet`] or
+    /// [`LinkType::RawIp`] (LINKTYPE_RAW, e.g. the kernel's dropped packets).
+    pub fn create_for(path: &Path, link: LinkType) -> Result<Self, PcapWriteError> {
+        let datalink = match link {
+            LinkType::Ethernet => DataLink::ETHERNET,
+            LinkType::RawIp => DataLink::RAW,
+            other => return Err(PcapWriteError::UnsupportedLink(other)),
+        };
         let shown = path.display().to_string();
         let file = File::create(path).map_err(|source| PcapWriteError::Create {
             path: shown.clone(),
@@ -53,7 +72,7 @@ impl PcapFileWriter {
             ts_correction: 0,
             ts_accuracy: 0,
             snaplen: SNAPLEN,
-            datalink: DataLink::ETHERNET,
+            datalink,
             ts_resolution: TsResolution::NanoSecond,
             endianness: Endianness::native(),
         };
@@ -63,14 +82,19 @@ impl PcapFileWriter {
                 source,
             }
         })?;
-        Ok(Self { path: shown, inner })
+        Ok(Self {
+            path: shown,
+            link,
+            inner,
+        })
     }
 
     /// Appends one frame with its capture time and original length.
     pub fn write(&mut self, packet: &Packet) -> Result<(), PcapWriteError> {
-        if packet.link != LinkType::Ethernet {
+        if packet.link != self.link {
             return Err(PcapWriteError::LinkTypeMismatch {
                 path: self.path.clone(),
+                expected: self.link,
                 link: packet.link,
             });
         }

@@ -7,18 +7,26 @@
 //! Loss is never silent: ring-buffer reserve failures, truncations and
 //! unparsed frames are per-CPU counters ([`CaptureCounters`]).
 //!
+//! Alongside, a `kfree_skb` raw tracepoint reports SIP and RTP packets the
+//! kernel dropped on the watched interfaces ([`LiveDrop`], see [`drops`]);
+//! when the kernel cannot support it, capture carries on without it.
+//!
 //! Known limitation: a later IP fragment that arrives before the first
 //! fragment of its datagram is not captured (it carries no ports, and the
 //! kernel has not yet seen the first fragment that names the datagram).
 
 mod attach;
 mod clock;
+pub mod drops;
 mod error;
+pub mod kernel_btf;
 mod load;
 
 use std::{
+    collections::HashMap,
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    ops::RangeInclusive,
 };
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -30,7 +38,9 @@ use tokio::io::unix::AsyncFd;
 
 pub use attach::{Attachment, TcAttachMode, XdpAttachMode, ifindex};
 pub use clock::KtimeClock;
+pub use drops::{DropCounters, DropsUnavailable, LiveDrop, decode_drop};
 pub use error::LiveError;
+pub use kernel_btf::ReasonName;
 pub use load::{LoadedObject, load_object, validate_ring_size};
 
 use super::{Direction, LinkType, Packet};
@@ -43,6 +53,12 @@ pub struct LiveConfig {
     pub sip_ports: Vec<u16>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_size: u32,
+    /// Report packets the kernel drops (`kfree_skb`) on the interfaces.
+    pub trace_drops: bool,
+    /// RTP port range (inclusive) whose drops are reported.
+    pub rtp_ports: RangeInclusive<u16>,
+    /// Drop reasons to report, by kernel name.
+    pub drop_reasons: Vec<String>,
 }
 
 impl Default for LiveConfig {
@@ -51,8 +67,42 @@ impl Default for LiveConfig {
             interfaces: Vec::new(),
             sip_ports: Vec::new(),
             ring_size: sipscope_common::DEFAULT_RING_SIZE,
+            trace_drops: true,
+            rtp_ports: sipscope_common::DEFAULT_RTP_PORT_MIN
+                ..=sipscope_common::DEFAULT_RTP_PORT_MAX,
+            drop_reasons: drops::DEFAULT_DROP_REASONS
+                .iter()
+                .map(|s| (*s).to_owned())
+                .collect(),
         }
     }
+}
+
+/// Whether drop tracing runs.
+#[derive(Debug)]
+pub enum DropTracing {
+    /// Attached; these reasons are reported.
+    On(Vec<ReasonName>),
+    /// Turned off in the configuration.
+    Off,
+    /// The kernel cannot support it (said once at start; capture runs on).
+    Unavailable(DropsUnavailable),
+}
+
+/// Cumulative kernel accounting of one program (BPF_ENABLE_STATS).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramRunStats {
+    /// Program name in the object (`sipscope_common::names`).
+    pub name: String,
+    pub run_time: std::time::Duration,
+    pub run_count: u64,
+}
+
+/// The drop ring and what is needed to decode it.
+struct DropSource {
+    ring: AsyncFd<RingBuf<MapData>>,
+    counters: PerCpuArray<MapData, u64>,
+    reasons: HashMap<u32, String>,
 }
 
 /// One captured frame with the kernel's metadata.
@@ -121,6 +171,8 @@ pub struct LiveCapture {
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn Log>>>,
     clock: KtimeClock,
     attachments: Vec<Attachment>,
+    drops: Option<DropSource>,
+    drop_tracing: DropTracing,
     /// Ring entries too short for their own header (never expected).
     malformed: u64,
 }
@@ -139,6 +191,29 @@ impl LiveCapture {
         for iface in &config.interfaces {
             attachments.push(attach::attach(&mut object.ebpf, iface)?);
         }
+        let (drops, drop_tracing) = if config.trace_drops {
+            let filter = drops::DropFilter {
+                ifindexes: attachments.iter().map(|a| a.ifindex).collect(),
+                rtp_ports: config.rtp_ports.clone(),
+                reasons: config.drop_reasons.clone(),
+            };
+            match drops::DropTracer::start(&mut object, &filter) {
+                Ok(t) => (
+                    Some(DropSource {
+                        ring: readable(t.ring)?,
+                        counters: t.counters,
+                        reasons: t.reasons,
+                    }),
+                    DropTracing::On(t.reported),
+                ),
+                Err(e) => {
+                    log::warn!("{e}; SIP capture continues without it");
+                    (None, DropTracing::Unavailable(e))
+                }
+            }
+        } else {
+            (None, DropTracing::Off)
+        };
         let ring = object.take_ring()?;
         let ring = readable(ring)?;
         let counters = object.take_counters()?;
@@ -153,8 +228,15 @@ impl LiveCapture {
             logger,
             clock: KtimeClock::new(),
             attachments,
+            drops,
+            drop_tracing,
             malformed: 0,
         })
+    }
+
+    /// Whether the drop tracer runs, and for which reasons.
+    pub fn drop_tracing(&self) -> &DropTracing {
+        &self.drop_tracing
     }
 
     /// Where the programs are attached, one entry per interface.
@@ -162,16 +244,22 @@ impl LiveCapture {
         &self.attachments
     }
 
-    /// Waits until at least one frame is available and appends all
-    /// available frames to `out`. Cancel-safe (no frame is lost when the
-    /// future is dropped: frames stay in the ring until read).
-    pub async fn next_frames(&mut self, out: &mut Vec<LiveFrame>) -> Result<(), LiveError> {
+    /// Waits until at least one captured frame or dropped packet is
+    /// available and appends everything available to `frames` and `drops`.
+    /// Cancel-safe (nothing is lost when the future is dropped: entries stay
+    /// in the rings until read).
+    pub async fn next_batch(
+        &mut self,
+        frames: &mut Vec<LiveFrame>,
+        drops: &mut Vec<LiveDrop>,
+    ) -> Result<(), LiveError> {
         loop {
             let Self {
                 ring,
                 logger,
                 clock,
                 malformed,
+                drops: drop_source,
                 ..
             } = self;
             let log_ready = async {
@@ -180,14 +268,29 @@ impl LiveCapture {
                     None => std::future::pending().await,
                 }
             };
+            let drop_ready = async {
+                match drop_source {
+                    Some(d) => d.ring.readable_mut().await.map(|g| (g, &d.reasons)),
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(LiveError::Read)?;
-                    let mut n = drain(guard.get_inner_mut(), *clock, malformed, out);
+                    let mut n = drain(guard.get_inner_mut(), *clock, malformed, frames);
                     guard.clear_ready();
                     // A record that landed between the drain and clear_ready
                     // would otherwise wait for the next wake-up.
-                    n += drain(guard.get_inner_mut(), *clock, malformed, out);
+                    n += drain(guard.get_inner_mut(), *clock, malformed, frames);
+                    if n > 0 {
+                        return Ok(());
+                    }
+                }
+                r = drop_ready => {
+                    let (mut guard, reasons) = r.map_err(LiveError::Read)?;
+                    let mut n = drain_drops(guard.get_inner_mut(), *clock, reasons, malformed, drops);
+                    guard.clear_ready();
+                    n += drain_drops(guard.get_inner_mut(), *clock, reasons, malformed, drops);
                     if n > 0 {
                         return Ok(());
                     }
@@ -201,14 +304,64 @@ impl LiveCapture {
         }
     }
 
-    /// Appends whatever is in the ring now, without waiting (the final
+    /// Appends whatever is in the rings now, without waiting (the final
     /// drain before detaching).
-    pub fn drain_now(&mut self, out: &mut Vec<LiveFrame>) -> usize {
-        let n = drain(self.ring.get_mut(), self.clock, &mut self.malformed, out);
+    pub fn drain_now(&mut self, frames: &mut Vec<LiveFrame>, drops: &mut Vec<LiveDrop>) -> usize {
+        let mut n = drain(self.ring.get_mut(), self.clock, &mut self.malformed, frames);
+        if let Some(d) = &mut self.drops {
+            n += drain_drops(
+                d.ring.get_mut(),
+                self.clock,
+                &d.reasons,
+                &mut self.malformed,
+                drops,
+            );
+        }
         if let Some(l) = &mut self.logger {
             l.get_mut().flush();
         }
         n
+    }
+
+    /// Run time and run count of every loaded program, as the kernel
+    /// accounts them while BPF statistics are enabled (`sysctl
+    /// kernel.bpf_stats_enabled=1`, or `aya::sys::enable_stats`); zero
+    /// otherwise. For the benchmarks and `bpftool prog`-style reports.
+    pub fn program_stats(&self) -> Result<Vec<ProgramRunStats>, LiveError> {
+        let mut out = Vec::new();
+        for (name, prog) in self.object.ebpf.programs() {
+            let Ok(info) = prog.info() else {
+                continue; // not loaded (e.g. the benchmark's empty program)
+            };
+            out.push(ProgramRunStats {
+                name: name.to_owned(),
+                run_time: info.run_time(),
+                run_count: info.run_count(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Attaches the do-nothing `kfree_skb` program beside the drop tracer:
+    /// the baseline of the drops benchmark (not used by the agent).
+    pub fn attach_kfree_skb_baseline(&mut self) -> Result<(), LiveError> {
+        let prog: &mut aya::programs::RawTracePoint = attach::program(
+            &mut self.object.ebpf,
+            sipscope_common::names::KFREE_SKB_EMPTY,
+        )?;
+        prog.load()
+            .map_err(|e| LiveError::kernel("loading the kfree_skb baseline", e))?;
+        prog.attach(sipscope_common::names::KFREE_SKB_TRACEPOINT)
+            .map_err(|e| LiveError::kernel("attaching the kfree_skb baseline", e))?;
+        Ok(())
+    }
+
+    /// Drop tracer counters, summed over CPUs (`None` when it is not running).
+    pub fn drop_counters(&self) -> Result<Option<DropCounters>, LiveError> {
+        self.drops
+            .as_ref()
+            .map(|d| DropCounters::read(&d.counters))
+            .transpose()
     }
 
     /// Current kernel counters, summed over CPUs.
@@ -260,6 +413,26 @@ fn drain(
         match decode_event(&item, clock) {
             Some(frame) => {
                 out.push(frame);
+                n += 1;
+            }
+            None => *malformed += 1,
+        }
+    }
+    n
+}
+
+fn drain_drops(
+    ring: &mut RingBuf<MapData>,
+    clock: KtimeClock,
+    reasons: &HashMap<u32, String>,
+    malformed: &mut u64,
+    out: &mut Vec<LiveDrop>,
+) -> usize {
+    let mut n = 0;
+    while let Some(item) = ring.next() {
+        match decode_drop(&item, clock, reasons) {
+            Some(d) => {
+                out.push(d);
                 n += 1;
             }
             None => *malformed += 1,

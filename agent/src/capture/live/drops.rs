@@ -1,0 +1,408 @@
+//! The drop tracer's userspace half: configure the `kfree_skb` program
+//! from the kernel's BTF, attach it, and turn its ring entries into
+//! [`DroppedPacket`]s.
+//!
+//! Kernel requirements: the `kfree_skb` tracepoint carries a drop reason
+//! since Linux 5.17, and netfilter drops are reported with
+//! `SKB_DROP_REASON_NETFILTER_DROP` since then; raw tracepoint programs
+//! and `bpf_probe_read_kernel` are older. On a kernel without the enum in
+//! its BTF the tracer is reported unavailable and capture carries on.
+
+use std::{
+    collections::HashMap,
+    fmt,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
+    ops::RangeInclusive,
+    os::unix::fs::MetadataExt as _,
+    path::Path,
+};
+
+use aya::{
+    maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
+    programs::RawTracePoint,
+};
+use sipscope_common::{
+    DROP_FLAG_RTP, DROP_FLAG_TRUNCATED, DROP_HEADER_LEN, DROP_REASON_SLOTS, DropConfig,
+    DropCounter, DropHeader, Family, names,
+};
+
+use super::{
+    attach::program,
+    clock::KtimeClock,
+    error::LiveError,
+    kernel_btf::{KernelBtf, ReasonName},
+    load::LoadedObject,
+};
+use crate::capture::{Direction, DropReason, DroppedPacket, LinkType, Packet};
+
+/// Drop reasons reported by default, by kernel name (lower case). Each
+/// says something an operator can act on for SIP/RTP; names this kernel
+/// does not have are skipped. Left out on purpose: `not_specified` and
+/// the many header-validation reasons (malformed packets, not a
+/// configuration problem), `otherhost` (not for us).
+pub const DEFAULT_DROP_REASONS: &[&str] = &[
+    // The local firewall.
+    "netfilter_drop",
+    // Nothing listens on the port: a registrar or PBX that is down, or a
+    // peer sending to the wrong port.
+    "no_socket",
+    // The application is not reading fast enough (overload).
+    "socket_rcvbuff",
+    "socket_backlog",
+    "proto_mem",
+    // A socket filter (BPF/cBPF on the socket) rejected it.
+    "socket_filter",
+    // Reverse-path filter: asymmetric routing (multi-homed SBCs).
+    "ip_rpfilter",
+    // IPsec policy, routing and neighbour failures on the way out.
+    "xfrm_policy",
+    "ip_outnoroutes",
+    "ip_innoroutes",
+    "neigh_failed",
+    "neigh_queuefull",
+    // Checksum errors (a broken NIC offload or a middlebox).
+    "udp_csum",
+    "tcp_csum",
+    // Queues overflowing.
+    "qdisc_drop",
+    "cpu_backlog",
+    "full_ring",
+    // A tc/cgroup BPF program (another tool) dropped it.
+    "tc_ingress",
+    "tc_egress",
+    "bpf_cgroup_egress",
+];
+
+/// What the drop tracer reports and where.
+#[derive(Clone, Debug)]
+pub struct DropFilter {
+    /// Interfaces whose drops are reported (the capture interfaces).
+    pub ifindexes: Vec<u32>,
+    /// RTP port range (inclusive); SIP ports come from the capture config.
+    pub rtp_ports: RangeInclusive<u16>,
+    /// Reason names to report (see [`DEFAULT_DROP_REASONS`]).
+    pub reasons: Vec<String>,
+}
+
+/// The attached tracer: its ring, its counters, and the reason names.
+pub(super) struct DropTracer {
+    pub ring: RingBuf<MapData>,
+    pub counters: PerCpuArray<MapData, u64>,
+    pub reasons: HashMap<u32, String>,
+    /// The reasons actually reported on this kernel.
+    pub reported: Vec<ReasonName>,
+}
+
+/// Why drop tracing is not running (capture carries on without it).
+#[derive(Debug, thiserror::Error)]
+#[error("drop tracing unavailable: {0}")]
+pub struct DropsUnavailable(pub String);
+
+/// The inode number identifying this process's network namespace.
+pub fn current_netns_inum() -> std::io::Result<u32> {
+    let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
+    u32::try_from(ino).map_err(|_| std::io::Error::other("namespace inode beyond 32 bits"))
+}
+
+impl DropTracer {
+    /// Configures and attaches the `kfree_skb` program. Errors are for the
+    /// operator: they say which kernel feature is missing.
+    pub(super) fn start(
+        object: &mut LoadedObject,
+        filter: &DropFilter,
+    ) -> Result<Self, DropsUnavailable> {
+        let btf = KernelBtf::open(Path::new(KernelBtf::PATH))
+            .map_err(|e| DropsUnavailable(e.to_string()))?;
+        let all = btf
+            .drop_reasons()
+            .map_err(|e| DropsUnavailable(e.to_string()))?;
+        let mut cfg = DropConfig::default();
+        btf.fill_offsets(&mut cfg)
+            .map_err(|e| DropsUnavailable(format!("{e} (unsupported kernel layout)")))?;
+        cfg.netns_inum = current_netns_inum()
+            .map_err(|e| DropsUnavailable(format!("reading /proc/self/ns/net: {e}")))?;
+        cfg.rtp_min = *filter.rtp_ports.start();
+        cfg.rtp_max = *filter.rtp_ports.end();
+        cfg.enabled = 1;
+
+        let reported: Vec<ReasonName> = all
+            .iter()
+            .filter(|r| filter.reasons.contains(&r.name))
+            .filter(|r| r.code < DROP_REASON_SLOTS)
+            .cloned()
+            .collect();
+        let kernel = |op: &str, e: &dyn std::error::Error| DropsUnavailable(format!("{op}: {e}"));
+        {
+            let map = object.ebpf.map_mut(names::DROP_REASONS).ok_or_else(|| {
+                DropsUnavailable("map DROP_REASONS missing (stale build?)".into())
+            })?;
+            let mut arr: Array<_, u8> =
+                Array::try_from(map).map_err(|e| kernel("opening DROP_REASONS", &e))?;
+            for r in &reported {
+                arr.set(r.code, 1, 0)
+                    .map_err(|e| kernel("setting a drop reason", &e))?;
+            }
+        }
+        {
+            let map = object
+                .ebpf
+                .map_mut(names::DROP_IFACES)
+                .ok_or_else(|| DropsUnavailable("map DROP_IFACES missing (stale build?)".into()))?;
+            let mut ifaces: BpfHashMap<_, u32, u8> =
+                BpfHashMap::try_from(map).map_err(|e| kernel("opening DROP_IFACES", &e))?;
+            for &i in &filter.ifindexes {
+                ifaces
+                    .insert(i, 1, 0)
+                    .map_err(|e| kernel("adding a watched interface", &e))?;
+            }
+        }
+        {
+            // Written last: the program ignores everything until enabled.
+            let map = object
+                .ebpf
+                .map_mut(names::DROP_CONFIG)
+                .ok_or_else(|| DropsUnavailable("map DROP_CONFIG missing (stale build?)".into()))?;
+            let mut arr: Array<_, DropConfig> =
+                Array::try_from(map).map_err(|e| kernel("opening DROP_CONFIG", &e))?;
+            arr.set(0, cfg, 0)
+                .map_err(|e| kernel("writing the drop config", &e))?;
+        }
+        let prog: &mut RawTracePoint = program(&mut object.ebpf, names::KFREE_SKB)
+            .map_err(|e| DropsUnavailable(e.to_string()))?;
+        prog.load()
+            .map_err(|e| kernel("loading the kfree_skb program (verifier)", &e))?;
+        prog.attach(names::KFREE_SKB_TRACEPOINT)
+            .map_err(|e| kernel("attaching to the kfree_skb raw tracepoint", &e))?;
+
+        let ring = object
+            .ebpf
+            .take_map(names::DROP_EVENTS)
+            .ok_or_else(|| DropsUnavailable("map DROP_EVENTS missing".into()))?;
+        let ring = RingBuf::try_from(ring).map_err(|e| kernel("opening the drop ring", &e))?;
+        let counters = object
+            .ebpf
+            .take_map(names::DROP_COUNTERS)
+            .ok_or_else(|| DropsUnavailable("map DROP_COUNTERS missing".into()))?;
+        let counters =
+            PerCpuArray::try_from(counters).map_err(|e| kernel("opening drop counters", &e))?;
+        Ok(Self {
+            ring,
+            counters,
+            reasons: all.into_iter().map(|r| (r.code, r.name)).collect(),
+            reported,
+        })
+    }
+}
+
+/// One dropped packet with the kernel's metadata.
+#[derive(Clone, Debug)]
+pub struct LiveDrop {
+    pub dropped: DroppedPacket,
+    pub header: DropHeader,
+}
+
+impl LiveDrop {
+    fn addr(&self, raw: [u8; 16]) -> IpAddr {
+        if self.header.family == Family::Ipv4 as u8 {
+            IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(raw))
+        }
+    }
+    pub fn src(&self) -> SocketAddr {
+        SocketAddr::new(self.addr(self.header.src_addr), self.header.src_port)
+    }
+    pub fn dst(&self) -> SocketAddr {
+        SocketAddr::new(self.addr(self.header.dst_addr), self.header.dst_port)
+    }
+    /// Matched the RTP port range rather than a SIP port.
+    pub fn is_rtp(&self) -> bool {
+        self.header.flags & DROP_FLAG_RTP != 0
+    }
+    pub fn is_truncated(&self) -> bool {
+        self.header.flags & DROP_FLAG_TRUNCATED != 0
+    }
+}
+
+/// Parses one drop ring entry: [`DropHeader`] then `cap_len` IP bytes.
+pub fn decode_drop(
+    bytes: &[u8],
+    clock: KtimeClock,
+    reasons: &HashMap<u32, String>,
+) -> Option<LiveDrop> {
+    if bytes.len() < DROP_HEADER_LEN {
+        return None;
+    }
+    // SAFETY: DropHeader is plain #[repr(C)] data, any bit pattern is
+    // valid; the length was checked above.
+    let header: DropHeader = unsafe { bytes.as_ptr().cast::<DropHeader>().read_unaligned() };
+    let data = bytes.get(DROP_HEADER_LEN..DROP_HEADER_LEN + header.cap_len as usize)?;
+    let direction = if header.direction == sipscope_common::Direction::Ingress as u8 {
+        Direction::Ingress
+    } else {
+        Direction::Egress
+    };
+    let name = reasons
+        .get(&header.reason)
+        .cloned()
+        .unwrap_or_else(|| format!("reason_{}", header.reason));
+    Some(LiveDrop {
+        dropped: DroppedPacket {
+            packet: Packet {
+                ts: clock.to_timestamp(header.ktime_ns),
+                ifindex: header.ifindex,
+                direction,
+                link: LinkType::RawIp,
+                data: data.to_vec(),
+                orig_len: header.l3_len.max(ip_total_len(data)),
+            },
+            reason: DropReason {
+                code: header.reason,
+                name,
+            },
+        },
+        header,
+    })
+}
+
+/// The IP packet's length from its own header (IPv4 total length, IPv6
+/// payload length + 40), 0 if unreadable. The kernel copies only the skb's
+/// linear part; when the rest sits in page fragments this is how the
+/// truncation shows (`Packet::is_truncated`).
+fn ip_total_len(ip: &[u8]) -> u32 {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) if ip.len() >= 4 => u32::from(u16::from_be_bytes([ip[2], ip[3]])),
+        Some(6) if ip.len() >= 6 => u32::from(u16::from_be_bytes([ip[4], ip[5]])) + 40,
+        _ => 0,
+    }
+}
+
+/// Drop tracer counters summed over all CPUs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DropCounters([u64; DropCounter::COUNT as usize]);
+
+impl DropCounters {
+    pub fn get(&self, counter: DropCounter) -> u64 {
+        self.0[counter as usize]
+    }
+
+    pub(super) fn read(map: &PerCpuArray<MapData, u64>) -> Result<Self, LiveError> {
+        let mut out = Self::default();
+        for c in DropCounter::ALL {
+            let per_cpu = map
+                .get(&(c as u32), 0)
+                .map_err(|e| LiveError::kernel(format!("reading counter {}", c.name()), e))?;
+            out.0[c as usize] = per_cpu.iter().copied().fold(0u64, u64::wrapping_add);
+        }
+        Ok(out)
+    }
+}
+
+impl fmt::Display for DropCounters {
+    /// `name=value` pairs separated by spaces (stable, parsed by tests).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, c) in DropCounter::ALL.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" ")?;
+            }
+            write!(f, "{}={}", c.name(), self.get(*c))?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sipscope_common::Transport;
+
+    use super::*;
+
+    fn header(cap_len: u32) -> DropHeader {
+        DropHeader {
+            ktime_ns: 5,
+            ifindex: 3,
+            reason: 12,
+            skb_len: 400,
+            l3_len: 420,
+            cap_len,
+            flags: DROP_FLAG_TRUNCATED,
+            src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            src_port: 5060,
+            dst_port: 5062,
+            direction: sipscope_common::Direction::Ingress as u8,
+            family: Family::Ipv4 as u8,
+            transport: Transport::Udp as u8,
+            _pad: 0,
+        }
+    }
+
+    fn event(h: DropHeader, data: &[u8]) -> Vec<u8> {
+        // SAFETY: DropHeader is plain #[repr(C)] data without padding holes.
+        let raw = unsafe {
+            std::slice::from_raw_parts(std::ptr::from_ref(&h).cast::<u8>(), DROP_HEADER_LEN)
+        };
+        [raw, data].concat()
+    }
+
+    #[test]
+    fn a_drop_event_becomes_a_raw_ip_packet_with_its_named_reason() {
+        let reasons = HashMap::from([(12, "netfilter_drop".to_owned())]);
+        let d = decode_drop(
+            &event(header(3), &[0x45, 0, 1, 9]),
+            KtimeClock::new(),
+            &reasons,
+        )
+        .expect("valid event");
+        assert_eq!(d.dropped.packet.data, [0x45, 0, 1]);
+        assert_eq!(d.dropped.packet.link, LinkType::RawIp);
+        assert_eq!(d.dropped.packet.direction, Direction::Ingress);
+        assert!(d.dropped.packet.is_truncated() && d.is_truncated());
+        assert!(d.dropped.reason.is_netfilter());
+        assert_eq!(d.src().to_string(), "10.0.0.1:5060");
+        assert_eq!(d.dst().to_string(), "10.0.0.2:5062");
+    }
+
+    #[test]
+    fn a_packet_partly_in_page_fragments_shows_as_truncated() {
+        // IPv4 header claiming 1200 bytes, only 20 of them linear.
+        let mut ip = vec![0x45, 0, 0, 0];
+        ip[2..4].copy_from_slice(&1200u16.to_be_bytes());
+        ip.resize(20, 0);
+        let mut h = header(20);
+        h.l3_len = 20;
+        h.flags = 0;
+        let d = decode_drop(&event(h, &ip), KtimeClock::new(), &HashMap::new()).unwrap();
+        assert_eq!(d.dropped.packet.orig_len, 1200);
+        assert!(d.dropped.packet.is_truncated());
+        // IPv6: payload length + the fixed header.
+        assert_eq!(ip_total_len(&[0x60, 0, 0, 0, 0, 100]), 140);
+        assert_eq!(ip_total_len(&[0x45]), 0, "too short to tell");
+    }
+
+    #[test]
+    fn an_unknown_reason_number_keeps_its_number() {
+        let mut h = header(0);
+        h.reason = 999;
+        let d = decode_drop(&event(h, &[]), KtimeClock::new(), &HashMap::new()).unwrap();
+        assert_eq!(d.dropped.reason.name, "reason_999");
+    }
+
+    #[test]
+    fn short_drop_events_are_rejected_not_panicked_on() {
+        let none = HashMap::new();
+        assert!(decode_drop(&[0u8; 8], KtimeClock::new(), &none).is_none());
+        assert!(decode_drop(&event(header(50), &[1, 2]), KtimeClock::new(), &none).is_none());
+    }
+
+    #[test]
+    fn drop_counters_print_as_stable_name_value_pairs() {
+        let mut c = DropCounters::default();
+        c.0[DropCounter::DropsReported as usize] = 2;
+        assert_eq!(
+            c.to_string(),
+            "drops_seen=0 drops_filtered_reason=0 drops_filtered_netns=0 \
+             drops_filtered_not_voip=0 drops_reported=2 drop_ringbuf_full=0 drop_unreadable=0"
+        );
+    }
+}
