@@ -7,10 +7,14 @@
 //! monitor.
 #![no_std]
 #![no_main]
+// BPF_CMPXCHG for the per-flow lock in `rtp` (see there).
+#![allow(internal_features)]
+#![feature(core_intrinsics, adt_const_params)]
 
 mod capture;
 mod frame;
 mod maps;
+mod rtp;
 mod walk;
 
 use aya_ebpf::{

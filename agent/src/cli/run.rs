@@ -1,6 +1,7 @@
 //! `sipscope run`: live capture. Prints one line per captured SIP frame,
-//! optionally writes every captured frame to a pcap file, and prints the
-//! kernel's capture counters on exit. SIGINT/SIGTERM detach cleanly.
+//! optionally writes every captured frame to a pcap file, prints a summary
+//! line per RTP flow periodically and at exit (`rtp_summary`), and prints
+//! the kernel's capture counters on exit. SIGINT/SIGTERM detach cleanly.
 //!
 //! (The full SIP pipeline will consume these packets; the printing here is
 //! deliberately simple and kept to this file.)
@@ -35,6 +36,8 @@ pub struct RunArgs {
     /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
     #[arg(long = "write-pcap", value_name = "FILE")]
     write_pcap: Option<PathBuf>,
+    #[command(flatten)]
+    rtp: super::rtp_summary::RtpArgs,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -50,6 +53,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         interfaces: args.ifaces.clone(),
         sip_ports: args.sip_ports.clone(),
         ring_size: args.ring_size,
+        rtp: args.rtp.settings(),
     };
     let mut pcap = match &args.write_pcap {
         Some(path) => Some(PcapFileWriter::create(path)?),
@@ -58,6 +62,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
+    let mut rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
     let mut stdout = std::io::stdout().lock();
     for a in capture.attachments() {
         writeln!(stdout, "capturing on {a}")?;
@@ -68,6 +73,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     loop {
         tokio::select! {
             r = capture.next_frames(&mut frames) => r?,
+            _ = rtp.tick() => {
+                rtp.print_active(&mut stdout)?;
+                continue;
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
@@ -76,6 +85,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Everything the kernel handed over before the signal is still shown.
     capture.drain_now(&mut frames);
     emit(&mut frames, &mut stdout, pcap.as_mut())?;
+    rtp.print_final(&mut stdout)?;
     let counters = capture.counters()?;
     let malformed = capture.malformed_events();
     capture.stop();

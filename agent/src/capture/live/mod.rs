@@ -15,6 +15,7 @@ mod attach;
 mod clock;
 mod error;
 mod load;
+pub mod rtp;
 
 use std::{
     fmt,
@@ -31,7 +32,8 @@ use tokio::io::unix::AsyncFd;
 pub use attach::{Attachment, TcAttachMode, XdpAttachMode, ifindex};
 pub use clock::KtimeClock;
 pub use error::LiveError;
-pub use load::{LoadedObject, load_object, validate_ring_size};
+pub use load::{LoadedObject, load_object, load_object_with, validate_ring_size};
+pub use rtp::{RtpCounters, RtpFlowStats, RtpMonitor, RtpPoll, RtpSettings};
 
 use super::{Direction, LinkType, Packet};
 
@@ -43,6 +45,8 @@ pub struct LiveConfig {
     pub sip_ports: Vec<u16>,
     /// Ring buffer size in bytes (power of two, multiple of the page size).
     pub ring_size: u32,
+    /// RTP statistics in the kernel (port range, flow capacity, clock).
+    pub rtp: RtpSettings,
 }
 
 impl Default for LiveConfig {
@@ -51,6 +55,7 @@ impl Default for LiveConfig {
             interfaces: Vec::new(),
             sip_ports: Vec::new(),
             ring_size: sipscope_common::DEFAULT_RING_SIZE,
+            rtp: RtpSettings::default(),
         }
     }
 }
@@ -132,8 +137,9 @@ impl LiveCapture {
         for iface in &config.interfaces {
             ifindex(iface)?;
         }
-        let mut object = load_object(config.ring_size)?;
+        let mut object = load_object_with(config.ring_size, config.rtp.max_flows)?;
         object.set_sip_ports(&config.sip_ports)?;
+        object.configure_rtp(&config.rtp)?;
         object.load_capture_programs()?;
         let mut attachments = Vec::new();
         for iface in &config.interfaces {
