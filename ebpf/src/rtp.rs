@@ -173,10 +173,9 @@ pub fn account<F: Frame>(
         let lock = addr_of_mut!((*state).lock);
         let mut locked = false;
         for _ in 0..LOCK_TRIES {
-            let (_, ok) =
-                atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
-                    lock, 0, 1,
-                );
+            let (_, ok) = atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                lock, 0, 1,
+            );
             if ok {
                 locked = true;
                 break;
@@ -190,9 +189,8 @@ pub fn account<F: Frame>(
         (*state).update(now, &pkt, payload_len, clock);
         // Released with a CAS too: BPF has no store-release before cpu v4,
         // and fetching atomics are full barriers.
-        let _ = atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
-            lock, 1, 0,
-        );
+        let _ =
+            atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(lock, 1, 0);
     }
     count(RtpCounter::Packets);
 }

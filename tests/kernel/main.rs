@@ -10,6 +10,7 @@ mod capture;
 mod lifecycle;
 mod losses;
 mod rawframes;
+mod rtp;
 mod walk;
 
 /// Kernel tests need root (namespaces, BPF). Fail loudly, never skip

@@ -103,8 +103,8 @@ impl LoadedObject {
             .ebpf
             .map_mut(names::RTP_PT_CLOCKS)
             .ok_or_else(|| missing(names::RTP_PT_CLOCKS))?;
-        let mut clocks: Array<_, u32> = Array::try_from(map)
-            .map_err(|e| LiveError::kernel("opening the RTP clock map", e))?;
+        let mut clocks: Array<_, u32> =
+            Array::try_from(map).map_err(|e| LiveError::kernel("opening the RTP clock map", e))?;
         let table = ClockTable::default();
         for pt in 0..128u8 {
             clocks
@@ -115,8 +115,8 @@ impl LoadedObject {
             .ebpf
             .map_mut(names::RTP_CONFIG)
             .ok_or_else(|| missing(names::RTP_CONFIG))?;
-        let mut config: Array<_, RtpConfig> = Array::try_from(map)
-            .map_err(|e| LiveError::kernel("opening the RTP config map", e))?;
+        let mut config: Array<_, RtpConfig> =
+            Array::try_from(map).map_err(|e| LiveError::kernel("opening the RTP config map", e))?;
         config
             .set(0, settings.kernel_config(0), 0)
             .map_err(|e| LiveError::kernel("setting the RTP port range", e))

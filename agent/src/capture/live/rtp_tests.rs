@@ -113,10 +113,18 @@ proptest! {
 fn port_ranges_parse_or_say_what_to_write() {
     assert_eq!(parse_port_range("10000-20000"), Ok(10_000..=20_000));
     assert!(parse_port_range("off").unwrap().is_empty());
-    assert!(parse_port_range("20000-10000").unwrap_err().contains("reversed"));
+    assert!(
+        parse_port_range("20000-10000")
+            .unwrap_err()
+            .contains("reversed")
+    );
     assert!(parse_port_range("10000").unwrap_err().contains("LO-HI"));
     assert!(parse_port_range("0-5").unwrap_err().contains("port number"));
-    assert!(parse_port_range("1-70000").unwrap_err().contains("port number"));
+    assert!(
+        parse_port_range("1-70000")
+            .unwrap_err()
+            .contains("port number")
+    );
 }
 
 #[test]
