@@ -143,6 +143,7 @@ pub fn account<F: Frame>(
         _pad: [0; 2],
     };
     let clock = clock_rate(config, flow, pkt.payload_type);
+    // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let state = match RTP_FLOWS.get_ptr_mut(key) {
         Some(s) => s,
@@ -228,7 +229,7 @@ fn clock_rate(config: &RtpConfig, flow: &Flow, payload_type: u8) -> u32 {
                 _pad: 0,
             };
             // SAFETY: read-only lookup of a plain u32 value.
-            if let Some(rate) = unsafe { RTP_PORT_CLOCKS.get(&key) } {
+            if let Some(rate) = unsafe { RTP_PORT_CLOCKS.get(key) } {
                 return *rate;
             }
         }
