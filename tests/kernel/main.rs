@@ -11,6 +11,7 @@ mod lifecycle;
 mod losses;
 mod rawframes;
 mod rtp;
+mod rtp_frames;
 mod walk;
 
 /// Kernel tests need root (namespaces, BPF). Fail loudly, never skip

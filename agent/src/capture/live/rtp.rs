@@ -128,30 +128,7 @@ impl LiveCapture {
     /// idle (no packet) for longer than `idle_timeout` are deleted on poll.
     /// Callable once (later calls fail: the maps are gone).
     pub fn rtp_monitor(&mut self, idle_timeout: Duration) -> Result<RtpMonitor, LiveError> {
-        let ebpf = &mut self.object.ebpf;
-        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| missing(name));
-        let flows = HashMap::try_from(take(names::RTP_FLOWS)?)
-            .map_err(|e| LiveError::kernel("opening the RTP flow map", e))?;
-        let config = Array::try_from(take(names::RTP_CONFIG)?)
-            .map_err(|e| LiveError::kernel("opening the RTP config map", e))?;
-        let port_clocks = HashMap::try_from(take(names::RTP_PORT_CLOCKS)?)
-            .map_err(|e| LiveError::kernel("opening the RTP port clock map", e))?;
-        let counters = PerCpuArray::try_from(take(names::RTP_COUNTERS)?)
-            .map_err(|e| LiveError::kernel("opening the RTP counters", e))?;
-        let current = config
-            .get(&0, 0)
-            .map_err(|e| LiveError::kernel("reading the RTP config", e))?;
-        Ok(RtpMonitor {
-            flows,
-            config,
-            port_clocks,
-            counters,
-            current,
-            clock: self.clock,
-            idle_timeout,
-            expired: 0,
-            evicted: 0,
-        })
+        RtpMonitor::take(&mut self.object, self.clock, idle_timeout)
     }
 }
 
@@ -347,6 +324,40 @@ fn monotonic_ns() -> u64 {
 }
 
 impl RtpMonitor {
+    /// Takes the RTP maps out of a loaded object (see
+    /// [`LiveCapture::rtp_monitor`]; this form serves tests and benchmarks
+    /// that drive the programs without attaching them).
+    pub fn take(
+        object: &mut LoadedObject,
+        clock: KtimeClock,
+        idle_timeout: Duration,
+    ) -> Result<Self, LiveError> {
+        let ebpf = &mut object.ebpf;
+        let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| missing(name));
+        let flows = HashMap::try_from(take(names::RTP_FLOWS)?)
+            .map_err(|e| LiveError::kernel("opening the RTP flow map", e))?;
+        let config = Array::try_from(take(names::RTP_CONFIG)?)
+            .map_err(|e| LiveError::kernel("opening the RTP config map", e))?;
+        let port_clocks = HashMap::try_from(take(names::RTP_PORT_CLOCKS)?)
+            .map_err(|e| LiveError::kernel("opening the RTP port clock map", e))?;
+        let counters = PerCpuArray::try_from(take(names::RTP_COUNTERS)?)
+            .map_err(|e| LiveError::kernel("opening the RTP counters", e))?;
+        let current = config
+            .get(&0, 0)
+            .map_err(|e| LiveError::kernel("reading the RTP config", e))?;
+        Ok(Self {
+            flows,
+            config,
+            port_clocks,
+            counters,
+            current,
+            clock,
+            idle_timeout,
+            expired: 0,
+            evicted: 0,
+        })
+    }
+
     /// Changes the RTP port range at run time ([`RTP_OFF`]: off).
     pub fn set_ports(&mut self, ports: RangeInclusive<u16>) -> Result<(), LiveError> {
         let settings = RtpSettings {
