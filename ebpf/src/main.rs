@@ -9,7 +9,7 @@
 #![no_main]
 // BPF_CMPXCHG for the per-flow lock in `rtp` (see there).
 #![allow(internal_features)]
-#![feature(core_intrinsics, adt_const_params)]
+#![feature(core_intrinsics)]
 
 mod capture;
 mod frame;
