@@ -14,4 +14,5 @@ pub mod capture;
 pub mod diagnosis;
 pub mod export;
 pub mod packet;
+pub mod pipeline;
 pub mod sip;

@@ -1,1 +1,11 @@
-//! Pipeline tests: capture files through the whole userspace pipeline.
+//! Pipeline tests: capture files, torture messages and crafted TCP streams
+//! through the whole userspace pipeline.
+
+mod captures;
+mod cli;
+mod common;
+mod decode;
+mod fuzz;
+mod tcp;
+mod torture;
+mod transactions;

@@ -16,3 +16,4 @@ pub mod credentials;
 pub mod digest;
 pub mod media;
 pub mod nat;
+pub mod registration;

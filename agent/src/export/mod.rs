@@ -1,5 +1,10 @@
-//! Where results go: console, JSON lines, OTLP, pcap files.
+//! Export stage: where results leave the agent. [`console`] renders a
+//! call flow for people, [`json`] writes JSON lines for programs, [`otel`]
+//! sends spans and metrics to an OTLP collector, [`pcap_writer`] keeps the
+//! captured frames.
 
+pub mod console;
+pub mod json;
 pub mod otel;
 pub mod pcap_writer;
 pub mod spans;

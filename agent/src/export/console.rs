@@ -1,0 +1,199 @@
+//! Human-readable call flow: messages grouped per Call-ID in capture order,
+//! with retransmission marks and response times, then the counters.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::pipeline::{Event, MalformedMessage, Stats};
+use crate::sip::{MessageRecord, TimeoutCause, Transaction};
+
+/// Collects events and renders them as a call flow.
+#[derive(Default)]
+pub struct CallFlow {
+    /// Call-IDs in order of first appearance.
+    order: Vec<String>,
+    by_call: HashMap<String, Vec<Arc<MessageRecord>>>,
+    unreadable: Vec<Arc<MalformedMessage>>,
+    unanswered: Vec<(Arc<Transaction>, TimeoutCause)>,
+}
+
+const NO_CALL_ID: &str = "(no Call-ID)";
+
+impl CallFlow {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, event: &Event) {
+        match event {
+            Event::Message(m) => {
+                let cid = m
+                    .message
+                    .call_id()
+                    .map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
+                let list = self.by_call.entry(cid.clone()).or_default();
+                if list.is_empty() {
+                    self.order.push(cid);
+                }
+                list.push(m.clone());
+            }
+            Event::Malformed(m) => self.unreadable.push(m.clone()),
+            Event::TransactionTimedOut { transaction, cause } => {
+                self.unanswered.push((transaction.clone(), *cause))
+            }
+            Event::TransactionCompleted(_) => {}
+        }
+    }
+
+    /// The call flow and summary as text.
+    pub fn render(&self, stats: &Stats) -> String {
+        let mut s = String::new();
+        for cid in &self.order {
+            let msgs = &self.by_call[cid];
+            let _ = writeln!(s, "Call-ID: {cid}  ({} messages)", msgs.len());
+            for m in msgs {
+                let _ = writeln!(s, "  {}", message_line(m));
+            }
+            s.push('\n');
+        }
+        if !self.unanswered.is_empty() {
+            let _ = writeln!(s, "Transactions without a final response:");
+            for (t, cause) in &self.unanswered {
+                let when = t.request.as_ref().map_or(t.first_seen, |r| r.meta.ts);
+                let _ = writeln!(
+                    s,
+                    "  {when}  {} CSeq {}  Call-ID {}  {}{}",
+                    t.method,
+                    t.cseq,
+                    t.call_id().unwrap_or_else(|| NO_CALL_ID.into()),
+                    match cause {
+                        TimeoutCause::NoFinalResponse => "timed out",
+                        TimeoutCause::EndOfCapture => "still open at end of capture",
+                        TimeoutCause::Evicted => "evicted (table full)",
+                    },
+                    if t.request_retransmissions > 0 {
+                        format!(", request sent {} times", t.request_retransmissions + 1)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            s.push('\n');
+        }
+        if !self.unreadable.is_empty() {
+            let _ = writeln!(s, "Unreadable SIP payloads:");
+            for m in &self.unreadable {
+                let first = m.raw.split(|&c| c == b'\n').next().unwrap_or(&[]);
+                let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
+                let _ = writeln!(
+                    s,
+                    "  {}  {} → {}  {}  {:?}",
+                    m.meta.ts,
+                    m.meta.src,
+                    m.meta.dst,
+                    m.reason,
+                    first.trim_end()
+                );
+            }
+            s.push('\n');
+        }
+        s.push_str(&summary(stats));
+        s
+    }
+}
+
+fn message_line(m: &MessageRecord) -> String {
+    let msg = &m.message;
+    let mut line = format!(
+        "{}  {} → {}  {}  {}",
+        m.meta.ts,
+        m.meta.src,
+        m.meta.dst,
+        m.meta.transport.as_str().to_uppercase(),
+        msg.start_line()
+    );
+    if !msg.is_request()
+        && let Some(c) = msg.cseq()
+    {
+        let _ = write!(line, "  (CSeq {} {})", c.number, c.method);
+    }
+    if let Some(rt) = m.response_time {
+        let _ = write!(line, "  [{:.1} ms]", rt.as_secs_f64() * 1000.0);
+    }
+    if m.retransmission {
+        line.push_str("  [retransmission]");
+    }
+    if !msg.defects.is_empty() {
+        let reasons: Vec<&str> = msg.defects.iter().map(|r| r.as_str()).collect();
+        let _ = write!(line, "  [malformed: {}]", reasons.join(","));
+    }
+    line
+}
+
+/// The counters block printed after the call flow.
+pub fn summary(stats: &Stats) -> String {
+    let p = &stats.packets;
+    let sip = &stats.sip;
+    let t = &stats.transactions;
+    let mut s = String::new();
+    let _ = writeln!(s, "Summary");
+    let _ = writeln!(
+        s,
+        "  packets            {} (truncated {}, not IP {}, link errors {}, IP errors {}, other protocols {})",
+        p.packets, p.truncated, p.not_ip, p.link_errors, p.ip_errors, p.other_protocols
+    );
+    let _ = writeln!(
+        s,
+        "  tunnels            decoded {}, unsupported {}",
+        p.tunnels_decoded, p.tunnels_unsupported
+    );
+    let _ = writeln!(
+        s,
+        "  UDP                datagrams {}, not SIP on SIP port {}, keep-alives {}",
+        p.udp_datagrams, p.udp_not_sip, p.udp_keepalives
+    );
+    let _ = writeln!(
+        s,
+        "  IP fragments       {} (reassembled {}, errors {}, evicted {}, timed out {})",
+        p.frag.fragments, p.frag.reassembled, p.frag.errors, p.frag.evicted, p.frag.timed_out
+    );
+    let _ = writeln!(
+        s,
+        "  TCP                segments {}, streams {}, messages {}, retransmitted {}, out of order {}, junk bytes {}, dropped bytes {}, oversized {}, streams evicted {}",
+        p.tcp.segments,
+        p.tcp.streams_opened,
+        p.tcp.messages,
+        p.tcp.retransmitted_segments,
+        p.tcp.out_of_order_segments,
+        p.tcp.junk_bytes,
+        p.tcp.dropped_bytes,
+        p.tcp.oversized_messages,
+        p.tcp.evicted_streams
+    );
+    let _ = writeln!(
+        s,
+        "  SIP messages       {} (requests {}, responses {}, retransmissions {}, with defects {}, unreadable {})",
+        sip.messages,
+        sip.requests,
+        sip.responses,
+        sip.retransmissions,
+        sip.messages_with_defects,
+        sip.unreadable
+    );
+    for (reason, n) in sip.malformed.iter() {
+        let _ = writeln!(s, "    malformed {reason:<28} {n}");
+    }
+    let _ = writeln!(
+        s,
+        "  transactions       {} (completed {}, timed out {}, evicted {}, open at end {}, responses without request {}, unmatchable messages {})",
+        t.created,
+        t.completed,
+        t.timed_out,
+        t.evicted,
+        t.open_at_end,
+        t.responses_without_request,
+        t.unmatchable_messages
+    );
+    s
+}
