@@ -290,6 +290,41 @@ impl fmt::Display for RtpCounters {
     }
 }
 
+/// The kernel's key for `src -> dst` on `ifindex` in `direction`; `None`
+/// when the families differ or the direction is unknown.
+pub fn flow_key(
+    src: SocketAddr,
+    dst: SocketAddr,
+    ifindex: u32,
+    direction: Direction,
+) -> Option<RtpFlowKey> {
+    let (family, src_addr, dst_addr) = match (src.ip(), dst.ip()) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+            a[..4].copy_from_slice(&s.octets());
+            b[..4].copy_from_slice(&d.octets());
+            (Family::Ipv4, a, b)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => (Family::Ipv6, s.octets(), d.octets()),
+        _ => return None,
+    };
+    let direction = match direction {
+        Direction::Ingress => sipscope_common::Direction::Ingress,
+        Direction::Egress => sipscope_common::Direction::Egress,
+        Direction::Unknown => return None,
+    };
+    Some(RtpFlowKey {
+        src_addr,
+        dst_addr,
+        src_port: src.port(),
+        dst_port: dst.port(),
+        ifindex,
+        family: family as u8,
+        direction: direction as u8,
+        _pad: [0; 2],
+    })
+}
+
 /// What one poll found.
 #[derive(Clone, Debug, Default)]
 pub struct RtpPoll {
@@ -426,8 +461,20 @@ impl RtpMonitor {
         Ok(())
     }
 
-    /// The statistics of one flow now, if the kernel has it (on demand,
-    /// e.g. when a dialog ends).
+    /// The statistics of the flow `src -> dst` seen on `ifindex` in
+    /// `direction` now, if the kernel has it (on demand, e.g. when a dialog
+    /// ends and its SDP named the addresses).
+    pub fn flow_between(
+        &self,
+        src: SocketAddr,
+        dst: SocketAddr,
+        ifindex: u32,
+        direction: Direction,
+    ) -> Option<RtpFlowStats> {
+        self.flow(&flow_key(src, dst, ifindex, direction)?)
+    }
+
+    /// The statistics of one flow now, if the kernel has it.
     pub fn flow(&self, key: &RtpFlowKey) -> Option<RtpFlowStats> {
         let state = self.flows.get(key, 0).ok()?;
         Some(RtpFlowStats::from_kernel(key, state, self.clock))

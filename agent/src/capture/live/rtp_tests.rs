@@ -169,3 +169,22 @@ fn a_kernel_entry_prints_as_a_summary_line() {
          reordered=0 jitter=0.000ms max_jitter=0.000ms"
     );
 }
+
+#[test]
+fn flow_keys_round_trip_through_the_kernel_form() {
+    let clock = KtimeClock::new();
+    for (src, dst) in [
+        ("10.77.0.2:12010", "10.77.0.1:12000"),
+        ("[fd77::2]:12030", "[fd77::1]:12000"),
+    ] {
+        let (src, dst): (SocketAddr, SocketAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        let key = flow_key(src, dst, 4, Direction::Ingress).unwrap();
+        let stats = RtpFlowStats::from_kernel(&key, RtpFlowState::default(), clock);
+        assert_eq!((stats.src, stats.dst, stats.ifindex), (src, dst, 4));
+        assert_eq!(stats.direction, Direction::Ingress);
+    }
+    let v4: SocketAddr = "10.0.0.1:1".parse().unwrap();
+    let v6: SocketAddr = "[::1]:1".parse().unwrap();
+    assert!(flow_key(v4, v6, 1, Direction::Egress).is_none());
+    assert!(flow_key(v4, v4, 1, Direction::Unknown).is_none());
+}
