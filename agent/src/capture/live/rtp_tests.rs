@@ -1,8 +1,11 @@
 use proptest::prelude::*;
-use sipscope_common::RtpPacketFields;
+use sipscope_common::{Family, RtpPacketFields};
 
 use super::*;
-use crate::analysis::media::{RtpHeader, RtpStreamStats};
+use crate::{
+    analysis::media::{RtpHeader, RtpStreamStats},
+    capture::Timestamp,
+};
 
 fn header(p: &RtpPacketFields) -> RtpHeader {
     RtpHeader {
