@@ -37,8 +37,27 @@ const FIRST_PORT: u16 = 10_000;
 const BATCH: usize = 64;
 const RTP_LEN: usize = 12 + 160;
 
-/// utime + stime of `pid` in seconds.
+/// CPU time of every thread of `pid` in seconds, from
+/// /proc/PID/task/*/schedstat (nanoseconds). utime + stime in /proc/PID/stat
+/// count 10 ms ticks, coarser than the agent's whole use over the run, so
+/// they are printed beside it only as a cross-check.
 fn cpu_seconds(pid: i32) -> f64 {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("reading /proc tasks") {
+        let path = task.unwrap().path().join("schedstat");
+        if let Ok(text) = std::fs::read_to_string(path) {
+            ns += text
+                .split_whitespace()
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ns as f64 / 1e9
+}
+
+/// utime + stime of `pid` (all threads) in seconds, 10 ms resolution.
+fn stat_cpu_seconds(pid: i32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("reading /proc stat");
     // Fields after the parenthesised command name; utime and stime are the
     // 14th and 15th fields of the whole line.
@@ -184,12 +203,20 @@ fn main() {
         s
     });
     let (agent_cpu0, tcpdump_cpu0) = (cpu_seconds(agent.pid()), cpu_seconds(tcpdump.pid()));
+    let (agent_tick0, tcpdump_tick0) = (
+        stat_cpu_seconds(agent.pid()),
+        stat_cpu_seconds(tcpdump.pid()),
+    );
     let (run_ns0, run_cnt0) = prog_stats(prog);
     let start = Instant::now();
     let sent = blast(&sock, VethPair::HOST_V4, start + LOAD);
     let elapsed = start.elapsed().as_secs_f64();
     let (run_ns1, run_cnt1) = prog_stats(prog);
     let (agent_cpu1, tcpdump_cpu1) = (cpu_seconds(agent.pid()), cpu_seconds(tcpdump.pid()));
+    let (agent_tick1, tcpdump_tick1) = (
+        stat_cpu_seconds(agent.pid()),
+        stat_cpu_seconds(tcpdump.pid()),
+    );
 
     let status = agent.interrupt(Duration::from_secs(20));
     assert!(status.success(), "sipscope: {}", agent.stderr_text());
@@ -223,9 +250,13 @@ fn main() {
     );
     println!("  kernel:     {ns_per_packet:.1} ns per packet in the XDP program (bpf_stats)");
     println!(
-        "  sipscope:   {agent_cpu:.3} s CPU, {rtp_packets} RTP packets accounted in {flows} flows"
+        "  sipscope:   {agent_cpu:.4} s CPU (utime+stime {:.2} s), {rtp_packets} RTP packets accounted in {flows} flows",
+        agent_tick1 - agent_tick0
     );
-    println!("  tcpdump:    {tcpdump_cpu:.3} s CPU, {captured}, {dropped}");
+    println!(
+        "  tcpdump:    {tcpdump_cpu:.4} s CPU (utime+stime {:.2} s), {captured}, {dropped}",
+        tcpdump_tick1 - tcpdump_tick0
+    );
     let ratio = agent_cpu / tcpdump_cpu.max(0.001);
     println!(
         "  ratio sipscope CPU / tcpdump CPU: {ratio:.3} (target < 0.1){}",
