@@ -7,11 +7,6 @@
 //! kernel's BTF ([`DropConfig`]), so one object runs on many kernels
 //! without CO-RE relocations.
 
-/// Default RTP port range (inclusive), the common PBX default
-/// (Asterisk `rtp.conf`, FreeSWITCH `switch.conf`).
-pub const DEFAULT_RTP_PORT_MIN: u16 = 10_000;
-pub const DEFAULT_RTP_PORT_MAX: u16 = 20_000;
-
 /// Entries of the drop-reason filter: reason numbers at or above it
 /// (subsystem-encoded reasons, `SKB_DROP_REASON_SUBSYS_MASK`) are not
 /// reported and count as `filtered_reason`.

@@ -14,6 +14,16 @@ pub mod names {
     pub const TC_EGRESS: &str = "sipscope_egress";
     /// XDP program that only returns `XDP_PASS`: the benchmark baseline.
     pub const XDP_EMPTY: &str = "sipscope_xdp_empty";
+    /// RTP flows (`LruHashMap<RtpFlowKey, RtpFlowState>`), never copied out.
+    pub const RTP_FLOWS: &str = "RTP_FLOWS";
+    /// `Array<RtpConfig>` with one entry: port range, default clock.
+    pub const RTP_CONFIG: &str = "RTP_CONFIG";
+    /// `Array<u32>` of 128 entries: RTP clock (Hz) by payload type.
+    pub const RTP_PT_CLOCKS: &str = "RTP_PT_CLOCKS";
+    /// `HashMap<RtpPortClockKey, u32>`: clocks negotiated per port in SDP.
+    pub const RTP_PORT_CLOCKS: &str = "RTP_PORT_CLOCKS";
+    /// Per-CPU counters indexed by [`super::RtpCounter`].
+    pub const RTP_COUNTERS: &str = "RTP_COUNTERS";
     /// Ring buffer carrying [`super::CaptureHeader`] + frame bytes.
     pub const EVENTS: &str = "EVENTS";
     /// Per-CPU counters indexed by [`super::Counter`].
@@ -47,6 +57,9 @@ pub mod names {
 
 /// The SIP port used when none is configured (RFC 3261 section 19.1.2).
 pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+pub mod rtp;
+pub use rtp::*;
 
 /// Most frame bytes copied per event. Larger frames (jumbo frames, TCP
 /// segments before GSO on egress) are truncated, flagged and counted.

@@ -19,6 +19,7 @@ use sipscope_common::{
 use crate::{
     frame::Frame,
     maps::{EVENTS, SCRATCH, SIP_FRAGMENTS, SIP_PORTS, count},
+    rtp,
     walk::{Flow, Skip, walk},
 };
 
@@ -52,6 +53,13 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
         }
         fragment => {
             if !is_sip_port(flow.src_port) && !is_sip_port(flow.dst_port) {
+                // Not SIP: RTP is aggregated in the kernel, never copied.
+                if fragment.is_none()
+                    && flow.protocol == IPPROTO_UDP
+                    && let Some(config) = rtp::in_rtp_range(&flow)
+                {
+                    rtp::account(frame, &flow, &config, direction, ifindex);
+                }
                 return;
             }
             if let Some(frag) = fragment {

@@ -7,11 +7,15 @@
 //! monitor.
 #![no_std]
 #![no_main]
+// BPF_CMPXCHG for the per-flow lock in `rtp` (see there).
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod capture;
 mod drops;
 mod frame;
 mod maps;
+mod rtp;
 mod walk;
 
 use aya_ebpf::{

@@ -59,6 +59,8 @@ pub struct Flow {
     pub fragment: Option<Fragment>,
     /// `FLAG_*` bits learnt from the headers (VLAN).
     pub flags: u32,
+    /// Offset of the transport header in the frame.
+    pub l4_off: u32,
 }
 
 #[inline(always)]
@@ -103,6 +105,7 @@ fn walk_ip<F: Frame>(frame: &F) -> Option<Result<Flow, Skip>> {
         _ => return Some(Err(Skip::NotIp)),
     };
     flow.flags = flags;
+    flow.l4_off = off;
     let carries_ports = match flow.fragment {
         Some(f) => f.first,
         None => true,
@@ -190,6 +193,7 @@ fn ipv4<F: Frame>(frame: &F, off: &mut u32) -> Option<Flow> {
         dst_port: 0,
         fragment,
         flags: 0,
+        l4_off: 0,
     })
 }
 
@@ -251,5 +255,6 @@ fn ipv6<F: Frame>(frame: &F, off: &mut u32) -> Option<Flow> {
         dst_port: 0,
         fragment,
         flags: 0,
+        l4_off: 0,
     })
 }

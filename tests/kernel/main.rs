@@ -11,6 +11,8 @@ mod drops;
 mod lifecycle;
 mod losses;
 mod rawframes;
+mod rtp;
+mod rtp_frames;
 mod walk;
 
 /// Kernel tests need root (namespaces, BPF). Fail loudly, never skip

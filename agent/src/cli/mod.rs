@@ -3,6 +3,7 @@
 //! errors with context for the user.
 
 mod analyze;
+mod rtp_summary;
 mod run;
 
 use std::process::ExitCode;

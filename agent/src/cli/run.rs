@@ -1,6 +1,7 @@
 //! `sipscope run`: live capture. Prints one line per captured SIP frame and
 //! one `DROP` line per SIP/RTP packet the kernel dropped on the watched
-//! interfaces, optionally writes every captured frame to a pcap file, and
+//! interfaces, prints a summary line per RTP flow
+//! periodically and at exit (`rtp_summary`), optionally writes every captured frame to a pcap file, and
 //! prints the kernel's capture and drop counters on exit. SIGINT/SIGTERM
 //! detach cleanly.
 //!
@@ -41,33 +42,11 @@ pub struct RunArgs {
     /// file (raw IP: the packet as it was when dropped).
     #[arg(long = "write-drops-pcap", value_name = "FILE")]
     write_drops_pcap: Option<PathBuf>,
-    /// RTP port range (inclusive) whose kernel drops are reported.
-    #[arg(long = "rtp-ports", value_name = "MIN-MAX", default_value = "10000-20000", value_parser = parse_port_range)]
-    rtp_ports: std::ops::RangeInclusive<u16>,
     /// Do not trace packets the kernel drops (kfree_skb).
     #[arg(long = "no-drops")]
     no_drops: bool,
-}
-
-/// `MIN-MAX` with `1 <= MIN <= MAX <= 65535`.
-fn parse_port_range(s: &str) -> Result<std::ops::RangeInclusive<u16>, String> {
-    let (a, b) = s.split_once('-').ok_or_else(|| {
-        format!("`{s}` is not a port range; write it as MIN-MAX, e.g. 10000-20000")
-    })?;
-    let port = |p: &str| {
-        p.trim()
-            .parse::<u16>()
-            .ok()
-            .filter(|&p| p > 0)
-            .ok_or_else(|| format!("`{p}` is not a port number (1-65535)"))
-    };
-    let (a, b) = (port(a)?, port(b)?);
-    if a > b {
-        return Err(format!(
-            "{a}-{b}: the first port must not exceed the second"
-        ));
-    }
-    Ok(a..=b)
+    #[command(flatten)]
+    rtp: super::rtp_summary::RtpArgs,
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -84,7 +63,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         sip_ports: args.sip_ports.clone(),
         ring_size: args.ring_size,
         trace_drops: !args.no_drops,
-        rtp_ports: args.rtp_ports.clone(),
+        rtp: args.rtp.settings(),
         ..LiveConfig::default()
     };
     let mut pcap = match &args.write_pcap {
@@ -98,6 +77,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
+    let mut rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
     let mut stdout = std::io::stdout().lock();
     match capture.drop_tracing() {
         DropTracing::On(reasons) => {
@@ -117,6 +97,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     loop {
         tokio::select! {
             r = capture.next_batch(&mut frames, &mut drops) => r?,
+            _ = rtp.tick() => {
+                rtp.print_active(&mut stdout)?;
+                continue;
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
@@ -141,6 +125,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(d) = capture.drop_counters()? {
         counters = format!("{counters} {d}");
     }
+    rtp.print_final(&mut stdout)?;
     let malformed = capture.malformed_events();
     capture.stop();
     for p in [pcap, drops_pcap].into_iter().flatten() {
@@ -442,13 +427,5 @@ mod tests {
             .unwrap();
         let line = describe_drop(&live_drop(ip, sipscope_common::DROP_FLAG_RTP, "no_socket"));
         assert!(line.ends_with("udp no_socket [rtp]"), "{line}");
-    }
-
-    #[test]
-    fn port_ranges_parse_and_bad_ones_say_how_to_write_them() {
-        assert_eq!(parse_port_range("10000-20000"), Ok(10000..=20000));
-        assert!(parse_port_range("20000").unwrap_err().contains("MIN-MAX"));
-        assert!(parse_port_range("2-1").is_err());
-        assert!(parse_port_range("0-5").is_err());
     }
 }

@@ -36,6 +36,11 @@ pub fn validate_ring_size(size: u32) -> Result<(), LiveError> {
 
 /// Parses the object with the given ring size and creates its maps.
 pub fn load_object(ring_size: u32) -> Result<LoadedObject, LiveError> {
+    load_object_with(ring_size, sipscope_common::DEFAULT_RTP_FLOWS)
+}
+
+/// Like [`load_object`], with the capacity of the RTP flow map.
+pub fn load_object_with(ring_size: u32, rtp_flows: u32) -> Result<LoadedObject, LiveError> {
     if EBPF_OBJECT.is_empty() {
         return Err(LiveError::BuiltWithoutEbpf);
     }
@@ -46,6 +51,7 @@ pub fn load_object(ring_size: u32) -> Result<LoadedObject, LiveError> {
     raise_memlock_limit();
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(names::EVENTS, ring_size)
+        .map_max_entries(names::RTP_FLOWS, rtp_flows.max(1))
         .load(EBPF_OBJECT)
         .map_err(|e| LiveError::kernel("loading the eBPF object", e))?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -125,7 +131,7 @@ impl LoadedObject {
     }
 }
 
-fn missing(name: &str) -> LiveError {
+pub(super) fn missing(name: &str) -> LiveError {
     LiveError::Kernel {
         op: format!("finding map {name} in the eBPF object"),
         source: "map missing from the object (stale build?)".into(),

@@ -21,12 +21,12 @@ pub mod drops;
 mod error;
 pub mod kernel_btf;
 mod load;
+pub mod rtp;
 
 use std::{
     collections::HashMap,
     fmt,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    ops::RangeInclusive,
 };
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -41,7 +41,8 @@ pub use clock::KtimeClock;
 pub use drops::{DropCounters, DropsUnavailable, LiveDrop, decode_drop};
 pub use error::LiveError;
 pub use kernel_btf::ReasonName;
-pub use load::{LoadedObject, load_object, validate_ring_size};
+pub use load::{LoadedObject, load_object, load_object_with, validate_ring_size};
+pub use rtp::{RtpCounters, RtpFlowStats, RtpMonitor, RtpPoll, RtpSettings};
 
 use super::{Direction, LinkType, Packet};
 
@@ -55,10 +56,10 @@ pub struct LiveConfig {
     pub ring_size: u32,
     /// Report packets the kernel drops (`kfree_skb`) on the interfaces.
     pub trace_drops: bool,
-    /// RTP port range (inclusive) whose drops are reported.
-    pub rtp_ports: RangeInclusive<u16>,
     /// Drop reasons to report, by kernel name.
     pub drop_reasons: Vec<String>,
+    /// RTP statistics in the kernel (port range, flow capacity, clock).
+    pub rtp: RtpSettings,
 }
 
 impl Default for LiveConfig {
@@ -68,12 +69,11 @@ impl Default for LiveConfig {
             sip_ports: Vec::new(),
             ring_size: sipscope_common::DEFAULT_RING_SIZE,
             trace_drops: true,
-            rtp_ports: sipscope_common::DEFAULT_RTP_PORT_MIN
-                ..=sipscope_common::DEFAULT_RTP_PORT_MAX,
             drop_reasons: drops::DEFAULT_DROP_REASONS
                 .iter()
                 .map(|s| (*s).to_owned())
                 .collect(),
+            rtp: RtpSettings::default(),
         }
     }
 }
@@ -184,8 +184,9 @@ impl LiveCapture {
         for iface in &config.interfaces {
             ifindex(iface)?;
         }
-        let mut object = load_object(config.ring_size)?;
+        let mut object = load_object_with(config.ring_size, config.rtp.max_flows)?;
         object.set_sip_ports(&config.sip_ports)?;
+        object.configure_rtp(&config.rtp)?;
         object.load_capture_programs()?;
         let mut attachments = Vec::new();
         for iface in &config.interfaces {
@@ -194,7 +195,7 @@ impl LiveCapture {
         let (drops, drop_tracing) = if config.trace_drops {
             let filter = drops::DropFilter {
                 ifindexes: attachments.iter().map(|a| a.ifindex).collect(),
-                rtp_ports: config.rtp_ports.clone(),
+                rtp_ports: config.rtp.ports.clone(),
                 reasons: config.drop_reasons.clone(),
             };
             match drops::DropTracer::start(&mut object, &filter) {

@@ -1,0 +1,348 @@
+//! RTP statistics kept in the kernel: the flow key, the map value and the
+//! per-packet update (RFC 3550 appendix A.1, A.3, A.8).
+//!
+//! The update lives here, in the crate both sides compile, so the eBPF
+//! program and userspace run the very same code: a unit test in the agent
+//! feeds [`RtpFlowState::update`] and the media core's `RtpStreamStats`
+//! the same packets and asserts identical numbers. It is written for the
+//! verifier: integer add/sub/shift/compare, u64 division by a constant, no
+//! loops, no indexing, nothing that can panic.
+//!
+//! Fixed point (same as `analysis::media::rtp_stats`): arrival in Q4 RTP
+//! timestamp units relative to the flow's first packet, jitter in Q8
+//! (`jitter_q8 >> 8` is the RFC 3550 A.8 value an RR would carry).
+
+/// RTP port range used when none is configured (the range Asterisk ships
+/// in rtp.conf).
+pub const DEFAULT_RTP_PORT_MIN: u16 = 10_000;
+pub const DEFAULT_RTP_PORT_MAX: u16 = 20_000;
+/// RTP clock assumed when neither the port nor the payload type gives one
+/// (G.711, RFC 3551 section 4.5.14).
+pub const DEFAULT_RTP_CLOCK_RATE: u32 = 8_000;
+/// Flows in the kernel's LRU map unless configured otherwise.
+pub const DEFAULT_RTP_FLOWS: u32 = 16_384;
+/// Entries of the per-port clock override map (ports negotiated in SDP).
+pub const MAX_RTP_PORT_CLOCKS: u32 = 4_096;
+
+/// RFC 3550 A.1: largest forward jump accepted as in order (with loss).
+pub const MAX_DROPOUT: u16 = 3000;
+/// RFC 3550 A.1: how far behind the highest sequence a packet is still
+/// taken as late rather than as a restart.
+pub const MAX_MISORDER: u16 = 100;
+/// Width of the duplicate-detection window (bits in `seen_window`).
+pub const SEEN_WINDOW: u16 = 64;
+/// Largest RTP clock the fixed-point arrival supports; above: unknown.
+pub const MAX_CLOCK_RATE: u32 = 1 << 20;
+const RTP_SEQ_MOD: u32 = 1 << 16;
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// `RtpFlowState::flags`: the first packet was seen.
+pub const RTP_FLOW_INITIALISED: u8 = 1 << 0;
+/// `RtpFlowState::flags`: `transit_q4` holds a previous transit time.
+pub const RTP_FLOW_HAS_TRANSIT: u8 = 1 << 1;
+
+/// Run-time RTP configuration (one-entry array map). A range with
+/// `port_min > port_max`, or all zero (never written), tracks nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RtpConfig {
+    pub port_min: u16,
+    pub port_max: u16,
+    /// Clock used when neither port nor payload type gives one (Hz).
+    pub default_clock_rate: u32,
+    /// Entries userspace put into the per-port clock map; 0 skips that
+    /// lookup on the hot path.
+    pub port_clocks: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<RtpConfig>() == 16);
+
+impl RtpConfig {
+    /// True if `port` is in the configured range.
+    #[inline(always)]
+    pub fn in_range(&self, port: u16) -> bool {
+        port != 0 && port >= self.port_min && port <= self.port_max
+    }
+}
+
+/// Key of one RTP flow: one direction of a UDP 5-tuple as seen on one
+/// interface (so a forwarded stream seen on two interfaces is two flows).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RtpFlowKey {
+    /// IPv4 addresses occupy the first 4 bytes, the rest is zero.
+    pub src_addr: [u8; 16],
+    pub dst_addr: [u8; 16],
+    /// Host byte order.
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ifindex: u32,
+    /// [`crate::Family`] as u8.
+    pub family: u8,
+    /// [`crate::Direction`] as u8.
+    pub direction: u8,
+    pub _pad: [u8; 2],
+}
+const _: () = assert!(core::mem::size_of::<RtpFlowKey>() == 44);
+
+/// Per-port clock override key: a port negotiated in SDP and a payload
+/// type with its `a=rtpmap` clock (RFC 4566 section 6).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct RtpPortClockKey {
+    pub port: u16,
+    pub payload_type: u8,
+    pub _pad: u8,
+}
+const _: () = assert!(core::mem::size_of::<RtpPortClockKey>() == 4);
+
+/// One RTP packet's header fields as the update needs them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RtpPacketFields {
+    pub sequence: u16,
+    pub timestamp: u32,
+    pub ssrc: u32,
+    pub payload_type: u8,
+}
+
+/// The RFC 3550 reception state of one flow: the value of the kernel's
+/// LRU map, a line-by-line mirror of the media core's `RtpStreamStats`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct RtpFlowState {
+    /// `bpf_ktime_get_ns()` of the first and last packet.
+    pub first_seen_ns: u64,
+    pub last_seen_ns: u64,
+    /// Every packet (duplicates and rejected ones included).
+    pub packets: u64,
+    /// UDP payload bytes.
+    pub bytes: u64,
+    /// A.8 jitter in timestamp units x 256, and the largest value it had.
+    pub jitter_q8: u64,
+    pub max_jitter_q8: u64,
+    /// Bit i set: sequence `max_seq - i` was received.
+    pub seen_window: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Dropped by the A.1 large-jump check.
+    pub rejected: u64,
+    pub restarts: u64,
+    pub ssrc_changes: u64,
+    /// Taken (1) while a CPU updates the value (see the eBPF `rtp` module).
+    pub lock: u64,
+    pub ssrc: u32,
+    /// A.1 state.
+    pub base_seq: u32,
+    pub cycles: u32,
+    pub bad_seq: u32,
+    pub received: u32,
+    /// A.8 state: previous transit (Q4) and the clock it was taken with.
+    pub transit_q4: u32,
+    pub transit_clock: u32,
+    pub max_seq: u16,
+    pub payload_type: u8,
+    /// `RTP_FLOW_*` bits.
+    pub flags: u8,
+}
+const _: () = assert!(core::mem::size_of::<RtpFlowState>() == 136);
+
+/// `delta_ns` on the packet clock in Q4 RTP timestamp units (wrapping u32).
+#[inline(always)]
+pub fn ticks_q4(delta_ns: u64, clock_rate: u32) -> u32 {
+    let clock_q4 = (clock_rate as u64) << 4;
+    let secs = delta_ns / NANOS_PER_SEC;
+    let rem = delta_ns % NANOS_PER_SEC;
+    secs.wrapping_mul(clock_q4)
+        .wrapping_add(rem * clock_q4 / NANOS_PER_SEC) as u32
+}
+
+impl RtpFlowState {
+    /// Accounts one RTP packet that arrived at `now_ns` with `wire_len`
+    /// UDP payload bytes; `clock_rate` 0 = unknown (no jitter update).
+    /// RFC 3550 A.1 `update_seq` without probation, A.8 jitter.
+    #[inline(always)]
+    pub fn update(&mut self, now_ns: u64, pkt: &RtpPacketFields, wire_len: u32, clock_rate: u32) {
+        if self.flags & RTP_FLOW_INITIALISED != 0 && pkt.ssrc != self.ssrc {
+            // A new source on the same 5-tuple: its sequence and timestamps
+            // are unrelated to the old one's.
+            let changes = self.ssrc_changes + 1;
+            let lock = self.lock;
+            *self = Self::default();
+            self.lock = lock;
+            self.ssrc_changes = changes;
+        }
+        if self.flags & RTP_FLOW_INITIALISED == 0 {
+            self.flags |= RTP_FLOW_INITIALISED;
+            self.ssrc = pkt.ssrc;
+            self.first_seen_ns = now_ns;
+            self.init_seq(pkt.sequence);
+        }
+        self.packets += 1;
+        self.bytes += wire_len as u64;
+        if now_ns > self.last_seen_ns {
+            self.last_seen_ns = now_ns;
+        }
+        if self.packets == 1 {
+            self.received = 1;
+        } else if !self.update_seq(pkt.sequence) {
+            return;
+        }
+        self.payload_type = pkt.payload_type;
+        let clock_rate = if clock_rate > MAX_CLOCK_RATE {
+            0
+        } else {
+            clock_rate
+        };
+        if clock_rate != 0 {
+            self.update_jitter(now_ns, pkt.timestamp, clock_rate);
+        }
+    }
+
+    /// RFC 3550 A.1 `init_seq`.
+    #[inline(always)]
+    fn init_seq(&mut self, seq: u16) {
+        self.base_seq = seq as u32;
+        self.max_seq = seq;
+        self.bad_seq = RTP_SEQ_MOD + 1;
+        self.cycles = 0;
+        self.received = 0;
+        self.seen_window = 1;
+    }
+
+    /// RFC 3550 A.1 `update_seq`; false if the packet was rejected.
+    #[inline(always)]
+    fn update_seq(&mut self, seq: u16) -> bool {
+        let udelta = seq.wrapping_sub(self.max_seq);
+        if udelta < MAX_DROPOUT {
+            if udelta == 0 {
+                self.duplicates += 1;
+            } else {
+                if seq < self.max_seq {
+                    self.cycles = self.cycles.wrapping_add(RTP_SEQ_MOD);
+                }
+                self.max_seq = seq;
+                self.seen_window = if udelta >= SEEN_WINDOW {
+                    1
+                } else {
+                    (self.seen_window << udelta) | 1
+                };
+            }
+        } else if udelta as u32 <= RTP_SEQ_MOD - MAX_MISORDER as u32 {
+            if seq as u32 == self.bad_seq {
+                // Two sequential packets after a jump: the sender restarted.
+                self.init_seq(seq);
+                self.restarts += 1;
+            } else {
+                self.bad_seq = (seq as u32 + 1) & (RTP_SEQ_MOD - 1);
+                self.rejected += 1;
+                return false;
+            }
+        } else {
+            let behind = self.max_seq.wrapping_sub(seq);
+            if behind < SEEN_WINDOW && self.seen_window & (1u64 << behind) != 0 {
+                self.duplicates += 1;
+            } else {
+                if behind < SEEN_WINDOW {
+                    self.seen_window |= 1u64 << behind;
+                }
+                self.reordered += 1;
+            }
+        }
+        self.received = self.received.wrapping_add(1);
+        true
+    }
+
+    /// RFC 3550 A.8 in integer form (arrival and transit in Q4).
+    #[inline(always)]
+    fn update_jitter(&mut self, now_ns: u64, rtp_timestamp: u32, clock_rate: u32) {
+        let arrival_q4 = ticks_q4(now_ns.saturating_sub(self.first_seen_ns), clock_rate);
+        let transit = arrival_q4.wrapping_sub(rtp_timestamp.wrapping_shl(4));
+        if self.flags & RTP_FLOW_HAS_TRANSIT != 0 && self.transit_clock == clock_rate {
+            let d = (transit.wrapping_sub(self.transit_q4) as i32).unsigned_abs() as u64;
+            // ((j + 8) >> 4) <= j for every j, so this never underflows.
+            self.jitter_q8 = self.jitter_q8 + d - ((self.jitter_q8 + 8) >> 4);
+            if self.jitter_q8 > self.max_jitter_q8 {
+                self.max_jitter_q8 = self.jitter_q8;
+            }
+        } else if self.flags & RTP_FLOW_HAS_TRANSIT != 0 {
+            // The clock changed with the payload type: start over.
+            self.jitter_q8 = 0;
+        }
+        self.flags |= RTP_FLOW_HAS_TRANSIT;
+        self.transit_clock = clock_rate;
+        self.transit_q4 = transit;
+    }
+
+    /// A.1 extended highest sequence number received.
+    pub fn extended_max_seq(&self) -> u32 {
+        self.cycles.wrapping_add(self.max_seq as u32)
+    }
+
+    /// A.3 `expected = extended_max - base_seq + 1` (0 before any packet).
+    pub fn expected(&self) -> u32 {
+        if self.flags & RTP_FLOW_INITIALISED == 0 {
+            return 0;
+        }
+        self.extended_max_seq()
+            .wrapping_sub(self.base_seq)
+            .wrapping_add(1)
+    }
+
+    /// A.3 cumulative lost: `expected - received` (negative with duplicates).
+    pub fn cumulative_lost(&self) -> i64 {
+        self.expected() as i64 - self.received as i64
+    }
+}
+
+/// Indices into the per-CPU RTP counter array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RtpCounter {
+    /// RTP packets accounted to a flow.
+    Packets = 0,
+    /// RTCP packets (RFC 5761 section 4: second octet 192..=223) on RTP
+    /// range ports; counted only, not kept per flow.
+    RtcpPackets = 1,
+    /// UDP datagrams on RTP range ports that are neither RTP v2 nor RTCP.
+    NotRtp = 2,
+    /// New flows inserted into the LRU map.
+    FlowsCreated = 3,
+    /// A flow could not be inserted (map error): its packet is lost to
+    /// the statistics, counted here.
+    FlowInsertFailed = 4,
+    /// Another CPU held the flow for longer than the bounded wait: the
+    /// packet is counted here instead of in the flow.
+    LockContended = 5,
+}
+
+impl RtpCounter {
+    pub const COUNT: u32 = 6;
+    pub const ALL: [RtpCounter; Self::COUNT as usize] = [
+        Self::Packets,
+        Self::RtcpPackets,
+        Self::NotRtp,
+        Self::FlowsCreated,
+        Self::FlowInsertFailed,
+        Self::LockContended,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::Packets => "rtp_packets",
+            Self::RtcpPackets => "rtcp_packets",
+            Self::NotRtp => "rtp_not_rtp",
+            Self::FlowsCreated => "rtp_flows_created",
+            Self::FlowInsertFailed => "rtp_flow_insert_failed",
+            Self::LockContended => "rtp_lock_contended",
+        }
+    }
+}
+
+#[cfg(feature = "user")]
+mod user {
+    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    unsafe impl aya::Pod for super::RtpConfig {}
+    unsafe impl aya::Pod for super::RtpFlowKey {}
+    unsafe impl aya::Pod for super::RtpPortClockKey {}
+    unsafe impl aya::Pod for super::RtpFlowState {}
+}

@@ -1,0 +1,241 @@
+//! RTP statistics in the kernel: UDP datagrams on RTP range ports that
+//! look like RTP v2 are aggregated per flow in an LRU hash map and never
+//! copied to userspace. The per-packet arithmetic is
+//! `sipscope_common::RtpFlowState::update`, shared with (and tested
+//! against) the agent's media core.
+//!
+//! # Why a shared LRU map with a per-flow lock, not a per-CPU map
+//!
+//! RFC 3550 sequence tracking and jitter need every packet of a flow, in
+//! order, in one state. With `LRU_PERCPU_HASH` a flow whose packets land on
+//! two CPUs (egress from a media thread that migrates, RPS, a NIC without
+//! flow hashing) splits into two partial streams: each sees gaps the other
+//! received (phantom loss) and transit differences across the split
+//! (phantom jitter), and no userspace merge can undo that. So the map is a
+//! plain `LRU_HASH` and each value carries a small lock word taken with an
+//! atomic compare-and-swap. `bpf_spin_lock` is not an option: the kernel
+//! refuses it in LRU maps, and it needs BTF-described map values that
+//! aya's legacy map definitions do not emit. In practice one flow is
+//! updated from one CPU at a time (NAPI serialises a receive queue, RSS
+//! keeps a 5-tuple on one queue, a stream is sent by one thread), so the
+//! CAS almost never fails; when it does after a bounded number of tries,
+//! the packet is counted in `LockContended` instead of being lost silently.
+
+use core::{
+    intrinsics::{AtomicOrdering, atomic_cxchg},
+    ptr::addr_of_mut,
+};
+
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use sipscope_common::{
+    DEFAULT_RTP_FLOWS, Direction, MAX_RTP_PORT_CLOCKS, RtpConfig, RtpCounter, RtpFlowKey,
+    RtpFlowState, RtpPacketFields, RtpPortClockKey,
+};
+
+use crate::{frame::Frame, walk::Flow};
+
+/// Flows; userspace sets the capacity at load time and deletes idle ones.
+#[map]
+pub static RTP_FLOWS: LruHashMap<RtpFlowKey, RtpFlowState> =
+    LruHashMap::with_max_entries(DEFAULT_RTP_FLOWS, 0);
+
+/// One entry: the port range and default clock (all zero: RTP off).
+#[map]
+pub static RTP_CONFIG: Array<RtpConfig> = Array::with_max_entries(1, 0);
+
+/// RTP clock by payload type (RFC 3551 static types; 0 = unknown).
+#[map]
+pub static RTP_PT_CLOCKS: Array<u32> = Array::with_max_entries(128, 0);
+
+/// Clocks negotiated in SDP for (port, payload type); 0 = no clock.
+#[map]
+pub static RTP_PORT_CLOCKS: HashMap<RtpPortClockKey, u32> =
+    HashMap::with_max_entries(MAX_RTP_PORT_CLOCKS, 0);
+
+#[map]
+pub static RTP_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(RtpCounter::COUNT, 0);
+
+const UDP_HLEN: u32 = 8;
+const RTP_HLEN: u32 = 12;
+/// Tries of the per-flow lock before the packet is counted as contended.
+const LOCK_TRIES: usize = 16;
+const BPF_NOEXIST: u64 = 1;
+
+#[inline(always)]
+fn count(counter: RtpCounter) {
+    if let Some(slot) = RTP_COUNTERS.get_ptr_mut(counter as u32) {
+        // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
+        unsafe { *slot += 1 };
+    }
+}
+
+/// True if the UDP datagram `flow` has a port in the configured RTP range.
+#[inline(always)]
+pub fn in_rtp_range(flow: &Flow) -> Option<RtpConfig> {
+    let config = *RTP_CONFIG.get(0)?;
+    (config.in_range(flow.src_port) || config.in_range(flow.dst_port)).then_some(config)
+}
+
+/// Accounts one UDP datagram on an RTP range port (not a fragment: its
+/// UDP header is at `flow.l4_off`). Never fails: every outcome is counted.
+#[inline(always)]
+pub fn account<F: Frame>(
+    frame: &F,
+    flow: &Flow,
+    config: &RtpConfig,
+    direction: Direction,
+    ifindex: u32,
+) {
+    let Some(udp) = frame.read::<4>(flow.l4_off + 4) else {
+        count(RtpCounter::NotRtp);
+        return;
+    };
+    // UDP length (RFC 768) covers header and payload; the payload is what
+    // RTP accounts as bytes, like the media core.
+    let udp_len = u32::from(u16::from_be_bytes([udp[0], udp[1]]));
+    if udp_len < UDP_HLEN + RTP_HLEN {
+        count(RtpCounter::NotRtp);
+        return;
+    }
+    let payload_len = udp_len - UDP_HLEN;
+    let rtp_off = flow.l4_off + UDP_HLEN;
+    let Some(h) = frame.read::<12>(rtp_off) else {
+        count(RtpCounter::NotRtp);
+        return;
+    };
+    if h[0] >> 6 != 2 {
+        count(RtpCounter::NotRtp);
+        return;
+    }
+    // RFC 5761 section 4: a second octet of 192..=223 is an RTCP packet
+    // type. Its length field (32-bit words minus one) must fit.
+    if (192..=223).contains(&h[1]) {
+        let words = u32::from(u16::from_be_bytes([h[2], h[3]]));
+        if (words + 1) * 4 <= payload_len {
+            count(RtpCounter::RtcpPackets);
+        } else {
+            count(RtpCounter::NotRtp);
+        }
+        return;
+    }
+    if !header_fits(frame, rtp_off, h[0], payload_len) {
+        count(RtpCounter::NotRtp);
+        return;
+    }
+    let pkt = RtpPacketFields {
+        sequence: u16::from_be_bytes([h[2], h[3]]),
+        timestamp: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+        ssrc: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
+        payload_type: h[1] & 0x7f,
+    };
+    let key = RtpFlowKey {
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        ifindex,
+        family: flow.family as u8,
+        direction: direction as u8,
+        _pad: [0; 2],
+    };
+    let clock = clock_rate(config, flow, pkt.payload_type);
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let state = match RTP_FLOWS.get_ptr_mut(key) {
+        Some(s) => s,
+        None => {
+            // Two CPUs may race to create the flow: NOEXIST lets one win,
+            // the other finds the winner's entry below.
+            if RTP_FLOWS
+                .insert(key, RtpFlowState::default(), BPF_NOEXIST)
+                .is_ok()
+            {
+                count(RtpCounter::FlowsCreated);
+            }
+            match RTP_FLOWS.get_ptr_mut(key) {
+                Some(s) => s,
+                None => {
+                    count(RtpCounter::FlowInsertFailed);
+                    return;
+                }
+            }
+        }
+    };
+    // SAFETY: `state` points at a live map value (RCU keeps it valid for
+    // this run even if it is deleted or evicted meanwhile); `lock` is a
+    // naturally aligned u64 in it, accessed only atomically. The Rust bpf
+    // target has no atomic compare-and-swap in `core::sync` (its spec says
+    // no CAS, for old kernels); the intrinsic emits BPF_CMPXCHG (5.12+).
+    unsafe {
+        let lock = addr_of_mut!((*state).lock);
+        let mut locked = false;
+        for _ in 0..LOCK_TRIES {
+            let (_, ok) = atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                lock, 0, 1,
+            );
+            if ok {
+                locked = true;
+                break;
+            }
+        }
+        if !locked {
+            count(RtpCounter::LockContended);
+            return;
+        }
+        // We hold the flow's lock: no other CPU writes its fields.
+        (*state).update(now, &pkt, payload_len, clock);
+        // Released with a CAS too: BPF has no store-release before cpu v4,
+        // and fetching atomics are full barriers.
+        let _ =
+            atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(lock, 1, 0);
+    }
+    count(RtpCounter::Packets);
+}
+
+/// RFC 3550 5.1/5.3.1: the CSRC list and header extension fit the payload.
+/// (Padding is checked in userspace only: its count is the last octet, at
+/// a variable offset past what the header walk reads directly.)
+#[inline(always)]
+fn header_fits<F: Frame>(frame: &F, rtp_off: u32, first: u8, payload_len: u32) -> bool {
+    let mut header_len = RTP_HLEN + u32::from(first & 0x0f) * 4;
+    if header_len > payload_len {
+        return false;
+    }
+    if first & 0x10 != 0 {
+        let Some(ext) = frame.read::<4>(rtp_off + header_len) else {
+            return false;
+        };
+        header_len += 4 + u32::from(u16::from_be_bytes([ext[2], ext[3]])) * 4;
+        if header_len > payload_len {
+            return false;
+        }
+    }
+    true
+}
+
+/// The clock of this payload type: negotiated for either port (SDP), else
+/// the static table, else the configured default.
+#[inline(always)]
+fn clock_rate(config: &RtpConfig, flow: &Flow, payload_type: u8) -> u32 {
+    if config.port_clocks != 0 {
+        for port in [flow.dst_port, flow.src_port] {
+            let key = RtpPortClockKey {
+                port,
+                payload_type,
+                _pad: 0,
+            };
+            // SAFETY: read-only lookup of a plain u32 value.
+            if let Some(rate) = unsafe { RTP_PORT_CLOCKS.get(key) } {
+                return *rate;
+            }
+        }
+    }
+    match RTP_PT_CLOCKS.get(u32::from(payload_type)) {
+        Some(&rate) if rate != 0 => rate,
+        _ => config.default_clock_rate,
+    }
+}
