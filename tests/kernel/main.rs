@@ -8,9 +8,15 @@ mod support;
 mod agent;
 mod capture;
 mod lifecycle;
+mod live_pipeline;
 mod losses;
 mod rawframes;
 mod walk;
+
+// The OTLP test receiver, shared with the otlp tests.
+#[path = "../otlp/receiver.rs"]
+#[allow(dead_code)]
+mod receiver;
 
 /// Kernel tests need root (namespaces, BPF). Fail loudly, never skip
 /// silently: a skipped kernel test would read as a pass.

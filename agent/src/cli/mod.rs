@@ -4,6 +4,7 @@
 
 mod analyze;
 mod run;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -1,23 +1,44 @@
-//! `sipscope run`: live capture. Prints one line per captured SIP frame,
-//! optionally writes every captured frame to a pcap file, and prints the
-//! kernel's capture counters on exit. SIGINT/SIGTERM detach cleanly.
+//! `sipscope run`: live capture through the same SIP pipeline as
+//! `analyze`. The async edge reads the ring buffer, keeps `--write-pcap`
+//! and hands each packet over a bounded channel (a full channel is a
+//! counted drop, never a stall of the reader) to the synchronous core on
+//! its own thread: pipeline → call-flow lines or JSON records, and spans
+//! into the export queue. A periodic tick on the capture clock lets
+//! packet-clock timers fire when traffic stops. SIGINT/SIGTERM detach,
+//! finish the pipeline and print kernel, pipeline and export counters.
 //!
-//! (The full SIP pipeline will consume these packets; the printing here is
-//! deliberately simple and kept to this file.)
+//! Frames the pipeline cannot show as SIP messages but the kernel flagged
+//! (ICMP errors about SIP, truncated copies) get a frame line of their own.
 
-use std::{io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::mpsc::{Receiver, SyncSender, TrySendError},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     capture::{
-        Direction,
+        Direction, Packet, Timestamp,
         live::{LiveCapture, LiveConfig, LiveFrame},
     },
-    export::pcap_writer::PcapFileWriter,
+    export::{
+        console, json,
+        otel::{CaptureCounters, OtlpArgs, Telemetry},
+        pcap_writer::PcapFileWriter,
+        shared_stdout::SharedStdout,
+        trace_builder::TraceStats,
+    },
+    pipeline::{Pipeline, PipelineConfig, Stats},
 };
-use sipscope_common::{DEFAULT_RING_SIZE, Transport};
+use sipscope_common::{Counter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
+
+use super::telemetry::{SpanProducer, export_line, target, write_export_json};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -35,10 +56,34 @@ pub struct RunArgs {
     /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
     #[arg(long = "write-pcap", value_name = "FILE")]
     write_pcap: Option<PathBuf>,
+    /// One JSON object per line (messages, transactions, summary; and spans
+    /// when no OTLP endpoint is set) instead of the call flow.
+    #[arg(long)]
+    json: bool,
+    /// Frames buffered between the capture reader and the analysis core;
+    /// when full, frames are dropped and counted (core_queue_full).
+    #[arg(long = "core-queue", value_name = "FRAMES", default_value_t = 4096)]
+    core_queue: usize,
+    #[command(flatten)]
+    otlp: OtlpArgs,
+}
+
+/// How often the core is ticked with the capture clock when idle.
+const TICK: Duration = Duration::from_millis(500);
+
+/// What the async edge hands to the core.
+enum CoreInput {
+    Frame {
+        packet: Packet,
+        /// A frame line for what the kernel flagged (ICMP, truncation).
+        note: Option<String>,
+    },
+    Tick(Timestamp),
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -55,54 +100,179 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(PcapFileWriter::create(path)?),
         None => None,
     };
+    let mut out = SharedStdout::new();
+    let span_json = args
+        .json
+        .then(|| Box::new(out.handle()) as Box<dyn std::io::Write + Send>);
+    let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
-    let mut stdout = std::io::stdout().lock();
     for a in capture.attachments() {
-        writeln!(stdout, "capturing on {a}")?;
+        writeln!(out, "capturing on {a}")?;
     }
-    stdout.flush()?;
+    out.flush()?;
 
+    let mut pipeline_config = PipelineConfig::default();
+    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
+    let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue.max(1));
+    let producer = SpanProducer::new(&telemetry);
+    let core_out = out.handle();
+    let json_mode = args.json;
+    let core = std::thread::Builder::new()
+        .name("sipscope-core".into())
+        .spawn(move || core(rx, pipeline_config, json_mode, core_out, producer))
+        .context("starting the analysis thread")?;
+
+    let metrics = telemetry.metrics();
+    let mut core_drops = 0u64;
     let mut frames = Vec::new();
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = capture.next_frames(&mut frames) => r?,
+            _ = tick.tick() => {
+                // After the frames read so far: everything captured before
+                // `now` is (nearly always) already in the channel.
+                let _ = tx.try_send(CoreInput::Tick(capture.now()));
+                if let Ok(c) = capture.counters() {
+                    metrics.set_capture_counters(CaptureCounters {
+                        seen: c.get(Counter::PacketsSeen),
+                        captured: c.get(Counter::SipCaptured),
+                        lost: c.get(Counter::RingbufFull) + core_drops,
+                    });
+                }
+            }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        emit(&mut frames, &mut stdout, pcap.as_mut())?;
+        hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
     }
-    // Everything the kernel handed over before the signal is still shown.
+    // Everything the kernel handed over before the signal is still analysed.
     capture.drain_now(&mut frames);
-    emit(&mut frames, &mut stdout, pcap.as_mut())?;
+    hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
     let counters = capture.counters()?;
     let malformed = capture.malformed_events();
     capture.stop();
     if let Some(p) = pcap {
         p.finish()?;
     }
+    drop(tx);
+    let (stats, traces) = tokio::task::spawn_blocking(move || core.join())
+        .await
+        .context("waiting for the analysis thread")?
+        .map_err(|_| anyhow::anyhow!("the analysis thread panicked"))??;
+    metrics.set_capture_counters(CaptureCounters {
+        seen: counters.get(Counter::PacketsSeen),
+        captured: counters.get(Counter::SipCaptured),
+        lost: counters.get(Counter::RingbufFull) + core_drops,
+    });
+    let target = target(&telemetry);
+    let export = telemetry.shutdown().await;
+    if json_mode {
+        json::write_summary(&mut out, &stats)?;
+        write_export_json(&mut out, &traces, export.as_ref())?;
+    } else {
+        write!(out, "{}", console::summary(&stats))?;
+        writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+    }
     writeln!(
-        stdout,
-        "capture counters: {counters} malformed_events={malformed}"
+        out,
+        "capture counters: {counters} malformed_events={malformed} core_queue_full={core_drops}"
     )?;
-    stdout.flush()?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn emit(
+/// Pcap first (the file keeps every frame), then the core; a full core
+/// queue drops the frame for analysis and counts it.
+fn hand_over(
     frames: &mut Vec<LiveFrame>,
-    out: &mut impl std::io::Write,
+    tx: &SyncSender<CoreInput>,
     mut pcap: Option<&mut PcapFileWriter>,
+    drops: &mut u64,
 ) -> anyhow::Result<()> {
     for frame in frames.drain(..) {
         if let Some(p) = pcap.as_deref_mut() {
             p.write(&frame.packet)?;
         }
-        writeln!(out, "{}", describe(&frame))?;
+        let note = notable(&frame).then(|| describe(&frame));
+        match tx.try_send(CoreInput::Frame {
+            packet: frame.packet,
+            note,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => *drops += 1,
+            Err(TrySendError::Disconnected(_)) => {
+                anyhow::bail!("the analysis thread stopped early")
+            }
+        }
     }
-    out.flush()?;
     Ok(())
+}
+
+/// The synchronous core: the same pipeline as `analyze`, on its own thread.
+fn core(
+    rx: Receiver<CoreInput>,
+    config: PipelineConfig,
+    json_mode: bool,
+    mut out: SharedStdout,
+    mut spans: SpanProducer,
+) -> anyhow::Result<(Stats, TraceStats)> {
+    let mut pipeline = Pipeline::new(config);
+    let mut events = Vec::new();
+    let emit = |events: &mut Vec<sipscope::pipeline::Event>,
+                out: &mut SharedStdout,
+                spans: &mut SpanProducer|
+     -> anyhow::Result<()> {
+        spans.on_events(events);
+        for e in events.drain(..) {
+            if json_mode {
+                json::write_event(out, &e)?;
+            } else if let Some(line) = console::live_line(&e) {
+                writeln!(out, "{line}")?;
+            }
+        }
+        Ok(())
+    };
+    while let Ok(first) = rx.recv() {
+        // Everything already queued, then one flush.
+        for input in std::iter::once(first).chain(rx.try_iter()) {
+            match input {
+                CoreInput::Frame { packet, note } => {
+                    if let Some(n) = note
+                        && !json_mode
+                    {
+                        writeln!(out, "{n}")?;
+                    }
+                    pipeline.ingest_into(&packet, &mut events);
+                    emit(&mut events, &mut out, &mut spans)?;
+                    spans.tick(packet.ts);
+                }
+                CoreInput::Tick(now) => {
+                    let mut ev = pipeline.tick(now);
+                    emit(&mut ev, &mut out, &mut spans)?;
+                    spans.tick(now);
+                }
+            }
+        }
+        out.flush()?;
+    }
+    let mut rest = pipeline.finish();
+    emit(&mut rest, &mut out, &mut spans)?;
+    let traces = spans.finish();
+    out.flush()?;
+    Ok((pipeline.stats(), traces))
+}
+
+/// Frames whose story the pipeline cannot tell as a SIP message: ICMP
+/// errors quoting SIP and truncated copies.
+fn notable(frame: &LiveFrame) -> bool {
+    matches!(
+        Transport::from_u8(frame.header.transport),
+        Transport::Icmp | Transport::Icmpv6
+    ) || frame.is_truncated()
 }
 
 /// `time dir src -> dst proto first-line [flags]`.
