@@ -73,7 +73,7 @@ fn peer_of(t: &Transaction) -> Option<SocketAddr> {
 /// in `retransmissions` (the pipeline reports them as messages),
 /// `sip.provisional` per distinct provisional response, `sip.challenge`
 /// for a 401/407 (RFC 3261 §22.1). Status `Error` for a final response
-/// >= 400 other than a challenge, and for a transaction that timed out;
+/// of 400 or more other than a challenge, and for a transaction that timed out;
 /// a challenge is the normal first half of a digest exchange and stays
 /// `Unset` (the registration or call root judges the outcome).
 pub fn transaction_span(
