@@ -32,6 +32,11 @@ impl SpanProducer {
     }
 
     pub fn on_events(&mut self, events: &[Event]) {
+        // Nowhere to send spans (console without an endpoint): the call
+        // flow shows everything, so spare the core the work.
+        if self.sink.is_none() {
+            return;
+        }
         for e in events {
             self.builder.on_event(e, &mut self.buf);
         }
@@ -40,6 +45,9 @@ impl SpanProducer {
 
     /// Packet-clock timers (idle calls, abandoned challenges).
     pub fn tick(&mut self, now: Timestamp) {
+        if self.sink.is_none() {
+            return;
+        }
         self.builder.tick(now, &mut self.buf);
         self.submit();
     }
@@ -58,8 +66,6 @@ impl SpanProducer {
                     s.submit(span);
                 }
             }
-            // No export configured (console without endpoint): the call
-            // flow shows everything; spans are still counted in stats.
             None => self.buf.clear(),
         }
     }
@@ -84,7 +90,7 @@ pub fn export_line(traces: &TraceStats, export: Option<&ExportStats>, target: &s
             "\n  export             {target}: exported {}, dropped {}, failed batches {}, export errors {}, redacted attributes {}",
             e.exported, e.dropped, e.failed_batches, e.export_errors, e.redacted_attributes
         )),
-        None => s.push_str("\n  export             none (no OTLP endpoint; use --otlp-endpoint or --json)"),
+        None => s = "  spans              none built (no OTLP endpoint; use --otlp-endpoint URL, or --json for spans as JSON lines)".into(),
     }
     s
 }
