@@ -213,17 +213,17 @@ fn hand_over(
 }
 
 /// The synchronous core: the same pipeline as `analyze`, on its own thread.
-fn core(
+fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
     config: PipelineConfig,
     json_mode: bool,
-    mut out: SharedStdout,
+    mut out: W,
     mut spans: SpanProducer,
 ) -> anyhow::Result<(Stats, TraceStats)> {
     let mut pipeline = Pipeline::new(config);
     let mut events = Vec::new();
     let emit = |events: &mut Vec<sipscope::pipeline::Event>,
-                out: &mut SharedStdout,
+                out: &mut W,
                 spans: &mut SpanProducer|
      -> anyhow::Result<()> {
         spans.on_events(events);
@@ -389,6 +389,75 @@ mod tests {
             .write(&mut out, payload)
             .unwrap();
         out
+    }
+
+    const UNANSWERED: &[u8] = b"REGISTER sip:pbx SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-1\r\n\
+        From: <sip:a@pbx>;tag=1\r\nTo: <sip:a@pbx>\r\nCall-ID: tick-1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+
+    /// The live clock's tick, not the end of input, fires the transaction
+    /// timer when traffic stops (RFC 3261 timer F on the packet clock).
+    #[test]
+    fn a_tick_after_silence_times_out_an_unanswered_request() {
+        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
+        let sent = f.packet.ts;
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        tx.send(CoreInput::Frame {
+            packet: f.packet,
+            note: None,
+        })
+        .unwrap();
+        tx.send(CoreInput::Tick(sent + Duration::from_secs(10)))
+            .unwrap();
+        drop(tx);
+        let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
+        let mut out = Vec::new();
+        let (stats, _) = core(
+            rx,
+            PipelineConfig::default(),
+            false,
+            &mut out,
+            SpanProducer::new(&telemetry),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "in  10.0.0.2:5062 → 10.0.0.1:5060  UDP  REGISTER sip:pbx SIP/2.0  Call-ID tick-1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("timed out"),
+            "10 s is within timer F: {text}"
+        );
+        assert_eq!(stats.transactions.open_at_end, 1);
+
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
+        tx.send(CoreInput::Frame {
+            packet: f.packet,
+            note: None,
+        })
+        .unwrap();
+        tx.send(CoreInput::Tick(sent + Duration::from_secs(40)))
+            .unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        let (stats, _) = core(
+            rx,
+            PipelineConfig::default(),
+            false,
+            &mut out,
+            SpanProducer::new(&telemetry),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("!   REGISTER CSeq 1  no final response (timed out), request sent 1 times  Call-ID tick-1"),
+            "{text}"
+        );
+        assert_eq!(stats.transactions.timed_out, 1);
+        assert_eq!(stats.transactions.open_at_end, 0);
     }
 
     #[test]
