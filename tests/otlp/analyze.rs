@@ -322,6 +322,58 @@ async fn export_and_check(rx: Receiver, protocol: &str) {
         Some(status::StatusCode::Error as i32)
     );
 
+    // Metrics beside the traces: transactions by method and status,
+    // registrations by outcome, capture counters.
+    let deadline = std::time::Instant::now() + WAIT;
+    let reqs = loop {
+        let reqs = rx.store.metrics.lock().unwrap().clone();
+        if !reqs.is_empty() || std::time::Instant::now() > deadline {
+            break reqs;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut sums: HashMap<String, Vec<(Vec<(String, String)>, i64)>> = HashMap::new();
+    for r in &reqs {
+        for rm in &r.resource_metrics {
+            for sm in &rm.scope_metrics {
+                for m in &sm.metrics {
+                    if let Some(metric::Data::Sum(sum)) = &m.data {
+                        for p in &sum.data_points {
+                            let attrs = p
+                                .attributes
+                                .iter()
+                                .map(|kv| (kv.key.clone(), format!("{:?}", kv.value)))
+                                .collect();
+                            let v = match p.value {
+                                Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(i)) => i,
+                                _ => -1,
+                            };
+                            sums.entry(m.name.clone()).or_default().push((attrs, v));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let tx = &sums["sipscope.sip.transactions"];
+    assert_eq!(
+        tx.len(),
+        5,
+        "REGISTER 401/200, INVITE 200/486, BYE 200: {tx:?}"
+    );
+    assert!(tx.iter().all(|(_, v)| *v == 1), "{tx:?}");
+    let regs = &sums["sipscope.registrations"];
+    assert_eq!(regs.len(), 1);
+    assert!(
+        format!("{:?}", regs[0].0).contains("registered"),
+        "{regs:?}"
+    );
+    let seen = sums["sipscope.capture.packets"]
+        .iter()
+        .find(|(a, _)| format!("{a:?}").contains("seen"))
+        .map(|(_, v)| *v);
+    assert_eq!(seen, Some(11));
+
     // The digest response never left the host, under any key.
     for s in &spans {
         for kv in s
