@@ -188,6 +188,9 @@ fn named<'a>(spans: &'a [ReceivedSpan], name: &str) -> &'a ReceivedSpan {
 
 const EXPECTED_SPANS: usize = 8;
 
+/// A sum data point: (attribute key, debug-printed value) pairs and value.
+type Point = (Vec<(String, String)>, i64);
+
 async fn export_and_check(rx: Receiver, protocol: &str) {
     let (_dir, pcap) = capture();
     let out = analyze(
@@ -332,7 +335,7 @@ async fn export_and_check(rx: Receiver, protocol: &str) {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    let mut sums: HashMap<String, Vec<(Vec<(String, String)>, i64)>> = HashMap::new();
+    let mut sums: HashMap<String, Vec<Point>> = HashMap::new();
     for r in &reqs {
         for rm in &r.resource_metrics {
             for sm in &rm.scope_metrics {
