@@ -121,3 +121,58 @@ fn live_register_flows_through_the_pipeline_and_exports_spans() {
         assert_eq!(root.span.trace_id, c.span.trace_id);
     }
 }
+
+/// `run --json` without an endpoint: stdout is JSON lines only — the
+/// pipeline's records and the spans, none cut into another — ending with
+/// the summary, export and capture records.
+#[test]
+fn live_json_mode_writes_records_and_spans_as_json_lines() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("livejson");
+    let _kamailio = start_kamailio(&pair.host, &dir, VethPair::HOST_V4.into(), 5060);
+    let mut agent = Agent::start(&pair, &dir, &["--json"]);
+    run_sipp_register(
+        &pair.peer,
+        &dir,
+        &fixture("sipp/uac_register.xml"),
+        VethPair::PEER_V4.into(),
+        VethPair::HOST_V4.into(),
+        5060,
+        2,
+    );
+    let status = agent.proc.interrupt(crate::agent::STOP);
+    let stdout = agent.proc.stdout_text();
+    assert!(status.success(), "{stdout}\n{}", agent.proc.stderr_text());
+    let mut types = Vec::new();
+    let mut spans = Vec::new();
+    for line in stdout.lines() {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}\n{stdout}"));
+        if v.get("trace_id").is_some() {
+            spans.push(v["name"].as_str().unwrap().to_owned());
+        } else {
+            types.push(v["type"].as_str().unwrap().to_owned());
+        }
+    }
+    let count = |t: &str| types.iter().filter(|x| *x == t).count();
+    assert_eq!((count("message"), count("transaction")), (4, 2), "{stdout}");
+    assert_eq!(
+        &types[types.len() - 3..],
+        ["summary", "export", "capture"],
+        "{stdout}"
+    );
+    spans.sort();
+    assert_eq!(
+        spans,
+        [
+            "REGISTER 200",
+            "REGISTER 200",
+            "SIP registration",
+            "SIP registration"
+        ]
+    );
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["sip_captured"], 4);
+    assert_eq!(last["core_queue_full"], 0);
+}

@@ -109,7 +109,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
     for a in capture.attachments() {
-        writeln!(out, "capturing on {a}")?;
+        // stdout stays pure JSON lines with --json.
+        if args.json {
+            eprintln!("capturing on {a}");
+        } else {
+            writeln!(out, "capturing on {a}")?;
+        }
     }
     out.flush()?;
 
@@ -173,14 +178,23 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if json_mode {
         json::write_summary(&mut out, &stats)?;
         write_export_json(&mut out, &traces, export.as_ref())?;
+        let mut record = serde_json::Map::new();
+        record.insert("type".into(), "capture".into());
+        for c in Counter::ALL {
+            record.insert(c.name().into(), counters.get(c).into());
+        }
+        record.insert("malformed_events".into(), malformed.into());
+        record.insert("core_queue_full".into(), core_drops.into());
+        serde_json::to_writer(&mut out, &record)?;
+        writeln!(out)?;
     } else {
         write!(out, "{}", console::summary(&stats))?;
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        writeln!(
+            out,
+            "capture counters: {counters} malformed_events={malformed} core_queue_full={core_drops}"
+        )?;
     }
-    writeln!(
-        out,
-        "capture counters: {counters} malformed_events={malformed} core_queue_full={core_drops}"
-    )?;
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
