@@ -240,12 +240,26 @@ fn register_larger_than_mtu_is_captured_as_fragments_over_ipv6() {
     assert_eq!(first_fragments_printed(&o.stdout), 2);
 }
 
-/// Output lines showing the start line of a fragmented REGISTER.
+/// Call-flow lines of REGISTERs that arrived fragmented: the pipeline
+/// reassembles the fragments (RFC 791 / RFC 8200 §4.5) and prints each
+/// REGISTER once, and its summary counts the reassemblies.
 fn first_fragments_printed(stdout: &str) -> usize {
-    stdout
+    let printed = stdout
         .lines()
-        .filter(|l| l.contains("REGISTER sip:") && l.ends_with("[fragment]"))
-        .count()
+        .filter(|l| l.contains(" in ") && l.contains("UDP  REGISTER sip:"))
+        .count();
+    let reassembled = stdout
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("IP fragments"))
+        .and_then(|l| l.split("reassembled ").nth(1))
+        .and_then(|l| l.split(',').next())
+        .and_then(|n| n.trim().parse::<usize>().ok())
+        .unwrap_or_else(|| panic!("no reassembly counter in:\n{stdout}"));
+    assert_eq!(
+        reassembled, printed,
+        "each printed REGISTER was reassembled"
+    );
+    printed
 }
 
 #[test]

@@ -378,9 +378,9 @@ fn healthy_registration_reports_no_drop() {
         5060,
         3,
     );
-    wait_for(START, "the agent to print 6 SIP frames", || {
+    wait_for(START, "the agent to print 6 SIP messages", || {
         let out = agent.proc.stdout_text();
-        (out.lines().filter(|l| l.contains(" udp ")).count() >= 6).then_some(())
+        (out.lines().filter(|l| l.contains("  UDP  ")).count() >= 6).then_some(())
     });
     let (stdout, counters) = agent.stop();
     assert!(drop_lines(&stdout).is_empty(), "{stdout}");

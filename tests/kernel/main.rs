@@ -9,11 +9,17 @@ mod agent;
 mod capture;
 mod drops;
 mod lifecycle;
+mod live_pipeline;
 mod losses;
 mod rawframes;
 mod rtp;
 mod rtp_frames;
 mod walk;
+
+// The OTLP test receiver, shared with the otlp tests.
+#[path = "../otlp/receiver.rs"]
+#[allow(dead_code)]
+mod receiver;
 
 /// Kernel tests need root (namespaces, BPF). Fail loudly, never skip
 /// silently: a skipped kernel test would read as a pass.

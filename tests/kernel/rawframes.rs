@@ -60,8 +60,15 @@ fn vlan_and_qinq_tagged_sip_is_captured_with_its_tags() {
     // dumpcap has them once its file holds both records.
     wait_for(
         Duration::from_secs(10),
-        "agent to print both frames",
-        || (agent.proc.stdout_text().matches("[vlan]").count() == 2).then_some(()),
+        "agent to print both tagged messages (decoded through the tags)",
+        || {
+            let out = agent.proc.stdout_text();
+            let printed = out
+                .lines()
+                .filter(|l| l.contains(" in ") && l.contains("UDP  OPTIONS sip:vlan@10.77.0.1"))
+                .count();
+            (printed == 2).then_some(())
+        },
     );
     let (_stdout, counters) = agent.stop();
     dumpcap.wait_for_datagrams(&[5060], 2);

@@ -2,6 +2,7 @@
 //! the OTLP protos, and an OTLP/HTTP server decoding the same protobufs):
 //! what arrives is exactly what Jaeger or the collector would get.
 
+mod analyze;
 mod metrics;
 mod outage;
 mod receiver;

@@ -1,12 +1,14 @@
 //! `sipscope analyze FILE...`: offline analysis of capture files through
 //! the same pipeline as live capture.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
+use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
+use sipscope::export::shared_stdout::SharedStdout;
 use sipscope::export::{console::CallFlow, json};
 use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
 
@@ -23,6 +25,8 @@ pub struct AnalyzeArgs {
     /// ports are recognised by content).
     #[arg(long = "sip-port", value_name = "PORT")]
     sip_ports: Vec<u16>,
+    #[command(flatten)]
+    otlp: OtlpArgs,
 }
 
 pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
@@ -37,16 +41,30 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
                 .with_context(|| format!("cannot analyse {}", path.display()))?,
         );
     }
+    // Export is the async edge: its tasks run on the runtime's worker
+    // while the analysis runs synchronously on this thread.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let _edge = runtime.enter();
+    let mut out = SharedStdout::new();
+    let span_json = args
+        .json
+        .then(|| Box::new(out.handle()) as Box<dyn Write + Send>);
+    let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
+    let mut spans = super::telemetry::SpanProducer::new(&telemetry);
     let mut pipeline = Pipeline::new(config);
-    let stdout = std::io::stdout();
-    let mut out = BufWriter::new(stdout.lock());
     let mut flow = CallFlow::new();
     let mut events = Vec::new();
     let mut damaged = 0;
     let emit = |events: &mut Vec<Event>,
-                out: &mut BufWriter<_>,
-                flow: &mut CallFlow|
+                out: &mut SharedStdout,
+                flow: &mut CallFlow,
+                spans: &mut super::telemetry::SpanProducer|
      -> anyhow::Result<()> {
+        spans.on_events(events);
         for e in events.drain(..) {
             if args.json {
                 json::write_event(out, &e).context("writing output")?;
@@ -61,7 +79,8 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             match item {
                 Ok(pkt) => {
                     pipeline.ingest_into(&pkt, &mut events);
-                    emit(&mut events, &mut out, &mut flow)?;
+                    emit(&mut events, &mut out, &mut flow, &mut spans)?;
+                    spans.tick(pkt.ts);
                 }
                 Err(e) if e.is_fatal() => {
                     damaged += 1;
@@ -72,13 +91,31 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut rest = pipeline.finish();
-    emit(&mut rest, &mut out, &mut flow)?;
+    emit(&mut rest, &mut out, &mut flow, &mut spans)?;
+    let traces = spans.finish();
     let stats = pipeline.stats();
+    let metrics = telemetry.metrics();
+    metrics.set_capture_counters(CaptureCounters {
+        seen: stats.packets.packets,
+        captured: stats.packets.packets,
+        lost: 0,
+    });
+    let target = super::telemetry::target(&telemetry);
+    // Flushes what is queued (a dead collector is not waited for: its
+    // spans are counted as dropped).
+    let export = runtime.block_on(telemetry.shutdown());
     if args.json {
         json::write_summary(&mut out, &stats).context("writing output")?;
+        super::telemetry::write_export_json(&mut out, &traces, export.as_ref())
+            .context("writing output")?;
     } else {
         out.write_all(flow.render(&stats).as_bytes())
             .context("writing output")?;
+        writeln!(
+            out,
+            "{}",
+            super::telemetry::export_line(&traces, export.as_ref(), &target)
+        )?;
         if damaged > 0 {
             writeln!(out, "  damaged capture files {damaged}")?;
         }

@@ -3,8 +3,10 @@
 //! errors with context for the user.
 
 mod analyze;
+mod drop_lines;
 mod rtp_summary;
 mod run;
+mod telemetry;
 
 use std::process::ExitCode;
 

@@ -1,26 +1,48 @@
-//! `sipscope run`: live capture. Prints one line per captured SIP frame and
-//! one `DROP` line per SIP/RTP packet the kernel dropped on the watched
-//! interfaces, prints a summary line per RTP flow
-//! periodically and at exit (`rtp_summary`), optionally writes every captured frame to a pcap file, and
-//! prints the kernel's capture and drop counters on exit. SIGINT/SIGTERM
-//! detach cleanly.
+//! `sipscope run`: live capture through the same SIP pipeline as
+//! `analyze`. The async edge reads the ring buffer, keeps `--write-pcap`
+//! and hands each packet over a bounded channel (a full channel is a
+//! counted drop, never a stall of the reader) to the synchronous core on
+//! its own thread: pipeline → call-flow lines or JSON records, and spans
+//! into the export queue. A periodic tick on the capture clock lets
+//! packet-clock timers fire when traffic stops. SIGINT/SIGTERM detach,
+//! finish the pipeline and print kernel, pipeline and export counters.
 //!
-//! (The full SIP pipeline will consume these packets; the printing here is
-//! deliberately simple and kept to this file.)
+//! The kernel's drop tracer adds one `DROP` line per SIP/RTP packet this
+//! host dropped ([`super::drop_lines`]), and the RTP flow table a summary
+//! per flow periodically and at exit ([`super::rtp_summary`]).
+//!
+//! Frames the pipeline cannot show as SIP messages but the kernel flagged
+//! (ICMP errors about SIP, truncated copies) get a frame line of their own.
 
-use std::{io::Write as _, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{
+    io::Write as _,
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::mpsc::{Receiver, SyncSender, TrySendError},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     capture::{
-        Direction, LinkType,
+        Direction, LinkType, Packet, Timestamp,
         live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveFrame},
     },
-    export::pcap_writer::PcapFileWriter,
+    export::{
+        console, json,
+        otel::{CaptureCounters, OtlpArgs, Telemetry},
+        pcap_writer::PcapFileWriter,
+        shared_stdout::SharedStdout,
+        trace_builder::TraceStats,
+    },
+    pipeline::{Pipeline, PipelineConfig, Stats},
 };
-use sipscope_common::{DEFAULT_RING_SIZE, Transport};
+use sipscope_common::{Counter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
+
+use super::telemetry::{SpanProducer, export_line, target, write_export_json};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -38,6 +60,14 @@ pub struct RunArgs {
     /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
     #[arg(long = "write-pcap", value_name = "FILE")]
     write_pcap: Option<PathBuf>,
+    /// One JSON object per line (messages, transactions, summary; and spans
+    /// when no OTLP endpoint is set) instead of the call flow.
+    #[arg(long)]
+    json: bool,
+    /// Frames buffered between the capture reader and the analysis core;
+    /// when full, frames are dropped and counted (core_queue_full).
+    #[arg(long = "core-queue", value_name = "FRAMES", default_value_t = 4096)]
+    core_queue: usize,
     /// Write every dropped SIP/RTP packet the kernel reported to this pcap
     /// file (raw IP: the packet as it was when dropped).
     #[arg(long = "write-drops-pcap", value_name = "FILE")]
@@ -47,10 +77,26 @@ pub struct RunArgs {
     no_drops: bool,
     #[command(flatten)]
     rtp: super::rtp_summary::RtpArgs,
+    #[command(flatten)]
+    otlp: OtlpArgs,
+}
+
+/// How often the core is ticked with the capture clock when idle.
+const TICK: Duration = Duration::from_millis(500);
+
+/// What the async edge hands to the core.
+enum CoreInput {
+    Frame {
+        packet: Packet,
+        /// A frame line for what the kernel flagged (ICMP, truncation).
+        note: Option<String>,
+    },
+    Tick(Timestamp),
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -74,148 +120,249 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(path) => Some(PcapFileWriter::create_for(path, LinkType::RawIp)?),
         None => None,
     };
+    let mut out = SharedStdout::new();
+    let span_json = args
+        .json
+        .then(|| Box::new(out.handle()) as Box<dyn std::io::Write + Send>);
+    let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
     let mut rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
-    let mut stdout = std::io::stdout().lock();
-    match capture.drop_tracing() {
+    let tracing = match capture.drop_tracing() {
         DropTracing::On(reasons) => {
             let names: Vec<&str> = reasons.iter().map(|r| r.name.as_str()).collect();
-            writeln!(stdout, "tracing drops: {}", names.join(","))?;
+            Some(format!("tracing drops: {}", names.join(",")))
         }
-        DropTracing::Off => {}
-        DropTracing::Unavailable(e) => writeln!(stdout, "{e}; capturing SIP without it")?,
+        DropTracing::Off => None,
+        DropTracing::Unavailable(e) => Some(format!("{e}; capturing SIP without it")),
+    };
+    if let Some(line) = tracing {
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            writeln!(out, "{line}")?;
+        }
     }
     // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
-        writeln!(stdout, "capturing on {a}")?;
+        // stdout stays pure JSON lines with --json.
+        if args.json {
+            eprintln!("capturing on {a}");
+        } else {
+            writeln!(out, "capturing on {a}")?;
+        }
     }
-    stdout.flush()?;
+    out.flush()?;
 
+    let mut pipeline_config = PipelineConfig::default();
+    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
+    let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue.max(1));
+    let producer = SpanProducer::new(&telemetry);
+    let core_out = out.handle();
+    let json_mode = args.json;
+    let core = std::thread::Builder::new()
+        .name("sipscope-core".into())
+        .spawn(move || core(rx, pipeline_config, json_mode, core_out, producer))
+        .context("starting the analysis thread")?;
+
+    let metrics = telemetry.metrics();
+    let mut core_drops = 0u64;
     let (mut frames, mut drops) = (Vec::new(), Vec::new());
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             r = capture.next_batch(&mut frames, &mut drops) => r?,
             _ = rtp.tick() => {
-                rtp.print_active(&mut stdout)?;
+                if !json_mode {
+                    rtp.print_active(&mut out)?;
+                }
                 continue;
+            }
+            _ = tick.tick() => {
+                // After the frames read so far: everything captured before
+                // `now` is (nearly always) already in the channel.
+                let _ = tx.try_send(CoreInput::Tick(capture.now()));
+                if let Ok(c) = capture.counters() {
+                    metrics.set_capture_counters(CaptureCounters {
+                        seen: c.get(Counter::PacketsSeen),
+                        captured: c.get(Counter::SipCaptured),
+                        lost: c.get(Counter::RingbufFull) + core_drops,
+                    });
+                }
             }
             _ = sigint.recv() => break,
             _ = sigterm.recv() => break,
         }
-        emit(
-            &mut frames,
-            &mut drops,
-            &mut stdout,
-            pcap.as_mut(),
-            drops_pcap.as_mut(),
-        )?;
+        hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
+        show_drops(&mut drops, &mut out, drops_pcap.as_mut(), json_mode)?;
     }
-    // Everything the kernel handed over before the signal is still shown.
+    // Everything the kernel handed over before the signal is still analysed.
     capture.drain_now(&mut frames, &mut drops);
-    emit(
-        &mut frames,
-        &mut drops,
-        &mut stdout,
-        pcap.as_mut(),
-        drops_pcap.as_mut(),
-    )?;
-    let mut counters = capture.counters()?.to_string();
-    if let Some(d) = capture.drop_counters()? {
-        counters = format!("{counters} {d}");
+    hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
+    show_drops(&mut drops, &mut out, drops_pcap.as_mut(), json_mode)?;
+    let counters = capture.counters()?;
+    let drop_counters = capture.drop_counters()?;
+    if !json_mode {
+        rtp.print_final(&mut out)?;
     }
-    rtp.print_final(&mut stdout)?;
     let malformed = capture.malformed_events();
     capture.stop();
     for p in [pcap, drops_pcap].into_iter().flatten() {
         p.finish()?;
     }
-    writeln!(
-        stdout,
-        "capture counters: {counters} malformed_events={malformed}"
-    )?;
-    stdout.flush()?;
+    drop(tx);
+    let (stats, traces) = tokio::task::spawn_blocking(move || core.join())
+        .await
+        .context("waiting for the analysis thread")?
+        .map_err(|_| anyhow::anyhow!("the analysis thread panicked"))??;
+    metrics.set_capture_counters(CaptureCounters {
+        seen: counters.get(Counter::PacketsSeen),
+        captured: counters.get(Counter::SipCaptured),
+        lost: counters.get(Counter::RingbufFull) + core_drops,
+    });
+    let target = target(&telemetry);
+    let export = telemetry.shutdown().await;
+    if json_mode {
+        json::write_summary(&mut out, &stats)?;
+        write_export_json(&mut out, &traces, export.as_ref())?;
+        let mut record = serde_json::Map::new();
+        record.insert("type".into(), "capture".into());
+        for c in Counter::ALL {
+            record.insert(c.name().into(), counters.get(c).into());
+        }
+        record.insert("malformed_events".into(), malformed.into());
+        record.insert("core_queue_full".into(), core_drops.into());
+        if let Some(d) = &drop_counters {
+            record.insert("drops".into(), d.to_string().into());
+        }
+        serde_json::to_writer(&mut out, &record)?;
+        writeln!(out)?;
+    } else {
+        write!(out, "{}", console::summary(&stats))?;
+        writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        writeln!(
+            out,
+            "capture counters: {counters}{} malformed_events={malformed} core_queue_full={core_drops}",
+            drop_counters.map(|d| format!(" {d}")).unwrap_or_default()
+        )?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn emit(
+/// Pcap first (the file keeps every frame), then the core; a full core
+/// queue drops the frame for analysis and counts it.
+fn hand_over(
     frames: &mut Vec<LiveFrame>,
-    drops: &mut Vec<LiveDrop>,
-    out: &mut impl std::io::Write,
+    tx: &SyncSender<CoreInput>,
     mut pcap: Option<&mut PcapFileWriter>,
-    mut drops_pcap: Option<&mut PcapFileWriter>,
+    drops: &mut u64,
 ) -> anyhow::Result<()> {
     for frame in frames.drain(..) {
         if let Some(p) = pcap.as_deref_mut() {
             p.write(&frame.packet)?;
         }
-        writeln!(out, "{}", describe(&frame))?;
+        let note = notable(&frame).then(|| describe(&frame));
+        match tx.try_send(CoreInput::Frame {
+            packet: frame.packet,
+            note,
+        }) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => *drops += 1,
+            Err(TrySendError::Disconnected(_)) => {
+                anyhow::bail!("the analysis thread stopped early")
+            }
+        }
     }
-    // Drops go to their own file: an inbound one was captured by XDP
-    // already, and they are IP packets, not Ethernet frames.
+    Ok(())
+}
+
+/// Drops are shown as they arrive (on their own file: they are IP packets,
+/// not Ethernet frames, and an inbound one was captured by XDP already).
+fn show_drops(
+    drops: &mut Vec<LiveDrop>,
+    out: &mut SharedStdout,
+    mut pcap: Option<&mut PcapFileWriter>,
+    json_mode: bool,
+) -> anyhow::Result<()> {
     for drop in drops.drain(..) {
-        if let Some(p) = drops_pcap.as_deref_mut() {
+        if let Some(p) = pcap.as_deref_mut() {
             p.write(&drop.dropped.packet)?;
         }
-        writeln!(out, "{}", describe_drop(&drop))?;
+        if json_mode {
+            serde_json::to_writer(&mut *out, &super::drop_lines::drop_record(&drop))?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{}", super::drop_lines::describe_drop(&drop))?;
+        }
     }
     out.flush()?;
     Ok(())
 }
 
-/// `time DROP dir src -> dst proto reason first-line [rtp] [truncated]`.
-fn describe_drop(d: &LiveDrop) -> String {
-    let p = &d.dropped.packet;
-    let dir = match p.direction {
-        Direction::Ingress => "in ",
-        Direction::Egress => "out",
-        Direction::Unknown => "?  ",
+/// The synchronous core: the same pipeline as `analyze`, on its own thread.
+fn core<W: std::io::Write>(
+    rx: Receiver<CoreInput>,
+    config: PipelineConfig,
+    json_mode: bool,
+    mut out: W,
+    mut spans: SpanProducer,
+) -> anyhow::Result<(Stats, TraceStats)> {
+    let mut pipeline = Pipeline::new(config);
+    let mut events = Vec::new();
+    let emit = |events: &mut Vec<sipscope::pipeline::Event>,
+                out: &mut W,
+                spans: &mut SpanProducer|
+     -> anyhow::Result<()> {
+        spans.on_events(events);
+        for e in events.drain(..) {
+            if json_mode {
+                json::write_event(out, &e)?;
+            } else if let Some(line) = console::live_line(&e) {
+                writeln!(out, "{line}")?;
+            }
+        }
+        Ok(())
     };
-    let proto = match Transport::from_u8(d.header.transport) {
-        Transport::Tcp => "tcp",
-        _ => "udp",
-    };
-    let what = if d.is_rtp() {
-        "[rtp]".to_owned()
-    } else {
-        ip_payload_first_line(&p.data).unwrap_or_else(|| "(no SIP start line)".into())
-    };
-    let mut line = format!(
-        "{} DROP {dir} {} -> {} {proto} {} {what}",
-        p.ts,
-        d.src(),
-        d.dst(),
-        d.dropped.reason
-    );
-    if p.is_truncated() {
-        line.push_str(&format!(
-            " [truncated {} of {} bytes]",
-            p.data.len(),
-            p.orig_len
-        ));
+    while let Ok(first) = rx.recv() {
+        // Everything already queued, then one flush.
+        for input in std::iter::once(first).chain(rx.try_iter()) {
+            match input {
+                CoreInput::Frame { packet, note } => {
+                    if let Some(n) = note
+                        && !json_mode
+                    {
+                        writeln!(out, "{n}")?;
+                    }
+                    pipeline.ingest_into(&packet, &mut events);
+                    emit(&mut events, &mut out, &mut spans)?;
+                    spans.tick(packet.ts);
+                }
+                CoreInput::Tick(now) => {
+                    let mut ev = pipeline.tick(now);
+                    emit(&mut ev, &mut out, &mut spans)?;
+                    spans.tick(now);
+                }
+            }
+        }
+        out.flush()?;
     }
-    line
+    let mut rest = pipeline.finish();
+    emit(&mut rest, &mut out, &mut spans)?;
+    let traces = spans.finish();
+    out.flush()?;
+    Ok((pipeline.stats(), traces))
 }
 
-/// The first line of the SIP message in an IP packet (UDP or TCP).
-fn ip_payload_first_line(ip: &[u8]) -> Option<String> {
-    let sliced = SlicedPacket::from_ip(ip).ok()?;
-    let payload = match &sliced.transport {
-        Some(TransportSlice::Udp(u)) => u.payload(),
-        Some(TransportSlice::Tcp(t)) => t.payload(),
-        _ => return None,
-    };
-    start_line(payload)
-}
-
-fn start_line(payload: &[u8]) -> Option<String> {
-    let end = payload
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(payload.len().min(120));
-    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
-    (!line.is_empty()).then_some(line)
+/// Frames whose story the pipeline cannot tell as a SIP message: ICMP
+/// errors quoting SIP and truncated copies.
+fn notable(frame: &LiveFrame) -> bool {
+    matches!(
+        Transport::from_u8(frame.header.transport),
+        Transport::Icmp | Transport::Icmpv6
+    ) || frame.is_truncated()
 }
 
 /// `time dir src -> dst proto first-line [flags]`.
@@ -276,7 +423,12 @@ fn first_line(frame: &LiveFrame) -> Option<String> {
         }
         _ => return None,
     };
-    start_line(payload)
+    let end = payload
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(payload.len().min(120));
+    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
+    (!line.is_empty()).then_some(line)
 }
 
 #[cfg(test)]
@@ -329,6 +481,75 @@ mod tests {
         out
     }
 
+    const UNANSWERED: &[u8] = b"REGISTER sip:pbx SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-1\r\n\
+        From: <sip:a@pbx>;tag=1\r\nTo: <sip:a@pbx>\r\nCall-ID: tick-1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+
+    /// The live clock's tick, not the end of input, fires the transaction
+    /// timer when traffic stops (RFC 3261 timer F on the packet clock).
+    #[test]
+    fn a_tick_after_silence_times_out_an_unanswered_request() {
+        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
+        let sent = f.packet.ts;
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        tx.send(CoreInput::Frame {
+            packet: f.packet,
+            note: None,
+        })
+        .unwrap();
+        tx.send(CoreInput::Tick(sent + Duration::from_secs(10)))
+            .unwrap();
+        drop(tx);
+        let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
+        let mut out = Vec::new();
+        let (stats, _) = core(
+            rx,
+            PipelineConfig::default(),
+            false,
+            &mut out,
+            SpanProducer::new(&telemetry),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "in  10.0.0.2:5062 → 10.0.0.1:5060  UDP  REGISTER sip:pbx SIP/2.0  Call-ID tick-1"
+            ),
+            "{text}"
+        );
+        assert!(
+            !text.contains("timed out"),
+            "10 s is within timer F: {text}"
+        );
+        assert_eq!(stats.transactions.open_at_end, 1);
+
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
+        tx.send(CoreInput::Frame {
+            packet: f.packet,
+            note: None,
+        })
+        .unwrap();
+        tx.send(CoreInput::Tick(sent + Duration::from_secs(40)))
+            .unwrap();
+        drop(tx);
+        let mut out = Vec::new();
+        let (stats, _) = core(
+            rx,
+            PipelineConfig::default(),
+            false,
+            &mut out,
+            SpanProducer::new(&telemetry),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("!   REGISTER CSeq 1  no final response (timed out), request sent 1 times  Call-ID tick-1"),
+            "{text}"
+        );
+        assert_eq!(stats.transactions.timed_out, 1);
+        assert_eq!(stats.transactions.open_at_end, 0);
+    }
+
     #[test]
     fn a_sip_frame_prints_its_start_line() {
         let f = frame(
@@ -365,67 +586,5 @@ mod tests {
         data[20..22].copy_from_slice(&185u16.to_be_bytes());
         let f = frame(data, FLAG_FRAGMENT, Transport::Unknown, (0, 0));
         assert!(describe(&f).contains("(no SIP start line) [fragment]"));
-    }
-
-    fn live_drop(ip: Vec<u8>, flags: u32, reason: &str) -> LiveDrop {
-        use sipscope::capture::{DropReason, DroppedPacket};
-        use sipscope_common::{DropHeader, Family};
-        LiveDrop {
-            header: DropHeader {
-                ktime_ns: 0,
-                ifindex: 2,
-                reason: 12,
-                skb_len: ip.len() as u32,
-                l3_len: ip.len() as u32,
-                cap_len: ip.len() as u32,
-                flags,
-                src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                src_port: 5060,
-                dst_port: 5060,
-                direction: sipscope_common::Direction::Ingress as u8,
-                family: Family::Ipv4 as u8,
-                transport: Transport::Udp as u8,
-                _pad: 0,
-            },
-            dropped: DroppedPacket {
-                packet: Packet {
-                    ts: Timestamp::from_nanos(14 * 3_600_000_000_000 + 123_000_000),
-                    ifindex: 2,
-                    direction: Direction::Ingress,
-                    link: LinkType::RawIp,
-                    orig_len: ip.len() as u32,
-                    data: ip,
-                },
-                reason: DropReason {
-                    code: 12,
-                    name: reason.to_owned(),
-                },
-            },
-        }
-    }
-
-    #[test]
-    fn a_dropped_response_prints_as_a_drop_line_with_reason_and_start_line() {
-        let mut ip = Vec::new();
-        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(5060, 5060)
-            .write(&mut ip, b"SIP/2.0 401 Unauthorized\r\nVia: x\r\n\r\n")
-            .unwrap();
-        assert_eq!(
-            describe_drop(&live_drop(ip, 0, "netfilter_drop")),
-            "14:00:00.123000 DROP in  10.0.0.1:5060 -> 10.0.0.2:5060 udp netfilter_drop SIP/2.0 401 Unauthorized"
-        );
-    }
-
-    #[test]
-    fn a_dropped_rtp_packet_is_marked_rtp() {
-        let mut ip = Vec::new();
-        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(5060, 5060)
-            .write(&mut ip, &[0x80; 20])
-            .unwrap();
-        let line = describe_drop(&live_drop(ip, sipscope_common::DROP_FLAG_RTP, "no_socket"));
-        assert!(line.ends_with("udp no_socket [rtp]"), "{line}");
     }
 }

@@ -197,3 +197,51 @@ pub fn summary(stats: &Stats) -> String {
     );
     s
 }
+
+/// One line per event for live capture (`sipscope run`), printed as it
+/// happens: a message as in the call flow, with its direction (`in`/`out`
+/// as seen by the capturing host) and its Call-ID; a transaction that got
+/// no final response; an unreadable payload. `None` for events that add
+/// nothing to the flow (a completed transaction: its messages are shown).
+pub fn live_line(event: &Event) -> Option<String> {
+    match event {
+        Event::Message(m) => {
+            let line = message_line(m);
+            // message_line starts with the time; the direction goes after it.
+            let (ts, rest) = line.split_once("  ").unwrap_or((&line, ""));
+            let dir = match m.meta.direction {
+                crate::capture::Direction::Ingress => "in ",
+                crate::capture::Direction::Egress => "out",
+                crate::capture::Direction::Unknown => "?  ",
+            };
+            let cid = m
+                .message
+                .call_id()
+                .map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
+            Some(format!("{ts} {dir} {rest}  Call-ID {cid}"))
+        }
+        Event::TransactionTimedOut {
+            transaction: t,
+            cause,
+        } => {
+            let when = t.request.as_ref().map_or(t.first_seen, |r| r.meta.ts);
+            let what = match cause {
+                TimeoutCause::NoFinalResponse => "no final response (timed out)",
+                TimeoutCause::EndOfCapture => "still open at end of capture",
+                TimeoutCause::Evicted => "evicted (table full)",
+            };
+            Some(format!(
+                "{when} !   {} CSeq {}  {what}, request sent {} times  Call-ID {}",
+                t.method,
+                t.cseq,
+                t.request_retransmissions + 1,
+                t.call_id().unwrap_or_else(|| NO_CALL_ID.into())
+            ))
+        }
+        Event::Malformed(m) => Some(format!(
+            "{} ?   {} → {}  unreadable SIP payload: {}",
+            m.meta.ts, m.meta.src, m.meta.dst, m.reason
+        )),
+        Event::TransactionCompleted(_) => None,
+    }
+}

@@ -7,4 +7,9 @@ pub mod console;
 pub mod json;
 pub mod otel;
 pub mod pcap_writer;
+pub mod shared_stdout;
+pub mod sip_spans;
 pub mod spans;
+#[cfg(test)]
+mod test_sip;
+pub mod trace_builder;

@@ -333,6 +333,8 @@ pub mod attr {
 pub mod event {
     pub const CHALLENGE: &str = "sip.challenge";
     pub const RETRANSMISSION: &str = "sip.retransmission";
+    /// A provisional (1xx) response of the transaction (RFC 3261 §7.2).
+    pub const PROVISIONAL: &str = "sip.provisional";
     pub const DIAGNOSIS: &str = "sipscope.diagnosis";
 }
 

@@ -40,6 +40,13 @@ impl KtimeClock {
         }
     }
 
+    /// The current time on the capture clock: what a packet captured now
+    /// would be stamped with. Live mode ticks the pipeline with it so
+    /// packet-clock timers fire when traffic stops.
+    pub fn now(self) -> Timestamp {
+        self.to_timestamp(clock_ns(libc::CLOCK_MONOTONIC).max(0) as u64)
+    }
+
     pub fn to_timestamp(self, ktime_ns: u64) -> Timestamp {
         let ns = i128::from(ktime_ns) + self.offset_ns;
         Timestamp::from_nanos(ns.clamp(0, i128::from(u64::MAX)) as u64)

@@ -365,6 +365,11 @@ impl LiveCapture {
             .transpose()
     }
 
+    /// Now on the clock the frames are stamped with ([`KtimeClock::now`]).
+    pub fn now(&self) -> crate::capture::Timestamp {
+        self.clock.now()
+    }
+
     /// Current kernel counters, summed over CPUs.
     pub fn counters(&self) -> Result<CaptureCounters, LiveError> {
         read_counters(&self.counters)

@@ -1,0 +1,146 @@
+//! `DROP` lines of `sipscope run`: one per SIP or RTP packet the kernel
+//! dropped on a watched interface (`fw.local_drop` evidence), with the
+//! kernel's drop reason and the SIP start line when there is one.
+
+use etherparse::{SlicedPacket, TransportSlice};
+use sipscope::capture::{Direction, live::LiveDrop};
+use sipscope_common::Transport;
+
+/// `time DROP dir src -> dst proto reason first-line [rtp] [truncated]`.
+pub fn describe_drop(d: &LiveDrop) -> String {
+    let p = &d.dropped.packet;
+    let dir = match p.direction {
+        Direction::Ingress => "in ",
+        Direction::Egress => "out",
+        Direction::Unknown => "?  ",
+    };
+    let proto = match Transport::from_u8(d.header.transport) {
+        Transport::Tcp => "tcp",
+        _ => "udp",
+    };
+    let what = if d.is_rtp() {
+        "[rtp]".to_owned()
+    } else {
+        ip_payload_first_line(&p.data).unwrap_or_else(|| "(no SIP start line)".into())
+    };
+    let mut line = format!(
+        "{} DROP {dir} {} -> {} {proto} {} {what}",
+        p.ts,
+        d.src(),
+        d.dst(),
+        d.dropped.reason
+    );
+    if p.is_truncated() {
+        line.push_str(&format!(
+            " [truncated {} of {} bytes]",
+            p.data.len(),
+            p.orig_len
+        ));
+    }
+    line
+}
+
+/// The first line of the SIP message in an IP packet (UDP or TCP).
+fn ip_payload_first_line(ip: &[u8]) -> Option<String> {
+    let sliced = SlicedPacket::from_ip(ip).ok()?;
+    let payload = match &sliced.transport {
+        Some(TransportSlice::Udp(u)) => u.payload(),
+        Some(TransportSlice::Tcp(t)) => t.payload(),
+        _ => return None,
+    };
+    start_line(payload)
+}
+
+fn start_line(payload: &[u8]) -> Option<String> {
+    let end = payload
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(payload.len().min(120));
+    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
+    (!line.is_empty()).then_some(line)
+}
+
+/// The same as a JSON record (`"type": "drop"`) for `--json`.
+pub fn drop_record(d: &LiveDrop) -> serde_json::Value {
+    let p = &d.dropped.packet;
+    serde_json::json!({
+        "type": "drop",
+        "ts": p.ts.as_nanos(),
+        "direction": p.direction,
+        "src": d.src().to_string(),
+        "dst": d.dst().to_string(),
+        "reason": d.dropped.reason.to_string(),
+        "rtp": d.is_rtp(),
+        "start_line": if d.is_rtp() { None } else { ip_payload_first_line(&p.data) },
+        "truncated": p.is_truncated(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use sipscope::capture::{LinkType, Packet, Timestamp};
+
+    use super::*;
+
+    fn live_drop(ip: Vec<u8>, flags: u32, reason: &str) -> LiveDrop {
+        use sipscope::capture::{DropReason, DroppedPacket};
+        use sipscope_common::{DropHeader, Family};
+        LiveDrop {
+            header: DropHeader {
+                ktime_ns: 0,
+                ifindex: 2,
+                reason: 12,
+                skb_len: ip.len() as u32,
+                l3_len: ip.len() as u32,
+                cap_len: ip.len() as u32,
+                flags,
+                src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+                src_port: 5060,
+                dst_port: 5060,
+                direction: sipscope_common::Direction::Ingress as u8,
+                family: Family::Ipv4 as u8,
+                transport: Transport::Udp as u8,
+                _pad: 0,
+            },
+            dropped: DroppedPacket {
+                packet: Packet {
+                    ts: Timestamp::from_nanos(14 * 3_600_000_000_000 + 123_000_000),
+                    ifindex: 2,
+                    direction: Direction::Ingress,
+                    link: LinkType::RawIp,
+                    orig_len: ip.len() as u32,
+                    data: ip,
+                },
+                reason: DropReason {
+                    code: 12,
+                    name: reason.to_owned(),
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_dropped_response_prints_as_a_drop_line_with_reason_and_start_line() {
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5060, 5060)
+            .write(&mut ip, b"SIP/2.0 401 Unauthorized\r\nVia: x\r\n\r\n")
+            .unwrap();
+        assert_eq!(
+            describe_drop(&live_drop(ip, 0, "netfilter_drop")),
+            "14:00:00.123000 DROP in  10.0.0.1:5060 -> 10.0.0.2:5060 udp netfilter_drop SIP/2.0 401 Unauthorized"
+        );
+    }
+
+    #[test]
+    fn a_dropped_rtp_packet_is_marked_rtp() {
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5060, 5060)
+            .write(&mut ip, &[0x80; 20])
+            .unwrap();
+        let line = describe_drop(&live_drop(ip, sipscope_common::DROP_FLAG_RTP, "no_socket"));
+        assert!(line.ends_with("udp no_socket [rtp]"), "{line}");
+    }
+}

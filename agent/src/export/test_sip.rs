@@ -1,0 +1,165 @@
+//! Test helper: SIP exchanges as the pipeline reports them, built by the
+//! real parser and transaction table from message text.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::capture::{Direction, Timestamp};
+use crate::packet::{Meta, Transport};
+use crate::pipeline::Event;
+use crate::sip::transaction::TransactionEvent;
+use crate::sip::{Framing, SipMessage, Transaction, TransactionConfig, TransactionTable};
+
+pub const PBX: &str = "192.0.2.10:5060";
+pub const REGISTRAR: &str = "198.51.100.20:5060";
+/// 2025-11-25T12:00:00Z.
+pub const T0: u64 = 1_764_072_000_000_000_000;
+pub const MS: u64 = 1_000_000;
+
+pub struct Exchange {
+    table: TransactionTable,
+    pub events: Vec<Event>,
+}
+
+impl Exchange {
+    pub fn new() -> Self {
+        Self {
+            table: TransactionTable::new(TransactionConfig::default()),
+            events: Vec::new(),
+        }
+    }
+
+    /// One message from `src` to `dst` at T0 + `ms`, sent by the observed
+    /// host when `src` is the PBX.
+    pub fn msg(&mut self, ms: u64, src: &str, dst: &str, text: &str) -> &mut Self {
+        let src: SocketAddr = src.parse().unwrap();
+        let dst: SocketAddr = dst.parse().unwrap();
+        let meta = Meta {
+            ts: Timestamp(T0 + ms * MS),
+            src,
+            dst,
+            transport: Transport::Udp,
+            direction: if src.to_string() == PBX {
+                Direction::Egress
+            } else {
+                Direction::Ingress
+            },
+            ifindex: 1,
+        };
+        let raw = Bytes::from(text.replace('\n', "\r\n"));
+        let message = SipMessage::parse(raw, Framing::Datagram).expect("test message parses");
+        let mut tx = Vec::new();
+        let record = self.table.on_message(meta, message, &mut tx);
+        self.push(tx);
+        self.events.push(Event::Message(record));
+        self
+    }
+
+    pub fn finish(&mut self) -> &mut Self {
+        let mut tx = Vec::new();
+        self.table.finish(&mut tx);
+        self.push(tx);
+        self
+    }
+
+    fn push(&mut self, tx: Vec<TransactionEvent>) {
+        for e in tx {
+            self.events.push(match e {
+                TransactionEvent::Completed(t) => Event::TransactionCompleted(t),
+                TransactionEvent::TimedOut(transaction, cause) => {
+                    Event::TransactionTimedOut { transaction, cause }
+                }
+            });
+        }
+    }
+
+    /// The completed transactions, in completion order.
+    pub fn transactions(&self) -> Vec<Arc<Transaction>> {
+        self.events
+            .iter()
+            .filter_map(|e| match e {
+                Event::TransactionCompleted(t) => Some(t.clone()),
+                Event::TransactionTimedOut { transaction, .. } => Some(transaction.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+pub fn register(cseq: u32, branch: &str, auth: bool) -> String {
+    let auth = if auth {
+        "Authorization: Digest username=\"1001\", realm=\"sip.provider.example\", nonce=\"abc\", uri=\"sip:sip.provider.example\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5\n"
+    } else {
+        ""
+    };
+    format!(
+        "REGISTER sip:sip.provider.example SIP/2.0\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\n\
+From: <sip:1001@sip.provider.example>;tag=f1\n\
+To: <sip:1001@sip.provider.example>\n\
+Call-ID: reg-1@192.0.2.10\n\
+CSeq: {cseq} REGISTER\n\
+Contact: <sip:1001@192.0.2.10:5060>\n\
+{auth}Expires: 3600\n\
+Content-Length: 0\n\n"
+    )
+}
+
+pub fn response(
+    status: &str,
+    cseq: u32,
+    method: &str,
+    branch: &str,
+    cid: &str,
+    extra: &str,
+) -> String {
+    format!(
+        "SIP/2.0 {status}\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\n\
+From: <sip:1001@sip.provider.example>;tag=f1\n\
+To: <sip:1001@sip.provider.example>;tag=t1\n\
+Call-ID: {cid}\n\
+CSeq: {cseq} {method}\n\
+{extra}Content-Length: 0\n\n"
+    )
+}
+
+pub const CHALLENGE: &str =
+    "WWW-Authenticate: Digest realm=\"sip.provider.example\", nonce=\"abc\", algorithm=MD5\n";
+
+/// REGISTER (retransmitted once) → 401 → REGISTER with credentials → 200.
+pub fn challenged_registration() -> Exchange {
+    let mut x = Exchange::new();
+    x.msg(0, PBX, REGISTRAR, &register(1, "z9hG4bK-r1", false))
+        .msg(500, PBX, REGISTRAR, &register(1, "z9hG4bK-r1", false))
+        .msg(
+            520,
+            REGISTRAR,
+            PBX,
+            &response(
+                "401 Unauthorized",
+                1,
+                "REGISTER",
+                "z9hG4bK-r1",
+                "reg-1@192.0.2.10",
+                CHALLENGE,
+            ),
+        )
+        .msg(530, PBX, REGISTRAR, &register(2, "z9hG4bK-r2", true))
+        .msg(
+            561,
+            REGISTRAR,
+            PBX,
+            &response(
+                "200 OK",
+                2,
+                "REGISTER",
+                "z9hG4bK-r2",
+                "reg-1@192.0.2.10",
+                "Expires: 3600\n",
+            ),
+        );
+    x
+}
