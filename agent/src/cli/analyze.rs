@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use sipscope::analysis::credentials::CredentialStore;
 use sipscope::capture::file::CaptureFile;
 use sipscope::export::{console::CallFlow, json};
 use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
@@ -23,11 +24,26 @@ pub struct AnalyzeArgs {
     /// ports are recognised by content).
     #[arg(long = "sip-port", value_name = "PORT")]
     sip_ports: Vec<u16>,
+    /// Known passwords (TOML, chmod 600) to say definitively whether a
+    /// client's digest response was made with the right password. The
+    /// secrets never appear in any output.
+    #[arg(long, value_name = "FILE")]
+    credentials: Option<PathBuf>,
+    /// Raise auth.challenge_loop after this many consecutive rejections
+    /// of the same credentials.
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    challenge_loop_after: u32,
 }
 
 pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut config = PipelineConfig::default();
     config.decoder.sip_ports.extend(&args.sip_ports);
+    config.registration.challenge_loop_after = args.challenge_loop_after;
+    if let Some(path) = &args.credentials {
+        let store = CredentialStore::load(path)
+            .with_context(|| format!("cannot use the credentials file {}", path.display()))?;
+        config.registration.credentials = Some(std::sync::Arc::new(store));
+    }
     // Open every file first: a typo in the third file should not cost the
     // user the output of the first two.
     let mut sources = Vec::new();

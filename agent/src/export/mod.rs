@@ -7,4 +7,5 @@ pub mod console;
 pub mod json;
 pub mod otel;
 pub mod pcap_writer;
+pub mod registrations;
 pub mod spans;

@@ -1,0 +1,791 @@
+//! The registration tracker: per binding, the attempts (REGISTER →
+//! challenge → authenticated REGISTER → final), their outcomes, granted
+//! expiries and the findings on the way (RFC 3261 §10, §22).
+//!
+//! Driven by the pipeline's events on the packet clock:
+//! - a REGISTER request (not a retransmission) starts an attempt or
+//!   continues the open one, and its credentials are checked against the
+//!   last challenge of the binding (same Call-ID and AOR);
+//! - a completed REGISTER transaction ends the attempt on a final
+//!   response other than 401/407/423, or records the challenge;
+//! - timers (give-up after a challenge nobody answers, expiry of a granted
+//!   registration) fire from [`RegistrationTracker::tick`].
+//!
+//! It does not care which side is the PBX: a trunk registering out and
+//! phones registering to it are the same exchange seen from either end.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::analysis::digest::{
+    self, AuthenticatedRequest, Challenge, Credentials, challenge_loop, diagnose_answer,
+    forbidden_after_auth, rechallenged,
+};
+use crate::analysis::nat::{self, RequestAddresses};
+use crate::capture::Timestamp;
+use crate::diagnosis::{Code, Diagnosis, MessageRef};
+use crate::pipeline::Event;
+use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
+
+use super::{
+    Binding, Outcome, RegistrationAttempt, RegistrationStats, TrackerConfig, findings, wire,
+};
+
+/// A binding is keyed by Call-ID and AOR (To URI): RFC 3261 §10.2.4 has a
+/// UA keep its Call-ID across refreshes, and a Contact change under the
+/// same Call-ID (a NAT rebinding) is the same registration moving.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct BindingKey {
+    call_id: String,
+    aor: String,
+}
+
+/// The last challenge the binding drew, kept to pair the next
+/// Authorization with it.
+struct LastChallenge {
+    challenges: Vec<Challenge>,
+    message: MessageRef,
+}
+
+struct OpenAttempt {
+    first_cseq: u32,
+    started: Timestamp,
+    transactions: Vec<Arc<Transaction>>,
+    diagnoses: Vec<Diagnosis>,
+    auth_username: Option<String>,
+    realm: Option<String>,
+    /// Status of the last final response (401/407/423 keep it open).
+    last_final: Option<(u16, Timestamp)>,
+    /// A REGISTER of this attempt is still waiting for its final response.
+    in_flight: bool,
+    /// This attempt drew a challenge: credentials sent after it answer
+    /// it. Credentials sent before (a refresh reusing the last nonce) that
+    /// draw a fresh challenge were merely out of date, not wrong.
+    challenged: bool,
+    /// A stale=true challenge, waiting for the next final to say whether
+    /// the client recovered.
+    pending_stale: Option<(Timestamp, Challenge)>,
+}
+
+impl OpenAttempt {
+    fn new(first_cseq: u32, started: Timestamp) -> Self {
+        Self {
+            first_cseq,
+            started,
+            transactions: Vec::new(),
+            diagnoses: Vec::new(),
+            auth_username: None,
+            realm: None,
+            last_final: None,
+            in_flight: true,
+            challenged: false,
+            pending_stale: None,
+        }
+    }
+}
+
+struct BindingState {
+    binding: Binding,
+    client: SocketAddr,
+    registrar: SocketAddr,
+    request_uri: Option<String>,
+    attempt: Option<OpenAttempt>,
+    challenge: Option<LastChallenge>,
+    /// Granted registration: (registered at, seconds, expires at).
+    registered: Option<(Timestamp, u32, Timestamp)>,
+    /// Codes already raised. Sticky codes stay; the others are cleared on
+    /// a successful registration, so a later failure is reported again.
+    raised: BTreeSet<Code>,
+    /// Consecutive rejections of the same (username, realm).
+    rejections: u32,
+    rejected_as: Option<(String, String)>,
+    /// Recent outcomes (time, success) for flapping.
+    history: VecDeque<(Timestamp, bool)>,
+    last_seen: Timestamp,
+    lru: u64,
+    deadline: Option<Timestamp>,
+}
+
+/// Codes raised at most once per binding, whatever happens later: facts
+/// about the path or the peer that every refresh would repeat.
+fn sticky(code: Code) -> bool {
+    matches!(
+        code,
+        Code::NatPrivateContact
+            | Code::NatContactPortMismatch
+            | Code::NatRewrittenByPeer
+            | Code::AuthStaleNonce
+            | Code::AuthPasswordCorrect
+            | Code::RegFlapping
+    )
+}
+
+/// History entries kept per binding for flapping.
+const MAX_HISTORY: usize = 16;
+
+/// See the module documentation.
+pub struct RegistrationTracker {
+    config: TrackerConfig,
+    bindings: HashMap<u64, BindingState>,
+    by_key: HashMap<BindingKey, u64>,
+    /// Least recently used first: lru sequence → binding id.
+    lru: BTreeMap<u64, u64>,
+    deadlines: BTreeSet<(Timestamp, u64)>,
+    next_id: u64,
+    next_lru: u64,
+    clock: Timestamp,
+    stats: RegistrationStats,
+}
+
+impl RegistrationTracker {
+    pub fn new(config: TrackerConfig) -> Self {
+        Self {
+            config,
+            bindings: HashMap::new(),
+            by_key: HashMap::new(),
+            lru: BTreeMap::new(),
+            deadlines: BTreeSet::new(),
+            next_id: 1,
+            next_lru: 1,
+            clock: Timestamp(0),
+            stats: RegistrationStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> RegistrationStats {
+        let mut s = self.stats.clone();
+        s.bindings = self.bindings.len() as u64;
+        s
+    }
+
+    /// Feed one pipeline event; findings and finished attempts are
+    /// appended to `out` as [`Event::Diagnosis`] and
+    /// [`Event::RegistrationAttempt`].
+    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
+        match event {
+            Event::Message(r) if r.message.method() == Some(&Method::Register) => {
+                if r.message.is_request() && !r.retransmission {
+                    self.on_request(r, out);
+                }
+            }
+            Event::TransactionCompleted(t) if t.method == Method::Register => {
+                self.on_completed(t, out)
+            }
+            Event::TransactionTimedOut { transaction, cause }
+                if transaction.method == Method::Register =>
+            {
+                self.on_timed_out(transaction, *cause, out)
+            }
+            _ => {}
+        }
+    }
+
+    /// Run timers up to `now` (packet clock): attempts whose challenge
+    /// went unanswered end as given up; granted registrations that were
+    /// not refreshed raise `reg.expired`; idle bindings are dropped.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+        if now > self.clock {
+            self.clock = now;
+        }
+        while let Some(&(at, id)) = self.deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.deadlines.pop_first();
+            if let Some(b) = self.bindings.get_mut(&id) {
+                b.deadline = None;
+            }
+            self.on_deadline(id, at, out);
+        }
+    }
+
+    /// End of input: every open attempt ends (no final response: timed
+    /// out; last final a challenge: gave up). Expiry does not fire: the
+    /// packet clock never passed it.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        let ids: Vec<u64> = self.lru.values().copied().collect();
+        for id in ids {
+            let at = self.bindings[&id].last_seen;
+            self.end_open_attempt(id, at, false, out);
+        }
+    }
+
+    fn key_of(msg: &MessageRecord) -> Option<BindingKey> {
+        let m = &msg.message;
+        Some(BindingKey {
+            call_id: m.call_id()?.into_owned(),
+            aor: String::from_utf8_lossy(m.to_uri()?).into_owned(),
+        })
+    }
+
+    /// The binding of `key`, created if new (evicting the least recently
+    /// used one when the table is full).
+    fn binding_id(
+        &mut self,
+        key: BindingKey,
+        client: SocketAddr,
+        registrar: SocketAddr,
+        at: Timestamp,
+    ) -> u64 {
+        if let Some(&id) = self.by_key.get(&key) {
+            self.touch(id, at);
+            return id;
+        }
+        while self.bindings.len() >= self.config.max_bindings.max(1) {
+            let Some((_, victim)) = self.lru.pop_first() else {
+                break;
+            };
+            self.remove(victim);
+            self.stats.bindings_evicted += 1;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_key.insert(key.clone(), id);
+        self.bindings.insert(
+            id,
+            BindingState {
+                binding: Binding {
+                    aor: key.aor,
+                    contact: None,
+                    call_id: key.call_id,
+                },
+                client,
+                registrar,
+                request_uri: None,
+                attempt: None,
+                challenge: None,
+                registered: None,
+                raised: BTreeSet::new(),
+                rejections: 0,
+                rejected_as: None,
+                history: VecDeque::new(),
+                last_seen: at,
+                lru: 0,
+                deadline: None,
+            },
+        );
+        self.touch(id, at);
+        id
+    }
+
+    fn touch(&mut self, id: u64, at: Timestamp) {
+        let seq = self.next_lru;
+        self.next_lru += 1;
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        self.lru.remove(&b.lru);
+        b.lru = seq;
+        b.last_seen = b.last_seen.max(at);
+        self.lru.insert(seq, id);
+    }
+
+    fn remove(&mut self, id: u64) {
+        if let Some(b) = self.bindings.remove(&id) {
+            self.lru.remove(&b.lru);
+            if let Some(d) = b.deadline {
+                self.deadlines.remove(&(d, id));
+            }
+            if b.attempt.is_some() {
+                self.stats.attempts_evicted += 1;
+            }
+            self.by_key.remove(&BindingKey {
+                call_id: b.binding.call_id,
+                aor: b.binding.aor,
+            });
+        }
+    }
+
+    fn set_deadline(&mut self, id: u64, at: Option<Timestamp>) {
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        if let Some(old) = b.deadline.take() {
+            self.deadlines.remove(&(old, id));
+        }
+        if let Some(at) = at {
+            b.deadline = Some(at);
+            self.deadlines.insert((at, id));
+        }
+    }
+
+    /// The next timer of a binding: give-up of an attempt waiting for the
+    /// client, expiry of a granted registration, or idle removal.
+    fn reschedule(&mut self, id: u64) {
+        let b = &self.bindings[&id];
+        let next = match &b.attempt {
+            Some(a) if a.in_flight => None, // the transaction layer times it out
+            Some(a) => Some(a.last_final.map_or(a.started, |(_, t)| t) + self.config.give_up_after),
+            None => match b.registered {
+                Some((_, _, until)) => Some(until),
+                None => Some(b.last_seen + self.config.idle_binding_timeout),
+            },
+        };
+        self.set_deadline(id, next);
+    }
+
+    fn on_deadline(&mut self, id: u64, at: Timestamp, out: &mut Vec<Event>) {
+        let Some(b) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        if b.attempt.is_some() {
+            self.end_open_attempt(id, at, true, out);
+            return;
+        }
+        if let Some((since, granted, until)) = b.registered.take() {
+            let d = findings::expired(&b.binding, granted, since, until);
+            self.stats.expired += 1;
+            self.raise(id, d, out);
+            self.reschedule(id);
+            return;
+        }
+        self.remove(id);
+        self.stats.bindings_idle_removed += 1;
+    }
+
+    /// Adds `d` unless its code was already raised for the binding;
+    /// attaches it to the open attempt and emits it.
+    fn raise(&mut self, id: u64, d: Diagnosis, out: &mut Vec<Event>) {
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        if !b.raised.insert(d.code) {
+            self.stats.diagnoses_suppressed += 1;
+            return;
+        }
+        self.stats.diagnoses += 1;
+        out.push(Event::Diagnosis(Arc::new(d.clone())));
+        if let Some(a) = b.attempt.as_mut() {
+            a.diagnoses.push(d);
+        }
+    }
+
+    fn on_request(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Event>) {
+        let Some(key) = Self::key_of(r) else {
+            self.stats.unmatchable += 1;
+            return;
+        };
+        let m = &r.message;
+        let at = r.meta.ts;
+        let id = self.binding_id(key, r.meta.src, r.meta.dst, at);
+        let contacts = wire::contacts(m);
+        let cseq = m.cseq().map_or(0, |c| c.number);
+        let creds = wire::credentials(m);
+        {
+            let b = self.bindings.get_mut(&id).expect("binding exists");
+            b.client = r.meta.src;
+            b.registrar = r.meta.dst;
+            b.request_uri = m.request_uri().map(|u| u.into_owned());
+            if let Some(c) = contacts.iter().find(|c| !c.is_wildcard()) {
+                b.binding.contact = Some(c.uri.clone());
+            }
+            if b.attempt.is_none() {
+                self.stats.attempts += 1;
+            }
+            let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
+            a.in_flight = true;
+            if let Some(c) = &creds {
+                a.auth_username = Some(c.username.clone());
+                a.realm = Some(c.realm.clone());
+            }
+        }
+        self.set_deadline(id, None);
+
+        // NAT: what the REGISTER advertises against where it came from.
+        let vias = wire::vias(m);
+        let hostports = wire::contact_hostports(&contacts);
+        let nat = nat::check_request(
+            at,
+            &RequestAddresses {
+                method: "REGISTER",
+                source: r.meta.src,
+                vias: &vias,
+                contacts: &hostports,
+            },
+        );
+        let here = wire::message_ref(r);
+        for d in nat {
+            self.raise(id, d.in_message(&here), out);
+        }
+
+        // Digest: pair the credentials with the binding's last challenge.
+        if let Some(creds) = creds {
+            let b = &self.bindings[&id];
+            let found = match &b.challenge {
+                Some(ch) => {
+                    let uri = m.request_uri().unwrap_or_default();
+                    diagnose_answer(
+                        at,
+                        &ch.challenges,
+                        &creds,
+                        &AuthenticatedRequest {
+                            method: "REGISTER",
+                            request_uri: &uri,
+                            message: Some(&here),
+                            challenge_message: Some(&ch.message),
+                        },
+                        Some(m.body()),
+                        self.config.credentials.as_deref(),
+                    )
+                }
+                // Credentials sent before any challenge was captured: only
+                // the password can be checked.
+                None => self
+                    .config
+                    .credentials
+                    .as_deref()
+                    .and_then(|s| s.lookup(&creds.realm, &creds.username))
+                    .and_then(|secret| {
+                        let v = digest::verify(&creds, "REGISTER", Some(m.body()), secret);
+                        digest::password_finding(at, &creds, &v)
+                    })
+                    .into_iter()
+                    .collect(),
+            };
+            for d in found {
+                self.raise(id, d, out);
+            }
+        }
+    }
+
+    /// The binding a completed/timed-out REGISTER transaction belongs to.
+    /// `create`: a binding seen first through this transaction is created
+    /// (a completed one carries a result worth reporting); a timed-out one
+    /// of an unknown (e.g. evicted) binding is not.
+    fn transaction_binding(&mut self, t: &Transaction, create: bool) -> Option<u64> {
+        let (r, from_request) = match (&t.request, &t.final_response) {
+            (Some(r), _) => (r, true),
+            (None, Some(r)) => (r, false),
+            (None, None) => return None,
+        };
+        let key = Self::key_of(r)?;
+        let (client, registrar) = if from_request {
+            (r.meta.src, r.meta.dst)
+        } else {
+            (r.meta.dst, r.meta.src)
+        };
+        let at = r.meta.ts;
+        let known = self.by_key.contains_key(&key);
+        if !known && !create {
+            return None;
+        }
+        let id = self.binding_id(key, client, registrar, at);
+        if !known {
+            // Only the response was captured: the attempt starts here.
+            let b = self.bindings.get_mut(&id).expect("binding exists");
+            if b.attempt.is_none() {
+                b.attempt = Some(OpenAttempt::new(t.cseq, t.first_seen));
+                self.stats.attempts += 1;
+            }
+        }
+        Some(id)
+    }
+
+    fn on_completed(&mut self, t: &Arc<Transaction>, out: &mut Vec<Event>) {
+        let Some(resp) = t.final_response.clone() else {
+            return;
+        };
+        let Some(id) = self.transaction_binding(t, true) else {
+            self.stats.unmatchable += 1;
+            return;
+        };
+        let at = resp.meta.ts;
+        self.touch(id, at);
+        let m = &resp.message;
+        let status = m.status().unwrap_or(0);
+        let here = wire::message_ref(&resp);
+        let creds = t
+            .request
+            .as_ref()
+            .and_then(|r| wire::credentials(&r.message));
+        let request_contacts = t
+            .request
+            .as_ref()
+            .map(|r| wire::contacts(&r.message))
+            .unwrap_or_default();
+        {
+            let b = self.bindings.get_mut(&id).expect("binding exists");
+            if b.attempt.is_none() {
+                self.stats.attempts += 1;
+            }
+            let a = b
+                .attempt
+                .get_or_insert_with(|| OpenAttempt::new(t.cseq, t.first_seen));
+            if a.transactions.len() < self.config.max_transactions_per_attempt {
+                a.transactions.push(t.clone());
+            } else {
+                self.stats.transactions_dropped += 1;
+            }
+            a.in_flight = false;
+            a.last_final = Some((status, at));
+        }
+
+        // NAT: the peer echoing our Via with received=/rport.
+        if let Some(via) = wire::vias(m).into_iter().next() {
+            let hostports = wire::contact_hostports(&request_contacts);
+            if let Some(d) = nat::check_response_via(at, &via, &hostports) {
+                self.raise(id, d.in_message(&here), out);
+            }
+        }
+
+        match status {
+            401 | 407 => self.on_challenge(id, &resp, creds.as_ref(), here, out),
+            // 423 Interval Too Brief: the client retries with Min-Expires
+            // (RFC 3261 §10.2.8); part of the negotiation, not a failure.
+            423 => self.reschedule(id),
+            200..=299 => {
+                self.resolve_stale(id, true, out);
+                let b = &self.bindings[&id];
+                let requested = t
+                    .request
+                    .as_ref()
+                    .and_then(|r| wire::requested_expiry(&r.message));
+                let granted = wire::granted_expiry(m, b.binding.contact.as_deref())
+                    .or(requested)
+                    .unwrap_or(3600);
+                let outcome = if requested == Some(0) || granted == 0 {
+                    Outcome::Deregistered
+                } else {
+                    Outcome::Registered { expires: granted }
+                };
+                self.end_attempt(id, at, outcome, out);
+            }
+            300.. => {
+                self.resolve_stale(id, false, out);
+                let reason = m.reason_phrase().unwrap_or_default().into_owned();
+                let warning = m.header("Warning");
+                let d = match &creds {
+                    Some(c) => forbidden_after_auth(at, c, status, &reason, warning.as_deref()),
+                    None => {
+                        let b = &self.bindings[&id];
+                        findings::rejected(
+                            &b.binding,
+                            b.request_uri.as_deref(),
+                            status,
+                            &reason,
+                            warning.as_deref(),
+                            &here,
+                        )
+                    }
+                };
+                self.raise(id, d, out);
+                self.maybe_username_is_did(id, at, creds.as_ref(), out);
+                self.end_attempt(id, at, Outcome::Rejected { status, reason }, out);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_challenge(
+        &mut self,
+        id: u64,
+        resp: &Arc<MessageRecord>,
+        creds: Option<&Credentials>,
+        here: MessageRef,
+        out: &mut Vec<Event>,
+    ) {
+        let at = resp.meta.ts;
+        let challenges = wire::challenges(&resp.message);
+        let answered = self.bindings[&id]
+            .attempt
+            .as_ref()
+            .is_some_and(|a| a.challenged);
+        if let Some(c) = creds {
+            self.resolve_stale(id, false, out);
+            let next = digest::select_challenge(&challenges, c).cloned();
+            match next {
+                Some(next) if next.stale => {
+                    let b = self.bindings.get_mut(&id).expect("binding exists");
+                    if let Some(a) = b.attempt.as_mut() {
+                        a.pending_stale = Some((at, next));
+                    }
+                }
+                Some(next) if answered => {
+                    let d = rechallenged(at, c, &next);
+                    self.raise(id, d, out);
+                    self.count_rejection(id, at, c, out);
+                    self.maybe_username_is_did(id, at, Some(c), out);
+                }
+                _ => {}
+            }
+        }
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        if let Some(a) = b.attempt.as_mut() {
+            a.challenged = true;
+        }
+        if !challenges.is_empty() {
+            b.challenge = Some(LastChallenge {
+                challenges,
+                message: here,
+            });
+        }
+        self.reschedule(id);
+    }
+
+    fn count_rejection(&mut self, id: u64, at: Timestamp, c: &Credentials, out: &mut Vec<Event>) {
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        let who = (c.username.clone(), c.realm.clone());
+        if b.rejected_as.as_ref() == Some(&who) {
+            b.rejections += 1;
+        } else {
+            b.rejected_as = Some(who);
+            b.rejections = 1;
+        }
+        if b.rejections >= self.config.challenge_loop_after.max(1) {
+            let d = challenge_loop(at, c, b.rejections);
+            self.raise(id, d, out);
+        }
+    }
+
+    fn maybe_username_is_did(
+        &mut self,
+        id: u64,
+        at: Timestamp,
+        creds: Option<&Credentials>,
+        out: &mut Vec<Event>,
+    ) {
+        let Some(c) = creds else { return };
+        let Some(user) = wire::aor_user(&self.bindings[&id].binding.aor) else {
+            return;
+        };
+        if let Some(d) = digest::username_is_did(at, &c.username, &user) {
+            self.raise(id, d, out);
+        }
+    }
+
+    /// The stale challenge of the open attempt, if any, is reported now
+    /// that it is known whether the client recovered.
+    fn resolve_stale(&mut self, id: u64, recovered: bool, out: &mut Vec<Event>) {
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        let Some((at, ch)) = b.attempt.as_mut().and_then(|a| a.pending_stale.take()) else {
+            return;
+        };
+        if let Some(d) = digest::stale_nonce(at, &ch, Some(recovered)) {
+            self.raise(id, d, out);
+        }
+    }
+
+    fn on_timed_out(&mut self, t: &Arc<Transaction>, cause: TimeoutCause, out: &mut Vec<Event>) {
+        let Some(id) = self.transaction_binding(t, false) else {
+            self.stats.timeouts_unknown_binding += 1;
+            return;
+        };
+        let at = t.last_seen;
+        {
+            let b = self.bindings.get_mut(&id).expect("binding exists");
+            let Some(a) = b.attempt.as_mut() else { return };
+            if a.transactions.len() < self.config.max_transactions_per_attempt {
+                a.transactions.push(t.clone());
+            } else {
+                self.stats.transactions_dropped += 1;
+            }
+        }
+        match cause {
+            // Finish ends the attempt with everything else still open.
+            TimeoutCause::EndOfCapture => {}
+            TimeoutCause::NoFinalResponse | TimeoutCause::Evicted => {
+                self.resolve_stale(id, false, out);
+                self.end_attempt(id, at, Outcome::TimedOut, out);
+            }
+        }
+    }
+
+    /// Ends the binding's open attempt by what was last seen: no final
+    /// response → timed out; a challenge (or 423) → the client gave up.
+    fn end_open_attempt(&mut self, id: u64, at: Timestamp, timer: bool, out: &mut Vec<Event>) {
+        let Some(a) = self.bindings.get(&id).and_then(|b| b.attempt.as_ref()) else {
+            return;
+        };
+        let outcome = match a.last_final {
+            _ if a.in_flight => Outcome::TimedOut,
+            Some((s @ (401 | 407), _)) => Outcome::GaveUp { status: s },
+            Some((status, _)) => Outcome::Rejected {
+                status,
+                reason: String::new(),
+            },
+            None => Outcome::TimedOut,
+        };
+        let stale = a.pending_stale.is_some();
+        let end = a.last_final.map_or(at, |(_, t)| t.min(at));
+        if stale {
+            if timer {
+                self.resolve_stale(id, false, out);
+            } else {
+                // The capture ended right after the stale challenge.
+                let b = self.bindings.get_mut(&id).expect("binding exists");
+                if let Some((sat, ch)) = b.attempt.as_mut().and_then(|a| a.pending_stale.take())
+                    && let Some(d) = digest::stale_nonce(sat, &ch, None)
+                {
+                    self.raise(id, d, out);
+                }
+            }
+        }
+        self.end_attempt(id, end, outcome, out);
+    }
+
+    fn end_attempt(&mut self, id: u64, at: Timestamp, outcome: Outcome, out: &mut Vec<Event>) {
+        let success = outcome.is_success();
+        {
+            let b = self.bindings.get_mut(&id).expect("binding exists");
+            match &outcome {
+                Outcome::Registered { expires } => {
+                    b.registered =
+                        Some((at, *expires, at + Duration::from_secs(u64::from(*expires))));
+                }
+                Outcome::Deregistered => b.registered = None,
+                _ => {}
+            }
+            b.history.push_back((at, success));
+            while b.history.len() > MAX_HISTORY {
+                b.history.pop_front();
+            }
+        }
+        self.check_flapping(id, at, out);
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        if success {
+            // A success re-arms the failure findings, so the next failure
+            // is reported again; once flapping is known, it speaks for them.
+            if !b.raised.contains(&Code::RegFlapping) {
+                b.raised.retain(|c| sticky(*c));
+            }
+            b.rejections = 0;
+            b.rejected_as = None;
+        }
+        let Some(a) = b.attempt.take() else { return };
+        self.stats.count_outcome(&outcome);
+        let attempt = RegistrationAttempt {
+            binding: b.binding.clone(),
+            client: b.client,
+            registrar: b.registrar,
+            first_cseq: a.first_cseq,
+            started: a.started,
+            ended: at,
+            transactions: a.transactions,
+            outcome,
+            auth_username: a.auth_username,
+            realm: a.realm,
+            diagnoses: a.diagnoses,
+        };
+        out.push(Event::RegistrationAttempt(Arc::new(attempt)));
+        self.reschedule(id);
+    }
+
+    /// `reg.flapping`: the outcome changed between success and failure at
+    /// least `flapping_changes` times within `flapping_window`.
+    fn check_flapping(&mut self, id: u64, at: Timestamp, out: &mut Vec<Event>) {
+        let b = &self.bindings[&id];
+        let window = self.config.flapping_window;
+        let recent: Vec<&(Timestamp, bool)> = b
+            .history
+            .iter()
+            .filter(|(t, _)| at.since(*t) <= window)
+            .collect();
+        let changes = recent.windows(2).filter(|w| w[0].1 != w[1].1).count() as u32;
+        if changes < self.config.flapping_changes.max(1) {
+            return;
+        }
+        let history = recent
+            .iter()
+            .map(|(t, ok)| format!("{t} {}", if *ok { "ok" } else { "failed" }))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let d = findings::flapping(&b.binding, at, changes, window, &history);
+        self.raise(id, d, out);
+    }
+}
