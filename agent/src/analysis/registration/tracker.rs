@@ -86,8 +86,20 @@ impl OpenAttempt {
     }
 }
 
+/// What the tracker keeps of the binding's last REGISTER until its final
+/// response arrives.
+struct LastRequest {
+    cseq: u32,
+    creds: Option<Credentials>,
+    contacts: Vec<wire::ContactValue>,
+    requested_expiry: Option<u32>,
+}
+
 struct BindingState {
     binding: Binding,
+    last_request: Option<LastRequest>,
+    /// CSeq of the last final response handled.
+    last_final_cseq: Option<u32>,
     client: SocketAddr,
     registrar: SocketAddr,
     request_uri: Option<String>,
@@ -166,19 +178,60 @@ impl RegistrationTracker {
     pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
         match event {
             Event::Message(r) if r.message.method() == Some(&Method::Register) => {
-                if r.message.is_request() && !r.retransmission {
-                    self.on_request(r, out);
+                let m = &r.message;
+                let is_final = m.status().is_some_and(|s| s >= 200);
+                if (m.is_request() || is_final) && (!r.retransmission || self.new_cseq(r)) {
+                    if m.is_request() {
+                        self.on_request(r, out);
+                    } else {
+                        self.on_final(r, out);
+                    }
                 }
             }
-            Event::TransactionCompleted(t) if t.method == Method::Register => {
-                self.on_completed(t, out)
-            }
+            Event::TransactionCompleted(t) if t.method == Method::Register => self.attach(t),
             Event::TransactionTimedOut { transaction, cause }
                 if transaction.method == Method::Register =>
             {
                 self.on_timed_out(transaction, *cause, out)
             }
             _ => {}
+        }
+    }
+
+    /// A message the transaction layer calls a retransmission but whose
+    /// CSeq is new for its binding: a client reusing one Via branch for
+    /// every REGISTER (SIPp scenarios do) sends new requests that match the
+    /// old transaction (RFC 3261 §17.2.3 matches on the branch only).
+    fn new_cseq(&self, r: &MessageRecord) -> bool {
+        let (Some(key), Some(cseq)) = (Self::key_of(r), r.message.cseq()) else {
+            return false;
+        };
+        let Some(b) = self.by_key.get(&key).and_then(|id| self.bindings.get(id)) else {
+            return false;
+        };
+        if r.message.is_request() {
+            b.last_request
+                .as_ref()
+                .is_some_and(|l| l.cseq != cseq.number)
+        } else {
+            b.last_final_cseq.is_some_and(|c| c != cseq.number)
+        }
+    }
+
+    /// Keeps a completed REGISTER transaction with its attempt (the final
+    /// response itself is handled as its message arrives, just after).
+    fn attach(&mut self, t: &Arc<Transaction>) {
+        let Some(id) = self.transaction_binding(t, true) else {
+            self.stats.unmatchable += 1;
+            return;
+        };
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        if let Some(a) = b.attempt.as_mut() {
+            if a.transactions.len() < self.config.max_transactions_per_attempt {
+                a.transactions.push(t.clone());
+            } else {
+                self.stats.transactions_dropped += 1;
+            }
         }
     }
 
@@ -251,6 +304,8 @@ impl RegistrationTracker {
                     contact: None,
                     call_id: key.call_id,
                 },
+                last_request: None,
+                last_final_cseq: None,
                 client,
                 registrar,
                 request_uri: None,
@@ -378,6 +433,12 @@ impl RegistrationTracker {
             if b.attempt.is_none() {
                 self.stats.attempts += 1;
             }
+            b.last_request = Some(LastRequest {
+                cseq,
+                creds: creds.clone(),
+                contacts: contacts.clone(),
+                requested_expiry: wire::requested_expiry(m),
+            });
             let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
             a.in_flight = true;
             if let Some(c) = &creds {
@@ -477,44 +538,35 @@ impl RegistrationTracker {
         Some(id)
     }
 
-    fn on_completed(&mut self, t: &Arc<Transaction>, out: &mut Vec<Event>) {
-        let Some(resp) = t.final_response.clone() else {
-            return;
-        };
-        let Some(id) = self.transaction_binding(t, true) else {
+    fn on_final(&mut self, resp: &Arc<MessageRecord>, out: &mut Vec<Event>) {
+        let Some(key) = Self::key_of(resp) else {
             self.stats.unmatchable += 1;
             return;
         };
         let at = resp.meta.ts;
-        self.touch(id, at);
+        let id = self.binding_id(key, resp.meta.dst, resp.meta.src, at);
         let m = &resp.message;
         let status = m.status().unwrap_or(0);
-        let here = wire::message_ref(&resp);
-        let creds = t
-            .request
-            .as_ref()
-            .and_then(|r| wire::credentials(&r.message));
-        let request_contacts = t
-            .request
-            .as_ref()
-            .map(|r| wire::contacts(&r.message))
-            .unwrap_or_default();
-        {
+        let cseq = m.cseq().map_or(0, |c| c.number);
+        let here = wire::message_ref(resp);
+        let (creds, request_contacts, requested) = {
             let b = self.bindings.get_mut(&id).expect("binding exists");
+            b.last_final_cseq = Some(cseq);
+            let request = b.last_request.as_ref().filter(|l| l.cseq == cseq);
+            let found = (
+                request.and_then(|l| l.creds.clone()),
+                request.map(|l| l.contacts.clone()).unwrap_or_default(),
+                request.and_then(|l| l.requested_expiry),
+            );
             if b.attempt.is_none() {
+                // Only the response was captured: the attempt starts here.
                 self.stats.attempts += 1;
             }
-            let a = b
-                .attempt
-                .get_or_insert_with(|| OpenAttempt::new(t.cseq, t.first_seen));
-            if a.transactions.len() < self.config.max_transactions_per_attempt {
-                a.transactions.push(t.clone());
-            } else {
-                self.stats.transactions_dropped += 1;
-            }
+            let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
             a.in_flight = false;
             a.last_final = Some((status, at));
-        }
+            found
+        };
 
         // NAT: the peer echoing our Via with received=/rport.
         if let Some(via) = wire::vias(m).into_iter().next() {
@@ -525,17 +577,13 @@ impl RegistrationTracker {
         }
 
         match status {
-            401 | 407 => self.on_challenge(id, &resp, creds.as_ref(), here, out),
+            401 | 407 => self.on_challenge(id, resp, creds.as_ref(), here, out),
             // 423 Interval Too Brief: the client retries with Min-Expires
             // (RFC 3261 §10.2.8); part of the negotiation, not a failure.
             423 => self.reschedule(id),
             200..=299 => {
                 self.resolve_stale(id, true, out);
                 let b = &self.bindings[&id];
-                let requested = t
-                    .request
-                    .as_ref()
-                    .and_then(|r| wire::requested_expiry(&r.message));
                 let granted = wire::granted_expiry(m, b.binding.contact.as_deref())
                     .or(requested)
                     .unwrap_or(3600);
