@@ -668,3 +668,35 @@ fn unanswered_register_times_out_on_the_packet_clock() {
     assert_eq!(a[0].outcome, Outcome::TimedOut);
     assert_eq!(r.codes(), set(&[]));
 }
+
+#[test]
+fn new_cseqs_on_a_reused_branch_are_new_requests_not_retransmissions() {
+    // SIPp loops reuse one Via branch for every REGISTER of the loop; the
+    // transaction layer calls them retransmissions, the CSeq says new.
+    let mut f = Flow::new(Proto::Udp, "1001", "c-reuse-branch");
+    f.register(60, None);
+    f.challenge("n0", false);
+    for i in 1..=3 {
+        f.branch = 0; // register() counts it up to 1: the first REGISTER's branch
+        f.register(60, Some(("1001", REALM, &format!("n{}", i - 1), "Wr0ngPw")));
+        f.challenge(&format!("n{i}"), false);
+    }
+    let r = run(&f.packets);
+    assert!(
+        r.stats.sip.retransmissions > 0,
+        "the branch really was reused"
+    );
+    assert_eq!(r.codes(), set(&["auth.rejected", "auth.challenge_loop"]));
+    // A real retransmission (same CSeq) is still not a new request.
+    let mut g = Flow::new(Proto::Udp, "1001", "c-retrans");
+    g.register(60, None);
+    let again = g.packets.last().unwrap().clone();
+    g.packets.push(Packet {
+        ts: Timestamp(again.ts.0 + 500_000_000),
+        ..again
+    });
+    g.challenge("n0", false);
+    let r = run(&g.packets);
+    assert_eq!(r.stats.registrations.attempts, 1);
+    assert_eq!(r.attempts()[0].transactions.len(), 1);
+}
