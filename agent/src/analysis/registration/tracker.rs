@@ -17,11 +17,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use crate::analysis::digest::{
-    self, AuthenticatedRequest, Challenge, Credentials, challenge_loop, diagnose_answer,
-    forbidden_after_auth, rechallenged,
+    self, AuthenticatedRequest, Challenge, Credentials, diagnose_answer, forbidden_after_auth,
 };
 use crate::analysis::nat::{self, RequestAddresses};
 use crate::capture::Timestamp;
@@ -29,9 +27,11 @@ use crate::diagnosis::{Code, Diagnosis, MessageRef};
 use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
 
-use super::{
-    Binding, Outcome, RegistrationAttempt, RegistrationStats, TrackerConfig, findings, wire,
-};
+mod auth;
+mod outcome;
+mod table;
+
+use super::{Binding, Outcome, RegistrationStats, TrackerConfig, findings, wire};
 
 /// A binding is keyed by Call-ID and AOR (To URI): RFC 3261 §10.2.4 has a
 /// UA keep its Call-ID across refreshes, and a Contact change under the
@@ -273,144 +273,6 @@ impl RegistrationTracker {
         })
     }
 
-    /// The binding of `key`, created if new (evicting the least recently
-    /// used one when the table is full).
-    fn binding_id(
-        &mut self,
-        key: BindingKey,
-        client: SocketAddr,
-        registrar: SocketAddr,
-        at: Timestamp,
-    ) -> u64 {
-        if let Some(&id) = self.by_key.get(&key) {
-            self.touch(id, at);
-            return id;
-        }
-        while self.bindings.len() >= self.config.max_bindings.max(1) {
-            let Some((_, victim)) = self.lru.pop_first() else {
-                break;
-            };
-            self.remove(victim);
-            self.stats.bindings_evicted += 1;
-        }
-        let id = self.next_id;
-        self.next_id += 1;
-        self.by_key.insert(key.clone(), id);
-        self.bindings.insert(
-            id,
-            BindingState {
-                binding: Binding {
-                    aor: key.aor,
-                    contact: None,
-                    call_id: key.call_id,
-                },
-                last_request: None,
-                last_final_cseq: None,
-                client,
-                registrar,
-                request_uri: None,
-                attempt: None,
-                challenge: None,
-                registered: None,
-                raised: BTreeSet::new(),
-                rejections: 0,
-                rejected_as: None,
-                history: VecDeque::new(),
-                last_seen: at,
-                lru: 0,
-                deadline: None,
-            },
-        );
-        self.touch(id, at);
-        id
-    }
-
-    fn touch(&mut self, id: u64, at: Timestamp) {
-        let seq = self.next_lru;
-        self.next_lru += 1;
-        let b = self.bindings.get_mut(&id).expect("binding exists");
-        self.lru.remove(&b.lru);
-        b.lru = seq;
-        b.last_seen = b.last_seen.max(at);
-        self.lru.insert(seq, id);
-    }
-
-    fn remove(&mut self, id: u64) {
-        if let Some(b) = self.bindings.remove(&id) {
-            self.lru.remove(&b.lru);
-            if let Some(d) = b.deadline {
-                self.deadlines.remove(&(d, id));
-            }
-            if b.attempt.is_some() {
-                self.stats.attempts_evicted += 1;
-            }
-            self.by_key.remove(&BindingKey {
-                call_id: b.binding.call_id,
-                aor: b.binding.aor,
-            });
-        }
-    }
-
-    fn set_deadline(&mut self, id: u64, at: Option<Timestamp>) {
-        let b = self.bindings.get_mut(&id).expect("binding exists");
-        if let Some(old) = b.deadline.take() {
-            self.deadlines.remove(&(old, id));
-        }
-        if let Some(at) = at {
-            b.deadline = Some(at);
-            self.deadlines.insert((at, id));
-        }
-    }
-
-    /// The next timer of a binding: give-up of an attempt waiting for the
-    /// client, expiry of a granted registration, or idle removal.
-    fn reschedule(&mut self, id: u64) {
-        let b = &self.bindings[&id];
-        let next = match &b.attempt {
-            Some(a) if a.in_flight => None, // the transaction layer times it out
-            Some(a) => Some(a.last_final.map_or(a.started, |(_, t)| t) + self.config.give_up_after),
-            None => match b.registered {
-                Some((_, _, until)) => Some(until),
-                None => Some(b.last_seen + self.config.idle_binding_timeout),
-            },
-        };
-        self.set_deadline(id, next);
-    }
-
-    fn on_deadline(&mut self, id: u64, at: Timestamp, out: &mut Vec<Event>) {
-        let Some(b) = self.bindings.get_mut(&id) else {
-            return;
-        };
-        if b.attempt.is_some() {
-            self.end_open_attempt(id, at, true, out);
-            return;
-        }
-        if let Some((since, granted, until)) = b.registered.take() {
-            let d = findings::expired(&b.binding, granted, since, until);
-            self.stats.expired += 1;
-            self.raise(id, d, out);
-            self.reschedule(id);
-            return;
-        }
-        self.remove(id);
-        self.stats.bindings_idle_removed += 1;
-    }
-
-    /// Adds `d` unless its code was already raised for the binding;
-    /// attaches it to the open attempt and emits it.
-    fn raise(&mut self, id: u64, d: Diagnosis, out: &mut Vec<Event>) {
-        let b = self.bindings.get_mut(&id).expect("binding exists");
-        if !b.raised.insert(d.code) {
-            self.stats.diagnoses_suppressed += 1;
-            return;
-        }
-        self.stats.diagnoses += 1;
-        out.push(Event::Diagnosis(Arc::new(d.clone())));
-        if let Some(a) = b.attempt.as_mut() {
-            a.diagnoses.push(d);
-        }
-    }
-
     fn on_request(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Event>) {
         let Some(key) = Self::key_of(r) else {
             self.stats.unmatchable += 1;
@@ -620,95 +482,6 @@ impl RegistrationTracker {
         }
     }
 
-    fn on_challenge(
-        &mut self,
-        id: u64,
-        resp: &Arc<MessageRecord>,
-        creds: Option<&Credentials>,
-        here: MessageRef,
-        out: &mut Vec<Event>,
-    ) {
-        let at = resp.meta.ts;
-        let challenges = wire::challenges(&resp.message);
-        let answered = self.bindings[&id]
-            .attempt
-            .as_ref()
-            .is_some_and(|a| a.challenged);
-        if let Some(c) = creds {
-            self.resolve_stale(id, false, out);
-            let next = digest::select_challenge(&challenges, c).cloned();
-            match next {
-                Some(next) if next.stale => {
-                    let b = self.bindings.get_mut(&id).expect("binding exists");
-                    if let Some(a) = b.attempt.as_mut() {
-                        a.pending_stale = Some((at, next));
-                    }
-                }
-                Some(next) if answered => {
-                    let d = rechallenged(at, c, &next);
-                    self.raise(id, d, out);
-                    self.count_rejection(id, at, c, out);
-                    self.maybe_username_is_did(id, at, Some(c), out);
-                }
-                _ => {}
-            }
-        }
-        let b = self.bindings.get_mut(&id).expect("binding exists");
-        if let Some(a) = b.attempt.as_mut() {
-            a.challenged = true;
-        }
-        if !challenges.is_empty() {
-            b.challenge = Some(LastChallenge {
-                challenges,
-                message: here,
-            });
-        }
-        self.reschedule(id);
-    }
-
-    fn count_rejection(&mut self, id: u64, at: Timestamp, c: &Credentials, out: &mut Vec<Event>) {
-        let b = self.bindings.get_mut(&id).expect("binding exists");
-        let who = (c.username.clone(), c.realm.clone());
-        if b.rejected_as.as_ref() == Some(&who) {
-            b.rejections += 1;
-        } else {
-            b.rejected_as = Some(who);
-            b.rejections = 1;
-        }
-        if b.rejections >= self.config.challenge_loop_after.max(1) {
-            let d = challenge_loop(at, c, b.rejections);
-            self.raise(id, d, out);
-        }
-    }
-
-    fn maybe_username_is_did(
-        &mut self,
-        id: u64,
-        at: Timestamp,
-        creds: Option<&Credentials>,
-        out: &mut Vec<Event>,
-    ) {
-        let Some(c) = creds else { return };
-        let Some(user) = wire::aor_user(&self.bindings[&id].binding.aor) else {
-            return;
-        };
-        if let Some(d) = digest::username_is_did(at, &c.username, &user) {
-            self.raise(id, d, out);
-        }
-    }
-
-    /// The stale challenge of the open attempt, if any, is reported now
-    /// that it is known whether the client recovered.
-    fn resolve_stale(&mut self, id: u64, recovered: bool, out: &mut Vec<Event>) {
-        let b = self.bindings.get_mut(&id).expect("binding exists");
-        let Some((at, ch)) = b.attempt.as_mut().and_then(|a| a.pending_stale.take()) else {
-            return;
-        };
-        if let Some(d) = digest::stale_nonce(at, &ch, Some(recovered)) {
-            self.raise(id, d, out);
-        }
-    }
-
     fn on_timed_out(&mut self, t: &Arc<Transaction>, cause: TimeoutCause, out: &mut Vec<Event>) {
         let Some(id) = self.transaction_binding(t, false) else {
             self.stats.timeouts_unknown_binding += 1;
@@ -732,108 +505,5 @@ impl RegistrationTracker {
                 self.end_attempt(id, at, Outcome::TimedOut, out);
             }
         }
-    }
-
-    /// Ends the binding's open attempt by what was last seen: no final
-    /// response → timed out; a challenge (or 423) → the client gave up.
-    fn end_open_attempt(&mut self, id: u64, at: Timestamp, timer: bool, out: &mut Vec<Event>) {
-        let Some(a) = self.bindings.get(&id).and_then(|b| b.attempt.as_ref()) else {
-            return;
-        };
-        let outcome = match a.last_final {
-            _ if a.in_flight => Outcome::TimedOut,
-            Some((s @ (401 | 407), _)) => Outcome::GaveUp { status: s },
-            Some((status, _)) => Outcome::Rejected {
-                status,
-                reason: String::new(),
-            },
-            None => Outcome::TimedOut,
-        };
-        let stale = a.pending_stale.is_some();
-        let end = a.last_final.map_or(at, |(_, t)| t.min(at));
-        if stale {
-            if timer {
-                self.resolve_stale(id, false, out);
-            } else {
-                // The capture ended right after the stale challenge.
-                let b = self.bindings.get_mut(&id).expect("binding exists");
-                if let Some((sat, ch)) = b.attempt.as_mut().and_then(|a| a.pending_stale.take())
-                    && let Some(d) = digest::stale_nonce(sat, &ch, None)
-                {
-                    self.raise(id, d, out);
-                }
-            }
-        }
-        self.end_attempt(id, end, outcome, out);
-    }
-
-    fn end_attempt(&mut self, id: u64, at: Timestamp, outcome: Outcome, out: &mut Vec<Event>) {
-        let success = outcome.is_success();
-        {
-            let b = self.bindings.get_mut(&id).expect("binding exists");
-            match &outcome {
-                Outcome::Registered { expires } => {
-                    b.registered =
-                        Some((at, *expires, at + Duration::from_secs(u64::from(*expires))));
-                }
-                Outcome::Deregistered => b.registered = None,
-                _ => {}
-            }
-            b.history.push_back((at, success));
-            while b.history.len() > MAX_HISTORY {
-                b.history.pop_front();
-            }
-        }
-        self.check_flapping(id, at, out);
-        let b = self.bindings.get_mut(&id).expect("binding exists");
-        if success {
-            // A success re-arms the failure findings, so the next failure
-            // is reported again; once flapping is known, it speaks for them.
-            if !b.raised.contains(&Code::RegFlapping) {
-                b.raised.retain(|c| sticky(*c));
-            }
-            b.rejections = 0;
-            b.rejected_as = None;
-        }
-        let Some(a) = b.attempt.take() else { return };
-        self.stats.count_outcome(&outcome);
-        let attempt = RegistrationAttempt {
-            binding: b.binding.clone(),
-            client: b.client,
-            registrar: b.registrar,
-            first_cseq: a.first_cseq,
-            started: a.started,
-            ended: at,
-            transactions: a.transactions,
-            outcome,
-            auth_username: a.auth_username,
-            realm: a.realm,
-            diagnoses: a.diagnoses,
-        };
-        out.push(Event::RegistrationAttempt(Arc::new(attempt)));
-        self.reschedule(id);
-    }
-
-    /// `reg.flapping`: the outcome changed between success and failure at
-    /// least `flapping_changes` times within `flapping_window`.
-    fn check_flapping(&mut self, id: u64, at: Timestamp, out: &mut Vec<Event>) {
-        let b = &self.bindings[&id];
-        let window = self.config.flapping_window;
-        let recent: Vec<&(Timestamp, bool)> = b
-            .history
-            .iter()
-            .filter(|(t, _)| at.since(*t) <= window)
-            .collect();
-        let changes = recent.windows(2).filter(|w| w[0].1 != w[1].1).count() as u32;
-        if changes < self.config.flapping_changes.max(1) {
-            return;
-        }
-        let history = recent
-            .iter()
-            .map(|(t, ok)| format!("{t} {}", if *ok { "ok" } else { "failed" }))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let d = findings::flapping(&b.binding, at, changes, window, &history);
-        self.raise(id, d, out);
     }
 }
