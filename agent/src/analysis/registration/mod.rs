@@ -40,6 +40,9 @@ pub struct TrackerConfig {
     /// within `flapping_window`.
     pub flapping_window: Duration,
     pub flapping_changes: u32,
+    /// `reg.expired` only when no refresh arrived within this time after
+    /// the granted expiry.
+    pub expiry_grace: Duration,
     /// A binding with no registration and no activity for this long is
     /// forgotten (counted in `bindings_idle_removed`).
     pub idle_binding_timeout: Duration,
@@ -58,6 +61,7 @@ impl Default for TrackerConfig {
             flapping_window: Duration::from_secs(600),
             flapping_changes: 4,
             idle_binding_timeout: Duration::from_secs(3600),
+            expiry_grace: Duration::from_secs(1),
             credentials: None,
         }
     }

@@ -512,6 +512,14 @@ fn expiry_without_refresh_fires_on_the_packet_clock_only() {
     let r = run_with(&f.packets, TrackerConfig::default(), Some(end + 3500));
     assert_eq!(r.codes(), set(&["reg.expired"]));
     assert_eq!(r.stats.registrations.expired, 1);
+    // A refresh a moment after the expiry (within the grace) is routine.
+    let mut late = Flow::new(Proto::Udp, "1001", "c-late");
+    late.healthy("secret1001", "n1", 2);
+    late.wait(2300);
+    late.register(2, Some(("1001", REALM, "n1", "secret1001")));
+    late.ok(2);
+    let r = run_with(&late.packets, TrackerConfig::default(), None);
+    assert_eq!(r.codes(), set(&[]));
     // A refresh in time keeps it alive.
     f.wait(1000);
     f.register(2, Some(("1001", REALM, "n1", "secret1001")));

@@ -110,7 +110,10 @@ impl RegistrationTracker {
             Some(a) if a.in_flight => None, // the transaction layer times it out
             Some(a) => Some(a.last_final.map_or(a.started, |(_, t)| t) + self.config.give_up_after),
             None => match b.registered {
-                Some((_, _, until)) => Some(until),
+                // A refresh a moment late is routine (clients refresh at the
+                // expiry, registrars purge on a timer): only a lapse beyond the
+                // grace is reported.
+                Some((_, _, until)) => Some(until + self.config.expiry_grace),
                 None => Some(b.last_seen + self.config.idle_binding_timeout),
             },
         };
