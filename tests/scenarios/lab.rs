@@ -7,11 +7,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::agent::{Agent, Dumpcap, wait_udp_listening};
+use crate::agent::{Agent, Dumpcap, START, wait_udp_listening};
 use crate::require_root;
 use crate::support::netns::{Netns, VethPair, run};
 use crate::support::process::{NsProcess, free_udp_port};
-use crate::support::{TempDir, fixture, unique_suffix};
+use crate::support::{TempDir, fixture, unique_suffix, wait_for};
 
 /// The PBX's private address in the NAT lab.
 pub const PBX_V4: &str = "10.88.0.2";
@@ -24,6 +24,8 @@ pub struct Peer {
     pub file: &'static str,
     pub args: Vec<String>,
     pub expires: u32,
+    /// SIP over TCP (SIPp `-t t1`, kamailio also listening on TCP).
+    pub tcp: bool,
 }
 
 impl Peer {
@@ -32,6 +34,7 @@ impl Peer {
             file,
             args: args.iter().map(|s| s.to_string()).collect(),
             expires: 60,
+            tcp: false,
         }
     }
 }
@@ -152,6 +155,7 @@ impl Lab {
         let rundir = rundir.to_str().unwrap().to_owned();
         let cfg = fixture("scenarios/registrar.cfg");
         let listen = format!("udp:{}:5060", self.registrar);
+        let listen_tcp = format!("tcp:{}:5060", self.registrar);
         let mut args = vec![
             "-f",
             cfg.to_str().unwrap(),
@@ -159,6 +163,8 @@ impl Lab {
             "-E",
             "-l",
             &listen,
+            "-l",
+            &listen_tcp,
             "-Y",
             &rundir,
             "-w",
@@ -173,6 +179,13 @@ impl Lab {
             &args,
         );
         wait_udp_listening(&self.pair.host, 5060);
+        wait_for(START, "kamailio to listen on TCP 5060", || {
+            let out = self
+                .pair
+                .host
+                .exec_stdout("ss", &["-Hltn", "sport", "=", ":5060"]);
+            (!out.trim().is_empty()).then_some(())
+        });
         p
     }
 
@@ -204,6 +217,9 @@ impl Lab {
             "expires",
             &expires,
         ];
+        if peer.tcp {
+            args.extend(["-t", "t1"]);
+        }
         args.extend(peer.args.iter().map(String::as_str));
         let mut sipp = NsProcess::spawn(ns, &self.dir.path, "sipp", "sipp", &args);
         let status = sipp.wait_exit(Duration::from_secs(40));

@@ -39,6 +39,27 @@ pub fn require_root() {
 
 /// Every diagnosis the library pipeline raises on `pcap`.
 fn analyse(pcap: &Path, credentials: Option<Arc<CredentialStore>>) -> Vec<Arc<Diagnosis>> {
+    all_events(pcap, credentials)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::Diagnosis(d) => Some(d),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Outcome labels of the registration attempts found in `pcap`.
+fn outcomes(pcap: &Path) -> Vec<&'static str> {
+    all_events(pcap, None)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::RegistrationAttempt(a) => Some(a.outcome.label()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn all_events(pcap: &Path, credentials: Option<Arc<CredentialStore>>) -> Vec<Event> {
     let mut p = Pipeline::new(PipelineConfig {
         registration: TrackerConfig {
             credentials,
@@ -52,12 +73,6 @@ fn analyse(pcap: &Path, credentials: Option<Arc<CredentialStore>>) -> Vec<Arc<Di
     }
     events.extend(p.finish());
     events
-        .into_iter()
-        .filter_map(|e| match e {
-            Event::Diagnosis(d) => Some(d),
-            _ => None,
-        })
-        .collect()
 }
 
 fn codes(ds: &[Arc<Diagnosis>]) -> BTreeSet<&'static str> {
@@ -116,6 +131,7 @@ fn healthy_registration_raises_nothing_and_live_equals_dumpcap() {
     let run = Lab::new(false, &[]).run(&register("1001", "1001", "secret1001"), true);
     let live = analyse(&run.agent_pcap, None);
     assert_eq!(codes(&live), set(&[]), "{live:#?}");
+    assert_eq!(outcomes(&run.agent_pcap), vec!["registered"]);
     let offline = analyse(run.dumpcap_pcap.as_ref().unwrap(), None);
     assert_eq!(comparable(&live), comparable(&offline));
 
@@ -181,6 +197,34 @@ fn wrong_password_is_rejected_loops_and_mismatches_the_known_password() {
     assert!(text.contains("\"type\":\"registration\""));
     assert!(!text.contains("Wr0ngPw") && !text.contains("secret1001"));
     assert!(!text.contains("response="), "digest response leaked");
+}
+
+#[test]
+fn healthy_and_wrong_password_over_tcp() {
+    let mut peer = register("1001", "1001", "secret1001");
+    peer.tcp = true;
+    let run = Lab::new(false, &[]).run(&peer, false);
+    let ds = analyse(&run.agent_pcap, None);
+    assert_eq!(codes(&ds), set(&[]), "{ds:#?}");
+    assert_eq!(outcomes(&run.agent_pcap), vec!["registered"]);
+    let tcp_messages = all_events(&run.agent_pcap, None)
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::Message(m) if m.meta.transport == sipscope::packet::Transport::Tcp)
+        })
+        .count();
+    assert_eq!(tcp_messages, 4, "REGISTER, 401, REGISTER, 200 over TCP");
+
+    let mut peer = register("1001", "1001", "Wr0ngPw");
+    peer.tcp = true;
+    let run = Lab::new(false, &[]).run(&peer, false);
+    let ds = analyse(&run.agent_pcap, None);
+    assert_eq!(
+        codes(&ds),
+        set(&["auth.rejected", "auth.challenge_loop"]),
+        "{ds:#?}"
+    );
+    assert_eq!(outcomes(&run.agent_pcap), vec!["gave_up"]);
 }
 
 #[test]
