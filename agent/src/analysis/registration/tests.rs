@@ -708,3 +708,39 @@ fn new_cseqs_on_a_reused_branch_are_new_requests_not_retransmissions() {
     assert_eq!(r.stats.registrations.attempts, 1);
     assert_eq!(r.attempts()[0].transactions.len(), 1);
 }
+
+#[test]
+fn stale_nonce_not_recovered_is_a_warning() {
+    let mut f = Flow::new(Proto::Udp, "1001", "c-stale-bad");
+    f.healthy("secret1001", "n1", 60);
+    f.wait(2500);
+    f.register(60, Some(("1001", REALM, "n1", "secret1001")));
+    f.challenge("n2", true);
+    // The client answers the new nonce with a wrong password.
+    f.register(60, Some(("1001", REALM, "n2", "Wr0ngPw")));
+    f.challenge("n3", false);
+    let r = run(&f.packets);
+    assert_eq!(r.codes(), set(&["auth.stale_nonce", "auth.rejected"]));
+    let d = r.one(Code::AuthStaleNonce);
+    assert_eq!(d.severity, Severity::Warning);
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.name == "client recovered" && e.value == "no")
+    );
+    // The client never answered the stale challenge: given up on the
+    // packet clock (32 s later), not recovered.
+    let mut g = Flow::new(Proto::Udp, "1001", "c-stale-quiet");
+    g.healthy("secret1001", "n1", 600);
+    g.wait(2500);
+    g.register(600, Some(("1001", REALM, "n1", "secret1001")));
+    g.challenge("n2", true);
+    let r = run_with(&g.packets, TrackerConfig::default(), Some(g.ms + 40_000));
+    let d = r.one(Code::AuthStaleNonce);
+    assert!(
+        d.evidence
+            .iter()
+            .any(|e| e.name == "client recovered" && e.value == "no")
+    );
+    assert_eq!(r.attempts()[1].outcome, Outcome::GaveUp { status: 401 });
+}
