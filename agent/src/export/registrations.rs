@@ -14,6 +14,8 @@ use crate::pipeline::Event;
 
 /// Bindings shown at most (the rest are counted in a closing line).
 const MAX_ROWS: usize = 1000;
+/// Findings shown at most (the rest are counted in a closing line).
+const MAX_FINDINGS: usize = 10_000;
 
 #[derive(Default)]
 struct Row {
@@ -32,6 +34,7 @@ pub struct RegistrationReport {
     rows: HashMap<(String, String), Row>,
     rows_not_shown: u64,
     diagnoses: Vec<Arc<Diagnosis>>,
+    diagnoses_not_shown: u64,
     last_packet: Timestamp,
 }
 
@@ -63,7 +66,11 @@ impl RegistrationReport {
                         }
                     }
                 }
-                self.diagnoses.push(d.clone());
+                if self.diagnoses.len() < MAX_FINDINGS {
+                    self.diagnoses.push(d.clone());
+                } else {
+                    self.diagnoses_not_shown += 1;
+                }
             }
             Event::RegistrationAttempt(a) => {
                 let key = (a.binding.aor.clone(), a.binding.call_id.clone());
@@ -153,6 +160,13 @@ impl RegistrationReport {
             let _ = writeln!(s, "Findings:");
             for d in &self.diagnoses {
                 let _ = writeln!(s, "{d}\n");
+            }
+            if self.diagnoses_not_shown > 0 {
+                let _ = writeln!(
+                    s,
+                    "({} more findings not shown)\n",
+                    self.diagnoses_not_shown
+                );
             }
         }
         s

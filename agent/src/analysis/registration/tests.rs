@@ -744,3 +744,38 @@ fn stale_nonce_not_recovered_is_a_warning() {
     );
     assert_eq!(r.attempts()[1].outcome, Outcome::GaveUp { status: 401 });
 }
+
+#[test]
+fn console_table_shows_state_expiry_and_last_failure() {
+    let mut ok = Flow::new(Proto::Udp, "1001", "c-table-ok");
+    ok.healthy("secret1001", "n1", 60);
+    let mut bad = Flow::new(Proto::Udp, "1002", "c-table-bad");
+    bad.ms = ok.ms + 10_000; // the capture ends 10.04 s after the 200 OK: 49 s left
+    bad.register(60, None);
+    bad.reply("404 Not Found", "");
+    let packets: Vec<Packet> = ok.packets.iter().chain(&bad.packets).cloned().collect();
+    let r = run(&packets);
+    let mut report = crate::export::registrations::RegistrationReport::new();
+    for e in &r.events {
+        report.push(e);
+    }
+    let text = report.render();
+    let row = |aor: &str| {
+        text.lines()
+            .find(|l| l.contains(aor))
+            .unwrap_or_else(|| panic!("no row for {aor} in\n{text}"))
+            .to_owned()
+    };
+    let ok_row = row("sip:1001@");
+    assert!(
+        ok_row.contains("registered") && ok_row.contains("49 s"),
+        "{ok_row}"
+    );
+    let bad_row = row("sip:1002@");
+    assert!(
+        bad_row.contains("rejected") && bad_row.contains("404 Not Found"),
+        "{bad_row}"
+    );
+    assert!(text.contains("[error] reg.rejected"), "{text}");
+    assert!(text.contains("what to do:"), "{text}");
+}
