@@ -249,6 +249,30 @@ mod tests {
     }
 
     #[test]
+    fn contacts_across_headers_compact_form_and_quoted_commas() {
+        let r = msg(
+            "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK1\n\
+             Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n\
+             Contact: \"Desk, left\" <sip:1@10.0.0.2:5062;transport=tcp>;expires=30;q=0.5\n\
+             m: sip:1@10.0.0.3;expires=10, <sip:1@[2001:db8::1]:5070>\n\n",
+        );
+        let c = contacts(&r);
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c[0].uri, "sip:1@10.0.0.2:5062;transport=tcp");
+        assert_eq!(c[0].expires, Some(30));
+        assert_eq!(c[1].uri, "sip:1@10.0.0.3");
+        assert_eq!(c[1].expires, Some(10));
+        assert_eq!(c[2].expires, None);
+        let hp = contact_hostports(&c);
+        assert_eq!(hp[2], HostPort::new("2001:db8::1", Some(5070)));
+        assert!(same_contact(
+            "sip:1@10.0.0.2:5062;transport=tcp",
+            "sip:1@10.0.0.2:5062"
+        ));
+        assert!(!same_contact("sip:1@10.0.0.2:5062", "sip:1@10.0.0.2"));
+    }
+
+    #[test]
     fn requested_expiry_reads_contact_param_then_header_and_wildcard() {
         let base = "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK1\n\
                     Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n";
