@@ -147,7 +147,6 @@ pub struct RegistrationTracker {
     deadlines: BTreeSet<(Timestamp, u64)>,
     next_id: u64,
     next_lru: u64,
-    clock: Timestamp,
     stats: RegistrationStats,
 }
 
@@ -161,7 +160,6 @@ impl RegistrationTracker {
             deadlines: BTreeSet::new(),
             next_id: 1,
             next_lru: 1,
-            clock: Timestamp(0),
             stats: RegistrationStats::default(),
         }
     }
@@ -239,9 +237,6 @@ impl RegistrationTracker {
     /// went unanswered end as given up; granted registrations that were
     /// not refreshed raise `reg.expired`; idle bindings are dropped.
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
-        if now > self.clock {
-            self.clock = now;
-        }
         while let Some(&(at, id)) = self.deadlines.first() {
             if at > now {
                 break;
