@@ -10,7 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::analysis::registration::{
+    RegistrationAttempt, RegistrationStats, RegistrationTracker, TrackerConfig,
+};
 use crate::capture::{Packet, Timestamp};
+use crate::diagnosis::Diagnosis;
 use crate::packet::{Datagram, Decoder, DecoderConfig, Meta, PacketStats};
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{
@@ -22,6 +26,8 @@ use crate::sip::{
 pub struct PipelineConfig {
     pub decoder: DecoderConfig,
     pub transactions: TransactionConfig,
+    /// Registration tracking: limits, thresholds and known credentials.
+    pub registration: TrackerConfig,
 }
 
 /// A SIP-looking payload that could not be read as a message at all
@@ -51,6 +57,11 @@ pub enum Event {
         transaction: Arc<Transaction>,
         cause: TimeoutCause,
     },
+    /// A finding of the analyses (registration, digest, NAT), in
+    /// packet-clock order; also attached to its registration attempt.
+    Diagnosis(Arc<Diagnosis>),
+    /// A registration attempt reached its outcome (RFC 3261 §10).
+    RegistrationAttempt(Arc<RegistrationAttempt>),
 }
 
 /// Counters of the SIP stage.
@@ -75,6 +86,7 @@ pub struct Stats {
     pub packets: PacketStats,
     pub sip: SipStats,
     pub transactions: TransactionStats,
+    pub registrations: RegistrationStats,
 }
 
 pub struct Pipeline {
@@ -84,6 +96,8 @@ pub struct Pipeline {
     datagrams: Vec<Datagram>,
     tx_events: Vec<TransactionEvent>,
     clock: Timestamp,
+    registrations: RegistrationTracker,
+    analysis_out: Vec<Event>,
 }
 
 impl Pipeline {
@@ -95,6 +109,8 @@ impl Pipeline {
             datagrams: Vec::new(),
             tx_events: Vec::new(),
             clock: Timestamp(0),
+            registrations: RegistrationTracker::new(config.registration),
+            analysis_out: Vec::new(),
         }
     }
 
@@ -109,12 +125,25 @@ impl Pipeline {
     /// allocation per packet on the hot path).
     pub fn ingest_into(&mut self, pkt: &Packet, out: &mut Vec<Event>) {
         self.tick_into(pkt.ts, out);
+        let from = out.len();
         let mut datagrams = std::mem::take(&mut self.datagrams);
         self.decoder.decode(pkt, &mut datagrams);
         for d in datagrams.drain(..) {
             self.on_datagram(d, out);
         }
         self.datagrams = datagrams;
+        self.analyse(from, out);
+    }
+
+    /// Runs the analyses over the SIP events `out[from..]` and appends
+    /// what they found.
+    fn analyse(&mut self, from: usize, out: &mut Vec<Event>) {
+        let mut found = std::mem::take(&mut self.analysis_out);
+        for e in &out[from..] {
+            self.registrations.on_event(e, &mut found);
+        }
+        out.append(&mut found);
+        self.analysis_out = found;
     }
 
     fn on_datagram(&mut self, d: Datagram, out: &mut Vec<Event>) {
@@ -179,9 +208,12 @@ impl Pipeline {
             return;
         }
         self.clock = now;
+        let from = out.len();
         self.table.tick(now, &mut self.tx_events);
         self.decoder.tick(now);
         self.flush_tx_events(out);
+        self.analyse(from, out);
+        self.registrations.tick(now, out);
     }
 
     /// End of input: report transactions still waiting for a final
@@ -191,6 +223,8 @@ impl Pipeline {
         self.decoder.finish();
         self.table.finish(&mut self.tx_events);
         self.flush_tx_events(&mut out);
+        self.analyse(0, &mut out);
+        self.registrations.finish(&mut out);
         out
     }
 
@@ -199,6 +233,7 @@ impl Pipeline {
             packets: self.decoder.stats(),
             sip: self.sip.clone(),
             transactions: self.table.stats.clone(),
+            registrations: self.registrations.stats(),
         }
     }
 

@@ -45,9 +45,19 @@ fn invite_like(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -
     )
 }
 
+/// A response copies From, To (adding its tag) and Call-ID from its
+/// request (RFC 3261 §8.2.6.2).
 fn response(status: &str, cseq: u32, method: &str, branch: &str, cid: &str, extra: &str) -> String {
+    let (from, to) = if method == "REGISTER" {
+        (format!("<{AOR}>;tag=f1"), format!("<{AOR}>;tag=t1"))
+    } else {
+        (
+            "<sip:1001@sip.provider.example>;tag=f2".to_string(),
+            "<sip:bob@203.0.113.5>;tag=b1".to_string(),
+        )
+    };
     format!(
-        "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\nFrom: <sip:x@y>;tag=f1\r\nTo: <sip:x@y>;tag=t1\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
+        "SIP/2.0 {status}\r\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\n{extra}Content-Length: 0\r\n\r\n"
     )
 }
 

@@ -112,9 +112,8 @@ async fn unresolvable_collector_host_is_counted_not_fatal() {
         svc.sink().submit(s);
     }
     let stats = svc.shutdown().await;
-    assert_eq!(
-        (stats.exported, stats.dropped, stats.failed_batches),
-        (0, 3, 1),
-        "{stats:?}"
-    );
+    assert_eq!((stats.exported, stats.dropped), (0, 3), "{stats:?}");
+    // The worker may have cut the three spans into one or more batches,
+    // depending on when it woke: every batch failed, none was lost silently.
+    assert!((1..=3).contains(&stats.failed_batches), "{stats:?}");
 }

@@ -71,14 +71,28 @@ fn json_lines_are_one_object_each() {
             assert_eq!(v["final_status"], 200);
             assert_eq!(v["outcome"], "completed");
         }
+        if v["type"] == "registration" {
+            assert_eq!(v["outcome"]["kind"], "registered");
+            assert_eq!(v["outcome"]["expires"], 600);
+        }
         if v["type"] == "message" {
             assert_eq!(v["transport"], "tcp");
             assert!(v["call_id"].is_string());
         }
     }
+    // The capture is a loopback replay of a phone whose Contact is a LAN
+    // address: the registration tracker reports it and the attempt.
     assert_eq!(
         types,
-        vec!["message", "transaction", "message", "summary", "export"]
+        vec![
+            "message",
+            "diagnosis",
+            "transaction",
+            "message",
+            "registration",
+            "summary",
+            "export"
+        ]
     );
     spans.sort();
     assert_eq!(spans, vec!["REGISTER 200", "SIP registration"]);

@@ -34,6 +34,7 @@ use sipscope::{
         console, json,
         otel::{CaptureCounters, OtlpArgs, Telemetry},
         pcap_writer::PcapFileWriter,
+        registrations::RegistrationReport,
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
@@ -312,12 +313,15 @@ fn core<W: std::io::Write>(
 ) -> anyhow::Result<(Stats, TraceStats)> {
     let mut pipeline = Pipeline::new(config);
     let mut events = Vec::new();
-    let emit = |events: &mut Vec<sipscope::pipeline::Event>,
-                out: &mut W,
-                spans: &mut SpanProducer|
+    // The `pjsip show registrations`-style table printed at exit.
+    let mut report = RegistrationReport::new();
+    let mut emit = |events: &mut Vec<sipscope::pipeline::Event>,
+                    out: &mut W,
+                    spans: &mut SpanProducer|
      -> anyhow::Result<()> {
         spans.on_events(events);
         for e in events.drain(..) {
+            report.push(&e);
             if json_mode {
                 json::write_event(out, &e)?;
             } else if let Some(line) = console::live_line(&e) {
@@ -351,6 +355,9 @@ fn core<W: std::io::Write>(
     }
     let mut rest = pipeline.finish();
     emit(&mut rest, &mut out, &mut spans)?;
+    if !json_mode && !report.is_empty() {
+        write!(out, "{}", report.render())?;
+    }
     let traces = spans.finish();
     out.flush()?;
     Ok((pipeline.stats(), traces))

@@ -74,7 +74,7 @@ impl SpanProducer {
 /// Where spans went, one line for the console summary.
 pub fn export_line(traces: &TraceStats, export: Option<&ExportStats>, target: &str) -> String {
     let mut s = format!(
-        "  spans              {} (transactions {}, calls {}, registrations {}, dialogs evicted {}, idle {}, open at end {}, registrations evicted {}, retransmission times dropped {})",
+        "  spans              {} (transactions {}, calls {}, registrations {}, dialogs evicted {}, idle {}, open at end {}, retransmission times dropped {})",
         traces.spans,
         traces.transaction_spans,
         traces.call_traces,
@@ -82,7 +82,6 @@ pub fn export_line(traces: &TraceStats, export: Option<&ExportStats>, target: &s
         traces.dialogs_evicted,
         traces.dialogs_idle,
         traces.dialogs_open_at_end,
-        traces.registrations_evicted,
         traces.retransmission_times_dropped,
     );
     match export {

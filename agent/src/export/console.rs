@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::export::registrations::RegistrationReport;
 use crate::pipeline::{Event, MalformedMessage, Stats};
 use crate::sip::{MessageRecord, TimeoutCause, Transaction};
 
@@ -16,6 +17,7 @@ pub struct CallFlow {
     by_call: HashMap<String, Vec<Arc<MessageRecord>>>,
     unreadable: Vec<Arc<MalformedMessage>>,
     unanswered: Vec<(Arc<Transaction>, TimeoutCause)>,
+    registrations: RegistrationReport,
 }
 
 const NO_CALL_ID: &str = "(no Call-ID)";
@@ -26,6 +28,7 @@ impl CallFlow {
     }
 
     pub fn push(&mut self, event: &Event) {
+        self.registrations.push(event);
         match event {
             Event::Message(m) => {
                 let cid = m
@@ -42,7 +45,9 @@ impl CallFlow {
             Event::TransactionTimedOut { transaction, cause } => {
                 self.unanswered.push((transaction.clone(), *cause))
             }
-            Event::TransactionCompleted(_) => {}
+            Event::TransactionCompleted(_)
+            | Event::Diagnosis(_)
+            | Event::RegistrationAttempt(_) => {}
         }
     }
 
@@ -98,6 +103,7 @@ impl CallFlow {
             }
             s.push('\n');
         }
+        s.push_str(&self.registrations.render());
         s.push_str(&summary(stats));
         s
     }
@@ -195,6 +201,22 @@ pub fn summary(stats: &Stats) -> String {
         t.responses_without_request,
         t.unmatchable_messages
     );
+    let r = &stats.registrations;
+    let _ = writeln!(
+        s,
+        "  registrations      attempts {} (registered {}, deregistered {}, rejected {}, gave up {}, timed out {}), expired {}, findings {} (repeats suppressed {}), bindings evicted {}, attempts evicted {}",
+        r.attempts,
+        r.registered,
+        r.deregistered,
+        r.rejected,
+        r.gave_up,
+        r.timed_out,
+        r.expired,
+        r.diagnoses,
+        r.diagnoses_suppressed,
+        r.bindings_evicted,
+        r.attempts_evicted
+    );
     s
 }
 
@@ -241,6 +263,25 @@ pub fn live_line(event: &Event) -> Option<String> {
         Event::Malformed(m) => Some(format!(
             "{} ?   {} → {}  unreadable SIP payload: {}",
             m.meta.ts, m.meta.src, m.meta.dst, m.reason
+        )),
+        // A finding as it is raised: headline, evidence, remedy.
+        Event::Diagnosis(d) => Some(d.to_string()),
+        Event::RegistrationAttempt(a) => Some(format!(
+            "{} REG {} via {} (client {}): {}{}",
+            a.ended,
+            a.binding.aor,
+            a.registrar,
+            a.client,
+            a.outcome.label(),
+            match &a.outcome {
+                crate::analysis::registration::Outcome::Registered { expires } => {
+                    format!(", expires in {expires} s")
+                }
+                crate::analysis::registration::Outcome::Rejected { status, reason } => {
+                    format!(" with {status} {reason}")
+                }
+                _ => String::new(),
+            }
         )),
         Event::TransactionCompleted(_) => None,
     }

@@ -144,6 +144,14 @@ pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
         Event::TransactionTimedOut { transaction, cause } => {
             serde_json::to_writer(&mut *w, &transaction_json(transaction, Some(*cause)))?
         }
+        Event::Diagnosis(d) => serde_json::to_writer(
+            &mut *w,
+            &DiagnosisJson {
+                r#type: "diagnosis",
+                diagnosis: d,
+            },
+        )?,
+        Event::RegistrationAttempt(a) => serde_json::to_writer(&mut *w, &attempt_json(a))?,
         Event::Malformed(m) => {
             let first = m.raw.split(|&c| c == b'\n').next().unwrap_or(&[]);
             serde_json::to_writer(
@@ -159,6 +167,73 @@ pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
         }
     }
     w.write_all(b"\n")
+}
+
+/// A finding as a JSON line: the [`crate::diagnosis::Diagnosis`] fields
+/// (code, severity, at, summary, evidence, remedy). Diagnoses never hold
+/// secrets.
+#[derive(Serialize)]
+struct DiagnosisJson<'a> {
+    r#type: &'static str,
+    #[serde(flatten)]
+    diagnosis: &'a crate::diagnosis::Diagnosis,
+}
+
+/// A finished registration attempt. Transactions are listed by id, CSeq
+/// and status only: the messages are in the message lines, and their
+/// credentials never leave the host.
+#[derive(Serialize)]
+struct AttemptJson<'a> {
+    r#type: &'static str,
+    aor: &'a str,
+    contact: Option<&'a str>,
+    call_id: &'a str,
+    client: std::net::SocketAddr,
+    registrar: std::net::SocketAddr,
+    first_cseq: u32,
+    started: crate::capture::Timestamp,
+    ended: crate::capture::Timestamp,
+    outcome: &'a crate::analysis::registration::Outcome,
+    auth_username: Option<&'a str>,
+    realm: Option<&'a str>,
+    transactions: Vec<AttemptTransactionJson>,
+    diagnoses: Vec<crate::diagnosis::Code>,
+}
+
+#[derive(Serialize)]
+struct AttemptTransactionJson {
+    id: u64,
+    cseq: u32,
+    final_status: Option<u16>,
+    request_retransmissions: u32,
+}
+
+fn attempt_json(a: &crate::analysis::registration::RegistrationAttempt) -> AttemptJson<'_> {
+    AttemptJson {
+        r#type: "registration",
+        aor: &a.binding.aor,
+        contact: a.binding.contact.as_deref(),
+        call_id: &a.binding.call_id,
+        client: a.client,
+        registrar: a.registrar,
+        first_cseq: a.first_cseq,
+        started: a.started,
+        ended: a.ended,
+        outcome: &a.outcome,
+        auth_username: a.auth_username.as_deref(),
+        realm: a.realm.as_deref(),
+        transactions: a
+            .transactions
+            .iter()
+            .map(|t| AttemptTransactionJson {
+                id: t.id,
+                cseq: t.cseq,
+                final_status: t.final_status(),
+                request_retransmissions: t.request_retransmissions,
+            })
+            .collect(),
+        diagnoses: a.diagnoses.iter().map(|d| d.code).collect(),
+    }
 }
 
 #[derive(Serialize)]

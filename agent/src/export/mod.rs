@@ -7,6 +7,7 @@ pub mod console;
 pub mod json;
 pub mod otel;
 pub mod pcap_writer;
+pub mod registrations;
 pub mod shared_stdout;
 pub mod sip_spans;
 pub mod spans;

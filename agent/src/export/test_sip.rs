@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::analysis::registration::{RegistrationTracker, TrackerConfig};
 use crate::capture::{Direction, Timestamp};
 use crate::packet::{Meta, Transport};
 use crate::pipeline::Event;
@@ -18,8 +19,11 @@ pub const REGISTRAR: &str = "198.51.100.20:5060";
 pub const T0: u64 = 1_764_072_000_000_000_000;
 pub const MS: u64 = 1_000_000;
 
+/// Messages through the real transaction table and registration tracker,
+/// as the pipeline would feed them (without the packet stage).
 pub struct Exchange {
     table: TransactionTable,
+    tracker: RegistrationTracker,
     pub events: Vec<Event>,
 }
 
@@ -27,6 +31,7 @@ impl Exchange {
     pub fn new() -> Self {
         Self {
             table: TransactionTable::new(TransactionConfig::default()),
+            tracker: RegistrationTracker::new(TrackerConfig::default()),
             events: Vec::new(),
         }
     }
@@ -53,7 +58,7 @@ impl Exchange {
         let mut tx = Vec::new();
         let record = self.table.on_message(meta, message, &mut tx);
         self.push(tx);
-        self.events.push(Event::Message(record));
+        self.track(Event::Message(record));
         self
     }
 
@@ -61,12 +66,22 @@ impl Exchange {
         let mut tx = Vec::new();
         self.table.finish(&mut tx);
         self.push(tx);
+        let mut found = Vec::new();
+        self.tracker.finish(&mut found);
+        self.events.extend(found);
         self
+    }
+
+    fn track(&mut self, event: Event) {
+        let mut found = Vec::new();
+        self.tracker.on_event(&event, &mut found);
+        self.events.push(event);
+        self.events.extend(found);
     }
 
     fn push(&mut self, tx: Vec<TransactionEvent>) {
         for e in tx {
-            self.events.push(match e {
+            self.track(match e {
                 TransactionEvent::Completed(t) => Event::TransactionCompleted(t),
                 TransactionEvent::TimedOut(transaction, cause) => {
                     Event::TransactionTimedOut { transaction, cause }

@@ -24,10 +24,6 @@ use crate::capture::Timestamp;
 use crate::pipeline::Event;
 use crate::sip::{Method, Transaction, TransactionId};
 
-mod registrations;
-
-use registrations::Registrations;
-
 /// Bounds and timers of the trace builder.
 #[derive(Clone, Debug)]
 pub struct TraceConfig {
@@ -37,15 +33,6 @@ pub struct TraceConfig {
     pub dialog_idle_timeout: Duration,
     /// Transactions whose retransmission times are remembered at once.
     pub max_retransmission_entries: usize,
-    /// Build registration attempts from REGISTER transactions here.
-    /// Interim: once the pipeline's registration tracker emits attempts,
-    /// set this to false and pass its attempts to
-    /// [`TraceBuilder::on_registration_attempt`].
-    pub registrations_from_transactions: bool,
-    /// Challenged registration attempts waiting for the next REGISTER.
-    pub max_pending_registrations: usize,
-    /// A challenged attempt with no new REGISTER for this long gave up.
-    pub registration_idle_timeout: Duration,
 }
 
 impl Default for TraceConfig {
@@ -54,11 +41,6 @@ impl Default for TraceConfig {
             max_dialogs: 10_000,
             dialog_idle_timeout: Duration::from_secs(3600),
             max_retransmission_entries: 10_000,
-            registrations_from_transactions: true,
-            max_pending_registrations: 10_000,
-            // RFC 3261 timer F: a client that has not answered a challenge
-            // within 64*T1 has given up.
-            registration_idle_timeout: Duration::from_secs(32),
         }
     }
 }
@@ -76,8 +58,6 @@ pub struct TraceStats {
     pub dialogs_idle: u64,
     /// Calls still open at the end of input.
     pub dialogs_open_at_end: u64,
-    /// Challenged attempts pushed out of a full table (exported as gave up).
-    pub registrations_evicted: u64,
     /// Retransmission times not kept (table full); the count attribute
     /// `sip.retransmissions` stays exact.
     pub retransmission_times_dropped: u64,
@@ -107,7 +87,6 @@ pub struct TraceBuilder {
     dialog_order: VecDeque<(String, u64)>,
     generation: u64,
     retransmissions: HashMap<TransactionId, Vec<Timestamp>>,
-    registrations: Registrations,
     next_idle_scan: Timestamp,
     stats: TraceStats,
 }
@@ -121,10 +100,6 @@ impl TraceBuilder {
     pub fn new(observer: impl Into<String>, config: TraceConfig, metrics: Metrics) -> Self {
         Self {
             observer: observer.into(),
-            registrations: Registrations::new(
-                config.max_pending_registrations,
-                config.registration_idle_timeout,
-            ),
             config,
             metrics,
             dialogs: HashMap::new(),
@@ -141,9 +116,7 @@ impl TraceBuilder {
     }
 
     pub fn stats(&self) -> TraceStats {
-        let mut s = self.stats.clone();
-        s.registrations_evicted = self.registrations.evicted;
-        s
+        self.stats.clone()
     }
 
     /// Feed one pipeline event; finished spans are appended to `out`.
@@ -178,6 +151,9 @@ impl TraceBuilder {
             Event::TransactionTimedOut { transaction, cause } => {
                 self.on_transaction(transaction, TransactionEnd::TimedOut(*cause), out)
             }
+            Event::RegistrationAttempt(a) => self.on_registration_attempt(a, out),
+            // Counted here once; an attempt's copies are not counted again.
+            Event::Diagnosis(d) => self.metrics.record_diagnosis(d.code.as_str()),
             Event::Malformed(_) => {}
         }
     }
@@ -186,9 +162,6 @@ impl TraceBuilder {
     /// and the registration and diagnosis metrics.
     pub fn on_registration_attempt(&mut self, a: &RegistrationAttempt, out: &mut Vec<SpanRecord>) {
         self.metrics.record_registration(a.outcome.label());
-        for d in &a.diagnoses {
-            self.metrics.record_diagnosis(d.code.as_str());
-        }
         let retrans = &self.retransmissions;
         let spans = spans_for_registration_with(a, &self.observer, &|id| {
             retrans.get(&id).map_or(&[][..], Vec::as_slice)
@@ -221,11 +194,6 @@ impl TraceBuilder {
             self.stats.dialogs_idle += 1;
             self.close_dialog(&cid, "idle", out);
         }
-        let mut attempts = Vec::new();
-        self.registrations.tick(now, &mut attempts);
-        for a in attempts {
-            self.on_registration_attempt(&a, out);
-        }
     }
 
     /// End of input: close every open call and pending registration.
@@ -234,11 +202,6 @@ impl TraceBuilder {
         for cid in open {
             self.stats.dialogs_open_at_end += 1;
             self.close_dialog(&cid, "open_at_end", out);
-        }
-        let mut attempts = Vec::new();
-        self.registrations.finish(&mut attempts);
-        for a in attempts {
-            self.on_registration_attempt(&a, out);
         }
         self.retransmissions.clear();
     }
@@ -265,14 +228,7 @@ impl TraceBuilder {
         let cid = t.call_id().unwrap_or_default();
         if t.method == Method::Register {
             // A registration attempt's child: its retransmission times stay
-            // until the attempt is built (here, or by the tracker).
-            if self.config.registrations_from_transactions {
-                let mut attempts = Vec::new();
-                self.registrations.on_transaction(t, &cid, &mut attempts);
-                for a in attempts {
-                    self.on_registration_attempt(&a, out);
-                }
-            }
+            // until the tracker's attempt arrives (Event::RegistrationAttempt).
             return;
         }
         let retrans = self.retransmissions.remove(&t.id).unwrap_or_default();

@@ -236,6 +236,8 @@ fn a_challenge_never_answered_is_a_registration_that_gave_up() {
             crate::export::test_sip::CHALLENGE,
         ),
     );
+    // The tracker decides "gave up" when no answer came by the end.
+    x.finish();
     let (spans, _) = build(&x, TraceConfig::default());
     assert_eq!(spans[0].name, names::REGISTRATION);
     assert_eq!(

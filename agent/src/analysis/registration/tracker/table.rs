@@ -1,0 +1,156 @@
+//! The bounded binding table: lookup and creation with least-recently-used
+//! eviction, per-binding timers (give-up, expiry, idle removal) and the
+//! once-per-binding raising of findings.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use super::{BindingKey, BindingState, RegistrationTracker};
+use crate::analysis::registration::{Binding, findings};
+use crate::capture::Timestamp;
+use crate::diagnosis::Diagnosis;
+use crate::pipeline::Event;
+
+impl RegistrationTracker {
+    /// The binding of `key`, created if new (evicting the least recently
+    /// used one when the table is full).
+    pub(super) fn binding_id(
+        &mut self,
+        key: BindingKey,
+        client: SocketAddr,
+        registrar: SocketAddr,
+        at: Timestamp,
+    ) -> u64 {
+        if let Some(&id) = self.by_key.get(&key) {
+            self.touch(id, at);
+            return id;
+        }
+        while self.bindings.len() >= self.config.max_bindings.max(1) {
+            let Some((_, victim)) = self.lru.pop_first() else {
+                break;
+            };
+            self.remove(victim);
+            self.stats.bindings_evicted += 1;
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_key.insert(key.clone(), id);
+        self.bindings.insert(
+            id,
+            BindingState {
+                binding: Binding {
+                    aor: key.aor,
+                    contact: None,
+                    call_id: key.call_id,
+                },
+                last_request: None,
+                last_final_cseq: None,
+                client,
+                registrar,
+                request_uri: None,
+                attempt: None,
+                challenge: None,
+                registered: None,
+                raised: BTreeSet::new(),
+                rejections: 0,
+                rejected_as: None,
+                history: VecDeque::new(),
+                last_seen: at,
+                lru: 0,
+                deadline: None,
+            },
+        );
+        self.touch(id, at);
+        id
+    }
+
+    pub(super) fn touch(&mut self, id: u64, at: Timestamp) {
+        let seq = self.next_lru;
+        self.next_lru += 1;
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        self.lru.remove(&b.lru);
+        b.lru = seq;
+        b.last_seen = b.last_seen.max(at);
+        self.lru.insert(seq, id);
+    }
+
+    pub(super) fn remove(&mut self, id: u64) {
+        if let Some(b) = self.bindings.remove(&id) {
+            self.lru.remove(&b.lru);
+            if let Some(d) = b.deadline {
+                self.deadlines.remove(&(d, id));
+            }
+            if b.attempt.is_some() {
+                self.stats.attempts_evicted += 1;
+            }
+            self.by_key.remove(&BindingKey {
+                call_id: b.binding.call_id,
+                aor: b.binding.aor,
+            });
+        }
+    }
+
+    pub(super) fn set_deadline(&mut self, id: u64, at: Option<Timestamp>) {
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        if let Some(old) = b.deadline.take() {
+            self.deadlines.remove(&(old, id));
+        }
+        if let Some(at) = at {
+            b.deadline = Some(at);
+            self.deadlines.insert((at, id));
+        }
+    }
+
+    /// The next timer of a binding: give-up of an attempt waiting for the
+    /// client, expiry of a granted registration, or idle removal.
+    pub(super) fn reschedule(&mut self, id: u64) {
+        let b = &self.bindings[&id];
+        let next = match &b.attempt {
+            Some(a) if a.in_flight => None, // the transaction layer times it out
+            Some(a) => Some(a.last_final.map_or(a.started, |(_, t)| t) + self.config.give_up_after),
+            None => match b.registered {
+                // A refresh a moment late is routine (clients refresh at the
+                // expiry, registrars purge on a timer): only a lapse beyond the
+                // grace is reported.
+                Some((_, _, until)) => Some(until + self.config.expiry_grace),
+                None => Some(b.last_seen + self.config.idle_binding_timeout),
+            },
+        };
+        self.set_deadline(id, next);
+    }
+
+    pub(super) fn on_deadline(&mut self, id: u64, at: Timestamp, out: &mut Vec<Event>) {
+        let Some(b) = self.bindings.get_mut(&id) else {
+            return;
+        };
+        if b.attempt.is_some() {
+            self.end_open_attempt(id, at, true, out);
+            return;
+        }
+        if let Some((since, granted, until)) = b.registered.take() {
+            let d = findings::expired(&b.binding, granted, since, until);
+            self.stats.expired += 1;
+            self.raise(id, d, out);
+            self.reschedule(id);
+            return;
+        }
+        self.remove(id);
+        self.stats.bindings_idle_removed += 1;
+    }
+
+    /// Adds `d` unless its code was already raised for the binding;
+    /// attaches it to the open attempt and emits it.
+    pub(super) fn raise(&mut self, id: u64, d: Diagnosis, out: &mut Vec<Event>) {
+        let b = self.bindings.get_mut(&id).expect("binding exists");
+        if !b.raised.insert(d.code) {
+            self.stats.diagnoses_suppressed += 1;
+            return;
+        }
+        self.stats.diagnoses += 1;
+        out.push(Event::Diagnosis(Arc::new(d.clone())));
+        if let Some(a) = b.attempt.as_mut() {
+            a.diagnoses.push(d);
+        }
+    }
+}
