@@ -1,4 +1,7 @@
 use super::*;
+use sipscope_common::ticks_q4;
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
 
 const MS: u64 = 1_000_000;
 
