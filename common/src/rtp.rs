@@ -345,4 +345,26 @@ mod user {
     unsafe impl aya::Pod for super::RtpFlowKey {}
     unsafe impl aya::Pod for super::RtpPortClockKey {}
     unsafe impl aya::Pod for super::RtpFlowState {}
+
+    /// Reporting in milliseconds: userspace only (the kernel has no floats).
+    impl super::RtpFlowState {
+        /// A jitter value in timestamp units x 256 as milliseconds at the
+        /// clock of the last jitter update (0 before any).
+        pub fn q8_to_ms(&self, q8: u64) -> f64 {
+            if self.transit_clock == 0 {
+                return 0.0;
+            }
+            q8 as f64 * 1000.0 / (256.0 * f64::from(self.transit_clock))
+        }
+
+        /// RFC 3550 A.8 interarrival jitter now, in milliseconds.
+        pub fn jitter_ms(&self) -> f64 {
+            self.q8_to_ms(self.jitter_q8)
+        }
+
+        /// Largest jitter estimate the flow had, in milliseconds.
+        pub fn max_jitter_ms(&self) -> f64 {
+            self.q8_to_ms(self.max_jitter_q8)
+        }
+    }
 }

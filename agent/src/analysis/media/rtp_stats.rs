@@ -249,21 +249,14 @@ impl RtpStreamStats {
         self.state.transit_clock
     }
 
-    fn q8_to_ms(&self, q8: u64) -> f64 {
-        if self.state.transit_clock == 0 {
-            return 0.0;
-        }
-        q8 as f64 * 1000.0 / (256.0 * f64::from(self.state.transit_clock))
-    }
-
-    /// Current jitter estimate in milliseconds (reporting only).
+    /// Current RFC 3550 A.8 jitter estimate in milliseconds.
     pub fn jitter_ms(&self) -> f64 {
-        self.q8_to_ms(self.state.jitter_q8)
+        self.state.jitter_ms()
     }
 
-    /// Largest jitter estimate seen after any packet, in ms.
+    /// Largest jitter estimate the flow had, in milliseconds.
     pub fn max_jitter_ms(&self) -> f64 {
-        self.q8_to_ms(self.state.max_jitter_q8)
+        self.state.max_jitter_ms()
     }
 
     /// Mean of the jitter estimate over all packets that updated it, in ms.
@@ -271,7 +264,7 @@ impl RtpStreamStats {
         if self.jitter_samples == 0 {
             return 0.0;
         }
-        self.q8_to_ms(self.jitter_sum_q8) / self.jitter_samples as f64
+        self.state.q8_to_ms(self.jitter_sum_q8) / self.jitter_samples as f64
     }
 
     pub fn first_seen(&self) -> Timestamp {

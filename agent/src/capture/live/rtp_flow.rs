@@ -96,21 +96,14 @@ impl RtpFlowStats {
         self.state.transit_clock
     }
 
-    fn q8_to_ms(&self, q8: u64) -> f64 {
-        if self.state.transit_clock == 0 {
-            return 0.0;
-        }
-        q8 as f64 * 1000.0 / (256.0 * f64::from(self.state.transit_clock))
-    }
-
-    /// RFC 3550 A.8 interarrival jitter now, in milliseconds.
+    /// Current RFC 3550 A.8 jitter estimate in milliseconds.
     pub fn jitter_ms(&self) -> f64 {
-        self.q8_to_ms(self.state.jitter_q8)
+        self.state.jitter_ms()
     }
 
     /// Largest jitter estimate the flow had, in milliseconds.
     pub fn max_jitter_ms(&self) -> f64 {
-        self.q8_to_ms(self.state.max_jitter_q8)
+        self.state.max_jitter_ms()
     }
 }
 
