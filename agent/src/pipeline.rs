@@ -120,7 +120,10 @@ impl Pipeline {
             tx_events: Vec::new(),
             clock: Timestamp(0),
             registrations: RegistrationTracker::new(config.registration),
-            reachability: Reachability::new(config.reachability),
+            reachability: Reachability::new(ReachabilityConfig {
+                answer_timeout: config.transactions.timeout,
+                ..config.reachability
+            }),
             icmp: Vec::new(),
             drop_decoder: Decoder::new(config.decoder.clone()),
             analysis_out: Vec::new(),
@@ -270,6 +273,7 @@ impl Pipeline {
         self.flush_tx_events(out);
         self.analyse(from, out);
         self.registrations.tick(now, out);
+        self.reachability.tick(now, out);
     }
 
     /// End of input: report transactions still waiting for a final
@@ -281,6 +285,7 @@ impl Pipeline {
         self.flush_tx_events(&mut out);
         self.analyse(0, &mut out);
         self.registrations.finish(&mut out);
+        self.reachability.finish(&mut out);
         out
     }
 

@@ -152,6 +152,30 @@ fn registrar_firewall_dropping_sip_is_no_response_not_a_local_drop() {
     assert!(!text.contains("dropped_locally"), "{text}");
 }
 
+/// The client's own firewall drops the registrar's answers: XDP saw them,
+/// netfilter dropped them, the UA never got them.
+#[test]
+fn client_firewall_dropping_responses_is_a_local_drop_and_explains_the_timeout() {
+    let (records, out) = run(Case {
+        listener: true,
+        registrar_drop: None,
+        client_drop: Some(("input", "udp sport 5060")),
+        wait_for: Some("net.no_response"),
+    });
+    assert_eq!(
+        codes(&records),
+        BTreeSet::from(["fw.local_drop".to_owned(), "net.no_response".to_owned()]),
+        "{out}"
+    );
+    let drop = find(&records, "fw.local_drop").to_string();
+    assert!(drop.contains("from 10.77.0.2:5060"), "{drop}");
+    assert!(drop.contains("netfilter_drop"), "{drop}");
+    assert!(drop.contains("(CSeq 1 REGISTER)"), "{drop}");
+    let timeout = find(&records, "net.no_response").to_string();
+    assert!(timeout.contains("dropped_locally"), "{timeout}");
+    assert!(timeout.contains("local firewall dropped it"), "{timeout}");
+}
+
 #[test]
 fn no_listener_at_the_registrar_is_icmp_unreachable() {
     let (records, out) = run(Case {

@@ -9,7 +9,7 @@
 //! (destination, method) or (flow, reason) per window; repeats are
 //! counted, not raised. Every table is bounded and evictions counted.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +35,12 @@ pub struct ReachabilityConfig {
     pub max_sends: usize,
     /// Suppression entries kept; the oldest is forgotten at the limit.
     pub max_suppressions: usize,
+    /// How long a UA waits for a final response (Timer B/F). A completed
+    /// transaction is kept this long after its first request so a final
+    /// response dropped by the local firewall after the capture point saw
+    /// it still explains why the UA gave up. The pipeline sets it from
+    /// the transaction timeout.
+    pub answer_timeout: Duration,
 }
 
 impl Default for ReachabilityConfig {
@@ -44,6 +50,7 @@ impl Default for ReachabilityConfig {
             max_open: 50_000,
             max_sends: 12,
             max_suppressions: 10_000,
+            answer_timeout: Duration::from_secs(32),
         }
     }
 }
@@ -73,6 +80,8 @@ struct LocalDrop {
     what: String,
     reason: String,
     count: u32,
+    /// A final response was among what was dropped.
+    final_response: bool,
 }
 
 /// One request this host (or a peer) sent and is waiting on.
@@ -82,6 +91,9 @@ struct Open {
     sends: Vec<Timestamp>,
     sends_dropped: u32,
     local_drop: Option<LocalDrop>,
+    /// Set when the capture saw the final response (it may still have
+    /// been dropped before the UA got it).
+    completed: Option<Arc<Transaction>>,
 }
 
 pub struct Reachability {
@@ -91,6 +103,9 @@ pub struct Reachability {
     by_flow: HashMap<(SocketAddr, SocketAddr), TransactionId>,
     /// Finding key → when it was last raised.
     raised: HashMap<String, Timestamp>,
+    /// Completed transactions lingering, in completion order, with the
+    /// time the UA would give up.
+    lingering: VecDeque<(Timestamp, TransactionId)>,
     stats: ReachabilityStats,
 }
 
@@ -101,6 +116,7 @@ impl Reachability {
             open: HashMap::new(),
             by_flow: HashMap::new(),
             raised: HashMap::new(),
+            lingering: VecDeque::new(),
             stats: ReachabilityStats::default(),
         }
     }
@@ -114,7 +130,11 @@ impl Reachability {
         match event {
             Event::Message(r) => self.on_message(r),
             Event::TransactionCompleted(t) => {
-                self.close(t.id);
+                if let Some(open) = self.open.get_mut(&t.id) {
+                    let give_up = open.request.meta.ts + self.config.answer_timeout;
+                    open.completed = Some(t.clone());
+                    self.lingering.push_back((give_up, t.id));
+                }
             }
             Event::TransactionTimedOut { transaction, cause } => {
                 let open = self.close(transaction.id);
@@ -156,8 +176,40 @@ impl Reachability {
                 sends: vec![r.meta.ts],
                 sends_dropped: 0,
                 local_drop: None,
+                completed: None,
             },
         );
+    }
+
+    /// Ends the lingering of completed transactions whose UA gave up by
+    /// `now`; one whose final response this host dropped raises
+    /// `net.no_response` (the UA never got the answer).
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+        while let Some(&(until, id)) = self.lingering.front() {
+            if until > now {
+                break;
+            }
+            self.lingering.pop_front();
+            self.expire(id, out);
+        }
+    }
+
+    /// End of input: nothing more will arrive for lingering transactions.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        while let Some((_, id)) = self.lingering.pop_front() {
+            self.expire(id, out);
+        }
+    }
+
+    fn expire(&mut self, id: TransactionId, out: &mut Vec<Event>) {
+        let Some(open) = self.close(id) else { return };
+        let Some(t) = open.completed.clone() else {
+            return;
+        };
+        let final_dropped = open.local_drop.as_ref().is_some_and(|l| l.final_response);
+        if final_dropped {
+            self.no_response(&t, Some(open), out);
+        }
     }
 
     fn close(&mut self, id: TransactionId) -> Option<Open> {
@@ -225,6 +277,11 @@ impl Reachability {
             .collect::<Vec<_>>()
             .join(" ");
         let local = open.as_ref().and_then(|o| o.local_drop.clone());
+        // The transaction snapshot stops counting at completion; the
+        // tracked sends go on while the UA retransmits.
+        let retransmissions = open.as_ref().map_or(t.request_retransmissions, |o| {
+            (o.sends.len() as u32 - 1 + o.sends_dropped).max(t.request_retransmissions)
+        });
         let summary = match &local {
             Some(d) => format!(
                 "{} to {} ({}) got no final response at the UA: {} reached this host and the \
@@ -240,7 +297,7 @@ impl Reachability {
                 t.method,
                 meta.dst,
                 meta.transport.as_str(),
-                1 + t.request_retransmissions
+                retransmissions + 1
             ),
         };
         let mut d = Diagnosis::new(Code::NetNoResponse, now, summary)
@@ -254,7 +311,7 @@ impl Reachability {
             .with_evidence(Evidence::new("cseq", t.cseq.to_string()))
             .with_evidence(Evidence::new(
                 "retransmissions",
-                t.request_retransmissions.to_string(),
+                retransmissions.to_string(),
             ))
             .with_evidence(Evidence::new("send_schedule", schedule));
         if let Some(cid) = t.call_id() {
@@ -345,15 +402,20 @@ impl Reachability {
             (meta.dst, meta.src)
         };
         let id = self.by_flow.get(&flow).copied();
+        let is_final = record.message.status().is_some_and(|s| s >= 200);
         match id.and_then(|id| self.open.get_mut(&id)) {
             Some(open) => match &mut open.local_drop {
-                Some(l) => l.count += 1,
+                Some(l) => {
+                    l.count += 1;
+                    l.final_response |= is_final;
+                }
                 None => {
                     open.local_drop = Some(LocalDrop {
                         at: meta.ts,
                         what: format!("{} from {}", reference.label, meta.src),
                         reason: reason.name.clone(),
                         count: 1,
+                        final_response: is_final,
                     })
                 }
             },

@@ -274,3 +274,46 @@ fn dropped_rtp_names_the_port_and_other_drop_reasons_raise_nothing() {
     let dns = ip_udp(([10, 0, 0, 9], 53), ([10, 0, 0, 2], 40000), "dns");
     assert!(diagnoses(&p.ingest_drop(&dropped(2, dns, "netfilter_drop"))).is_empty());
 }
+
+/// Inbound: the capture point (XDP) sees the answer before netfilter drops
+/// it, so the transaction completes; the UA still never gets it.
+#[test]
+fn answer_seen_by_the_capture_but_dropped_locally_is_still_no_response() {
+    let mut p = pipeline();
+    let mut events = Vec::new();
+    let challenge = response("401 Unauthorized", 1, "f1");
+    events.extend(p.ingest(&frame(0, UA, REGISTRAR, &register(1, "f1"))));
+    for ms in [10, 510, 1510] {
+        if ms > 10 {
+            events.extend(p.ingest(&frame(ms - 10, UA, REGISTRAR, &register(1, "f1"))));
+        }
+        events.extend(p.ingest(&frame(ms, REGISTRAR, UA, &challenge)));
+        events.extend(p.ingest_drop(&dropped(
+            ms,
+            ip_udp(REGISTRAR, UA, &challenge),
+            "netfilter_drop",
+        )));
+    }
+    assert_eq!(
+        diagnoses(&events)
+            .iter()
+            .map(|d| d.code)
+            .collect::<Vec<_>>(),
+        vec![Code::FwLocalDrop],
+        "the UA may still be retransmitting"
+    );
+    events.extend(p.tick(at(33_000)));
+    let found = diagnoses(&events);
+    assert_eq!(
+        found.iter().map(|d| d.code).collect::<Vec<_>>(),
+        vec![Code::FwLocalDrop, Code::NetNoResponse],
+        "{found:?}"
+    );
+    let timeout = &found[1];
+    assert_eq!(evidence(timeout, "retransmissions"), "2");
+    assert_eq!(
+        evidence(timeout, "dropped_locally"),
+        "401 Unauthorized (CSeq 1 REGISTER) from 10.0.0.1:5060 (netfilter_drop, 3 time(s))"
+    );
+    assert_eq!(p.stats().transactions.completed, 1);
+}
