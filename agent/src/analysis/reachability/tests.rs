@@ -317,3 +317,36 @@ fn answer_seen_by_the_capture_but_dropped_locally_is_still_no_response() {
     );
     assert_eq!(p.stats().transactions.completed, 1);
 }
+
+#[test]
+fn icmpv6_port_unreachable_quoting_sip_is_reported() {
+    let (ua, registrar) = (
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
+        [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+    );
+    let mut quoted = Vec::new();
+    PacketBuilder::ipv6(ua, registrar, 64)
+        .udp(5062, 5060)
+        .write(&mut quoted, register(1, "g1").as_bytes())
+        .unwrap();
+    let mut data = Vec::new();
+    PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+        .ipv6(registrar, ua, 64)
+        .icmpv6_raw(1, 4, [0; 4])
+        .write(&mut data, &quoted[..96])
+        .unwrap();
+    let mut p = pipeline();
+    let found = diagnoses(&p.ingest(&packet(0, LinkType::Ethernet, data)));
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].code, Code::NetIcmpUnreachable);
+    assert_eq!(
+        evidence(&found[0], "icmp"),
+        "ICMPv6 type 1 code 4 (port unreachable)"
+    );
+    assert_eq!(
+        evidence(&found[0], "quoted"),
+        "udp [fd00::2]:5062 -> [fd00::1]:5060"
+    );
+    // No REGISTER was captured: unmatched, counted, still reported.
+    assert_eq!(p.stats().reachability.icmp_unmatched, 1);
+}
