@@ -270,6 +270,7 @@ impl Pipeline {
         let from = out.len();
         self.table.tick(now, &mut self.tx_events);
         self.decoder.tick(now);
+        self.drop_decoder.tick(now);
         self.flush_tx_events(out);
         self.analyse(from, out);
         self.registrations.tick(now, out);
