@@ -10,12 +10,13 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};
 use crate::analysis::registration::{
     RegistrationAttempt, RegistrationStats, RegistrationTracker, TrackerConfig,
 };
-use crate::capture::{Packet, Timestamp};
+use crate::capture::{DroppedPacket, Packet, Timestamp};
 use crate::diagnosis::Diagnosis;
-use crate::packet::{Datagram, Decoder, DecoderConfig, Meta, PacketStats};
+use crate::packet::{Datagram, Decoder, DecoderConfig, IcmpUnreachable, Meta, PacketStats};
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{
     Framing, MalformedCounts, MalformedReason, MessageRecord, SipMessage, TimeoutCause,
@@ -28,6 +29,8 @@ pub struct PipelineConfig {
     pub transactions: TransactionConfig,
     /// Registration tracking: limits, thresholds and known credentials.
     pub registration: TrackerConfig,
+    /// `net.no_response`, `net.icmp_unreachable`, `fw.local_drop`.
+    pub reachability: ReachabilityConfig,
 }
 
 /// A SIP-looking payload that could not be read as a message at all
@@ -87,6 +90,7 @@ pub struct Stats {
     pub sip: SipStats,
     pub transactions: TransactionStats,
     pub registrations: RegistrationStats,
+    pub reachability: ReachabilityStats,
 }
 
 pub struct Pipeline {
@@ -97,19 +101,31 @@ pub struct Pipeline {
     tx_events: Vec<TransactionEvent>,
     clock: Timestamp,
     registrations: RegistrationTracker,
+    reachability: Reachability,
+    icmp: Vec<IcmpUnreachable>,
+    /// Decodes packets the kernel dropped: its own TCP/fragment state and
+    /// counters, so a dropped copy of a packet XDP also saw is not counted
+    /// or reassembled twice.
+    drop_decoder: Decoder,
     analysis_out: Vec<Event>,
 }
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
         Pipeline {
-            decoder: Decoder::new(config.decoder),
+            decoder: Decoder::new(config.decoder.clone()),
             table: TransactionTable::new(config.transactions),
             sip: SipStats::default(),
             datagrams: Vec::new(),
             tx_events: Vec::new(),
             clock: Timestamp(0),
             registrations: RegistrationTracker::new(config.registration),
+            reachability: Reachability::new(ReachabilityConfig {
+                answer_timeout: config.transactions.timeout,
+                ..config.reachability
+            }),
+            icmp: Vec::new(),
+            drop_decoder: Decoder::new(config.decoder.clone()),
             analysis_out: Vec::new(),
         }
     }
@@ -133,6 +149,48 @@ impl Pipeline {
         }
         self.datagrams = datagrams;
         self.analyse(from, out);
+        self.decoder.take_icmp(&mut self.icmp);
+        for icmp in self.icmp.drain(..) {
+            self.reachability.on_icmp(&icmp, out);
+        }
+    }
+
+    /// Feed one packet this host's kernel dropped (live capture's drop
+    /// monitor). A SIP message is matched to the open request of its flow
+    /// and, when a netfilter rule dropped it, raises `fw.local_drop`; the
+    /// request's later `net.no_response` then says the answer was dropped
+    /// here. Dropped non-SIP UDP to an unprivileged port (RTP) raises
+    /// `fw.local_drop` with the port. Returns the findings.
+    pub fn ingest_drop(&mut self, drop: &DroppedPacket) -> Vec<Event> {
+        let mut out = Vec::new();
+        let mut datagrams = Vec::new();
+        self.drop_decoder.decode(&drop.packet, &mut datagrams);
+        let mut icmp = Vec::new();
+        self.drop_decoder.take_icmp(&mut icmp);
+        let mut sip = false;
+        for d in datagrams {
+            let framing = match d.meta.transport {
+                crate::packet::Transport::Udp => Framing::Datagram,
+                crate::packet::Transport::Tcp => Framing::Stream,
+            };
+            if let Ok(message) = SipMessage::parse(d.payload, framing) {
+                sip = true;
+                let record = MessageRecord {
+                    meta: d.meta,
+                    message,
+                    transaction: None,
+                    retransmission: false,
+                    response_time: None,
+                };
+                self.reachability
+                    .on_dropped_sip(&record, &drop.reason, &mut out);
+            }
+        }
+        if !sip && let Some(meta) = media_meta(&drop.packet, &self.drop_decoder) {
+            self.reachability
+                .on_dropped_media(meta, &drop.reason, &mut out);
+        }
+        out
     }
 
     /// Runs the analyses over the SIP events `out[from..]` and appends
@@ -141,6 +199,7 @@ impl Pipeline {
         let mut found = std::mem::take(&mut self.analysis_out);
         for e in &out[from..] {
             self.registrations.on_event(e, &mut found);
+            self.reachability.on_event(e, &mut found);
         }
         out.append(&mut found);
         self.analysis_out = found;
@@ -211,9 +270,11 @@ impl Pipeline {
         let from = out.len();
         self.table.tick(now, &mut self.tx_events);
         self.decoder.tick(now);
+        self.drop_decoder.tick(now);
         self.flush_tx_events(out);
         self.analyse(from, out);
         self.registrations.tick(now, out);
+        self.reachability.tick(now, out);
     }
 
     /// End of input: report transactions still waiting for a final
@@ -225,6 +286,7 @@ impl Pipeline {
         self.flush_tx_events(&mut out);
         self.analyse(0, &mut out);
         self.registrations.finish(&mut out);
+        self.reachability.finish(&mut out);
         out
     }
 
@@ -234,6 +296,7 @@ impl Pipeline {
             sip: self.sip.clone(),
             transactions: self.table.stats.clone(),
             registrations: self.registrations.stats(),
+            reachability: self.reachability.stats(),
         }
     }
 
@@ -243,4 +306,36 @@ impl Pipeline {
         let (streams, bytes, frags) = self.decoder.in_flight();
         (self.table.len(), streams, bytes, frags)
     }
+}
+
+/// Addresses of a dropped UDP packet between unprivileged, non-SIP ports
+/// (the RTP/RTCP ranges PBXs use), for `fw.local_drop` on media.
+fn media_meta(pkt: &Packet, decoder: &Decoder) -> Option<Meta> {
+    let sliced = etherparse::LaxSlicedPacket::from_ip(&pkt.data).ok()?;
+    let (src, dst) = match sliced.net.as_ref()? {
+        etherparse::LaxNetSlice::Ipv4(v4) => (
+            std::net::IpAddr::V4(v4.header().source_addr()),
+            std::net::IpAddr::V4(v4.header().destination_addr()),
+        ),
+        etherparse::LaxNetSlice::Ipv6(v6) => (
+            std::net::IpAddr::V6(v6.header().source_addr()),
+            std::net::IpAddr::V6(v6.header().destination_addr()),
+        ),
+        etherparse::LaxNetSlice::Arp(_) => return None,
+    };
+    let Some(etherparse::TransportSlice::Udp(udp)) = sliced.transport else {
+        return None;
+    };
+    let (sport, dport) = (udp.source_port(), udp.destination_port());
+    if sport < 1024 || dport < 1024 || decoder.is_sip_port(sport, dport) {
+        return None;
+    }
+    Some(Meta {
+        ts: pkt.ts,
+        src: std::net::SocketAddr::new(src, sport),
+        dst: std::net::SocketAddr::new(dst, dport),
+        transport: crate::packet::Transport::Udp,
+        direction: pkt.direction,
+        ifindex: pkt.ifindex,
+    })
 }

@@ -15,6 +15,7 @@ mod support;
 mod agent;
 
 mod lab;
+mod reachability;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -9,6 +9,9 @@
 //! - [`media`]: SDP offer/answer, RFC 3550 RTP statistics, flow matching,
 //!   E-model quality and the media findings.
 //!
+//! - [`reachability`]: unanswered requests, ICMP unreachable and local
+//!   firewall drops.
+//!
 //! These modules take header values as `&str` and small domain structs of
 //! their own, not `sip` types, so they stay independent of the parser.
 
@@ -16,4 +19,5 @@ pub mod credentials;
 pub mod digest;
 pub mod media;
 pub mod nat;
+pub mod reachability;
 pub mod registration;

@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     capture::{
-        Direction, LinkType, Packet, Timestamp,
+        Direction, DroppedPacket, LinkType, Packet, Timestamp,
         live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveFrame},
     },
     export::{
@@ -76,6 +76,11 @@ pub struct RunArgs {
     /// Do not trace packets the kernel drops (kfree_skb).
     #[arg(long = "no-drops")]
     no_drops: bool,
+    /// Seconds a request waits for its final response before it counts as
+    /// unanswered (RFC 3261 Timer B/F, 64*T1 = 32 s). For tests and labs.
+    #[arg(long = "transaction-timeout", value_name = "SECS", hide = true,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    transaction_timeout: Option<u64>,
     #[command(flatten)]
     rtp: super::rtp_summary::RtpArgs,
     #[command(flatten)]
@@ -93,6 +98,9 @@ enum CoreInput {
         note: Option<String>,
     },
     Tick(Timestamp),
+    /// A packet the kernel dropped (fw.local_drop, and the reason behind
+    /// a later net.no_response).
+    Drop(DroppedPacket),
 }
 
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
@@ -158,6 +166,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let mut pipeline_config = PipelineConfig::default();
     pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
+    if let Some(secs) = args.transaction_timeout {
+        pipeline_config.transactions.timeout = Duration::from_secs(secs);
+    }
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue.max(1));
     let producer = SpanProducer::new(&telemetry);
     let core_out = out.handle();
@@ -197,12 +208,26 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => break,
         }
         hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
-        show_drops(&mut drops, &mut out, drops_pcap.as_mut(), json_mode)?;
+        show_drops(
+            &mut drops,
+            &mut out,
+            drops_pcap.as_mut(),
+            json_mode,
+            &tx,
+            &mut core_drops,
+        )?;
     }
     // Everything the kernel handed over before the signal is still analysed.
     capture.drain_now(&mut frames, &mut drops);
     hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
-    show_drops(&mut drops, &mut out, drops_pcap.as_mut(), json_mode)?;
+    show_drops(
+        &mut drops,
+        &mut out,
+        drops_pcap.as_mut(),
+        json_mode,
+        &tx,
+        &mut core_drops,
+    )?;
     let counters = capture.counters()?;
     let drop_counters = capture.drop_counters()?;
     if !json_mode {
@@ -287,10 +312,20 @@ fn show_drops(
     out: &mut SharedStdout,
     mut pcap: Option<&mut PcapFileWriter>,
     json_mode: bool,
+    tx: &SyncSender<CoreInput>,
+    core_drops: &mut u64,
 ) -> anyhow::Result<()> {
     for drop in drops.drain(..) {
         if let Some(p) = pcap.as_deref_mut() {
             p.write(&drop.dropped.packet)?;
+        }
+        // The core matches it to its transaction; the line below stays.
+        match tx.try_send(CoreInput::Drop(drop.dropped.clone())) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => *core_drops += 1,
+            Err(TrySendError::Disconnected(_)) => {
+                anyhow::bail!("the analysis thread stopped early")
+            }
         }
         if json_mode {
             serde_json::to_writer(&mut *out, &super::drop_lines::drop_record(&drop))?;
@@ -348,6 +383,10 @@ fn core<W: std::io::Write>(
                     let mut ev = pipeline.tick(now);
                     emit(&mut ev, &mut out, &mut spans)?;
                     spans.tick(now);
+                }
+                CoreInput::Drop(dropped) => {
+                    let mut ev = pipeline.ingest_drop(&dropped);
+                    emit(&mut ev, &mut out, &mut spans)?;
                 }
             }
         }
@@ -555,6 +594,69 @@ mod tests {
         );
         assert_eq!(stats.transactions.timed_out, 1);
         assert_eq!(stats.transactions.open_at_end, 0);
+    }
+
+    /// A dropped response handed to the core as `CoreInput::Drop` raises
+    /// fw.local_drop, and the request's timeout then says it was dropped
+    /// here (JSON diagnosis records).
+    #[test]
+    fn a_locally_dropped_response_reaches_the_core_and_explains_the_timeout() {
+        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
+        let sent = f.packet.ts;
+        let mut ip = Vec::new();
+        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(5060, 5062)
+            .write(
+                &mut ip,
+                b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-1\r\n\
+                  From: <sip:a@pbx>;tag=1\r\nTo: <sip:a@pbx>;tag=2\r\nCall-ID: tick-1\r\n\
+                  CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
+            )
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::sync_channel(8);
+        tx.send(CoreInput::Frame {
+            packet: f.packet,
+            note: None,
+        })
+        .unwrap();
+        tx.send(CoreInput::Drop(DroppedPacket {
+            packet: Packet {
+                ts: sent + Duration::from_millis(5),
+                ifindex: 1,
+                direction: Direction::Ingress,
+                link: LinkType::RawIp,
+                orig_len: ip.len() as u32,
+                data: ip,
+            },
+            reason: sipscope::capture::DropReason {
+                code: 0,
+                name: "netfilter_drop".into(),
+            },
+        }))
+        .unwrap();
+        tx.send(CoreInput::Tick(sent + Duration::from_secs(40)))
+            .unwrap();
+        drop(tx);
+        let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
+        let mut out = Vec::new();
+        let (stats, _) = core(
+            rx,
+            PipelineConfig::default(),
+            true,
+            &mut out,
+            SpanProducer::new(&telemetry),
+        )
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let codes: Vec<String> = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|v| v["type"] == "diagnosis")
+            .map(|v| v["code"].as_str().unwrap_or_default().to_string())
+            .collect();
+        assert_eq!(codes, ["fw.local_drop", "net.no_response"], "{text}");
+        assert!(text.contains("dropped_locally"), "{text}");
+        assert_eq!(stats.reachability.local_drops, 1);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use etherparse::{
 
 use super::frag::{Defragmenter, FragConfig, FragKey, FragStats};
 use super::tcp::{SegmentInfo, StreamKey, TcpConfig, TcpReassembler, TcpStats};
-use super::{Datagram, Meta, Transport};
+use super::{Datagram, IcmpUnreachable, Meta, Transport};
 use crate::capture::{Direction, LinkType, Packet, Timestamp};
 use crate::sip::message::looks_like_start_line;
 
@@ -54,6 +54,8 @@ pub struct PacketStats {
     /// IP payloads other than UDP/TCP/tunnels (ICMP, SCTP, ...).
     pub other_protocols: u64,
     pub udp_datagrams: u64,
+    /// ICMP/ICMPv6 destination unreachable quoting UDP to/from a SIP port.
+    pub icmp_unreachable_sip: u64,
     /// UDP payloads on a SIP port that are not SIP (STUN, "hello" keep-alives).
     pub udp_not_sip: u64,
     /// Empty or CRLF-only UDP keep-alives on a SIP port.
@@ -87,6 +89,9 @@ pub struct Decoder {
     tcp: TcpReassembler,
     stats: PacketStats,
     tcp_out: Vec<Bytes>,
+    /// ICMP unreachables of the frame being decoded; the pipeline drains
+    /// them after every frame ([`Decoder::take_icmp`]).
+    icmp: Vec<IcmpUnreachable>,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -101,6 +106,7 @@ impl Decoder {
             config,
             stats: PacketStats::default(),
             tcp_out: Vec::new(),
+            icmp: Vec::new(),
         }
     }
 
@@ -298,6 +304,7 @@ impl Decoder {
     ) {
         match proto {
             17 => self.udp(ctx, src, dst, d, out),
+            1 | 58 if self.icmp_unreachable(ctx, src, proto == 58, d) => {}
             6 => self.tcp(ctx, src, dst, d, out),
             4 | 41 if depth < MAX_DEPTH => {
                 self.stats.tunnels_decoded += 1;
@@ -309,7 +316,71 @@ impl Decoder {
         }
     }
 
-    fn is_sip_port(&self, a: u16, b: u16) -> bool {
+    /// ICMP unreachables seen since the last call, appended to `out`.
+    pub fn take_icmp(&mut self, out: &mut Vec<IcmpUnreachable>) {
+        out.append(&mut self.icmp);
+    }
+
+    /// RFC 792 type 3 / RFC 4443 §3.1 type 1: the quoted IP header and
+    /// the first 8 bytes of its payload (the UDP ports). True when it was
+    /// one about SIP (queued for the pipeline); other ICMP is counted as
+    /// `other_protocols` by the caller.
+    fn icmp_unreachable(&mut self, ctx: Ctx, from: IpAddr, v6: bool, d: &[u8]) -> bool {
+        let (Some(&ty), Some(&code)) = (d.first(), d.get(1)) else {
+            return false;
+        };
+        if ty != if v6 { 1 } else { 3 } {
+            return false;
+        }
+        let Some(q) = d.get(8..) else { return false };
+        let (qsrc, qdst, udp) = match (v6, q.first().map(|b| b >> 4)) {
+            (false, Some(4)) => {
+                let ihl = usize::from(q[0] & 0x0f) * 4;
+                let (Some(s), Some(t), Some(&proto)) = (q.get(12..16), q.get(16..20), q.get(9))
+                else {
+                    return false;
+                };
+                if proto != 17 || ihl < 20 {
+                    return false;
+                }
+                let s: [u8; 4] = s.try_into().expect("4 bytes");
+                let t: [u8; 4] = t.try_into().expect("4 bytes");
+                (IpAddr::from(s), IpAddr::from(t), q.get(ihl..))
+            }
+            (true, Some(6)) => {
+                let (Some(s), Some(t), Some(&next)) = (q.get(8..24), q.get(24..40), q.get(6))
+                else {
+                    return false;
+                };
+                if next != 17 {
+                    return false;
+                }
+                let s: [u8; 16] = s.try_into().expect("16 bytes");
+                let t: [u8; 16] = t.try_into().expect("16 bytes");
+                (IpAddr::from(s), IpAddr::from(t), q.get(40..))
+            }
+            _ => return false,
+        };
+        let Some((sport, dport)) = udp.and_then(|u| Some((be16(u, 0)?, be16(u, 2)?))) else {
+            return false;
+        };
+        if !self.is_sip_port(sport, dport) {
+            return false;
+        }
+        self.stats.icmp_unreachable_sip += 1;
+        self.icmp.push(IcmpUnreachable {
+            ts: ctx.ts,
+            from,
+            v6,
+            code,
+            quoted_src: SocketAddr::new(qsrc, sport),
+            quoted_dst: SocketAddr::new(qdst, dport),
+        });
+        true
+    }
+
+    /// Whether either port is a configured SIP port.
+    pub fn is_sip_port(&self, a: u16, b: u16) -> bool {
         self.config.sip_ports.contains(&a) || self.config.sip_ports.contains(&b)
     }
 

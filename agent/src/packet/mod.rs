@@ -44,6 +44,54 @@ pub struct Meta {
     pub ifindex: u32,
 }
 
+/// An ICMP (RFC 792 type 3) or ICMPv6 (RFC 4443 type 1) destination
+/// unreachable whose quoted datagram is UDP to or from a SIP port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IcmpUnreachable {
+    pub ts: Timestamp,
+    /// Who sent the ICMP message (the host or router that refused).
+    pub from: std::net::IpAddr,
+    pub v6: bool,
+    pub code: u8,
+    /// The quoted datagram's addresses: what was sent and refused.
+    pub quoted_src: SocketAddr,
+    pub quoted_dst: SocketAddr,
+}
+
+impl IcmpUnreachable {
+    /// `type 3 code 3 (port unreachable)` and the like.
+    pub fn describe(&self) -> String {
+        let (ty, name) = if self.v6 {
+            (
+                1,
+                match self.code {
+                    0 => "no route",
+                    1 => "administratively prohibited",
+                    3 => "address unreachable",
+                    4 => "port unreachable",
+                    5 => "source address failed policy",
+                    6 => "reject route",
+                    _ => "unreachable",
+                },
+            )
+        } else {
+            (
+                3,
+                match self.code {
+                    0 => "net unreachable",
+                    1 => "host unreachable",
+                    2 => "protocol unreachable",
+                    3 => "port unreachable",
+                    9 | 10 | 13 => "administratively prohibited",
+                    _ => "unreachable",
+                },
+            )
+        };
+        let family = if self.v6 { "ICMPv6" } else { "ICMP" };
+        format!("{family} type {ty} code {} ({name})", self.code)
+    }
+}
+
 /// One unit of transport payload for the SIP parser: a whole UDP datagram
 /// (after IP reassembly), or exactly one message framed out of a TCP
 /// stream (timestamp of the segment that completed it).

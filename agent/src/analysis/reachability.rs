@@ -1,0 +1,483 @@
+//! Reachability: requests nobody answered (`net.no_response`), ICMP
+//! destination-unreachable for SIP (`net.icmp_unreachable`) and SIP/RTP
+//! the local firewall dropped (`fw.local_drop`).
+//!
+//! A client transaction that gets no final response before Timer B/F
+//! (RFC 3261 §17.1.1.2, §17.1.2.2: 64*T1) on the packet clock is the
+//! observable symptom; the retransmission schedule (Timer A/E) is the
+//! evidence that the sender really tried. Findings are raised once per
+//! (destination, method) or (flow, reason) per window; repeats are
+//! counted, not raised. Every table is bounded and evictions counted.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::capture::{DropReason, Timestamp};
+use crate::diagnosis::{Code, Diagnosis, Evidence};
+use crate::packet::{IcmpUnreachable, Meta};
+use crate::pipeline::Event;
+use crate::sip::{MessageRecord, TimeoutCause, Transaction, TransactionId};
+
+use super::registration::wire::message_ref;
+
+/// Limits of the reachability analysis.
+#[derive(Clone, Debug)]
+pub struct ReachabilityConfig {
+    /// A finding for the same (destination, method) or (flow, reason) is
+    /// raised at most once per window; repeats are counted.
+    pub window: Duration,
+    /// Open client requests tracked at once (for the send schedule, ICMP
+    /// and drop matching); further ones are counted in `untracked`.
+    pub max_open: usize,
+    /// Send times kept per request (first send + retransmissions).
+    pub max_sends: usize,
+    /// Suppression entries kept; the oldest is forgotten at the limit.
+    pub max_suppressions: usize,
+    /// How long a UA waits for a final response (Timer B/F). A completed
+    /// transaction is kept this long after its first request so a final
+    /// response dropped by the local firewall after the capture point saw
+    /// it still explains why the UA gave up. The pipeline sets it from
+    /// the transaction timeout.
+    pub answer_timeout: Duration,
+}
+
+impl Default for ReachabilityConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(300),
+            max_open: 50_000,
+            max_sends: 12,
+            max_suppressions: 10_000,
+            answer_timeout: Duration::from_secs(32),
+        }
+    }
+}
+
+/// Counters of the reachability analysis.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ReachabilityStats {
+    pub no_response: u64,
+    pub icmp_unreachable: u64,
+    pub local_drops: u64,
+    /// Findings not raised because the same one was raised in the window.
+    pub suppressed: u64,
+    /// Requests not tracked because `max_open` was reached.
+    pub untracked: u64,
+    /// Suppression entries forgotten at `max_suppressions`.
+    pub suppressions_evicted: u64,
+    /// ICMP unreachable quoting a SIP datagram no open request matched.
+    pub icmp_unmatched: u64,
+    /// Dropped SIP messages no open transaction matched.
+    pub drops_unmatched: u64,
+}
+
+/// What the local firewall did to a transaction's messages.
+#[derive(Clone, Debug)]
+struct LocalDrop {
+    at: Timestamp,
+    what: String,
+    reason: String,
+    count: u32,
+    /// A final response was among what was dropped.
+    final_response: bool,
+}
+
+/// One request this host (or a peer) sent and is waiting on.
+#[derive(Debug)]
+struct Open {
+    request: Arc<MessageRecord>,
+    sends: Vec<Timestamp>,
+    sends_dropped: u32,
+    local_drop: Option<LocalDrop>,
+    /// Set when the capture saw the final response (it may still have
+    /// been dropped before the UA got it).
+    completed: Option<Arc<Transaction>>,
+}
+
+pub struct Reachability {
+    config: ReachabilityConfig,
+    open: HashMap<TransactionId, Open>,
+    /// (src, dst) of a request → its transaction, for ICMP matching.
+    by_flow: HashMap<(SocketAddr, SocketAddr), TransactionId>,
+    /// Finding key → when it was last raised.
+    raised: HashMap<String, Timestamp>,
+    /// Completed transactions lingering, in completion order, with the
+    /// time the UA would give up.
+    lingering: VecDeque<(Timestamp, TransactionId)>,
+    stats: ReachabilityStats,
+}
+
+impl Reachability {
+    pub fn new(config: ReachabilityConfig) -> Self {
+        Self {
+            config,
+            open: HashMap::new(),
+            by_flow: HashMap::new(),
+            raised: HashMap::new(),
+            lingering: VecDeque::new(),
+            stats: ReachabilityStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> ReachabilityStats {
+        self.stats.clone()
+    }
+
+    /// Consumes the pipeline's SIP events; findings go to `out`.
+    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
+        match event {
+            Event::Message(r) => self.on_message(r),
+            Event::TransactionCompleted(t) => {
+                if let Some(open) = self.open.get_mut(&t.id) {
+                    let give_up = open.request.meta.ts + self.config.answer_timeout;
+                    open.completed = Some(t.clone());
+                    self.lingering.push_back((give_up, t.id));
+                }
+            }
+            Event::TransactionTimedOut { transaction, cause } => {
+                let open = self.close(transaction.id);
+                if *cause == TimeoutCause::NoFinalResponse {
+                    self.no_response(transaction, open, out);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_message(&mut self, r: &Arc<MessageRecord>) {
+        let Some(id) = r.transaction else { return };
+        if !r.message.is_request() || r.message.method() == Some(&crate::sip::Method::Ack) {
+            return;
+        }
+        if let Some(open) = self.open.get_mut(&id) {
+            if open.sends.len() < self.config.max_sends {
+                open.sends.push(r.meta.ts);
+            } else {
+                open.sends_dropped += 1;
+            }
+            return;
+        }
+        // Only a first copy opens an entry: a retransmission after the
+        // transaction completed must not resurrect it.
+        if r.retransmission {
+            return;
+        }
+        if self.open.len() >= self.config.max_open {
+            self.stats.untracked += 1;
+            return;
+        }
+        self.by_flow.insert((r.meta.src, r.meta.dst), id);
+        self.open.insert(
+            id,
+            Open {
+                request: r.clone(),
+                sends: vec![r.meta.ts],
+                sends_dropped: 0,
+                local_drop: None,
+                completed: None,
+            },
+        );
+    }
+
+    /// Ends the lingering of completed transactions whose UA gave up by
+    /// `now`; one whose final response this host dropped raises
+    /// `net.no_response` (the UA never got the answer).
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+        while let Some(&(until, id)) = self.lingering.front() {
+            if until > now {
+                break;
+            }
+            self.lingering.pop_front();
+            self.expire(id, out);
+        }
+    }
+
+    /// End of input: nothing more will arrive for lingering transactions.
+    pub fn finish(&mut self, out: &mut Vec<Event>) {
+        while let Some((_, id)) = self.lingering.pop_front() {
+            self.expire(id, out);
+        }
+    }
+
+    fn expire(&mut self, id: TransactionId, out: &mut Vec<Event>) {
+        let Some(open) = self.close(id) else { return };
+        let Some(t) = open.completed.clone() else {
+            return;
+        };
+        let final_dropped = open.local_drop.as_ref().is_some_and(|l| l.final_response);
+        if final_dropped {
+            self.no_response(&t, Some(open), out);
+        }
+    }
+
+    fn close(&mut self, id: TransactionId) -> Option<Open> {
+        let open = self.open.remove(&id)?;
+        let flow = (open.request.meta.src, open.request.meta.dst);
+        if self.by_flow.get(&flow) == Some(&id) {
+            self.by_flow.remove(&flow);
+        }
+        Some(open)
+    }
+
+    /// True when `key` was not raised within the window (and records it).
+    fn first_in_window(&mut self, key: String, now: Timestamp) -> bool {
+        if let Some(last) = self.raised.get(&key)
+            && now.since(*last) < self.config.window
+        {
+            self.stats.suppressed += 1;
+            return false;
+        }
+        if self.raised.len() >= self.config.max_suppressions && !self.raised.contains_key(&key) {
+            let window = self.config.window;
+            self.raised.retain(|_, t| now.since(*t) < window);
+            if self.raised.len() >= self.config.max_suppressions
+                && let Some(oldest) = self
+                    .raised
+                    .iter()
+                    .min_by_key(|(_, t)| **t)
+                    .map(|(k, _)| k.clone())
+            {
+                self.raised.remove(&oldest);
+                self.stats.suppressions_evicted += 1;
+            }
+        }
+        self.raised.insert(key, now);
+        true
+    }
+
+    fn no_response(&mut self, t: &Transaction, open: Option<Open>, out: &mut Vec<Event>) {
+        let Some(request) = t
+            .request
+            .clone()
+            .or_else(|| open.as_ref().map(|o| o.request.clone()))
+        else {
+            return;
+        };
+        let meta = request.meta;
+        let now = t.last_seen.max(meta.ts);
+        let key = format!(
+            "no_response {} {} {}",
+            meta.transport.as_str(),
+            meta.dst,
+            t.method
+        );
+        if !self.first_in_window(key, now) {
+            return;
+        }
+        self.stats.no_response += 1;
+        let reference = message_ref(&request);
+        let sends = open
+            .as_ref()
+            .map_or_else(|| vec![meta.ts], |o| o.sends.clone());
+        let schedule = sends
+            .iter()
+            .map(|s| format!("+{:.3}s", s.since(meta.ts).as_secs_f64()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let local = open.as_ref().and_then(|o| o.local_drop.clone());
+        // The transaction snapshot stops counting at completion; the
+        // tracked sends go on while the UA retransmits.
+        let retransmissions = open.as_ref().map_or(t.request_retransmissions, |o| {
+            (o.sends.len() as u32 - 1 + o.sends_dropped).max(t.request_retransmissions)
+        });
+        let summary = match &local {
+            Some(d) => format!(
+                "{} to {} ({}) got no final response at the UA: {} reached this host and the \
+                 local firewall dropped it ({}).",
+                t.method,
+                meta.dst,
+                meta.transport.as_str(),
+                d.what,
+                d.reason
+            ),
+            None => format!(
+                "{} to {} ({}) was sent {} time(s) and never answered.",
+                t.method,
+                meta.dst,
+                meta.transport.as_str(),
+                retransmissions + 1
+            ),
+        };
+        let mut d = Diagnosis::new(Code::NetNoResponse, now, summary)
+            .with_evidence(
+                Evidence::new("method", t.method.to_string())
+                    .in_message(reference.at, reference.label.clone()),
+            )
+            .with_evidence(Evidence::new("destination", meta.dst.to_string()))
+            .with_evidence(Evidence::new("source", meta.src.to_string()))
+            .with_evidence(Evidence::new("transport", meta.transport.as_str()))
+            .with_evidence(Evidence::new("cseq", t.cseq.to_string()))
+            .with_evidence(Evidence::new(
+                "retransmissions",
+                retransmissions.to_string(),
+            ))
+            .with_evidence(Evidence::new("send_schedule", schedule));
+        if let Some(cid) = t.call_id() {
+            d = d.with_evidence(Evidence::new("call_id", cid));
+        }
+        if let Some(l) = local {
+            d = d.with_evidence(
+                Evidence::new(
+                    "dropped_locally",
+                    format!("{} ({}, {} time(s))", l.what, l.reason, l.count),
+                )
+                .in_message(l.at, l.what.clone()),
+            );
+        }
+        out.push(Event::Diagnosis(Arc::new(d)));
+    }
+
+    /// An ICMP destination-unreachable quoting a SIP datagram
+    /// (RFC 792 type 3, RFC 4443 type 1).
+    pub fn on_icmp(&mut self, icmp: &IcmpUnreachable, out: &mut Vec<Event>) {
+        let flow = (icmp.quoted_src, icmp.quoted_dst);
+        let request = self
+            .by_flow
+            .get(&flow)
+            .and_then(|id| self.open.get(id))
+            .map(|o| o.request.clone());
+        if request.is_none() {
+            self.stats.icmp_unmatched += 1;
+        }
+        let key = format!("icmp {} {}", icmp.quoted_dst, icmp.code);
+        if !self.first_in_window(key, icmp.ts) {
+            return;
+        }
+        self.stats.icmp_unreachable += 1;
+        let what = match &request {
+            Some(r) => format!(
+                "{} from {} to {}",
+                r.message
+                    .method()
+                    .map_or_else(String::new, |m| m.to_string()),
+                icmp.quoted_src,
+                icmp.quoted_dst
+            ),
+            None => format!("SIP/UDP from {} to {}", icmp.quoted_src, icmp.quoted_dst),
+        };
+        let mut d = Diagnosis::new(
+            Code::NetIcmpUnreachable,
+            icmp.ts,
+            format!(
+                "{} answered {what} with ICMP destination unreachable ({}).",
+                icmp.from,
+                icmp.describe()
+            ),
+        )
+        .with_evidence(Evidence::new("icmp", icmp.describe()))
+        .with_evidence(Evidence::new("icmp_sender", icmp.from.to_string()))
+        .with_evidence(Evidence::new(
+            "quoted",
+            format!("udp {} -> {}", icmp.quoted_src, icmp.quoted_dst),
+        ));
+        if let Some(r) = request {
+            let reference = message_ref(&r);
+            d = d.with_evidence(
+                Evidence::new("request", reference.label.clone())
+                    .in_message(reference.at, reference.label),
+            );
+            if let Some(cid) = r.message.call_id() {
+                d = d.with_evidence(Evidence::new("call_id", cid.into_owned()));
+            }
+        }
+        out.push(Event::Diagnosis(Arc::new(d)));
+    }
+
+    /// A SIP message this host's kernel dropped (`fw.local_drop` when a
+    /// netfilter rule did it). It is matched to the open request of its
+    /// flow: a dropped response to the request in the opposite direction.
+    pub fn on_dropped_sip(
+        &mut self,
+        record: &MessageRecord,
+        reason: &DropReason,
+        out: &mut Vec<Event>,
+    ) {
+        let reference = message_ref(record);
+        let meta = record.meta;
+        let flow = if record.message.is_request() {
+            (meta.src, meta.dst)
+        } else {
+            (meta.dst, meta.src)
+        };
+        let id = self.by_flow.get(&flow).copied();
+        let is_final = record.message.status().is_some_and(|s| s >= 200);
+        match id.and_then(|id| self.open.get_mut(&id)) {
+            Some(open) => match &mut open.local_drop {
+                Some(l) => {
+                    l.count += 1;
+                    l.final_response |= is_final;
+                }
+                None => {
+                    open.local_drop = Some(LocalDrop {
+                        at: meta.ts,
+                        what: format!("{} from {}", reference.label, meta.src),
+                        reason: reason.name.clone(),
+                        count: 1,
+                        final_response: is_final,
+                    })
+                }
+            },
+            None => self.stats.drops_unmatched += 1,
+        }
+        if !reason.is_netfilter() {
+            return;
+        }
+        let summary = format!(
+            "{} from {} to {} reached this host and was dropped by the local firewall ({}).",
+            reference.label, meta.src, meta.dst, reason.name
+        );
+        self.local_drop(meta, reason, summary, Some(reference), out);
+    }
+
+    /// A non-SIP packet (RTP range) the local firewall dropped.
+    pub fn on_dropped_media(&mut self, meta: Meta, reason: &DropReason, out: &mut Vec<Event>) {
+        if !reason.is_netfilter() {
+            return;
+        }
+        let summary = format!(
+            "UDP from {} to port {} (media range) was dropped by the local firewall ({}).",
+            meta.src,
+            meta.dst.port(),
+            reason.name
+        );
+        self.local_drop(meta, reason, summary, None, out);
+    }
+
+    fn local_drop(
+        &mut self,
+        meta: Meta,
+        reason: &DropReason,
+        summary: String,
+        message: Option<crate::diagnosis::MessageRef>,
+        out: &mut Vec<Event>,
+    ) {
+        let key = format!(
+            "drop {} {} {} {}",
+            meta.transport.as_str(),
+            meta.src,
+            meta.dst,
+            reason.name
+        );
+        if !self.first_in_window(key, meta.ts) {
+            return;
+        }
+        self.stats.local_drops += 1;
+        let mut d = Diagnosis::new(Code::FwLocalDrop, meta.ts, summary)
+            .with_evidence(Evidence::new("drop_reason", reason.name.clone()))
+            .with_evidence(Evidence::new(
+                "flow",
+                format!("{} {} -> {}", meta.transport.as_str(), meta.src, meta.dst),
+            ))
+            .with_evidence(Evidence::new("port", meta.dst.port().to_string()));
+        if let Some(m) = message {
+            d = d
+                .with_evidence(Evidence::new("message", m.label.clone()).in_message(m.at, m.label));
+        }
+        out.push(Event::Diagnosis(Arc::new(d)));
+    }
+}
+
+#[cfg(test)]
+mod tests;
