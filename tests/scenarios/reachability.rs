@@ -205,3 +205,49 @@ fn healthy_registration_raises_no_reachability_finding() {
         "nothing captured: {out}"
     );
 }
+
+/// (d) The host's firewall blocks the RTP range inbound: the media never
+/// reaches the PBX, and the finding names the flow and the reason.
+#[test]
+fn local_firewall_blocking_the_rtp_range_is_a_local_drop() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("reach-rtp");
+    nft(&pair.host, &dir, "input", "udp dport 10000-20000");
+    let mut agent = Agent::start(&pair, &dir, &["--json"]);
+    // Ten G.711 RTP packets (v2, PT 8, seq 1..10) from one peer socket
+    // (one flow, as a phone sends them) to port 16000.
+    let script = format!(
+        "exec 3>/dev/udp/{}/16000; for i in 1 2 3 4 5 6 7 8 9 10; do \
+         printf '\\x80\\x08\\x00'\"\\\\x$(printf %02x $i)\"'\\x00\\x00\\x00\\xa0\\x12\\x34\\x56\\x78%0160d' 0 >&3; \
+         done",
+        VethPair::HOST_V4
+    );
+    let sent = pair.peer.exec("bash", &["-c", &script]);
+    assert!(
+        sent.status.success(),
+        "sending RTP failed: {}",
+        String::from_utf8_lossy(&sent.stderr)
+    );
+    agent
+        .proc
+        .wait_output("fw.local_drop", Duration::from_secs(20));
+    let status = agent.proc.interrupt(STOP);
+    let out = agent.proc.stdout_text();
+    assert!(status.success(), "sipscope exited with {status}\n{out}");
+    let records: Vec<serde_json::Value> = out
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["type"] == "diagnosis")
+        .collect();
+    assert_eq!(
+        codes(&records),
+        BTreeSet::from(["fw.local_drop".to_owned()]),
+        "{out}"
+    );
+    let text = find(&records, "fw.local_drop").to_string();
+    assert!(text.contains("to port 16000 (media range)"), "{text}");
+    assert!(text.contains("netfilter_drop"), "{text}");
+    // Raised once for the flow, not once per packet.
+    assert_eq!(records.len(), 1, "{out}");
+}
