@@ -1,6 +1,7 @@
 //! SIP stage: the tolerant zero-copy message framer ([`SipMessage`]),
-//! header helpers, URIs (rsip, kept behind [`uri`]), TCP stream framing
-//! ([`framing`]) and transactions ([`transaction`]).
+//! header helpers, URIs ([`uri`]: our own parser, since rsip 0.4 rejects
+//! IPv6 references), TCP stream framing ([`framing`]) and transactions
+//! ([`transaction`]).
 
 pub mod framing;
 pub mod headers;
