@@ -6,7 +6,6 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use sipscope::analysis::credentials::CredentialStore;
 use sipscope::capture::file::CaptureFile;
 use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
@@ -28,26 +27,14 @@ pub struct AnalyzeArgs {
     sip_ports: Vec<u16>,
     #[command(flatten)]
     otlp: OtlpArgs,
-    /// Known passwords (TOML, chmod 600) to say definitively whether a
-    /// client's digest response was made with the right password. The
-    /// secrets never appear in any output.
-    #[arg(long, value_name = "FILE")]
-    credentials: Option<PathBuf>,
-    /// Raise auth.challenge_loop after this many consecutive rejections
-    /// of the same credentials.
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
-    challenge_loop_after: u32,
+    #[command(flatten)]
+    analysis: super::analysis_args::AnalysisArgs,
 }
 
 pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut config = PipelineConfig::default();
     config.decoder.sip_ports.extend(&args.sip_ports);
-    config.registration.challenge_loop_after = args.challenge_loop_after;
-    if let Some(path) = &args.credentials {
-        let store = CredentialStore::load(path)
-            .with_context(|| format!("cannot use the credentials file {}", path.display()))?;
-        config.registration.credentials = Some(std::sync::Arc::new(store));
-    }
+    args.analysis.apply(&mut config)?;
     // Open every file first: a typo in the third file should not cost the
     // user the output of the first two.
     let mut sources = Vec::new();

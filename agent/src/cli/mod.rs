@@ -2,6 +2,7 @@
 //! Library code returns `thiserror` errors; here they become `anyhow`
 //! errors with context for the user.
 
+mod analysis_args;
 mod analyze;
 mod drop_lines;
 mod rtp_summary;

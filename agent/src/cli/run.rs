@@ -84,6 +84,8 @@ pub struct RunArgs {
     #[command(flatten)]
     rtp: super::rtp_summary::RtpArgs,
     #[command(flatten)]
+    analysis: super::analysis_args::AnalysisArgs,
+    #[command(flatten)]
     otlp: OtlpArgs,
 }
 
@@ -136,6 +138,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    // Bad options (e.g. a credentials file others can read) fail before
+    // anything is attached.
+    let mut pipeline_config = PipelineConfig::default();
+    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
+    args.analysis.apply(&mut pipeline_config)?;
+    if let Some(secs) = args.transaction_timeout {
+        pipeline_config.transactions.timeout = Duration::from_secs(secs);
+    }
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
     let mut rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
     let tracing = match capture.drop_tracing() {
@@ -164,11 +174,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
 
-    let mut pipeline_config = PipelineConfig::default();
-    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
-    if let Some(secs) = args.transaction_timeout {
-        pipeline_config.transactions.timeout = Duration::from_secs(secs);
-    }
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue.max(1));
     let producer = SpanProducer::new(&telemetry);
     let core_out = out.handle();

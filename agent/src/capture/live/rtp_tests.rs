@@ -1,57 +1,6 @@
-use proptest::prelude::*;
 use sipscope_common::{Family, RtpPacketFields};
 
 use super::*;
-use crate::{
-    analysis::media::{RtpHeader, RtpStreamStats},
-    capture::Timestamp,
-};
-
-fn header(p: &RtpPacketFields) -> RtpHeader {
-    RtpHeader {
-        version: 2,
-        padding: false,
-        extension: false,
-        csrc_count: 0,
-        marker: false,
-        payload_type: p.payload_type,
-        sequence: p.sequence,
-        timestamp: p.timestamp,
-        ssrc: p.ssrc,
-        header_len: 12,
-        payload_len: 160,
-    }
-}
-
-/// Feeds the kernel's update (the code the eBPF program runs) and the
-/// media core the same packets; every RFC 3550 figure must be identical.
-fn assert_same(packets: &[(u64, RtpPacketFields, u32)]) {
-    let mut kernel = RtpFlowState::default();
-    let mut core = RtpStreamStats::new();
-    for (now, p, clock) in packets {
-        kernel.update(*now, p, 172, *clock);
-        core.update(Timestamp::from_nanos(*now), &header(p), 172, *clock);
-        assert_eq!(kernel.packets, core.packets());
-        assert_eq!(kernel.bytes, core.bytes());
-        assert_eq!(kernel.ssrc, core.ssrc());
-        assert_eq!(kernel.payload_type, core.payload_type());
-        assert_eq!(kernel.received, core.received());
-        assert_eq!(kernel.expected(), core.expected());
-        assert_eq!(kernel.cumulative_lost(), core.cumulative_lost());
-        assert_eq!(kernel.extended_max_seq(), core.extended_max_seq());
-        assert_eq!(kernel.jitter_q8, core.jitter_q8());
-        assert_eq!(kernel.duplicates, core.duplicates());
-        assert_eq!(kernel.reordered, core.reordered());
-        assert_eq!(kernel.rejected, core.rejected());
-        assert_eq!(kernel.restarts, core.restarts());
-        assert_eq!(kernel.ssrc_changes, core.ssrc_changes());
-        assert_eq!(kernel.transit_clock, core.clock_rate());
-    }
-    let key = RtpFlowKey::default();
-    let stats = RtpFlowStats::from_kernel(&key, kernel, KtimeClock::new());
-    assert!((stats.max_jitter_ms() - core.max_jitter_ms()).abs() < 1e-9);
-    assert!((stats.jitter_ms() - core.jitter_ms()).abs() < 1e-9);
-}
 
 fn pkt(sequence: u16, timestamp: u32) -> RtpPacketFields {
     RtpPacketFields {
@@ -63,7 +12,7 @@ fn pkt(sequence: u16, timestamp: u32) -> RtpPacketFields {
 }
 
 #[test]
-fn a_call_with_loss_reordering_and_a_sequence_wrap_matches_the_media_core() {
+fn a_call_with_loss_reordering_and_a_sequence_wrap_gives_the_true_figures() {
     let mut packets = Vec::new();
     let mut now = 1_000_000_000u64;
     for i in 0..300u32 {
@@ -75,7 +24,6 @@ fn a_call_with_loss_reordering_and_a_sequence_wrap_matches_the_media_core() {
         packets.push((now, pkt(seq, 1_000 + i * 160), 8_000));
     }
     packets.swap(100, 101);
-    assert_same(&packets);
     let mut kernel = RtpFlowState::default();
     for (now, p, clock) in &packets {
         kernel.update(*now, p, 172, *clock);
@@ -83,33 +31,6 @@ fn a_call_with_loss_reordering_and_a_sequence_wrap_matches_the_media_core() {
     assert_eq!(kernel.cumulative_lost(), 6);
     assert_eq!(kernel.reordered, 1);
     assert_eq!(kernel.cycles, 1 << 16, "one wrap");
-}
-
-proptest! {
-    #[test]
-    fn any_packet_sequence_gives_the_media_core_numbers(
-        steps in proptest::collection::vec(
-            (0u64..80_000_000, any::<u16>(), 0u32..2_000, 0u8..3, 0u8..4), 1..120)
-    ) {
-        let mut now = 5_000_000_000u64;
-        let mut seq = 1000u16;
-        let mut ts = 0u32;
-        let mut packets = Vec::new();
-        for (gap, jump, ts_step, ssrc, pt) in steps {
-            now += gap;
-            // Mostly small steps, sometimes a big jump (restart/reject path).
-            seq = seq.wrapping_add(if jump % 8 == 0 { jump } else { jump % 5 });
-            ts = ts.wrapping_add(ts_step);
-            let clock = [8_000, 16_000, 0, 48_000][usize::from(pt)];
-            packets.push((now, RtpPacketFields {
-                sequence: seq,
-                timestamp: ts,
-                ssrc: u32::from(ssrc % 2) + 7,
-                payload_type: pt,
-            }, clock));
-        }
-        assert_same(&packets);
-    }
 }
 
 #[test]
@@ -190,21 +111,4 @@ fn flow_keys_round_trip_through_the_kernel_form() {
     let v6: SocketAddr = "[::1]:1".parse().unwrap();
     assert!(flow_key(v4, v6, 1, Direction::Egress).is_none());
     assert!(flow_key(v4, v4, 1, Direction::Unknown).is_none());
-}
-
-#[test]
-fn port_ranges_parse_and_bad_ones_say_how_to_write_them() {
-    assert_eq!(super::parse_port_range("10000-20000"), Ok(10000..=20000));
-    assert_eq!(super::parse_port_range("off"), Ok(super::RTP_OFF));
-    assert!(
-        super::parse_port_range("20000")
-            .unwrap_err()
-            .contains("LO-HI")
-    );
-    assert!(
-        super::parse_port_range("2-1")
-            .unwrap_err()
-            .contains("reversed")
-    );
-    assert!(super::parse_port_range("0-5").is_err());
 }
