@@ -125,6 +125,38 @@ fn with_tls<B: WithTonicConfig>(builder: B, cfg: &OtlpConfig) -> Result<B, OtlpE
     })
 }
 
+/// Everything but the signal-specific parts of an OTLP/gRPC exporter.
+fn grpc<B: WithTonicConfig + WithExportConfig>(
+    builder: B,
+    cfg: &OtlpConfig,
+    endpoint: &str,
+) -> Result<B, OtlpError> {
+    Ok(with_tls(builder, cfg)?
+        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
+        .with_endpoint(endpoint)
+        .with_timeout(cfg.timeout)
+        .with_metadata(metadata(cfg)?))
+}
+
+/// Everything but the signal-specific parts of an OTLP/HTTP exporter.
+fn http<B: WithHttpConfig + WithExportConfig>(
+    builder: B,
+    cfg: &OtlpConfig,
+    endpoint: &str,
+) -> Result<B, OtlpError> {
+    Ok(builder
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(endpoint)
+        .with_timeout(cfg.timeout)
+        .with_headers(
+            cfg.headers
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect::<HashMap<_, _>>(),
+        )
+        .with_http_client(http_client(cfg, endpoint)?))
+}
+
 /// The OTLP span exporter for `cfg`. Must run inside a tokio runtime (the
 /// gRPC channel spawns its connection task there).
 pub fn span_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
@@ -133,30 +165,20 @@ pub fn span_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporte
     install_crypto_provider();
     let endpoint = cfg.traces_endpoint.clone();
     let built = match cfg.protocol {
-        Protocol::Grpc => with_tls(
+        Protocol::Grpc => grpc(
             opentelemetry_otlp::SpanExporter::builder().with_tonic(),
             cfg,
+            &endpoint,
         )?
-        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-        .with_endpoint(&endpoint)
-        .with_timeout(cfg.timeout)
-        .with_metadata(metadata(cfg)?)
         .with_retry_policy(retry_policy())
         .build(),
-        Protocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(&endpoint)
-            .with_timeout(cfg.timeout)
-            .with_headers(
-                cfg.headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<HashMap<_, _>>(),
-            )
-            .with_http_client(http_client(cfg, &endpoint)?)
-            .with_retry_policy(retry_policy())
-            .build(),
+        Protocol::HttpProtobuf => http(
+            opentelemetry_otlp::SpanExporter::builder().with_http(),
+            cfg,
+            &endpoint,
+        )?
+        .with_retry_policy(retry_policy())
+        .build(),
     };
     let mut exporter = built.map_err(|source| OtlpError::Build {
         what: "trace",
@@ -174,30 +196,20 @@ pub fn metric_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::MetricExp
     install_crypto_provider();
     let endpoint = cfg.metrics_endpoint.clone();
     let built = match cfg.protocol {
-        Protocol::Grpc => with_tls(
+        Protocol::Grpc => grpc(
             opentelemetry_otlp::MetricExporter::builder().with_tonic(),
             cfg,
+            &endpoint,
         )?
-        .with_protocol(opentelemetry_otlp::Protocol::Grpc)
-        .with_endpoint(&endpoint)
-        .with_timeout(cfg.timeout)
-        .with_metadata(metadata(cfg)?)
         .with_retry_policy(retry_policy())
         .build(),
-        Protocol::HttpProtobuf => opentelemetry_otlp::MetricExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(&endpoint)
-            .with_timeout(cfg.timeout)
-            .with_headers(
-                cfg.headers
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect::<HashMap<_, _>>(),
-            )
-            .with_http_client(http_client(cfg, &endpoint)?)
-            .with_retry_policy(retry_policy())
-            .build(),
+        Protocol::HttpProtobuf => http(
+            opentelemetry_otlp::MetricExporter::builder().with_http(),
+            cfg,
+            &endpoint,
+        )?
+        .with_retry_policy(retry_policy())
+        .build(),
     };
     built.map_err(|source| OtlpError::Build {
         what: "metric",
