@@ -256,7 +256,12 @@ mod tests {
         for i in 0..10u16 {
             o.observe_packet(Timestamp(u64::from(i) * 20 * MS), a, b, &rtp(i));
         }
-        o.observe_packet(Timestamp(0), a, b, &[0x80, 200, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]);
+        o.observe_packet(
+            Timestamp(0),
+            a,
+            b,
+            &[0x80, 200, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0],
+        );
         assert!(o.measures_rtp());
         let flows = o.flows_on_ports(&[20000]);
         assert_eq!(flows.len(), 1);
