@@ -522,13 +522,17 @@ fn a_stream_outside_the_measured_ports_is_not_judged() {
     config.calls.observations.ports = 10_000..=10_999;
     let mut s = Script::new(config);
     s.answered(&sdp(PHONE, 30000), &sdp(PBX, 30002));
-    let mut ev = s.pipeline.ingest_rtp_flows(Timestamp(T0 + 30_000 * MS), &[]);
+    let mut ev = s
+        .pipeline
+        .ingest_rtp_flows(Timestamp(T0 + 30_000 * MS), &[]);
     s.events.append(&mut ev);
     assert_eq!(s.codes(), vec![]);
     // The same call on measured ports is no_rtp.
     let mut s = Script::new(kernel_config());
     s.answered(&sdp(PHONE, 10000), &sdp(PBX, 10002));
-    let mut ev = s.pipeline.ingest_rtp_flows(Timestamp(T0 + 30_000 * MS), &[]);
+    let mut ev = s
+        .pipeline
+        .ingest_rtp_flows(Timestamp(T0 + 30_000 * MS), &[]);
     s.events.append(&mut ev);
     assert_eq!(s.codes(), vec![Code::MediaNoRtp]);
 }
