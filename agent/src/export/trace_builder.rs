@@ -448,3 +448,7 @@ pub const CALL_END: &str = "sipscope.call.end";
 #[cfg(test)]
 #[path = "trace_builder_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "trace_builder_media_tests.rs"]
+mod media_tests;
