@@ -176,6 +176,8 @@ async fn analyze_exports_a_calls_rtp_as_media_spans_under_its_trace() {
     assert_eq!(spans.len(), CALL_SPANS);
 
     let trace = TraceId::for_call(CALL_ID);
+    // The ids of the sample trace in docs/tracing.md and the README.
+    assert_eq!(trace.to_hex(), "f732e80cff5c5fb1a17ef04cf5f96927");
     assert!(spans.iter().all(|s| s.span.trace_id == trace.0.to_vec()));
     let root = by_name(&spans, names::CALL);
     assert_eq!(
@@ -210,6 +212,9 @@ async fn analyze_exports_a_calls_rtp_as_media_spans_under_its_trace() {
         );
     }
 
+    assert_eq!(hex::encode(&root.span.span_id), "ce3c4b9e7c14fb7e");
+    assert_eq!(hex::encode(&sent.span.span_id), "460f896f21e4a508");
+    assert_eq!(hex::encode(&received.span.span_id), "25626c45515ef9d4");
     let a = &sent.span.attributes;
     assert_eq!(attr_str(a, attr::RTP_SRC), Some(PBX_RTP));
     assert_eq!(attr_str(a, attr::RTP_DST), Some(PHONE_RTP));
