@@ -15,7 +15,5 @@ pub mod shared_stdout;
 pub mod sip_spans;
 pub mod spans;
 #[cfg(test)]
-mod test_call;
-#[cfg(test)]
 mod test_sip;
 pub mod trace_builder;

@@ -79,4 +79,6 @@ pub struct CallStats {
 }
 
 #[cfg(test)]
+pub(crate) mod script;
+#[cfg(test)]
 mod tests;

@@ -1,6 +1,7 @@
 //! Test helper: a call (SIP with SDP, and RTP) scripted as raw IP packets
-//! through the real [`Pipeline`], so the exporters see the events —
-//! transactions, diagnoses, call reports — exactly as `analyze` does.
+//! through the real [`Pipeline`], so the call tracker and the exporters see
+//! the events (transactions, diagnoses, call reports) exactly as `analyze`
+//! does.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -9,7 +10,9 @@ use crate::analysis::calls::Call;
 use crate::capture::{Direction, LinkType, Packet, Timestamp};
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
 
-pub use super::test_sip::{MS, T0};
+/// 2025-11-25T12:00:00Z.
+pub const T0: u64 = 1_764_072_000_000_000_000;
+pub const MS: u64 = 1_000_000;
 
 /// The caller (a phone) and the callee (the PBX).
 pub const PHONE: &str = "192.0.2.10";
@@ -42,23 +45,29 @@ pub const CALLEE_SSRC: u32 = 0x5678;
 
 /// A call scripted message by message, times in ms after [`T0`].
 pub struct CallScript {
-    pipeline: Pipeline,
+    pub pipeline: Pipeline,
     pub events: Vec<Event>,
-    phone: SocketAddr,
+    /// The caller's signalling address (its SIP comes from here).
+    pub phone: SocketAddr,
     pbx: SocketAddr,
 }
 
 impl CallScript {
     pub fn new() -> Self {
+        Self::with_config(PipelineConfig::default())
+    }
+
+    pub fn with_config(config: PipelineConfig) -> Self {
         Self {
-            pipeline: Pipeline::new(PipelineConfig::default()),
+            pipeline: Pipeline::new(config),
             events: Vec::new(),
             phone: format!("{PHONE}:5060").parse().unwrap(),
             pbx: format!("{PBX}:5060").parse().unwrap(),
         }
     }
 
-    fn send(&mut self, ms: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+    /// A UDP datagram as a raw IPv4 packet at `ms` after [`T0`].
+    pub fn packet(ms: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Packet {
         let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
             unreachable!("IPv4 test addresses")
         };
@@ -67,14 +76,18 @@ impl CallScript {
             .udp(src.port(), dst.port())
             .write(&mut data, payload)
             .unwrap();
-        let packet = Packet {
+        Packet {
             ts: Timestamp(T0 + ms * MS),
             ifindex: 1,
             direction: Direction::Unknown,
             link: LinkType::RawIp,
             orig_len: data.len() as u32,
             data,
-        };
+        }
+    }
+
+    pub fn send(&mut self, ms: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+        let packet = Self::packet(ms, src, dst, payload);
         self.pipeline.ingest_into(&packet, &mut self.events);
     }
 
@@ -117,25 +130,16 @@ impl CallScript {
     /// INVITE (CSeq `cseq`) with an offer at `ms`, 180 10 ms later, 200
     /// with the answer at +1000 ms, ACK at +1010 ms.
     pub fn answered_at(&mut self, ms: u64, cseq: u32) {
+        self.answered_with(ms, cseq, &sdp(PHONE, 10000), &sdp(PBX, 20000));
+    }
+
+    /// [`Self::answered_at`] with the given offer and answer.
+    pub fn answered_with(&mut self, ms: u64, cseq: u32, offer: &str, answer: &str) {
         let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
-        self.sip_with(
-            ms,
-            true,
-            &invite,
-            &format!("{cseq} INVITE"),
-            false,
-            &sdp(PHONE, 10000),
-        );
+        self.sip_with(ms, true, &invite, &format!("{cseq} INVITE"), false, offer);
         let c = format!("{cseq} INVITE");
         self.sip(ms + 10, false, "SIP/2.0 180 Ringing", &c, true);
-        self.sip_with(
-            ms + 1000,
-            false,
-            "SIP/2.0 200 OK",
-            &c,
-            true,
-            &sdp(PBX, 20000),
-        );
+        self.sip_with(ms + 1000, false, "SIP/2.0 200 OK", &c, true, answer);
         let ack = format!("ACK sip:200@{PBX} SIP/2.0");
         self.sip(ms + 1010, true, &ack, &format!("{cseq} ACK"), true);
     }
@@ -149,8 +153,19 @@ impl CallScript {
         caller_lost: Option<&dyn Fn(u16) -> bool>,
         callee_lost: Option<&dyn Fn(u16) -> bool>,
     ) {
-        let (phone, pbx): (SocketAddr, SocketAddr) =
-            (PHONE_RTP.parse().unwrap(), PBX_RTP.parse().unwrap());
+        self.media_between(start_ms, n, (PHONE_RTP, PBX_RTP), caller_lost, callee_lost);
+    }
+
+    /// [`Self::media`] between other addresses (caller's, callee's).
+    pub fn media_between(
+        &mut self,
+        start_ms: u64,
+        n: u16,
+        (phone, pbx): (&str, &str),
+        caller_lost: Option<&dyn Fn(u16) -> bool>,
+        callee_lost: Option<&dyn Fn(u16) -> bool>,
+    ) {
+        let (phone, pbx): (SocketAddr, SocketAddr) = (phone.parse().unwrap(), pbx.parse().unwrap());
         for i in 0..n {
             let ms = start_ms + u64::from(i) * 20;
             if caller_lost.is_some_and(|lost| !lost(i)) {
@@ -173,6 +188,20 @@ impl CallScript {
     pub fn finish(&mut self) {
         let mut rest = self.pipeline.finish();
         self.events.append(&mut rest);
+    }
+
+    /// The codes of every diagnosis so far, sorted.
+    pub fn codes(&self) -> Vec<crate::diagnosis::Code> {
+        let mut c: Vec<_> = self
+            .events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Diagnosis(d) => Some(d.code),
+                _ => None,
+            })
+            .collect();
+        c.sort();
+        c
     }
 
     /// The call tracker's last report.
