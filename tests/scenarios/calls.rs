@@ -70,6 +70,10 @@ struct CallRun {
     dumpcap_pcap: std::path::PathBuf,
     phone_sent: Sent,
     pbx_sent: Sent,
+    /// RTP datagrams the PBX's and the phone's sockets received: what
+    /// the network really delivered to the applications.
+    pbx_received: u64,
+    phone_received: u64,
 }
 
 /// The RTP of one call: what each side sends.
@@ -290,10 +294,6 @@ impl CallLab {
         }
         agent.proc.wait_output("\"final\":true", START);
 
-        // dumpcap hands packets over in blocks: wait for every datagram
-        // that crossed the veth (SIP from the agent's pcap, RTP from the
-        // senders' truth) before stopping it.
-        let on_wire = |s: &Sent| (s.sent - s.refused_locally) as usize;
         // `--json` prints its counters as a record, not the line
         // Agent::stop parses.
         let status = agent.proc.interrupt(crate::agent::STOP);
@@ -303,6 +303,10 @@ impl CallLab {
             "sipscope exited with {status}\nstdout:\n{live_text}\nstderr:\n{}",
             agent.proc.stderr_text()
         );
+        // dumpcap hands packets over in blocks: wait for every datagram
+        // that crossed the veth (SIP from the agent's pcap, RTP from the
+        // senders' truth) before stopping it.
+        let on_wire = |s: &Sent| (s.sent - s.refused_locally) as usize;
         let sip = crate::support::pcap::datagrams(
             &crate::support::pcap::read_frames(&agent.pcap),
             &[5060],
@@ -314,10 +318,12 @@ impl CallLab {
             on_wire(&phone_sent) + on_wire(&pbx_sent),
         );
         dumpcap.stop();
+        // The last RTP left more than BYE_MARGIN ago: what the sockets
+        // got is final.
+        let (pbx_received, phone_received) = (pbx_rtp.received(), phone_rtp.received());
         println!(
-            "phone sent {phone_sent:?}, PBX received {}; PBX sent {pbx_sent:?}, phone received {}",
-            pbx_rtp.received(),
-            phone_rtp.received()
+            "phone sent {phone_sent:?}, PBX received {pbx_received}; \
+             PBX sent {pbx_sent:?}, phone received {phone_received}"
         );
         CallRun {
             live: json_records(&live_text),
@@ -325,7 +331,21 @@ impl CallLab {
             dumpcap_pcap: dumpcap.pcap.clone(),
             phone_sent,
             pbx_sent,
+            pbx_received,
+            phone_received,
         }
+    }
+}
+
+impl CallRun {
+    /// The lab's own truth, before judging the agent: what reached the
+    /// PBX's and the phone's RTP sockets.
+    fn assert_delivered(&self, to_pbx: u64, to_phone: u64) {
+        assert_eq!(
+            (self.pbx_received, self.phone_received),
+            (to_pbx, to_phone),
+            "RTP delivered to (PBX, phone) sockets"
+        );
     }
 }
 
@@ -462,6 +482,7 @@ fn healthy_two_way_call_raises_nothing_and_counts_every_packet() {
         run.phone_sent.refused_locally + run.pbx_sent.refused_locally,
         0
     );
+    run.assert_delivered(run.phone_sent.sent.into(), run.pbx_sent.sent.into());
     let clean = [
         (OFFERER_TO_ANSWERER, phone, pbx, run.phone_sent.sent),
         (ANSWERER_TO_OFFERER, pbx, phone, run.pbx_sent.sent),
@@ -494,6 +515,7 @@ fn far_side_egress_firewall_dropping_its_rtp_is_one_way_audio() {
     let (phone, pbx) = (lab.phone_rtp(), lab.pbx_rtp());
     let run = lab.call(Media::pcmu(CALL_PACKETS));
     assert_eq!(run.phone_sent.refused_locally, run.phone_sent.sent);
+    run.assert_delivered(0, run.pbx_sent.sent.into());
     let clean = [(ANSWERER_TO_OFFERER, pbx, phone, run.pbx_sent.sent)];
 
     assert_eq!(
@@ -537,6 +559,7 @@ fn pbx_firewall_dropping_inbound_rtp_is_one_way_audio_and_a_local_drop() {
         u64::from(run.phone_sent.sent),
         "the PBX's firewall dropped every inbound RTP packet"
     );
+    run.assert_delivered(0, run.pbx_sent.sent.into());
 
     assert_eq!(
         codes(&run.live),
@@ -590,6 +613,10 @@ fn five_percent_loss_is_media_quality_with_the_true_loss_rate() {
     let dropped = lab.nft_counter(lab.phone(), "output");
     // The rule matches only the phone's RTP, so its counter is the truth.
     assert_eq!(u64::from(run.phone_sent.refused_locally), dropped);
+    run.assert_delivered(
+        u64::from(run.phone_sent.sent) - dropped,
+        run.pbx_sent.sent.into(),
+    );
     let truth = dropped as f64 / f64::from(run.phone_sent.sent) * 100.0;
     println!(
         "nft dropped {dropped} of {} ({truth:.2} %)",
@@ -634,6 +661,7 @@ fn phone_behind_nat_with_private_sdp_address() {
     let phone_public = SocketAddr::new(lab.phone_seen_ip(), PHONE_RTP_PORT);
     let pbx = lab.pbx_rtp();
     let run = lab.call(Media::pcmu(CALL_PACKETS));
+    run.assert_delivered(run.phone_sent.sent.into(), run.pbx_sent.sent.into());
     let clean = [
         (OFFERER_TO_ANSWERER, phone_public, pbx, run.phone_sent.sent),
         (ANSWERER_TO_OFFERER, pbx, phone_public, run.pbx_sent.sent),
