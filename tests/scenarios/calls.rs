@@ -15,6 +15,7 @@
 //! | PBX firewall drop | PBX's nft input drops its inbound RTP | media.one_way, fw.local_drop (live); none offline (dumpcap sees the packets before netfilter) |
 //! | 5 % loss | phone's nft output drops 5 % at random | media.quality, loss within 1 pp of nft's counter |
 //! | phone behind NAT | phone's c= is private, RTP latched (comedia) | nat.private_sdp, media healthy |
+//! | no RTP at all | nobody sends media | media.no_rtp (live); offline not judged (no RTP in the file at all) |
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr};
@@ -50,7 +51,9 @@ const CALL_PACKETS: u32 = 150;
 /// says so instead of reporting wrong numbers.
 const BYE_MARGIN: Duration = Duration::from_millis(1500);
 /// The agent's `--media-grace`: RTP must appear within 2 s of the answer.
-const MEDIA_GRACE: &str = "2";
+/// Every call stays up longer, so one-way and no-RTP are judged while it
+/// is up, as on a real PBX.
+const MEDIA_GRACE: Duration = Duration::from_secs(2);
 
 /// Two namespaces: the PBX (`pair.host`, where the agent runs) and the
 /// phone (`pair.peer`), or with `nat` the phone in a third namespace
@@ -255,13 +258,17 @@ impl CallLab {
         let mut agent = Agent::start(
             &self.pair,
             &self.dir,
-            &["--json", "--media-grace", MEDIA_GRACE],
+            &[
+                "--json",
+                "--media-grace",
+                &MEDIA_GRACE.as_secs().to_string(),
+            ],
         );
         let mut dumpcap = Dumpcap::start(&self.pair, &self.dir);
         let pbx_rtp = RtpEndpoint::bind(self.pbx(), self.pbx_rtp());
         let phone_rtp = RtpEndpoint::bind(self.phone(), self.phone_rtp());
         let mut uas = self.sipp_uas();
-        let mut uac = self.sipp_uac(media.duration() + BYE_MARGIN);
+        let mut uac = self.sipp_uac(media.duration().max(MEDIA_GRACE) + BYE_MARGIN);
 
         agent.proc.wait_output("\"method\":\"ACK\"", START);
         let phone_tx = phone_rtp.send_in_background(self.pbx_rtp(), media.phone);
@@ -358,7 +365,8 @@ fn json_records(text: &str) -> Vec<Value> {
 /// `sipscope analyze --json --media-grace 2` on a capture.
 fn analyze(pcap: &Path) -> (Vec<Value>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sipscope"))
-        .args(["analyze", "--json", "--media-grace", MEDIA_GRACE])
+        .args(["analyze", "--json", "--media-grace"])
+        .arg(MEDIA_GRACE.as_secs().to_string())
         .arg(pcap)
         .output()
         .expect("running sipscope analyze");
@@ -467,6 +475,11 @@ fn assert_call_ended(call: &Value, clean: &[Leg]) {
     assert_eq!(call["status"], 200, "{call:#}");
     let stream = &call["streams"][0];
     assert_eq!(stream["codec"], "PCMU/8000", "{call:#}");
+    assert_eq!(
+        stream["directions"].as_array().map(Vec::len),
+        Some(2),
+        "{call:#}"
+    );
     for leg in clean {
         let which = leg.which;
         let d = direction(call, which).unwrap_or_else(|| panic!("no {which} in {call:#}"));
@@ -682,12 +695,14 @@ fn five_percent_loss_is_media_quality_with_the_true_loss_rate() {
         run.phone_sent.sent
     );
 
-    for (records, text) in [
-        (run.live.clone(), run.live_text.clone()),
-        analyze(&run.dumpcap_pcap),
+    let (offline, offline_text) = analyze(&run.dumpcap_pcap);
+    // Jitter tolerance against tshark: see the healthy call.
+    for (records, text, jitter_tolerance_ms) in [
+        (&run.live, &run.live_text, 0.5),
+        (&offline, &offline_text, 0.01),
     ] {
-        assert_eq!(codes(&records), set(&["media.quality"]), "{text}");
-        let call = final_call(&records, &text);
+        assert_eq!(codes(records), set(&["media.quality"]), "{text}");
+        let call = final_call(records, text);
         assert_call_ended(
             &call,
             &[Leg::direct(
@@ -711,7 +726,40 @@ fn five_percent_loss_is_media_quality_with_the_true_loss_rate() {
             (ours - truth).abs() <= 1.0,
             "loss {ours:.2} % vs {truth:.2} % dropped by nft: {lossy:#}"
         );
+        assert_agrees_with_tshark(&call, &run.dumpcap_pcap, jitter_tolerance_ms);
     }
+}
+
+/// Answered, and nobody sends RTP (media never set up): after the grace
+/// period the live agent (which measures RTP in the kernel) raises
+/// media.no_rtp and nothing else. Offline, a capture without a single RTP
+/// packet cannot tell a silent call from a SIP-only capture (`tcpdump
+/// port 5060`): the media is not judged, and the summary says so.
+#[test]
+fn answered_call_without_any_rtp_is_no_rtp() {
+    let lab = CallLab::new(false);
+    let run = lab.call(Media::pcmu(0));
+    run.assert_delivered(0, 0);
+    assert_eq!(
+        codes(&run.live),
+        set(&["media.no_rtp"]),
+        "{}",
+        run.live_text
+    );
+    let live = final_call(&run.live, &run.live_text);
+    assert_call_ended(&live, &[]);
+    for which in [OFFERER_TO_ANSWERER, ANSWERER_TO_OFFERER] {
+        assert_eq!(packets(&live, which), 0, "{live:#}");
+    }
+
+    let (offline_records, offline_text) = analyze(&run.dumpcap_pcap);
+    assert_eq!(codes(&offline_records), set(&[]), "{offline_text}");
+    assert_call_ended(&final_call(&offline_records, &offline_text), &[]);
+    let summary = offline_records
+        .iter()
+        .find(|r| r["type"] == "summary")
+        .unwrap_or_else(|| panic!("no summary in:\n{offline_text}"));
+    assert_eq!(summary["calls"]["media_not_judged"], 1, "{offline_text}");
 }
 
 /// The phone sits behind a masquerading router and advertises its private
