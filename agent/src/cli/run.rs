@@ -155,6 +155,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
     let rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
     // Calls are judged on the kernel's RTP statistics (none with RTP off).
+    pipeline_config.calls.observations.ports = args.rtp.settings().ports;
     pipeline_config.calls.observations.source = if rtp.is_some() {
         RtpSource::Kernel
     } else {

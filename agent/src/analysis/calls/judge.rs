@@ -80,14 +80,22 @@ fn check<'a>(call: &'a Call, s: &'a StreamReport, now: Timestamp) -> Option<Stre
     })
 }
 
-/// `media.no_rtp` or `media.one_way` per stream, as of `now`.
-pub fn flow_presence(call: &Call, now: Timestamp, cfg: &MediaCheckConfig) -> Vec<Judged> {
+/// `media.no_rtp` or `media.one_way` per stream, as of `now`. Streams on
+/// ports nothing measures (outside the kernel's RTP range) are skipped.
+pub fn flow_presence(
+    call: &Call,
+    now: Timestamp,
+    cfg: &MediaCheckConfig,
+    observations: &RtpObservations,
+) -> Vec<Judged> {
     let mut out = Vec::new();
-    for s in call
-        .streams
-        .iter()
-        .filter(|s| s.negotiated.offer.protocol.is_rtp())
-    {
+    let measured = |s: &&StreamReport| {
+        let n = &s.negotiated;
+        n.offer.protocol.is_rtp()
+            && (observations.measures_port(n.offer.port)
+                || observations.measures_port(n.answer.port))
+    };
+    for s in call.streams.iter().filter(measured) {
         let Some(check) = check(call, s, now) else {
             continue;
         };

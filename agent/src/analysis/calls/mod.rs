@@ -25,7 +25,7 @@ pub use call::{Call, CallState, DirectionReport, Party, StreamReport};
 pub use tracker::CallTracker;
 
 /// Limits and timers of the call tracker.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CallConfig {
     /// Calls tracked at once; the oldest is closed (and counted) first.
     pub max_calls: usize,

@@ -513,3 +513,26 @@ fn kernel_source_waits_for_a_poll_that_covers_the_grace_period() {
     s.events.append(&mut ev);
     assert_eq!(s.codes(), vec![Code::MediaNoRtp]);
 }
+
+/// A stream outside the kernel's RTP range cannot be judged: silence there
+/// is not evidence.
+#[test]
+fn a_stream_outside_the_measured_ports_is_not_judged() {
+    let mut config = kernel_config();
+    config.calls.observations.ports = 10_000..=10_999;
+    let mut s = Script::new(config);
+    s.answered(&sdp(PHONE, 30000), &sdp(PBX, 30002));
+    let mut ev = s
+        .pipeline
+        .ingest_rtp_flows(Timestamp(T0 + 30_000 * MS), &[]);
+    s.events.append(&mut ev);
+    assert_eq!(s.codes(), vec![]);
+    // The same call on measured ports is no_rtp.
+    let mut s = Script::new(kernel_config());
+    s.answered(&sdp(PHONE, 10000), &sdp(PBX, 10002));
+    let mut ev = s
+        .pipeline
+        .ingest_rtp_flows(Timestamp(T0 + 30_000 * MS), &[]);
+    s.events.append(&mut ev);
+    assert_eq!(s.codes(), vec![Code::MediaNoRtp]);
+}

@@ -61,7 +61,7 @@ const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 impl CallTracker {
     pub fn new(config: CallConfig) -> Self {
         Self {
-            observations: RtpObservations::new(config.observations),
+            observations: RtpObservations::new(config.observations.clone()),
             config,
             calls: HashMap::new(),
             order: VecDeque::new(),
@@ -359,7 +359,7 @@ impl CallTracker {
             return;
         }
         refresh_media(c, &self.observations, &self.config);
-        let found = judge::flow_presence(&c.call, until, &self.config.checks);
+        let found = judge::flow_presence(&c.call, until, &self.config.checks, &self.observations);
         raise(c, found, until, out);
     }
 
@@ -387,7 +387,7 @@ impl CallTracker {
             let mut found = Vec::new();
             if !c.grace_judged && c.call.answered.is_some() {
                 c.grace_judged = true;
-                found = judge::flow_presence(&c.call, end, &self.config.checks);
+                found = judge::flow_presence(&c.call, end, &self.config.checks, &self.observations);
             }
             found.extend(judge::quality(&c.call, end, &self.config.checks));
             raise(&mut c, found, at.max(end), out);

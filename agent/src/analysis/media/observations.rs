@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -29,13 +30,16 @@ pub enum RtpSource {
     None,
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ObservationConfig {
     pub source: RtpSource,
     /// Flows kept at once.
     pub max_flows: usize,
     /// A flow silent this long (packet clock) is forgotten.
     pub retention: Duration,
+    /// Ports whose RTP is measured (the kernel's `--rtp-ports`): a stream
+    /// negotiated outside cannot be judged.
+    pub ports: RangeInclusive<u16>,
 }
 
 impl Default for ObservationConfig {
@@ -44,6 +48,7 @@ impl Default for ObservationConfig {
             source: RtpSource::Packets,
             max_flows: 65_536,
             retention: Duration::from_secs(300),
+            ports: 1024..=u16::MAX,
         }
     }
 }
@@ -104,6 +109,11 @@ impl RtpObservations {
             RtpSource::Kernel => self.stats.kernel_snapshots > 0 || self.observed_until.0 > 0,
             RtpSource::None => false,
         }
+    }
+
+    /// Whether RTP to or from `port` is measured at all.
+    pub fn measures_port(&self, port: u16) -> bool {
+        self.config.ports.contains(&port)
     }
 
     /// Statistics are complete up to this time.
