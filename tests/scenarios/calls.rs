@@ -32,7 +32,7 @@ use crate::support::rtp::RtpSpec;
 use lab::{CallLab, Media};
 use report::{
     ANSWERER_TO_OFFERER, Leg, OFFERER_TO_ANSWERER, analyze, assert_agrees_with_tshark,
-    assert_call_ended, codes, direction, final_call, num, packets, set,
+    assert_call_ended, codes, direction, evidence, final_call, num, packets, set,
 };
 
 /// The PBX's RTP port (its SDP answer), inside the agent's default range.
@@ -108,6 +108,16 @@ fn far_side_egress_firewall_dropping_its_rtp_is_one_way_audio() {
     let live = final_call(&run.live, &run.live_text);
     assert_call_ended(&live, &clean);
     assert_eq!(packets(&live, OFFERER_TO_ANSWERER), 0, "{live:#}");
+    let missing = format!("{phone} to {pbx}");
+    assert_eq!(
+        evidence(&run.live, "media.one_way", "missing"),
+        Some(missing.clone())
+    );
+    // Never on this host's wire: not a local drop.
+    assert_eq!(
+        evidence(&run.live, "media.one_way", "missing_dropped_locally"),
+        None
+    );
 
     let (offline_records, offline_text) = analyze(&run.dumpcap_pcap);
     assert_eq!(
@@ -118,6 +128,10 @@ fn far_side_egress_firewall_dropping_its_rtp_is_one_way_audio() {
     let offline = final_call(&offline_records, &offline_text);
     assert_call_ended(&offline, &clean);
     assert_eq!(packets(&offline, OFFERER_TO_ANSWERER), 0, "{offline:#}");
+    assert_eq!(
+        evidence(&offline_records, "media.one_way", "missing"),
+        Some(missing)
+    );
 }
 
 /// The PBX's own firewall drops the inbound RTP: XDP sees every packet,
@@ -160,11 +174,29 @@ fn pbx_firewall_dropping_inbound_rtp_is_one_way_audio_and_a_local_drop() {
     );
     let inbound = direction(&live, OFFERER_TO_ANSWERER)
         .unwrap_or_else(|| panic!("the dropped direction is listed: {live:#}"));
-    println!("{inbound}");
+    // Seen by XDP, every one dropped before the socket.
+    assert_eq!(num(inbound, "packets"), f64::from(run.phone_sent.sent));
     assert_eq!(
         num(inbound, "dropped_locally"),
         f64::from(run.phone_sent.sent),
         "{inbound:#}"
+    );
+    assert_eq!(
+        evidence(&run.live, "media.one_way", "missing"),
+        Some(format!("{phone} to {pbx}"))
+    );
+    // Judged when the grace period ran out, while the call was up: the
+    // count is what had been dropped by then.
+    let dropped = evidence(&run.live, "media.one_way", "missing_dropped_locally")
+        .expect("one_way names the local drops");
+    let by_then: u32 = dropped
+        .strip_suffix(" packets arrived and this host's firewall dropped them")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{dropped}"));
+    assert!((1..=run.phone_sent.sent).contains(&by_then), "{dropped}");
+    assert_eq!(
+        evidence(&run.live, "fw.local_drop", "drop_reason"),
+        Some("netfilter_drop".into())
     );
 
     let (offline_records, offline_text) = analyze(&run.dumpcap_pcap);
@@ -312,13 +344,18 @@ fn phone_behind_nat_with_private_sdp_address() {
         "{}",
         run.live_text
     );
-    let sdp = run
-        .live
-        .iter()
-        .find(|r| r["code"] == "nat.private_sdp")
-        .unwrap()
-        .to_string();
-    assert!(sdp.contains(&phone_private.ip().to_string()), "{sdp}");
+    // The phone's private c= and port, against where its SIP came from.
+    let private_sdp = |name| evidence(&run.live, "nat.private_sdp", name);
+    assert_eq!(
+        private_sdp("sdp_connection"),
+        Some(phone_private.ip().to_string())
+    );
+    assert_eq!(private_sdp("sdp_port"), Some(PHONE_RTP_PORT.to_string()));
+    let source = private_sdp("signalling_source").expect("signalling_source");
+    assert!(
+        source.starts_with(&format!("{}:", phone_public.ip())),
+        "{source}"
+    );
     let live = final_call(&run.live, &run.live_text);
     assert_call_ended(&live, &clean);
 

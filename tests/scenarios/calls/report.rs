@@ -44,6 +44,23 @@ pub(super) fn set(codes: &[&str]) -> BTreeSet<String> {
     codes.iter().map(|c| c.to_string()).collect()
 }
 
+/// The value of evidence `name` in the (single) `code` diagnosis record.
+pub(super) fn evidence(records: &[Value], code: &str, name: &str) -> Option<String> {
+    let mut found = records
+        .iter()
+        .filter(|r| r["type"] == "diagnosis" && r["code"] == code);
+    let d = found
+        .next()
+        .unwrap_or_else(|| panic!("no {code} in {records:#?}"));
+    assert!(found.next().is_none(), "{code} raised more than once");
+    d["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .find(|e| e["name"] == name)
+        .map(|e| e["value"].as_str().unwrap_or_default().to_owned())
+}
+
 /// The one call's final record (exactly one call, exactly one final).
 pub(super) fn final_call(records: &[Value], text: &str) -> Value {
     let calls: BTreeSet<&str> = records
