@@ -16,8 +16,10 @@ use crate::support::{TempDir, fixture, unique_suffix, wait_for};
 /// The PBX's private address in the NAT lab.
 pub const PBX_V4: &str = "10.88.0.2";
 const ROUTER_INSIDE_V4: &str = "10.88.0.1";
-const REGISTRAR_PUBLIC_V4: &str = "198.51.100.2";
-const ROUTER_PUBLIC_V4: &str = "198.51.100.1";
+/// `pair.host`'s address in the NAT lab (public scope for sipscope).
+pub const REGISTRAR_PUBLIC_V4: &str = "198.51.100.2";
+/// The NAT router's outside address: what the far end sees.
+pub const ROUTER_PUBLIC_V4: &str = "198.51.100.1";
 
 /// The registering side: a SIPp scenario file and its keys.
 pub struct Peer {
@@ -72,73 +74,7 @@ impl Lab {
                 defines,
             };
         }
-        // registrar (pair.host) <-> router (pair.peer) <-> pbx
-        pair.host.ip(&[
-            "addr",
-            "add",
-            &format!("{REGISTRAR_PUBLIC_V4}/24"),
-            "dev",
-            &pair.host_if,
-        ]);
-        pair.peer.ip(&[
-            "addr",
-            "add",
-            &format!("{ROUTER_PUBLIC_V4}/24"),
-            "dev",
-            &pair.peer_if,
-        ]);
-        let pbx = Netns::new("ssq");
-        let sfx = unique_suffix();
-        let (inside, pbx_if) = (format!("vr{sfx}"), format!("vq{sfx}"));
-        run(
-            "ip",
-            &[
-                "link",
-                "add",
-                &inside,
-                "netns",
-                &pair.peer.name,
-                "type",
-                "veth",
-                "peer",
-                "name",
-                &pbx_if,
-                "netns",
-                &pbx.name,
-            ],
-        );
-        pair.peer.ip(&[
-            "addr",
-            "add",
-            &format!("{ROUTER_INSIDE_V4}/24"),
-            "dev",
-            &inside,
-        ]);
-        pair.peer.ip(&["link", "set", &inside, "up"]);
-        pbx.ip(&["addr", "add", &format!("{PBX_V4}/24"), "dev", &pbx_if]);
-        pbx.ip(&["link", "set", &pbx_if, "up"]);
-        pbx.ip(&["route", "add", "default", "via", ROUTER_INSIDE_V4]);
-        let fwd = pair.peer.exec("sysctl", &["-w", "net.ipv4.ip_forward=1"]);
-        assert!(
-            fwd.status.success(),
-            "enabling forwarding in the router namespace"
-        );
-        let rules = dir.join("nat.nft");
-        std::fs::write(
-            &rules,
-            format!(
-                "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    \
-                 oifname \"{}\" masquerade\n  }}\n}}\n",
-                pair.peer_if
-            ),
-        )
-        .unwrap();
-        let nft = pair.peer.exec("nft", &["-f", rules.to_str().unwrap()]);
-        assert!(
-            nft.status.success(),
-            "nft masquerade: {}",
-            String::from_utf8_lossy(&nft.stderr)
-        );
+        let pbx = behind_nat(&pair, &dir);
         Self {
             pbx_ns: Some(pbx),
             registrar: REGISTRAR_PUBLIC_V4.to_owned(),
@@ -250,4 +186,79 @@ impl Lab {
             dir: self.dir,
         }
     }
+}
+
+/// The NAT topology: `pair.host` (registrar or PBX) gets the public-scope
+/// address [`REGISTRAR_PUBLIC_V4`], `pair.peer` becomes a router
+/// ([`ROUTER_PUBLIC_V4`] outside) doing nft masquerade for a third
+/// namespace, returned, where [`PBX_V4`] sits behind it:
+/// `pair.host <-> router (pair.peer) <-> returned namespace`.
+pub fn behind_nat(pair: &VethPair, dir: &TempDir) -> Netns {
+    pair.host.ip(&[
+        "addr",
+        "add",
+        &format!("{REGISTRAR_PUBLIC_V4}/24"),
+        "dev",
+        &pair.host_if,
+    ]);
+    pair.peer.ip(&[
+        "addr",
+        "add",
+        &format!("{ROUTER_PUBLIC_V4}/24"),
+        "dev",
+        &pair.peer_if,
+    ]);
+    let pbx = Netns::new("ssq");
+    let sfx = unique_suffix();
+    let (inside, pbx_if) = (format!("vr{sfx}"), format!("vq{sfx}"));
+    run(
+        "ip",
+        &[
+            "link",
+            "add",
+            &inside,
+            "netns",
+            &pair.peer.name,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &pbx_if,
+            "netns",
+            &pbx.name,
+        ],
+    );
+    pair.peer.ip(&[
+        "addr",
+        "add",
+        &format!("{ROUTER_INSIDE_V4}/24"),
+        "dev",
+        &inside,
+    ]);
+    pair.peer.ip(&["link", "set", &inside, "up"]);
+    pbx.ip(&["addr", "add", &format!("{PBX_V4}/24"), "dev", &pbx_if]);
+    pbx.ip(&["link", "set", &pbx_if, "up"]);
+    pbx.ip(&["route", "add", "default", "via", ROUTER_INSIDE_V4]);
+    let fwd = pair.peer.exec("sysctl", &["-w", "net.ipv4.ip_forward=1"]);
+    assert!(
+        fwd.status.success(),
+        "enabling forwarding in the router namespace"
+    );
+    let rules = dir.join("nat.nft");
+    std::fs::write(
+        &rules,
+        format!(
+            "table ip nat {{\n  chain post {{\n    type nat hook postrouting priority 100;\n    \
+             oifname \"{}\" masquerade\n  }}\n}}\n",
+            pair.peer_if
+        ),
+    )
+    .unwrap();
+    let nft = pair.peer.exec("nft", &["-f", rules.to_str().unwrap()]);
+    assert!(
+        nft.status.success(),
+        "nft masquerade: {}",
+        String::from_utf8_lossy(&nft.stderr)
+    );
+    pbx
 }

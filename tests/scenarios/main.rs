@@ -14,6 +14,7 @@ mod support;
 #[path = "../kernel/agent.rs"]
 mod agent;
 
+mod calls;
 mod lab;
 mod reachability;
 

@@ -9,6 +9,7 @@
 pub mod netns;
 pub mod pcap;
 pub mod process;
+pub mod rtp;
 
 use std::time::{Duration, Instant};
 
