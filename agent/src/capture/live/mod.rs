@@ -21,6 +21,7 @@ pub mod drops;
 mod error;
 pub mod kernel_btf;
 mod load;
+mod map_batch;
 pub mod rtp;
 
 use std::{

@@ -10,7 +10,9 @@
 
 use std::{net::SocketAddr, ops::RangeInclusive, time::Duration};
 
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use std::os::fd::{AsFd, OwnedFd};
+
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
 use sipscope_common::{
     DEFAULT_RTP_CLOCK_RATE, DEFAULT_RTP_FLOWS, DEFAULT_RTP_PORT_MAX, DEFAULT_RTP_PORT_MIN,
     MAX_RTP_PORT_CLOCKS, RTP_FLOW_INITIALISED, RtpConfig, RtpCounter, RtpFlowKey, RtpFlowState,
@@ -131,6 +133,8 @@ impl LiveCapture {
 /// Reads and maintains the kernel's RTP flow map.
 pub struct RtpMonitor {
     flows: HashMap<MapData, RtpFlowKey, RtpFlowState>,
+    /// The flow map's fd for batch reads (`None`: walk entry by entry).
+    flows_fd: Option<OwnedFd>,
     config: Array<MapData, RtpConfig>,
     port_clocks: HashMap<MapData, RtpPortClockKey, u32>,
     counters: PerCpuArray<MapData, u64>,
@@ -162,7 +166,14 @@ impl RtpMonitor {
     ) -> Result<Self, LiveError> {
         let ebpf = &mut object.ebpf;
         let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| missing(name));
-        let flows = HashMap::try_from(take(names::RTP_FLOWS)?)
+        let flows_map = take(names::RTP_FLOWS)?;
+        let flows_fd = match &flows_map {
+            Map::LruHashMap(data) | Map::HashMap(data) => {
+                data.fd().as_fd().try_clone_to_owned().ok()
+            }
+            _ => None,
+        };
+        let flows = HashMap::try_from(flows_map)
             .map_err(|e| LiveError::kernel("opening the RTP flow map", e))?;
         let config = Array::try_from(take(names::RTP_CONFIG)?)
             .map_err(|e| LiveError::kernel("opening the RTP config map", e))?;
@@ -175,6 +186,7 @@ impl RtpMonitor {
             .map_err(|e| LiveError::kernel("reading the RTP config", e))?;
         Ok(Self {
             flows,
+            flows_fd,
             config,
             port_clocks,
             counters,
@@ -285,9 +297,7 @@ impl RtpMonitor {
         let mut poll = RtpPoll::default();
         let mut stale = Vec::new();
         let mut live = 0u64;
-        for entry in self.flows.iter() {
-            let (key, state) =
-                entry.map_err(|e| LiveError::kernel("reading the RTP flow map", e))?;
+        for (key, state) in self.read_flows()? {
             live += 1;
             if state.flags & RTP_FLOW_INITIALISED == 0 {
                 continue; // just created, its first update still in flight
@@ -317,6 +327,22 @@ impl RtpMonitor {
         counters.flows_evicted = self.evicted;
         poll.counters = counters;
         Ok(poll)
+    }
+
+    /// Every entry of the flow map: in a few batch reads where the kernel
+    /// has them (5.6+), else entry by entry.
+    fn read_flows(&mut self) -> Result<Vec<(RtpFlowKey, RtpFlowState)>, LiveError> {
+        if let Some(fd) = &self.flows_fd {
+            match super::map_batch::lookup_all(fd.as_fd()) {
+                Ok(all) => return Ok(all),
+                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => self.flows_fd = None,
+                Err(e) => return Err(LiveError::kernel("reading the RTP flow map", e)),
+            }
+        }
+        self.flows
+            .iter()
+            .map(|entry| entry.map_err(|e| LiveError::kernel("reading the RTP flow map", e)))
+            .collect()
     }
 
     /// The kernel counters, summed over CPUs, with the poller's own as of
