@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::analysis::inbound::{Inbound, InboundConfig, InboundStats};
 use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};
 use crate::analysis::registration::{
     RegistrationAttempt, RegistrationStats, RegistrationTracker, TrackerConfig,
@@ -31,6 +32,8 @@ pub struct PipelineConfig {
     pub registration: TrackerConfig,
     /// `net.no_response`, `net.icmp_unreachable`, `fw.local_drop`.
     pub reachability: ReachabilityConfig,
+    /// `call.inbound_blocked`.
+    pub inbound: InboundConfig,
 }
 
 /// A SIP-looking payload that could not be read as a message at all
@@ -91,6 +94,7 @@ pub struct Stats {
     pub transactions: TransactionStats,
     pub registrations: RegistrationStats,
     pub reachability: ReachabilityStats,
+    pub inbound: InboundStats,
 }
 
 pub struct Pipeline {
@@ -102,6 +106,7 @@ pub struct Pipeline {
     clock: Timestamp,
     registrations: RegistrationTracker,
     reachability: Reachability,
+    inbound: Inbound,
     icmp: Vec<IcmpUnreachable>,
     /// Decodes packets the kernel dropped: its own TCP/fragment state and
     /// counters, so a dropped copy of a packet XDP also saw is not counted
@@ -124,6 +129,7 @@ impl Pipeline {
                 answer_timeout: config.transactions.timeout,
                 ..config.reachability
             }),
+            inbound: Inbound::new(config.inbound),
             icmp: Vec::new(),
             drop_decoder: Decoder::new(config.decoder.clone()),
             analysis_out: Vec::new(),
@@ -152,6 +158,7 @@ impl Pipeline {
         self.decoder.take_icmp(&mut self.icmp);
         for icmp in self.icmp.drain(..) {
             self.reachability.on_icmp(&icmp, out);
+            self.inbound.on_icmp(&icmp);
         }
     }
 
@@ -184,6 +191,7 @@ impl Pipeline {
                 };
                 self.reachability
                     .on_dropped_sip(&record, &drop.reason, &mut out);
+                self.inbound.on_dropped_sip(&record, &drop.reason, &mut out);
             }
         }
         if !sip && let Some(meta) = media_meta(&drop.packet, &self.drop_decoder) {
@@ -198,8 +206,13 @@ impl Pipeline {
     fn analyse(&mut self, from: usize, out: &mut Vec<Event>) {
         let mut found = std::mem::take(&mut self.analysis_out);
         for e in &out[from..] {
+            let learned = found.len();
             self.registrations.on_event(e, &mut found);
             self.reachability.on_event(e, &mut found);
+            // Registration outcomes teach the inbound analysis its
+            // bindings before it looks at the next message.
+            self.inbound.learn(&found[learned..]);
+            self.inbound.on_event(e, &mut found);
         }
         out.append(&mut found);
         self.analysis_out = found;
@@ -275,6 +288,7 @@ impl Pipeline {
         self.analyse(from, out);
         self.registrations.tick(now, out);
         self.reachability.tick(now, out);
+        self.inbound.tick(now, out);
     }
 
     /// End of input: report transactions still waiting for a final
@@ -287,6 +301,7 @@ impl Pipeline {
         self.analyse(0, &mut out);
         self.registrations.finish(&mut out);
         self.reachability.finish(&mut out);
+        self.inbound.finish(&mut out);
         out
     }
 
@@ -297,6 +312,7 @@ impl Pipeline {
             transactions: self.table.stats.clone(),
             registrations: self.registrations.stats(),
             reachability: self.reachability.stats(),
+            inbound: self.inbound.stats(),
         }
     }
 

@@ -9,6 +9,8 @@
 //! - [`media`]: SDP offer/answer, RFC 3550 RTP statistics, flow matching,
 //!   E-model quality and the media findings.
 //!
+//! - [`inbound`]: registered, but calls to the registered contact fail
+//!   (`call.inbound_blocked`).
 //! - [`reachability`]: unanswered requests, ICMP unreachable and local
 //!   firewall drops.
 //!
@@ -17,6 +19,7 @@
 
 pub mod credentials;
 pub mod digest;
+pub mod inbound;
 pub mod media;
 pub mod nat;
 pub mod reachability;
