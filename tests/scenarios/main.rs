@@ -14,6 +14,7 @@ mod support;
 #[path = "../kernel/agent.rs"]
 mod agent;
 
+mod inbound;
 mod lab;
 mod reachability;
 
