@@ -103,6 +103,10 @@ impl BindingTable {
         self.entries.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
     /// Applies a finished registration attempt: a 2xx with an expiry
     /// (re)starts the binding, a de-registration ends it; failures leave
     /// it alone (the registrar keeps the old binding until it expires).

@@ -73,6 +73,10 @@ impl InviteTable {
         self.open.len()
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.open.is_empty()
+    }
+
     pub fn contains(&self, id: TransactionId) -> bool {
         self.open.contains_key(&id)
     }
