@@ -90,16 +90,29 @@ fn drop_invites(ns: &Netns, dir: &TempDir, port: u16) {
     );
 }
 
+#[derive(Clone, Copy, PartialEq)]
 enum Pbx {
     Answers,
     NotFound,
     /// Answers, but its host's firewall drops the INVITEs.
     Firewalled,
+    /// Registered, then stopped listening on the contact's port.
+    Gone,
 }
 
-/// The PBX registers, then the caller calls it. Returns the agent's
-/// diagnosis records and its whole stdout.
-fn inbound_call(pbx: Pbx) -> (Vec<serde_json::Value>, String) {
+/// What a case left behind.
+struct Outcome {
+    /// The live agent's diagnosis records.
+    records: Vec<serde_json::Value>,
+    /// Its whole stdout.
+    out: String,
+    /// Its `--write-pcap` capture, for the offline analysis.
+    pcap: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+/// The PBX registers, then the caller calls it.
+fn inbound_call(pbx: Pbx) -> Outcome {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("inbound");
@@ -137,21 +150,25 @@ fn inbound_call(pbx: Pbx) -> (Vec<serde_json::Value>, String) {
     agent
         .proc
         .wait_output("\"outcome\":{\"kind\":\"registered\"", START);
-    let file = match pbx {
-        Pbx::NotFound => "inbound-pbx-404.xml",
-        Pbx::Answers | Pbx::Firewalled => "inbound-pbx-answer.xml",
-    };
-    if matches!(pbx, Pbx::Firewalled) {
+    if pbx == Pbx::Firewalled {
         drop_invites(&pair.host, &dir, port.parse().unwrap());
     }
-    let mut uas = sipp(
-        &pair.host,
-        &dir,
-        "sipp-pbx",
-        file,
-        &["-i", &pbx_ip, "-p", &port, "-s", "1001", "-timeout", "30s"],
-    );
-    wait_udp_listening(&pair.host, port.parse().unwrap());
+    let file = match pbx {
+        Pbx::NotFound => Some("inbound-pbx-404.xml"),
+        Pbx::Answers | Pbx::Firewalled => Some("inbound-pbx-answer.xml"),
+        Pbx::Gone => None,
+    };
+    let uas = file.map(|file| {
+        let p = sipp(
+            &pair.host,
+            &dir,
+            "sipp-pbx",
+            file,
+            &["-i", &pbx_ip, "-p", &port, "-s", "1001", "-timeout", "30s"],
+        );
+        wait_udp_listening(&pair.host, port.parse().unwrap());
+        p
+    });
     let caller_port = free_udp_port().to_string();
     let mut caller = sipp(
         &pair.peer,
@@ -170,8 +187,8 @@ fn inbound_call(pbx: Pbx) -> (Vec<serde_json::Value>, String) {
             "30s",
         ],
     );
-    match pbx {
-        Pbx::Answers | Pbx::NotFound => {
+    match (pbx, uas) {
+        (Pbx::Answers | Pbx::NotFound, Some(mut uas)) => {
             succeeded(&mut caller);
             succeeded(&mut uas);
             // The agent has seen the end of the exchange: the BYE's 200,
@@ -191,14 +208,14 @@ fn inbound_call(pbx: Pbx) -> (Vec<serde_json::Value>, String) {
                 },
             );
         }
-        Pbx::Firewalled => {
+        (_, uas) => {
             // Raised at the drop; the timeout follows after 3 s.
             agent.proc.wait_output("call.inbound_blocked", PEER);
             agent.proc.wait_output("net.no_response", PEER);
+            drop(uas);
         }
     }
     drop(caller);
-    drop(uas);
     let status = agent.proc.interrupt(STOP);
     let out = agent.proc.stdout_text();
     assert!(
@@ -206,7 +223,12 @@ fn inbound_call(pbx: Pbx) -> (Vec<serde_json::Value>, String) {
         "sipscope exited with {status}\nstdout:\n{out}\nstderr:\n{}",
         agent.proc.stderr_text()
     );
-    (records(&out, "diagnosis"), out)
+    Outcome {
+        records: records(&out, "diagnosis"),
+        out,
+        pcap: agent.pcap.clone(),
+        _dir: dir,
+    }
 }
 
 fn records(out: &str, kind: &str) -> Vec<serde_json::Value> {
@@ -238,7 +260,7 @@ fn evidence(d: &serde_json::Value, name: &str) -> String {
 
 #[test]
 fn healthy_inbound_call_raises_nothing() {
-    let (records, out) = inbound_call(Pbx::Answers);
+    let Outcome { records, out, .. } = inbound_call(Pbx::Answers);
     assert_eq!(codes(&records), BTreeSet::new(), "{out}");
     // The call really went through the registered contact.
     let invites = self::records(&out, "message")
@@ -258,7 +280,13 @@ fn healthy_inbound_call_raises_nothing() {
 
 #[test]
 fn pbx_answering_404_is_inbound_blocked_naming_the_status() {
-    let (records, out) = inbound_call(Pbx::NotFound);
+    // `_dir` bound: it keeps the capture until the end of the test.
+    let Outcome {
+        records,
+        out,
+        pcap,
+        _dir,
+    } = inbound_call(Pbx::NotFound);
     assert_eq!(
         codes(&records),
         BTreeSet::from(["call.inbound_blocked"]),
@@ -274,11 +302,18 @@ fn pbx_answering_404_is_inbound_blocked_naming_the_status() {
     assert_eq!(evidence(d, "registrar"), "10.77.0.2:5060");
     assert_eq!(evidence(d, "status"), "404");
     assert_eq!(evidence(d, "to"), "sip:1001@sipscope.test");
+    // The same finding from the agent's capture, offline.
+    let offline = crate::analyse(&pcap, None);
+    assert_eq!(
+        crate::codes(&offline),
+        crate::set(&["call.inbound_blocked"])
+    );
+    assert_eq!(offline[0].summary, summary);
 }
 
 #[test]
 fn pbx_firewall_dropping_invites_is_inbound_blocked_with_the_local_drop() {
-    let (records, out) = inbound_call(Pbx::Firewalled);
+    let Outcome { records, out, .. } = inbound_call(Pbx::Firewalled);
     assert_eq!(
         codes(&records),
         BTreeSet::from(["call.inbound_blocked", "fw.local_drop", "net.no_response"]),
@@ -308,4 +343,28 @@ fn pbx_firewall_dropping_invites_is_inbound_blocked_with_the_local_drop() {
     assert_eq!(summary["blocked"], 1, "{summary}");
     assert_eq!(summary["invites_tracked"], 1, "{summary}");
     assert!(summary["suppressed"].as_u64() >= Some(1), "{summary}");
+}
+
+/// The PBX registered from the port, then stopped listening on it: the
+/// kernel drops the INVITE (`no_socket`) and answers ICMP port unreachable.
+#[test]
+fn nothing_listening_on_the_contact_is_inbound_blocked_naming_the_port() {
+    let Outcome { records, out, .. } = inbound_call(Pbx::Gone);
+    assert_eq!(
+        codes(&records),
+        BTreeSet::from([
+            "call.inbound_blocked",
+            "net.icmp_unreachable",
+            "net.no_response"
+        ]),
+        "{out}"
+    );
+    let blocked = find(&records, "call.inbound_blocked");
+    assert_eq!(blocked.len(), 1, "{out}");
+    let summary = blocked[0]["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("reached this host but nothing listens on port"),
+        "{summary}"
+    );
+    assert!(summary.contains("(no_socket)"), "{summary}");
 }
