@@ -167,7 +167,8 @@ impl Pipeline {
     /// and, when a netfilter rule dropped it, raises `fw.local_drop`; the
     /// request's later `net.no_response` then says the answer was dropped
     /// here. Dropped non-SIP UDP to an unprivileged port (RTP) raises
-    /// `fw.local_drop` with the port. Returns the findings.
+    /// `fw.local_drop` with the port. An initial INVITE to a registered
+    /// contact raises `call.inbound_blocked` at once. Returns the findings.
     pub fn ingest_drop(&mut self, drop: &DroppedPacket) -> Vec<Event> {
         let mut out = Vec::new();
         let mut datagrams = Vec::new();
