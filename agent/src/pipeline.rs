@@ -10,7 +10,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::analysis::calls::{Call, CallConfig, CallStats, CallTracker};
 use crate::analysis::inbound::{Inbound, InboundConfig, InboundStats};
+use crate::analysis::media::{FlowSnapshot, RtpSource};
 use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};
 use crate::analysis::registration::{
     RegistrationAttempt, RegistrationStats, RegistrationTracker, TrackerConfig,
@@ -32,6 +34,9 @@ pub struct PipelineConfig {
     pub registration: TrackerConfig,
     /// `net.no_response`, `net.icmp_unreachable`, `fw.local_drop`.
     pub reachability: ReachabilityConfig,
+    /// Calls and their media (`media.*`, `nat.private_sdp`); the RTP
+    /// source is `calls.observations.source`.
+    pub calls: CallConfig,
     /// `call.inbound_blocked`.
     pub inbound: InboundConfig,
 }
@@ -68,6 +73,9 @@ pub enum Event {
     Diagnosis(Arc<Diagnosis>),
     /// A registration attempt reached its outcome (RFC 3261 §10).
     RegistrationAttempt(Arc<RegistrationAttempt>),
+    /// A call changed state or negotiated media (RFC 3261 §13, RFC 3264);
+    /// its last report is `closed` and has the final RTP statistics.
+    Call(Arc<Call>),
 }
 
 /// Counters of the SIP stage.
@@ -94,6 +102,7 @@ pub struct Stats {
     pub transactions: TransactionStats,
     pub registrations: RegistrationStats,
     pub reachability: ReachabilityStats,
+    pub calls: CallStats,
     pub inbound: InboundStats,
 }
 
@@ -106,8 +115,10 @@ pub struct Pipeline {
     clock: Timestamp,
     registrations: RegistrationTracker,
     reachability: Reachability,
+    calls: CallTracker,
     inbound: Inbound,
     icmp: Vec<IcmpUnreachable>,
+    media: Vec<Datagram>,
     /// Decodes packets the kernel dropped: its own TCP/fragment state and
     /// counters, so a dropped copy of a packet XDP also saw is not counted
     /// or reassembled twice.
@@ -117,8 +128,13 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
+        // RTP in the capture is read only when it is the RTP source.
+        let decoder_config = DecoderConfig {
+            media: config.calls.observations.source == RtpSource::Packets,
+            ..config.decoder.clone()
+        };
         Pipeline {
-            decoder: Decoder::new(config.decoder.clone()),
+            decoder: Decoder::new(decoder_config),
             table: TransactionTable::new(config.transactions),
             sip: SipStats::default(),
             datagrams: Vec::new(),
@@ -129,8 +145,10 @@ impl Pipeline {
                 answer_timeout: config.transactions.timeout,
                 ..config.reachability
             }),
+            calls: CallTracker::new(config.calls),
             inbound: Inbound::new(config.inbound),
             icmp: Vec::new(),
+            media: Vec::new(),
             drop_decoder: Decoder::new(config.decoder.clone()),
             analysis_out: Vec::new(),
         }
@@ -154,6 +172,11 @@ impl Pipeline {
             self.on_datagram(d, out);
         }
         self.datagrams = datagrams;
+        self.decoder.take_media(&mut self.media);
+        for d in self.media.drain(..) {
+            self.calls
+                .observe_rtp(d.meta.ts, d.meta.src, d.meta.dst, &d.payload);
+        }
         self.analyse(from, out);
         self.decoder.take_icmp(&mut self.icmp);
         for icmp in self.icmp.drain(..) {
@@ -196,6 +219,7 @@ impl Pipeline {
             }
         }
         if !sip && let Some(meta) = media_meta(&drop.packet, &self.drop_decoder) {
+            self.calls.note_local_drop(meta.src, meta.dst);
             self.reachability
                 .on_dropped_media(meta, &drop.reason, &mut out);
         }
@@ -210,6 +234,7 @@ impl Pipeline {
             let learned = found.len();
             self.registrations.on_event(e, &mut found);
             self.reachability.on_event(e, &mut found);
+            self.calls.on_event(e, &mut found);
             // Registration outcomes teach the inbound analysis its
             // bindings before it looks at the next message.
             self.inbound.learn(&found[learned..]);
@@ -289,7 +314,17 @@ impl Pipeline {
         self.analyse(from, out);
         self.registrations.tick(now, out);
         self.reachability.tick(now, out);
+        self.calls.tick(now, out);
         self.inbound.tick(now, out);
+    }
+
+    /// The kernel's RTP flow statistics as of `now` (live capture polls
+    /// its flow map and hands the snapshots in); judges the calls whose
+    /// media they now cover.
+    pub fn ingest_rtp_flows(&mut self, now: Timestamp, flows: &[FlowSnapshot]) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.calls.update_flows(now, flows, &mut out);
+        out
     }
 
     /// End of input: report transactions still waiting for a final
@@ -302,6 +337,7 @@ impl Pipeline {
         self.analyse(0, &mut out);
         self.registrations.finish(&mut out);
         self.reachability.finish(&mut out);
+        self.calls.finish(&mut out);
         self.inbound.finish(&mut out);
         out
     }
@@ -313,6 +349,7 @@ impl Pipeline {
             transactions: self.table.stats.clone(),
             registrations: self.registrations.stats(),
             reachability: self.reachability.stats(),
+            calls: self.calls.stats(),
             inbound: self.inbound.stats(),
         }
     }

@@ -505,3 +505,76 @@ fn real_call_in_heplify_capture_links_both_directions_and_is_healthy() {
         .is_none()
     );
 }
+
+/// The whole path, as `sipscope analyze` runs it: the pipeline tracks the
+/// call in the heplify capture, links its RTP and reports per direction
+/// exactly what tshark's RTP stream analysis says (packets, lost; max
+/// jitter within the fixed-point tolerance), with no finding.
+#[test]
+fn call_report_of_a_real_capture_agrees_with_tshark() {
+    use sipscope::capture::file::CaptureFile;
+    use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
+    let name = "heplify_rtp_rtcp_sip_ipv4_udp.pcap";
+    let Some(path) = shared_pcap(name) else {
+        println!("SKIPPED {name}: ../shared/testdata/external not present");
+        return;
+    };
+    let Some(rows) = tshark::rtp_streams(&path) else {
+        println!("SKIPPED {name}: tshark not installed");
+        return;
+    };
+    let mut pipeline = Pipeline::new(PipelineConfig::default());
+    let mut events = Vec::new();
+    for pkt in CaptureFile::open(&path).expect("capture opens") {
+        pipeline.ingest_into(&pkt.expect("readable capture"), &mut events);
+    }
+    events.extend(pipeline.finish());
+    let media_codes: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Diagnosis(d) => Some(d.code.as_str()),
+            _ => None,
+        })
+        .filter(|c| c.starts_with("media.") || *c == "nat.private_sdp")
+        .collect();
+    assert!(media_codes.is_empty(), "{media_codes:?}");
+    let answered: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Call(c) if c.closed && c.answered.is_some() => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answered.len(), 1, "one answered call in {name}");
+    let call = &answered[0];
+    assert!(call.duration().unwrap().as_secs_f64() > 20.0);
+    let directions = &call.streams[0].directions;
+    assert_eq!(directions.len(), 2);
+    for d in directions {
+        let o = d.observed.as_ref().expect("RTP linked to both directions");
+        assert_eq!(o.flows.len(), 1, "{:?}", o.flows);
+        let key = o.flows[0].0;
+        let row = rows
+            .iter()
+            .find(|r| r.src == key.src && r.dst == key.dst)
+            .unwrap_or_else(|| panic!("tshark has no stream {key}: {rows:?}"));
+        assert_eq!(
+            (o.ssrc, o.packets, o.lost),
+            (row.ssrc, row.packets, row.lost)
+        );
+        assert!(
+            (o.max_jitter_ms - row.max_jitter_ms).abs() <= 0.005 + 0.002 * row.max_jitter_ms,
+            "max jitter of {key}: ours {} tshark {}",
+            o.max_jitter_ms,
+            row.max_jitter_ms
+        );
+        println!(
+            "{key}: packets {} lost {} max jitter {:.4} ms (tshark {:.4}) MOS {:.2}",
+            o.packets,
+            o.lost,
+            o.max_jitter_ms,
+            row.max_jitter_ms,
+            d.mos.unwrap()
+        );
+    }
+}

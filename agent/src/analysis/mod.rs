@@ -9,6 +9,8 @@
 //! - [`media`]: SDP offer/answer, RFC 3550 RTP statistics, flow matching,
 //!   E-model quality and the media findings.
 //!
+//! - [`calls`]: INVITE dialogs, their negotiated streams and the RTP
+//!   linked to them; the media findings.
 //! - [`inbound`]: registered, but calls to the registered contact fail
 //!   (`call.inbound_blocked`).
 //! - [`reachability`]: unanswered requests, ICMP unreachable and local
@@ -17,6 +19,7 @@
 //! These modules take header values as `&str` and small domain structs of
 //! their own, not `sip` types, so they stay independent of the parser.
 
+pub mod calls;
 pub mod credentials;
 pub mod digest;
 pub mod inbound;

@@ -1,13 +1,18 @@
-//! `sipscope run`'s RTP output: one line per flow the kernel tracks, every
-//! `--rtp-interval` seconds and at exit, and the RTP counters at exit.
-//! Deliberately simple and kept apart; flows will join dialogs later.
+//! `sipscope run`'s RTP side: the kernel's per-flow statistics are read
+//! into the pipeline, where the call tracker links them to negotiated
+//! streams; one line per flow every `--rtp-interval` seconds and at exit,
+//! and the RTP counters at exit.
 
-use std::{io::Write, ops::RangeInclusive, time::Duration};
+use std::collections::HashMap;
+use std::{io::Write, ops::RangeInclusive, time::Duration, time::Instant};
 
 use anyhow::Context as _;
-use sipscope::capture::live::{LiveCapture, RtpMonitor, RtpSettings, rtp::parse_port_range};
+use sipscope::analysis::media::FlowSnapshot;
+use sipscope::capture::live::{
+    LiveCapture, RtpFlowStats, RtpMonitor, RtpSettings, rtp::parse_port_range,
+};
+use sipscope::pipeline::Event;
 use sipscope_common::DEFAULT_RTP_FLOWS;
-use tokio::time::{Interval, MissedTickBehavior, interval};
 
 #[derive(clap::Args, Debug)]
 pub struct RtpArgs {
@@ -38,6 +43,11 @@ fn seconds(what: &str, v: f64) -> anyhow::Result<Duration> {
 }
 
 impl RtpArgs {
+    /// RTP statistics are on (not `--rtp-ports off`).
+    pub fn enabled(&self) -> bool {
+        !self.ports.is_empty()
+    }
+
     pub fn settings(&self) -> RtpSettings {
         RtpSettings {
             ports: self.ports.clone(),
@@ -47,55 +57,154 @@ impl RtpArgs {
     }
 }
 
+/// The kernel's RTP statistics on the analysis thread: polled into the
+/// pipeline (so calls are judged on them), printed per flow every
+/// `--rtp-interval`, and told the clocks SDP negotiated.
 pub struct RtpSummary {
     monitor: RtpMonitor,
-    interval: Interval,
+    print_every: Duration,
+    last_print: Instant,
+    last_poll: Instant,
+    /// A call ended or started since the last poll: poll at the next tick.
+    poll_soon: bool,
+    /// Port clocks set per open call, removed when it closes.
+    clocks: HashMap<String, Vec<(u16, u8)>>,
+    clock_errors: u64,
 }
 
+/// While calls are up, the kernel map is read at least this often so
+/// their findings are at most this late.
+const POLL_EVERY: Duration = Duration::from_secs(1);
+
 impl RtpSummary {
-    pub fn start(capture: &mut LiveCapture, args: &RtpArgs) -> anyhow::Result<Self> {
+    /// `None` when RTP is off (`--rtp-ports off`).
+    pub fn start(capture: &mut LiveCapture, args: &RtpArgs) -> anyhow::Result<Option<Self>> {
+        if !args.enabled() {
+            return Ok(None);
+        }
         let every = seconds("rtp-interval", args.interval)?;
         let idle = seconds("rtp-idle", args.idle)?;
         let monitor = capture
             .rtp_monitor(idle)
             .context("cannot read the kernel's RTP statistics")?;
-        let mut interval = interval(every);
-        interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        interval.reset(); // the first tick is one interval from now
-        Ok(Self { monitor, interval })
+        Ok(Some(Self {
+            monitor,
+            print_every: every,
+            last_print: Instant::now(),
+            last_poll: Instant::now(),
+            poll_soon: false,
+            clocks: HashMap::new(),
+            clock_errors: 0,
+        }))
     }
 
-    /// Completes at the next summary time (cancel-safe).
-    pub async fn tick(&mut self) {
-        self.interval.tick().await;
+    /// Follows the calls: negotiated clocks go to the kernel; a call that
+    /// ended gets its statistics read at the next tick.
+    pub fn on_event(&mut self, event: &Event) {
+        let Event::Call(call) = event else { return };
+        if call.closed {
+            for (port, pt) in self.clocks.remove(&call.call_id).unwrap_or_default() {
+                let _ = self.monitor.remove_port_clock(port, pt);
+            }
+            return;
+        }
+        if call.state.is_terminal() {
+            self.poll_soon = true;
+        }
+        for st in &call.streams {
+            let n = &st.negotiated;
+            let Some(f) = n.format() else { continue };
+            // Static types already have their RFC 3551 clock in the kernel.
+            let (Some(rate), true) = (f.clock_rate, f.payload_type >= 96) else {
+                continue;
+            };
+            for port in [n.offer.port, n.answer.port] {
+                let set = self.clocks.entry(call.call_id.clone()).or_default();
+                if set.contains(&(port, f.payload_type)) {
+                    continue;
+                }
+                match self.monitor.set_port_clock(port, f.payload_type, rate) {
+                    Ok(()) => set.push((port, f.payload_type)),
+                    Err(_) => self.clock_errors += 1,
+                }
+            }
+        }
     }
 
-    /// `rtp flow ...` per active flow, `rtp ended ...` per expired one.
-    pub fn print_active(&mut self, out: &mut impl Write) -> anyhow::Result<()> {
+    /// On the analysis thread's tick: reads the kernel map when due (every
+    /// second while calls are up, at once after a call ended) and prints
+    /// the flows every `--rtp-interval`. Returns the flows read, if any.
+    pub fn tick(
+        &mut self,
+        calls_up: bool,
+        out: &mut impl Write,
+        print: bool,
+    ) -> anyhow::Result<Option<Vec<FlowSnapshot>>> {
+        let print_due = self.last_print.elapsed() >= self.print_every;
+        let poll_due =
+            self.poll_soon || print_due || (calls_up && self.last_poll.elapsed() >= POLL_EVERY);
+        if !poll_due {
+            return Ok(None);
+        }
+        self.poll_soon = false;
+        self.last_poll = Instant::now();
         let poll = self.monitor.poll().context("polling RTP flows")?;
-        for f in &poll.expired {
-            writeln!(out, "{} rtp ended {f}", f.last_seen)?;
+        // An ended flow is gone from the map after this poll: always say so.
+        if print {
+            for f in &poll.expired {
+                writeln!(out, "{} rtp ended {f}", f.last_seen)?;
+            }
         }
-        for f in &poll.active {
-            writeln!(out, "{} rtp flow {f}", f.last_seen)?;
+        if print_due {
+            self.last_print = Instant::now();
+            if print {
+                for f in &poll.active {
+                    writeln!(out, "{} rtp flow {f}", f.last_seen)?;
+                }
+            }
         }
-        out.flush()?;
-        Ok(())
+        Ok(Some(
+            poll.expired
+                .iter()
+                .chain(&poll.active)
+                .map(RtpFlowStats::snapshot)
+                .collect(),
+        ))
     }
 
     /// At exit: `rtp final ...` for every flow still tracked (expired ones
-    /// as `rtp ended`), then `rtp counters: name=value ...`.
-    pub fn print_final(&mut self, out: &mut impl Write) -> anyhow::Result<()> {
+    /// as `rtp ended`), then `rtp counters: name=value ...`. Returns the
+    /// flows for the calls' last reports.
+    pub fn finish(
+        &mut self,
+        out: &mut impl Write,
+        print: bool,
+    ) -> anyhow::Result<Vec<FlowSnapshot>> {
         let poll = self.monitor.poll().context("polling RTP flows")?;
-        for f in poll.expired.iter() {
-            writeln!(out, "{} rtp ended {f}", f.last_seen)?;
+        if print {
+            for f in poll.expired.iter() {
+                writeln!(out, "{} rtp ended {f}", f.last_seen)?;
+            }
+            for f in poll.active.iter() {
+                writeln!(out, "{} rtp final {f}", f.last_seen)?;
+            }
+            writeln!(
+                out,
+                "rtp counters: {}{}",
+                poll.counters,
+                if self.clock_errors > 0 {
+                    format!(" port_clocks_not_set={}", self.clock_errors)
+                } else {
+                    String::new()
+                }
+            )?;
         }
-        for f in poll.active.iter() {
-            writeln!(out, "{} rtp final {f}", f.last_seen)?;
-        }
-        writeln!(out, "rtp counters: {}", poll.counters)?;
-        out.flush()?;
-        Ok(())
+        Ok(poll
+            .expired
+            .iter()
+            .chain(&poll.active)
+            .map(RtpFlowStats::snapshot)
+            .collect())
     }
 }
 

@@ -20,17 +20,20 @@ use std::{
     path::PathBuf,
     process::ExitCode,
     sync::mpsc::{Receiver, SyncSender, TrySendError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
+use super::rtp_summary::RtpSummary;
 use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
+    analysis::media::RtpSource,
     capture::{
         Direction, DroppedPacket, LinkType, Packet, Timestamp,
         live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveFrame},
     },
     export::{
+        calls::CallsReport,
         console, json,
         otel::{CaptureCounters, OtlpArgs, Telemetry},
         pcap_writer::PcapFileWriter,
@@ -88,6 +91,9 @@ pub struct RunArgs {
     #[command(flatten)]
     otlp: OtlpArgs,
 }
+
+/// How often the table of calls up is printed (console).
+const CALLS_VIEW: Duration = Duration::from_secs(10);
 
 /// How often the core is ticked with the capture clock when idle.
 const TICK: Duration = Duration::from_millis(500);
@@ -147,7 +153,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         pipeline_config.transactions.timeout = Duration::from_secs(secs);
     }
     let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
-    let mut rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
+    let rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
+    // Calls are judged on the kernel's RTP statistics (none with RTP off).
+    pipeline_config.calls.observations.ports = args.rtp.settings().ports;
+    pipeline_config.calls.observations.source = if rtp.is_some() {
+        RtpSource::Kernel
+    } else {
+        RtpSource::None
+    };
     let tracing = match capture.drop_tracing() {
         DropTracing::On(reasons) => {
             let names: Vec<&str> = reasons.iter().map(|r| r.name.as_str()).collect();
@@ -180,7 +193,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let json_mode = args.json;
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, pipeline_config, json_mode, core_out, producer))
+        .spawn(move || core(rx, pipeline_config, json_mode, core_out, producer, rtp))
         .context("starting the analysis thread")?;
 
     let metrics = telemetry.metrics();
@@ -191,12 +204,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     loop {
         tokio::select! {
             r = capture.next_batch(&mut frames, &mut drops) => r?,
-            _ = rtp.tick() => {
-                if !json_mode {
-                    rtp.print_active(&mut out)?;
-                }
-                continue;
-            }
             _ = tick.tick() => {
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
@@ -235,9 +242,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     )?;
     let counters = capture.counters()?;
     let drop_counters = capture.drop_counters()?;
-    if !json_mode {
-        rtp.print_final(&mut out)?;
-    }
     let malformed = capture.malformed_events();
     capture.stop();
     for p in [pcap, drops_pcap].into_iter().flatten() {
@@ -343,25 +347,37 @@ fn show_drops(
     Ok(())
 }
 
-/// The synchronous core: the same pipeline as `analyze`, on its own thread.
+/// The synchronous core: the same pipeline as `analyze`, on its own thread,
+/// plus the kernel's RTP statistics read into it.
 fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
     config: PipelineConfig,
     json_mode: bool,
     mut out: W,
     mut spans: SpanProducer,
+    mut rtp: Option<RtpSummary>,
 ) -> anyhow::Result<(Stats, TraceStats)> {
     let mut pipeline = Pipeline::new(config);
     let mut events = Vec::new();
     // The `pjsip show registrations`-style table printed at exit.
     let mut report = RegistrationReport::new();
+    // The calls view: calls up every CALLS_VIEW, all calls at exit.
+    let mut calls = CallsReport::new();
+    let mut last_view = Instant::now();
+    let mut now = Timestamp(0);
     let mut emit = |events: &mut Vec<sipscope::pipeline::Event>,
                     out: &mut W,
-                    spans: &mut SpanProducer|
+                    spans: &mut SpanProducer,
+                    rtp: &mut Option<RtpSummary>,
+                    calls: &mut CallsReport|
      -> anyhow::Result<()> {
         spans.on_events(events);
         for e in events.drain(..) {
             report.push(&e);
+            calls.push(&e);
+            if let Some(r) = rtp.as_mut() {
+                r.on_event(&e);
+            }
             if json_mode {
                 json::write_event(out, &e)?;
             } else if let Some(line) = console::live_line(&e) {
@@ -380,27 +396,51 @@ fn core<W: std::io::Write>(
                     {
                         writeln!(out, "{n}")?;
                     }
+                    now = now.max(packet.ts);
                     pipeline.ingest_into(&packet, &mut events);
-                    emit(&mut events, &mut out, &mut spans)?;
+                    emit(&mut events, &mut out, &mut spans, &mut rtp, &mut calls)?;
                     spans.tick(packet.ts);
                 }
-                CoreInput::Tick(now) => {
+                CoreInput::Tick(tick) => {
+                    now = now.max(tick);
                     let mut ev = pipeline.tick(now);
-                    emit(&mut ev, &mut out, &mut spans)?;
+                    emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
+                    let calls_up = calls.open() > 0;
+                    let flows = match rtp.as_mut() {
+                        Some(r) => r.tick(calls_up, &mut out, !json_mode)?,
+                        None => None,
+                    };
+                    if let Some(flows) = flows {
+                        let mut ev = pipeline.ingest_rtp_flows(now, &flows);
+                        emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
+                    }
+                    if !json_mode && calls_up && last_view.elapsed() >= CALLS_VIEW {
+                        last_view = Instant::now();
+                        write!(out, "{}", calls.render(true))?;
+                    }
                     spans.tick(now);
                 }
                 CoreInput::Drop(dropped) => {
                     let mut ev = pipeline.ingest_drop(&dropped);
-                    emit(&mut ev, &mut out, &mut spans)?;
+                    emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
                 }
             }
         }
         out.flush()?;
     }
+    // The last RTP statistics before the calls' last reports.
+    if let Some(r) = rtp.as_mut() {
+        let flows = r.finish(&mut out, !json_mode)?;
+        let mut ev = pipeline.ingest_rtp_flows(now, &flows);
+        emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
+    }
     let mut rest = pipeline.finish();
-    emit(&mut rest, &mut out, &mut spans)?;
-    if !json_mode && !report.is_empty() {
-        write!(out, "{}", report.render())?;
+    emit(&mut rest, &mut out, &mut spans, &mut rtp, &mut calls)?;
+    if !json_mode {
+        write!(out, "{}", calls.render(false))?;
+        if !report.is_empty() {
+            write!(out, "{}", report.render())?;
+        }
     }
     let traces = spans.finish();
     out.flush()?;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use crate::export::calls::{CallsReport, call_line};
 use crate::export::registrations::RegistrationReport;
 use crate::pipeline::{Event, MalformedMessage, Stats};
 use crate::sip::{MessageRecord, TimeoutCause, Transaction};
@@ -18,6 +19,7 @@ pub struct CallFlow {
     unreadable: Vec<Arc<MalformedMessage>>,
     unanswered: Vec<(Arc<Transaction>, TimeoutCause)>,
     registrations: RegistrationReport,
+    calls: CallsReport,
 }
 
 const NO_CALL_ID: &str = "(no Call-ID)";
@@ -48,6 +50,7 @@ impl CallFlow {
             Event::TransactionCompleted(_)
             | Event::Diagnosis(_)
             | Event::RegistrationAttempt(_) => {}
+            Event::Call(_) => self.calls.push(event),
         }
     }
 
@@ -103,6 +106,7 @@ impl CallFlow {
             }
             s.push('\n');
         }
+        s.push_str(&self.calls.render(false));
         s.push_str(&self.registrations.render());
         s.push_str(&summary(stats));
         s
@@ -217,6 +221,35 @@ pub fn summary(stats: &Stats) -> String {
         r.bindings_evicted,
         r.attempts_evicted
     );
+    let c = &stats.calls;
+    let _ = writeln!(
+        s,
+        "  calls              {} (answered {}, ended {}, failed {}, cancelled {}), open {}, open at end {}, evicted {}, idle closed {}, unreadable SDP {}, media not judged {}",
+        c.calls,
+        c.answered,
+        c.ended,
+        c.failed,
+        c.cancelled,
+        c.open,
+        c.open_at_end,
+        c.evicted,
+        c.idle_closed,
+        c.sdp_unreadable,
+        c.media_not_judged
+    );
+    let m = &c.rtp;
+    let _ = writeln!(
+        s,
+        "  RTP                packets {} (RTCP {}, not RTP {}), kernel snapshots {}, flows evicted {}, expired {}, dropped here {} (untracked {})",
+        m.rtp_packets,
+        m.rtcp_packets,
+        m.not_rtp,
+        m.kernel_snapshots,
+        m.flows_evicted,
+        m.flows_expired,
+        m.local_drops,
+        m.local_drops_untracked
+    );
     s
 }
 
@@ -283,6 +316,7 @@ pub fn live_line(event: &Event) -> Option<String> {
                 _ => String::new(),
             }
         )),
+        Event::Call(c) => Some(call_line(c)),
         Event::TransactionCompleted(_) => None,
     }
 }

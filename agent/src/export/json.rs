@@ -152,6 +152,7 @@ pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
             },
         )?,
         Event::RegistrationAttempt(a) => serde_json::to_writer(&mut *w, &attempt_json(a))?,
+        Event::Call(c) => serde_json::to_writer(&mut *w, &super::calls_json::call_json(c))?,
         Event::Malformed(m) => {
             let first = m.raw.split(|&c| c == b'\n').next().unwrap_or(&[]);
             serde_json::to_writer(

@@ -3,6 +3,8 @@
 //! sends spans and metrics to an OTLP collector, [`pcap_writer`] keeps the
 //! captured frames.
 
+pub mod calls;
+pub mod calls_json;
 pub mod console;
 pub mod json;
 pub mod otel;

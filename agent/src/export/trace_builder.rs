@@ -154,7 +154,8 @@ impl TraceBuilder {
             Event::RegistrationAttempt(a) => self.on_registration_attempt(a, out),
             // Counted here once; an attempt's copies are not counted again.
             Event::Diagnosis(d) => self.metrics.record_diagnosis(d.code.as_str()),
-            Event::Malformed(_) => {}
+            // Media spans under the call trace come from the closed report.
+            Event::Malformed(_) | Event::Call(_) => {}
         }
     }
 

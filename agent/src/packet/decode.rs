@@ -24,6 +24,10 @@ pub struct DecoderConfig {
     pub sip_ports: Vec<u16>,
     pub frag: FragConfig,
     pub tcp: TcpConfig,
+    /// Hand out UDP datagrams that may be RTP ([`Decoder::take_media`]):
+    /// both ports unprivileged, neither a SIP port, RTP version 2. Off for
+    /// live capture, where the kernel keeps RTP statistics itself.
+    pub media: bool,
 }
 
 impl Default for DecoderConfig {
@@ -32,6 +36,7 @@ impl Default for DecoderConfig {
             sip_ports: vec![5060, 5061, 5080],
             frag: FragConfig::default(),
             tcp: TcpConfig::default(),
+            media: false,
         }
     }
 }
@@ -92,6 +97,8 @@ pub struct Decoder {
     /// ICMP unreachables of the frame being decoded; the pipeline drains
     /// them after every frame ([`Decoder::take_icmp`]).
     icmp: Vec<IcmpUnreachable>,
+    /// RTP candidates of the frame being decoded ([`Decoder::take_media`]).
+    media: Vec<Datagram>,
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u16> {
@@ -107,6 +114,7 @@ impl Decoder {
             stats: PacketStats::default(),
             tcp_out: Vec::new(),
             icmp: Vec::new(),
+            media: Vec::new(),
         }
     }
 
@@ -317,6 +325,12 @@ impl Decoder {
     }
 
     /// ICMP unreachables seen since the last call, appended to `out`.
+    /// The RTP candidates of the frames decoded since the last call (only
+    /// with [`DecoderConfig::media`]).
+    pub fn take_media(&mut self, out: &mut Vec<Datagram>) {
+        out.append(&mut self.media);
+    }
+
     pub fn take_icmp(&mut self, out: &mut Vec<IcmpUnreachable>) {
         out.append(&mut self.icmp);
     }
@@ -417,6 +431,15 @@ impl Decoder {
             } else {
                 self.stats.udp_not_sip += 1;
             }
+        } else if self.config.media
+            && sport >= 1024
+            && dport >= 1024
+            && payload.first().is_some_and(|b| b >> 6 == 2)
+        {
+            self.media.push(Datagram {
+                meta: meta(ctx, src, sport, dst, dport, Transport::Udp),
+                payload: Bytes::copy_from_slice(payload),
+            });
         }
     }
 

@@ -13,6 +13,7 @@ use super::quality::{CodecImpairment, QualityAssumptions, QualityThresholds, est
 use super::remedy;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
+use super::snapshot::FlowSnapshot;
 use crate::capture::Timestamp;
 
 pub const MEDIA_NO_RTP: &str = "media.no_rtp";
@@ -66,22 +67,36 @@ pub struct DirectionObservation {
     pub max_jitter_ms: f64,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
+    /// Packets the capture saw that this host's kernel then dropped (its
+    /// firewall): on the wire, but never delivered to the PBX.
+    pub dropped_locally: u64,
 }
 
 impl DirectionObservation {
     pub fn from_stats(key: FlowKey, kind: MatchKind, stats: &RtpStreamStats) -> Self {
+        Self::from_snapshot(&FlowSnapshot::from_stats(key, stats), kind)
+    }
+
+    pub fn from_snapshot(flow: &FlowSnapshot, kind: MatchKind) -> Self {
         Self {
-            flows: vec![(key, kind)],
-            ssrc: stats.ssrc(),
-            payload_type: stats.payload_type(),
-            packets: stats.packets(),
-            expected: u64::from(stats.expected()),
-            lost: stats.cumulative_lost(),
-            jitter_ms: stats.jitter_ms(),
-            max_jitter_ms: stats.max_jitter_ms(),
-            first_seen: stats.first_seen(),
-            last_seen: stats.last_seen(),
+            flows: vec![(flow.key, kind)],
+            ssrc: flow.state.ssrc,
+            payload_type: flow.state.payload_type,
+            packets: flow.packets(),
+            expected: flow.expected(),
+            lost: flow.lost(),
+            jitter_ms: flow.jitter_ms(),
+            max_jitter_ms: flow.max_jitter_ms(),
+            first_seen: flow.first_seen,
+            last_seen: flow.last_seen,
+            dropped_locally: 0,
         }
+    }
+
+    /// Packets that reached the receiving application (seen minus dropped
+    /// by this host's kernel).
+    pub fn delivered(&self) -> u64 {
+        self.packets.saturating_sub(self.dropped_locally)
     }
 
     /// Adds another flow of the same direction (NAT rebinding, relays).
@@ -94,6 +109,7 @@ impl DirectionObservation {
         self.max_jitter_ms = self.max_jitter_ms.max(other.max_jitter_ms);
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
+        self.dropped_locally += other.dropped_locally;
     }
 
     pub fn loss_percent(&self) -> f64 {
@@ -131,7 +147,7 @@ impl StreamCheck<'_> {
             StreamDirection::OffererToAnswerer => self.offerer_to_answerer,
             StreamDirection::AnswererToOfferer => self.answerer_to_offerer,
         }
-        .filter(|o| o.packets > 0)
+        .filter(|o| o.delivered() > 0)
     }
 
     fn expected(&self, d: StreamDirection) -> bool {
@@ -244,6 +260,18 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
     evidence.push(("flowing_observed".into(), seen.observed_path()));
     evidence.push(("flowing_packets".into(), seen.packets.to_string()));
     evidence.push(("missing".into(), direction_text(check.stream, silent)));
+    // The silent direction may have been on the wire and dropped here.
+    let dropped = match silent {
+        StreamDirection::OffererToAnswerer => check.offerer_to_answerer,
+        StreamDirection::AnswererToOfferer => check.answerer_to_offerer,
+    }
+    .map_or(0, |o| o.dropped_locally);
+    if dropped > 0 {
+        evidence.push((
+            "missing_dropped_locally".into(),
+            format!("{dropped} packets arrived and this host's firewall dropped them"),
+        ));
+    }
     let role = |d: StreamDirection| match d {
         StreamDirection::OffererToAnswerer => "offerer to answerer",
         StreamDirection::AnswererToOfferer => "answerer to offerer",
@@ -251,13 +279,18 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
     Some(MediaFinding {
         code: MEDIA_ONE_WAY,
         summary: format!(
-            "call {}: one-way audio, RTP flows {} ({}, {} packets) but nothing {} ({})",
+            "call {}: one-way audio, RTP flows {} ({}, {} packets) but nothing {} ({}){}",
             check.call_id,
             role(flowing),
             direction_text(check.stream, flowing),
             seen.packets,
             role(silent),
             direction_text(check.stream, silent),
+            if dropped > 0 {
+                format!(" reaches the PBX: {dropped} packets were dropped by this host's firewall")
+            } else {
+                String::new()
+            },
         ),
         evidence,
         remedy: remedy::one_way(check.stream, silent),

@@ -38,6 +38,7 @@ fn obs(
         max_jitter_ms: jitter_ms,
         first_seen: Timestamp(S),
         last_seen: Timestamp(20 * S),
+        dropped_locally: 0,
     }
 }
 

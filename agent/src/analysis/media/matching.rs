@@ -24,6 +24,7 @@ use std::net::SocketAddr;
 use super::flow::FlowKey;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
+use super::snapshot::FlowSnapshot;
 use crate::capture::Timestamp;
 
 /// What is known of one observed flow, from a [`super::flow::FlowTable`]
@@ -39,12 +40,16 @@ pub struct ObservedFlow {
 
 impl ObservedFlow {
     pub fn from_stats(key: FlowKey, stats: &RtpStreamStats) -> Self {
+        Self::from_snapshot(&FlowSnapshot::from_stats(key, stats))
+    }
+
+    pub fn from_snapshot(flow: &FlowSnapshot) -> Self {
         Self {
-            key,
-            ssrc: stats.ssrc(),
-            first_seen: stats.first_seen(),
-            last_seen: stats.last_seen(),
-            packets: stats.packets(),
+            key: flow.key,
+            ssrc: flow.state.ssrc,
+            first_seen: flow.first_seen,
+            last_seen: flow.last_seen,
+            packets: flow.packets(),
         }
     }
 }

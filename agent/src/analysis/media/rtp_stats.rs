@@ -267,6 +267,11 @@ impl RtpStreamStats {
         self.state.q8_to_ms(self.jitter_sum_q8) / self.jitter_samples as f64
     }
 
+    /// The RFC 3550 state shared with the kernel.
+    pub fn state(&self) -> &RtpFlowState {
+        &self.state
+    }
+
     pub fn first_seen(&self) -> Timestamp {
         Timestamp::from_nanos(self.state.first_seen_ns)
     }

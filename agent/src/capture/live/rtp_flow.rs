@@ -54,6 +54,17 @@ impl RtpFlowStats {
         }
     }
 
+    /// The flow as the call analysis reads it (interface and direction
+    /// dropped: a call's flow is the same wherever it was seen).
+    pub fn snapshot(&self) -> crate::analysis::media::FlowSnapshot {
+        crate::analysis::media::FlowSnapshot {
+            key: crate::analysis::media::FlowKey::new(self.src, self.dst),
+            state: self.state,
+            first_seen: self.first_seen,
+            last_seen: self.last_seen,
+        }
+    }
+
     pub fn ssrc(&self) -> u32 {
         self.state.ssrc
     }

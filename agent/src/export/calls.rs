@@ -1,0 +1,176 @@
+//! The calls view for the console: one line per call state change as it
+//! happens, and a table of calls (from, to, state, duration, and per
+//! direction packets, loss, jitter and MOS) at exit and, in `run`,
+//! periodically for the calls still up.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+use crate::analysis::calls::{Call, DirectionReport, StreamReport};
+use crate::analysis::media::StreamDirection;
+use crate::pipeline::Event;
+
+/// Calls shown at most (the rest are counted in a closing line).
+const MAX_ROWS: usize = 1000;
+
+/// `12:00:01.000000 CALL answered sip:alice@a → sip:bob@b  200  Call-ID x`,
+/// then, for a closed call, one indented line per stream direction.
+pub fn call_line(call: &Call) -> String {
+    let mut s = format!(
+        "{} CALL {} {} → {}{}{}  Call-ID {}",
+        call.at,
+        if call.closed {
+            "closed"
+        } else {
+            call.state.as_str()
+        },
+        call.from,
+        call.to,
+        call.status.map(|s| format!("  {s}")).unwrap_or_default(),
+        call.end_reason
+            .as_deref()
+            .filter(|_| call.state.is_terminal() || call.closed)
+            .map(|r| format!("  ({r})"))
+            .unwrap_or_default(),
+        call.call_id
+    );
+    if call.closed {
+        let _ = write!(
+            s,
+            "\n    {} {}",
+            call.state.as_str(),
+            call.duration()
+                .map(|d| format!("after {:.1} s of talk", d.as_secs_f64()))
+                .unwrap_or_else(|| "without answer".into())
+        );
+        for st in &call.streams {
+            for d in &st.directions {
+                let _ = write!(s, "\n    {} {}", st.codec(), direction_cells(st, d));
+            }
+        }
+    }
+    s
+}
+
+/// `caller→callee 10.0.0.1:10000 → 10.0.0.2:20000  250 pkts  loss 0.0 %
+/// jitter 0.4 ms  MOS 4.41`.
+fn direction_cells(st: &StreamReport, d: &DirectionReport) -> String {
+    let sender = match d.direction {
+        StreamDirection::OffererToAnswerer => st.offerer,
+        StreamDirection::AnswererToOfferer => st.offerer.other(),
+    };
+    let who = format!("{}→{}", sender.as_str(), sender.other().as_str());
+    let stats = match &d.observed {
+        Some(o) => format!(
+            "{} pkts{}  loss {:.1} %  jitter {:.1} ms  MOS {}",
+            o.packets,
+            if o.dropped_locally > 0 {
+                format!(" ({} dropped here)", o.dropped_locally)
+            } else {
+                String::new()
+            },
+            o.loss_percent(),
+            o.jitter_ms,
+            d.mos.map_or("-".into(), |m| format!("{m:.2}"))
+        ),
+        None if d.expected => "no RTP".into(),
+        None => "not negotiated to send".into(),
+    };
+    format!("{who:<14} {} → {}  {stats}", d.from, d.to)
+}
+
+/// Collects call reports and renders the table.
+#[derive(Default)]
+pub struct CallsReport {
+    order: Vec<String>,
+    calls: HashMap<String, Arc<Call>>,
+    not_shown: u64,
+}
+
+impl CallsReport {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, event: &Event) {
+        let Event::Call(c) = event else { return };
+        if !self.calls.contains_key(&c.call_id) {
+            if self.calls.len() >= MAX_ROWS {
+                self.not_shown += 1;
+                return;
+            }
+            self.order.push(c.call_id.clone());
+        }
+        self.calls.insert(c.call_id.clone(), c.clone());
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Calls still up (not closed).
+    pub fn open(&self) -> usize {
+        self.calls.values().filter(|c| !c.closed).count()
+    }
+
+    /// The table of every call, or of the open ones only.
+    pub fn render(&self, open_only: bool) -> String {
+        let mut s = String::new();
+        let rows: Vec<&Arc<Call>> = self
+            .order
+            .iter()
+            .map(|id| &self.calls[id])
+            .filter(|c| !open_only || !c.closed)
+            .collect();
+        if rows.is_empty() {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "{}:\n  {:<28} {:<28} {:<12} {:>8}  media (per direction)",
+            if open_only { "Calls up" } else { "Calls" },
+            "From",
+            "To",
+            "State",
+            "Talk"
+        );
+        for c in rows {
+            let _ = writeln!(
+                s,
+                "  {:<28} {:<28} {:<12} {:>8}  {}",
+                clip(&c.from, 28),
+                clip(&c.to, 28),
+                c.state.as_str(),
+                c.duration()
+                    .map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64())),
+                if c.diagnoses.is_empty() {
+                    String::new()
+                } else {
+                    let codes: Vec<&str> = c.diagnoses.iter().map(|d| d.as_str()).collect();
+                    format!("findings: {}", codes.join(", "))
+                }
+            );
+            for st in &c.streams {
+                for d in &st.directions {
+                    let _ = writeln!(s, "      {} {}", st.codec(), direction_cells(st, d));
+                }
+            }
+        }
+        if self.not_shown > 0 {
+            let _ = writeln!(s, "  ({} more calls not shown)", self.not_shown);
+        }
+        s.push('\n');
+        s
+    }
+}
+
+fn clip(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_owned()
+    } else {
+        let mut t: String = s.chars().take(n - 1).collect();
+        t.push('…');
+        t
+    }
+}
