@@ -302,3 +302,7 @@ fn uri_key(u: &SipUri) -> String {
 fn contact_user(contact: &str) -> Option<String> {
     SipUri::parse(contact.as_bytes())?.user
 }
+
+#[cfg(test)]
+#[path = "bindings_tests.rs"]
+mod tests;

@@ -544,3 +544,41 @@ fn binding_table_is_bounded_and_counts_evictions() {
         (2, 3, 1)
     );
 }
+
+#[test]
+fn open_invites_and_early_drops_are_bounded_and_counted() {
+    let mut r = Run::registered(CONTACT);
+    r.p = Pipeline::new(PipelineConfig {
+        inbound: InboundConfig {
+            max_open: 1,
+            max_early_drops: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    r.send(0, PBX, PROVIDER, &register(CONTACT));
+    r.send(20, PROVIDER, PBX, &registered(CONTACT));
+    // Two drops reported before their INVITEs: the first is forgotten.
+    r.drop(
+        900,
+        PROVIDER,
+        PBX,
+        &invite(PROVIDER, CONTACT, "b1"),
+        "netfilter_drop",
+    );
+    r.drop(
+        950,
+        PROVIDER,
+        PBX,
+        &invite(PROVIDER, CONTACT, "b2"),
+        "netfilter_drop",
+    );
+    // Two INVITEs open at once: the second is not followed.
+    r.send(1000, PROVIDER, PBX, &invite(PROVIDER, CONTACT, "b3"));
+    r.send(1100, PROVIDER, PBX, &invite(PROVIDER, CONTACT, "b4"));
+    let s = r.p.stats().inbound;
+    assert_eq!(s.early_drops_evicted, 1);
+    assert_eq!((s.invites_tracked, s.invites_untracked), (1, 1));
+    // The drops raised once for the binding; the second is a repeat.
+    assert_eq!((s.blocked, s.suppressed), (1, 1));
+}
