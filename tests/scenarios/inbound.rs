@@ -94,6 +94,9 @@ fn drop_invites(ns: &Netns, dir: &TempDir, port: u16) {
 enum Pbx {
     Answers,
     NotFound,
+    /// Challenges the INVITE (401), as Asterisk does when no `identify`
+    /// matches the provider's address.
+    Challenges,
     /// Answers, but its host's firewall drops the INVITEs.
     Firewalled,
     /// Registered, then stopped listening on the contact's port.
@@ -155,6 +158,7 @@ fn inbound_call(pbx: Pbx) -> Outcome {
     }
     let file = match pbx {
         Pbx::NotFound => Some("inbound-pbx-404.xml"),
+        Pbx::Challenges => Some("inbound-pbx-401.xml"),
         Pbx::Answers | Pbx::Firewalled => Some("inbound-pbx-answer.xml"),
         Pbx::Gone => None,
     };
@@ -188,13 +192,14 @@ fn inbound_call(pbx: Pbx) -> Outcome {
         ],
     );
     match (pbx, uas) {
-        (Pbx::Answers | Pbx::NotFound, Some(mut uas)) => {
+        (Pbx::Answers | Pbx::NotFound | Pbx::Challenges, Some(mut uas)) => {
             succeeded(&mut caller);
             succeeded(&mut uas);
             // The agent has seen the end of the exchange: the BYE's 200,
-            // or the INVITE's 404.
+            // or the INVITE's final status.
             let (status, method) = match pbx {
                 Pbx::Answers => (200, "BYE"),
+                Pbx::Challenges => (401, "INVITE"),
                 _ => (404, "INVITE"),
             };
             wait_for(
@@ -207,6 +212,10 @@ fn inbound_call(pbx: Pbx) -> Outcome {
                         .then_some(())
                 },
             );
+            if pbx == Pbx::Challenges {
+                // Judged once the caller had its chance to authenticate.
+                agent.proc.wait_output("call.inbound_blocked", PEER);
+            }
         }
         (_, uas) => {
             // Raised at the drop; the timeout follows after 3 s.
@@ -367,4 +376,24 @@ fn nothing_listening_on_the_contact_is_inbound_blocked_naming_the_port() {
         "{summary}"
     );
     assert!(summary.contains("(no_socket)"), "{summary}");
+}
+
+/// The PBX challenges the provider's INVITE and the provider, which has no
+/// credentials for its customer, gives up.
+#[test]
+fn pbx_challenging_the_providers_invite_is_inbound_blocked() {
+    let Outcome { records, out, .. } = inbound_call(Pbx::Challenges);
+    assert_eq!(
+        codes(&records),
+        BTreeSet::from(["call.inbound_blocked"]),
+        "{out}"
+    );
+    let d = find(&records, "call.inbound_blocked")[0];
+    let summary = d["summary"].as_str().unwrap();
+    assert!(
+        summary.contains("the PBX challenged the INVITE from 10.77.0.2:5060 (401 Unauthorized)"),
+        "{summary}"
+    );
+    assert!(summary.contains("`match=10.77.0.2`"), "{summary}");
+    assert_eq!(evidence(d, "retried_with_credentials"), "no (waited 5 s)");
 }

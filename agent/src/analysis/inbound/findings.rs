@@ -15,8 +15,8 @@ use crate::analysis::registration::wire::message_ref;
 /// What the final status of an INVITE to a registered contact means when
 /// it says "this host will not take the call" (RFC 3261 §21), phrased for
 /// a PBX. `None` for statuses that are a normal end of a call attempt:
-/// 2xx, 3xx (the caller follows the redirect), 401/407 (the caller
-/// authenticates), 486 busy, 487 cancelled, 600 busy everywhere, 603
+/// 2xx, 3xx (the caller follows the redirect), 401/407 (judged by
+/// whether the caller authenticates: [`super::challenges`]), 486 busy, 487 cancelled, 600 busy everywhere, 603
 /// decline, and the rest.
 pub fn blocking_status(status: u16) -> Option<&'static str> {
     Some(match status {
@@ -116,6 +116,13 @@ pub enum Failure {
     /// The INVITE was dropped by this host (raised at once, before any
     /// timeout).
     DroppedLocally(DropNote),
+    /// The contact challenged the INVITE and the caller did not retry
+    /// within `waited`.
+    ChallengeUnanswered {
+        response: Arc<MessageRecord>,
+        status: u16,
+        waited: std::time::Duration,
+    },
 }
 
 impl Failure {
@@ -131,6 +138,7 @@ impl Failure {
             Failure::Unanswered { icmp: Some(_), .. } => "icmp".into(),
             Failure::Unanswered { .. } => "unanswered".into(),
             Failure::Rejected { status, .. } => format!("status {status}"),
+            Failure::ChallengeUnanswered { .. } => "challenge".into(),
         }
     }
 }
@@ -184,6 +192,20 @@ pub fn diagnosis(
         Failure::DroppedLocally(d) => format!(
             "{registered}, but {}: inbound calls cannot reach the PBX.",
             d.clause()
+        ),
+        Failure::ChallengeUnanswered {
+            response,
+            status,
+            waited,
+        } => format!(
+            "{registered}, but the PBX challenged the INVITE from {src} ({status} {}) and the \
+             caller did not retry with credentials within {} s: a provider does not \
+             authenticate towards its customer, so the PBX did not recognise the INVITE as \
+             coming from its trunk (Asterisk challenges INVITEs from an address no \
+             `type=identify` section matches: add `match={}`).",
+            response.message.reason_phrase().unwrap_or_default(),
+            waited.as_secs(),
+            src.ip()
         ),
     };
     let reference = message_ref(invite);
@@ -247,6 +269,21 @@ pub fn diagnosis(
             );
         }
         Failure::DroppedLocally(l) => d = d.with_evidence(drop_evidence(l)),
+        Failure::ChallengeUnanswered {
+            response,
+            status,
+            waited,
+        } => {
+            let r = message_ref(response);
+            d = d
+                .with_evidence(
+                    Evidence::new("status", status.to_string()).in_message(r.at, r.label),
+                )
+                .with_evidence(Evidence::new(
+                    "retried_with_credentials",
+                    format!("no (waited {} s)", waited.as_secs()),
+                ));
+        }
     }
     d
 }

@@ -17,12 +17,16 @@
 //!    487 cancelled, 603 decline or a redirect);
 //! 3. a copy of the INVITE was dropped by this host's kernel (live
 //!    capture's drop monitor) — raised at once, while the transaction is
-//!    still open.
+//!    still open;
+//! 4. the PBX challenged the INVITE (401/407) and the caller did not retry
+//!    with credentials within `challenge_wait` ([`challenges`]): the PBX
+//!    did not recognise its own trunk's INVITE.
 //!
 //! A finding is raised once per (binding, reason) per window; repeats are
 //! counted. Every table is bounded and its evictions counted.
 
 pub mod bindings;
+pub mod challenges;
 pub mod findings;
 pub mod invites;
 
@@ -36,6 +40,7 @@ use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
 
 use bindings::{BindingTable, MatchedBy, RegisteredContact};
+use challenges::ChallengeTable;
 use findings::{DropNote, Failure, IcmpNote, blocking_status};
 use invites::{InviteTable, NotedDrop};
 
@@ -57,6 +62,12 @@ pub struct InboundConfig {
     pub max_early_drops: usize,
     /// Suppression entries kept; the oldest is forgotten at the limit.
     pub max_suppressions: usize,
+    /// How long after a 401/407 to an INVITE the caller may take to retry
+    /// with credentials before the challenge counts as unanswered.
+    pub challenge_wait: Duration,
+    /// Challenged INVITEs waiting at once; the oldest is forgotten
+    /// (counted) at the limit.
+    pub max_challenges: usize,
 }
 
 impl Default for InboundConfig {
@@ -68,6 +79,10 @@ impl Default for InboundConfig {
             max_sends: 12,
             max_early_drops: 1_024,
             max_suppressions: 10_000,
+            // A UA that has the credentials retries at once (RFC 3261
+            // §22.2); 5 s is generous and still ends within Timer B.
+            challenge_wait: Duration::from_secs(5),
+            max_challenges: 10_000,
         }
     }
 }
@@ -97,6 +112,11 @@ pub struct InboundStats {
     pub suppressions_evicted: u64,
     /// Drops forgotten before their INVITE arrived.
     pub early_drops_evicted: u64,
+    /// Challenged INVITEs the caller retried (with or without
+    /// credentials): judged as new INVITEs.
+    pub challenges_retried: u64,
+    /// Challenge waits forgotten at `max_challenges`.
+    pub challenges_evicted: u64,
 }
 
 /// See the module documentation.
@@ -104,6 +124,7 @@ pub struct Inbound {
     config: InboundConfig,
     bindings: BindingTable,
     invites: InviteTable,
+    challenges: ChallengeTable,
     /// (binding key, reason key) → when last raised.
     raised: HashMap<(String, String), Timestamp>,
     stats: InboundStats,
@@ -114,6 +135,7 @@ impl Inbound {
         Self {
             bindings: BindingTable::new(config.max_bindings),
             invites: InviteTable::new(config.max_open, config.max_sends, config.max_early_drops),
+            challenges: ChallengeTable::new(config.max_challenges, config.challenge_wait),
             raised: HashMap::new(),
             stats: InboundStats::default(),
             config,
@@ -187,6 +209,11 @@ impl Inbound {
         if m.to_tag().is_some() || r.retransmission {
             return;
         }
+        if let Some(call_id) = m.call_id()
+            && self.challenges.retried(&call_id)
+        {
+            self.stats.challenges_retried += 1;
+        }
         let Some((binding, matched)) = self.bindings.find(r, r.meta.ts) else {
             return;
         };
@@ -203,6 +230,16 @@ impl Inbound {
         let (Some(status), Some(response)) = (t.final_status(), t.final_response.clone()) else {
             return;
         };
+        if matches!(status, 401 | 407) {
+            self.stats.challenges_evicted += self.challenges.challenged(
+                open.binding,
+                open.matched,
+                open.request,
+                response,
+                status,
+            );
+            return;
+        }
         let Some(meaning) = blocking_status(status) else {
             return;
         };
@@ -215,15 +252,25 @@ impl Inbound {
         self.raise(&open.binding, open.matched, &open.request, failure, at, out);
     }
 
-    /// Timers: bindings whose registration ran out stop receiving calls.
-    pub fn tick(&mut self, now: Timestamp, _out: &mut Vec<Event>) {
+    /// Timers: bindings whose registration ran out stop receiving calls;
+    /// challenges nobody answered in time are findings.
+    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+        let waited = self.challenges.wait();
+        for c in self.challenges.expired(now) {
+            let failure = Failure::ChallengeUnanswered {
+                response: c.response.clone(),
+                status: c.status,
+                waited,
+            };
+            self.raise(&c.binding, c.matched, &c.request, failure, c.deadline, out);
+        }
         self.stats.bindings_expired += self.bindings.expire(now);
     }
 
     /// End of input: open INVITEs will get no verdict (the transaction
     /// table reports them as `EndOfCapture` first).
     pub fn finish(&mut self, _out: &mut Vec<Event>) {
-        self.stats.invites_unresolved += self.invites.clear();
+        self.stats.invites_unresolved += self.invites.clear() + self.challenges.clear();
     }
 
     /// A SIP message this host's kernel dropped. An initial INVITE towards

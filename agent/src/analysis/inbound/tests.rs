@@ -266,13 +266,63 @@ fn each_blocking_status_raises_and_normal_endings_do_not() {
         "487 Request Terminated",
         "603 Decline",
         "302 Moved Temporarily",
-        "401 Unauthorized",
     ] {
         let mut r = Run::registered(CONTACT);
         r.call(1000, "n1", &["100 Trying", status]);
         r.tick(40_000);
         assert_eq!(r.codes(), set(&[]), "{status}: {:#?}", r.diagnoses());
     }
+}
+
+/// Asterisk answers an INVITE from an address no `identify` matches with
+/// 401; the provider has no credentials for its customer and gives up.
+#[test]
+fn challenge_the_caller_never_answers_is_an_unrecognised_trunk() {
+    let mut r = Run::registered(CONTACT);
+    r.call(1000, "ch1", &["401 Unauthorized"]);
+    r.tick(5_000);
+    assert_eq!(r.codes(), set(&[]), "the caller may still authenticate");
+    r.tick(6_100);
+    assert_eq!(r.codes(), set(&["call.inbound_blocked"]));
+    let d = &r.blocked()[0];
+    assert!(
+        d.summary.contains(
+            "the PBX challenged the INVITE from 10.0.0.1:5060 (401 Unauthorized) and the caller \
+             did not retry with credentials within 5 s"
+        ),
+        "{}",
+        d.summary
+    );
+    assert!(d.summary.contains("`match=10.0.0.1`"), "{}", d.summary);
+    assert_eq!(evidence(d, "status"), "401");
+    assert_eq!(evidence(d, "retried_with_credentials"), "no (waited 5 s)");
+}
+
+#[test]
+fn challenge_answered_with_credentials_is_a_normal_call() {
+    let mut r = Run::registered(CONTACT);
+    r.call(1000, "ch2", &["407 Proxy Authentication Required"]);
+    let retry = |text: String| {
+        text.replace("CSeq: 10", "CSeq: 11")
+            .replace("z9hG4bKch2", "z9hG4bKch2b")
+    };
+    let authenticated = retry(invite(PROVIDER, CONTACT, "ch2")).replace(
+        "Content-Length: 0",
+        "Proxy-Authorization: Digest username=\"provider\", realm=\"pbx\", nonce=\"n\", \
+         uri=\"sip:1001@10.0.0.2:5062\", response=\"00000000000000000000000000000000\"\n\
+         Content-Length: 0",
+    );
+    r.send(1100, PROVIDER, PBX, &authenticated);
+    r.send(
+        1120,
+        PBX,
+        PROVIDER,
+        &retry(answer(PROVIDER, "200 OK", "ch2")),
+    );
+    r.tick(40_000);
+    assert_eq!(r.codes(), set(&[]), "{:#?}", r.diagnoses());
+    let s = r.p.stats().inbound;
+    assert_eq!((s.challenges_retried, s.invites_tracked), (1, 2));
 }
 
 #[test]
