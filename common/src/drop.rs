@@ -135,10 +135,14 @@ pub enum DropCounter {
     DropRingbufFull = 5,
     /// The skb could not be read (headers not in the linear part, fault).
     DropUnreadable = 6,
+    /// An RTP-range drop not sent to userspace: its flow had one reported
+    /// within the last second (the flow's RTP statistics count every one),
+    /// or the per-CPU budget of RTP drop reports was spent.
+    RtpDropsSuppressed = 7,
 }
 
 impl DropCounter {
-    pub const COUNT: u32 = 7;
+    pub const COUNT: u32 = 8;
     pub const ALL: [DropCounter; Self::COUNT as usize] = [
         Self::DropsSeen,
         Self::FilteredReason,
@@ -147,6 +151,7 @@ impl DropCounter {
         Self::DropsReported,
         Self::DropRingbufFull,
         Self::DropUnreadable,
+        Self::RtpDropsSuppressed,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -158,6 +163,7 @@ impl DropCounter {
             Self::DropsReported => "drops_reported",
             Self::DropRingbufFull => "drop_ringbuf_full",
             Self::DropUnreadable => "drop_unreadable",
+            Self::RtpDropsSuppressed => "rtp_drops_suppressed",
         }
     }
 }

@@ -130,6 +130,12 @@ pub struct RtpFlowState {
     pub ssrc_changes: u64,
     /// Taken (1) while a CPU updates the value (see the eBPF `rtp` module).
     pub lock: u64,
+    /// Packets of this flow that this host's kernel then dropped (the
+    /// drop tracer adds them atomically; `update` never touches them).
+    pub local_drops: u64,
+    /// `bpf_ktime_get_ns()` when the drop tracer last sent one of this
+    /// flow's drops to userspace (it sends at most one a second).
+    pub drop_reported_ns: u64,
     pub ssrc: u32,
     /// A.1 state.
     pub base_seq: u32,
@@ -144,7 +150,7 @@ pub struct RtpFlowState {
     /// `RTP_FLOW_*` bits.
     pub flags: u8,
 }
-const _: () = assert!(core::mem::size_of::<RtpFlowState>() == 136);
+const _: () = assert!(core::mem::size_of::<RtpFlowState>() == 152);
 
 /// `delta_ns` on the packet clock in Q4 RTP timestamp units (wrapping u32).
 #[inline(always)]
@@ -165,10 +171,13 @@ impl RtpFlowState {
         if self.flags & RTP_FLOW_INITIALISED != 0 && pkt.ssrc != self.ssrc {
             // A new source on the same 5-tuple: its sequence and timestamps
             // are unrelated to the old one's.
+            // Lock and drop accounting belong to the flow, not the source.
             let changes = self.ssrc_changes + 1;
-            let lock = self.lock;
+            let (lock, drops, reported) = (self.lock, self.local_drops, self.drop_reported_ns);
             *self = Self::default();
             self.lock = lock;
+            self.local_drops = drops;
+            self.drop_reported_ns = reported;
             self.ssrc_changes = changes;
         }
         if self.flags & RTP_FLOW_INITIALISED == 0 {

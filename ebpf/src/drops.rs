@@ -15,21 +15,38 @@
 //! Observe only: the program cannot change the drop, and any read failure
 //! is a counter.
 
+use core::{
+    intrinsics::{AtomicOrdering, atomic_cxchg, atomic_xadd},
+    ptr::{addr_of, addr_of_mut},
+};
+
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, generated::bpf_probe_read_kernel},
     programs::RawTracePointContext,
 };
 use sipscope_common::{
     DROP_FLAG_RTP, DROP_FLAG_TRUNCATED, DROP_HEADER_LEN, DROP_REASON_SLOTS, Direction, DropConfig,
-    DropCounter, DropHeader, MAX_DROP_CAPTURE_LEN, Transport,
+    DropCounter, DropHeader, MAX_DROP_CAPTURE_LEN, RtpFlowKey, Transport,
 };
 
 use crate::{
     capture::is_sip_port,
     frame::Frame,
-    maps::{DROP_CONFIG, DROP_EVENTS, DROP_IFACES, DROP_REASONS, DROP_SCRATCH, count_drop},
-    walk::walk,
+    maps::{
+        DROP_CONFIG, DROP_EVENTS, DROP_IFACES, DROP_REASONS, DROP_RTP_BUDGET, DROP_SCRATCH,
+        count_drop,
+    },
+    rtp::RTP_FLOWS,
+    walk::{Flow, walk},
 };
+
+/// An RTP flow's drops reach userspace at most this often; the flow's
+/// statistics count every one (`local_drops`).
+const RTP_REPORT_EVERY_NS: u64 = 1_000_000_000;
+/// RTP-range drops reported per CPU and second at most: a flood at a
+/// closed port range (many flows, or UDP that is not RTP and so held by no
+/// flow) costs a counter, not a ring event per packet.
+const RTP_REPORT_BUDGET: u64 = 64;
 
 const ETH_HLEN: u32 = 14;
 const IPPROTO_UDP: u8 = 17;
@@ -189,6 +206,9 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
     if ifindex != 0 && DROP_IFACES.get_ptr(ifindex).is_none() {
         return DropCounter::FilteredNamespace;
     }
+    if flags & DROP_FLAG_RTP != 0 && !rtp_report_due(&flow, ifindex, direction) {
+        return DropCounter::RtpDropsSuppressed;
+    }
     let skb_len = read::<u32>(skb, cfg.skb_len).unwrap_or(0);
     let header = DropHeader {
         ktime_ns: 0,
@@ -208,6 +228,66 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
         _pad: 0,
     };
     emit(&frame, header)
+}
+
+/// Counts an RTP-range drop on its flow's statistics (the same key XDP/TC
+/// accounted the packet under) and says whether to report it: the first
+/// of the flow each second, within the per-CPU budget.
+#[inline(always)]
+fn rtp_report_due(flow: &Flow, ifindex: u32, direction: Direction) -> bool {
+    let key = RtpFlowKey {
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        ifindex,
+        family: flow.family as u8,
+        direction: direction as u8,
+        _pad: [0; 2],
+    };
+    // SAFETY: the helper has no preconditions.
+    let now = unsafe { bpf_ktime_get_ns() };
+    let Some(state) = RTP_FLOWS.get_ptr_mut(key) else {
+        return within_budget(now);
+    };
+    // SAFETY: `state` points at a live map value (RCU keeps it valid for
+    // this run); both fields are naturally aligned u64s that only this
+    // program writes, atomically (XDP/TC's update leaves them alone).
+    unsafe {
+        atomic_xadd::<u64, u64, { AtomicOrdering::SeqCst }>(addr_of_mut!((*state).local_drops), 1);
+        let last = core::ptr::read_volatile(addr_of!((*state).drop_reported_ns));
+        if last != 0 && now.wrapping_sub(last) < RTP_REPORT_EVERY_NS {
+            return false;
+        }
+        // One CPU wins the report when two drop the same flow at once.
+        let (_, won) = atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+            addr_of_mut!((*state).drop_reported_ns),
+            last,
+            now,
+        );
+        // Thousands of flows dropping at once still share the budget.
+        won && within_budget(now)
+    }
+}
+
+#[inline(always)]
+fn within_budget(now: u64) -> bool {
+    let Some(b) = DROP_RTP_BUDGET.get_ptr_mut(0) else {
+        return false;
+    };
+    // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
+    unsafe {
+        let [start, used] = &mut *b;
+        if now.wrapping_sub(*start) >= RTP_REPORT_EVERY_NS {
+            *start = now;
+            *used = 0;
+        }
+        if *used >= RTP_REPORT_BUDGET {
+            return false;
+        }
+        *used += 1;
+    }
+    true
 }
 
 #[inline(always)]

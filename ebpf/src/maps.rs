@@ -76,6 +76,11 @@ pub static DROP_IFACES: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_IF
 #[map]
 pub static DROP_SCRATCH: PerCpuArray<[u8; DROP_SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Per CPU: start of the current second and RTP drop reports sent in it
+/// for flows the RTP map does not hold (see `drops::within_budget`).
+#[map]
+pub static DROP_RTP_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
 #[inline(always)]
 pub fn count_drop(counter: DropCounter) {
     if let Some(slot) = DROP_COUNTERS.get_ptr_mut(counter as u32) {

@@ -288,7 +288,9 @@ fn send_from_peer(pair: &VethPair, port: u16, payload: &[u8], n: usize) -> UdpSo
     sock
 }
 
-/// (c) Inbound RTP-range UDP dropped by the firewall: reported as RTP.
+/// (c) Inbound RTP-range UDP dropped by the firewall: reported as RTP,
+/// once per flow and second (a flood must not become a ring event per
+/// packet); the flow's kernel RTP statistics count every drop.
 #[test]
 fn inbound_rtp_range_udp_dropped_by_local_nft_is_reported() {
     require_root();
@@ -300,7 +302,7 @@ fn inbound_rtp_range_udp_dropped_by_local_nft_is_reported() {
         &drop_rule("input", "udp dport 10000-20000"),
     );
     let (mut agent, drops_pcap) = start_agent(&pair, &dir);
-    // RTP version 2, PT 0 (PCMU), 160 bytes of payload.
+    // RTP version 2, PT 0 (PCMU), 160 bytes of payload; one flow.
     let mut rtp = vec![0x80, 0x00, 0, 1, 0, 0, 0, 160, 0xde, 0xad, 0xbe, 0xef];
     rtp.extend_from_slice(&[0xff; 160]);
     send_from_peer(&pair, 16_000, &rtp, 5);
@@ -308,7 +310,7 @@ fn inbound_rtp_range_udp_dropped_by_local_nft_is_reported() {
     let (stdout, counters) = agent.stop();
 
     let lines = drop_lines(&stdout);
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 1, "{stdout}");
     for l in &lines {
         assert_eq!(
             (l.dir.as_str(), l.reason.as_str()),
@@ -318,9 +320,46 @@ fn inbound_rtp_range_udp_dropped_by_local_nft_is_reported() {
         assert_eq!(l.what, "[rtp]");
     }
     let dropped = dropped_datagrams(&drops_pcap, &[16_000]);
-    assert_eq!(dropped.len(), 5);
+    assert_eq!(dropped.len(), 1);
     assert!(dropped.iter().all(|d| d.payload == rtp));
-    assert_eq!(counters["drops_reported"], 5);
+    assert_eq!(counters["drops_reported"], 1);
+    assert_eq!(counters["rtp_drops_suppressed"], 4);
+    // All five on the flow's statistics, which XDP counted before the drop.
+    let flow = stdout
+        .lines()
+        .find(|l| l.contains(" rtp final ") && l.contains(":16000 in "))
+        .unwrap_or_else(|| panic!("no rtp final line for the flow:\n{stdout}"));
+    assert!(flow.contains("packets=5"), "{flow}");
+    assert!(flow.ends_with(" dropped_here=5"), "{flow}");
+    counters_line_ok(&counters);
+}
+
+/// A flood at a closed RTP port range that is not RTP (so no flow holds
+/// it): reports stay within the per-CPU budget, the rest are counted.
+#[test]
+fn a_non_rtp_flood_on_the_rtp_range_is_reported_within_budget() {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new("drop-rtp-flood");
+    nft(
+        &pair.host,
+        &dir,
+        &drop_rule("input", "udp dport 10000-20000"),
+    );
+    let (mut agent, _) = start_agent(&pair, &dir);
+    const FLOOD: usize = 1000;
+    send_from_peer(&pair, 16_002, b"not rtp at all", FLOOD);
+    wait_nft_dropped(&pair.host, FLOOD as u64);
+    let (stdout, counters) = agent.stop();
+    let reported = counters["drops_reported"];
+    // 64 per CPU and second: two CPUs, and the flood may straddle a second.
+    assert!((1..=256).contains(&reported), "{counters:?}");
+    assert_eq!(
+        reported + counters["rtp_drops_suppressed"],
+        FLOOD as u64,
+        "every drop is reported or counted: {counters:?}"
+    );
+    assert_eq!(drop_lines(&stdout).len() as u64, reported);
     counters_line_ok(&counters);
 }
 

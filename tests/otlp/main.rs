@@ -3,6 +3,7 @@
 //! what arrives is exactly what Jaeger or the collector would get.
 
 mod analyze;
+mod media;
 mod metrics;
 mod outage;
 mod receiver;

@@ -17,6 +17,11 @@ async fn metrics_reach_the_collector_over_grpc_and_http() {
         metrics.record_transaction("FLOOD-1234", None, None);
         metrics.record_registration("registered");
         metrics.record_diagnosis("auth.forbidden_after_auth");
+        // Two stream directions of a G.711 call; a codec name off the wire
+        // is mapped to the E-model's fixed set.
+        metrics.record_rtp("PCMA/8000", 950, 50, Some(3.2));
+        metrics.record_rtp("PCMU/8000", 1000, 0, Some(4.4));
+        metrics.record_rtp("X-FLOOD-1/8000", 10, 0, None);
         metrics.set_capture_counters(CaptureCounters {
             seen: 10,
             captured: 9,
@@ -71,6 +76,28 @@ async fn metrics_reach_the_collector_over_grpc_and_http() {
             .find(|p| attr_str(&p.attributes, "state") == Some("lost"))
             .unwrap();
         assert_eq!(as_int(lost), 1);
+        let rtp = sum_points("sipscope.rtp.packets");
+        let rtp_of = |codec: &str, state: &str| {
+            rtp.iter()
+                .find(|p| {
+                    attr_str(&p.attributes, attr::RTP_CODEC) == Some(codec)
+                        && attr_str(&p.attributes, "state") == Some(state)
+                })
+                .map(as_int)
+        };
+        assert_eq!(rtp_of("G.711", "received"), Some(1950), "{rtp:?}");
+        assert_eq!(rtp_of("G.711", "lost"), Some(50));
+        assert_eq!(rtp_of("other", "received"), Some(10));
+        match &found["sipscope.rtp.mos"] {
+            metric::Data::Histogram(h) => {
+                assert_eq!(h.data_points.len(), 1, "only G.711 had a MOS");
+                let p = &h.data_points[0];
+                assert_eq!(p.count, 2);
+                assert!((p.sum.unwrap() - 7.6).abs() < 1e-9);
+                assert_eq!(attr_str(&p.attributes, attr::RTP_CODEC), Some("G.711"));
+            }
+            other => panic!("{other:?}"),
+        }
         match &found["sipscope.sip.response_time"] {
             metric::Data::Histogram(h) => {
                 let p = &h.data_points[0];

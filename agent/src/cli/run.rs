@@ -598,6 +598,7 @@ mod tests {
             false,
             &mut out,
             SpanProducer::new(&telemetry),
+            None,
         )
         .unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -630,6 +631,7 @@ mod tests {
             false,
             &mut out,
             SpanProducer::new(&telemetry),
+            None,
         )
         .unwrap();
         let text = String::from_utf8(out).unwrap();
@@ -690,6 +692,7 @@ mod tests {
             true,
             &mut out,
             SpanProducer::new(&telemetry),
+            None,
         )
         .unwrap();
         let text = String::from_utf8(out).unwrap();

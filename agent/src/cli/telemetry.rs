@@ -74,15 +74,17 @@ impl SpanProducer {
 /// Where spans went, one line for the console summary.
 pub fn export_line(traces: &TraceStats, export: Option<&ExportStats>, target: &str) -> String {
     let mut s = format!(
-        "  spans              {} (transactions {}, calls {}, registrations {}, dialogs evicted {}, idle {}, open at end {}, retransmission times dropped {})",
+        "  spans              {} (transactions {}, calls {}, media {}, registrations {}, dialogs evicted {}, idle {}, open at end {}, retransmission times dropped {}, media spans dropped {})",
         traces.spans,
         traces.transaction_spans,
         traces.call_traces,
+        traces.media_spans,
         traces.registration_traces,
         traces.dialogs_evicted,
         traces.dialogs_idle,
         traces.dialogs_open_at_end,
         traces.retransmission_times_dropped,
+        traces.media_spans_dropped,
     );
     match export {
         Some(e) => s.push_str(&format!(

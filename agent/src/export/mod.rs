@@ -7,12 +7,15 @@ pub mod calls;
 pub mod calls_json;
 pub mod console;
 pub mod json;
+pub mod media_spans;
 pub mod otel;
 pub mod pcap_writer;
 pub mod registrations;
 pub mod shared_stdout;
 pub mod sip_spans;
 pub mod spans;
+#[cfg(test)]
+mod test_call;
 #[cfg(test)]
 mod test_sip;
 pub mod trace_builder;

@@ -46,7 +46,8 @@ pub const ID_DERIVATION_VERSION: &str = "sipscope-id-v1";
 pub struct TraceId(pub [u8; 16]);
 
 /// An 8-byte OpenTelemetry span id, derived like [`TraceId`] (first 8 bytes
-/// of the SHA-256, kind `"span.root"` or `"span.transaction"`).
+/// of the SHA-256, kind `"span.root"`, `"span.transaction"` or
+/// `"span.media"`).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SpanId(pub [u8; 8]);
 
@@ -142,6 +143,24 @@ impl SpanId {
                 branch.as_bytes(),
                 method.as_bytes(),
                 cseq.as_bytes(),
+            ],
+        ))
+    }
+
+    /// One direction of one media stream of a call (RFC 3264 §5: the
+    /// m-line index pairs offer and answer), as seen by one observer.
+    /// `direction` is the sending party, `caller_to_callee` or
+    /// `callee_to_caller` (the `rtp.direction` attribute): every agent on
+    /// the leg agrees on who sent the initial INVITE.
+    pub fn for_media(trace: TraceId, observer: &str, m_line: usize, direction: &str) -> Self {
+        let m_line = m_line.to_string();
+        Self::from_digest(&derive(
+            "span.media",
+            &[
+                &trace.0,
+                observer.as_bytes(),
+                m_line.as_bytes(),
+                direction.as_bytes(),
             ],
         ))
     }
@@ -278,6 +297,22 @@ impl From<u16> for Value {
         Self::I64(i64::from(v))
     }
 }
+impl From<u64> for Value {
+    /// OTLP integers are signed 64-bit; counters past `i64::MAX` saturate.
+    fn from(v: u64) -> Self {
+        Self::I64(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
+impl From<u8> for Value {
+    fn from(v: u8) -> Self {
+        Self::I64(i64::from(v))
+    }
+}
+impl From<usize> for Value {
+    fn from(v: usize) -> Self {
+        Self::I64(i64::try_from(v).unwrap_or(i64::MAX))
+    }
+}
 impl From<f64> for Value {
     fn from(v: f64) -> Self {
         Self::F64(v)
@@ -327,6 +362,40 @@ pub mod attr {
     pub const DIAGNOSIS_REMEDY: &str = "sipscope.diagnosis.remedy";
     pub const REGISTRATION_OUTCOME: &str = "sipscope.registration.outcome";
     pub const OBSERVER: &str = "sipscope.observer";
+    // RTP of one stream direction (RFC 3550 receiver statistics, RFC 3264
+    // negotiation); on the media spans of a call.
+    /// `caller_to_callee` or `callee_to_caller`.
+    pub const RTP_DIRECTION: &str = "rtp.direction";
+    /// Index of the m= line (0-based).
+    pub const RTP_M_LINE: &str = "rtp.m_line";
+    /// m= media type: `audio`, `video`, `image`, ...
+    pub const RTP_MEDIA: &str = "rtp.media";
+    /// Negotiated format, `PCMA/8000`.
+    pub const RTP_CODEC: &str = "rtp.codec";
+    /// Sender's and receiver's SDP addresses, `ip:port`.
+    pub const RTP_SRC: &str = "rtp.src";
+    pub const RTP_DST: &str = "rtp.dst";
+    /// The SDP negotiated this direction to carry RTP (not hold, not
+    /// rejected).
+    pub const RTP_NEGOTIATED: &str = "rtp.negotiated";
+    pub const RTP_PACKETS: &str = "rtp.packets";
+    /// Packets expected from the sequence numbers (RFC 3550 §6.4.1).
+    pub const RTP_EXPECTED: &str = "rtp.expected";
+    /// Expected minus received; negative with duplicates (RFC 3550 A.3).
+    pub const RTP_LOST: &str = "rtp.lost";
+    pub const RTP_LOSS_PERCENT: &str = "rtp.loss_percent";
+    /// Interarrival jitter at the end (RFC 3550 §6.4.1), and its maximum.
+    pub const RTP_JITTER_MS: &str = "rtp.jitter_ms";
+    pub const RTP_MAX_JITTER_MS: &str = "rtp.max_jitter_ms";
+    /// E-model MOS estimate (ITU-T G.107).
+    pub const RTP_MOS: &str = "rtp.mos";
+    /// `0x1234ABCD`.
+    pub const RTP_SSRC: &str = "rtp.ssrc";
+    pub const RTP_PAYLOAD_TYPE: &str = "rtp.payload_type";
+    /// Packets seen on the wire that this host's kernel then dropped.
+    pub const RTP_DROPPED_LOCALLY: &str = "rtp.dropped_locally";
+    /// The flows linked to this direction and how they matched the SDP.
+    pub const RTP_FLOWS: &str = "rtp.flows";
 }
 
 /// Event names used by the analyses (docs/tracing.md lists them).
@@ -345,6 +414,9 @@ pub mod names {
     pub const REGISTRATION: &str = "SIP registration";
     /// Root span of a call (INVITE dialog).
     pub const CALL: &str = "SIP call";
+    /// RTP of one stream direction of a call, named by who sends it.
+    pub const RTP_CALLER_TO_CALLEE: &str = "RTP caller→callee";
+    pub const RTP_CALLEE_TO_CALLER: &str = "RTP callee→caller";
 
     /// A transaction span: `REGISTER 401`, `INVITE 200`, or
     /// `REGISTER (no response)` when it timed out.
@@ -522,6 +594,26 @@ mod tests {
     }
 
     #[test]
+    fn media_span_ids_are_stable_and_distinct_per_direction_and_m_line() {
+        let call = TraceId::for_call("a84b4c76e66710@pc33.example.com");
+        let media = SpanId::for_media(call, "pbx1", 0, "caller_to_callee");
+        assert_eq!(media.to_hex(), EXPECTED_MEDIA);
+        assert_ne!(
+            SpanId::for_media(call, "pbx1", 0, "callee_to_caller"),
+            media
+        );
+        assert_ne!(
+            SpanId::for_media(call, "pbx1", 1, "caller_to_callee"),
+            media
+        );
+        assert_ne!(
+            SpanId::for_media(call, "sbc1", 0, "caller_to_callee"),
+            media
+        );
+        assert_ne!(SpanId::for_root(call, "pbx1"), media);
+    }
+
+    #[test]
     fn aor_normalisation_follows_uri_comparison_rules() {
         assert_eq!(
             normalize_aor("<sips:Bob@Biloxi.COM:5061>;tag=x"),
@@ -562,4 +654,5 @@ mod tests {
     const EXPECTED_CALL: &str = "3109601076e37d304f6addad0c8c013e";
     const EXPECTED_ROOT: &str = "966d5bbd1e2b71a1";
     const EXPECTED_TX: &str = "d121ab03d8fe6063";
+    const EXPECTED_MEDIA: &str = "8d93aab01455d7d5";
 }

@@ -1,6 +1,8 @@
 //! Groups the pipeline's transactions into traces (docs/tracing.md):
-//! one trace per call (INVITE dialog, RFC 3261 §12) with a root span and a
-//! child per transaction; one trace per registration attempt
+//! one trace per call (INVITE dialog, RFC 3261 §12) with a root span, a
+//! child per transaction and, from the call's closed report, a child per
+//! media stream direction ([`super::media_spans`]); one trace per
+//! registration attempt
 //! ([`spans_for_registration`]); any other transaction is a one-span trace
 //! of its own, keyed by its Call-ID.
 //!
@@ -16,9 +18,12 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::media_spans::{media_directions, media_span};
 use super::otel::Metrics;
 use super::sip_spans::{TransactionEnd, spans_for_registration_with, transaction_span};
 use super::spans::{SpanId, SpanKind, SpanRecord, Status, TraceId, attr, names};
+use crate::analysis::calls::Call;
+use crate::analysis::media::MediaCheckConfig;
 use crate::analysis::registration::RegistrationAttempt;
 use crate::capture::Timestamp;
 use crate::pipeline::Event;
@@ -33,6 +38,11 @@ pub struct TraceConfig {
     pub dialog_idle_timeout: Duration,
     /// Transactions whose retransmission times are remembered at once.
     pub max_retransmission_entries: usize,
+    /// Media spans of one call (two per m-line); more are counted only.
+    pub max_media_spans_per_call: usize,
+    /// Thresholds that attribute a call's `media.quality` to directions
+    /// (the call tracker's, see `CallConfig::checks`).
+    pub media_checks: MediaCheckConfig,
 }
 
 impl Default for TraceConfig {
@@ -41,6 +51,8 @@ impl Default for TraceConfig {
             max_dialogs: 10_000,
             dialog_idle_timeout: Duration::from_secs(3600),
             max_retransmission_entries: 10_000,
+            max_media_spans_per_call: 16,
+            media_checks: MediaCheckConfig::default(),
         }
     }
 }
@@ -61,6 +73,10 @@ pub struct TraceStats {
     /// Retransmission times not kept (table full); the count attribute
     /// `sip.retransmissions` stays exact.
     pub retransmission_times_dropped: u64,
+    /// Spans of media stream directions (RTP statistics).
+    pub media_spans: u64,
+    /// Media spans not built: past `max_media_spans_per_call`.
+    pub media_spans_dropped: u64,
 }
 
 struct Dialog {
@@ -72,6 +88,9 @@ struct Dialog {
     last_activity: Timestamp,
     /// Final status of the initial INVITE.
     answer: Option<u16>,
+    /// The initial INVITE drew 401/407 (`INVITE 407`): the call goes on
+    /// with the authenticated retry (RFC 3261 §22.2), same Call-ID.
+    challenged: Option<String>,
     failed: Option<String>,
     from: Option<String>,
     to: Option<String>,
@@ -154,7 +173,7 @@ impl TraceBuilder {
             Event::RegistrationAttempt(a) => self.on_registration_attempt(a, out),
             // Counted here once; an attempt's copies are not counted again.
             Event::Diagnosis(d) => self.metrics.record_diagnosis(d.code.as_str()),
-            // Media spans under the call trace come from the closed report.
+            Event::Call(c) if c.closed => self.on_call_closed(c, out),
             Event::Malformed(_) | Event::Call(_) => {}
         }
     }
@@ -257,9 +276,15 @@ impl TraceBuilder {
         let initial = t.method == Method::Invite && d.invite_cseq.is_none_or(|c| c == t.cseq);
         let mut close = None;
         if initial && d.answer.is_none() {
-            d.invite_cseq = Some(t.cseq);
             match status {
+                // Not the call's outcome: the retry (a new INVITE
+                // transaction, higher CSeq) is, so it counts as initial.
+                Some(401 | 407) => {
+                    d.invite_cseq = None;
+                    d.challenged = Some(span.name.to_string());
+                }
                 Some(code) => {
+                    d.invite_cseq = Some(t.cseq);
                     d.answer = Some(code);
                     if code >= 300 {
                         d.failed = Some(format!("call failed: {}", span.name));
@@ -267,6 +292,7 @@ impl TraceBuilder {
                     }
                 }
                 None => {
+                    d.invite_cseq = Some(t.cseq);
                     d.failed = Some("INVITE got no final response".into());
                     close = Some("no_answer");
                 }
@@ -330,11 +356,50 @@ impl TraceBuilder {
                 started: ts,
                 last_activity: ts,
                 answer: None,
+                challenged: None,
                 failed: None,
                 from,
                 to,
             },
         );
+    }
+
+    /// The call tracker's last report: one span per media stream direction
+    /// under the call's root, and RTP metrics. The root itself is not
+    /// touched: it was emitted when the BYE completed (the report waits
+    /// for the RTP statistics to settle) or will be when the dialog ends;
+    /// its id is deterministic, so the order does not matter. A call
+    /// whose INVITE was challenged and never retried ends here.
+    fn on_call_closed(&mut self, call: &Arc<Call>, out: &mut Vec<SpanRecord>) {
+        for (i, d) in media_directions(call).iter().enumerate() {
+            if let Some(o) = &d.report.observed {
+                self.metrics.record_rtp(
+                    &d.stream.codec(),
+                    o.delivered(),
+                    u64::try_from(o.lost).unwrap_or(0),
+                    d.report.mos,
+                );
+            }
+            if i >= self.config.max_media_spans_per_call {
+                self.stats.media_spans_dropped += 1;
+                continue;
+            }
+            out.push(media_span(
+                call,
+                d,
+                &self.observer,
+                &self.config.media_checks,
+            ));
+            self.stats.media_spans += 1;
+            self.stats.spans += 1;
+        }
+        if let Some(d) = self.dialogs.get_mut(&call.call_id)
+            && d.answer.is_none()
+            && let Some(challenge) = &d.challenged
+        {
+            d.failed = Some(format!("call failed: {challenge}, not retried"));
+            self.close_dialog(&call.call_id, "failed", out);
+        }
     }
 
     /// The root span `SIP call` of a dialog, from the INVITE to how it
@@ -383,3 +448,7 @@ pub const CALL_END: &str = "sipscope.call.end";
 #[cfg(test)]
 #[path = "trace_builder_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "trace_builder_media_tests.rs"]
+mod media_tests;

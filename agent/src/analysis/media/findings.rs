@@ -89,7 +89,8 @@ impl DirectionObservation {
             max_jitter_ms: flow.max_jitter_ms(),
             first_seen: flow.first_seen,
             last_seen: flow.last_seen,
-            dropped_locally: 0,
+            // Counted by the kernel's drop tracer on the flow (0 in a pcap).
+            dropped_locally: flow.state.local_drops,
         }
     }
 

@@ -402,7 +402,7 @@ mod tests {
         assert_eq!(
             c.to_string(),
             "drops_seen=0 drops_filtered_reason=0 drops_filtered_netns=0 \
-             drops_filtered_not_voip=0 drops_reported=2 drop_ringbuf_full=0 drop_unreadable=0"
+             drops_filtered_not_voip=0 drops_reported=2 drop_ringbuf_full=0 drop_unreadable=0 rtp_drops_suppressed=0"
         );
     }
 }

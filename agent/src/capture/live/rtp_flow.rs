@@ -120,7 +120,8 @@ impl RtpFlowStats {
 
 impl fmt::Display for RtpFlowStats {
     /// `src -> dst dir ssrc=0x.. pt=N packets=N lost=N reordered=N
-    /// jitter=X.XXXms max_jitter=X.XXXms` (stable, parsed by tests).
+    /// jitter=X.XXXms max_jitter=X.XXXms [dropped_here=N]` (stable, parsed
+    /// by tests).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let dir = match self.direction {
             Direction::Ingress => "in",
@@ -139,7 +140,12 @@ impl fmt::Display for RtpFlowStats {
             self.reordered(),
             self.jitter_ms(),
             self.max_jitter_ms()
-        )
+        )?;
+        // Only when the firewall dropped some: the line stays as it was.
+        if self.state.local_drops > 0 {
+            write!(f, " dropped_here={}", self.state.local_drops)?;
+        }
+        Ok(())
     }
 }
 

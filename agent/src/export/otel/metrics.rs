@@ -60,6 +60,17 @@ fn method_label(method: &str) -> &'static str {
         .unwrap_or("other")
 }
 
+/// MOS buckets (ITU-T G.107 scale 1..4.5): 3.6 is the `media.quality`
+/// threshold, 4.0/4.3 the usual "good"/"toll quality" lines.
+const MOS_BOUNDS: &[f64] = &[1.5, 2.0, 2.5, 3.0, 3.3, 3.6, 3.8, 4.0, 4.2, 4.3, 4.4];
+
+/// A codec name off the wire mapped to the E-model's fixed set, so SDP
+/// cannot grow the number of time series.
+fn codec_label(codec: &str) -> &'static str {
+    let encoding = codec.split('/').next().unwrap_or_default();
+    crate::analysis::media::codec::VoiceCodec::from_encoding_name(encoding).name()
+}
+
 /// Response-time buckets in seconds: SIP timer T1 is 500 ms, timer F/B
 /// 32 s; anything past that is a timeout anyway.
 const RESPONSE_TIME_BOUNDS: &[f64] = &[
@@ -71,6 +82,8 @@ struct Instruments {
     response_time: Histogram<f64>,
     registrations: Counter<u64>,
     diagnoses: Counter<u64>,
+    rtp_packets: Counter<u64>,
+    rtp_mos: Histogram<f64>,
     capture: Arc<[AtomicU64; 3]>,
 }
 
@@ -168,6 +181,19 @@ impl Metrics {
                 .with_description("Diagnoses raised, by catalogue code")
                 .with_unit("{diagnosis}")
                 .build(),
+            rtp_packets: meter
+                .u64_counter("sipscope.rtp.packets")
+                .with_description(
+                    "RTP packets of finished calls by state (received, lost), per stream direction",
+                )
+                .with_unit("{packet}")
+                .build(),
+            rtp_mos: meter
+                .f64_histogram("sipscope.rtp.mos")
+                .with_description("E-model MOS estimate (ITU-T G.107) per call stream direction")
+                .with_unit("1")
+                .with_boundaries(MOS_BOUNDS.to_vec())
+                .build(),
             capture,
         };
         Ok(Self {
@@ -221,6 +247,23 @@ impl Metrics {
         if let Some(i) = &self.inner {
             i.diagnoses
                 .add(1, &[KeyValue::new(attr::DIAGNOSIS_CODE, code)]);
+        }
+    }
+
+    /// One stream direction of a finished call: packets delivered and
+    /// lost (RFC 3550), and its MOS estimate when RTP arrived. `codec` is
+    /// the negotiated format (`PCMA/8000`), mapped to a fixed set.
+    pub fn record_rtp(&self, codec: &str, received: u64, lost: u64, mos: Option<f64>) {
+        let Some(i) = &self.inner else { return };
+        let codec = KeyValue::new(attr::RTP_CODEC, codec_label(codec));
+        i.rtp_packets.add(
+            received,
+            &[codec.clone(), KeyValue::new("state", "received")],
+        );
+        i.rtp_packets
+            .add(lost, &[codec.clone(), KeyValue::new("state", "lost")]);
+        if let Some(mos) = mos {
+            i.rtp_mos.record(mos, &[codec]);
         }
     }
 
