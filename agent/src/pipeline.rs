@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::analysis::calls::{Call, CallConfig, CallStats, CallTracker};
+use crate::analysis::inbound::{Inbound, InboundConfig, InboundStats};
 use crate::analysis::media::{FlowSnapshot, RtpSource};
 use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};
 use crate::analysis::registration::{
@@ -36,6 +37,8 @@ pub struct PipelineConfig {
     /// Calls and their media (`media.*`, `nat.private_sdp`); the RTP
     /// source is `calls.observations.source`.
     pub calls: CallConfig,
+    /// `call.inbound_blocked`.
+    pub inbound: InboundConfig,
 }
 
 /// A SIP-looking payload that could not be read as a message at all
@@ -100,6 +103,7 @@ pub struct Stats {
     pub registrations: RegistrationStats,
     pub reachability: ReachabilityStats,
     pub calls: CallStats,
+    pub inbound: InboundStats,
 }
 
 pub struct Pipeline {
@@ -112,6 +116,7 @@ pub struct Pipeline {
     registrations: RegistrationTracker,
     reachability: Reachability,
     calls: CallTracker,
+    inbound: Inbound,
     icmp: Vec<IcmpUnreachable>,
     media: Vec<Datagram>,
     /// Decodes packets the kernel dropped: its own TCP/fragment state and
@@ -141,6 +146,7 @@ impl Pipeline {
                 ..config.reachability
             }),
             calls: CallTracker::new(config.calls),
+            inbound: Inbound::new(config.inbound),
             icmp: Vec::new(),
             media: Vec::new(),
             drop_decoder: Decoder::new(config.decoder.clone()),
@@ -175,6 +181,7 @@ impl Pipeline {
         self.decoder.take_icmp(&mut self.icmp);
         for icmp in self.icmp.drain(..) {
             self.reachability.on_icmp(&icmp, out);
+            self.inbound.on_icmp(&icmp);
         }
     }
 
@@ -183,7 +190,8 @@ impl Pipeline {
     /// and, when a netfilter rule dropped it, raises `fw.local_drop`; the
     /// request's later `net.no_response` then says the answer was dropped
     /// here. Dropped non-SIP UDP to an unprivileged port (RTP) raises
-    /// `fw.local_drop` with the port. Returns the findings.
+    /// `fw.local_drop` with the port. An initial INVITE to a registered
+    /// contact raises `call.inbound_blocked` at once. Returns the findings.
     pub fn ingest_drop(&mut self, drop: &DroppedPacket) -> Vec<Event> {
         let mut out = Vec::new();
         let mut datagrams = Vec::new();
@@ -207,6 +215,7 @@ impl Pipeline {
                 };
                 self.reachability
                     .on_dropped_sip(&record, &drop.reason, &mut out);
+                self.inbound.on_dropped_sip(&record, &drop.reason, &mut out);
             }
         }
         if !sip && let Some(meta) = media_meta(&drop.packet, &self.drop_decoder) {
@@ -222,9 +231,14 @@ impl Pipeline {
     fn analyse(&mut self, from: usize, out: &mut Vec<Event>) {
         let mut found = std::mem::take(&mut self.analysis_out);
         for e in &out[from..] {
+            let learned = found.len();
             self.registrations.on_event(e, &mut found);
             self.reachability.on_event(e, &mut found);
             self.calls.on_event(e, &mut found);
+            // Registration outcomes teach the inbound analysis its
+            // bindings before it looks at the next message.
+            self.inbound.learn(&found[learned..]);
+            self.inbound.on_event(e, &mut found);
         }
         out.append(&mut found);
         self.analysis_out = found;
@@ -301,6 +315,7 @@ impl Pipeline {
         self.registrations.tick(now, out);
         self.reachability.tick(now, out);
         self.calls.tick(now, out);
+        self.inbound.tick(now, out);
     }
 
     /// The kernel's RTP flow statistics as of `now` (live capture polls
@@ -323,6 +338,7 @@ impl Pipeline {
         self.registrations.finish(&mut out);
         self.reachability.finish(&mut out);
         self.calls.finish(&mut out);
+        self.inbound.finish(&mut out);
         out
     }
 
@@ -334,6 +350,7 @@ impl Pipeline {
             registrations: self.registrations.stats(),
             reachability: self.reachability.stats(),
             calls: self.calls.stats(),
+            inbound: self.inbound.stats(),
         }
     }
 

@@ -15,6 +15,7 @@ mod support;
 mod agent;
 
 mod calls;
+mod inbound;
 mod lab;
 mod reachability;
 

@@ -11,6 +11,8 @@
 //!
 //! - [`calls`]: INVITE dialogs, their negotiated streams and the RTP
 //!   linked to them; the media findings.
+//! - [`inbound`]: registered, but calls to the registered contact fail
+//!   (`call.inbound_blocked`).
 //! - [`reachability`]: unanswered requests, ICMP unreachable and local
 //!   firewall drops.
 //!
@@ -20,6 +22,7 @@
 pub mod calls;
 pub mod credentials;
 pub mod digest;
+pub mod inbound;
 pub mod media;
 pub mod nat;
 pub mod reachability;

@@ -245,16 +245,29 @@ pub(super) fn for_code(code: Code) -> Remedy {
             "check rtpengine's host load and the network path",
         ),
         Code::CallInboundBlocked => r(
-            "Registration succeeds but inbound INVITEs fail or never arrive: the provider \
-             sends them to the Contact, which must be reachable (NAT, firewall, or the \
-             Contact advertises a private address).",
-            "set rewrite_contact=yes on the endpoint, external_signaling_address= and \
-             local_net= on the transport, and add the provider's IPs to an identify \
-             section (type=identify match=) so the INVITE finds the endpoint",
-            "set ext-sip-ip and ensure the gateway's inbound context matches \
-             (<param name=\"extension-in-contact\" value=\"true\"/> helps routing)",
-            "check that lookup(\"location\") finds the contact and that fix_nated_register() \
-             stored the received address",
+            "Registration succeeds but calls to the registered contact fail. Read the reason: \
+             never answered = the INVITE does not reach the PBX (the provider sends it to the \
+             Contact or to the address the REGISTER came from: the NAT binding must stay open \
+             and the firewall must accept SIP from the provider's IPs, not only answers to \
+             REGISTER); dropped locally = this host's firewall (allow udp/tcp 5060 from the \
+             provider's networks) or nothing listens on the Contact's port; a 403/404/480/488 \
+             = the PBX got the call and refused it (ACL, DID routing, codecs).",
+            "unanswered: set rewrite_contact=yes and qualify_frequency= (keeps the NAT \
+             binding open), external_signaling_address=/local_net= on the transport, and make \
+             sure the transport binds the Contact's port; 403: add the provider's IPs to a \
+             type=identify section (match=) and check acl=/permit=; 404/484: the endpoint's \
+             context= needs an extension for the DID as the provider sends it (E.164 or not); \
+             480: the DID routes to an extension with no registered device; 488: allow= a \
+             codec the provider offers (ulaw/alaw)",
+            "unanswered: set ext-sip-ip/ext-rtp-ip on the profile and <param \
+             name=\"ping\"> on the gateway; 403: add the provider to the domains/acl.conf \
+             list the profile's apply-inbound-acl uses; 404: route the DID in the public \
+             dialplan (extension-in-contact helps matching the gateway); 488: \
+             inbound-codec-prefs must share a codec with the provider",
+            "as registrar/proxy: check that lookup(\"location\") finds the contact, that \
+             fix_nated_register() stored the received address for NATed UAs and that \
+             nathelper keepalives keep the pinhole open; as PBX front end: allow the \
+             provider's IPs in permissions (allow_source_address())",
         ),
     }
 }
