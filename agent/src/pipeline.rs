@@ -128,9 +128,10 @@ pub struct Pipeline {
 
 impl Pipeline {
     pub fn new(config: PipelineConfig) -> Self {
-        // RTP in the capture is read only when it is the RTP source.
+        // RTP/RTCP datagrams are handed to the call tracker unless nothing
+        // measures RTP. Live, the kernel copies no RTP, only RTCP reports.
         let decoder_config = DecoderConfig {
-            media: config.calls.observations.source == RtpSource::Packets,
+            media: config.calls.observations.source != RtpSource::None,
             ..config.decoder.clone()
         };
         Pipeline {

@@ -123,6 +123,9 @@ pub const FLAG_TRUNCATED: u32 = 1 << 0;
 pub const FLAG_FRAGMENT: u32 = 1 << 1;
 /// [`CaptureHeader::flags`]: the frame carried at least one VLAN tag.
 pub const FLAG_VLAN: u32 = 1 << 2;
+/// [`CaptureHeader::flags`]: an RTCP SR/RR from the RTP range, forwarded
+/// for its reception report blocks (RFC 3550 6.4); not SIP.
+pub const FLAG_RTCP: u32 = 1 << 3;
 
 /// Metadata in front of every captured frame in the ring buffer. The frame
 /// itself (`cap_len` bytes, starting at the Ethernet header) follows

@@ -322,10 +322,13 @@ pub enum RtpCounter {
     /// Another CPU held the flow for longer than the bounded wait: the
     /// packet is counted here instead of in the flow.
     LockContended = 5,
+    /// RTCP SR/RR with report blocks copied to userspace (the far end's
+    /// view of the stream); a ring buffer full is `ringbuf_full`.
+    RtcpForwarded = 6,
 }
 
 impl RtpCounter {
-    pub const COUNT: u32 = 6;
+    pub const COUNT: u32 = 7;
     pub const ALL: [RtpCounter; Self::COUNT as usize] = [
         Self::Packets,
         Self::RtcpPackets,
@@ -333,6 +336,7 @@ impl RtpCounter {
         Self::FlowsCreated,
         Self::FlowInsertFailed,
         Self::LockContended,
+        Self::RtcpForwarded,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -343,6 +347,7 @@ impl RtpCounter {
             Self::FlowsCreated => "rtp_flows_created",
             Self::FlowInsertFailed => "rtp_flow_insert_failed",
             Self::LockContended => "rtp_lock_contended",
+            Self::RtcpForwarded => "rtcp_forwarded",
         }
     }
 }

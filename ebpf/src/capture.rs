@@ -12,8 +12,8 @@
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
 use aya_log_ebpf::error;
 use sipscope_common::{
-    CAPTURE_HEADER_LEN, CaptureHeader, Counter, Direction, FLAG_FRAGMENT, FLAG_TRUNCATED,
-    FragmentKey, MAX_CAPTURE_LEN, Transport,
+    CAPTURE_HEADER_LEN, CaptureHeader, Counter, Direction, FLAG_FRAGMENT, FLAG_RTCP,
+    FLAG_TRUNCATED, FragmentKey, MAX_CAPTURE_LEN, RtpCounter, Transport,
 };
 
 use crate::{
@@ -57,8 +57,10 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
                 if fragment.is_none()
                     && flow.protocol == IPPROTO_UDP
                     && let Some(config) = rtp::in_rtp_range(&flow)
+                    && rtp::account(frame, &flow, &config, direction, ifindex)
+                    && emit(ctx, frame, &flow, direction, ifindex, flags | FLAG_RTCP)
                 {
-                    rtp::account(frame, &flow, &config, direction, ifindex);
+                    rtp::count(RtpCounter::RtcpForwarded);
                 }
                 return;
             }
@@ -72,8 +74,11 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
             }
         }
     }
-    if emit(ctx, frame, &flow, direction, ifindex, flags) && flags & FLAG_FRAGMENT != 0 {
-        count(Counter::FragmentsForwarded);
+    if emit(ctx, frame, &flow, direction, ifindex, flags) {
+        count(Counter::SipCaptured);
+        if flags & FLAG_FRAGMENT != 0 {
+            count(Counter::FragmentsForwarded);
+        }
     }
 }
 
@@ -95,7 +100,8 @@ fn fragment_key(flow: &Flow, id: u32) -> FragmentKey {
 }
 
 /// Copies header + frame (from the Ethernet header, at most
-/// `MAX_CAPTURE_LEN` bytes) into the ring buffer; true if it got there.
+/// `MAX_CAPTURE_LEN` bytes) into the ring buffer; true if it got there
+/// (the caller counts what it was).
 #[inline(always)]
 fn emit<C: EbpfContext, F: Frame>(
     ctx: &C,
@@ -155,6 +161,5 @@ fn emit<C: EbpfContext, F: Frame>(
             return false;
         }
     }
-    count(Counter::SipCaptured);
     true
 }

@@ -66,7 +66,7 @@ const LOCK_TRIES: usize = 16;
 const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
-fn count(counter: RtpCounter) {
+pub fn count(counter: RtpCounter) {
     if let Some(slot) = RTP_COUNTERS.get_ptr_mut(counter as u32) {
         // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
         unsafe { *slot += 1 };
@@ -82,6 +82,9 @@ pub fn in_rtp_range(flow: &Flow) -> Option<RtpConfig> {
 
 /// Accounts one UDP datagram on an RTP range port (not a fragment: its
 /// UDP header is at `flow.l4_off`). Never fails: every outcome is counted.
+/// True for an RTCP SR/RR carrying report blocks, which the caller copies
+/// to userspace (the far end's reception report, RFC 3550 6.4; one every
+/// few seconds per stream, so cheap).
 #[inline(always)]
 pub fn account<F: Frame>(
     frame: &F,
@@ -89,27 +92,27 @@ pub fn account<F: Frame>(
     config: &RtpConfig,
     direction: Direction,
     ifindex: u32,
-) {
+) -> bool {
     let Some(udp) = frame.read::<4>(flow.l4_off + 4) else {
         count(RtpCounter::NotRtp);
-        return;
+        return false;
     };
     // UDP length (RFC 768) covers header and payload; the payload is what
     // RTP accounts as bytes, like the media core.
     let udp_len = u32::from(u16::from_be_bytes([udp[0], udp[1]]));
     if udp_len < UDP_HLEN + RTP_HLEN {
         count(RtpCounter::NotRtp);
-        return;
+        return false;
     }
     let payload_len = udp_len - UDP_HLEN;
     let rtp_off = flow.l4_off + UDP_HLEN;
     let Some(h) = frame.read::<12>(rtp_off) else {
         count(RtpCounter::NotRtp);
-        return;
+        return false;
     };
     if h[0] >> 6 != 2 {
         count(RtpCounter::NotRtp);
-        return;
+        return false;
     }
     // RFC 5761 section 4: a second octet of 192..=223 is an RTCP packet
     // type. Its length field (32-bit words minus one) must fit.
@@ -117,14 +120,14 @@ pub fn account<F: Frame>(
         let words = u32::from(u16::from_be_bytes([h[2], h[3]]));
         if (words + 1) * 4 <= payload_len {
             count(RtpCounter::RtcpPackets);
-        } else {
-            count(RtpCounter::NotRtp);
+            return (h[1] == 200 || h[1] == 201) && h[0] & 0x1f != 0;
         }
-        return;
+        count(RtpCounter::NotRtp);
+        return false;
     }
     if !header_fits(frame, rtp_off, h[0], payload_len) {
         count(RtpCounter::NotRtp);
-        return;
+        return false;
     }
     let pkt = RtpPacketFields {
         sequence: u16::from_be_bytes([h[2], h[3]]),
@@ -160,7 +163,7 @@ pub fn account<F: Frame>(
                 Some(s) => s,
                 None => {
                     count(RtpCounter::FlowInsertFailed);
-                    return;
+                    return false;
                 }
             }
         }
@@ -184,7 +187,7 @@ pub fn account<F: Frame>(
         }
         if !locked {
             count(RtpCounter::LockContended);
-            return;
+            return false;
         }
         // We hold the flow's lock: no other CPU writes its fields.
         (*state).update(now, &pkt, payload_len, clock);
@@ -194,6 +197,7 @@ pub fn account<F: Frame>(
             atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(lock, 1, 0);
     }
     count(RtpCounter::Packets);
+    false
 }
 
 /// RFC 3550 5.1/5.3.1: the CSRC list and header extension fit the payload.

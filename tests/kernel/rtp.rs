@@ -371,15 +371,26 @@ fn rtp_in_both_directions_matches_the_truth_the_media_core_and_tshark() {
     let (stdout, counters) = agent.stop();
     dumpcap.stop();
 
-    // The ring buffer got nothing: no SIP was sent, and RTP is not copied.
+    // The ring buffer got no SIP (none was sent) and no RTP (never
+    // copied): only the four RTCP receiver reports, byte for byte, for
+    // their report blocks (RFC 3550 6.4).
     assert_eq!(counters["sip_captured"], 0, "{stdout}");
-    assert!(read_frames(&agent.pcap).is_empty());
+    let forwarded = read_frames(&agent.pcap);
+    assert_eq!(forwarded.len(), 4, "{stdout}");
+    for f in &forwarded {
+        let sliced = SlicedPacket::from_ethernet(&f.data).expect("an Ethernet frame");
+        let Some(TransportSlice::Udp(u)) = &sliced.transport else {
+            panic!("not UDP: {f:?}");
+        };
+        assert_eq!(u.payload(), rr.as_slice());
+    }
 
     let flows = flow_lines(&stdout);
     assert_eq!(flows.len(), 3, "exactly the three RTP flows:\n{stdout}");
     let rtp = rtp_counters(&stdout);
     assert_eq!(rtp["rtp_packets"], rtp_frames as u64, "{stdout}");
     assert_eq!(rtp["rtcp_packets"], 4, "{stdout}");
+    assert_eq!(rtp["rtcp_forwarded"], 4, "{stdout}");
     assert_eq!(rtp["rtp_not_rtp"], 15, "{stdout}");
     assert_eq!(rtp["rtp_flows_created"], 3, "{stdout}");
     assert_eq!(rtp["rtp_flows_evicted"], 0, "{stdout}");

@@ -112,6 +112,8 @@ fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
     assert_eq!(c.get(RtpCounter::FlowsCreated), 5);
     assert_eq!(c.get(RtpCounter::NotRtp), 5, "{c}");
     assert_eq!(c.get(RtpCounter::RtcpPackets), 1, "{c}");
+    // An SR without report blocks tells nothing about reception: kept in.
+    assert_eq!(c.get(RtpCounter::RtcpForwarded), 0, "{c}");
     let opus = poll.active.iter().find(|f| f.src.port() == 40_000).unwrap();
     assert_eq!(
         opus.dst,

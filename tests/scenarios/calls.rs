@@ -226,6 +226,7 @@ fn five_percent_loss_is_media_quality_with_the_true_loss_rate() {
     let media = Media {
         phone: RtpSpec::pcmu(PHONE_SSRC, 1500).with_interval(fast),
         pbx: RtpSpec::pcmu(PBX_SSRC, 1500).with_interval(fast),
+        pbx_rtcp: None,
     };
     let (phone, pbx) = (lab.phone_rtp(), lab.pbx_rtp());
     let run = lab.call(media);
@@ -366,4 +367,45 @@ fn phone_behind_nat_with_private_sdp_address() {
         "{offline_text}"
     );
     assert_call_ended(&final_call(&offline_records, &offline_text), &clean);
+}
+
+/// The PBX's RTCP receiver report about the phone's stream (RFC 3550
+/// 6.4.2) reaches the agent (the kernel forwards SR/RR, never RTP) and is
+/// in the call record as the far end's view of that direction, live and
+/// offline; our own figures still judge the call (healthy).
+#[test]
+fn the_receivers_rtcp_report_is_the_far_end_view_of_its_direction() {
+    let lab = CallLab::new(false);
+    // 26/256 lost lately, 15 in all, jitter 160 units (20 ms at 8 kHz).
+    let mut rr = vec![0x81u8, 201, 0, 7];
+    rr.extend_from_slice(&PBX_SSRC.to_be_bytes());
+    rr.extend_from_slice(&PHONE_SSRC.to_be_bytes());
+    rr.extend_from_slice(&((26u32 << 24) | 15).to_be_bytes());
+    rr.extend_from_slice(&150u32.to_be_bytes());
+    rr.extend_from_slice(&160u32.to_be_bytes());
+    rr.extend_from_slice(&[0; 8]);
+    let mut media = Media::pcmu(CALL_PACKETS);
+    media.pbx_rtcp = Some(rr);
+    let run = lab.call(media);
+
+    assert_eq!(codes(&run.live), set(&[]), "{}", run.live_text);
+    let (offline_records, offline_text) = analyze(&run.dumpcap_pcap);
+    assert_eq!(codes(&offline_records), set(&[]), "{offline_text}");
+    let offline = final_call(&offline_records, &offline_text);
+    for (call, text) in [
+        (final_call(&run.live, &run.live_text), &run.live_text),
+        (offline, &offline_text),
+    ] {
+        let to_pbx = direction(&call, OFFERER_TO_ANSWERER).expect("phone to PBX");
+        let far = &to_pbx["far_end_report"];
+        assert!(
+            (num(far, "fraction_lost_percent") - 10.156).abs() < 0.01,
+            "{far:#}\n{text}"
+        );
+        assert_eq!(far["cumulative_lost"], 15, "{far:#}");
+        assert_eq!(num(far, "jitter_ms"), 20.0, "{far:#}");
+        // Nobody reported on the PBX's stream.
+        let to_phone = direction(&call, ANSWERER_TO_OFFERER).expect("PBX to phone");
+        assert!(to_phone["far_end_report"].is_null(), "{to_phone:#}");
+    }
 }

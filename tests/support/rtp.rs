@@ -145,6 +145,13 @@ impl RtpEndpoint {
         send_paced(&self.socket, to, spec)
     }
 
+    /// One datagram as it is (an RTCP report on the RTP port, RFC 5761).
+    pub fn send_raw(&self, to: SocketAddr, datagram: &[u8]) {
+        self.socket
+            .send_to(datagram, to)
+            .unwrap_or_else(|e| panic!("sending to {to}: {e}"));
+    }
+
     /// [`Self::send`] on its own thread, for both directions at once.
     pub fn send_in_background(&self, to: SocketAddr, spec: RtpSpec) -> JoinHandle<Sent> {
         let socket = self.socket.clone();

@@ -63,7 +63,7 @@ fn direction_cells(st: &StreamReport, d: &DirectionReport) -> String {
     let who = format!("{}→{}", sender.as_str(), sender.other().as_str());
     let stats = match &d.observed {
         Some(o) => format!(
-            "{} pkts{}  loss {:.1} %  jitter {:.1} ms  MOS {}",
+            "{} pkts{}  loss {:.1} %  jitter {:.1} ms  MOS {}{}",
             o.packets,
             if o.dropped_locally > 0 {
                 format!(" ({} dropped here)", o.dropped_locally)
@@ -72,7 +72,19 @@ fn direction_cells(st: &StreamReport, d: &DirectionReport) -> String {
             },
             o.loss_percent(),
             o.jitter_ms,
-            d.mos.map_or("-".into(), |m| format!("{m:.2}"))
+            d.mos.map_or("-".into(), |m| format!("{m:.2}")),
+            o.far_end
+                .map(|f| format!(
+                    "  (receiver's RTCP: loss {:.1} %{}{})",
+                    f.fraction_lost_percent,
+                    f.jitter_ms
+                        .map(|j| format!(", jitter {j:.1} ms"))
+                        .unwrap_or_default(),
+                    f.round_trip_ms
+                        .map(|r| format!(", RTT {r:.0} ms"))
+                        .unwrap_or_default()
+                ))
+                .unwrap_or_default()
         ),
         None if d.expected => "no RTP".into(),
         None => "not negotiated to send".into(),

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use crate::analysis::calls::{Call, CallState, DirectionReport, StreamReport};
-use crate::analysis::media::StreamDirection;
+use crate::analysis::media::{MatchKind, StreamDirection};
 use crate::capture::Timestamp;
 use crate::diagnosis::Code;
 
@@ -57,7 +57,27 @@ struct DirectionJson {
     mos: Option<f64>,
     ssrc: Option<String>,
     dropped_locally: u64,
-    flows: Vec<String>,
+    /// The wire flows linked to this direction and how.
+    flows: Vec<FlowJson>,
+    /// The receiver's RTCP reception report (RFC 3550 6.4), if seen.
+    far_end_report: Option<FarEndJson>,
+}
+
+#[derive(Serialize)]
+struct FlowJson {
+    src: SocketAddr,
+    dst: SocketAddr,
+    /// `exact`, `symmetric_source`, `receiver_port` or `same_ssrc`.
+    r#match: &'static str,
+}
+
+#[derive(Serialize)]
+struct FarEndJson {
+    at: Timestamp,
+    fraction_lost_percent: f64,
+    cumulative_lost: i64,
+    jitter_ms: Option<f64>,
+    round_trip_ms: Option<f64>,
 }
 
 fn direction_json(d: &DirectionReport) -> DirectionJson {
@@ -82,8 +102,24 @@ fn direction_json(d: &DirectionReport) -> DirectionJson {
         flows: o.map_or_else(Vec::new, |o| {
             o.flows
                 .iter()
-                .map(|(k, kind)| format!("{k} ({})", kind.describe()))
+                .map(|(k, kind)| FlowJson {
+                    src: k.src,
+                    dst: k.dst,
+                    r#match: match kind {
+                        MatchKind::Exact => "exact",
+                        MatchKind::SymmetricSource => "symmetric_source",
+                        MatchKind::ReceiverPort => "receiver_port",
+                        MatchKind::SameSsrc => "same_ssrc",
+                    },
+                })
                 .collect()
+        }),
+        far_end_report: o.and_then(|o| o.far_end).map(|f| FarEndJson {
+            at: f.at,
+            fraction_lost_percent: f.fraction_lost_percent,
+            cumulative_lost: f.cumulative_lost,
+            jitter_ms: f.jitter_ms,
+            round_trip_ms: f.round_trip_ms,
         }),
     }
 }

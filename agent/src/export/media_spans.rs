@@ -125,6 +125,15 @@ pub fn media_span(
                     .join(", "),
             );
     }
+    if let Some(far) = d.report.observed.as_ref().and_then(|o| o.far_end) {
+        span = span.with(attr::RTP_FAR_END_LOSS_PERCENT, far.fraction_lost_percent);
+        if let Some(j) = far.jitter_ms {
+            span = span.with(attr::RTP_FAR_END_JITTER_MS, j);
+        }
+        if let Some(r) = far.round_trip_ms {
+            span = span.with(attr::RTP_ROUND_TRIP_MS, r);
+        }
+    }
     if let Some(mos) = d.report.mos {
         span = span.with(attr::RTP_MOS, mos);
     }

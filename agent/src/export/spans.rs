@@ -396,6 +396,11 @@ pub mod attr {
     pub const RTP_DROPPED_LOCALLY: &str = "rtp.dropped_locally";
     /// The flows linked to this direction and how they matched the SDP.
     pub const RTP_FLOWS: &str = "rtp.flows";
+    /// The receiver's own RTCP report (RFC 3550 §6.4): loss since its
+    /// previous report, its jitter estimate, and the §6.4.1 round trip.
+    pub const RTP_FAR_END_LOSS_PERCENT: &str = "rtp.far_end.loss_percent";
+    pub const RTP_FAR_END_JITTER_MS: &str = "rtp.far_end.jitter_ms";
+    pub const RTP_ROUND_TRIP_MS: &str = "rtp.round_trip_ms";
 }
 
 /// Event names used by the analyses (docs/tracing.md lists them).

@@ -52,6 +52,8 @@ pub(super) struct CallRun {
 pub(super) struct Media {
     pub(super) phone: RtpSpec,
     pub(super) pbx: RtpSpec,
+    /// An RTCP report the PBX sends after its RTP, on its RTP port.
+    pub(super) pbx_rtcp: Option<Vec<u8>>,
 }
 
 impl Media {
@@ -59,6 +61,7 @@ impl Media {
         Self {
             phone: RtpSpec::pcmu(PHONE_SSRC, packets),
             pbx: RtpSpec::pcmu(PBX_SSRC, packets),
+            pbx_rtcp: None,
         }
     }
 
@@ -251,6 +254,9 @@ impl CallLab {
         }
         let pbx_to = SocketAddr::new(self.phone_seen_ip(), PHONE_RTP_PORT);
         let pbx_sent = pbx_rtp.send(pbx_to, media.pbx);
+        if let Some(report) = &media.pbx_rtcp {
+            pbx_rtp.send_raw(pbx_to, report);
+        }
         let phone_sent = phone_tx.join().expect("phone RTP sender");
         assert!(
             !agent.proc.stdout_text().contains("\"method\":\"BYE\""),

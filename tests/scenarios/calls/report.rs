@@ -129,10 +129,12 @@ fn wire_flows(d: &Value) -> Vec<(String, String)> {
         .unwrap_or_else(|| panic!("no flows in {d:#}"))
         .iter()
         .map(|f| {
-            let f = f.as_str().expect("flow text");
-            let (src, rest) = f.split_once(" -> ").expect("flow `src -> dst (how)`");
-            let dst = rest.split_once(' ').map_or(rest, |(d, _)| d);
-            (src.to_owned(), dst.to_owned())
+            let addr = |k: &str| {
+                f[k].as_str()
+                    .unwrap_or_else(|| panic!("flow without {k}: {f:#}"))
+                    .to_owned()
+            };
+            (addr("src"), addr("dst"))
         })
         .collect()
 }

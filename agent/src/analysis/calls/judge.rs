@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use super::call::{Call, StreamReport};
 use super::negotiation::Sdp;
-use crate::analysis::media::findings::{self, DirectionObservation, MediaFinding, StreamCheck};
+use crate::analysis::media::findings::{
+    self, DirectionObservation, FarEndReport, MediaFinding, StreamCheck,
+};
 use crate::analysis::media::quality::QualityAssumptions;
 use crate::analysis::media::{
     MediaCheckConfig, ObservedFlow, RtpObservations, StreamDirection, TimeWindow, link_flows,
@@ -153,11 +155,24 @@ pub fn link(
             .and_modify(|d| d.merge(&o))
             .or_insert(o);
     }
+    let clock = n.format().and_then(|f| f.clock_rate).filter(|&c| c > 0);
     for d in [
         StreamDirection::OffererToAnswerer,
         StreamDirection::AnswererToOfferer,
     ] {
-        s.set_observed(d, per_direction.remove(&d), assumptions);
+        let mut o = per_direction.remove(&d);
+        if let Some(o) = o.as_mut()
+            && let Some((report, at)) = observations.report_about(o.ssrc)
+        {
+            o.far_end = Some(FarEndReport {
+                at,
+                fraction_lost_percent: report.fraction_lost_percent(),
+                cumulative_lost: i64::from(report.cumulative_lost),
+                jitter_ms: clock.map(|c| f64::from(report.jitter) * 1000.0 / f64::from(c)),
+                round_trip_ms: report.round_trip(at).map(|d| d.as_secs_f64() * 1000.0),
+            });
+        }
+        s.set_observed(d, o, assumptions);
     }
 }
 

@@ -346,3 +346,76 @@ fn a_stream_outside_the_measured_ports_is_not_judged() {
     s.events.append(&mut ev);
     assert_eq!(s.codes(), vec![Code::MediaNoRtp]);
 }
+
+/// An RTCP receiver report (RFC 3550 6.4.2) from `reporter` about `ssrc`:
+/// `fraction`/256 lost lately, `cumulative` in all, jitter in timestamp
+/// units.
+fn receiver_report(
+    reporter: u32,
+    ssrc: u32,
+    fraction: u8,
+    cumulative: u32,
+    jitter: u32,
+) -> Vec<u8> {
+    let mut p = vec![0x81, 201, 0, 7];
+    p.extend_from_slice(&reporter.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(&((u32::from(fraction) << 24) | cumulative).to_be_bytes());
+    p.extend_from_slice(&400u32.to_be_bytes());
+    p.extend_from_slice(&jitter.to_be_bytes());
+    p.extend_from_slice(&[0; 8]);
+    p
+}
+
+/// The far end's RTCP report joins the direction it describes (by the
+/// SSRC it reports on), from a capture and from the kernel's forwarded
+/// copy alike.
+#[test]
+fn the_receivers_rtcp_report_joins_its_direction() {
+    use super::script::{CALLER_SSRC, PBX_RTP, PHONE_RTP};
+    for config in [PipelineConfig::default(), kernel_config()] {
+        let kernel = config.calls.observations.source == RtpSource::Kernel;
+        let mut s = Script::with_config(config);
+        s.answered_at(0, 1);
+        if !kernel {
+            s.media(1020, 400, Some(&NONE), Some(&NONE));
+        }
+        // The PBX reports on the phone's stream: 13/256 lost lately, 20 in
+        // all, jitter 80 units (10 ms at 8 kHz), sent from its RTCP port.
+        let rr = receiver_report(0x5678, CALLER_SSRC, 13, 20, 80);
+        s.send(
+            8000,
+            "198.51.100.20:20001".parse().unwrap(),
+            "192.0.2.10:10001".parse().unwrap(),
+            &rr,
+        );
+        if kernel {
+            use crate::analysis::media::{FlowKey, FlowSnapshot, RtpStreamStats, parse_rtp};
+            let mut stats = RtpStreamStats::new();
+            for i in 0..400u16 {
+                let p = rtp(i, CALLER_SSRC);
+                let ts = Timestamp(T0 + (1020 + u64::from(i) * 20) * MS);
+                stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
+            }
+            let key = FlowKey::new(PHONE_RTP.parse().unwrap(), PBX_RTP.parse().unwrap());
+            let snap = FlowSnapshot::from_stats(key, &stats);
+            let mut ev = s
+                .pipeline
+                .ingest_rtp_flows(Timestamp(T0 + 8100 * MS), &[snap]);
+            s.events.append(&mut ev);
+        }
+        s.bye(9100, 2);
+        s.finish();
+        let c = s.closed();
+        let far = c.streams[0].directions[0]
+            .observed
+            .as_ref()
+            .and_then(|o| o.far_end)
+            .unwrap_or_else(|| panic!("kernel={kernel}: no far-end report in {c:#?}"));
+        assert!((far.fraction_lost_percent - 5.08).abs() < 0.01, "{far:?}");
+        assert_eq!(far.cumulative_lost, 20);
+        assert_eq!(far.jitter_ms, Some(10.0));
+        assert_eq!(far.round_trip_ms, None, "no LSR in the report");
+        assert_eq!(s.pipeline.stats().calls.rtp.rtcp_reports, 1);
+    }
+}

@@ -53,6 +53,21 @@ impl Default for MediaCheckConfig {
     }
 }
 
+/// What the receiving end reported about a direction in RTCP (RFC 3550
+/// section 6.4): its own view of the loss and jitter, and the round trip.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FarEndReport {
+    /// When the report was seen.
+    pub at: Timestamp,
+    /// Loss since the receiver's previous report.
+    pub fraction_lost_percent: f64,
+    pub cumulative_lost: i64,
+    /// The receiver's jitter estimate in ms (when the clock is known).
+    pub jitter_ms: Option<f64>,
+    /// RFC 3550 6.4.1 round trip (LSR/DLSR), when the report carries it.
+    pub round_trip_ms: Option<f64>,
+}
+
 /// RTP observed in one direction of a stream, summed over its linked flows.
 #[derive(Clone, Debug, PartialEq)]
 pub struct DirectionObservation {
@@ -70,6 +85,8 @@ pub struct DirectionObservation {
     /// Packets the capture saw that this host's kernel then dropped (its
     /// firewall): on the wire, but never delivered to the PBX.
     pub dropped_locally: u64,
+    /// The receiver's latest RTCP report about this direction's source.
+    pub far_end: Option<FarEndReport>,
 }
 
 impl DirectionObservation {
@@ -91,6 +108,7 @@ impl DirectionObservation {
             last_seen: flow.last_seen,
             // Counted by the kernel's drop tracer on the flow (0 in a pcap).
             dropped_locally: flow.state.local_drops,
+            far_end: None,
         }
     }
 
@@ -111,6 +129,12 @@ impl DirectionObservation {
         self.first_seen = self.first_seen.min(other.first_seen);
         self.last_seen = self.last_seen.max(other.last_seen);
         self.dropped_locally += other.dropped_locally;
+        if other
+            .far_end
+            .is_some_and(|o| self.far_end.is_none_or(|s| o.at > s.at))
+        {
+            self.far_end = other.far_end;
+        }
     }
 
     pub fn loss_percent(&self) -> f64 {
@@ -270,7 +294,7 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
     if dropped > 0 {
         evidence.push((
             "missing_dropped_locally".into(),
-            format!("{dropped} packets arrived and this host's firewall dropped them"),
+            format!("{dropped} packets had arrived by then, and this host's firewall dropped them"),
         ));
     }
     let role = |d: StreamDirection| match d {
@@ -353,6 +377,22 @@ pub fn quality(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Vec<MediaFind
                 format!("{:.0}", q.mouth_to_ear_ms),
             ),
         ]);
+        if let Some(far) = obs.far_end {
+            evidence.push((
+                "far_end_rtcp".into(),
+                format!(
+                    "the receiver reports {:.1} % lost lately, {} in all{}{}",
+                    far.fraction_lost_percent,
+                    far.cumulative_lost,
+                    far.jitter_ms
+                        .map(|j| format!(", jitter {j:.1} ms"))
+                        .unwrap_or_default(),
+                    far.round_trip_ms
+                        .map(|r| format!(", round trip {r:.0} ms"))
+                        .unwrap_or_default()
+                ),
+            ));
+        }
         out.push(MediaFinding {
             code: MEDIA_QUALITY,
             summary: format!(

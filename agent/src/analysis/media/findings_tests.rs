@@ -39,6 +39,7 @@ fn obs(
         first_seen: Timestamp(S),
         last_seen: Timestamp(20 * S),
         dropped_locally: 0,
+        far_end: None,
     }
 }
 

@@ -13,6 +13,7 @@ pub mod matching;
 pub mod observations;
 pub mod quality;
 pub mod remedy;
+pub mod rtcp;
 pub mod rtp;
 pub mod rtp_stats;
 pub mod sdp;

@@ -15,6 +15,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::flow::{FlowKey, FlowTable};
+use super::rtcp::{ReceptionReport, reception_reports};
 use super::snapshot::FlowSnapshot;
 use crate::capture::Timestamp;
 
@@ -65,6 +66,10 @@ pub struct ObservationStats {
     pub kernel_snapshots: u64,
     pub flows_evicted: u64,
     pub flows_expired: u64,
+    /// RTCP reception report blocks read (the far end's view).
+    pub rtcp_reports: u64,
+    /// Report blocks not kept because the report table was full.
+    pub rtcp_reports_untracked: u64,
     /// Packets this host dropped on a tracked flow.
     pub local_drops: u64,
     /// Drop records forgotten because the drop table was full.
@@ -76,6 +81,9 @@ pub struct RtpObservations {
     table: FlowTable,
     kernel: HashMap<FlowKey, FlowSnapshot>,
     local_drops: HashMap<FlowKey, u64>,
+    /// The latest reception report about each source SSRC, and when it
+    /// was seen.
+    reports: HashMap<u32, (ReceptionReport, Timestamp)>,
     /// Up to when the statistics are complete (packet clock).
     observed_until: Timestamp,
     last_sweep: Timestamp,
@@ -91,6 +99,7 @@ impl RtpObservations {
             config,
             kernel: HashMap::new(),
             local_drops: HashMap::new(),
+            reports: HashMap::new(),
             observed_until: Timestamp(0),
             last_sweep: Timestamp(0),
             stats: ObservationStats::default(),
@@ -121,7 +130,8 @@ impl RtpObservations {
         self.observed_until
     }
 
-    /// One UDP datagram of a capture that may be RTP.
+    /// One UDP datagram that may be RTP or RTCP: from a capture, or an
+    /// RTCP report the kernel forwarded.
     pub fn observe_packet(
         &mut self,
         ts: Timestamp,
@@ -129,6 +139,10 @@ impl RtpObservations {
         dst: SocketAddr,
         payload: &[u8],
     ) {
+        // RFC 5761 section 4: 192..=223 in the second octet is RTCP.
+        if payload.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
+            self.observe_rtcp(ts, payload);
+        }
         if self.config.source != RtpSource::Packets {
             return;
         }
@@ -138,6 +152,23 @@ impl RtpObservations {
             Err(super::RtpError::Rtcp(_)) => self.stats.rtcp_packets += 1,
             Err(_) => self.stats.not_rtp += 1,
         }
+    }
+
+    fn observe_rtcp(&mut self, ts: Timestamp, payload: &[u8]) {
+        for r in reception_reports(payload) {
+            self.stats.rtcp_reports += 1;
+            if self.reports.len() >= self.config.max_flows && !self.reports.contains_key(&r.ssrc) {
+                self.stats.rtcp_reports_untracked += 1;
+                continue;
+            }
+            self.reports.insert(r.ssrc, (r, ts));
+        }
+    }
+
+    /// The latest reception report about source `ssrc` and when it was
+    /// seen.
+    pub fn report_about(&self, ssrc: u32) -> Option<(ReceptionReport, Timestamp)> {
+        self.reports.get(&ssrc).copied()
     }
 
     /// The kernel's flows as of `now` (live capture's poll). Snapshots of
@@ -205,6 +236,8 @@ impl RtpObservations {
         self.kernel
             .retain(|_, f| now.since(f.last_seen) < retention);
         self.stats.flows_expired += (expired + before - self.kernel.len()) as u64;
+        // Reports about sources silent this long describe no live call.
+        self.reports.retain(|_, (_, at)| now.since(*at) < retention);
         // Drop counts only matter while their flow may still be judged.
         if self.local_drops.len() > self.config.max_flows / 2 {
             let (kernel, table) = (&self.kernel, &self.table);
