@@ -180,10 +180,12 @@ impl Pipeline {
         }
         self.analyse(from, out);
         self.decoder.take_icmp(&mut self.icmp);
+        let before_icmp = out.len();
         for icmp in self.icmp.drain(..) {
             self.reachability.on_icmp(&icmp, out);
             self.inbound.on_icmp(&icmp);
         }
+        self.calls.note_findings(&out[before_icmp..]);
     }
 
     /// Feed one packet this host's kernel dropped (live capture's drop
@@ -224,6 +226,7 @@ impl Pipeline {
             self.reachability
                 .on_dropped_media(meta, &drop.reason, &mut out);
         }
+        self.calls.note_findings(&out);
         out
     }
 
@@ -241,6 +244,7 @@ impl Pipeline {
             self.inbound.learn(&found[learned..]);
             self.inbound.on_event(e, &mut found);
         }
+        self.calls.note_findings(&found);
         out.append(&mut found);
         self.analysis_out = found;
     }

@@ -311,6 +311,19 @@ fn pbx_answering_404_is_inbound_blocked_naming_the_status() {
     assert_eq!(evidence(d, "registrar"), "10.77.0.2:5060");
     assert_eq!(evidence(d, "status"), "404");
     assert_eq!(evidence(d, "to"), "sip:1001@sipscope.test");
+    // The call's own report lists it, and says how the call ended.
+    let calls = self::records(&out, "call");
+    let last = calls
+        .iter()
+        .rfind(|c| c["final"] == true)
+        .unwrap_or_else(|| panic!("no final call record: {out}"));
+    assert_eq!(last["state"], "failed", "{last:#}");
+    assert_eq!(last["status"], 404, "{last:#}");
+    assert_eq!(
+        last["diagnoses"],
+        serde_json::json!(["call.inbound_blocked"]),
+        "{last:#}"
+    );
     // The same finding from the agent's capture, offline.
     let offline = crate::analyse(&pcap, None);
     assert_eq!(

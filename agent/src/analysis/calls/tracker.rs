@@ -104,6 +104,23 @@ impl CallTracker {
             .note_local_drop(crate::analysis::media::FlowKey::new(src, dst));
     }
 
+    /// Findings of the other analyses about a call (their `call_id`
+    /// evidence names it, e.g. `call.inbound_blocked`, `fw.local_drop`)
+    /// join its report's list of codes.
+    pub fn note_findings(&mut self, events: &[Event]) {
+        for e in events {
+            let Event::Diagnosis(d) = e else { continue };
+            let Some(id) = d.evidence.iter().find(|e| e.name == "call_id") else {
+                continue;
+            };
+            if let Some(c) = self.calls.get_mut(id.value.as_str())
+                && !c.call.diagnoses.contains(&d.code)
+            {
+                c.call.diagnoses.push(d.code);
+            }
+        }
+    }
+
     pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
         match event {
             Event::Message(r) if !r.retransmission => self.on_message(r, out),
