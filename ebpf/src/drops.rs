@@ -26,7 +26,7 @@ use aya_ebpf::{
 };
 use sipscope_common::{
     DROP_FLAG_RTP, DROP_FLAG_TRUNCATED, DROP_HEADER_LEN, DROP_REASON_SLOTS, Direction, DropConfig,
-    DropCounter, DropHeader, MAX_DROP_CAPTURE_LEN, RtpFlowKey, Transport,
+    DropCounter, DropHeader, MAX_DROP_CAPTURE_LEN, Transport,
 };
 
 use crate::{
@@ -36,7 +36,7 @@ use crate::{
         DROP_CONFIG, DROP_EVENTS, DROP_IFACES, DROP_REASONS, DROP_RTP_BUDGET, DROP_SCRATCH,
         count_drop,
     },
-    rtp::RTP_FLOWS,
+    rtp::{self, RTP_FLOWS},
     walk::{Flow, walk},
 };
 
@@ -235,16 +235,7 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
 /// of the flow each second, within the per-CPU budget.
 #[inline(always)]
 fn rtp_report_due(flow: &Flow, ifindex: u32, direction: Direction) -> bool {
-    let key = RtpFlowKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        ifindex,
-        family: flow.family as u8,
-        direction: direction as u8,
-        _pad: [0; 2],
-    };
+    let key = rtp::flow_key(flow, ifindex, direction);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
     let Some(state) = RTP_FLOWS.get_ptr_mut(key) else {

@@ -73,6 +73,22 @@ pub fn count(counter: RtpCounter) {
     }
 }
 
+/// The map key of `flow` as seen on `ifindex` in `direction` (the drop
+/// tracer finds the same flow by it).
+#[inline(always)]
+pub fn flow_key(flow: &Flow, ifindex: u32, direction: Direction) -> RtpFlowKey {
+    RtpFlowKey {
+        src_addr: flow.src_addr,
+        dst_addr: flow.dst_addr,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        ifindex,
+        family: flow.family as u8,
+        direction: direction as u8,
+        _pad: [0; 2],
+    }
+}
+
 /// True if the UDP datagram `flow` has a port in the configured RTP range.
 #[inline(always)]
 pub fn in_rtp_range(flow: &Flow) -> Option<RtpConfig> {
@@ -135,16 +151,7 @@ pub fn account<F: Frame>(
         ssrc: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
         payload_type: h[1] & 0x7f,
     };
-    let key = RtpFlowKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        ifindex,
-        family: flow.family as u8,
-        direction: direction as u8,
-        _pad: [0; 2],
-    };
+    let key = flow_key(flow, ifindex, direction);
     let clock = clock_rate(config, flow, pkt.payload_type);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };

@@ -25,5 +25,6 @@ pub mod digest;
 pub mod inbound;
 pub mod media;
 pub mod nat;
+pub mod once_per_window;
 pub mod reachability;
 pub mod registration;

@@ -14,6 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::analysis::once_per_window::OncePerWindow;
 use crate::capture::{DropReason, Timestamp};
 use crate::diagnosis::{Code, Diagnosis, Evidence};
 use crate::packet::{IcmpUnreachable, Meta};
@@ -102,7 +103,7 @@ pub struct Reachability {
     /// (src, dst) of a request → its transaction, for ICMP matching.
     by_flow: HashMap<(SocketAddr, SocketAddr), TransactionId>,
     /// Finding key → when it was last raised.
-    raised: HashMap<String, Timestamp>,
+    raised: OncePerWindow<String>,
     /// Completed transactions lingering, in completion order, with the
     /// time the UA would give up.
     lingering: VecDeque<(Timestamp, TransactionId)>,
@@ -112,17 +113,21 @@ pub struct Reachability {
 impl Reachability {
     pub fn new(config: ReachabilityConfig) -> Self {
         Self {
+            raised: OncePerWindow::new(config.window, config.max_suppressions),
             config,
             open: HashMap::new(),
             by_flow: HashMap::new(),
-            raised: HashMap::new(),
             lingering: VecDeque::new(),
             stats: ReachabilityStats::default(),
         }
     }
 
     pub fn stats(&self) -> ReachabilityStats {
-        self.stats.clone()
+        ReachabilityStats {
+            suppressed: self.raised.suppressed,
+            suppressions_evicted: self.raised.evicted,
+            ..self.stats.clone()
+        }
     }
 
     /// Consumes the pipeline's SIP events; findings go to `out`.
@@ -223,28 +228,7 @@ impl Reachability {
 
     /// True when `key` was not raised within the window (and records it).
     fn first_in_window(&mut self, key: String, now: Timestamp) -> bool {
-        if let Some(last) = self.raised.get(&key)
-            && now.since(*last) < self.config.window
-        {
-            self.stats.suppressed += 1;
-            return false;
-        }
-        if self.raised.len() >= self.config.max_suppressions && !self.raised.contains_key(&key) {
-            let window = self.config.window;
-            self.raised.retain(|_, t| now.since(*t) < window);
-            if self.raised.len() >= self.config.max_suppressions
-                && let Some(oldest) = self
-                    .raised
-                    .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(k, _)| k.clone())
-            {
-                self.raised.remove(&oldest);
-                self.stats.suppressions_evicted += 1;
-            }
-        }
-        self.raised.insert(key, now);
-        true
+        self.raised.first(key, now)
     }
 
     fn no_response(&mut self, t: &Transaction, open: Option<Open>, out: &mut Vec<Event>) {

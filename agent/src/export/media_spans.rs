@@ -180,21 +180,12 @@ fn status(call: &Call, d: &MediaDirection<'_>, checks: &MediaCheckConfig) -> Sta
         return Status::Unset;
     };
     if has(Code::MediaQuality) && o.packets >= checks.min_packets_for_quality {
-        let t = checks.thresholds;
-        let mut reasons = Vec::new();
-        let loss = o.loss_percent();
-        if loss > t.max_loss_percent {
-            reasons.push(format!("loss {loss:.2} % > {:.2} %", t.max_loss_percent));
-        }
-        if o.jitter_ms > t.max_jitter_ms {
-            reasons.push(format!(
-                "jitter {:.1} ms > {:.1} ms",
-                o.jitter_ms, t.max_jitter_ms
-            ));
-        }
-        if let Some(mos) = d.report.mos.filter(|m| *m < t.min_mos) {
-            reasons.push(format!("MOS {mos:.2} < {:.2}", t.min_mos));
-        }
+        let reasons = crate::analysis::media::findings::quality_reasons(
+            o.loss_percent(),
+            o.jitter_ms,
+            d.report.mos,
+            &checks.thresholds,
+        );
         if !reasons.is_empty() {
             return Status::Error(format!("media.quality: {}", reasons.join(", ")));
         }

@@ -30,10 +30,10 @@ pub mod challenges;
 pub mod findings;
 pub mod invites;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::analysis::once_per_window::OncePerWindow;
 use crate::capture::{DropReason, Timestamp};
 use crate::packet::IcmpUnreachable;
 use crate::pipeline::Event;
@@ -121,12 +121,11 @@ pub struct InboundStats {
 
 /// See the module documentation.
 pub struct Inbound {
-    config: InboundConfig,
     bindings: BindingTable,
     invites: InviteTable,
     challenges: ChallengeTable,
     /// (binding key, reason key) → when last raised.
-    raised: HashMap<(String, String), Timestamp>,
+    raised: OncePerWindow<(String, String)>,
     stats: InboundStats,
 }
 
@@ -136,15 +135,16 @@ impl Inbound {
             bindings: BindingTable::new(config.max_bindings),
             invites: InviteTable::new(config.max_open, config.max_sends, config.max_early_drops),
             challenges: ChallengeTable::new(config.max_challenges, config.challenge_wait),
-            raised: HashMap::new(),
+            raised: OncePerWindow::new(config.window, config.max_suppressions),
             stats: InboundStats::default(),
-            config,
         }
     }
 
     pub fn stats(&self) -> InboundStats {
         let mut s = self.stats.clone();
         s.bindings = self.bindings.len() as u64;
+        s.suppressed = self.raised.suppressed;
+        s.suppressions_evicted = self.raised.evicted;
         s
     }
 
@@ -349,28 +349,7 @@ impl Inbound {
 
     /// True when `key` was not raised within the window (and records it).
     fn first_in_window(&mut self, key: (String, String), now: Timestamp) -> bool {
-        if let Some(last) = self.raised.get(&key)
-            && now.since(*last) < self.config.window
-        {
-            self.stats.suppressed += 1;
-            return false;
-        }
-        if self.raised.len() >= self.config.max_suppressions && !self.raised.contains_key(&key) {
-            let window = self.config.window;
-            self.raised.retain(|_, t| now.since(*t) < window);
-            if self.raised.len() >= self.config.max_suppressions
-                && let Some(oldest) = self
-                    .raised
-                    .iter()
-                    .min_by_key(|(_, t)| **t)
-                    .map(|(k, _)| k.clone())
-            {
-                self.raised.remove(&oldest);
-                self.stats.suppressions_evicted += 1;
-            }
-        }
-        self.raised.insert(key, now);
-        true
+        self.raised.first(key, now)
     }
 }
 

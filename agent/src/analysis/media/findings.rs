@@ -322,6 +322,33 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
     })
 }
 
+/// What in a direction's loss, jitter and MOS is beyond the thresholds, as
+/// `loss 5.00 % > 1.00 %`-style phrases (empty: good enough).
+pub fn quality_reasons(
+    loss_percent: f64,
+    jitter_ms: f64,
+    mos: Option<f64>,
+    t: &QualityThresholds,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    if loss_percent > t.max_loss_percent {
+        reasons.push(format!(
+            "loss {loss_percent:.2} % > {:.2} %",
+            t.max_loss_percent
+        ));
+    }
+    if jitter_ms > t.max_jitter_ms {
+        reasons.push(format!(
+            "jitter {jitter_ms:.1} ms > {:.1} ms",
+            t.max_jitter_ms
+        ));
+    }
+    if let Some(mos) = mos.filter(|m| *m < t.min_mos) {
+        reasons.push(format!("MOS {mos:.2} < {:.2}", t.min_mos));
+    }
+    reasons
+}
+
 /// `media.quality` for each direction whose loss, jitter or estimated MOS
 /// is beyond the thresholds.
 pub fn quality(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Vec<MediaFinding> {
@@ -342,19 +369,7 @@ pub fn quality(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Vec<MediaFind
         }
         let loss = obs.loss_percent();
         let q = estimate(impairment, loss, obs.jitter_ms, cfg.assumptions);
-        let mut reasons = Vec::new();
-        if loss > t.max_loss_percent {
-            reasons.push(format!("loss {loss:.2} % > {:.2} %", t.max_loss_percent));
-        }
-        if obs.jitter_ms > t.max_jitter_ms {
-            reasons.push(format!(
-                "jitter {:.1} ms > {:.1} ms",
-                obs.jitter_ms, t.max_jitter_ms
-            ));
-        }
-        if q.mos < t.min_mos {
-            reasons.push(format!("MOS {:.2} < {:.2}", q.mos, t.min_mos));
-        }
+        let reasons = quality_reasons(loss, obs.jitter_ms, Some(q.mos), &t);
         if reasons.is_empty() {
             continue;
         }
