@@ -19,43 +19,17 @@ use crate::{
     support::{
         TempDir, fixture,
         netns::{Netns, VethPair, in_netns},
+        nft,
         pcap::{Frame, datagrams, read_frames},
         process::{NsProcess, free_udp_port},
         wait_for,
     },
 };
 
-/// Loads an nft ruleset (one table `sipscope_test`) into `ns`.
-fn nft(ns: &Netns, dir: &TempDir, rules: &str) {
-    let path = dir.join(&format!("{}.nft", ns.name));
-    std::fs::write(&path, format!("table inet sipscope_test {{\n{rules}\n}}\n")).unwrap();
-    let out = ns.exec("nft", &["-f", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "nft -f failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Packets counted by the (single) counter in `ns`'s test table.
-fn nft_dropped(ns: &Netns) -> u64 {
-    let out = ns.exec_stdout("nft", &["list", "table", "inet", "sipscope_test"]);
-    out.split_whitespace()
-        .skip_while(|w| *w != "packets")
-        .nth(1)
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn wait_nft_dropped(ns: &Netns, n: u64) {
     wait_for(START, &format!("nft to drop {n} packets"), || {
-        (nft_dropped(ns) >= n).then_some(())
+        (nft::counted(ns, "input") + nft::counted(ns, "output") >= n).then_some(())
     });
-}
-
-/// One input (or output) chain with one counted drop rule.
-fn drop_rule(hook: &str, rule: &str) -> String {
-    format!("chain c {{ type filter hook {hook} priority 0; policy accept; {rule} counter drop; }}")
 }
 
 /// The agent with a drops pcap beside its capture pcap.
@@ -188,7 +162,12 @@ fn inbound_responses_dropped_by_local_nft_are_reported_like_dumpcap_saw_them() {
     let peer: IpAddr = VethPair::PEER_V4.into();
     // The registrar is the remote side; the agent watches the client host.
     let _kamailio = start_kamailio(&pair.peer, &dir, peer, 5060);
-    nft(&pair.host, &dir, &drop_rule("input", "udp sport 5060"));
+    nft::add_rule(
+        &pair.host,
+        &dir.path,
+        "input",
+        "udp sport 5060 counter drop",
+    );
     let (mut agent, drops_pcap) = start_agent(&pair, &dir);
     let mut dumpcap = Dumpcap::start(&pair, &dir);
 
@@ -234,7 +213,12 @@ fn outbound_sip_dropped_by_local_nft_is_reported_on_egress() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("drop-out");
-    nft(&pair.host, &dir, &drop_rule("output", "udp dport 5060"));
+    nft::add_rule(
+        &pair.host,
+        &dir.path,
+        "output",
+        "udp dport 5060 counter drop",
+    );
     let (mut agent, drops_pcap) = start_agent(&pair, &dir);
 
     let sock = in_netns(&pair.host, || {
@@ -296,10 +280,11 @@ fn inbound_rtp_range_udp_dropped_by_local_nft_is_reported() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("drop-rtp");
-    nft(
+    nft::add_rule(
         &pair.host,
-        &dir,
-        &drop_rule("input", "udp dport 10000-20000"),
+        &dir.path,
+        "input",
+        "udp dport 10000-20000 counter drop",
     );
     let (mut agent, drops_pcap) = start_agent(&pair, &dir);
     // RTP version 2, PT 0 (PCMU), 160 bytes of payload; one flow.
@@ -341,10 +326,11 @@ fn a_non_rtp_flood_on_the_rtp_range_is_reported_within_budget() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("drop-rtp-flood");
-    nft(
+    nft::add_rule(
         &pair.host,
-        &dir,
-        &drop_rule("input", "udp dport 10000-20000"),
+        &dir.path,
+        "input",
+        "udp dport 10000-20000 counter drop",
     );
     let (mut agent, _) = start_agent(&pair, &dir);
     const FLOOD: usize = 1000;
@@ -372,7 +358,12 @@ fn drops_in_another_namespace_are_not_reported() {
     let theirs = VethPair::new();
     let dir = TempDir::new("drop-netns");
     for pair in [&ours, &theirs] {
-        nft(&pair.host, &dir, &drop_rule("input", "udp sport 5060"));
+        nft::add_rule(
+            &pair.host,
+            &dir.path,
+            "input",
+            "udp sport 5060 counter drop",
+        );
     }
     let (mut agent, _) = start_agent(&ours, &dir);
     let response = b"SIP/2.0 401 Unauthorized\r\nCall-ID: netns\r\nContent-Length: 0\r\n\r\n";
@@ -435,7 +426,12 @@ fn a_flood_of_non_voip_drops_is_counted_not_reported() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("drop-flood");
-    nft(&pair.host, &dir, &drop_rule("input", "udp dport 9999"));
+    nft::add_rule(
+        &pair.host,
+        &dir.path,
+        "input",
+        "udp dport 9999 counter drop",
+    );
     let (mut agent, _) = start_agent(&pair, &dir);
     const FLOOD: usize = 5_000;
     send_from_peer(&pair, 9999, &[0u8; 64], FLOOD);
@@ -487,7 +483,12 @@ fn inbound_sip_over_ipv6_dropped_by_local_nft_is_reported() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("drop-v6");
-    nft(&pair.host, &dir, &drop_rule("input", "udp sport 5060"));
+    nft::add_rule(
+        &pair.host,
+        &dir.path,
+        "input",
+        "udp sport 5060 counter drop",
+    );
     let (mut agent, drops_pcap) = start_agent(&pair, &dir);
     let response =
         b"SIP/2.0 407 Proxy Authentication Required\r\nCall-ID: v6\r\nContent-Length: 0\r\n\r\n";
@@ -519,7 +520,12 @@ fn no_drops_option_leaves_the_tracer_off() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("drop-off");
-    nft(&pair.host, &dir, &drop_rule("input", "udp sport 5060"));
+    nft::add_rule(
+        &pair.host,
+        &dir.path,
+        "input",
+        "udp sport 5060 counter drop",
+    );
     let mut agent = Agent::start(&pair, &dir, &["--no-drops"]);
     let sock = in_netns(&pair.peer, || {
         UdpSocket::bind((VethPair::PEER_V4, 5060)).unwrap()

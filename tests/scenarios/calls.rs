@@ -190,7 +190,7 @@ fn pbx_firewall_dropping_inbound_rtp_is_one_way_audio_and_a_local_drop() {
     let dropped = evidence(&run.live, "media.one_way", "missing_dropped_locally")
         .expect("one_way names the local drops");
     let by_then: u32 = dropped
-        .strip_suffix(" packets arrived and this host's firewall dropped them")
+        .strip_suffix(" packets had arrived by then, and this host's firewall dropped them")
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{dropped}"));
     assert!((1..=run.phone_sent.sent).contains(&by_then), "{dropped}");

@@ -73,21 +73,9 @@ fn succeeded(p: &mut NsProcess) {
 /// registrar's answers to REGISTER (and the REGISTER flow's conntrack
 /// state, which lets the provider's INVITE in otherwise) are untouched.
 fn drop_invites(ns: &Netns, dir: &TempDir, port: u16) {
-    let path = dir.join("inbound.nft");
-    std::fs::write(
-        &path,
-        format!(
-            "table inet sipscope_inbound {{\n  chain c {{\n    type filter hook input priority 0;\n    \
-             udp dport {port} @ih,0,48 0x494e56495445 counter drop\n  }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let out = ns.exec("nft", &["-f", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "nft -f failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // `@ih,0,48`: the first six payload bytes are "INVITE".
+    let rule = format!("udp dport {port} @ih,0,48 0x494e56495445 counter drop");
+    crate::support::nft::add_rule(ns, &dir.path, "input", &rule);
 }
 
 #[derive(Clone, Copy, PartialEq)]

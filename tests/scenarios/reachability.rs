@@ -15,23 +15,9 @@ use crate::support::{TempDir, fixture};
 
 const REACHABILITY: [&str; 3] = ["net.no_response", "net.icmp_unreachable", "fw.local_drop"];
 
-/// Loads `rules` (one `inet sipscope_reach` table) into `ns`.
+/// One counted drop rule on `hook` in `ns`.
 fn nft(ns: &Netns, dir: &TempDir, hook: &str, matcher: &str) {
-    let path = dir.join(&format!("{}.nft", ns.name));
-    std::fs::write(
-        &path,
-        format!(
-            "table inet sipscope_reach {{\n  chain c {{\n    type filter hook {hook} priority 0;\n    \
-             {matcher} counter drop\n  }}\n}}\n"
-        ),
-    )
-    .unwrap();
-    let out = ns.exec("nft", &["-f", path.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "nft -f failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::support::nft::add_rule(ns, &dir.path, hook, &format!("{matcher} counter drop"));
 }
 
 /// One REGISTER attempt by SIPp from the agent's namespace, running.

@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod netns;
+pub mod nft;
 pub mod pcap;
 pub mod process;
 pub mod rtp;

@@ -221,6 +221,38 @@ pub fn summary(stats: &Stats) -> String {
         r.bindings_evicted,
         r.attempts_evicted
     );
+    let n = &stats.reachability;
+    let _ = writeln!(
+        s,
+        "  reachability       no response {}, ICMP unreachable {}, local drops {}, repeats suppressed {} (evicted {}), untracked {}, ICMP unmatched {}, drops unmatched {}",
+        n.no_response,
+        n.icmp_unreachable,
+        n.local_drops,
+        n.suppressed,
+        n.suppressions_evicted,
+        n.untracked,
+        n.icmp_unmatched,
+        n.drops_unmatched
+    );
+    let i = &stats.inbound;
+    let _ = writeln!(
+        s,
+        "  inbound calls      blocked {} (repeats suppressed {}, evicted {}), bindings {} (learned {}, expired {}, deregistered {}, evicted {}), INVITEs tracked {} (untracked {}, unresolved {}), early drops evicted {}, challenges retried {} (evicted {})",
+        i.blocked,
+        i.suppressed,
+        i.suppressions_evicted,
+        i.bindings,
+        i.bindings_learned,
+        i.bindings_expired,
+        i.bindings_deregistered,
+        i.bindings_evicted,
+        i.invites_tracked,
+        i.invites_untracked,
+        i.invites_unresolved,
+        i.early_drops_evicted,
+        i.challenges_retried,
+        i.challenges_evicted
+    );
     let c = &stats.calls;
     let _ = writeln!(
         s,
@@ -240,9 +272,11 @@ pub fn summary(stats: &Stats) -> String {
     let m = &c.rtp;
     let _ = writeln!(
         s,
-        "  RTP                packets {} (RTCP {}, not RTP {}), kernel snapshots {}, flows evicted {}, expired {}, dropped here {} (untracked {})",
+        "  RTP                packets {} (RTCP {} with {} reception reports, {} not kept; not RTP {}), kernel snapshots {}, flows evicted {}, expired {}, dropped here {} (untracked {})",
         m.rtp_packets,
         m.rtcp_packets,
+        m.rtcp_reports,
+        m.rtcp_reports_untracked,
         m.not_rtp,
         m.kernel_snapshots,
         m.flows_evicted,

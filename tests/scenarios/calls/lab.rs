@@ -125,35 +125,12 @@ impl CallLab {
 
     /// Loads one nft rule (with its counter) into `ns`'s `hook` chain.
     pub(super) fn nft(&self, ns: &Netns, hook: &str, rule: &str) {
-        let path = self.dir.join(&format!("{}-{hook}.nft", ns.name));
-        std::fs::write(
-            &path,
-            format!(
-                "table inet sipscope_call {{\n  chain {hook} {{\n    \
-                 type filter hook {hook} priority 0;\n    {rule}\n  }}\n}}\n"
-            ),
-        )
-        .unwrap();
-        let out = ns.exec("nft", &["-f", path.to_str().unwrap()]);
-        assert!(
-            out.status.success(),
-            "nft -f {rule:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::support::nft::add_rule(ns, &self.dir.path, hook, rule);
     }
 
-    /// Packets counted by the (single) counter of `ns`'s `hook` chain.
+    /// Packets counted by the counters of `ns`'s `hook` chain.
     pub(super) fn nft_counter(&self, ns: &Netns, hook: &str) -> u64 {
-        let out = ns.exec_stdout("nft", &["list", "chain", "inet", "sipscope_call", hook]);
-        let after = out
-            .split_once("counter packets ")
-            .unwrap_or_else(|| panic!("no counter in:\n{out}"))
-            .1;
-        after
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or_else(|| panic!("unreadable counter in:\n{out}"))
+        crate::support::nft::counted(ns, hook)
     }
 
     fn sipp_uas(&self) -> NsProcess {

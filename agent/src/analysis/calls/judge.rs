@@ -161,8 +161,10 @@ pub fn link(
         StreamDirection::AnswererToOfferer,
     ] {
         let mut o = per_direction.remove(&d);
+        // The receiver reports from the host the RTP went to.
         if let Some(o) = o.as_mut()
-            && let Some((report, at)) = observations.report_about(o.ssrc)
+            && let Some(receiver) = o.flows.first().map(|(k, _)| k.dst.ip())
+            && let Some((report, at)) = observations.report_about(o.ssrc, receiver)
         {
             o.far_end = Some(FarEndReport {
                 at,

@@ -8,7 +8,7 @@
 //! and at capacity the least recently active flow goes; both are counted.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
@@ -81,9 +81,10 @@ pub struct RtpObservations {
     table: FlowTable,
     kernel: HashMap<FlowKey, FlowSnapshot>,
     local_drops: HashMap<FlowKey, u64>,
-    /// The latest reception report about each source SSRC, and when it
-    /// was seen.
-    reports: HashMap<u32, (ReceptionReport, Timestamp)>,
+    /// The latest reception report about each source SSRC by each
+    /// reporting host, and when it was seen. The host matters: a B2BUA
+    /// relays one SSRC onto two legs, each with its own receiver.
+    reports: HashMap<(u32, IpAddr), (ReceptionReport, Timestamp)>,
     /// Up to when the statistics are complete (packet clock).
     observed_until: Timestamp,
     last_sweep: Timestamp,
@@ -141,7 +142,7 @@ impl RtpObservations {
     ) {
         // RFC 5761 section 4: 192..=223 in the second octet is RTCP.
         if payload.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
-            self.observe_rtcp(ts, payload);
+            self.observe_rtcp(ts, src.ip(), payload);
         }
         if self.config.source != RtpSource::Packets {
             return;
@@ -154,21 +155,27 @@ impl RtpObservations {
         }
     }
 
-    fn observe_rtcp(&mut self, ts: Timestamp, payload: &[u8]) {
+    fn observe_rtcp(&mut self, ts: Timestamp, reporter: IpAddr, payload: &[u8]) {
         for r in reception_reports(payload) {
             self.stats.rtcp_reports += 1;
-            if self.reports.len() >= self.config.max_flows && !self.reports.contains_key(&r.ssrc) {
+            let key = (r.ssrc, reporter);
+            if self.reports.len() >= self.config.max_flows && !self.reports.contains_key(&key) {
                 self.stats.rtcp_reports_untracked += 1;
                 continue;
             }
-            self.reports.insert(r.ssrc, (r, ts));
+            self.reports.insert(key, (r, ts));
         }
     }
 
-    /// The latest reception report about source `ssrc` and when it was
+    /// The latest reception report about source `ssrc` sent from
+    /// `receiver` (the host the direction's RTP goes to), and when it was
     /// seen.
-    pub fn report_about(&self, ssrc: u32) -> Option<(ReceptionReport, Timestamp)> {
-        self.reports.get(&ssrc).copied()
+    pub fn report_about(
+        &self,
+        ssrc: u32,
+        receiver: IpAddr,
+    ) -> Option<(ReceptionReport, Timestamp)> {
+        self.reports.get(&(ssrc, receiver)).copied()
     }
 
     /// The kernel's flows as of `now` (live capture's poll). Snapshots of
