@@ -347,6 +347,11 @@ impl Pipeline {
         out
     }
 
+    /// The calls up now with their RTP so far, for a live view.
+    pub fn calls_up(&self, now: Timestamp) -> Vec<Call> {
+        self.calls.calls_up(now)
+    }
+
     pub fn stats(&self) -> Stats {
         Stats {
             packets: self.decoder.stats(),

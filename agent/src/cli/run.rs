@@ -92,8 +92,9 @@ pub struct RunArgs {
     otlp: OtlpArgs,
 }
 
-/// How often the table of calls up is printed (console).
+/// How often the table of calls up is printed (console), and its rows.
 const CALLS_VIEW: Duration = Duration::from_secs(10);
+const CALLS_VIEW_ROWS: usize = 50;
 
 /// How often the core is ticked with the capture clock when idle.
 const TICK: Duration = Duration::from_millis(500);
@@ -416,7 +417,12 @@ fn core<W: std::io::Write>(
                     }
                     if !json_mode && calls_up && last_view.elapsed() >= CALLS_VIEW {
                         last_view = Instant::now();
-                        write!(out, "{}", calls.render(true))?;
+                        let up = pipeline.calls_up(now);
+                        let rows: Vec<&_> = up.iter().take(CALLS_VIEW_ROWS).collect();
+                        write!(out, "{}", sipscope::export::calls::table("Calls up", &rows))?;
+                        if up.len() > rows.len() {
+                            writeln!(out, "  ({} more calls up)\n", up.len() - rows.len())?;
+                        }
                     }
                     spans.tick(now);
                 }
@@ -437,7 +443,7 @@ fn core<W: std::io::Write>(
     let mut rest = pipeline.finish();
     emit(&mut rest, &mut out, &mut spans, &mut rtp, &mut calls)?;
     if !json_mode {
-        write!(out, "{}", calls.render(false))?;
+        write!(out, "{}", calls.render())?;
         if !report.is_empty() {
             write!(out, "{}", report.render())?;
         }

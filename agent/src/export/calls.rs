@@ -126,55 +126,53 @@ impl CallsReport {
         self.calls.values().filter(|c| !c.closed).count()
     }
 
-    /// The table of every call, or of the open ones only.
-    pub fn render(&self, open_only: bool) -> String {
-        let mut s = String::new();
-        let rows: Vec<&Arc<Call>> = self
-            .order
-            .iter()
-            .map(|id| &self.calls[id])
-            .filter(|c| !open_only || !c.closed)
-            .collect();
-        if rows.is_empty() {
-            return s;
-        }
-        let _ = writeln!(
-            s,
-            "{}:\n  {:<28} {:<28} {:<12} {:>8}  media (per direction)",
-            if open_only { "Calls up" } else { "Calls" },
-            "From",
-            "To",
-            "State",
-            "Talk"
-        );
-        for c in rows {
-            let _ = writeln!(
-                s,
-                "  {:<28} {:<28} {:<12} {:>8}  {}",
-                clip(&c.from, 28),
-                clip(&c.to, 28),
-                c.state.as_str(),
-                c.duration()
-                    .map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64())),
-                if c.diagnoses.is_empty() {
-                    String::new()
-                } else {
-                    let codes: Vec<&str> = c.diagnoses.iter().map(|d| d.as_str()).collect();
-                    format!("findings: {}", codes.join(", "))
-                }
-            );
-            for st in &c.streams {
-                for d in &st.directions {
-                    let _ = writeln!(s, "      {} {}", st.codec(), direction_cells(st, d));
-                }
-            }
-        }
+    /// The table of every call.
+    pub fn render(&self) -> String {
+        let rows: Vec<&Call> = self.order.iter().map(|id| &*self.calls[id]).collect();
+        let mut s = table("Calls", &rows);
         if self.not_shown > 0 {
-            let _ = writeln!(s, "  ({} more calls not shown)", self.not_shown);
+            let _ = writeln!(s, "  ({} more calls not shown)\n", self.not_shown);
         }
-        s.push('\n');
         s
     }
+}
+
+/// `title:` and one row per call (from, to, state, talk time, findings),
+/// each stream direction under it; empty without calls.
+pub fn table(title: &str, calls: &[&Call]) -> String {
+    let mut s = String::new();
+    if calls.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "{title}:\n  {:<28} {:<28} {:<12} {:>8}  media (per direction)",
+        "From", "To", "State", "Talk"
+    );
+    for c in calls {
+        let _ = writeln!(
+            s,
+            "  {:<28} {:<28} {:<12} {:>8}  {}",
+            clip(&c.from, 28),
+            clip(&c.to, 28),
+            c.state.as_str(),
+            c.duration()
+                .map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64())),
+            if c.diagnoses.is_empty() {
+                String::new()
+            } else {
+                let codes: Vec<&str> = c.diagnoses.iter().map(|d| d.as_str()).collect();
+                format!("findings: {}", codes.join(", "))
+            }
+        );
+        for st in &c.streams {
+            for d in &st.directions {
+                let _ = writeln!(s, "      {} {}", st.codec(), direction_cells(st, d));
+            }
+        }
+    }
+    s.push('\n');
+    s
 }
 
 fn clip(s: &str, n: usize) -> String {

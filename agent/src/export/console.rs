@@ -106,7 +106,7 @@ impl CallFlow {
             }
             s.push('\n');
         }
-        s.push_str(&self.calls.render(false));
+        s.push_str(&self.calls.render());
         s.push_str(&self.registrations.render());
         s.push_str(&summary(stats));
         s
@@ -272,7 +272,7 @@ pub fn summary(stats: &Stats) -> String {
     let m = &c.rtp;
     let _ = writeln!(
         s,
-        "  RTP                packets {} (RTCP {} with {} reception reports, {} not kept; not RTP {}), kernel snapshots {}, flows evicted {}, expired {}, dropped here {} (untracked {})",
+        "  RTP                in the capture {} (RTCP {} with {} reception reports, {} not kept; not RTP {}), kernel flow snapshots {}, flows evicted {}, expired {}, dropped here {} (untracked {})",
         m.rtp_packets,
         m.rtcp_packets,
         m.rtcp_reports,

@@ -419,3 +419,58 @@ fn the_receivers_rtcp_report_joins_its_direction() {
         assert_eq!(s.pipeline.stats().calls.rtp.rtcp_reports, 1);
     }
 }
+
+/// Packets that reached this host but were dropped before the PBX read
+/// them (a full socket buffer) are lost to the call: quality, not one-way.
+#[test]
+fn rtp_dropped_by_a_full_socket_buffer_counts_as_loss() {
+    use super::script::{PBX_RTP, PHONE_RTP};
+    use crate::analysis::media::{FlowKey, FlowSnapshot, RtpStreamStats, parse_rtp};
+    let mut s = Script::with_config(kernel_config());
+    s.answered_at(0, 1);
+    let snapshot = |src: &str, dst: &str| {
+        let mut stats = RtpStreamStats::new();
+        for i in 0..400u16 {
+            let p = rtp(i, 0x99);
+            let ts = Timestamp(T0 + (1020 + u64::from(i) * 20) * MS);
+            stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
+        }
+        FlowSnapshot::from_stats(
+            FlowKey::new(src.parse().unwrap(), dst.parse().unwrap()),
+            &stats,
+        )
+    };
+    let flows = [snapshot(PHONE_RTP, PBX_RTP), snapshot(PBX_RTP, PHONE_RTP)];
+    for i in 0..100u64 {
+        let p = Script::packet(
+            1020 + i * 80,
+            PHONE_RTP.parse().unwrap(),
+            PBX_RTP.parse().unwrap(),
+            &rtp(0, 1),
+        );
+        let mut ev = s.pipeline.ingest_drop(&DroppedPacket {
+            packet: p,
+            reason: DropReason {
+                code: 0,
+                name: "socket_rcvbuff".into(),
+            },
+        });
+        s.events.append(&mut ev);
+    }
+    let mut ev = s
+        .pipeline
+        .ingest_rtp_flows(Timestamp(T0 + 9000 * MS), &flows);
+    s.events.append(&mut ev);
+    s.bye(9100, 2);
+    let mut ev = s
+        .pipeline
+        .ingest_rtp_flows(Timestamp(T0 + 9200 * MS), &flows);
+    s.events.append(&mut ev);
+    assert_eq!(s.codes(), vec![Code::MediaQuality]);
+    let to_pbx = s.closed().streams[0].directions[0]
+        .observed
+        .clone()
+        .unwrap();
+    assert_eq!((to_pbx.lost, to_pbx.dropped_locally), (0, 100));
+    assert_eq!(to_pbx.loss_percent(), 25.0);
+}

@@ -416,6 +416,32 @@ impl CallTracker {
         out.push(Event::Call(Arc::new(c.call)));
     }
 
+    /// The calls up now, with their media as measured so far and `at` set
+    /// to `now` (for a live view; nothing is judged or emitted).
+    pub fn calls_up(&self, now: Timestamp) -> Vec<Call> {
+        let mut up: Vec<Call> = self
+            .calls
+            .values()
+            .filter(|c| !c.call.state.is_terminal())
+            .map(|c| {
+                let mut call = c.call.clone();
+                for s in &mut call.streams {
+                    judge::link(
+                        s,
+                        &self.observations,
+                        call.started,
+                        None,
+                        self.config.checks.assumptions,
+                    );
+                }
+                call.at = now.max(call.at);
+                call
+            })
+            .collect();
+        up.sort_by_key(|c| c.started);
+        up
+    }
+
     /// End of input: every open call gets its last report.
     pub fn finish(&mut self, out: &mut Vec<Event>) {
         let until = self.observations.observed_until();

@@ -137,11 +137,15 @@ impl DirectionObservation {
         }
     }
 
+    /// What the receiving application lost: lost on the wire (RFC 3550
+    /// A.3) plus what reached this host and its kernel dropped (firewall,
+    /// a full socket buffer), of the packets expected.
     pub fn loss_percent(&self) -> f64 {
         if self.expected == 0 {
             return 0.0;
         }
-        self.lost.max(0) as f64 * 100.0 / self.expected as f64
+        let lost = self.lost.max(0) as u64 + self.dropped_locally;
+        (lost.min(self.expected) as f64) * 100.0 / self.expected as f64
     }
 
     fn observed_path(&self) -> String {
@@ -381,6 +385,7 @@ pub fn quality(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Vec<MediaFind
             ("packets".into(), obs.packets.to_string()),
             ("expected".into(), obs.expected.to_string()),
             ("lost".into(), obs.lost.to_string()),
+            ("dropped_locally".into(), obs.dropped_locally.to_string()),
             ("loss_percent".into(), format!("{loss:.2}")),
             ("jitter_ms".into(), format!("{:.2}", obs.jitter_ms)),
             ("max_jitter_ms".into(), format!("{:.2}", obs.max_jitter_ms)),
