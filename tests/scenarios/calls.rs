@@ -313,8 +313,9 @@ fn answered_call_without_any_rtp_is_no_rtp() {
 /// The phone sits behind a masquerading router and advertises its private
 /// address in SDP `c=` (and SIP Contact/Via); the PBX sends its RTP where
 /// the phone's RTP comes from (symmetric RTP), so audio flows both ways.
-/// The risk is still worth reporting: nat.private_sdp, and nothing about
-/// the media.
+/// The risks are still worth reporting: nat.private_sdp, and
+/// nat.private_contact (the PBX's BYE would go to the private Contact);
+/// nothing about the media.
 #[test]
 fn phone_behind_nat_with_private_sdp_address() {
     let lab = CallLab::new(true);
@@ -341,9 +342,14 @@ fn phone_behind_nat_with_private_sdp_address() {
     ];
     assert_eq!(
         codes(&run.live),
-        set(&["nat.private_sdp"]),
+        set(&["nat.private_contact", "nat.private_sdp"]),
         "{}",
         run.live_text
+    );
+    let contact = evidence(&run.live, "nat.private_contact", "Contact").expect("Contact");
+    assert!(
+        contact.starts_with(&phone_private.ip().to_string()),
+        "{contact}"
     );
     // The phone's private c= and port, against where its SIP came from.
     let private_sdp = |name| evidence(&run.live, "nat.private_sdp", name);
@@ -363,7 +369,7 @@ fn phone_behind_nat_with_private_sdp_address() {
     let (offline_records, offline_text) = analyze(&run.dumpcap_pcap);
     assert_eq!(
         codes(&offline_records),
-        set(&["nat.private_sdp"]),
+        set(&["nat.private_contact", "nat.private_sdp"]),
         "{offline_text}"
     );
     assert_call_ended(&final_call(&offline_records, &offline_text), &clean);

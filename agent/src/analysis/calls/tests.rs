@@ -474,3 +474,26 @@ fn rtp_dropped_by_a_full_socket_buffer_counts_as_loss() {
     assert_eq!((to_pbx.lost, to_pbx.dropped_locally), (0, 100));
     assert_eq!(to_pbx.loss_percent(), 25.0);
 }
+
+/// A caller behind a NAT that advertises its private Contact: the callee's
+/// BYE and re-INVITEs would go nowhere (nat.private_contact, once).
+#[test]
+fn a_private_contact_in_an_invite_from_a_public_source_is_nat() {
+    let invite = |contact: &str| {
+        format!(
+            "INVITE sip:200@{PBX} SIP/2.0\r\nVia: SIP/2.0/UDP 192.168.1.10:5060;branch=z9hG4bK-n1\r\n\
+             From: <sip:100@{PHONE}>;tag=caller\r\nTo: <sip:200@{PBX}>\r\nCall-ID: nat-1\r\n\
+             CSeq: 1 INVITE\r\nContact: <sip:100@{contact}:5060>\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let pbx = format!("{PBX}:5060").parse().unwrap();
+    let mut s = Script::new();
+    s.send(0, s.phone, pbx, invite("192.168.1.10").as_bytes());
+    s.send(500, s.phone, pbx, invite("192.168.1.10").as_bytes());
+    assert_eq!(s.codes(), vec![Code::NatPrivateContact]);
+    // Its own public address in Contact and Via: nothing to say.
+    let mut s = Script::new();
+    let clean = invite(PHONE).replace("192.168.1.10", PHONE);
+    s.send(0, s.phone, pbx, clean.as_bytes());
+    assert_eq!(s.codes(), vec![]);
+}

@@ -21,6 +21,8 @@ use super::judge::{self, Judged};
 use super::negotiation::{Carrier, Exchange, Negotiation, Sdp};
 use super::{CallConfig, CallStats};
 use crate::analysis::media::{FlowSnapshot, RtpObservations, RtpSource, parse_sdp};
+use crate::analysis::nat::{self, RequestAddresses};
+use crate::analysis::registration::wire;
 use crate::capture::Timestamp;
 use crate::diagnosis::Code;
 use crate::pipeline::Event;
@@ -254,6 +256,7 @@ impl CallTracker {
         self.stats.calls += 1;
         self.order
             .push_back((self.next_generation, call_id.clone()));
+        let key = call_id.clone();
         self.calls.insert(
             call_id.clone(),
             OpenCall {
@@ -284,6 +287,29 @@ impl CallTracker {
                 last_sip: r.meta.ts,
             },
         );
+        // The caller's Contact is where the callee sends its BYE and
+        // re-INVITEs: private behind a NAT, they go nowhere (RFC 3261
+        // §12.1.2 remote target). The same check as for a REGISTER.
+        let contacts = wire::contacts(m);
+        let found = nat::check_request(
+            r.meta.ts,
+            &RequestAddresses {
+                method: "INVITE",
+                source: r.meta.src,
+                vias: &wire::vias(m),
+                contacts: &wire::contact_hostports(&contacts),
+            },
+        );
+        if found.is_empty() {
+            return;
+        }
+        let here = wire::message_ref(r);
+        if let Some(c) = self.calls.get_mut(&key) {
+            for d in found {
+                c.call.diagnoses.push(d.code);
+                out.push(Event::Diagnosis(Arc::new(d.in_message(&here))));
+            }
+        }
     }
 
     fn on_timeout(&mut self, t: &Transaction, out: &mut Vec<Event>) {
