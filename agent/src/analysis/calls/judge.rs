@@ -50,11 +50,13 @@ impl Judged {
     }
 }
 
-/// `nat.private_sdp` for each m= line of one SDP body. A body relayed by
-/// a proxy (more than one Via) from a private address proves nothing about
-/// NAT: the proxy and the phone may share the LAN.
-pub fn private_sdp(call_id: &str, sdp: &Sdp, relayed: bool, out: &mut Vec<Judged>) {
-    if relayed && findings::is_non_routable(sdp.source.ip()) {
+/// `nat.private_sdp` for each m= line of one SDP body that came from a
+/// public address. From a private one it proves nothing about NAT: a
+/// proxy and its phones share a LAN, and a PBX whose media server sits on
+/// another private address (rtpengine, a FreeSWITCH behind Kamailio) is
+/// normal.
+pub fn private_sdp(call_id: &str, sdp: &Sdp, out: &mut Vec<Judged>) {
+    if findings::is_non_routable(sdp.source.ip()) {
         return;
     }
     let role = format!("the SDP from the {}", sdp.party.as_str());

@@ -141,13 +141,17 @@ fn private_sdp_from_a_public_source_is_nat_private_sdp_once() {
 }
 
 #[test]
-fn private_sdp_from_its_own_address_is_not_nat() {
-    let mut s = Script::new();
-    s.phone = "192.168.1.10:5060".parse().unwrap();
-    s.answered_with(0, 1, &sdp("192.168.1.10", 10000), &sdp(PBX, 20000));
-    s.bye(2000, 2);
-    s.finish();
-    assert_eq!(s.codes(), vec![]);
+fn private_sdp_from_a_private_address_is_not_nat() {
+    // Its own address; and a media server on another private address
+    // than the signalling (rtpengine, a FreeSWITCH behind Kamailio).
+    for media_at in ["192.168.1.10", "10.1.2.3"] {
+        let mut s = Script::new();
+        s.phone = "192.168.1.10:5060".parse().unwrap();
+        s.answered_with(0, 1, &sdp(media_at, 10000), &sdp(PBX, 20000));
+        s.bye(2000, 2);
+        s.finish();
+        assert_eq!(s.codes(), vec![], "media at {media_at}");
+    }
 }
 
 #[test]

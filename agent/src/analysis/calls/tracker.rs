@@ -211,8 +211,6 @@ impl CallTracker {
         {
             match parse_sdp(m.body()) {
                 Ok(session) => {
-                    let relayed = m.header_values("via").count() > 1
-                        || m.header_values("via").any(|v| v.contains(&b','));
                     let sdp = Sdp {
                         session,
                         party: sender,
@@ -220,7 +218,7 @@ impl CallTracker {
                         at: ts,
                     };
                     let mut found = Vec::new();
-                    judge::private_sdp(&c.call.call_id, &sdp, relayed, &mut found);
+                    judge::private_sdp(&c.call.call_id, &sdp, &mut found);
                     raise(c, found, ts, out);
                     if let Some(ex) = c.negotiation.on_sdp(sdp, carrier, cseq.number) {
                         apply_exchange(c, ex);
