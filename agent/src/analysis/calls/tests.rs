@@ -248,6 +248,43 @@ fn cancel_busy_and_challenge_retry_end_as_they_should() {
     assert_eq!(s.pipeline.stats().calls.calls, 1);
 }
 
+/// What the kernel's flow map holds after 400 packets (8 s from 1020 ms)
+/// of `ssrc` from `src` to `dst`.
+fn kernel_flow(src: &str, dst: &str, ssrc: u32) -> crate::analysis::media::FlowSnapshot {
+    use crate::analysis::media::{FlowKey, FlowSnapshot, RtpStreamStats, parse_rtp};
+    let mut stats = RtpStreamStats::new();
+    for i in 0..400u16 {
+        let p = rtp(i, ssrc);
+        let ts = Timestamp(T0 + (1020 + u64::from(i) * 20) * MS);
+        stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
+    }
+    FlowSnapshot::from_stats(
+        FlowKey::new(src.parse().unwrap(), dst.parse().unwrap()),
+        &stats,
+    )
+}
+
+/// `n` packets of `src -> dst`, `every_ms` apart from 1020 ms, that this
+/// host's kernel dropped for `reason` (the drop monitor's reports).
+fn local_drops(s: &mut Script, (src, dst): (&str, &str), n: u64, every_ms: u64, reason: &str) {
+    for i in 0..n {
+        let p = Script::packet(
+            1020 + i * every_ms,
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            &rtp(0, 1),
+        );
+        let mut ev = s.pipeline.ingest_drop(&DroppedPacket {
+            packet: p,
+            reason: DropReason {
+                code: 0,
+                name: reason.into(),
+            },
+        });
+        s.events.append(&mut ev);
+    }
+}
+
 fn kernel_config() -> PipelineConfig {
     let mut c = PipelineConfig::default();
     c.calls.observations.source = RtpSource::Kernel;
@@ -258,43 +295,22 @@ fn kernel_config() -> PipelineConfig {
 /// drops; the drop monitor's reports make that direction silent.
 #[test]
 fn rtp_dropped_by_this_hosts_firewall_is_one_way() {
-    use crate::analysis::media::{FlowKey, FlowSnapshot, RtpStreamStats, parse_rtp};
     let mut s = Script::with_config(kernel_config());
     s.answered_with(0, 1, &sdp(PHONE, 10000), &sdp(PBX, 20000));
     // What the kernel map would hold after 8 s of RTP both ways.
-    let snapshot = |src: &str, dst: &str| {
-        let mut stats = RtpStreamStats::new();
-        for i in 0..400u16 {
-            let p = rtp(i, 0x99);
-            let ts = Timestamp(T0 + (1020 + u64::from(i) * 20) * MS);
-            stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
-        }
-        FlowSnapshot::from_stats(
-            FlowKey::new(src.parse().unwrap(), dst.parse().unwrap()),
-            &stats,
-        )
-    };
+    let snapshot = |src: &str, dst: &str| kernel_flow(src, dst, 0x99);
     let flows = [
         snapshot(&phone_media(), &pbx_media()),
         snapshot(&pbx_media(), &phone_media()),
     ];
     // Every packet towards the PBX was dropped by its firewall.
-    for i in 0..400u64 {
-        let p = Script::packet(
-            1020 + i * 20,
-            phone_media().parse().unwrap(),
-            pbx_media().parse().unwrap(),
-            &rtp(0, 1),
-        );
-        let mut ev = s.pipeline.ingest_drop(&DroppedPacket {
-            packet: p,
-            reason: DropReason {
-                code: 0,
-                name: "netfilter_drop".into(),
-            },
-        });
-        s.events.append(&mut ev);
-    }
+    local_drops(
+        &mut s,
+        (&phone_media(), &pbx_media()),
+        400,
+        20,
+        "netfilter_drop",
+    );
     let mut ev = s
         .pipeline
         .ingest_rtp_flows(Timestamp(T0 + 9000 * MS), &flows);
@@ -394,15 +410,7 @@ fn the_receivers_rtcp_report_joins_its_direction() {
             &rr,
         );
         if kernel {
-            use crate::analysis::media::{FlowKey, FlowSnapshot, RtpStreamStats, parse_rtp};
-            let mut stats = RtpStreamStats::new();
-            for i in 0..400u16 {
-                let p = rtp(i, CALLER_SSRC);
-                let ts = Timestamp(T0 + (1020 + u64::from(i) * 20) * MS);
-                stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
-            }
-            let key = FlowKey::new(PHONE_RTP.parse().unwrap(), PBX_RTP.parse().unwrap());
-            let snap = FlowSnapshot::from_stats(key, &stats);
+            let snap = kernel_flow(PHONE_RTP, PBX_RTP, CALLER_SSRC);
             let mut ev = s
                 .pipeline
                 .ingest_rtp_flows(Timestamp(T0 + 8100 * MS), &[snap]);
@@ -429,38 +437,11 @@ fn the_receivers_rtcp_report_joins_its_direction() {
 #[test]
 fn rtp_dropped_by_a_full_socket_buffer_counts_as_loss() {
     use super::script::{PBX_RTP, PHONE_RTP};
-    use crate::analysis::media::{FlowKey, FlowSnapshot, RtpStreamStats, parse_rtp};
     let mut s = Script::with_config(kernel_config());
     s.answered_at(0, 1);
-    let snapshot = |src: &str, dst: &str| {
-        let mut stats = RtpStreamStats::new();
-        for i in 0..400u16 {
-            let p = rtp(i, 0x99);
-            let ts = Timestamp(T0 + (1020 + u64::from(i) * 20) * MS);
-            stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
-        }
-        FlowSnapshot::from_stats(
-            FlowKey::new(src.parse().unwrap(), dst.parse().unwrap()),
-            &stats,
-        )
-    };
+    let snapshot = |src: &str, dst: &str| kernel_flow(src, dst, 0x99);
     let flows = [snapshot(PHONE_RTP, PBX_RTP), snapshot(PBX_RTP, PHONE_RTP)];
-    for i in 0..100u64 {
-        let p = Script::packet(
-            1020 + i * 80,
-            PHONE_RTP.parse().unwrap(),
-            PBX_RTP.parse().unwrap(),
-            &rtp(0, 1),
-        );
-        let mut ev = s.pipeline.ingest_drop(&DroppedPacket {
-            packet: p,
-            reason: DropReason {
-                code: 0,
-                name: "socket_rcvbuff".into(),
-            },
-        });
-        s.events.append(&mut ev);
-    }
+    local_drops(&mut s, (PHONE_RTP, PBX_RTP), 100, 80, "socket_rcvbuff");
     let mut ev = s
         .pipeline
         .ingest_rtp_flows(Timestamp(T0 + 9000 * MS), &flows);
