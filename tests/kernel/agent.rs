@@ -144,30 +144,40 @@ pub fn start_kamailio(ns: &Netns, dir: &TempDir, addr: IpAddr, port: u16) -> NsP
         IpAddr::V4(a) => format!("udp:{a}:{port}"),
         IpAddr::V6(a) => format!("udp:[{a}]:{port}"),
     };
-    let cfg = fixture("kamailio/registrar.cfg");
+    let proc = spawn_kamailio(ns, dir, "kamailio/registrar.cfg", &[&listen], &[]);
+    wait_udp_listening(ns, port);
+    proc
+}
+
+/// kamailio in `ns` with the fixture config `cfg`, listening on each of
+/// `listen` (`udp:IP:PORT`), with `args` added (`-A NAME` defines); its
+/// run directory is in `dir`. The caller waits for it to listen.
+pub fn spawn_kamailio(
+    ns: &Netns,
+    dir: &TempDir,
+    cfg: &str,
+    listen: &[&str],
+    args: &[&str],
+) -> NsProcess {
+    let cfg = fixture(cfg);
     let rundir = dir.join("kamailio");
     std::fs::create_dir_all(&rundir).unwrap();
     let rundir = rundir.to_str().unwrap().to_owned();
-    let proc = NsProcess::spawn(
-        ns,
-        &dir.path,
-        "kamailio",
-        "kamailio",
-        &[
-            "-f",
-            cfg.to_str().unwrap(),
-            "-DD",
-            "-E",
-            "-l",
-            &listen,
-            "-Y",
-            &rundir,
-            "-w",
-            &rundir,
-        ],
-    );
-    wait_udp_listening(ns, port);
-    proc
+    let mut all = vec![
+        "-f",
+        cfg.to_str().unwrap(),
+        "-DD",
+        "-E",
+        "-Y",
+        &rundir,
+        "-w",
+        &rundir,
+    ];
+    for l in listen {
+        all.extend(["-l", l]);
+    }
+    all.extend_from_slice(args);
+    NsProcess::spawn(ns, &dir.path, "kamailio", "kamailio", &all)
 }
 
 /// Runs SIPp's REGISTER scenario `calls` times from the peer namespace

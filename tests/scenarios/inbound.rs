@@ -22,30 +22,13 @@ const PEER: Duration = Duration::from_secs(20);
 
 /// kamailio as registrar + proxy on PEER_V4:5060.
 fn provider(pair: &VethPair, dir: &TempDir) -> NsProcess {
-    let rundir = dir.join("kamailio");
-    std::fs::create_dir_all(&rundir).unwrap();
-    let rundir = rundir.to_str().unwrap().to_owned();
-    let cfg = fixture("scenarios/registrar.cfg");
     let listen = format!("udp:{}:5060", VethPair::PEER_V4);
-    let p = NsProcess::spawn(
+    let p = crate::agent::spawn_kamailio(
         &pair.peer,
-        &dir.path,
-        "kamailio",
-        "kamailio",
-        &[
-            "-f",
-            cfg.to_str().unwrap(),
-            "-DD",
-            "-E",
-            "-l",
-            &listen,
-            "-Y",
-            &rundir,
-            "-w",
-            &rundir,
-            "-A",
-            "WITH_INBOUND",
-        ],
+        dir,
+        "scenarios/registrar.cfg",
+        &[&listen],
+        &["-A", "WITH_INBOUND"],
     );
     wait_udp_listening(&pair.peer, 5060);
     p

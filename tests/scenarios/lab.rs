@@ -86,33 +86,15 @@ impl Lab {
     }
 
     fn kamailio(&self) -> NsProcess {
-        let rundir = self.dir.join("kamailio");
-        std::fs::create_dir_all(&rundir).unwrap();
-        let rundir = rundir.to_str().unwrap().to_owned();
-        let cfg = fixture("scenarios/registrar.cfg");
         let listen = format!("udp:{}:5060", self.registrar);
         let listen_tcp = format!("tcp:{}:5060", self.registrar);
-        let mut args = vec![
-            "-f",
-            cfg.to_str().unwrap(),
-            "-DD",
-            "-E",
-            "-l",
-            &listen,
-            "-l",
-            &listen_tcp,
-            "-Y",
-            &rundir,
-            "-w",
-            &rundir,
-        ];
-        args.extend(self.defines.iter().map(String::as_str));
-        let p = NsProcess::spawn(
+        let defines: Vec<&str> = self.defines.iter().map(String::as_str).collect();
+        let p = crate::agent::spawn_kamailio(
             &self.pair.host,
-            &self.dir.path,
-            "kamailio",
-            "kamailio",
-            &args,
+            &self.dir,
+            "scenarios/registrar.cfg",
+            &[&listen, &listen_tcp],
+            &defines,
         );
         wait_udp_listening(&self.pair.host, 5060);
         wait_for(START, "kamailio to listen on TCP 5060", || {
