@@ -224,6 +224,7 @@ fn five_percent_loss_is_media_quality_with_the_true_loss_rate() {
     );
     let fast = Duration::from_millis(5);
     let media = Media {
+        codec: (crate::support::rtp::PCMU, "PCMU/8000"),
         phone: RtpSpec::pcmu(PHONE_SSRC, 1500).with_interval(fast),
         pbx: RtpSpec::pcmu(PBX_SSRC, 1500).with_interval(fast),
         pbx_rtcp: None,
@@ -413,5 +414,33 @@ fn the_receivers_rtcp_report_is_the_far_end_view_of_its_direction() {
         // Nobody reported on the PBX's stream.
         let to_phone = direction(&call, ANSWERER_TO_OFFERER).expect("PBX to phone");
         assert!(to_phone["far_end_report"].is_null(), "{to_phone:#}");
+    }
+}
+
+/// A codec on a dynamic payload type (Opus, PT 111, 48 kHz per its
+/// rtpmap): the agent writes the SDP's clock into the kernel, so the
+/// jitter of a clean stream stays near zero. With the 8 kHz default the
+/// 960-tick steps would read as ~100 ms of jitter.
+#[test]
+fn a_dynamic_codecs_clock_comes_from_the_sdp() {
+    let lab = CallLab::new(false);
+    let media = Media {
+        codec: (crate::support::rtp::OPUS, "opus/48000/2"),
+        phone: RtpSpec::opus(PHONE_SSRC, CALL_PACKETS),
+        pbx: RtpSpec::opus(PBX_SSRC, CALL_PACKETS),
+        pbx_rtcp: None,
+    };
+    let run = lab.call(media);
+    run.assert_delivered(run.phone_sent.sent.into(), run.pbx_sent.sent.into());
+    assert_eq!(codes(&run.live), set(&[]), "{}", run.live_text);
+    let live = final_call(&run.live, &run.live_text);
+    assert_eq!(live["streams"][0]["codec"], "opus/48000", "{live:#}");
+    for which in [OFFERER_TO_ANSWERER, ANSWERER_TO_OFFERER] {
+        let d = direction(&live, which).expect("direction");
+        assert_eq!(d["packets"], CALL_PACKETS, "{d:#}");
+        assert!(
+            num(d, "max_jitter_ms") < 5.0,
+            "clock not from the SDP: {d:#}"
+        );
     }
 }

@@ -21,7 +21,9 @@ use super::netns::{Netns, in_netns};
 pub const PCMU: u8 = 0;
 /// 20 ms of G.711 at 8000 Hz, one byte per sample.
 pub const PCMU_PAYLOAD_LEN: usize = 160;
-const CLOCK_RATE_HZ: u64 = 8000;
+/// Opus on the dynamic payload type phones commonly use; its RTP clock is
+/// always 48000 Hz (RFC 7587 §4.1), which only the SDP's rtpmap tells.
+pub const OPUS: u8 = 111;
 
 /// One talkspurt: `count` packets, `interval` apart, from a fixed SSRC.
 #[derive(Clone, Copy, Debug)]
@@ -29,11 +31,14 @@ pub struct RtpSpec {
     pub ssrc: u32,
     pub count: u32,
     /// Packet spacing; the RTP timestamp advances by the same time at
-    /// 8000 Hz, so a receiver sees no jitter beyond the scheduling noise
+    /// `clock_rate`, so a receiver sees no jitter beyond the scheduling noise
     /// whatever the spacing (a 5 ms spacing makes a fast loss test).
     pub interval: Duration,
     pub first_seq: u16,
     pub first_timestamp: u32,
+    pub payload_type: u8,
+    pub clock_rate: u32,
+    pub payload_len: usize,
 }
 
 impl RtpSpec {
@@ -47,6 +52,19 @@ impl RtpSpec {
             // wrap-around are not what is being tested here.
             first_seq: 1000,
             first_timestamp: 160_000,
+            payload_type: PCMU,
+            clock_rate: 8000,
+            payload_len: PCMU_PAYLOAD_LEN,
+        }
+    }
+
+    /// `count` packets of 20 ms Opus (48 kHz clock, 960 ticks a packet).
+    pub fn opus(ssrc: u32, count: u32) -> Self {
+        Self {
+            payload_type: OPUS,
+            clock_rate: 48_000,
+            payload_len: 80,
+            ..Self::pcmu(ssrc, count)
         }
     }
 
@@ -56,7 +74,7 @@ impl RtpSpec {
     }
 
     fn timestamp_step(&self) -> u32 {
-        (self.interval.as_micros() as u64 * CLOCK_RATE_HZ / 1_000_000) as u32
+        (self.interval.as_micros() as u64 * u64::from(self.clock_rate) / 1_000_000) as u32
     }
 
     /// Packet `i` of the talkspurt (marker bit on the first, RFC 3551 §4.1).
@@ -66,13 +84,13 @@ impl RtpSpec {
             .first_timestamp
             .wrapping_add(i.wrapping_mul(self.timestamp_step()));
         let marker = if i == 0 { 0x80 } else { 0 };
-        let mut p = Vec::with_capacity(12 + PCMU_PAYLOAD_LEN);
+        let mut p = Vec::with_capacity(12 + self.payload_len);
         p.push(0x80); // V=2, no padding, no extension, no CSRC
-        p.push(marker | PCMU);
+        p.push(marker | self.payload_type);
         p.extend_from_slice(&seq.to_be_bytes());
         p.extend_from_slice(&ts.to_be_bytes());
         p.extend_from_slice(&self.ssrc.to_be_bytes());
-        p.resize(12 + PCMU_PAYLOAD_LEN, 0xff); // µ-law silence
+        p.resize(12 + self.payload_len, 0xff); // µ-law silence (any bytes for Opus)
         p
     }
 }

@@ -50,6 +50,8 @@ pub(super) struct CallRun {
 
 /// The RTP of one call: what each side sends.
 pub(super) struct Media {
+    /// The codec both SDPs name: (payload type, rtpmap encoding).
+    pub(super) codec: (u8, &'static str),
     pub(super) phone: RtpSpec,
     pub(super) pbx: RtpSpec,
     /// An RTCP report the PBX sends after its RTP, on its RTP port.
@@ -59,6 +61,7 @@ pub(super) struct Media {
 impl Media {
     pub(super) fn pcmu(packets: u32) -> Self {
         Self {
+            codec: (crate::support::rtp::PCMU, "PCMU/8000"),
             phone: RtpSpec::pcmu(PHONE_SSRC, packets),
             pbx: RtpSpec::pcmu(PBX_SSRC, packets),
             pbx_rtcp: None,
@@ -133,9 +136,10 @@ impl CallLab {
         crate::support::nft::counted(ns, hook)
     }
 
-    fn sipp_uas(&self) -> NsProcess {
+    fn sipp_uas(&self, (pt, encoding): (u8, &str)) -> NsProcess {
         let scenario = fixture("scenarios/sipp/call-uas.xml");
         let ip = self.pbx_ip().to_string();
+        let pt = pt.to_string();
         let uas = NsProcess::spawn(
             self.pbx(),
             &self.dir.path,
@@ -153,6 +157,12 @@ impl CallLab {
                 "-key",
                 "rtp_port",
                 &PBX_RTP_PORT.to_string(),
+                "-key",
+                "media_pt",
+                &pt,
+                "-key",
+                "media_encoding",
+                encoding,
                 "-m",
                 "1",
                 "-nostdin",
@@ -164,9 +174,10 @@ impl CallLab {
         uas
     }
 
-    fn sipp_uac(&self, up_for: Duration) -> NsProcess {
+    fn sipp_uac(&self, up_for: Duration, (pt, encoding): (u8, &str)) -> NsProcess {
         let scenario = fixture("scenarios/sipp/call-uac.xml");
         let ip = self.phone_ip().to_string();
+        let pt = pt.to_string();
         let remote = format!("{}:5060", self.pbx_ip());
         let local_port = free_udp_port().to_string();
         NsProcess::spawn(
@@ -187,6 +198,12 @@ impl CallLab {
                 "-key",
                 "rtp_port",
                 &PHONE_RTP_PORT.to_string(),
+                "-key",
+                "media_pt",
+                &pt,
+                "-key",
+                "media_encoding",
+                encoding,
                 "-s",
                 "2000",
                 "-d",
@@ -216,8 +233,8 @@ impl CallLab {
         let mut dumpcap = Dumpcap::start(&self.pair, &self.dir);
         let pbx_rtp = RtpEndpoint::bind(self.pbx(), self.pbx_rtp());
         let phone_rtp = RtpEndpoint::bind(self.phone(), self.phone_rtp());
-        let mut uas = self.sipp_uas();
-        let mut uac = self.sipp_uac(media.duration().max(MEDIA_GRACE) + BYE_MARGIN);
+        let mut uas = self.sipp_uas(media.codec);
+        let mut uac = self.sipp_uac(media.duration().max(MEDIA_GRACE) + BYE_MARGIN, media.codec);
 
         agent.proc.wait_output("\"method\":\"ACK\"", START);
         let phone_tx = phone_rtp.send_in_background(self.pbx_rtp(), media.phone);
