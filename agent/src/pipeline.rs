@@ -347,6 +347,11 @@ impl Pipeline {
         out
     }
 
+    /// Call table sizes: (open calls, eviction-queue entries).
+    pub fn calls_in_flight(&self) -> (usize, usize) {
+        self.calls.in_flight()
+    }
+
     /// The calls up now with their RTP so far, for a live view.
     pub fn calls_up(&self, now: Timestamp) -> Vec<Call> {
         self.calls.calls_up(now)

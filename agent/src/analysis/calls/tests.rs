@@ -482,3 +482,48 @@ fn a_private_contact_in_an_invite_from_a_public_source_is_nat() {
     s.send(0, s.phone, pbx, clean.as_bytes());
     assert_eq!(s.codes(), vec![]);
 }
+
+/// Calls that end normally leave nothing behind: the tables stay bounded
+/// by the calls up, however many calls went through.
+#[test]
+fn ended_calls_leave_no_state_behind() {
+    let mut s = Script::new();
+    let pbx = format!("{PBX}:5060").parse().unwrap();
+    for i in 0..500u64 {
+        let t = i * 2000;
+        let msg = |start: &str, cseq: &str, to_tag: bool| {
+            format!(
+                "{start}\r\nVia: SIP/2.0/UDP {PHONE}:5060;branch=z9hG4bK-{i}-{cseq}\r\n\
+                 From: <sip:100@{PHONE}>;tag=caller\r\nTo: <sip:200@{PBX}>{}\r\n\
+                 Call-ID: bulk-{i}\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n",
+                if to_tag { ";tag=callee" } else { "" }
+            )
+        };
+        let phone = s.phone;
+        s.send(
+            t,
+            phone,
+            pbx,
+            msg(&format!("INVITE sip:200@{PBX} SIP/2.0"), "1 INVITE", false).as_bytes(),
+        );
+        s.send(
+            t + 10,
+            pbx,
+            phone,
+            msg("SIP/2.0 200 OK", "1 INVITE", true).as_bytes(),
+        );
+        s.send(
+            t + 20,
+            phone,
+            pbx,
+            msg(&format!("BYE sip:200@{PBX} SIP/2.0"), "2 BYE", true).as_bytes(),
+        );
+    }
+    let (open, queued) = s.pipeline.calls_in_flight();
+    assert!(open <= 1, "{open} calls still open");
+    assert!(
+        queued <= 2 * open + 65,
+        "{queued} queue entries for {open} open calls"
+    );
+    assert_eq!(s.pipeline.stats().calls.ended, 499);
+}

@@ -254,6 +254,14 @@ impl CallTracker {
         self.stats.calls += 1;
         self.order
             .push_back((self.next_generation, call_id.clone()));
+        // Closed calls leave their entry behind; drop those once they
+        // outnumber the live ones, so the queue stays bounded.
+        if self.order.len() > 2 * self.calls.len() + 64 {
+            let calls = &self.calls;
+            self.order.retain(|(g, id)| {
+                calls.get(id).is_some_and(|c| c.generation == *g) || *g == self.next_generation
+            });
+        }
         let key = call_id.clone();
         self.calls.insert(
             call_id.clone(),
@@ -438,6 +446,11 @@ impl CallTracker {
         c.call.closed = true;
         c.call.at = at.max(c.call.ended.unwrap_or(at));
         out.push(Event::Call(Arc::new(c.call)));
+    }
+
+    /// Table sizes: (open calls, eviction-queue entries).
+    pub fn in_flight(&self) -> (usize, usize) {
+        (self.calls.len(), self.order.len())
     }
 
     /// The calls up now, with their media as measured so far and `at` set
