@@ -406,7 +406,7 @@ fn core<W: std::io::Write>(
                     now = now.max(tick);
                     let mut ev = pipeline.tick(now);
                     emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
-                    let calls_up = calls.open() > 0;
+                    let calls_up = pipeline.calls_in_flight().0 > 0;
                     let flows = match rtp.as_mut() {
                         Some(r) => r.tick(calls_up, &mut out, !json_mode)?,
                         None => None,

@@ -3,7 +3,7 @@
 //! direction packets, loss, jitter and MOS) at exit and, in `run`,
 //! periodically for the calls still up.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -95,7 +95,7 @@ fn direction_cells(st: &StreamReport, d: &DirectionReport) -> String {
 /// Collects call reports and renders the table.
 #[derive(Default)]
 pub struct CallsReport {
-    order: Vec<String>,
+    order: VecDeque<String>,
     calls: HashMap<String, Arc<Call>>,
     not_shown: u64,
 }
@@ -105,14 +105,18 @@ impl CallsReport {
         Self::default()
     }
 
+    /// Keeps the latest report of the last [`MAX_ROWS`] calls; older ones
+    /// leave the table (counted in a closing line).
     pub fn push(&mut self, event: &Event) {
         let Event::Call(c) = event else { return };
         if !self.calls.contains_key(&c.call_id) {
-            if self.calls.len() >= MAX_ROWS {
+            if self.calls.len() >= MAX_ROWS
+                && let Some(oldest) = self.order.pop_front()
+            {
+                self.calls.remove(&oldest);
                 self.not_shown += 1;
-                return;
             }
-            self.order.push(c.call_id.clone());
+            self.order.push_back(c.call_id.clone());
         }
         self.calls.insert(c.call_id.clone(), c.clone());
     }
@@ -121,17 +125,12 @@ impl CallsReport {
         self.calls.is_empty()
     }
 
-    /// Calls still up (not closed).
-    pub fn open(&self) -> usize {
-        self.calls.values().filter(|c| !c.closed).count()
-    }
-
     /// The table of every call.
     pub fn render(&self) -> String {
         let rows: Vec<&Call> = self.order.iter().map(|id| &*self.calls[id]).collect();
         let mut s = table("Calls", &rows);
         if self.not_shown > 0 {
-            let _ = writeln!(s, "  ({} more calls not shown)\n", self.not_shown);
+            let _ = writeln!(s, "  ({} earlier calls not shown)\n", self.not_shown);
         }
         s
     }
@@ -182,5 +181,50 @@ fn clip(s: &str, n: usize) -> String {
         let mut t: String = s.chars().take(n - 1).collect();
         t.push('…');
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::calls::CallState;
+    use crate::capture::Timestamp;
+
+    fn call(i: usize) -> Event {
+        Event::Call(Arc::new(Call {
+            call_id: format!("call-{i}"),
+            from: format!("sip:{i}@phone"),
+            to: "sip:200@pbx".into(),
+            caller: "192.0.2.10:5060".parse().unwrap(),
+            callee: "198.51.100.20:5060".parse().unwrap(),
+            state: CallState::Failed,
+            started: Timestamp(i as u64),
+            answered: None,
+            ended: Some(Timestamp(i as u64)),
+            status: Some(486),
+            end_reason: Some("486 Busy Here".into()),
+            streams: Vec::new(),
+            diagnoses: Vec::new(),
+            closed: true,
+            at: Timestamp(i as u64),
+        }))
+    }
+
+    /// A long-running agent keeps the latest calls, not the first ones.
+    #[test]
+    fn the_table_keeps_the_latest_calls_and_counts_the_rest() {
+        let mut r = CallsReport::new();
+        for i in 0..MAX_ROWS + 5 {
+            r.push(&call(i));
+        }
+        let text = r.render();
+        assert!(!text.contains("sip:4@phone "), "oldest left the table");
+        assert!(text.contains("sip:5@phone "));
+        assert!(text.contains(&format!("sip:{}@phone ", MAX_ROWS + 4)));
+        assert!(
+            text.contains("(5 earlier calls not shown)"),
+            "{}",
+            &text[text.len() - 200..]
+        );
     }
 }
