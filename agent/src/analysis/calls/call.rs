@@ -96,7 +96,7 @@ pub struct DirectionReport {
 /// One m= line of the call: negotiated, and what flowed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamReport {
-    pub negotiated: NegotiatedStream,
+    pub negotiated: std::sync::Arc<NegotiatedStream>,
     /// Who made the offer.
     pub offerer: Party,
     pub directions: Vec<DirectionReport>,
@@ -122,7 +122,9 @@ impl StreamReport {
         })
         .collect();
         Self {
-            negotiated,
+            // Shared: every report of the call (a clone per state change)
+            // carries the same negotiation.
+            negotiated: std::sync::Arc::new(negotiated),
             offerer,
             directions,
         }
