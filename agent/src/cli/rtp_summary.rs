@@ -72,6 +72,39 @@ pub struct RtpSummary {
     clock_errors: u64,
 }
 
+/// Active flows printed one line each at most; beyond, a summary line and
+/// the flows that lose most (the calls view has the rest, per call).
+const FLOW_LINES: usize = 20;
+
+/// `rtp flow ...` per active flow, or, with many, `rtp: N flows ...` and
+/// the [`FLOW_LINES`] flows with the most loss.
+fn print_active(out: &mut impl Write, active: &[RtpFlowStats]) -> std::io::Result<()> {
+    if active.len() <= FLOW_LINES {
+        for f in active {
+            writeln!(out, "{} rtp flow {f}", f.last_seen)?;
+        }
+        return Ok(());
+    }
+    let packets: u64 = active.iter().map(RtpFlowStats::packets).sum();
+    let lost: i64 = active.iter().map(|f| f.lost().max(0)).sum();
+    let newest = active.iter().map(|f| f.last_seen).max().unwrap_or_default();
+    let mut worst: Vec<&RtpFlowStats> = active.iter().filter(|f| f.lost() > 0).collect();
+    worst.sort_by_key(|f| std::cmp::Reverse(f.lost()));
+    writeln!(
+        out,
+        "{newest} rtp: {} flows active, {packets} packets, {lost} lost{}",
+        active.len(),
+        match worst.len() {
+            0 => String::new(),
+            n => format!("; the {} losing most:", n.min(FLOW_LINES)),
+        }
+    )?;
+    for f in worst.into_iter().take(FLOW_LINES) {
+        writeln!(out, "{} rtp flow {f}", f.last_seen)?;
+    }
+    Ok(())
+}
+
 /// While calls are up, the kernel map is read at least this often so
 /// their findings are at most this late.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -158,9 +191,7 @@ impl RtpSummary {
         if print_due {
             self.last_print = Instant::now();
             if print {
-                for f in &poll.active {
-                    writeln!(out, "{} rtp flow {f}", f.last_seen)?;
-                }
+                print_active(out, &poll.active)?;
             }
         }
         Ok(Some(
@@ -218,6 +249,54 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         rtp: RtpArgs,
+    }
+
+    fn flow(port: u16, lost_every: u16) -> RtpFlowStats {
+        use sipscope::analysis::media::{RtpStreamStats, parse_rtp};
+        let mut stats = RtpStreamStats::new();
+        for seq in 0..100u16 {
+            if lost_every > 0 && seq % lost_every == 1 {
+                continue;
+            }
+            let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
+            p[2..4].copy_from_slice(&seq.to_be_bytes());
+            p.extend_from_slice(&[0; 160]);
+            let ts = sipscope::capture::Timestamp(u64::from(seq) * 20_000_000);
+            stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
+        }
+        RtpFlowStats {
+            src: "10.0.0.1:10000".parse().unwrap(),
+            dst: std::net::SocketAddr::new("10.0.0.2".parse().unwrap(), port),
+            ifindex: 1,
+            direction: sipscope::capture::Direction::Ingress,
+            first_seen: stats.first_seen(),
+            last_seen: stats.last_seen(),
+            state: *stats.state(),
+        }
+    }
+
+    /// A busy host gets a summary and the flows that lose, not a line per
+    /// flow every interval.
+    #[test]
+    fn many_flows_print_as_a_summary_and_the_losing_ones() {
+        let mut few = Vec::new();
+        print_active(&mut few, &[flow(20000, 0), flow(20002, 10)]).unwrap();
+        assert_eq!(String::from_utf8(few).unwrap().lines().count(), 2);
+
+        let mut flows: Vec<RtpFlowStats> = (0..30).map(|i| flow(20000 + 2 * i, 0)).collect();
+        flows.push(flow(30000, 10));
+        flows.push(flow(30002, 5));
+        let mut out = Vec::new();
+        print_active(&mut out, &flows).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert!(
+            lines[0].ends_with("rtp: 32 flows active, 3170 packets, 30 lost; the 2 losing most:"),
+            "{text}"
+        );
+        assert!(lines[1].contains(":30002 in "), "most loss first: {text}");
+        assert!(lines[2].contains(":30000 in "), "{text}");
     }
 
     #[test]
