@@ -272,27 +272,42 @@ fn send_from_peer(pair: &VethPair, port: u16, payload: &[u8], n: usize) -> UdpSo
     sock
 }
 
+/// `n` copies of `payload` from the peer to this host's `port`, which an
+/// input rule `matcher` drops; returns the agent's stdout, its counters and
+/// its drops pcap once nft has dropped them all.
+fn inbound_dropped(
+    tag: &str,
+    matcher: &str,
+    port: u16,
+    payload: &[u8],
+    n: usize,
+) -> (String, BTreeMap<String, u64>, std::path::PathBuf, TempDir) {
+    require_root();
+    let pair = VethPair::new();
+    let dir = TempDir::new(tag);
+    nft::add_rule(
+        &pair.host,
+        &dir.path,
+        "input",
+        &format!("{matcher} counter drop"),
+    );
+    let (mut agent, drops_pcap) = start_agent(&pair, &dir);
+    send_from_peer(&pair, port, payload, n);
+    wait_nft_dropped(&pair.host, n as u64);
+    let (stdout, counters) = agent.stop();
+    (stdout, counters, drops_pcap, dir)
+}
+
 /// (c) Inbound RTP-range UDP dropped by the firewall: reported as RTP,
 /// once per flow and second (a flood must not become a ring event per
 /// packet); the flow's kernel RTP statistics count every drop.
 #[test]
 fn inbound_rtp_range_udp_dropped_by_local_nft_is_reported() {
-    require_root();
-    let pair = VethPair::new();
-    let dir = TempDir::new("drop-rtp");
-    nft::add_rule(
-        &pair.host,
-        &dir.path,
-        "input",
-        "udp dport 10000-20000 counter drop",
-    );
-    let (mut agent, drops_pcap) = start_agent(&pair, &dir);
     // RTP version 2, PT 0 (PCMU), 160 bytes of payload; one flow.
     let mut rtp = vec![0x80, 0x00, 0, 1, 0, 0, 0, 160, 0xde, 0xad, 0xbe, 0xef];
     rtp.extend_from_slice(&[0xff; 160]);
-    send_from_peer(&pair, 16_000, &rtp, 5);
-    wait_nft_dropped(&pair.host, 5);
-    let (stdout, counters) = agent.stop();
+    let (stdout, counters, drops_pcap, _dir) =
+        inbound_dropped("drop-rtp", "udp dport 10000-20000", 16_000, &rtp, 5);
 
     let lines = drop_lines(&stdout);
     assert_eq!(lines.len(), 1, "{stdout}");
@@ -323,20 +338,14 @@ fn inbound_rtp_range_udp_dropped_by_local_nft_is_reported() {
 /// it): reports stay within the per-CPU budget, the rest are counted.
 #[test]
 fn a_non_rtp_flood_on_the_rtp_range_is_reported_within_budget() {
-    require_root();
-    let pair = VethPair::new();
-    let dir = TempDir::new("drop-rtp-flood");
-    nft::add_rule(
-        &pair.host,
-        &dir.path,
-        "input",
-        "udp dport 10000-20000 counter drop",
-    );
-    let (mut agent, _) = start_agent(&pair, &dir);
     const FLOOD: usize = 1000;
-    send_from_peer(&pair, 16_002, b"not rtp at all", FLOOD);
-    wait_nft_dropped(&pair.host, FLOOD as u64);
-    let (stdout, counters) = agent.stop();
+    let (stdout, counters, _, _dir) = inbound_dropped(
+        "drop-rtp-flood",
+        "udp dport 10000-20000",
+        16_002,
+        b"not rtp at all",
+        FLOOD,
+    );
     let reported = counters["drops_reported"];
     // 64 per CPU and second: two CPUs, and the flood may straddle a second.
     assert!((1..=256).contains(&reported), "{counters:?}");
@@ -423,20 +432,9 @@ fn healthy_registration_reports_no_drop() {
 /// reported, and the counters show every one seen and filtered.
 #[test]
 fn a_flood_of_non_voip_drops_is_counted_not_reported() {
-    require_root();
-    let pair = VethPair::new();
-    let dir = TempDir::new("drop-flood");
-    nft::add_rule(
-        &pair.host,
-        &dir.path,
-        "input",
-        "udp dport 9999 counter drop",
-    );
-    let (mut agent, _) = start_agent(&pair, &dir);
     const FLOOD: usize = 5_000;
-    send_from_peer(&pair, 9999, &[0u8; 64], FLOOD);
-    wait_nft_dropped(&pair.host, FLOOD as u64);
-    let (stdout, counters) = agent.stop();
+    let (stdout, counters, _, _dir) =
+        inbound_dropped("drop-flood", "udp dport 9999", 9999, &[0u8; 64], FLOOD);
     assert!(drop_lines(&stdout).is_empty(), "{stdout}");
     assert_eq!(counters["drops_reported"], 0);
     // Other tests' drops run through the same host-wide tracepoint and

@@ -535,6 +535,24 @@ mod tests {
 
     use super::*;
 
+    /// Runs the analysis thread's loop over what was sent on `tx` (closed
+    /// here) without an OTLP endpoint; returns its stats and output.
+    fn run_core(tx: SyncSender<CoreInput>, rx: Receiver<CoreInput>, json: bool) -> (Stats, String) {
+        drop(tx);
+        let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
+        let mut out = Vec::new();
+        let (stats, _) = core(
+            rx,
+            PipelineConfig::default(),
+            json,
+            &mut out,
+            SpanProducer::new(&telemetry),
+            None,
+        )
+        .unwrap();
+        (stats, String::from_utf8(out).unwrap())
+    }
+
     fn frame(data: Vec<u8>, flags: u32, transport: Transport, ports: (u16, u16)) -> LiveFrame {
         let orig_len = if flags & FLAG_TRUNCATED != 0 {
             20_000
@@ -595,19 +613,7 @@ mod tests {
         .unwrap();
         tx.send(CoreInput::Tick(sent + Duration::from_secs(10)))
             .unwrap();
-        drop(tx);
-        let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
-        let mut out = Vec::new();
-        let (stats, _) = core(
-            rx,
-            PipelineConfig::default(),
-            false,
-            &mut out,
-            SpanProducer::new(&telemetry),
-            None,
-        )
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let (stats, text) = run_core(tx, rx, false);
         assert!(
             text.contains(
                 "in  10.0.0.2:5062 → 10.0.0.1:5060  UDP  REGISTER sip:pbx SIP/2.0  Call-ID tick-1"
@@ -629,18 +635,7 @@ mod tests {
         .unwrap();
         tx.send(CoreInput::Tick(sent + Duration::from_secs(40)))
             .unwrap();
-        drop(tx);
-        let mut out = Vec::new();
-        let (stats, _) = core(
-            rx,
-            PipelineConfig::default(),
-            false,
-            &mut out,
-            SpanProducer::new(&telemetry),
-            None,
-        )
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let (stats, text) = run_core(tx, rx, false);
         assert!(
             text.contains("!   REGISTER CSeq 1  no final response (timed out), request sent 1 times  Call-ID tick-1"),
             "{text}"
@@ -689,19 +684,7 @@ mod tests {
         .unwrap();
         tx.send(CoreInput::Tick(sent + Duration::from_secs(40)))
             .unwrap();
-        drop(tx);
-        let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
-        let mut out = Vec::new();
-        let (stats, _) = core(
-            rx,
-            PipelineConfig::default(),
-            true,
-            &mut out,
-            SpanProducer::new(&telemetry),
-            None,
-        )
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let (stats, text) = run_core(tx, rx, true);
         let codes: Vec<String> = text
             .lines()
             .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
