@@ -222,7 +222,6 @@ impl Pipeline {
             }
         }
         if !sip && let Some(meta) = media_meta(&drop.packet, &self.drop_decoder) {
-            self.calls.note_local_drop(meta.src, meta.dst);
             self.reachability
                 .on_dropped_media(meta, &drop.reason, &mut out);
         }

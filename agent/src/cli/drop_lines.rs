@@ -51,7 +51,9 @@ fn ip_payload_first_line(ip: &[u8]) -> Option<String> {
     start_line(payload)
 }
 
-fn start_line(payload: &[u8]) -> Option<String> {
+/// The first line of a SIP payload (at most 120 bytes when it has no line
+/// end), for a one-line description.
+pub(super) fn start_line(payload: &[u8]) -> Option<String> {
     let end = payload
         .iter()
         .position(|&b| b == b'\r' || b == b'\n')

@@ -203,8 +203,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        tokio::select! {
-            r = capture.next_batch(&mut frames, &mut drops) => r?,
+        let stopping = tokio::select! {
+            r = capture.next_batch(&mut frames, &mut drops) => { r?; false }
             _ = tick.tick() => {
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
@@ -216,9 +216,15 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                         lost: c.get(Counter::RingbufFull) + core_drops,
                     });
                 }
+                false
             }
-            _ = sigint.recv() => break,
-            _ = sigterm.recv() => break,
+            _ = sigint.recv() => true,
+            _ = sigterm.recv() => true,
+        };
+        if stopping {
+            // Everything the kernel handed over before the signal is
+            // still analysed.
+            capture.drain_now(&mut frames, &mut drops);
         }
         hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
         show_drops(
@@ -229,18 +235,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             &tx,
             &mut core_drops,
         )?;
+        if stopping {
+            break;
+        }
     }
-    // Everything the kernel handed over before the signal is still analysed.
-    capture.drain_now(&mut frames, &mut drops);
-    hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
-    show_drops(
-        &mut drops,
-        &mut out,
-        drops_pcap.as_mut(),
-        json_mode,
-        &tx,
-        &mut core_drops,
-    )?;
     let counters = capture.counters()?;
     let drop_counters = capture.drop_counters()?;
     let malformed = capture.malformed_events();
@@ -520,12 +518,7 @@ fn first_line(frame: &LiveFrame) -> Option<String> {
         }
         _ => return None,
     };
-    let end = payload
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(payload.len().min(120));
-    let line = String::from_utf8_lossy(&payload[..end]).into_owned();
-    (!line.is_empty()).then_some(line)
+    super::drop_lines::start_line(payload)
 }
 
 #[cfg(test)]

@@ -272,7 +272,7 @@ pub fn summary(stats: &Stats) -> String {
     let m = &c.rtp;
     let _ = writeln!(
         s,
-        "  RTP                in the capture {} (RTCP {} with {} reception reports, {} not kept; not RTP {}), kernel flow snapshots {}, flows evicted {}, expired {}, dropped here {} (untracked {})",
+        "  RTP                in the capture {} (RTCP {} with {} reception reports, {} not kept; not RTP {}), kernel flow snapshots {}, flows evicted {}, expired {}",
         m.rtp_packets,
         m.rtcp_packets,
         m.rtcp_reports,
@@ -280,9 +280,7 @@ pub fn summary(stats: &Stats) -> String {
         m.not_rtp,
         m.kernel_snapshots,
         m.flows_evicted,
-        m.flows_expired,
-        m.local_drops,
-        m.local_drops_untracked
+        m.flows_expired
     );
     s
 }

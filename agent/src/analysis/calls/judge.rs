@@ -145,13 +145,7 @@ pub fn link(
     let mut per_direction: HashMap<StreamDirection, DirectionObservation> = HashMap::new();
     for m in link_flows(n, &observed, TimeWindow { start, end }) {
         let flow = &flows[m.flow];
-        let mut o = DirectionObservation::from_snapshot(flow, m.kind);
-        // The kernel counts every drop of a flow it tracks; the drop ring's
-        // reports cover the others.
-        o.dropped_locally = o
-            .dropped_locally
-            .max(observations.local_drops(&flow.key))
-            .min(o.packets);
+        let o = DirectionObservation::from_snapshot(flow, m.kind);
         per_direction
             .entry(m.direction)
             .and_modify(|d| d.merge(&o))

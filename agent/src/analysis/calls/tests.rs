@@ -264,9 +264,9 @@ fn kernel_flow(src: &str, dst: &str, ssrc: u32) -> crate::analysis::media::FlowS
     )
 }
 
-/// `n` packets of `src -> dst`, `every_ms` apart from 1020 ms, that this
-/// host's kernel dropped for `reason` (the drop monitor's reports).
-fn local_drops(s: &mut Script, (src, dst): (&str, &str), n: u64, every_ms: u64, reason: &str) {
+/// `n` packets of `src -> dst`, `every_ms` apart from 1020 ms, reported
+/// by the drop monitor as dropped here for `reason`.
+fn drop_reports(s: &mut Script, (src, dst): (&str, &str), n: u64, every_ms: u64, reason: &str) {
     for i in 0..n {
         let p = Script::packet(
             1020 + i * every_ms,
@@ -291,23 +291,24 @@ fn kernel_config() -> PipelineConfig {
     c
 }
 
-/// Live capture: the kernel counts RTP that this host's firewall then
-/// drops; the drop monitor's reports make that direction silent.
+/// Live capture: XDP counts RTP that this host's firewall then drops; the
+/// drop tracer counts the drops on the same flow, which makes that
+/// direction silent, and its reports raise fw.local_drop.
 #[test]
 fn rtp_dropped_by_this_hosts_firewall_is_one_way() {
     let mut s = Script::with_config(kernel_config());
     s.answered_with(0, 1, &sdp(PHONE, 10000), &sdp(PBX, 20000));
-    // What the kernel map would hold after 8 s of RTP both ways.
-    let snapshot = |src: &str, dst: &str| kernel_flow(src, dst, 0x99);
-    let flows = [
-        snapshot(&phone_media(), &pbx_media()),
-        snapshot(&pbx_media(), &phone_media()),
+    // What the kernel map would hold after 8 s of RTP both ways, every
+    // packet towards the PBX dropped by its firewall.
+    let mut flows = [
+        kernel_flow(&phone_media(), &pbx_media(), 0x99),
+        kernel_flow(&pbx_media(), &phone_media(), 0x99),
     ];
-    // Every packet towards the PBX was dropped by its firewall.
-    local_drops(
+    flows[0].state.local_drops = 400;
+    drop_reports(
         &mut s,
         (&phone_media(), &pbx_media()),
-        400,
+        1,
         20,
         "netfilter_drop",
     );
@@ -439,9 +440,12 @@ fn rtp_dropped_by_a_full_socket_buffer_counts_as_loss() {
     use super::script::{PBX_RTP, PHONE_RTP};
     let mut s = Script::with_config(kernel_config());
     s.answered_at(0, 1);
-    let snapshot = |src: &str, dst: &str| kernel_flow(src, dst, 0x99);
-    let flows = [snapshot(PHONE_RTP, PBX_RTP), snapshot(PBX_RTP, PHONE_RTP)];
-    local_drops(&mut s, (PHONE_RTP, PBX_RTP), 100, 80, "socket_rcvbuff");
+    let mut flows = [
+        kernel_flow(PHONE_RTP, PBX_RTP, 0x99),
+        kernel_flow(PBX_RTP, PHONE_RTP, 0x99),
+    ];
+    // The kernel counted 100 of them dropped: the socket buffer was full.
+    flows[0].state.local_drops = 100;
     let mut ev = s
         .pipeline
         .ingest_rtp_flows(Timestamp(T0 + 9000 * MS), &flows);

@@ -100,12 +100,6 @@ impl CallTracker {
         self.run_due(out);
     }
 
-    /// A packet of this flow was dropped by this host's kernel.
-    pub fn note_local_drop(&mut self, src: std::net::SocketAddr, dst: std::net::SocketAddr) {
-        self.observations
-            .note_local_drop(crate::analysis::media::FlowKey::new(src, dst));
-    }
-
     /// Findings of the other analyses about a call (their `call_id`
     /// evidence names it, e.g. `call.inbound_blocked`, `fw.local_drop`)
     /// join its report's list of codes.

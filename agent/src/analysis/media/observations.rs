@@ -1,8 +1,7 @@
 //! What the pipeline knows of the RTP on the wire, whoever measured it:
 //! a pcap's packets go through a userspace [`FlowTable`]; live capture hands
-//! in the kernel flow map's snapshots. Plus the packets this host's kernel
-//! dropped per flow (its firewall), which turn "seen on the wire" into
-//! "never delivered".
+//! in the kernel flow map's snapshots (which also count, per flow, the
+//! packets this host's kernel then dropped: seen, but never delivered).
 //!
 //! Bounded: flows idle for [`ObservationConfig::retention`] are forgotten,
 //! and at capacity the least recently active flow goes; both are counted.
@@ -70,17 +69,12 @@ pub struct ObservationStats {
     pub rtcp_reports: u64,
     /// Report blocks not kept because the report table was full.
     pub rtcp_reports_untracked: u64,
-    /// Packets this host dropped on a tracked flow.
-    pub local_drops: u64,
-    /// Drop records forgotten because the drop table was full.
-    pub local_drops_untracked: u64,
 }
 
 pub struct RtpObservations {
     config: ObservationConfig,
     table: FlowTable,
     kernel: HashMap<FlowKey, FlowSnapshot>,
-    local_drops: HashMap<FlowKey, u64>,
     /// The latest reception report about each source SSRC by each
     /// reporting host, and when it was seen. The host matters: a B2BUA
     /// relays one SSRC onto two legs, each with its own receiver.
@@ -99,7 +93,6 @@ impl RtpObservations {
             table: FlowTable::new(config.max_flows),
             config,
             kernel: HashMap::new(),
-            local_drops: HashMap::new(),
             reports: HashMap::new(),
             observed_until: Timestamp(0),
             last_sweep: Timestamp(0),
@@ -213,20 +206,6 @@ impl RtpObservations {
         }
     }
 
-    /// A packet of `key` that this host's kernel dropped.
-    pub fn note_local_drop(&mut self, key: FlowKey) {
-        self.stats.local_drops += 1;
-        if self.local_drops.len() >= self.config.max_flows && !self.local_drops.contains_key(&key) {
-            self.stats.local_drops_untracked += 1;
-            return;
-        }
-        *self.local_drops.entry(key).or_default() += 1;
-    }
-
-    pub fn local_drops(&self, key: &FlowKey) -> u64 {
-        self.local_drops.get(key).copied().unwrap_or(0)
-    }
-
     /// The packet clock moved to `now`: pcap statistics are complete up to
     /// it; forget flows idle beyond the retention.
     pub fn advance(&mut self, now: Timestamp) {
@@ -245,12 +224,6 @@ impl RtpObservations {
         self.stats.flows_expired += (expired + before - self.kernel.len()) as u64;
         // Reports about sources silent this long describe no live call.
         self.reports.retain(|_, (_, at)| now.since(*at) < retention);
-        // Drop counts only matter while their flow may still be judged.
-        if self.local_drops.len() > self.config.max_flows / 2 {
-            let (kernel, table) = (&self.kernel, &self.table);
-            self.local_drops
-                .retain(|k, _| kernel.contains_key(k) || table.get(k).is_some());
-        }
     }
 
     /// Flows touching any of `ports` (as source or destination port): the
