@@ -121,10 +121,6 @@ impl CallsReport {
         self.calls.insert(c.call_id.clone(), c.clone());
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.calls.is_empty()
-    }
-
     /// The table of every call.
     pub fn render(&self) -> String {
         let rows: Vec<&Call> = self.order.iter().map(|id| &*self.calls[id]).collect();

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use serde::Serialize;
 
 use crate::analysis::calls::{Call, CallState, DirectionReport, StreamReport};
-use crate::analysis::media::{MatchKind, StreamDirection};
+use crate::analysis::media::StreamDirection;
 use crate::capture::Timestamp;
 use crate::diagnosis::Code;
 
@@ -105,12 +105,7 @@ fn direction_json(d: &DirectionReport) -> DirectionJson {
                 .map(|(k, kind)| FlowJson {
                     src: k.src,
                     dst: k.dst,
-                    r#match: match kind {
-                        MatchKind::Exact => "exact",
-                        MatchKind::SymmetricSource => "symmetric_source",
-                        MatchKind::ReceiverPort => "receiver_port",
-                        MatchKind::SameSsrc => "same_ssrc",
-                    },
+                    r#match: kind.name(),
                 })
                 .collect()
         }),

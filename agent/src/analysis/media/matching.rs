@@ -87,6 +87,16 @@ pub enum MatchKind {
 }
 
 impl MatchKind {
+    /// Stable name for machine output (`exact`, `symmetric_source`, ...).
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::SymmetricSource => "symmetric_source",
+            Self::ReceiverPort => "receiver_port",
+            Self::SameSsrc => "same_ssrc",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Self::Exact => "to the SDP address",
