@@ -11,6 +11,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::analysis::calls::{Call, CallConfig, CallStats, CallTracker};
+use crate::analysis::flood_guard::{FloodConfig, FloodGuard, FloodStats};
 use crate::analysis::inbound::{Inbound, InboundConfig, InboundStats};
 use crate::analysis::media::{FlowSnapshot, RtpSource};
 use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};
@@ -39,6 +40,8 @@ pub struct PipelineConfig {
     pub calls: CallConfig,
     /// `call.inbound_blocked`.
     pub inbound: InboundConfig,
+    /// Repeats of a finding about one source under a flood.
+    pub findings: FloodConfig,
 }
 
 /// A SIP-looking payload that could not be read as a message at all
@@ -104,6 +107,8 @@ pub struct Stats {
     pub reachability: ReachabilityStats,
     pub calls: CallStats,
     pub inbound: InboundStats,
+    /// Findings shown and suppressed by the flood guard.
+    pub findings: FloodStats,
 }
 
 pub struct Pipeline {
@@ -124,6 +129,7 @@ pub struct Pipeline {
     /// or reassembled twice.
     drop_decoder: Decoder,
     analysis_out: Vec<Event>,
+    flood: FloodGuard,
 }
 
 impl Pipeline {
@@ -152,6 +158,7 @@ impl Pipeline {
             media: Vec::new(),
             drop_decoder: Decoder::new(config.decoder.clone()),
             analysis_out: Vec::new(),
+            flood: FloodGuard::new(config.findings),
         }
     }
 
@@ -165,6 +172,7 @@ impl Pipeline {
     /// Like [`Pipeline::ingest`], appending to a caller-owned buffer (no
     /// allocation per packet on the hot path).
     pub fn ingest_into(&mut self, pkt: &Packet, out: &mut Vec<Event>) {
+        let start = out.len();
         self.tick_into(pkt.ts, out);
         let from = out.len();
         let mut datagrams = std::mem::take(&mut self.datagrams);
@@ -186,6 +194,25 @@ impl Pipeline {
             self.inbound.on_icmp(&icmp);
         }
         self.calls.note_findings(&out[before_icmp..]);
+        self.guard(out, start);
+    }
+
+    /// Removes the findings in `out[from..]` the flood guard holds back
+    /// (counted there), keeping the order of the rest. The analyses have
+    /// seen them all; only what is shown is thinned.
+    fn guard(&mut self, out: &mut Vec<Event>, from: usize) {
+        let mut keep = from;
+        for i in from..out.len() {
+            let shown = match &out[i] {
+                Event::Diagnosis(d) => self.flood.admit(d),
+                _ => true,
+            };
+            if shown {
+                out.swap(keep, i);
+                keep += 1;
+            }
+        }
+        out.truncate(keep);
     }
 
     /// Feed one packet this host's kernel dropped (live capture's drop
@@ -226,6 +253,7 @@ impl Pipeline {
                 .on_dropped_media(meta, &drop.reason, &mut out);
         }
         self.calls.note_findings(&out);
+        self.guard(&mut out, 0);
         out
     }
 
@@ -302,6 +330,7 @@ impl Pipeline {
     pub fn tick(&mut self, now: Timestamp) -> Vec<Event> {
         let mut out = Vec::new();
         self.tick_into(now, &mut out);
+        self.guard(&mut out, 0);
         out
     }
 
@@ -328,6 +357,7 @@ impl Pipeline {
     pub fn ingest_rtp_flows(&mut self, now: Timestamp, flows: &[FlowSnapshot]) -> Vec<Event> {
         let mut out = Vec::new();
         self.calls.update_flows(now, flows, &mut out);
+        self.guard(&mut out, 0);
         out
     }
 
@@ -343,6 +373,7 @@ impl Pipeline {
         self.reachability.finish(&mut out);
         self.calls.finish(&mut out);
         self.inbound.finish(&mut out);
+        self.guard(&mut out, 0);
         out
     }
 
@@ -365,6 +396,7 @@ impl Pipeline {
             reachability: self.reachability.stats(),
             calls: self.calls.stats(),
             inbound: self.inbound.stats(),
+            findings: self.flood.stats(),
         }
     }
 

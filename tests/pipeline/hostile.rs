@@ -5,9 +5,10 @@
 
 use std::process::Command;
 
-use sipscope::pipeline::PipelineConfig;
+use sipscope::diagnosis::Code;
+use sipscope::pipeline::{Event, PipelineConfig};
 
-use crate::common::{CLIENT, SERVER, fixtures, messages, request, run_file};
+use crate::common::{CLIENT, SERVER, fixtures, messages, request, run_file, run_packets, udp};
 
 /// `sipscope analyze FILE`: (exit status, stdout).
 fn analyze(path: &std::path::Path) -> (std::process::ExitStatus, String) {
@@ -103,4 +104,80 @@ fn newline_free_tcp_is_junk_and_the_message_after_it_is_framed() {
             assert!(out.contains("REGISTER sip:bob@example.com"), "{out}");
         }
     }
+}
+
+/// A REGISTER from `from` for AOR `user`, whose Contact names the source
+/// address with another port (nat.contact_port_mismatch).
+fn register_with_port_mismatch(from: ([u8; 4], u16), user: &str) -> Vec<u8> {
+    let ip = std::net::Ipv4Addr::from(from.0);
+    format!(
+        "REGISTER sip:example.com SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {ip}:{port};branch=z9hG4bK{user}\r\n\
+         From: <sip:{user}@example.com>;tag=f{user}\r\n\
+         To: <sip:{user}@example.com>\r\n\
+         Call-ID: flood-{user}\r\n\
+         CSeq: 1 REGISTER\r\n\
+         Contact: <sip:{user}@{ip}:5099>\r\n\
+         Expires: 60\r\n\
+         Content-Length: 0\r\n\r\n",
+        port = from.1
+    )
+    .into_bytes()
+}
+
+/// A scanner sends 20,000 REGISTERs in 20 s, each for a new AOR (a new
+/// binding each, so the per-binding deduplication never applies): the
+/// finding is shown 3 times, the rest counted as suppressed. A phone
+/// with the same problem in the same period still gets its own finding.
+#[test]
+fn a_register_flood_from_one_source_shows_a_finding_three_times_and_counts_the_rest() {
+    let scanner = ([198, 51, 100, 7], 5062);
+    let phone = ([203, 0, 113, 9], 5062);
+    let mut packets: Vec<_> = (0..20_000u64)
+        .map(|i| {
+            let user = format!("scan{i}");
+            udp(
+                i,
+                scanner,
+                SERVER,
+                &register_with_port_mismatch(scanner, &user),
+            )
+        })
+        .collect();
+    packets.insert(
+        10_000,
+        udp(
+            10_000,
+            phone,
+            SERVER,
+            &register_with_port_mismatch(phone, "1001"),
+        ),
+    );
+    let (events, stats) = run_packets(&packets, PipelineConfig::default());
+    let shown: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Diagnosis(d) if d.code == Code::NatContactPortMismatch => Some(d.source),
+            _ => None,
+        })
+        .collect();
+    let scanner_ip = Some(std::net::IpAddr::from(scanner.0));
+    let phone_ip = Some(std::net::IpAddr::from(phone.0));
+    assert_eq!(
+        shown.iter().filter(|s| **s == scanner_ip).count(),
+        3,
+        "{shown:?}"
+    );
+    assert_eq!(
+        shown.iter().filter(|s| **s == phone_ip).count(),
+        1,
+        "{shown:?}"
+    );
+    // Every binding had it; all but the shown ones are counted.
+    assert_eq!(
+        stats.registrations.bindings_evicted + stats.registrations.bindings,
+        20_001
+    );
+    assert!(stats.findings.suppressed >= 19_997, "{:?}", stats.findings);
+    assert!(stats.findings.sources <= 16, "{:?}", stats.findings);
 }

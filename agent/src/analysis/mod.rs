@@ -15,6 +15,8 @@
 //!   (`call.inbound_blocked`).
 //! - [`reachability`]: unanswered requests, ICMP unreachable and local
 //!   firewall drops.
+//! - [`flood_guard`]: repeats of a finding about one source suppressed,
+//!   and counted, under a flood.
 //!
 //! These modules take header values as `&str` and small domain structs of
 //! their own, not `sip` types, so they stay independent of the parser.
@@ -22,6 +24,7 @@
 pub mod calls;
 pub mod credentials;
 pub mod digest;
+pub mod flood_guard;
 pub mod inbound;
 pub mod media;
 pub mod nat;

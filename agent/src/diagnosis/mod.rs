@@ -16,6 +16,7 @@ mod remedy;
 
 use std::borrow::Cow;
 use std::fmt;
+use std::net::IpAddr;
 
 use serde::Serialize;
 
@@ -113,6 +114,12 @@ pub struct Diagnosis {
     pub summary: String,
     pub evidence: Vec<Evidence>,
     pub remedy: Remedy,
+    /// The address the finding is about (the client of a registration,
+    /// the caller of a call), when one is: repeats of a code about one
+    /// source are suppressed under a flood
+    /// ([`crate::analysis::flood_guard`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
 }
 
 impl Diagnosis {
@@ -125,7 +132,13 @@ impl Diagnosis {
             summary: summary.into(),
             evidence: Vec::new(),
             remedy: code.remedy(),
+            source: None,
         }
+    }
+
+    pub fn with_source(mut self, source: IpAddr) -> Self {
+        self.source = Some(source);
+        self
     }
 
     pub fn with_evidence(mut self, evidence: Evidence) -> Self {

@@ -221,6 +221,12 @@ pub fn summary(stats: &Stats) -> String {
         r.bindings_evicted,
         r.attempts_evicted
     );
+    let f = &stats.findings;
+    let _ = writeln!(
+        s,
+        "  flood guard        findings shown {}, repeats suppressed {} (same code about the same source, or a code's budget for the window spent), sources tracked {}, evicted {}",
+        f.shown, f.suppressed, f.sources, f.evicted
+    );
     let n = &stats.reachability;
     let _ = writeln!(
         s,

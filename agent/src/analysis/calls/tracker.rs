@@ -307,7 +307,8 @@ impl CallTracker {
         if let Some(c) = self.calls.get_mut(&key) {
             for d in found {
                 c.call.diagnoses.push(d.code);
-                out.push(Event::Diagnosis(Arc::new(d.in_message(&here))));
+                let d = d.in_message(&here).with_source(r.meta.src.ip());
+                out.push(Event::Diagnosis(Arc::new(d)));
             }
         }
     }
@@ -597,6 +598,7 @@ fn raise(c: &mut OpenCall, found: Vec<Judged>, at: Timestamp, out: &mut Vec<Even
             continue;
         }
         c.call.diagnoses.push(j.code);
-        out.push(Event::Diagnosis(Arc::new(j.into_diagnosis(at))));
+        let d = j.into_diagnosis(at).with_source(c.call.caller.ip());
+        out.push(Event::Diagnosis(Arc::new(d)));
     }
 }

@@ -148,6 +148,7 @@ impl RegistrationTracker {
             return;
         }
         self.stats.diagnoses += 1;
+        let d = d.with_source(b.client.ip());
         out.push(Event::Diagnosis(Arc::new(d.clone())));
         if let Some(a) = b.attempt.as_mut() {
             a.diagnoses.push(d);
