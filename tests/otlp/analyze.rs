@@ -519,3 +519,44 @@ async fn analyze_json_without_an_endpoint_writes_spans_as_json_lines() {
     assert_eq!(last["type"], "export");
     assert_eq!(last["spans"]["exported"], EXPECTED_SPANS as u64);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn digest_response_is_in_the_spans_only_with_the_flag() {
+    let (_dir, pcap) = capture();
+    let spans_of = |out: &Output| -> Vec<serde_json::Value> {
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("trace_id").is_some())
+            .collect()
+    };
+    let response_of = |spans: &[serde_json::Value]| -> Option<String> {
+        let r200 = spans.iter().find(|s| s["name"] == "REGISTER 200").unwrap();
+        r200["attributes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|kv| kv[0] == attr::SIP_AUTH_RESPONSE)
+            .map(|kv| kv[1].as_str().unwrap().to_owned())
+    };
+    let with = analyze(
+        vec![
+            pcap.clone(),
+            "--json".into(),
+            "--otlp-include-digest-response".into(),
+        ],
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        response_of(&spans_of(&with)).as_deref(),
+        Some(SECRET_RESPONSE)
+    );
+    let without = analyze(vec![pcap, "--json".into()], vec![]).await;
+    assert_eq!(response_of(&spans_of(&without)), None);
+    let stdout = String::from_utf8_lossy(&without.stdout);
+    assert!(!stdout.contains(SECRET_RESPONSE));
+    let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(last["spans"]["redacted_attributes"], 1, "{last}");
+}

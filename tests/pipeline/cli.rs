@@ -121,3 +121,83 @@ fn truncated_capture_is_analysed_up_to_the_damage() {
     assert!(out.contains("SIP messages       9"), "{out}");
     assert!(out.contains("damaged capture files 1"), "{out}");
 }
+
+/// A pcapng file declaring `n` interfaces of link type 147 (USER0), which
+/// sipscope does not read, and nothing else.
+fn pcapng_with_unsupported_interfaces(n: usize) -> Vec<u8> {
+    // Section Header Block (byte-order magic, version 1.0, length unknown).
+    let mut f = Vec::new();
+    for w in [0x0A0D_0D0Au32, 28, 0x1A2B_3C4D, 1] {
+        f.extend_from_slice(&w.to_le_bytes());
+    }
+    f.extend_from_slice(&u64::MAX.to_le_bytes());
+    f.extend_from_slice(&28u32.to_le_bytes());
+    // Interface Description Blocks: type 1, length 20, link type, snaplen.
+    for _ in 0..n {
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&20u32.to_le_bytes());
+        f.extend_from_slice(&147u16.to_le_bytes());
+        f.extend_from_slice(&0u16.to_le_bytes());
+        f.extend_from_slice(&65535u32.to_le_bytes());
+        f.extend_from_slice(&20u32.to_le_bytes());
+    }
+    f
+}
+
+#[test]
+fn thousands_of_unsupported_interfaces_give_one_warning_and_a_count() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("user0.pcapng");
+    std::fs::write(&path, pcapng_with_unsupported_interfaces(10_000)).unwrap();
+    let (ok, out, err) = analyze(&[&path.to_string_lossy()]);
+    assert!(ok, "{err}");
+    assert_eq!(err.matches("unsupported link type 147").count(), 1, "{err}");
+    assert!(
+        err.contains("9999 more interfaces of unsupported link types"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(out.contains("Summary"), "{out}");
+}
+
+#[test]
+fn an_os_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = analyze(&[&dir.path().to_string_lossy()]);
+    assert!(!ok);
+    assert_eq!(err.matches("(os error 21)").count(), 1, "{err}");
+}
+
+#[test]
+fn a_fifo_as_credentials_is_refused_without_waiting_for_a_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("creds.toml");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sipscope"))
+        .args(["analyze", "--credentials"])
+        .arg(&fifo)
+        .arg(fixture("suricata-verify_sip-tcp.pcap"))
+        .env("RUST_LOG", "off")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Poll with a deadline: the old code blocked in open() forever.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("sipscope blocked opening a FIFO as its credentials file");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert!(!status.success());
+    assert!(err.contains("is not a regular file"), "{err}");
+}

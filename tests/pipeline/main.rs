@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod decode;
 mod fuzz;
+mod hostile;
 mod tcp;
 mod torture;
 mod transactions;

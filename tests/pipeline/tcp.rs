@@ -231,3 +231,53 @@ fn non_sip_stream_on_a_sip_port_is_dropped_past_one_message_size() {
         4 * tls.len() as u64
     );
 }
+
+#[test]
+fn late_segments_before_the_start_are_put_in_front_at_most_eight_times() {
+    // Capture started mid-connection and the earlier segments arrive in
+    // reverse order. Each one put in front makes the framer look at the
+    // front again, so after 8 the stream is anchored and earlier bytes
+    // count as retransmissions: tiny reversed segments cannot make framing
+    // quadratic.
+    let msg = request("REGISTER", "z9hG4bK9", 1, "tcp-8@x", "");
+    // Piece 0 is the start line (a front cut inside it could look like
+    // one, "ER sip:... SIP/2.0", and be framed early), and no piece starts
+    // with CR or LF (taken as a keep-alive at the front).
+    let line = msg.iter().position(|&c| c == b'\n').unwrap() + 1;
+    let cut = |i: usize| match i {
+        0 => 0,
+        20 => msg.len(),
+        i => {
+            let c = line + (i - 1) * (msg.len() - line) / 19;
+            c + msg[c..]
+                .iter()
+                .take_while(|&&b| b == b'\r' || b == b'\n')
+                .count()
+        }
+    };
+    let seq = 55_000u32;
+    let piece = |t: u64, from: usize, to: usize| {
+        let off = cut(from);
+        tcp(
+            t,
+            CLIENT,
+            SERVER,
+            seq + off as u32,
+            Flags::default(),
+            &msg[off..cut(to)],
+        )
+    };
+    // Pieces 19, 18, ..., 0.
+    let packets: Vec<_> = (0..20).map(|t| piece(t as u64, 19 - t, 20 - t)).collect();
+    let (events, stats) = run_packets(&packets, PipelineConfig::default());
+    assert!(messages(&events).is_empty());
+    assert_eq!(stats.packets.tcp.out_of_order_segments, 8, "{stats:?}");
+    assert_eq!(stats.packets.tcp.retransmitted_segments, 11, "{stats:?}");
+    // With 8 late segments, the message is whole.
+    let mut reordered = vec![piece(0, 8, 20)];
+    reordered.extend((0..8).map(|t| piece(t as u64 + 1, 7 - t, 8 - t)));
+    let (events, stats) = run_packets(&reordered, PipelineConfig::default());
+    let msgs = messages(&events);
+    assert_eq!(msgs.len(), 1, "{stats:?}");
+    assert_eq!(&msgs[0].message.raw()[..], &msg[..]);
+}

@@ -8,7 +8,7 @@ use std::{
 
 use std::collections::HashMap;
 
-use etherparse::{Ipv6ExtensionSlice, NetSlice, SlicedPacket, TransportSlice};
+use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use pcap_file::pcap::PcapReader;
 
 /// One pcap record.
@@ -104,22 +104,34 @@ fn fragment_of(net: &NetSlice) -> Option<(u32, usize, bool)> {
             (h.more_fragments() || off != 0)
                 .then(|| (u32::from(h.identification()), off, h.more_fragments()))
         }
-        NetSlice::Ipv6(v6) => v6
-            .extensions()
-            .clone()
-            .into_iter()
-            .find_map(|ext| match ext {
-                Ipv6ExtensionSlice::Fragment(f) => {
-                    let b = f.slice();
-                    let field = u16::from_be_bytes([b[2], b[3]]);
-                    let off = usize::from(field & 0xFFF8);
-                    let more = field & 1 == 1;
-                    let id = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
-                    (more || off != 0).then_some((id, off, more))
-                }
-                _ => None,
-            }),
+        NetSlice::Ipv6(v6) => {
+            let exts = v6.extensions();
+            ipv6_fragment_header(exts.first_header()?.0, exts.slice())
+        }
         _ => None,
+    }
+}
+
+/// The Fragment header among the extension headers `d` (the first of
+/// type `next`), read with checked indexing rather than etherparse's extension
+/// iterator, which reads past a chain its lax parser cut short.
+fn ipv6_fragment_header(mut next: u8, mut d: &[u8]) -> Option<(u32, usize, bool)> {
+    loop {
+        let len = match next {
+            0 | 43 | 60 => (usize::from(*d.get(1)?) + 1) * 8,
+            51 => (usize::from(*d.get(1)?) + 2) * 4,
+            44 => {
+                let b = d.get(..8)?;
+                let field = u16::from_be_bytes([b[2], b[3]]);
+                let off = usize::from(field & 0xFFF8);
+                let more = field & 1 == 1;
+                let id = u32::from_be_bytes([b[4], b[5], b[6], b[7]]);
+                return (more || off != 0).then_some((id, off, more));
+            }
+            _ => return None,
+        };
+        next = *d.first()?;
+        d = d.get(len..)?;
     }
 }
 

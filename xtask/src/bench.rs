@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use crate::cmd;
 
 /// Benchmarks in the order `all` runs them.
-const BENCHES: &[&str] = &["kernel", "drops", "pipeline", "export", "media"];
+const BENCHES: &[&str] = &["kernel", "drops", "pipeline", "export", "media", "framing"];
 
 pub fn run(which: &str) -> Result<()> {
     let selected: Vec<&str> = match which {

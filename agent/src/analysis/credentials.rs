@@ -21,9 +21,9 @@
 //! and parse errors never quote the file's text.
 
 use std::fmt;
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::Read;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -187,7 +187,14 @@ impl CredentialStore {
             path: path.to_owned(),
             source,
         };
-        let file = File::open(path).map_err(read_err)?;
+        // Non-blocking, so that a FIFO (or a device) given by mistake is
+        // refused below instead of blocking the open until a writer comes.
+        // Regular files ignore the flag.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(read_err)?;
         // Check the opened file, not the path, so a swap between check and
         // read cannot slip an unchecked file in.
         let meta = file.metadata().map_err(read_err)?;
@@ -225,7 +232,7 @@ impl CredentialStore {
             CredentialsError::Syntax {
                 line,
                 column,
-                message: e.message().trim().replace('\n', "; "),
+                message: redact_quoted(e.message().trim()).replace('\n', "; "),
             }
         })?;
         let mut entries: Vec<CredentialEntry> = Vec::with_capacity(raw.credential.len());
@@ -305,6 +312,61 @@ impl CredentialStore {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Names a parse message may quote: the file's own keys.
+const KEYS: &[&str] = &[
+    "credential",
+    "username",
+    "realm",
+    "password",
+    "ha1",
+    "algorithm",
+];
+
+/// A toml/serde message with every quoted piece of the file replaced by
+/// `<redacted>`: serde quotes the value it did not expect (`invalid type:
+/// string "hunter2", expected a sequence`, ``integer `1234` ``) and the key
+/// it did not know. Kept: the file's own key names and the punctuation
+/// tokens toml says it expected.
+fn redact_quoted(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        // serde quotes a char as `character 'x'`; elsewhere ' is prose.
+        let quote = matches!(c, '"' | '`') || (c == '\'' && out.ends_with("character "));
+        if !quote {
+            out.push(c);
+            continue;
+        }
+        let mut quoted = String::new();
+        let mut closed = false;
+        while let Some(q) = chars.next() {
+            if q == c {
+                closed = true;
+                break;
+            }
+            if q == '\\' && c == '"' {
+                // Debug escapes inside a quoted string (`\"`).
+                chars.next();
+                quoted.push('?');
+                continue;
+            }
+            quoted.push(q);
+        }
+        out.push(c);
+        // Keys, and the tokens toml says it expected (`=`, `"`, `]]`).
+        let token = quoted.len() <= 3 && quoted.chars().all(|q| q.is_ascii_punctuation());
+        if c == '`' && (KEYS.contains(&quoted.as_str()) || token) {
+            out.push_str(&quoted);
+        } else {
+            out.push_str("<redacted>");
+        }
+        if closed {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// 1-based line and column of byte `offset` in `text`.

@@ -77,7 +77,10 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
         Ok(())
     };
-    for source in sources {
+    for (source, path) in sources.into_iter().zip(&args.files) {
+        // One warning per file for interfaces of a link type we cannot
+        // read, then a count: a file can declare thousands of them.
+        let mut unsupported = 0u64;
         for item in source {
             match item {
                 Ok(pkt) => {
@@ -89,8 +92,20 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
                     damaged += 1;
                     eprintln!("sipscope: warning: {e}; analysing the packets read so far");
                 }
-                Err(e) => eprintln!("sipscope: warning: {e}; skipping that interface's packets"),
+                Err(e) => {
+                    unsupported += 1;
+                    if unsupported == 1 {
+                        eprintln!("sipscope: warning: {e}; skipping that interface's packets");
+                    }
+                }
             }
+        }
+        if unsupported > 1 {
+            eprintln!(
+                "sipscope: warning: {}: {} more interfaces of unsupported link types, their packets skipped",
+                path.display(),
+                unsupported - 1
+            );
         }
     }
     let mut rest = pipeline.finish();

@@ -42,8 +42,67 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("sipscope: {err:#}");
+            eprintln!("sipscope: {}", describe(&err));
             ExitCode::FAILURE
         }
+    }
+}
+
+/// An error and its causes on one line, each said once: library errors
+/// put their source in their own message (`cannot open X: <os error>`),
+/// so a cause whose text is already there is not repeated.
+fn describe(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_already_in_the_message_is_said_once() {
+        let io = std::io::Error::from_raw_os_error(21);
+        let lib = sipscope::capture::file::FileError::Io {
+            path: "/tmp".into(),
+            packets: 0,
+            source: io,
+        };
+        let err = anyhow::Error::new(lib).context("cannot analyse /tmp");
+        assert_eq!(
+            describe(&err),
+            "cannot analyse /tmp: /tmp: read error after 0 packets: Is a directory (os error 21)"
+        );
+        // A cause not in the message is still shown.
+        let err = anyhow::anyhow!("disk full").context("writing output");
+        assert_eq!(describe(&err), "writing output: disk full");
+    }
+
+    #[test]
+    fn core_queue_of_zero_and_a_repeated_interface_are_refused_before_capture() {
+        let err = Cli::try_parse_from(["sipscope", "run", "-i", "lo", "--core-queue", "0"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("must be at least 1"), "{err}");
+        assert!(Cli::try_parse_from(["sipscope", "run", "-i", "lo", "--core-queue", "1"]).is_ok());
+        let Command::Run(args) =
+            Cli::try_parse_from(["sipscope", "run", "-i", "lo", "-i", "eth0", "-i", "lo"])
+                .unwrap()
+                .command
+        else {
+            panic!("not run")
+        };
+        let err = run::main(args).unwrap_err().to_string();
+        assert_eq!(err, "--iface lo is given twice; name each interface once");
     }
 }

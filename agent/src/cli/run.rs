@@ -74,7 +74,8 @@ pub struct RunArgs {
     verbose: bool,
     /// Frames buffered between the capture reader and the analysis core;
     /// when full, frames are dropped and counted (core_queue_full).
-    #[arg(long = "core-queue", value_name = "FRAMES", default_value_t = 4096)]
+    #[arg(long = "core-queue", value_name = "FRAMES", default_value_t = 4096,
+          value_parser = frames_in_queue)]
     core_queue: usize,
     /// Write every dropped SIP/RTP packet the kernel reported to this pcap
     /// file (raw IP: the packet as it was when dropped).
@@ -116,7 +117,35 @@ enum CoreInput {
     Drop(DroppedPacket),
 }
 
+/// `--core-queue`: at least one frame. With none, every frame the core is
+/// not already waiting for would be dropped.
+fn frames_in_queue(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err(
+            "must be at least 1: a queue of 0 frames drops every frame that \
+                      arrives while the core is busy (the default is 4096)"
+                .to_owned(),
+        ),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The interfaces, each once: the same `--iface` twice would attach our
+/// XDP program twice and fail as if another program held the interface.
+fn distinct_interfaces(ifaces: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut seen: Vec<String> = Vec::with_capacity(ifaces.len());
+    for i in ifaces {
+        if seen.contains(i) {
+            anyhow::bail!("--iface {i} is given twice; name each interface once");
+        }
+        seen.push(i.clone());
+    }
+    Ok(seen)
+}
+
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+    distinct_interfaces(&args.ifaces)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -213,7 +242,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
 
-    let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue.max(1));
+    let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue);
     let producer = SpanProducer::new(&telemetry);
     let core_out = out.handle();
     let json_mode = args.json;

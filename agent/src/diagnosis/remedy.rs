@@ -119,9 +119,10 @@ pub(super) fn for_code(code: Code) -> Remedy {
             KAM_UAC_CREDS,
         ),
         Code::AuthPasswordCorrect => r(
-            "The configured password produces the client's response, so the credentials \
-             are right: look at the realm, username, source address or account state on \
-             the provider's side.",
+            "The configured password produces the client's response, so the password is \
+             right. Nothing to change if the request succeeded; should it still be refused, \
+             look at the realm, username, source address or account state on the \
+             provider's side.",
             "no change to password=; check username=, realm= and whether the provider \
              allows registrations from this IP",
             "no change to the gateway password; check username/auth-username and the \

@@ -3,13 +3,14 @@
 //! model of docs/tracing.md. Pure functions on the packet clock; grouping
 //! of transactions into call traces is [`super::trace_builder`].
 //!
-//! Secrets: these spans carry no digest `response` and no Authorization
-//! value; the export queue's [`super::otel::AttributeFilter`] is the
-//! second line of defence for anything added later.
+//! Secrets: these spans carry no password and no Authorization value. A
+//! request's digest `response` is put under `sip.auth.response` only for
+//! the export queue's [`super::otel::AttributeFilter`] to remove it
+//! (counted) unless `--otlp-include-digest-response` allowed it.
 
 use std::net::SocketAddr;
 
-use crate::analysis::digest::Challenge;
+use crate::analysis::digest::{Challenge, Credentials};
 use crate::analysis::registration::{Outcome, RegistrationAttempt};
 use crate::capture::{Direction, Timestamp};
 use crate::diagnosis::Diagnosis;
@@ -131,6 +132,9 @@ pub fn transaction_span(
             }
         }
         span = span.with(attr::NETWORK_TRANSPORT, r.meta.transport.as_str());
+        if let Some(c) = digest_answer(r) {
+            span = span.with(attr::SIP_AUTH_RESPONSE, c.response.expose_secret());
+        }
     } else if let Some(r) = fin {
         span = span.with(attr::NETWORK_TRANSPORT, r.meta.transport.as_str());
     }
@@ -189,6 +193,16 @@ pub fn transaction_span(
         (None, _) => {}
     }
     span
+}
+
+/// The digest credentials a request answers a challenge with
+/// (Authorization or Proxy-Authorization, RFC 3261 §22.2-22.3, RFC 7616
+/// §3.4).
+fn digest_answer(r: &MessageRecord) -> Option<Credentials> {
+    ["Authorization", "Proxy-Authorization"]
+        .iter()
+        .filter_map(|h| r.message.header(h))
+        .find_map(|v| Credentials::parse(&v).ok())
 }
 
 /// realm, nonce, algorithm, stale of the challenge in a 401/407

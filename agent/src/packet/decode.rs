@@ -1,4 +1,5 @@
-//! Frame → IP → UDP/TCP decoding with etherparse, for every link type a
+//! Frame → IP → UDP/TCP decoding (etherparse for links and IPv4, our own
+//! [`super::ipv6`] walk for IPv6), for every link type a
 //! capture source delivers, plus the tunnels SIP captures commonly carry
 //! (IP-in-IP, GRE incl. ERSPAN and PPTP/PPP, PPPoE). Anything not
 //! decodable is counted by why.
@@ -6,11 +7,10 @@
 use std::net::{IpAddr, SocketAddr};
 
 use bytes::Bytes;
-use etherparse::{
-    EtherType, IpFragOffset, Ipv6ExtensionSlice, LaxNetSlice, LaxSlicedPacket, TcpSlice,
-};
+use etherparse::{EtherType, IpFragOffset, LaxNetSlice, LaxSlicedPacket, TcpSlice};
 
 use super::frag::{Defragmenter, FragConfig, FragKey, FragStats};
+use super::ipv6;
 use super::tcp::{SegmentInfo, StreamKey, TcpConfig, TcpReassembler, TcpStats};
 use super::{Datagram, IcmpUnreachable, Meta, Transport};
 use crate::capture::{Direction, LinkType, Packet, Timestamp};
@@ -194,86 +194,68 @@ impl Decoder {
     }
 
     fn ether(&mut self, ctx: Ctx, ether_type: u16, d: &[u8], depth: u8, out: &mut Vec<Datagram>) {
-        if ether_type == ETH_PPPOE_SESSION {
-            return self.pppoe(ctx, d, depth, out);
+        match ether_type {
+            ETH_PPPOE_SESSION => return self.pppoe(ctx, d, depth, out),
+            ETH_IPV6 => return self.ipv6(ctx, d, depth, out),
+            _ => {}
         }
         let sliced = LaxSlicedPacket::from_ether_type(EtherType(ether_type), d);
-        let Some(net) = &sliced.net else {
-            // VLAN-tagged PPPoE and the like: etherparse stops at the
-            // inner EtherType it does not know.
-            match sliced.ether_payload() {
-                Some(p) if p.ether_type.0 == ETH_PPPOE_SESSION && depth < MAX_DEPTH => {
-                    self.pppoe(ctx, p.payload, depth + 1, out)
+        // etherparse walks VLAN tags and MACsec; IPv6 and PPPoE behind
+        // them are decoded here like untagged ones.
+        match sliced.ether_payload() {
+            Some(p) if p.ether_type.0 == ETH_IPV6 => return self.ipv6(ctx, p.payload, depth, out),
+            Some(p) if p.ether_type.0 == ETH_PPPOE_SESSION && depth < MAX_DEPTH => {
+                return self.pppoe(ctx, p.payload, depth + 1, out);
+            }
+            _ => {}
+        }
+        let v4 = match &sliced.net {
+            Some(LaxNetSlice::Ipv4(v4)) => v4,
+            Some(_) => return self.stats.not_ip += 1,
+            None => {
+                match sliced.ether_payload() {
+                    Some(p) if p.ether_type.0 == ETH_IPV4 => self.stats.ip_errors += 1,
+                    _ => self.stats.not_ip += 1,
                 }
-                Some(p) if p.ether_type.0 == ETH_IPV4 || p.ether_type.0 == ETH_IPV6 => {
-                    self.stats.ip_errors += 1
-                }
-                _ => self.stats.not_ip += 1,
-            }
-            return;
-        };
-        let (src, dst, payload, frag) = match net {
-            LaxNetSlice::Ipv4(v4) => {
-                let h = v4.header();
-                let frag = v4.payload().fragmented.then(|| {
-                    (
-                        u32::from(h.identification()),
-                        h.fragments_offset(),
-                        h.more_fragments(),
-                    )
-                });
-                (
-                    IpAddr::V4(h.source_addr()),
-                    IpAddr::V4(h.destination_addr()),
-                    v4.payload(),
-                    frag,
-                )
-            }
-            LaxNetSlice::Ipv6(v6) => {
-                let h = v6.header();
-                // Read the fragment header ourselves: etherparse 0.19.0's
-                // Ipv6FragmentHeaderSlice::fragment_offset/more_fragments
-                // decode the RFC 8200 §4.5 bit layout wrongly (offset 181
-                // comes out as 168, M from the wrong bit).
-                let frag = v6.extensions().clone().into_iter().find_map(|e| match e {
-                    Ipv6ExtensionSlice::Fragment(f) => ipv6_fragment(f.slice()),
-                    _ => None,
-                });
-                (
-                    IpAddr::V6(h.source_addr()),
-                    IpAddr::V6(h.destination_addr()),
-                    v6.payload(),
-                    frag,
-                )
-            }
-            LaxNetSlice::Arp(_) => {
-                self.stats.not_ip += 1;
                 return;
             }
         };
+        let h = v4.header();
+        let (src, dst) = (
+            IpAddr::V4(h.source_addr()),
+            IpAddr::V4(h.destination_addr()),
+        );
+        let payload = v4.payload();
         let proto = payload.ip_number.0;
-        let fragmented = match net {
-            LaxNetSlice::Ipv6(_) => frag.is_some(),
-            _ => payload.fragmented,
-        };
-        if fragmented {
-            let Some((id, offset, more)) = frag else {
-                self.stats.ip_errors += 1;
-                return;
-            };
-            self.defrag(
-                ctx,
-                src,
-                dst,
-                proto,
-                (id, offset, more),
-                payload.payload,
-                depth,
-                out,
+        if payload.fragmented {
+            let frag = (
+                u32::from(h.identification()),
+                h.fragments_offset(),
+                h.more_fragments(),
             );
-            return;
+            return self.defrag(ctx, src, dst, proto, frag, payload.payload, depth, out);
         }
         self.transport(ctx, src, dst, proto, payload.payload, depth, out);
+    }
+
+    /// IPv6 with its extension headers walked by [`ipv6::parse`]; a chain
+    /// that does not fit in the captured bytes is an IP error.
+    fn ipv6(&mut self, ctx: Ctx, d: &[u8], depth: u8, out: &mut Vec<Datagram>) {
+        let Ok(v6) = ipv6::parse(d) else {
+            self.stats.ip_errors += 1;
+            return;
+        };
+        let (src, dst) = (IpAddr::V6(v6.src), IpAddr::V6(v6.dst));
+        let Some(f) = v6.fragment else {
+            return self.transport(ctx, src, dst, v6.protocol, v6.payload, depth, out);
+        };
+        match IpFragOffset::try_new(f.offset) {
+            Ok(offset) => {
+                let frag = (f.id, offset, f.more);
+                self.defrag(ctx, src, dst, v6.protocol, frag, v6.payload, depth, out)
+            }
+            Err(_) => self.stats.ip_errors += 1,
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -294,8 +276,17 @@ impl Decoder {
             id,
             proto,
         };
-        if let Some(whole) = self.frag.add(ctx.ts, key, offset, more, data) {
-            self.transport(ctx, src, dst, proto, &whole, depth, out);
+        let Some(whole) = self.frag.add(ctx.ts, key, offset, more, data) else {
+            return;
+        };
+        if !src.is_ipv6() {
+            return self.transport(ctx, src, dst, proto, &whole, depth, out);
+        }
+        // The fragmentable part may start with Destination Options or
+        // Routing headers (RFC 8200 §4.5).
+        match ipv6::skip_extensions(proto, &whole) {
+            Ok((proto, payload)) => self.transport(ctx, src, dst, proto, payload, depth, out),
+            Err(_) => self.stats.ip_errors += 1,
         }
     }
 
@@ -572,19 +563,6 @@ impl Decoder {
     pub fn finish(&mut self) {
         self.tcp.finish();
     }
-}
-
-/// (identification, offset, more fragments) of an IPv6 Fragment header
-/// (RFC 8200 §4.5: 13-bit offset in 8-octet units, 2 reserved bits, M);
-/// `None` for an atomic fragment (offset 0, M clear), which is whole.
-fn ipv6_fragment(h: &[u8]) -> Option<(u32, IpFragOffset, bool)> {
-    let field = be16(h, 2)?;
-    let id = u32::from_be_bytes(h.get(4..8)?.try_into().ok()?);
-    let (offset, more) = (field >> 3, field & 1 == 1);
-    if offset == 0 && !more {
-        return None;
-    }
-    Some((id, IpFragOffset::try_new(offset).ok()?, more))
 }
 
 fn meta(ctx: Ctx, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, transport: Transport) -> Meta {

@@ -5,6 +5,7 @@
 
 mod decode;
 pub mod frag;
+pub mod ipv6;
 pub mod tcp;
 
 use std::net::SocketAddr;

@@ -4,7 +4,9 @@
 //! Each direction of a connection is a [`Stream`]: bytes in sequence order
 //! are appended to a buffer, out-of-order segments wait in a small pending
 //! list, retransmitted bytes are dropped. Whole messages are cut off the
-//! front with [`crate::sip::framing::frame`]. When the capture starts
+//! front with a [`StreamFramer`], which remembers how far it has scanned,
+//! so framing costs time linear in the bytes received whatever they are.
+//! When the capture starts
 //! mid-connection (no SYN), data from before the first segment seen may
 //! still arrive late and is put in front, until the first message has been
 //! framed. Everything is bounded (per stream, in total, number of streams)
@@ -17,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::capture::Timestamp;
-use crate::sip::framing::{Frame, frame};
+use crate::sip::framing::{Frame, StreamFramer};
 
 #[derive(Clone, Copy, Debug)]
 pub struct TcpConfig {
@@ -85,8 +87,17 @@ struct Stream {
     /// The SYN was seen, or a message was framed: bytes before the
     /// buffer's start are retransmissions, not late arrivals.
     anchored: bool,
+    /// Late segments put in front of the buffer so far (while not
+    /// anchored); bounded, since each makes the front be scanned again.
+    late_prepends: u8,
+    framer: StreamFramer,
     last_seen: Timestamp,
 }
+
+/// Late segments put in front of an unanchored stream at most: real
+/// reordering at a capture's start is a few segments; more would let a
+/// sender make the front be rescanned once per tiny segment.
+const MAX_LATE_PREPENDS: u8 = 8;
 
 impl Stream {
     fn buffered(&self) -> usize {
@@ -172,6 +183,8 @@ impl TcpReassembler {
                     pending: Vec::new(),
                     pending_bytes: 0,
                     anchored: seg.syn,
+                    late_prepends: 0,
+                    framer: StreamFramer::default(),
                     last_seen: ts,
                 },
             );
@@ -321,6 +334,7 @@ fn append(stream: &mut Stream, data: &[u8], stats: &mut TcpStats, config: &TcpCo
         // next message start after this segment.
         stats.dropped_bytes += (stream.buf.len() + data.len()) as u64;
         stream.buf.clear();
+        stream.framer.reset();
         stream.next_seq = stream.next_seq.wrapping_add(data.len() as u32);
         return;
     }
@@ -356,6 +370,11 @@ fn merge_pending(stream: &mut Stream, stats: &mut TcpStats, config: &TcpConfig) 
                 let mut joined = data[..keep].to_vec();
                 joined.extend_from_slice(&stream.buf);
                 stream.buf = joined;
+                stream.framer.reset();
+                stream.late_prepends += 1;
+                if stream.late_prepends >= MAX_LATE_PREPENDS {
+                    stream.anchored = true;
+                }
                 progressed = true;
             } else {
                 i += 1;
@@ -380,7 +399,8 @@ fn drain_frames(
         if rest.is_empty() {
             break;
         }
-        match frame(rest, config.max_message) {
+        let before = consumed;
+        match stream.framer.next(rest, config.max_message) {
             Frame::Message(n) => {
                 out.push(Bytes::copy_from_slice(&rest[..n]));
                 stats.messages += 1;
@@ -413,6 +433,7 @@ fn drain_frames(
             }
             Frame::NeedMore => break,
         }
+        stream.framer.consumed(consumed - before);
     }
     if consumed > 0 {
         stream.buf.drain(..consumed);

@@ -2,7 +2,7 @@
 //! transports Content-Length is mandatory and delimits the body).
 
 use super::headers::{self, parse_u32, trim};
-use super::message::{header_end, looks_like_start_line};
+use super::message::looks_like_start_line;
 
 /// What the front of a stream buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -22,42 +22,216 @@ pub enum Frame {
     NeedMore,
 }
 
-/// Find the next message boundary at the front of `buf`. `max` bounds
-/// one message (headers + body).
+/// A first line this long without its LF cannot be a start line worth
+/// waiting for: the bytes are junk up to the next LF.
+const MAX_START_LINE: usize = 1024;
+
+/// Find the next message boundary at the front of `buf` in one shot
+/// (a [`StreamFramer`] with nothing remembered). `max` bounds one message
+/// (headers + body).
 pub fn frame(buf: &[u8], max: usize) -> Frame {
-    let lead = buf
-        .iter()
-        .take_while(|&&c| c == b'\r' || c == b'\n')
-        .count();
-    if lead > 0 {
-        return Frame::KeepAlive(lead);
+    StreamFramer::default().next(buf, max)
+}
+
+/// The framer of one stream direction. It remembers how far it has looked
+/// at the unframed bytes, so that, whatever arrives (bytes without a line
+/// feed, a header block that never ends, a body trickling in a byte at a
+/// time), each byte is scanned a bounded number of times: framing is
+/// linear in the bytes received.
+///
+/// The caller keeps the unframed bytes and calls [`StreamFramer::next`]
+/// with them, [`StreamFramer::consumed`] after removing bytes from their
+/// front, and [`StreamFramer::reset`] when their front changes any other
+/// way. Bytes appended at the end keep what was learned valid.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamFramer {
+    scan: Scan,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Scan {
+    /// Looking for a start line: `[0, junk)` are whole lines that are not
+    /// start lines, the line at `junk` has no LF in `[junk, lf_from)`, and
+    /// is junk whatever follows when `long` (it outgrew
+    /// [`MAX_START_LINE`], or began before the front).
+    Lines {
+        junk: usize,
+        lf_from: usize,
+        long: bool,
+    },
+    /// A start line at the front; the header section's end is not among
+    /// the line feeds before `scanned`.
+    Headers { scanned: usize },
+    /// A message of `total` bytes (headers + Content-Length) at the front.
+    Body { total: usize },
+}
+
+impl Scan {
+    /// How far into the buffer what is remembered reaches.
+    fn reach(&self) -> usize {
+        match *self {
+            Scan::Lines { lf_from, .. } => lf_from,
+            Scan::Headers { scanned } => scanned,
+            Scan::Body { .. } => 0,
+        }
     }
-    let Some(nl) = buf.iter().position(|&c| c == b'\n') else {
-        return if buf.len() > 1024 {
-            Frame::Junk(next_start(buf, 1))
-        } else {
-            Frame::NeedMore
+}
+
+impl Default for Scan {
+    fn default() -> Self {
+        Scan::Lines {
+            junk: 0,
+            lf_from: 0,
+            long: false,
+        }
+    }
+}
+
+impl StreamFramer {
+    /// The next boundary at the front of `buf`, the stream's unframed
+    /// bytes; `max` bounds one message (headers + body). Nothing is
+    /// consumed until [`StreamFramer::consumed`] says so: a caller may
+    /// keep junk and ask again when more bytes arrived.
+    pub fn next(&mut self, buf: &[u8], max: usize) -> Frame {
+        if self.scan.reach() > buf.len() {
+            // The front changed without a reset: start over rather than
+            // index past the end.
+            debug_assert!(
+                false,
+                "framer state {:?} past {} bytes",
+                self.scan,
+                buf.len()
+            );
+            self.reset();
+        }
+        if buf.is_empty() {
+            return Frame::NeedMore;
+        }
+        loop {
+            match self.scan {
+                Scan::Lines {
+                    junk,
+                    lf_from,
+                    long,
+                } => {
+                    if junk == 0 && !long {
+                        let lead = buf
+                            .iter()
+                            .take_while(|&&c| c == b'\r' || c == b'\n')
+                            .count();
+                        if lead > 0 {
+                            return Frame::KeepAlive(lead);
+                        }
+                    }
+                    let Some(nl) = buf[lf_from..]
+                        .iter()
+                        .position(|&c| c == b'\n')
+                        .map(|i| lf_from + i)
+                    else {
+                        let long = long || buf.len() - junk > MAX_START_LINE;
+                        self.scan = Scan::Lines {
+                            junk,
+                            lf_from: buf.len(),
+                            long,
+                        };
+                        return match (long, junk) {
+                            (true, _) => Frame::Junk(buf.len()),
+                            (false, 0) => Frame::NeedMore,
+                            (false, junk) => Frame::Junk(junk),
+                        };
+                    };
+                    if !long && looks_like_start_line(&buf[junk..nl]) {
+                        if junk > 0 {
+                            self.scan = Scan::Lines {
+                                junk,
+                                lf_from: nl,
+                                long: false,
+                            };
+                            return Frame::Junk(junk);
+                        }
+                        self.scan = Scan::Headers { scanned: nl + 1 };
+                    } else {
+                        self.scan = Scan::Lines {
+                            junk: nl + 1,
+                            lf_from: nl + 1,
+                            long: false,
+                        };
+                    }
+                }
+                Scan::Headers { scanned } => match header_end_from(buf, scanned) {
+                    Some(end) => {
+                        let body = content_length(&buf[..end]) as usize;
+                        self.scan = Scan::Body {
+                            total: end.saturating_add(body),
+                        };
+                    }
+                    None => {
+                        self.scan = Scan::Headers { scanned: buf.len() };
+                        return if buf.len() > max {
+                            Frame::Oversized(buf.len())
+                        } else {
+                            Frame::NeedMore
+                        };
+                    }
+                },
+                Scan::Body { total } if total > max => {
+                    return Frame::Oversized(total.min(buf.len()));
+                }
+                Scan::Body { total } if buf.len() >= total => return Frame::Message(total),
+                Scan::Body { .. } => return Frame::NeedMore,
+            }
+        }
+    }
+
+    /// `n` bytes were removed from the front of the buffer (after a frame
+    /// was acted on). What was learned about the bytes after them is kept.
+    pub fn consumed(&mut self, n: usize) {
+        self.scan = match self.scan {
+            Scan::Lines {
+                junk,
+                lf_from,
+                long,
+            } if n <= junk => Scan::Lines {
+                junk: junk - n,
+                lf_from: lf_from - n,
+                long,
+            },
+            // Part of a junk line: the rest of it is junk too.
+            Scan::Lines {
+                lf_from,
+                long: true,
+                ..
+            } if n <= lf_from => Scan::Lines {
+                junk: 0,
+                lf_from: lf_from - n,
+                long: true,
+            },
+            _ => Scan::default(),
         };
-    };
-    if !looks_like_start_line(&buf[..nl]) {
-        return Frame::Junk(next_start(buf, nl + 1));
     }
-    let Some(hend) = header_end(buf) else {
-        return if buf.len() > max {
-            Frame::Oversized(buf.len())
-        } else {
-            Frame::NeedMore
-        };
-    };
-    let total = hend.saturating_add(content_length(&buf[..hend]) as usize);
-    if total > max {
-        return Frame::Oversized(total.min(buf.len()));
+
+    /// The front of the buffer changed (bytes put in front, or dropped):
+    /// forget what was learned.
+    pub fn reset(&mut self) {
+        self.scan = Scan::default();
     }
-    if buf.len() >= total {
-        Frame::Message(total)
-    } else {
-        Frame::NeedMore
+}
+
+/// Offset of the first byte after the header section in `b`: after the
+/// empty line (RFC 3261 §7: CRLF; a bare LF is tolerated, as the parser
+/// does), looking only at line feeds from `from` on (the earlier ones were
+/// looked at before).
+fn header_end_from(b: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
+    while let Some(n) = b[i..].iter().position(|&c| c == b'\n') {
+        let lf = i + n;
+        let before = &b[..lf];
+        if before.ends_with(b"\n") || before.ends_with(b"\n\r") {
+            return Some(lf + 1);
+        }
+        i = lf + 1;
     }
+    None
 }
 
 /// Content-Length (or `l`) from a header block; absent or unreadable
@@ -73,24 +247,6 @@ fn content_length(head: &[u8]) -> u32 {
         }
     }
     0
-}
-
-/// Offset of the next line (at or after `from`) that looks like a start
-/// line, or the whole buffer minus a partial last line.
-fn next_start(buf: &[u8], from: usize) -> usize {
-    let mut i = from;
-    while i < buf.len() {
-        let end = match buf[i..].iter().position(|&c| c == b'\n') {
-            Some(n) => i + n,
-            // Keep a partial last line: it may become a start line.
-            None => return i,
-        };
-        if looks_like_start_line(&buf[i..end]) {
-            return i;
-        }
-        i = end + 1;
-    }
-    buf.len()
 }
 
 #[cfg(test)]
@@ -113,6 +269,94 @@ mod tests {
         let junk = [&b"tail of a body\r\nmore\r\n"[..], M].concat();
         assert_eq!(frame(&junk, 65536), Frame::Junk(22));
         assert_eq!(frame(b"no newline yet", 65536), Frame::NeedMore);
+    }
+
+    /// Feed `stream` to a framer in `chunk`-byte pieces, acting on every
+    /// frame as the TCP reassembler does: the frames, in order.
+    fn frames_of(stream: &[u8], chunk: usize, max: usize) -> Vec<Frame> {
+        let mut framer = StreamFramer::default();
+        let (mut buf, mut out) = (Vec::new(), Vec::new());
+        for piece in stream.chunks(chunk) {
+            buf.extend_from_slice(piece);
+            loop {
+                let f = framer.next(&buf, max);
+                let n = match f {
+                    Frame::Message(n)
+                    | Frame::KeepAlive(n)
+                    | Frame::Junk(n)
+                    | Frame::Oversized(n) => n,
+                    Frame::NeedMore => break,
+                };
+                out.push(f);
+                buf.drain(..n);
+                framer.consumed(n);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn a_line_without_lf_past_1024_bytes_is_junk_up_to_its_lf_in_one_step_per_segment() {
+        let mut stream = vec![b'x'; 3000];
+        stream.extend_from_slice(b"still junk\r\n");
+        stream.extend_from_slice(M);
+        let frames = frames_of(&stream, 1000, 65536);
+        // Not one byte at a time: the long line goes in whole segments.
+        assert_eq!(
+            frames,
+            vec![
+                Frame::Junk(2000),
+                Frame::Junk(1000),
+                Frame::Junk(12),
+                Frame::Message(M.len())
+            ]
+        );
+    }
+
+    #[test]
+    fn a_header_block_that_never_ends_is_scanned_once_not_per_segment() {
+        let mut framer = StreamFramer::default();
+        let mut buf = b"INVITE sip:a@b SIP/2.0\r\n".to_vec();
+        for _ in 0..100 {
+            buf.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaa\r\n");
+            assert_eq!(framer.next(&buf, 1 << 20), Frame::NeedMore);
+            // What was searched is remembered: the next search starts here.
+            assert_eq!(framer.scan, Scan::Headers { scanned: buf.len() });
+        }
+        buf.extend_from_slice(b"l: 2\r\n\r\nok");
+        assert_eq!(framer.next(&buf, 1 << 20), Frame::Message(buf.len()));
+    }
+
+    #[test]
+    fn junk_lines_are_remembered_while_the_caller_keeps_them() {
+        let mut framer = StreamFramer::default();
+        let mut buf = b"tail of a body\r\nmore\r\n".to_vec();
+        // All junk, no start line: a caller may keep it and ask again.
+        assert_eq!(framer.next(&buf, 65536), Frame::Junk(22));
+        buf.extend_from_slice(b"and more\r\n");
+        assert_eq!(framer.next(&buf, 65536), Frame::Junk(32));
+        buf.extend_from_slice(M);
+        assert_eq!(framer.next(&buf, 65536), Frame::Junk(32));
+        buf.drain(..32);
+        framer.consumed(32);
+        assert_eq!(framer.next(&buf, 65536), Frame::Message(M.len()));
+    }
+
+    #[test]
+    fn empty_line_ends_the_headers_as_the_parser_sees_it() {
+        for end in [&b"\r\n\r\n"[..], b"\n\n", b"\n\r\n", b"\r\n\n"] {
+            let m = [&b"OPTIONS sip:a@b SIP/2.0\r\nl: 2"[..], end, b"ok"].concat();
+            assert_eq!(frame(&m, 65536), Frame::Message(m.len()), "{end:?}");
+        }
+    }
+
+    #[test]
+    fn a_body_trickling_in_frames_once_complete() {
+        let frames = frames_of(&[M, M].concat(), 1, 65536);
+        assert_eq!(
+            frames,
+            vec![Frame::Message(M.len()), Frame::Message(M.len())]
+        );
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
-use super::headers::{self, HeaderName, find, parse_u32, trim};
+use super::headers::{self, HeaderName, parse_u32, trim};
 use super::malformed::MalformedReason;
 use super::method::{Method, is_token};
 use super::name_addr::{self, NameAddrSpans};
@@ -640,17 +640,6 @@ pub fn looks_like_start_line(line: &[u8]) -> bool {
             is_version(v) && v.len() <= 8 && is_token(&line[..m_end])
         }
         _ => false,
-    }
-}
-
-/// Offset of the first byte after the header section (after CRLFCRLF or
-/// LFLF), if it is in `b`.
-pub fn header_end(b: &[u8]) -> Option<usize> {
-    let crlf = find(b, b"\r\n\r\n").map(|p| p + 4);
-    let lf = find(b, b"\n\n").map(|p| p + 2);
-    match (crlf, lf) {
-        (Some(a), Some(c)) => Some(a.min(c)),
-        (a, c) => a.or(c),
     }
 }
 

@@ -204,3 +204,63 @@ fn empty_file_is_an_empty_store() {
     let store = CredentialStore::from_toml_str("# nothing yet\n").unwrap();
     assert!(store.is_empty());
 }
+
+#[test]
+fn a_value_where_a_table_is_expected_is_not_quoted_in_the_error() {
+    // serde's own message would be `invalid type: string "hunter2-LEAK",
+    // expected a sequence`.
+    let cases = [
+        "credential = \"hunter2-LEAK\"\n".to_owned(),
+        "credential = [\"hunter2-LEAK\"]\n".to_owned(),
+        "[[credential]]\nusername = \"u\"\npassword = \"x\"\nrealm = [\"hunter2-LEAK\"]\n"
+            .to_owned(),
+        "[[credential]]\nusername = \"u\"\npassword = \"x\"\nhunter2-LEAK = 1\n".to_owned(),
+        "[[credential]]\nusername = 'hunter2-LEAK\n".to_owned(),
+        "hunter2-LEAK\n".to_owned(),
+        "[hunter2-LEAK]\n".to_owned(),
+    ];
+    for text in &cases {
+        let err = CredentialStore::from_toml_str(text).unwrap_err();
+        let shown = format!("{err}\n{err:?}");
+        assert!(!shown.contains("hunter2"), "file content quoted: {shown}");
+        assert!(
+            matches!(err, CredentialsError::Syntax { line: 1.., .. }),
+            "{shown}"
+        );
+    }
+    // What the message still says: the kind of mistake, and our own keys.
+    let err = CredentialStore::from_toml_str(&cases[0]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("invalid type: string \"<redacted>\", expected a sequence"),
+        "{err}"
+    );
+    let err = CredentialStore::from_toml_str("[[credential]]\nusername = \"u\"\npasword = \"x\"\n")
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("expected one of `username`, `realm`, `password`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_fifo_is_refused_at_once_not_waited_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("creds.toml");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    // Opening a FIFO for reading blocks until a writer comes: load on a
+    // thread, and fail past a deadline instead of hanging the test run.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = fifo.clone();
+    std::thread::spawn(move || tx.send(CredentialStore::load(&path)).unwrap());
+    let result = rx
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("loading a FIFO blocked");
+    assert!(
+        matches!(result, Err(CredentialsError::NotAFile { .. })),
+        "{result:?}"
+    );
+}

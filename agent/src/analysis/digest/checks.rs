@@ -269,7 +269,8 @@ pub fn password_finding(
             at,
             format!(
                 "The password in the credentials file for {} produces the client's response: \
-                 the password is correct, so the failure is elsewhere.",
+                 the password is correct (should this request still be refused, the cause \
+                 is not the password).",
                 quoted(&creds.username)
             ),
         ),

@@ -323,7 +323,13 @@ fn right_password_with_credentials_is_confirmed_as_info_only() {
     f.healthy("secret1001", "n1", 60);
     let r = run_with(&f.packets, store("secret1001"), None);
     assert_eq!(r.codes(), set(&["auth.password_correct"]));
-    assert_eq!(r.one(Code::AuthPasswordCorrect).severity, Severity::Info);
+    let d = r.one(Code::AuthPasswordCorrect);
+    assert_eq!(d.severity, Severity::Info);
+    // The registration succeeded: nothing may call it a failure.
+    assert_eq!(r.attempts()[0].outcome, Outcome::Registered { expires: 60 });
+    let text = format!("{} {}", d.summary, d.remedy.general);
+    assert!(!text.contains("failure is elsewhere"), "{text}");
+    assert!(text.contains("password is correct"), "{text}");
 }
 
 fn wrong_password(f: &mut Flow) {
