@@ -13,6 +13,10 @@ use crate::{cmd, vm};
 /// (kernel, forced oldest variants) in the order they run.
 const RUNS: &[(&str, bool)] = &[("6.1", false), ("6.1", true), ("6.12", false)];
 
+/// Tests that depend on the host's speed, not on the kernel.
+const SKIPPED_IN_GUESTS: &[&str] =
+    &["drops::a_non_rtp_flood_on_the_rtp_range_is_reported_within_budget"];
+
 /// One guest run may take this long, boot included (TCG is slow: the
 /// kernel tests take about ten minutes).
 const GUEST_TIMEOUT: Duration = Duration::from_secs(1500);
@@ -29,6 +33,14 @@ pub fn run() -> Result<()> {
         command.push(tests.display().to_string());
         // Two vCPUs; the tests poll with deadlines sized for this.
         command.extend(["--test-threads".to_owned(), "2".to_owned()]);
+        // Under emulation a 1000-datagram burst overflows the receive
+        // backlog before nft sees it all (cpu_backlog drops); the test runs
+        // on the host, in both modes.
+        command.extend(
+            SKIPPED_IN_GUESTS
+                .iter()
+                .flat_map(|t| ["--skip".to_owned(), (*t).to_owned()]),
+        );
         let label = if oldest {
             format!("{kernel} with SIPSCOPE_KERNEL_COMPAT=oldest")
         } else {
