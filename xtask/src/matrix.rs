@@ -18,8 +18,8 @@ const SKIPPED_IN_GUESTS: &[&str] =
     &["drops::a_non_rtp_flood_on_the_rtp_range_is_reported_within_budget"];
 
 /// One guest run may take this long, boot included (TCG is slow: the
-/// kernel tests take about ten minutes).
-const GUEST_TIMEOUT: Duration = Duration::from_secs(1500);
+/// kernel tests take about four minutes).
+const GUEST_TIMEOUT: Duration = Duration::from_secs(720);
 
 pub fn run() -> Result<()> {
     let tests = test_binary("kernel")?;
@@ -46,16 +46,25 @@ pub fn run() -> Result<()> {
         } else {
             kernel.to_owned()
         };
-        eprintln!("kernel matrix: kernel tests on Linux {label} (qemu TCG)");
-        let exit = vm::run_in_guest(kernel, &command, GUEST_TIMEOUT)
-            .with_context(|| format!("running the kernel tests on Linux {label}"))?;
-        eprintln!(
-            "kernel matrix: Linux {label} ({}): exit status {} in {:.0} s",
-            exit.release,
-            exit.code,
-            exit.elapsed.as_secs_f64()
-        );
-        if !exit.success() {
+        // A run that fails is run once more: under emulation a deadline can
+        // still be missed now and then; a failure twice in a row fails.
+        let mut passed = false;
+        for attempt in 1..=2 {
+            eprintln!("kernel matrix: kernel tests on Linux {label} (qemu TCG), attempt {attempt}");
+            let exit = vm::run_in_guest(kernel, &command, GUEST_TIMEOUT)
+                .with_context(|| format!("running the kernel tests on Linux {label}"))?;
+            eprintln!(
+                "kernel matrix: Linux {label} ({}): exit status {} in {:.0} s",
+                exit.release,
+                exit.code,
+                exit.elapsed.as_secs_f64()
+            );
+            if exit.success() {
+                passed = true;
+                break;
+            }
+        }
+        if !passed {
             failed.push(label);
         }
     }
