@@ -1,16 +1,20 @@
-//! Cost of the XDP capture program per packet, measured in the kernel with
-//! BPF_PROG_TEST_RUN (through aya's `TestRun`, which issues the bpf syscall
-//! on the program fd) beside the do-nothing XDP program in the same run.
-//! Absolute times on shared machines are noise; the ratio to the empty
-//! program is the figure to watch.
+//! Cost of each capture program variant per packet, measured in the kernel
+//! with BPF_PROG_TEST_RUN (through aya's `TestRun`, which issues the bpf
+//! syscall on the program fd) beside the do-nothing program of the same
+//! type in the same run: XDP ingress, TC ingress and egress with the
+//! shared RTP flow store, and the Linux 5.10 TC variants with the per-CPU
+//! store. Absolute times on shared machines are noise; the difference to
+//! the empty program is the figure to watch.
 //!
 //! Run as root: `cargo xtask bench kernel` (= `cargo bench -p sipscope --bench kernel`).
 
 use std::time::Duration;
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
 use etherparse::PacketBuilder;
-use sipscope::capture::live::{LoadedObject, RtpSettings, load_object};
+use sipscope::capture::live::{
+    CompatMode, KernelFeatures, LoadedObject, RtpSettings, Support, load_object_for,
+};
 use sipscope_common::{DEFAULT_RING_SIZE, names};
 
 /// Packets per program per frame kind.
@@ -22,6 +26,7 @@ const BATCH: u32 = 2_000;
 /// round is reported, which damps other load on the machine.
 const ROUNDS: u32 = 5;
 const XDP_PASS: u32 = 2;
+const TC_ACT_OK: u32 = 0;
 
 const SIP: &str = "REGISTER sip:pbx.example.com SIP/2.0\r\n\
 Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776asdhds;rport\r\n\
@@ -60,26 +65,30 @@ fn ns_per_packet(
     frame: &[u8],
     packets: u32,
 ) -> f64 {
-    let xdp: &Xdp = object
-        .ebpf
-        .program(prog)
-        .expect("program in object")
-        .try_into()
-        .expect("an XDP program");
+    let program = object.ebpf.program(prog).expect("program in object");
+    let run = |repeat: u32| {
+        let opts = TestRunOptions {
+            data_in: Some(frame),
+            repeat,
+            ..Default::default()
+        };
+        if let Ok(xdp) = <&Xdp>::try_from(program) {
+            let r = xdp.test_run(opts).expect("BPF_PROG_TEST_RUN");
+            assert_eq!(r.return_value, XDP_PASS, "{prog} must always pass");
+            r.duration
+        } else {
+            let tc: &SchedClassifier = program.try_into().expect("a TC program");
+            let r = tc.test_run(opts).expect("BPF_PROG_TEST_RUN");
+            assert_eq!(r.return_value, TC_ACT_OK, "{prog} must always pass");
+            r.duration
+        }
+    };
     let mut total = Duration::ZERO;
     let mut done = 0;
     while done < packets {
         let repeat = BATCH.min(packets - done);
-        let result = xdp
-            .test_run(TestRunOptions {
-                data_in: Some(frame),
-                repeat,
-                ..Default::default()
-            })
-            .expect("BPF_PROG_TEST_RUN");
-        assert_eq!(result.return_value, XDP_PASS, "{prog} must always pass");
         // The kernel reports the mean duration of one run.
-        total += result.duration * repeat;
+        total += run(repeat) * repeat;
         done += repeat;
         while ring.next().is_some() {}
     }
@@ -99,15 +108,20 @@ fn main() {
         );
         std::process::exit(1);
     }
-    let mut object = load_object(DEFAULT_RING_SIZE).expect("loading the eBPF object");
-    object.set_sip_ports(&[]).expect("SIP ports");
-    object
-        .configure_rtp(&RtpSettings::default())
-        .expect("RTP settings");
-    object.load_capture_programs().expect("verifier");
-    object.load_empty_program().expect("empty program");
-    let mut ring = object.take_ring().expect("ring buffer");
-
+    let oldest = KernelFeatures {
+        mode: CompatMode::Oldest,
+        xdp_load_bytes: Support::Forced,
+        atomics: Support::Forced,
+    };
+    // (variant, its baseline, object features): every variant is measured
+    // on this kernel, whatever the agent would pick here.
+    let variants = [
+        (names::XDP_INGRESS, names::XDP_EMPTY, KernelFeatures::all()),
+        (names::TC_INGRESS, names::TC_EMPTY, KernelFeatures::all()),
+        (names::TC_EGRESS, names::TC_EMPTY, KernelFeatures::all()),
+        (names::TC_INGRESS_510, names::TC_EMPTY, oldest.clone()),
+        (names::TC_EGRESS_510, names::TC_EMPTY, oldest),
+    ];
     let sip = udp_frame(5060, SIP.as_bytes());
     let cases = [
         ("non-VoIP UDP (DNS, 53)", udp_frame(53, &[0u8; 40])),
@@ -119,31 +133,47 @@ fn main() {
     ];
     let per_round = TOTAL / ROUNDS;
     println!(
-        "kernel bench: XDP capture vs empty XDP, {TOTAL} packets each, median of {ROUNDS} rounds"
+        "kernel bench: each capture variant vs the empty program of its type, {TOTAL} packets \
+         each, median of {ROUNDS} rounds"
     );
     println!(
-        "{:<36} {:>10} {:>10} {:>8}",
-        "frame", "empty ns", "sipscope", "ratio"
+        "{:<16} {:<36} {:>9} {:>9} {:>8} {:>7}",
+        "variant", "frame", "empty ns", "ns", "+ns", "ratio"
     );
-    for (label, frame) in &cases {
-        let (mut empty, mut capture) = (Vec::new(), Vec::new());
-        for _ in 0..ROUNDS {
-            empty.push(ns_per_packet(
-                &mut object,
-                &mut ring,
-                names::XDP_EMPTY,
-                frame,
-                per_round,
-            ));
-            capture.push(ns_per_packet(
-                &mut object,
-                &mut ring,
-                names::XDP_INGRESS,
-                frame,
-                per_round,
-            ));
+    for (variant, baseline, features) in variants {
+        let mut object =
+            load_object_for(DEFAULT_RING_SIZE, 16_384, features).expect("loading the eBPF object");
+        object.set_sip_ports(&[]).expect("SIP ports");
+        object
+            .configure_rtp(&RtpSettings::default())
+            .expect("RTP settings");
+        object.load_all_variants().expect("verifier");
+        object.load_empty_program().expect("empty programs");
+        let mut ring = object.take_ring().expect("ring buffer");
+        for (label, frame) in &cases {
+            let (mut empty, mut capture) = (Vec::new(), Vec::new());
+            for _ in 0..ROUNDS {
+                empty.push(ns_per_packet(
+                    &mut object,
+                    &mut ring,
+                    baseline,
+                    frame,
+                    per_round,
+                ));
+                capture.push(ns_per_packet(
+                    &mut object,
+                    &mut ring,
+                    variant,
+                    frame,
+                    per_round,
+                ));
+            }
+            let (e, c) = (median(empty), median(capture));
+            println!(
+                "{variant:<16} {label:<36} {e:>9.1} {c:>9.1} {:>+8.1} {:>6.1}x",
+                c - e,
+                c / e.max(0.1)
+            );
         }
-        let (e, c) = (median(empty), median(capture));
-        println!("{label:<36} {e:>10.1} {c:>10.1} {:>7.1}x", c / e.max(0.1));
     }
 }

@@ -12,8 +12,23 @@ pub mod names {
     pub const XDP_INGRESS: &str = "sipscope_ingress";
     /// TC (tcx/clsact) program: egress SIP capture.
     pub const TC_EGRESS: &str = "sipscope_egress";
+    /// TC program: ingress SIP capture where XDP cannot run.
+    pub const TC_INGRESS: &str = "sipscope_in_tc";
+    /// TC ingress for kernels without BPF atomics (per-CPU RTP flows).
+    pub const TC_INGRESS_510: &str = "sipscope_in_510";
+    /// TC egress for kernels without BPF atomics (per-CPU RTP flows).
+    pub const TC_EGRESS_510: &str = "sipscope_eg_510";
+    /// Every TC capture program. Netlink (clsact) filters left by an
+    /// earlier run that was killed are found by these names, which stay
+    /// within the 15 bytes the kernel keeps of a program name.
+    pub const TC_PROGRAMS: [&str; 4] = [TC_INGRESS, TC_EGRESS, TC_INGRESS_510, TC_EGRESS_510];
+    /// RTP flows on kernels without atomics
+    /// (`LruPerCpuHashMap<RtpFlowKey, RtpFlowState>`).
+    pub const RTP_FLOWS_PERCPU: &str = "RTP_FLOWS_PERCPU";
     /// XDP program that only returns `XDP_PASS`: the benchmark baseline.
     pub const XDP_EMPTY: &str = "sipscope_xdp_empty";
+    /// TC program that only returns `TC_ACT_OK`: the TC baseline.
+    pub const TC_EMPTY: &str = "sipscope_tc_empty";
     /// RTP flows (`LruHashMap<RtpFlowKey, RtpFlowState>`), never copied out.
     pub const RTP_FLOWS: &str = "RTP_FLOWS";
     /// `Array<RtpConfig>` with one entry: port range, default clock.
@@ -161,8 +176,17 @@ pub struct CaptureHeader {
 pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
 const _: () = assert!(CAPTURE_HEADER_LEN == 64);
 
-/// Size of the per-CPU scratch buffer: one header plus the largest copy.
-pub const SCRATCH_LEN: usize = CAPTURE_HEADER_LEN + MAX_CAPTURE_LEN;
+/// Where a VLAN tag the kernel holds as skb metadata is put back into the
+/// copied frame: after the two MAC addresses.
+pub const VLAN_TAG_OFFSET: usize = 12;
+/// Bytes of an 802.1Q/802.1ad tag (TPID + TCI).
+pub const VLAN_TAG_LEN: usize = 4;
+
+/// Size of the per-CPU scratch buffer: one header plus the largest copy,
+/// plus room for the verifier's bound on the copy that follows a put-back
+/// VLAN tag (it starts 16 bytes in and is bounded by a power of two).
+pub const SCRATCH_LEN: usize =
+    CAPTURE_HEADER_LEN + MAX_CAPTURE_LEN + VLAN_TAG_OFFSET + VLAN_TAG_LEN;
 
 /// Key of the fragment-tracking map: an IP datagram in flight
 /// (RFC 791 section 3.2: source, destination, protocol, identification;

@@ -301,6 +301,59 @@ impl RtpFlowState {
     pub fn cumulative_lost(&self) -> i64 {
         self.expected() as i64 - self.received as i64
     }
+
+    /// One flow's state from its per-CPU states (the store for kernels
+    /// without BPF atomics). A flow seen on one CPU comes back unchanged.
+    /// Split over CPUs, each CPU saw a subset of the packets: counts are
+    /// summed, the A.3 sequence extent spans every CPU's (so a packet one
+    /// CPU saw is not lost to another), and the jitter is the estimate of
+    /// the CPU that saw most packets. States of another SSRC than that
+    /// CPU's (a source change seen on one CPU only) count only their
+    /// local drops.
+    pub fn merge_cpus<'a>(states: impl Iterator<Item = &'a Self> + Clone) -> Self {
+        let initialised = |s: &Self| s.flags & RTP_FLOW_INITIALISED != 0;
+        let main = states
+            .clone()
+            .enumerate()
+            .filter(|(_, s)| initialised(s))
+            .max_by_key(|(_, s)| s.packets);
+        let (main_cpu, mut out) = match main {
+            Some((cpu, s)) => (Some(cpu), *s),
+            None => (None, Self::default()),
+        };
+        out.local_drops = 0;
+        out.drop_reported_ns = 0;
+        // Sequence extent as offsets from main's base.
+        let (mut lo, mut hi) = (0i64, i64::from(out.expected()) - 1);
+        for (cpu, s) in states.enumerate() {
+            out.local_drops += s.local_drops;
+            out.drop_reported_ns = out.drop_reported_ns.max(s.drop_reported_ns);
+            if Some(cpu) == main_cpu || !initialised(s) || s.ssrc != out.ssrc {
+                continue;
+            }
+            // RTP sequence numbers are 16 bits: the nearest distance (a CPU
+            // that took over the flow after a wrap starts just "below").
+            let base = i64::from(s.base_seq.wrapping_sub(out.base_seq) as u16 as i16);
+            lo = lo.min(base);
+            hi = hi.max(base + i64::from(s.expected()) - 1);
+            out.received = out.received.wrapping_add(s.received);
+            out.packets += s.packets;
+            out.bytes += s.bytes;
+            out.duplicates += s.duplicates;
+            out.reordered += s.reordered;
+            out.rejected += s.rejected;
+            out.restarts += s.restarts;
+            out.first_seen_ns = out.first_seen_ns.min(s.first_seen_ns);
+            out.last_seen_ns = out.last_seen_ns.max(s.last_seen_ns);
+        }
+        if main_cpu.is_some() {
+            let ext_max = out.base_seq.wrapping_add(hi as u32);
+            out.base_seq = out.base_seq.wrapping_add(lo as u32);
+            out.cycles = ext_max & !0xffff;
+            out.max_seq = ext_max as u16;
+        }
+        out
+    }
 }
 
 /// Indices into the per-CPU RTP counter array.

@@ -13,22 +13,28 @@ use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
 use aya_log_ebpf::error;
 use sipscope_common::{
     CAPTURE_HEADER_LEN, CaptureHeader, Counter, Direction, FLAG_FRAGMENT, FLAG_RTCP,
-    FLAG_TRUNCATED, FragmentKey, MAX_CAPTURE_LEN, RtpCounter, Transport,
+    FLAG_TRUNCATED, FLAG_VLAN, FragmentKey, MAX_CAPTURE_LEN, RtpCounter, Transport, VLAN_TAG_LEN,
+    VLAN_TAG_OFFSET,
 };
 
 use crate::{
-    frame::Frame,
+    frame::{Frame, copy_len},
     maps::{EVENTS, SCRATCH, SIP_FRAGMENTS, SIP_PORTS, count},
-    rtp,
+    rtp::{self, FlowStore},
     walk::{Flow, Skip, walk},
 };
 
 const IPPROTO_UDP: u8 = 17;
 
-/// Inspects one frame; captures it if it is SIP. Never fails: every outcome
-/// is a counter.
+/// Inspects one frame; captures it if it is SIP, accounts it in the flow
+/// store `S` if it is RTP. Never fails: every outcome is a counter.
 #[inline(always)]
-pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Direction, ifindex: u32) {
+pub fn inspect<C: EbpfContext, F: Frame, S: FlowStore>(
+    ctx: &C,
+    frame: &F,
+    direction: Direction,
+    ifindex: u32,
+) {
     count(Counter::PacketsSeen);
     let flow = match walk(frame) {
         Ok(flow) => flow,
@@ -57,7 +63,7 @@ pub fn inspect<C: EbpfContext, F: Frame>(ctx: &C, frame: &F, direction: Directio
                 if fragment.is_none()
                     && flow.protocol == IPPROTO_UDP
                     && let Some(config) = rtp::in_rtp_range(&flow)
-                    && rtp::account(frame, &flow, &config, direction, ifindex)
+                    && rtp::account::<F, S>(frame, &flow, &config, direction, ifindex)
                     && emit(ctx, frame, &flow, direction, ifindex, flags | FLAG_RTCP)
                 {
                     rtp::count(RtpCounter::RtcpForwarded);
@@ -99,6 +105,38 @@ fn fragment_key(flow: &Flow, id: u32) -> FragmentKey {
     }
 }
 
+/// Copies `len` bytes of the frame as it was on the wire to `dst`: the
+/// frame itself, or with `tag` put back after the MAC addresses.
+///
+/// # Safety
+/// `dst` must be valid for `len` bytes of writes, plus
+/// `VLAN_TAG_OFFSET + VLAN_TAG_LEN` more when `tag` is set (the second
+/// copy's length is bounded for the verifier by `MAX_CAPTURE_LEN`).
+#[inline(always)]
+unsafe fn copy_frame<F: Frame>(frame: &F, dst: *mut u8, len: u32, tag: Option<[u8; 4]>) -> bool {
+    const HEAD: u32 = (VLAN_TAG_OFFSET + VLAN_TAG_LEN) as u32;
+    let Some(tag) = tag else {
+        // SAFETY: the caller's bound.
+        return unsafe { frame.load_raw(0, dst, len) };
+    };
+    if len <= HEAD {
+        return false; // a tagged runt: nothing past the tag to copy
+    }
+    let Some(rest) = copy_len::<MAX_CAPTURE_LEN>(len - HEAD) else {
+        return false;
+    };
+    // SAFETY: the caller's bound: 12 + 4 + rest bytes.
+    unsafe {
+        if !frame.load_raw(0, dst, VLAN_TAG_OFFSET as u32) {
+            return false;
+        }
+        dst.add(VLAN_TAG_OFFSET)
+            .cast::<[u8; 4]>()
+            .write_unaligned(tag);
+        frame.load_raw(VLAN_TAG_OFFSET as u32, dst.add(HEAD as usize), rest)
+    }
+}
+
 /// Copies header + frame (from the Ethernet header, at most
 /// `MAX_CAPTURE_LEN` bytes) into the ring buffer; true if it got there
 /// (the caller counts what it was).
@@ -116,25 +154,27 @@ fn emit<C: EbpfContext, F: Frame>(
         error!(ctx, "sipscope: scratch buffer lookup failed");
         return false;
     };
-    let orig_len = frame.len();
+    let tag = frame.offloaded_vlan_tag();
+    let mut orig_len = frame.len();
+    if tag.is_some() {
+        // The frame as it was on the wire, with its tag.
+        orig_len += VLAN_TAG_LEN as u32;
+        flags |= FLAG_VLAN;
+    }
     let mut cap_len = orig_len;
     if cap_len > MAX_CAPTURE_LEN as u32 {
         cap_len = MAX_CAPTURE_LEN as u32;
         flags |= FLAG_TRUNCATED;
         count(Counter::Truncated);
     }
-    // Re-check after an optimisation barrier: otherwise LLVM may pass the
-    // unclamped length register to the helper and the verifier rejects the
-    // call ("R4 min value is negative").
-    let cap_len = core::hint::black_box(cap_len);
-    if cap_len == 0 || cap_len > MAX_CAPTURE_LEN as u32 {
+    let Some(cap_len) = copy_len::<MAX_CAPTURE_LEN>(cap_len) else {
         return false;
-    }
+    };
     // SAFETY: scratch is a valid per-CPU map value of SCRATCH_LEN bytes;
-    // the header fits at its start, cap_len <= MAX_CAPTURE_LEN after it.
+    // the header fits at its start, the copies after it (see copy_frame).
     unsafe {
         let base = scratch.cast::<u8>();
-        if !frame.load_raw(0, base.add(CAPTURE_HEADER_LEN), cap_len) {
+        if !copy_frame(frame, base.add(CAPTURE_HEADER_LEN), cap_len, tag) {
             // The frame is shorter than it claims: counted, never silent.
             count(Counter::Unparsed);
             return false;

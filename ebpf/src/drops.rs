@@ -31,12 +31,12 @@ use sipscope_common::{
 
 use crate::{
     capture::is_sip_port,
-    frame::Frame,
+    frame::{Frame, copy_len},
     maps::{
         DROP_CONFIG, DROP_EVENTS, DROP_IFACES, DROP_REASONS, DROP_RTP_BUDGET, DROP_SCRATCH,
         count_drop,
     },
-    rtp::{self, RTP_FLOWS},
+    rtp,
     walk::{Flow, walk},
 };
 
@@ -238,7 +238,7 @@ fn rtp_report_due(flow: &Flow, ifindex: u32, direction: Direction) -> bool {
     let key = rtp::flow_key(flow, ifindex, direction);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let Some(state) = RTP_FLOWS.get_ptr_mut(key) else {
+    let Some(state) = rtp::flow_state(&key) else {
         return within_budget(now);
     };
     // SAFETY: `state` points at a live map value (RCU keeps it valid for
@@ -297,12 +297,9 @@ fn emit(frame: &DroppedFrame, mut h: DropHeader) -> DropCounter {
         cap_len = MAX_DROP_CAPTURE_LEN as u32;
         h.flags |= DROP_FLAG_TRUNCATED;
     }
-    // Re-check after an optimisation barrier so the verifier sees the
-    // bound on the register passed to the helper (see capture::emit).
-    let cap_len = core::hint::black_box(cap_len);
-    if cap_len == 0 || cap_len > MAX_DROP_CAPTURE_LEN as u32 {
+    let Some(cap_len) = copy_len::<MAX_DROP_CAPTURE_LEN>(cap_len) else {
         return DropCounter::DropUnreadable;
-    }
+    };
     h.cap_len = cap_len;
     // SAFETY: scratch is a per-CPU map value of DROP_SCRATCH_LEN bytes:
     // the header at its start, cap_len <= MAX_DROP_CAPTURE_LEN after it.

@@ -13,6 +13,27 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 
+/// `len` as a copy length every verifier can bound on both sides, for a
+/// helper whose size argument must be at least 1 (`ARG_CONST_SIZE`), or
+/// `None` when it is 0 or above `MAX` (a power of two).
+///
+/// Verifiers before about 6.8 learn no lower bound from `len != 0`
+/// (Debian 12's 6.1 rejected the copy: "R3 min value is outside of the
+/// allowed memory range"), and LLVM drops a mask it can prove redundant.
+/// So the value goes through an optimisation barrier and is then masked:
+/// `((len - 1) & (MAX - 1)) + 1` lies in `[1, MAX]` for any input, which
+/// the verifier follows through plain ALU ops, and equals `len` for every
+/// `len` that passed the check.
+#[inline(always)]
+pub fn copy_len<const MAX: usize>(len: u32) -> Option<u32> {
+    const { assert!(MAX.is_power_of_two()) };
+    if len == 0 || len > MAX as u32 {
+        return None;
+    }
+    let below = core::hint::black_box(len - 1);
+    Some((below & (MAX as u32 - 1)) + 1)
+}
+
 #[repr(C, align(8))]
 struct Aligned<const N: usize>([u8; N]);
 
@@ -24,6 +45,14 @@ pub trait Frame {
     /// # Safety
     /// `dst` must be valid for `n` bytes of writes.
     unsafe fn load_raw(&self, off: u32, dst: *mut u8, n: u32) -> bool;
+
+    /// A VLAN tag (TPID, TCI; network order) the kernel took out of the
+    /// frame into packet metadata (TC: hardware offload, or the stack's
+    /// untagging before TC ingress); XDP frames keep their tags in place.
+    #[inline(always)]
+    fn offloaded_vlan_tag(&self) -> Option<[u8; 4]> {
+        None
+    }
 
     /// Reads `N` bytes at `off` onto the stack.
     #[inline(always)]
@@ -90,6 +119,21 @@ impl Frame for SkbFrame<'_> {
     #[inline(always)]
     unsafe fn load_raw(&self, off: u32, dst: *mut u8, n: u32) -> bool {
         unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast_const().cast(), off, dst.cast(), n) == 0 }
+    }
+
+    #[inline(always)]
+    fn offloaded_vlan_tag(&self) -> Option<[u8; 4]> {
+        let skb = self.0.skb.skb;
+        // SAFETY: ctx fields of this invocation's __sk_buff.
+        let (present, proto, tci) =
+            unsafe { ((*skb).vlan_present, (*skb).vlan_proto, (*skb).vlan_tci) };
+        if present == 0 {
+            return None;
+        }
+        // vlan_proto is in network order in the low 16 bits.
+        let tpid = (proto as u16).to_ne_bytes();
+        let tci = (tci as u16).to_be_bytes();
+        Some([tpid[0], tpid[1], tci[0], tci[1]])
     }
 
     /// Direct access to the linear part of the skb (where the headers

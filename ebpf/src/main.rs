@@ -25,25 +25,58 @@ use aya_ebpf::{
 };
 use sipscope_common::Direction;
 
-use crate::frame::{SkbFrame, XdpFrame};
+use crate::{
+    frame::{SkbFrame, XdpFrame},
+    rtp::{FlowStore, PerCpuFlows, SharedFlows},
+};
 
-/// Ingress: every frame received on the interface, before the stack.
+// Capture programs, one per hook and flow store. The agent picks, per
+// kernel feature, which ones it loads (see the agent's
+// capture/live/kernel_features.rs); the `*_510` ones use only helpers and
+// instructions Linux 5.10 has (a test reads the object to check).
+
+/// Ingress in the driver: every frame received, before the stack. Needs
+/// `bpf_xdp_load_bytes` (5.18) and BPF atomics (5.12).
 #[xdp]
 pub fn sipscope_ingress(ctx: XdpContext) -> u32 {
     let frame = XdpFrame(&ctx);
     // SAFETY: ctx points at the kernel's xdp_md for this invocation.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    capture::inspect(&ctx, &frame, Direction::Ingress, ifindex);
+    capture::inspect::<_, _, SharedFlows>(&ctx, &frame, Direction::Ingress, ifindex);
     xdp_action::XDP_PASS
+}
+
+/// Ingress on TC (tcx/clsact): where XDP cannot load or attach, or would
+/// only run in generic mode.
+#[classifier]
+pub fn sipscope_in_tc(ctx: TcContext) -> i32 {
+    tc(&ctx, Direction::Ingress, SharedFlows)
 }
 
 /// Egress: every frame the stack sends on the interface (tcx/clsact).
 #[classifier]
 pub fn sipscope_egress(ctx: TcContext) -> i32 {
-    let frame = SkbFrame(&ctx);
+    tc(&ctx, Direction::Egress, SharedFlows)
+}
+
+/// TC ingress for kernels without BPF atomics (5.10, 5.11): per-CPU flows.
+#[classifier]
+pub fn sipscope_in_510(ctx: TcContext) -> i32 {
+    tc(&ctx, Direction::Ingress, PerCpuFlows)
+}
+
+/// TC egress for kernels without BPF atomics (5.10, 5.11): per-CPU flows.
+#[classifier]
+pub fn sipscope_eg_510(ctx: TcContext) -> i32 {
+    tc(&ctx, Direction::Egress, PerCpuFlows)
+}
+
+#[inline(always)]
+fn tc<S: FlowStore>(ctx: &TcContext, direction: Direction, _store: S) -> i32 {
+    let frame = SkbFrame(ctx);
     // SAFETY: ctx points at the kernel's __sk_buff for this invocation.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    capture::inspect(&ctx, &frame, Direction::Egress, ifindex);
+    capture::inspect::<_, _, S>(ctx, &frame, direction, ifindex);
     TC_ACT_OK
 }
 
@@ -67,6 +100,12 @@ pub fn sipscope_kfree_skb_empty(_ctx: RawTracePointContext) -> i32 {
 #[xdp]
 pub fn sipscope_xdp_empty(_ctx: XdpContext) -> u32 {
     xdp_action::XDP_PASS
+}
+
+/// The TC programs' baseline in the benchmark.
+#[classifier]
+pub fn sipscope_tc_empty(_ctx: TcContext) -> i32 {
+    TC_ACT_OK
 }
 
 #[cfg(not(test))]

@@ -4,22 +4,27 @@
 //! `sipscope_common::RtpFlowState::update`, shared with (and tested
 //! against) the agent's media core.
 //!
-//! # Why a shared LRU map with a per-flow lock, not a per-CPU map
+//! # Two flow stores, chosen per kernel
 //!
-//! RFC 3550 sequence tracking and jitter need every packet of a flow, in
-//! order, in one state. With `LRU_PERCPU_HASH` a flow whose packets land on
-//! two CPUs (egress from a media thread that migrates, RPS, a NIC without
-//! flow hashing) splits into two partial streams: each sees gaps the other
-//! received (phantom loss) and transit differences across the split
-//! (phantom jitter), and no userspace merge can undo that. So the map is a
-//! plain `LRU_HASH` and each value carries a small lock word taken with an
-//! atomic compare-and-swap. `bpf_spin_lock` is not an option: the kernel
-//! refuses it in LRU maps, and it needs BTF-described map values that
-//! aya's legacy map definitions do not emit. In practice one flow is
-//! updated from one CPU at a time (NAPI serialises a receive queue, RSS
-//! keeps a 5-tuple on one queue, a stream is sent by one thread), so the
-//! CAS almost never fails; when it does after a bounded number of tries,
-//! the packet is counted in `LockContended` instead of being lost silently.
+//! [`SharedFlows`] (kernels with BPF atomics, 5.12+): a plain `LRU_HASH`
+//! whose values carry a small lock word taken with an atomic
+//! compare-and-swap. RFC 3550 sequence tracking and jitter need every
+//! packet of a flow, in order, in one state; with a per-CPU map a flow
+//! whose packets land on two CPUs (egress from a media thread that
+//! migrates, RPS, a NIC without flow hashing) splits into two partial
+//! streams. `bpf_spin_lock` is not an option: the kernel refuses it in
+//! LRU maps, and it needs BTF-described map values that aya's legacy map
+//! definitions do not emit. In practice one flow is updated from one CPU
+//! at a time (NAPI serialises a receive queue, RSS keeps a 5-tuple on one
+//! queue, a stream is sent by one thread), so the CAS almost never fails;
+//! when it does after a bounded number of tries, the packet is counted in
+//! `LockContended` instead of being lost silently.
+//!
+//! [`PerCpuFlows`] (older kernels: no compare-and-exchange before 5.12): an
+//! `LRU_PERCPU_HASH`, one state per CPU and no lock. A flow seen on one
+//! CPU is exact; a flow split over CPUs is merged by userspace (packets
+//! summed, the sequence extent taken over all CPUs, see
+//! `RtpFlowState::merge_cpus`).
 
 use core::{
     intrinsics::{AtomicOrdering, atomic_cxchg},
@@ -29,7 +34,7 @@ use core::{
 use aya_ebpf::{
     helpers::bpf_ktime_get_ns,
     macros::map,
-    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+    maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use sipscope_common::{
     DEFAULT_RTP_FLOWS, Direction, MAX_RTP_PORT_CLOCKS, RtpConfig, RtpCounter, RtpFlowKey,
@@ -38,10 +43,16 @@ use sipscope_common::{
 
 use crate::{frame::Frame, walk::Flow};
 
-/// Flows; userspace sets the capacity at load time and deletes idle ones.
+/// Flows ([`SharedFlows`]); userspace sets the capacity at load time
+/// (one entry when the per-CPU store is used) and deletes idle ones.
 #[map]
 pub static RTP_FLOWS: LruHashMap<RtpFlowKey, RtpFlowState> =
     LruHashMap::with_max_entries(DEFAULT_RTP_FLOWS, 0);
+
+/// Flows ([`PerCpuFlows`]); one entry unless userspace chose this store.
+#[map]
+pub static RTP_FLOWS_PERCPU: LruPerCpuHashMap<RtpFlowKey, RtpFlowState> =
+    LruPerCpuHashMap::with_max_entries(1, 0);
 
 /// One entry: the port range and default clock (all zero: RTP off).
 #[map]
@@ -102,7 +113,7 @@ pub fn in_rtp_range(flow: &Flow) -> Option<RtpConfig> {
 /// to userspace (the far end's reception report, RFC 3550 6.4; one every
 /// few seconds per stream, so cheap).
 #[inline(always)]
-pub fn account<F: Frame>(
+pub fn account<F: Frame, S: FlowStore>(
     frame: &F,
     flow: &Flow,
     config: &RtpConfig,
@@ -155,56 +166,151 @@ pub fn account<F: Frame>(
     let clock = clock_rate(config, flow, pkt.payload_type);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let state = match RTP_FLOWS.get_ptr_mut(key) {
-        Some(s) => s,
-        None => {
-            // Two CPUs may race to create the flow: NOEXIST lets one win,
-            // the other finds the winner's entry below.
-            if RTP_FLOWS
-                .insert(key, RtpFlowState::default(), BPF_NOEXIST)
-                .is_ok()
-            {
-                count(RtpCounter::FlowsCreated);
-            }
-            match RTP_FLOWS.get_ptr_mut(key) {
-                Some(s) => s,
-                None => {
-                    count(RtpCounter::FlowInsertFailed);
-                    return false;
+    if S::update(&key, now, &pkt, payload_len, clock) {
+        count(RtpCounter::Packets);
+    }
+    false
+}
+
+/// Where per-flow state lives; `update` accounts one packet and says
+/// whether it reached the flow (every failure is counted).
+pub trait FlowStore {
+    fn update(
+        key: &RtpFlowKey,
+        now: u64,
+        pkt: &RtpPacketFields,
+        payload_len: u32,
+        clock: u32,
+    ) -> bool;
+}
+
+/// One state per flow shared by all CPUs, under a compare-and-swap lock
+/// (BPF_CMPXCHG, Linux 5.12+).
+pub struct SharedFlows;
+
+/// One state per flow and CPU, no atomics (any kernel with LRU maps).
+pub struct PerCpuFlows;
+
+impl FlowStore for SharedFlows {
+    #[inline(always)]
+    fn update(
+        key: &RtpFlowKey,
+        now: u64,
+        pkt: &RtpPacketFields,
+        payload_len: u32,
+        clock: u32,
+    ) -> bool {
+        let Some(state) = get_or_create(&RTP_FLOWS, key) else {
+            return false;
+        };
+        // SAFETY: `state` points at a live map value (RCU keeps it valid for
+        // this run even if it is deleted or evicted meanwhile); `lock` is a
+        // naturally aligned u64 in it, accessed only atomically. The Rust bpf
+        // target has no atomic compare-and-swap in `core::sync` (its spec says
+        // no CAS, for old kernels); the intrinsic emits BPF_CMPXCHG (5.12+).
+        unsafe {
+            let lock = addr_of_mut!((*state).lock);
+            let mut locked = false;
+            for _ in 0..LOCK_TRIES {
+                let (_, ok) =
+                    atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                        lock, 0, 1,
+                    );
+                if ok {
+                    locked = true;
+                    break;
                 }
             }
-        }
-    };
-    // SAFETY: `state` points at a live map value (RCU keeps it valid for
-    // this run even if it is deleted or evicted meanwhile); `lock` is a
-    // naturally aligned u64 in it, accessed only atomically. The Rust bpf
-    // target has no atomic compare-and-swap in `core::sync` (its spec says
-    // no CAS, for old kernels); the intrinsic emits BPF_CMPXCHG (5.12+).
-    unsafe {
-        let lock = addr_of_mut!((*state).lock);
-        let mut locked = false;
-        for _ in 0..LOCK_TRIES {
-            let (_, ok) = atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
-                lock, 0, 1,
-            );
-            if ok {
-                locked = true;
-                break;
+            if !locked {
+                count(RtpCounter::LockContended);
+                return false;
             }
+            // We hold the flow's lock: no other CPU writes its fields.
+            (*state).update(now, pkt, payload_len, clock);
+            // Released with a CAS too: BPF has no store-release before cpu v4,
+            // and fetching atomics are full barriers.
+            let _ = atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(
+                lock, 1, 0,
+            );
         }
-        if !locked {
-            count(RtpCounter::LockContended);
-            return false;
-        }
-        // We hold the flow's lock: no other CPU writes its fields.
-        (*state).update(now, &pkt, payload_len, clock);
-        // Released with a CAS too: BPF has no store-release before cpu v4,
-        // and fetching atomics are full barriers.
-        let _ =
-            atomic_cxchg::<u64, { AtomicOrdering::SeqCst }, { AtomicOrdering::SeqCst }>(lock, 1, 0);
+        true
     }
-    count(RtpCounter::Packets);
-    false
+}
+
+impl FlowStore for PerCpuFlows {
+    #[inline(always)]
+    fn update(
+        key: &RtpFlowKey,
+        now: u64,
+        pkt: &RtpPacketFields,
+        payload_len: u32,
+        clock: u32,
+    ) -> bool {
+        let Some(state) = get_or_create(&RTP_FLOWS_PERCPU, key) else {
+            return false;
+        };
+        // SAFETY: this CPU's slot of a live map value; programs do not
+        // migrate CPUs mid-run and no other CPU writes this slot.
+        unsafe { (*state).update(now, pkt, payload_len, clock) };
+        true
+    }
+}
+
+/// The flow's state, inserted on its first packet.
+#[inline(always)]
+fn get_or_create<M: FlowMap>(map: &M, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
+    if let Some(s) = map.state(key) {
+        return Some(s);
+    }
+    // Two CPUs may race to create the flow: NOEXIST lets one win, the
+    // other finds the winner's entry below.
+    if map.create(key) {
+        count(RtpCounter::FlowsCreated);
+    }
+    let state = map.state(key);
+    if state.is_none() {
+        count(RtpCounter::FlowInsertFailed);
+    }
+    state
+}
+
+/// The two LRU map kinds behind one lookup/insert interface.
+trait FlowMap {
+    fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState>;
+    fn create(&self, key: &RtpFlowKey) -> bool;
+}
+
+impl FlowMap for LruHashMap<RtpFlowKey, RtpFlowState> {
+    #[inline(always)]
+    fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
+        self.get_ptr_mut(key)
+    }
+    #[inline(always)]
+    fn create(&self, key: &RtpFlowKey) -> bool {
+        self.insert(key, RtpFlowState::default(), BPF_NOEXIST)
+            .is_ok()
+    }
+}
+
+impl FlowMap for LruPerCpuHashMap<RtpFlowKey, RtpFlowState> {
+    #[inline(always)]
+    fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
+        self.get_ptr_mut(key)
+    }
+    #[inline(always)]
+    fn create(&self, key: &RtpFlowKey) -> bool {
+        self.insert(key, RtpFlowState::default(), BPF_NOEXIST)
+            .is_ok()
+    }
+}
+
+/// The state this CPU sees for `key` in whichever store holds it (the
+/// drop tracer counts local drops on it).
+#[inline(always)]
+pub fn flow_state(key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
+    RTP_FLOWS
+        .get_ptr_mut(key)
+        .or_else(|| RTP_FLOWS_PERCPU.get_ptr_mut(key))
 }
 
 /// RFC 3550 5.1/5.3.1: the CSRC list and header extension fit the payload.

@@ -3,13 +3,19 @@
 
 use std::time::Duration;
 
+use aya::programs::{SchedClassifier, TcAttachType};
 use sipscope::capture::live::{LiveError, load_object};
-use sipscope_common::DEFAULT_RING_SIZE;
+use sipscope_common::{DEFAULT_RING_SIZE, names};
 
 use crate::{
     agent::{Agent, START},
     require_root,
-    support::{TempDir, netns::VethPair, process::NsProcess, wait_for},
+    support::{
+        TempDir,
+        netns::{Netns, VethPair, in_netns},
+        process::NsProcess,
+        wait_for,
+    },
 };
 
 #[test]
@@ -20,8 +26,13 @@ fn programs_pass_the_verifier_with_default_and_minimal_ring_sizes() {
     for size in [DEFAULT_RING_SIZE, page] {
         let mut obj = load_object(size).unwrap_or_else(|e| panic!("ring {size}: {e:?}"));
         obj.set_sip_ports(&[5080]).unwrap();
-        obj.load_capture_programs()
+        let loaded = obj
+            .load_all_variants()
             .unwrap_or_else(|e| panic!("ring {size}: {e:?}"));
+        // The oldest kernels' variants load everywhere; the others where
+        // the kernel has what they need.
+        assert!(loaded.contains(&names::TC_INGRESS_510) && loaded.contains(&names::TC_EGRESS_510));
+        assert_eq!(loaded.contains(&names::XDP_INGRESS), obj.features.xdp());
         obj.load_empty_program().unwrap();
     }
 }
@@ -68,7 +79,12 @@ fn second_agent_on_the_same_interface_is_told_xdp_is_taken() {
     let status = second.wait_exit(START);
     assert!(!status.success());
     let err = second.stderr_text();
-    assert!(err.contains("already has an XDP program attached"), "{err}");
+    // XDP refuses a second program; with TC only, the interface lock does.
+    assert!(
+        err.contains("already has an XDP program attached")
+            || err.contains("another sipscope (pid"),
+        "{err}"
+    );
 }
 
 /// bpf link ids held by a process, from /proc/PID/fdinfo.
@@ -98,25 +114,77 @@ fn live_link_ids() -> Vec<u32> {
         .collect()
 }
 
+/// Programs of ours attached to each hook of `iface` in `ns`:
+/// `[xdp, tc ingress, tc egress]`, tcx links and netlink filters alike.
+fn hooks(ns: &Netns, iface: &str) -> [usize; 3] {
+    let xdp = ns
+        .exec_stdout("ip", &["-d", "link", "show", "dev", iface])
+        .matches("prog/xdp id")
+        .count();
+    let mut tc = [0usize; 2];
+    for (i, (hook, attach)) in [
+        ("ingress", TcAttachType::Ingress),
+        ("egress", TcAttachType::Egress),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let filters = ns.exec_stdout("tc", &["filter", "show", "dev", iface, hook]);
+        let netlink = filters.matches(" name sipscope_").count();
+        let name = iface.to_owned();
+        // tcx links do not show as filters; the kernel lists them (6.6+).
+        let tcx = in_netns(ns, move || {
+            SchedClassifier::query_tcx(&name, attach).map_or(0, |(_, progs)| {
+                progs
+                    .iter()
+                    .filter(|p| p.name_as_str().is_some_and(|n| n.starts_with("sipscope")))
+                    .count()
+            })
+        });
+        tc[i] = netlink + tcx;
+    }
+    [xdp, tc[0], tc[1]]
+}
+
+/// Exactly one capture program per direction.
+fn one_per_hook(h: [usize; 3]) -> bool {
+    h[0] + h[1] == 1 && h[2] == 1
+}
+
+/// The bpf link kinds an agent that printed `stdout` must hold: its
+/// ingress and egress hooks (netlink filters are no links) and the drop
+/// tracer's raw tracepoint.
+fn expected_link_kinds(stdout: &str) -> Vec<&'static str> {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("capturing on"))
+        .expect("capturing on line");
+    let mut kinds = vec!["raw_tracepoint"];
+    if line.contains("ingress xdp native") {
+        kinds.push("xdp");
+    }
+    kinds.extend(std::iter::repeat_n("tcx", line.matches(" tcx").count()));
+    kinds.sort_unstable();
+    kinds
+}
+
 #[test]
-fn sigkill_leaves_nothing_attached() {
+fn sigkill_leaves_nothing_attached_or_the_next_start_removes_it() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("sigkill");
     let mut agent = Agent::start(&pair, &dir, &[]);
+    let attached = hooks(&pair.host, &pair.host_if);
+    assert!(one_per_hook(attached), "while running: {attached:?}");
     let links = link_ids_of(agent.proc.pid());
-    let kinds: Vec<&str> = links.iter().map(|(_, k)| k.as_str()).collect();
-    assert!(
-        kinds.contains(&"xdp") && kinds.contains(&"tcx") && kinds.contains(&"raw_tracepoint"),
+    let mut kinds: Vec<&str> = links.iter().map(|(_, k)| k.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(
+        kinds,
+        expected_link_kinds(&agent.proc.stdout_text()),
         "agent holds links {links:?}"
     );
-    let shown = pair
-        .host
-        .exec_stdout("ip", &["-d", "link", "show", "dev", &pair.host_if]);
-    assert!(
-        shown.contains("xdp"),
-        "XDP attached while running:\n{shown}"
-    );
+    let netlink = agent.proc.stdout_text().contains("clsact");
 
     agent.proc.signal(libc::SIGKILL);
     agent.proc.wait_exit(Duration::from_secs(10));
@@ -129,19 +197,23 @@ fn sigkill_leaves_nothing_attached() {
             links.iter().all(|(id, _)| !live.contains(id)).then_some(())
         },
     );
-    let shown = pair
-        .host
-        .exec_stdout("ip", &["-d", "link", "show", "dev", &pair.host_if]);
-    assert!(
-        !shown.contains("xdp"),
-        "XDP still attached after SIGKILL:\n{shown}"
-    );
-    let filters = pair
-        .host
-        .exec_stdout("tc", &["filter", "show", "dev", &pair.host_if, "egress"]);
-    assert!(
-        filters.trim().is_empty(),
-        "tc egress filters left behind:\n{filters}"
+    let left = hooks(&pair.host, &pair.host_if);
+    if netlink {
+        // Netlink filters outlive their process: exactly what it attached.
+        assert_eq!(left[1..], attached[1..], "netlink filters after SIGKILL");
+    } else {
+        assert_eq!(left, [0, 0, 0], "links outlived SIGKILL");
+    }
+
+    // The next start removes what the killed one left: one program per hook.
+    let mut again = Agent::start(&pair, &dir, &[]);
+    let h = hooks(&pair.host, &pair.host_if);
+    assert_eq!(h, attached, "after a restart: one program per hook");
+    again.stop();
+    assert_eq!(
+        hooks(&pair.host, &pair.host_if),
+        [0, 0, 0],
+        "a clean exit leaves nothing"
     );
 }
 
@@ -156,8 +228,8 @@ fn sigterm_detaches_and_reports_counters() {
     kinds.sort_unstable();
     assert_eq!(
         kinds,
-        ["raw_tracepoint", "tcx", "xdp"],
-        "one XDP, one tcx and the kfree_skb drop tracer link: {links:?}"
+        expected_link_kinds(&agent.proc.stdout_text()),
+        "the ingress and egress hooks and the kfree_skb drop tracer: {links:?}"
     );
     agent.proc.signal(libc::SIGTERM);
     let status = agent.proc.wait_exit(Duration::from_secs(10));
@@ -172,6 +244,7 @@ fn sigterm_detaches_and_reports_counters() {
         let live = live_link_ids();
         links.iter().all(|(id, _)| !live.contains(id)).then_some(())
     });
+    assert_eq!(hooks(&pair.host, &pair.host_if), [0, 0, 0]);
 }
 
 #[test]
@@ -192,12 +265,10 @@ fn several_interfaces_are_attached_by_one_agent() {
         "{out}"
     );
     assert!(out.contains(&format!("capturing on {a} ")), "{out}");
-    let kinds: Vec<String> = link_ids_of(agent.proc.pid())
-        .into_iter()
-        .map(|(_, k)| k)
-        .collect();
-    assert_eq!(kinds.iter().filter(|k| *k == "xdp").count(), 2, "{kinds:?}");
-    assert_eq!(kinds.iter().filter(|k| *k == "tcx").count(), 2, "{kinds:?}");
+    for iface in [&pair.host_if, &a] {
+        let h = hooks(&pair.host, iface);
+        assert!(one_per_hook(h), "{iface}: {h:?}");
+    }
 }
 
 #[test]
@@ -226,7 +297,7 @@ fn unprivileged_user_is_told_which_capabilities_are_missing() {
 }
 
 #[test]
-fn device_without_native_xdp_falls_back_to_generic_mode_and_says_so() {
+fn device_without_native_xdp_is_captured_on_tc_ingress_and_says_why() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("generic");
@@ -242,13 +313,15 @@ fn device_without_native_xdp_falls_back_to_generic_mode_and_says_so() {
         &["run", "--iface", &bridge],
     );
     agent.wait_output("capturing on", START);
-    assert!(agent.stdout_text().contains("xdp generic"));
+    let out = agent.stdout_text();
+    assert!(out.contains("ingress tc"), "{out}");
     assert!(
-        agent
-            .stderr_text()
-            .contains("falling back to generic (SKB) mode"),
-        "{}",
-        agent.stderr_text()
+        out.contains(&format!("the driver of {bridge} has no native XDP"))
+            || out.contains("ingress: tc ("),
+        "says why XDP is not used:\n{out}"
     );
+    let h = hooks(&pair.host, &bridge);
+    assert_eq!(h[0], 0, "no generic XDP");
+    assert!(one_per_hook(h), "{h:?}");
     assert!(agent.interrupt(Duration::from_secs(10)).success());
 }

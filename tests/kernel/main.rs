@@ -11,6 +11,7 @@ mod drops;
 mod lifecycle;
 mod live_pipeline;
 mod losses;
+mod object;
 mod rawframes;
 mod rtp;
 mod rtp_frames;

@@ -249,7 +249,11 @@ fn tshark_streams(pcap: &std::path::Path) -> BTreeMap<(SocketAddr, SocketAddr), 
 fn close(kernel: f64, reference: f64, what: &str) {
     // XDP/TC and dumpcap timestamp the same packet microseconds apart;
     // the jitter over ~18 ms transit changes differs by far less than this.
-    let tolerance = 0.05 + reference.abs() * 0.03;
+    close_within(kernel, reference, 0.03, what);
+}
+
+fn close_within(kernel: f64, reference: f64, share: f64, what: &str) {
+    let tolerance = 0.05 + reference.abs() * share;
     assert!(
         (kernel - reference).abs() <= tolerance,
         "{what}: kernel {kernel:.4} ms vs reference {reference:.4} ms (tolerance {tolerance:.4})"
@@ -387,6 +391,17 @@ fn rtp_in_both_directions_matches_the_truth_the_media_core_and_tshark() {
 
     let flows = flow_lines(&stdout);
     assert_eq!(flows.len(), 3, "exactly the three RTP flows:\n{stdout}");
+    // The per-CPU store (kernels without BPF atomics) is exact in packets
+    // and loss; a flow whose packets land on several CPUs has jitter and
+    // reordering each CPU saw in its share only (README: kernels).
+    let per_cpu = stdout.contains("rtp statistics: per CPU");
+    let close = |kernel: f64, reference: f64, what: &str| {
+        if per_cpu {
+            close_within(kernel, reference, 0.5, what);
+        } else {
+            close(kernel, reference, what);
+        }
+    };
     let rtp = rtp_counters(&stdout);
     assert_eq!(rtp["rtp_packets"], rtp_frames as u64, "{stdout}");
     assert_eq!(rtp["rtcp_packets"], 4, "{stdout}");
@@ -412,7 +427,11 @@ fn rtp_in_both_directions_matches_the_truth_the_media_core_and_tshark() {
         // Truth.
         assert_eq!(f.num("packets") as usize, stream.sent(), "{src} -> {dst}");
         assert_eq!(f.num("lost") as usize, stream.skip.len(), "{src} -> {dst}");
-        assert_eq!(f.num("reordered") as usize, stream.swap.len());
+        if per_cpu {
+            assert!(f.num("reordered") as usize <= stream.swap.len());
+        } else {
+            assert_eq!(f.num("reordered") as usize, stream.swap.len());
+        }
         // The media core over dumpcap's view of the same packets.
         let c = &core[&(src, dst)];
         assert_eq!(f.num("packets") as u64, c.packets());

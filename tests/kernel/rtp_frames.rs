@@ -1,20 +1,18 @@
-//! The RTP path of the XDP program on crafted frames (BPF_PROG_TEST_RUN):
+//! The RTP path of the ingress program on crafted frames (BPF_PROG_TEST_RUN):
 //! which clock each flow gets (SDP per port, then the RFC 3551 static
 //! table, then the default), what counts as RTP, RTCP or neither, and
 //! that the port range can be changed at run time.
 
 use std::{net::SocketAddr, time::Duration};
 
-use aya::programs::{TestRun, TestRunOptions, Xdp};
+use aya::programs::TestRunOptions;
 use etherparse::PacketBuilder;
 use sipscope::capture::live::{
     KtimeClock, RtpMonitor, RtpPoll, RtpSettings, load_object_with, rtp::RTP_OFF,
 };
-use sipscope_common::{DEFAULT_RING_SIZE, RtpCounter, names};
+use sipscope_common::{DEFAULT_RING_SIZE, RtpCounter};
 
 use crate::require_root;
-
-const XDP_PASS: u32 = 2;
 
 fn frame(src_port: u16, dst_port: u16, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
@@ -33,21 +31,14 @@ fn rtp(first: u8, pt: u8, seq: u16, tail: &[u8]) -> Vec<u8> {
     p
 }
 
+/// Runs the ingress program this kernel gets (XDP, or TC ingress).
 fn run(object: &sipscope::capture::live::LoadedObject, frame: &[u8]) {
-    let xdp: &Xdp = object
-        .ebpf
-        .program(names::XDP_INGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    let r = xdp
-        .test_run(TestRunOptions {
-            data_in: Some(frame),
-            repeat: 1,
-            ..Default::default()
-        })
-        .expect("BPF_PROG_TEST_RUN");
-    assert_eq!(r.return_value, XDP_PASS, "fail-open");
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        repeat: 1,
+        ..Default::default()
+    };
+    crate::walk::run_program(object, object.ingress_program(), opts);
 }
 
 fn clock_of(poll: &RtpPoll, src_port: u16) -> Option<u32> {

@@ -15,9 +15,10 @@ pub mod rtp;
 use std::time::{Duration, Instant};
 
 /// Polls `cond` until it returns `Some`, or panics with `what` after
-/// `timeout`. Polling (not sleeping a fixed time) keeps tests fast and
-/// deterministic.
+/// `timeout` (times [`time_scale`]). Polling (not sleeping a fixed time)
+/// keeps tests fast and deterministic.
 pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Option<T>) -> T {
+    let timeout = timeout * time_scale();
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = cond() {
@@ -29,6 +30,17 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Opti
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// How much longer every deadline is: `SIPSCOPE_TEST_TIME_SCALE` (a
+/// whole number, default 1). The kernel matrix sets it: its guests run
+/// under software emulation, many times slower than the host.
+pub fn time_scale() -> u32 {
+    std::env::var("SIPSCOPE_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&n| n >= 1)
+        .unwrap_or(1)
 }
 
 /// A unique name fragment: pid and a per-process counter, short enough for

@@ -64,8 +64,14 @@ pub fn cargo_nightly(args: &[&str]) -> Result<()> {
 /// `cargo` whose test/bench/run binaries run as root: through sudo when we
 /// are not root already (kernel tests attach programs and create netns).
 pub fn cargo_privileged(args: &[&str]) -> Result<()> {
+    cargo_privileged_env(args, &[])
+}
+
+/// [`cargo_privileged`] with extra environment variables.
+pub fn cargo_privileged_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let mut cmd = Command::new(cargo_bin());
     cmd.args(args).current_dir(workspace_root());
+    cmd.envs(env.iter().copied());
     if !is_root() {
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");
     }

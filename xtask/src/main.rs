@@ -5,7 +5,9 @@
 
 mod bench;
 mod cmd;
+mod matrix;
 mod setup;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -34,6 +36,10 @@ enum Task {
     /// Everything: formatting, clippy, unit tests, pipeline tests and the
     /// kernel tests (as root, in network namespaces).
     Test {
+        /// Skip the kernel matrix (the kernel tests in 6.1 and 6.12 guests,
+        /// which take most of the run under software emulation).
+        #[arg(long = "no-vm")]
+        no_vm: bool,
         /// Extra arguments for `cargo test` (e.g. a test name filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -44,6 +50,9 @@ enum Task {
         #[arg(default_value = "all")]
         which: String,
     },
+    /// Run a command as root under another kernel (Debian's 6.1 or 6.12,
+    /// in qemu): `cargo xtask vm --kernel 6.1 -- uname -r`.
+    Vm(vm::VmArgs),
 }
 
 fn main() -> Result<()> {
@@ -59,12 +68,13 @@ fn main() -> Result<()> {
             let bin = cmd::workspace_root().join("target/release/sipscope");
             cmd::privileged(&bin, &args)
         }
-        Task::Test { args } => test(&args),
+        Task::Test { no_vm, args } => test(&args, !no_vm),
         Task::Bench { which } => bench::run(&which),
+        Task::Vm(args) => vm::cli(&args),
     }
 }
 
-fn test(args: &[String]) -> Result<()> {
+fn test(args: &[String], kernel_matrix: bool) -> Result<()> {
     cmd::cargo(&["fmt", "--all", "--check"])?;
     // Host crates (the default members), then the eBPF crate for its own
     // target: it is no_std and cannot be checked for the host.
@@ -88,5 +98,17 @@ fn test(args: &[String]) -> Result<()> {
         test.push("--");
         test.extend(args.iter().map(String::as_str));
     }
-    cmd::cargo_privileged(&test)
+    cmd::cargo_privileged(&test)?;
+    // The oldest kernels' program variants on this kernel too, so their
+    // paths run on every CI run (README: kernels).
+    let mut oldest: Vec<&str> = vec!["test", "-p", "sipscope", "--test", "kernel"];
+    if !args.is_empty() {
+        oldest.push("--");
+        oldest.extend(args.iter().map(String::as_str));
+    }
+    cmd::cargo_privileged_env(&oldest, &[("SIPSCOPE_KERNEL_COMPAT", "oldest")])?;
+    if kernel_matrix {
+        matrix::run()?;
+    }
+    Ok(())
 }

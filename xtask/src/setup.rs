@@ -4,6 +4,9 @@
 //! 2. rust-src for the nightly toolchain (the eBPF crate builds `core`).
 //! 3. bpf-linker built against the nightly's own libLLVM, since no Debian
 //!    package ships the LLVM major the nightly uses.
+//!
+//! [`vm`] adds what `cargo xtask vm` needs to boot other kernels; only that
+//! command calls it, so plain `setup` stays fast for those who run no VMs.
 
 use std::{
     fs,
@@ -27,6 +30,15 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
 ];
 
+/// Packages `cargo xtask vm` needs (see xtask/src/vm.rs): qemu alone is
+/// some 100 MB, which is why `setup` does not install them.
+const VM_APT_PACKAGES: &[&str] = &[
+    "qemu-system-x86", // the guest, under TCG
+    "busybox-static",  // the guest's initramfs: one static binary, no libraries
+    "kmod",            // depmod for the unpacked module trees; modprobe in the guest
+    "xz-utils",        // 6.12's modules are .ko.xz; the initramfs gets them plain
+];
+
 const NIGHTLY: &str = "nightly";
 
 pub fn run() -> Result<()> {
@@ -36,8 +48,34 @@ pub fn run() -> Result<()> {
     Ok(())
 }
 
+/// What `cargo xtask vm` needs on top of [`run`]. Idempotent.
+pub fn vm() -> Result<()> {
+    apt_install(VM_APT_PACKAGES)
+}
+
 fn apt_packages() -> Result<()> {
-    let missing: Vec<&str> = APT_PACKAGES
+    apt_install(APT_PACKAGES)
+}
+
+/// `apt-get update`, as root (through sudo when needed).
+pub fn apt_update() -> Result<()> {
+    status(sudo("apt-get").args(["update", "-qq"]))
+        .context("apt-get update failed; are you root or in sudoers?")
+}
+
+fn sudo(program: &str) -> Command {
+    if is_root() {
+        Command::new(program)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg(program);
+        c
+    }
+}
+
+/// Installs those of `packages` that are not installed yet.
+fn apt_install(packages: &[&str]) -> Result<()> {
+    let missing: Vec<&str> = packages
         .iter()
         .copied()
         .filter(|pkg| {
@@ -49,17 +87,7 @@ fn apt_packages() -> Result<()> {
         return Ok(());
     }
     eprintln!("setup: installing Debian packages: {}", missing.join(" "));
-    let sudo = |program: &str| {
-        if is_root() {
-            Command::new(program)
-        } else {
-            let mut c = Command::new("sudo");
-            c.arg(program);
-            c
-        }
-    };
-    status(sudo("apt-get").args(["update", "-qq"]))
-        .context("apt-get update failed; are you root or in sudoers?")?;
+    apt_update()?;
     status(
         sudo("apt-get")
             .env("DEBIAN_FRONTEND", "noninteractive")

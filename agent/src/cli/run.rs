@@ -30,7 +30,7 @@ use sipscope::{
     analysis::media::RtpSource,
     capture::{
         Direction, DroppedPacket, LinkType, Packet, Timestamp,
-        live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveFrame},
+        live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame},
     },
     export::{
         calls::CallsReport,
@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// when no OTLP endpoint is set) instead of the call flow.
     #[arg(long)]
     json: bool,
+    /// Print details for bug reports, such as the kernel verifier's log
+    /// when it rejects a program.
+    #[arg(long)]
+    verbose: bool,
     /// Frames buffered between the capture reader and the analysis core;
     /// when full, frames are dropped and counted (core_queue_full).
     #[arg(long = "core-queue", value_name = "FRAMES", default_value_t = 4096,
@@ -182,7 +186,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(secs) = args.transaction_timeout {
         pipeline_config.transactions.timeout = Duration::from_secs(secs);
     }
-    let mut capture = LiveCapture::start(&config).context("cannot start live capture")?;
+    let mut capture = match LiveCapture::start(&config) {
+        Ok(c) => c,
+        Err(e) => {
+            if let LiveError::VerifierRejected { log, .. } = &e
+                && args.verbose
+            {
+                eprintln!("verifier log:\n{log}");
+            }
+            return Err(anyhow::Error::new(e).context("cannot start live capture"));
+        }
+    };
     let rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
     // Calls are judged on the kernel's RTP statistics (none with RTP off).
     pipeline_config.calls.observations.ports = args.rtp.settings().ports;
@@ -191,6 +205,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         RtpSource::None
     };
+    // What runs for each kernel feature, and why when it is not the best.
+    for line in capture.feature_lines() {
+        if args.json {
+            let mut record = serde_json::to_value(&line)?;
+            record["type"] = "kernel_feature".into();
+            serde_json::to_writer(&mut out, &record)?;
+            writeln!(out)?;
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
     let tracing = match capture.drop_tracing() {
         DropTracing::On(reasons) => {
             let names: Vec<&str> = reasons.iter().map(|r| r.name.as_str()).collect();

@@ -1,41 +1,53 @@
-//! Attaching the capture programs to an interface with bpf links, so that
-//! nothing stays attached when the agent dies, even by `kill -9`: XDP through
-//! `bpf_link_create` (aya 0.14 uses it whenever the kernel supports it), TC
-//! egress through a tcx link (kernel >= 6.6). A netlink-attached TC filter
-//! would outlive the process, so that path is only a logged fallback for old
-//! kernels.
+//! Attaching the capture programs to an interface.
+//!
+//! Ingress: XDP in the driver where the kernel and driver run it natively;
+//! otherwise TC ingress, which sees the same frames a little later and,
+//! unlike generic (SKB-mode) XDP, costs little. Egress: TC. TC programs
+//! attach through tcx links (Linux 6.6+) or, before that, as netlink
+//! clsact filters.
+//!
+//! XDP and tcx are bpf links: nothing stays attached when the agent dies,
+//! even by `kill -9`. A netlink filter does stay; so before attaching one,
+//! the agent removes the filters an earlier sipscope left on that hook
+//! (matched by program name, never anyone else's), under a lock file per
+//! interface that a running agent holds, so it never removes the filters
+//! of an agent that is still alive.
 
-use std::fmt;
+use std::{fmt, fs::File, io::Write as _, os::unix::fs::OpenOptionsExt as _};
 
 use aya::{
     Ebpf,
     programs::{
         SchedClassifier, TcAttachType, Xdp, XdpMode,
         links::LinkOrder,
-        tc::{self, TcAttachOptions},
+        tc::{self, NlOptions, TcAttachOptions},
     },
 };
-use log::warn;
+use log::{info, warn};
 use sipscope_common::names;
 
-use super::error::{LiveError, errno_of};
+use super::{
+    error::{LiveError, errno_of},
+    kernel_features::{FeatureLine, KernelFeatures, Support},
+};
 
-/// How XDP ended up attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum XdpAttachMode {
-    /// In the driver, before any skb is allocated.
-    Native,
-    /// Generic (SKB) mode: the driver lacks native XDP; slower, still correct.
-    Generic,
-}
-
-/// How the TC egress program ended up attached.
+/// How a TC program ended up attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TcAttachMode {
     /// tcx bpf link: detached when the agent exits, however it exits.
     Tcx,
-    /// netlink clsact filter (kernel < 6.6): survives `kill -9`.
+    /// netlink clsact filter (kernel < 6.6): survives `kill -9`, removed
+    /// by the next start.
     Netlink,
+}
+
+/// Which hook sees received frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngressHook {
+    /// XDP in the driver, before any skb is allocated.
+    XdpNative,
+    /// TC ingress.
+    Tc(TcAttachMode),
 }
 
 /// Where the programs are attached on one interface.
@@ -43,24 +55,36 @@ pub enum TcAttachMode {
 pub struct Attachment {
     pub iface: String,
     pub ifindex: u32,
-    pub xdp: XdpAttachMode,
-    pub tc: TcAttachMode,
+    pub ingress: IngressHook,
+    pub egress: TcAttachMode,
+    /// What runs and why, one line per hook (start-up output).
+    pub lines: Vec<FeatureLine>,
+}
+
+impl fmt::Display for TcAttachMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Tcx => "tcx",
+            Self::Netlink => "clsact",
+        })
+    }
+}
+
+impl fmt::Display for IngressHook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::XdpNative => f.write_str("xdp native"),
+            Self::Tc(mode) => write!(f, "tc {mode}"),
+        }
+    }
 }
 
 impl fmt::Display for Attachment {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let xdp = match self.xdp {
-            XdpAttachMode::Native => "native",
-            XdpAttachMode::Generic => "generic",
-        };
-        let tc = match self.tc {
-            TcAttachMode::Tcx => "tcx",
-            TcAttachMode::Netlink => "netlink",
-        };
         write!(
             f,
-            "{} (ifindex {}, xdp {xdp}, tc egress {tc})",
-            self.iface, self.ifindex
+            "{} (ifindex {}, ingress {}, egress tc {})",
+            self.iface, self.ifindex, self.ingress, self.egress
         )
     }
 }
@@ -77,75 +101,221 @@ pub fn ifindex(iface: &str) -> Result<u32, LiveError> {
     Ok(idx)
 }
 
-/// Attaches XDP (ingress) and TC (egress) to `iface`.
-pub fn attach(ebpf: &mut Ebpf, iface: &str) -> Result<Attachment, LiveError> {
+/// Attaches the ingress and egress programs to `iface`; the returned lock
+/// (netlink filters only) must be held while they are attached.
+pub fn attach(
+    ebpf: &mut Ebpf,
+    features: &KernelFeatures,
+    iface: &str,
+) -> Result<(Attachment, Option<InterfaceLock>), LiveError> {
     let ifindex = ifindex(iface)?;
-    let xdp = attach_xdp(ebpf, iface)?;
-    let tc = attach_tc(ebpf, iface)?;
-    Ok(Attachment {
-        iface: iface.to_owned(),
-        ifindex,
-        xdp,
-        tc,
-    })
+    let mut lines = Vec::new();
+    let mut lock = None;
+    let (tc_in, tc_out) = features.tc_programs();
+    let xdp = if features.xdp() {
+        match attach_xdp(ebpf, iface)? {
+            Ok(()) => true,
+            Err(why) => {
+                lines.push(FeatureLine::new(
+                    format!("xdp on {iface}"),
+                    "not used",
+                    Some(why),
+                ));
+                false
+            }
+        }
+    } else {
+        false
+    };
+    let ingress = if xdp {
+        lines.push(FeatureLine::new(
+            format!("ingress on {iface}"),
+            "xdp native",
+            None,
+        ));
+        IngressHook::XdpNative
+    } else {
+        let (mode, why) = attach_tc(
+            ebpf,
+            features,
+            iface,
+            tc_in,
+            TcAttachType::Ingress,
+            &mut lock,
+        )?;
+        lines.push(FeatureLine::new(
+            format!("tc ingress on {iface}"),
+            mode.to_string(),
+            why,
+        ));
+        IngressHook::Tc(mode)
+    };
+    let (egress, why) = attach_tc(
+        ebpf,
+        features,
+        iface,
+        tc_out,
+        TcAttachType::Egress,
+        &mut lock,
+    )?;
+    lines.push(FeatureLine::new(
+        format!("tc egress on {iface}"),
+        egress.to_string(),
+        why,
+    ));
+    Ok((
+        Attachment {
+            iface: iface.to_owned(),
+            ifindex,
+            ingress,
+            egress,
+            lines,
+        },
+        lock,
+    ))
 }
 
-fn attach_xdp(ebpf: &mut Ebpf, iface: &str) -> Result<XdpAttachMode, LiveError> {
+/// Native XDP; `Ok(Err(why))` when the driver or kernel cannot run it
+/// natively (the caller falls back to TC ingress).
+fn attach_xdp(ebpf: &mut Ebpf, iface: &str) -> Result<Result<(), String>, LiveError> {
     let prog: &mut Xdp = program(ebpf, names::XDP_INGRESS)?;
-    let busy = |err: &aya::programs::ProgramError| {
-        matches!(errno_of(err), Some(libc::EBUSY | libc::EEXIST))
-    };
     match prog.attach(iface, XdpMode::Driver) {
-        Ok(_) => return Ok(XdpAttachMode::Native),
-        Err(err) if busy(&err) => {
-            return Err(LiveError::XdpAlreadyAttached {
+        Ok(_) => Ok(Ok(())),
+        Err(err) if matches!(errno_of(&err), Some(libc::EBUSY | libc::EEXIST)) => {
+            Err(LiveError::XdpAlreadyAttached {
                 iface: iface.to_owned(),
+            })
+        }
+        Err(err) => Ok(Err(match errno_of(&err) {
+            Some(libc::EOPNOTSUPP | libc::EINVAL) => {
+                format!("the driver of {iface} has no native XDP; tc costs less than generic XDP")
+            }
+            _ => format!("native XDP failed: {err}: {}", os_error(&err)),
+        })),
+    }
+}
+
+/// Attaches one TC program: tcx, else a netlink clsact filter.
+fn attach_tc(
+    ebpf: &mut Ebpf,
+    features: &KernelFeatures,
+    iface: &str,
+    name: &str,
+    hook: TcAttachType,
+    lock: &mut Option<InterfaceLock>,
+) -> Result<(TcAttachMode, Option<String>), LiveError> {
+    let prog: &mut SchedClassifier = program(ebpf, name)?;
+    let why = if features.try_tcx() {
+        let tcx =
+            prog.attach_with_options(iface, hook, TcAttachOptions::TcxOrder(LinkOrder::default()));
+        match tcx {
+            Ok(_) => return Ok((TcAttachMode::Tcx, None)),
+            // The kernel does not know the tcx attach types.
+            Err(err) if matches!(errno_of(&err), Some(libc::EINVAL)) => {
+                Support::Missing { needs: "6.6" }.reason("tcx")
+            }
+            Err(err) => Some(format!("tcx failed: {err}: {}", os_error(&err))),
+        }
+    } else {
+        Support::Forced.reason("tcx")
+    };
+    if lock.is_none() {
+        *lock = Some(InterfaceLock::take(iface)?);
+        remove_leftover_filters(iface);
+        warn!(
+            "{iface}: TC programs attached as netlink clsact filters stay attached if sipscope \
+             is killed with -9; the next start removes them (or `tc filter del dev {iface} \
+             ingress` and `egress`)"
+        );
+    }
+    // An existing clsact qdisc is fine.
+    if let Err(e) = tc::qdisc_add_clsact(iface)
+        && errno_of(&e) != Some(libc::EEXIST)
+    {
+        return Err(LiveError::kernel(
+            format!("adding clsact qdisc to {iface}"),
+            e,
+        ));
+    }
+    let direction = if hook == TcAttachType::Ingress {
+        "ingress"
+    } else {
+        "egress"
+    };
+    prog.attach_with_options(iface, hook, TcAttachOptions::Netlink(NlOptions::default()))
+        .map_err(|e| LiveError::kernel(format!("attaching TC {direction} to {iface}"), e))?;
+    Ok((TcAttachMode::Netlink, why))
+}
+
+/// Removes the clsact filters that carry a sipscope capture program's
+/// name: left by an agent that was killed (netlink filters outlive their
+/// process). Only called under the interface lock, so no live agent owns
+/// them.
+fn remove_leftover_filters(iface: &str) {
+    let mut removed = Vec::new();
+    for hook in [TcAttachType::Ingress, TcAttachType::Egress] {
+        for name in names::TC_PROGRAMS {
+            // NotFound (nothing of ours) and "no clsact qdisc" are the
+            // normal cases; anything else only means nothing was removed.
+            if tc::qdisc_detach_program(iface, hook, name).is_ok() {
+                removed.push(name);
+            }
+        }
+    }
+    if !removed.is_empty() {
+        info!(
+            "{iface}: removed TC filters left by an earlier sipscope that did not exit cleanly: {}",
+            removed.join(", ")
+        );
+    }
+}
+
+/// An exclusive `flock` on `/run/sipscope/<netns>-<ifindex>.lock`, held
+/// while this agent has netlink filters on the interface.
+#[derive(Debug)]
+pub struct InterfaceLock {
+    _file: File,
+}
+
+impl InterfaceLock {
+    const DIR: &'static str = "/run/sipscope";
+
+    fn take(iface: &str) -> Result<Self, LiveError> {
+        let ifindex = ifindex(iface)?;
+        // The same ifindex exists in every namespace: the namespace's
+        // inode tells them apart.
+        let netns = std::fs::metadata("/proc/self/ns/net")
+            .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
+            .unwrap_or(0);
+        let io = |e: std::io::Error| LiveError::Kernel {
+            op: format!(
+                "locking {iface} in {} (sipscope needs a writable /run)",
+                Self::DIR
+            ),
+            source: Box::new(e),
+        };
+        std::fs::create_dir_all(Self::DIR).map_err(io)?;
+        let path = format!("{}/{netns}-{ifindex}.lock", Self::DIR);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        use std::os::fd::AsRawFd as _;
+        // SAFETY: a valid open fd.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            return Err(LiveError::InterfaceBusy {
+                iface: iface.to_owned(),
+                pid: pid.trim().to_owned(),
             });
         }
-        Err(err) => warn!(
-            "{iface}: native XDP not available ({err}: {}); falling back to generic (SKB) \
-             mode, which costs more CPU per packet",
-            os_error(&err)
-        ),
-    }
-    match prog.attach(iface, XdpMode::Skb) {
-        Ok(_) => Ok(XdpAttachMode::Generic),
-        Err(err) if busy(&err) => Err(LiveError::XdpAlreadyAttached {
-            iface: iface.to_owned(),
-        }),
-        Err(err) => Err(LiveError::kernel(format!("attaching XDP to {iface}"), err)),
-    }
-}
-
-fn attach_tc(ebpf: &mut Ebpf, iface: &str) -> Result<TcAttachMode, LiveError> {
-    let prog: &mut SchedClassifier = program(ebpf, names::TC_EGRESS)?;
-    let tcx = prog.attach_with_options(
-        iface,
-        TcAttachType::Egress,
-        TcAttachOptions::TcxOrder(LinkOrder::default()),
-    );
-    match tcx {
-        Ok(_) => Ok(TcAttachMode::Tcx),
-        Err(err) => {
-            warn!(
-                "{iface}: tcx link not available ({err}: {}); attaching TC egress through a \
-                 netlink clsact filter, which stays attached if sipscope is killed with -9 \
-                 (remove with `tc filter del dev {iface} egress`)",
-                os_error(&err)
-            );
-            // An existing clsact qdisc is fine.
-            if let Err(e) = tc::qdisc_add_clsact(iface)
-                && errno_of(&e) != Some(libc::EEXIST)
-            {
-                return Err(LiveError::kernel(
-                    format!("adding clsact qdisc to {iface}"),
-                    e,
-                ));
-            }
-            prog.attach(iface, TcAttachType::Egress)
-                .map_err(|e| LiveError::kernel(format!("attaching TC egress to {iface}"), e))?;
-            Ok(TcAttachMode::Netlink)
-        }
+        file.set_len(0).map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        Ok(Self { _file: file })
     }
 }
 

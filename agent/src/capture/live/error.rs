@@ -43,6 +43,30 @@ pub enum LiveError {
     )]
     InvalidRingSize(u32, usize),
 
+    #[error(
+        "SIPSCOPE_KERNEL_COMPAT={0:?} is not a compatibility mode; use `oldest` (the Linux 5.10 \
+         program variants on any kernel) or `auto` (probe the kernel; the default)"
+    )]
+    InvalidCompatMode(String),
+
+    #[error(
+        "another sipscope (pid {pid}) is capturing on {iface}; stop it first, or capture on \
+         another interface"
+    )]
+    InterfaceBusy { iface: String, pid: String },
+
+    #[error(
+        "this kernel's BPF verifier rejected {program} ({errno}). sipscope supports Linux 5.10 \
+         and later; try SIPSCOPE_KERNEL_COMPAT=oldest (the programs for the oldest kernels) and \
+         report the verifier log (`sipscope run --verbose` prints it) with `uname -r`"
+    )]
+    VerifierRejected {
+        program: String,
+        errno: String,
+        /// The verifier's log: long, for `--verbose` and bug reports.
+        log: String,
+    },
+
     #[error("{op}")]
     Kernel {
         op: String,

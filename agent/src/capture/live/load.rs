@@ -10,16 +10,27 @@ use aya::{
 use log::{Log, warn};
 use sipscope_common::{DEFAULT_SIP_PORT, names};
 
-use super::{attach::program, error::LiveError};
+use super::{
+    attach::program,
+    error::LiveError,
+    kernel_features::{CompatMode, FlowStoreKind, KernelFeatures},
+};
 
 /// The eBPF object built by `build.rs`; empty when built with AYA_BUILD_SKIP.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sipscope"));
 
 const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
 
+/// The embedded eBPF object (ELF), for tests that inspect its programs.
+pub fn ebpf_object() -> &'static [u8] {
+    EBPF_OBJECT
+}
+
 /// The loaded (not yet attached) object and its log reader.
 pub struct LoadedObject {
     pub ebpf: Ebpf,
+    /// What the kernel can do: which program variants this object runs.
+    pub features: KernelFeatures,
     /// Must live as long as `ebpf`: dropping it closes the log map.
     pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn Log>>,
 }
@@ -34,24 +45,39 @@ pub fn validate_ring_size(size: u32) -> Result<(), LiveError> {
     Ok(())
 }
 
-/// Parses the object with the given ring size and creates its maps.
+/// Parses the object with the given ring size and creates its maps, for
+/// the program variants the running kernel supports (see
+/// [`KernelFeatures::probe`] and [`super::kernel_features::COMPAT_ENV`]).
 pub fn load_object(ring_size: u32) -> Result<LoadedObject, LiveError> {
     load_object_with(ring_size, sipscope_common::DEFAULT_RTP_FLOWS)
 }
 
 /// Like [`load_object`], with the capacity of the RTP flow map.
 pub fn load_object_with(ring_size: u32, rtp_flows: u32) -> Result<LoadedObject, LiveError> {
-    if EBPF_OBJECT.is_empty() {
-        return Err(LiveError::BuiltWithoutEbpf);
-    }
-    if !Path::new(KERNEL_BTF).exists() {
-        return Err(LiveError::NoKernelBtf);
-    }
+    preflight()?;
+    let features = KernelFeatures::probe(CompatMode::from_env()?)?;
+    load_object_for(ring_size, rtp_flows, features)
+}
+
+/// Like [`load_object_with`], for the given features (tests pick the
+/// oldest variants on any kernel this way).
+pub fn load_object_for(
+    ring_size: u32,
+    rtp_flows: u32,
+    features: KernelFeatures,
+) -> Result<LoadedObject, LiveError> {
+    preflight()?;
     validate_ring_size(ring_size)?;
-    raise_memlock_limit();
+    // The store not used gets one entry: an LRU map cannot be empty, and a
+    // per-CPU map of full size would cost rtp_flows x CPUs values.
+    let (shared, per_cpu) = match features.flow_store() {
+        FlowStoreKind::Shared => (rtp_flows.max(1), 1),
+        FlowStoreKind::PerCpu => (1, rtp_flows.max(1)),
+    };
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(names::EVENTS, ring_size)
-        .map_max_entries(names::RTP_FLOWS, rtp_flows.max(1))
+        .map_max_entries(names::RTP_FLOWS, shared)
+        .map_max_entries(names::RTP_FLOWS_PERCPU, per_cpu)
         .load(EBPF_OBJECT)
         .map_err(|e| LiveError::kernel("loading the eBPF object", e))?;
     let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
@@ -61,7 +87,23 @@ pub fn load_object_with(ring_size: u32, rtp_flows: u32) -> Result<LoadedObject, 
             None
         }
     };
-    Ok(LoadedObject { ebpf, logger })
+    Ok(LoadedObject {
+        ebpf,
+        features,
+        logger,
+    })
+}
+
+/// What must hold before anything touches the kernel.
+fn preflight() -> Result<(), LiveError> {
+    if EBPF_OBJECT.is_empty() {
+        return Err(LiveError::BuiltWithoutEbpf);
+    }
+    if !Path::new(KERNEL_BTF).exists() {
+        return Err(LiveError::NoKernelBtf);
+    }
+    raise_memlock_limit();
+    Ok(())
 }
 
 /// Before 5.11 the kernel charged BPF memory to RLIMIT_MEMLOCK; later
@@ -92,24 +134,54 @@ impl LoadedObject {
         Ok(())
     }
 
-    /// Runs the verifier on the capture programs (XDP ingress, TC egress).
+    /// Runs the verifier on the capture programs this kernel gets: XDP
+    /// ingress where it can run, TC ingress (the fallback) and TC egress.
     pub fn load_capture_programs(&mut self) -> Result<(), LiveError> {
-        let xdp: &mut Xdp = program(&mut self.ebpf, names::XDP_INGRESS)?;
-        xdp.load().map_err(|e| {
-            LiveError::kernel(format!("loading {} (verifier)", names::XDP_INGRESS), e)
-        })?;
-        let tc: &mut SchedClassifier = program(&mut self.ebpf, names::TC_EGRESS)?;
-        tc.load().map_err(|e| {
-            LiveError::kernel(format!("loading {} (verifier)", names::TC_EGRESS), e)
-        })?;
-        Ok(())
+        let (tc_in, tc_out) = self.features.tc_programs();
+        if self.features.xdp() {
+            load_program::<Xdp>(&mut self.ebpf, names::XDP_INGRESS)?;
+        }
+        load_program::<SchedClassifier>(&mut self.ebpf, tc_in)?;
+        load_program::<SchedClassifier>(&mut self.ebpf, tc_out)
     }
 
-    /// Loads the do-nothing XDP program (benchmark baseline).
+    /// Runs the verifier on every capture program variant this kernel can
+    /// run, used or not (the kernel matrix tests).
+    pub fn load_all_variants(&mut self) -> Result<Vec<&'static str>, LiveError> {
+        let mut loaded = Vec::new();
+        if self.features.xdp() {
+            load_program::<Xdp>(&mut self.ebpf, names::XDP_INGRESS)?;
+            loaded.push(names::XDP_INGRESS);
+        }
+        let mut tc = vec![names::TC_INGRESS_510, names::TC_EGRESS_510];
+        if self.features.flow_store() == FlowStoreKind::Shared {
+            tc.extend([names::TC_INGRESS, names::TC_EGRESS]);
+        }
+        for name in tc {
+            load_program::<SchedClassifier>(&mut self.ebpf, name)?;
+            loaded.push(name);
+        }
+        Ok(loaded)
+    }
+
+    /// The program that sees received frames when not attached by XDP.
+    pub fn ingress_program(&self) -> &'static str {
+        if self.features.xdp() {
+            names::XDP_INGRESS
+        } else {
+            self.features.tc_programs().0
+        }
+    }
+
+    /// The program that sees sent frames.
+    pub fn egress_program(&self) -> &'static str {
+        self.features.tc_programs().1
+    }
+
+    /// Loads the do-nothing XDP and TC programs (benchmark baselines).
     pub fn load_empty_program(&mut self) -> Result<(), LiveError> {
-        let xdp: &mut Xdp = program(&mut self.ebpf, names::XDP_EMPTY)?;
-        xdp.load()
-            .map_err(|e| LiveError::kernel(format!("loading {}", names::XDP_EMPTY), e))
+        load_program::<Xdp>(&mut self.ebpf, names::XDP_EMPTY)?;
+        load_program::<SchedClassifier>(&mut self.ebpf, names::TC_EMPTY)
     }
 
     /// Takes the ring buffer out of the object to read it.
@@ -128,6 +200,44 @@ impl LoadedObject {
             .take_map(names::COUNTERS)
             .ok_or_else(|| missing(names::COUNTERS))?;
         PerCpuArray::try_from(map).map_err(|e| LiveError::kernel("opening the counters", e))
+    }
+}
+
+/// Loads (verifies) one program; a verifier rejection becomes
+/// [`LiveError::VerifierRejected`] with the log kept for `--verbose`.
+fn load_program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<(), LiveError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+    T: Loadable + 'a,
+{
+    let prog: &mut T = program(ebpf, name)?;
+    prog.load_program().map_err(|e| match e {
+        aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } if io_error.raw_os_error() != Some(libc::EPERM) => LiveError::VerifierRejected {
+            program: name.to_owned(),
+            errno: io_error.to_string(),
+            log: verifier_log.to_string(),
+        },
+        e => LiveError::kernel(format!("loading {name}"), e),
+    })
+}
+
+/// `load()` of the program types the capture uses.
+trait Loadable {
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError>;
+}
+
+impl Loadable for Xdp {
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
+    }
+}
+
+impl Loadable for SchedClassifier {
+    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
+        self.load()
     }
 }
 

@@ -20,6 +20,7 @@ mod clock;
 pub mod drops;
 mod error;
 pub mod kernel_btf;
+pub mod kernel_features;
 mod load;
 mod map_batch;
 pub mod rtp;
@@ -37,12 +38,15 @@ use sipscope_common::{
 };
 use tokio::io::unix::AsyncFd;
 
-pub use attach::{Attachment, TcAttachMode, XdpAttachMode, ifindex};
+pub use attach::{Attachment, IngressHook, TcAttachMode, ifindex};
 pub use clock::KtimeClock;
 pub use drops::{DropCounters, DropsUnavailable, LiveDrop, decode_drop};
 pub use error::LiveError;
 pub use kernel_btf::ReasonName;
-pub use load::{LoadedObject, load_object, load_object_with, validate_ring_size};
+pub use kernel_features::{CompatMode, FeatureLine, FlowStoreKind, KernelFeatures, Support};
+pub use load::{
+    LoadedObject, ebpf_object, load_object, load_object_for, load_object_with, validate_ring_size,
+};
 pub use rtp::{RtpCounters, RtpFlowStats, RtpMonitor, RtpPoll, RtpSettings};
 
 use super::{Direction, LinkType, Packet};
@@ -172,6 +176,8 @@ pub struct LiveCapture {
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn Log>>>,
     clock: KtimeClock,
     attachments: Vec<Attachment>,
+    /// Held while netlink filters of ours are attached (see attach).
+    _locks: Vec<attach::InterfaceLock>,
     drops: Option<DropSource>,
     drop_tracing: DropTracing,
     /// Ring entries too short for their own header (never expected).
@@ -190,8 +196,11 @@ impl LiveCapture {
         object.configure_rtp(&config.rtp)?;
         object.load_capture_programs()?;
         let mut attachments = Vec::new();
+        let mut locks = Vec::new();
         for iface in &config.interfaces {
-            attachments.push(attach::attach(&mut object.ebpf, iface)?);
+            let (a, lock) = attach::attach(&mut object.ebpf, &object.features, iface)?;
+            attachments.push(a);
+            locks.extend(lock);
         }
         let (drops, drop_tracing) = if config.trace_drops {
             let filter = drops::DropFilter {
@@ -230,6 +239,7 @@ impl LiveCapture {
             logger,
             clock: KtimeClock::new(),
             attachments,
+            _locks: locks,
             drops,
             drop_tracing,
             malformed: 0,
@@ -239,6 +249,31 @@ impl LiveCapture {
     /// Whether the drop tracer runs, and for which reasons.
     pub fn drop_tracing(&self) -> &DropTracing {
         &self.drop_tracing
+    }
+
+    /// What runs for each kernel feature and why, one line each: kernel
+    /// wide choices, then each interface's hooks, then drop tracing
+    /// (printed at start, also as JSON).
+    pub fn feature_lines(&self) -> Vec<FeatureLine> {
+        let mut lines = self.object.features.lines();
+        lines.extend(
+            self.attachments
+                .iter()
+                .flat_map(|a| a.lines.iter().cloned()),
+        );
+        lines.push(match &self.drop_tracing {
+            DropTracing::On(_) => FeatureLine::new("drop tracing", "kfree_skb", None),
+            DropTracing::Off => FeatureLine::new("drop tracing", "off", Some("--no-drops".into())),
+            DropTracing::Unavailable(e) => {
+                FeatureLine::new("drop tracing", "off", Some(e.0.clone()))
+            }
+        });
+        lines
+    }
+
+    /// Which program variants run (see [`kernel_features`]).
+    pub fn features(&self) -> &KernelFeatures {
+        &self.object.features
     }
 
     /// Where the programs are attached, one entry per interface.

@@ -12,7 +12,7 @@ use std::{net::SocketAddr, ops::RangeInclusive, time::Duration};
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
 use sipscope_common::{
     DEFAULT_RTP_CLOCK_RATE, DEFAULT_RTP_FLOWS, DEFAULT_RTP_PORT_MAX, DEFAULT_RTP_PORT_MIN,
     MAX_RTP_PORT_CLOCKS, RTP_FLOW_INITIALISED, RtpConfig, RtpCounter, RtpFlowKey, RtpFlowState,
@@ -23,7 +23,7 @@ use sipscope_common::{
 mod flow;
 pub use flow::{RtpCounters, RtpFlowStats, RtpPoll, flow_key};
 
-use super::{KtimeClock, LiveCapture, LiveError, LoadedObject, load::missing};
+use super::{FlowStoreKind, KtimeClock, LiveCapture, LiveError, LoadedObject, load::missing};
 use crate::{analysis::media::ClockTable, capture::Direction};
 
 /// RTP settings fixed when the object is loaded (the range can change at
@@ -130,11 +130,65 @@ impl LiveCapture {
     }
 }
 
+/// The kernel's flow map, in the store the programs use.
+enum FlowTable {
+    Shared {
+        map: HashMap<MapData, RtpFlowKey, RtpFlowState>,
+        /// The map's fd for batch reads (`None`: walk entry by entry).
+        fd: Option<OwnedFd>,
+    },
+    /// One value per CPU, merged here ([`RtpFlowState::merge_cpus`]).
+    PerCpu(PerCpuHashMap<MapData, RtpFlowKey, RtpFlowState>),
+}
+
+impl FlowTable {
+    fn get(&self, key: &RtpFlowKey) -> Option<RtpFlowState> {
+        match self {
+            Self::Shared { map, .. } => map.get(key, 0).ok(),
+            Self::PerCpu(map) => {
+                let values = map.get(key, 0).ok()?;
+                Some(RtpFlowState::merge_cpus(values.iter()))
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &RtpFlowKey) -> bool {
+        match self {
+            Self::Shared { map, .. } => map.remove(key).is_ok(),
+            Self::PerCpu(map) => map.remove(key).is_ok(),
+        }
+    }
+
+    /// Every entry: in a few batch reads where the kernel has them (5.6+),
+    /// else entry by entry.
+    fn read_all(&mut self) -> Result<Vec<(RtpFlowKey, RtpFlowState)>, LiveError> {
+        let err = |e| LiveError::kernel("reading the RTP flow map", e);
+        match self {
+            Self::Shared { map, fd } => {
+                if let Some(f) = fd {
+                    match super::map_batch::lookup_all(f.as_fd()) {
+                        Ok(all) => return Ok(all),
+                        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => *fd = None,
+                        Err(e) => return Err(LiveError::kernel("reading the RTP flow map", e)),
+                    }
+                }
+                map.iter().map(|entry| entry.map_err(err)).collect()
+            }
+            Self::PerCpu(map) => map
+                .iter()
+                .map(|entry| {
+                    entry
+                        .map(|(k, v)| (k, RtpFlowState::merge_cpus(v.iter())))
+                        .map_err(err)
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Reads and maintains the kernel's RTP flow map.
 pub struct RtpMonitor {
-    flows: HashMap<MapData, RtpFlowKey, RtpFlowState>,
-    /// The flow map's fd for batch reads (`None`: walk entry by entry).
-    flows_fd: Option<OwnedFd>,
+    flows: FlowTable,
     config: Array<MapData, RtpConfig>,
     port_clocks: HashMap<MapData, RtpPortClockKey, u32>,
     counters: PerCpuArray<MapData, u64>,
@@ -164,17 +218,27 @@ impl RtpMonitor {
         clock: KtimeClock,
         idle_timeout: Duration,
     ) -> Result<Self, LiveError> {
+        let store = object.features.flow_store();
         let ebpf = &mut object.ebpf;
         let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| missing(name));
-        let flows_map = take(names::RTP_FLOWS)?;
-        let flows_fd = match &flows_map {
-            Map::LruHashMap(data) | Map::HashMap(data) => {
-                data.fd().as_fd().try_clone_to_owned().ok()
+        let flows = match store {
+            FlowStoreKind::Shared => {
+                let map = take(names::RTP_FLOWS)?;
+                let fd = match &map {
+                    Map::LruHashMap(data) | Map::HashMap(data) => {
+                        data.fd().as_fd().try_clone_to_owned().ok()
+                    }
+                    _ => None,
+                };
+                let map = HashMap::try_from(map)
+                    .map_err(|e| LiveError::kernel("opening the RTP flow map", e))?;
+                FlowTable::Shared { map, fd }
             }
-            _ => None,
+            FlowStoreKind::PerCpu => FlowTable::PerCpu(
+                PerCpuHashMap::try_from(take(names::RTP_FLOWS_PERCPU)?)
+                    .map_err(|e| LiveError::kernel("opening the per-CPU RTP flow map", e))?,
+            ),
         };
-        let flows = HashMap::try_from(flows_map)
-            .map_err(|e| LiveError::kernel("opening the RTP flow map", e))?;
         let config = Array::try_from(take(names::RTP_CONFIG)?)
             .map_err(|e| LiveError::kernel("opening the RTP config map", e))?;
         let port_clocks = HashMap::try_from(take(names::RTP_PORT_CLOCKS)?)
@@ -186,7 +250,6 @@ impl RtpMonitor {
             .map_err(|e| LiveError::kernel("reading the RTP config", e))?;
         Ok(Self {
             flows,
-            flows_fd,
             config,
             port_clocks,
             counters,
@@ -281,7 +344,7 @@ impl RtpMonitor {
 
     /// The statistics of one flow now, if the kernel has it.
     pub fn flow(&self, key: &RtpFlowKey) -> Option<RtpFlowStats> {
-        let state = self.flows.get(key, 0).ok()?;
+        let state = self.flows.get(key)?;
         Some(RtpFlowStats::from_kernel(key, state, self.clock))
     }
 
@@ -297,7 +360,7 @@ impl RtpMonitor {
         let mut poll = RtpPoll::default();
         let mut stale = Vec::new();
         let mut live = 0u64;
-        for (key, state) in self.read_flows()? {
+        for (key, state) in self.flows.read_all()? {
             live += 1;
             if state.flags & RTP_FLOW_INITIALISED == 0 {
                 continue; // just created, its first update still in flight
@@ -313,7 +376,7 @@ impl RtpMonitor {
         let mut removed = 0;
         for key in &stale {
             // Already gone (evicted by the LRU meanwhile) is fine.
-            if self.flows.remove(key).is_ok() {
+            if self.flows.remove(key) {
                 removed += 1;
             }
         }
@@ -327,22 +390,6 @@ impl RtpMonitor {
         counters.flows_evicted = self.evicted;
         poll.counters = counters;
         Ok(poll)
-    }
-
-    /// Every entry of the flow map: in a few batch reads where the kernel
-    /// has them (5.6+), else entry by entry.
-    fn read_flows(&mut self) -> Result<Vec<(RtpFlowKey, RtpFlowState)>, LiveError> {
-        if let Some(fd) = &self.flows_fd {
-            match super::map_batch::lookup_all(fd.as_fd()) {
-                Ok(all) => return Ok(all),
-                Err(e) if e.kind() == std::io::ErrorKind::Unsupported => self.flows_fd = None,
-                Err(e) => return Err(LiveError::kernel("reading the RTP flow map", e)),
-            }
-        }
-        self.flows
-            .iter()
-            .map(|entry| entry.map_err(|e| LiveError::kernel("reading the RTP flow map", e)))
-            .collect()
     }
 
     /// The kernel counters, summed over CPUs, with the poller's own as of

@@ -33,6 +33,47 @@ fn a_call_with_loss_reordering_and_a_sequence_wrap_gives_the_true_figures() {
     assert_eq!(kernel.cycles, 1 << 16, "one wrap");
 }
 
+/// A flow split over CPUs (the per-CPU store of kernels without BPF
+/// atomics): the merged state tells the same loss as one state that saw
+/// every packet, across a sequence wrap, whichever CPU saw what.
+#[test]
+fn per_cpu_states_merge_to_the_whole_flows_figures() {
+    let mut whole = RtpFlowState::default();
+    let mut cpus = [RtpFlowState::default(); 3];
+    let mut now = 1_000_000_000u64;
+    for i in 0..400u32 {
+        let seq = 65_300u16.wrapping_add(i as u16);
+        if i % 40 == 3 {
+            continue; // lost on the wire
+        }
+        now += 20_000_000;
+        let p = pkt(seq, i * 160);
+        whole.update(now, &p, 172, 8_000);
+        // Bursts migrate between CPUs; the first packets land on CPU 2,
+        // the first after the sequence wrap on CPU 0.
+        cpus[((i / 37) as usize + 2) % 3].update(now, &p, 172, 8_000);
+    }
+    cpus[1].local_drops = 4;
+    let merged = RtpFlowState::merge_cpus(cpus.iter());
+    assert_eq!(merged.cumulative_lost(), whole.cumulative_lost());
+    assert_eq!(merged.cumulative_lost(), 10);
+    assert_eq!(merged.expected(), whole.expected());
+    assert_eq!(merged.extended_max_seq(), whole.extended_max_seq());
+    assert_eq!(merged.packets, whole.packets);
+    assert_eq!(merged.bytes, whole.bytes);
+    assert_eq!(merged.first_seen_ns, whole.first_seen_ns);
+    assert_eq!(merged.last_seen_ns, whole.last_seen_ns);
+    assert_eq!(merged.local_drops, 4);
+
+    // One CPU saw it all: unchanged.
+    let alone = [RtpFlowState::default(), whole];
+    assert_eq!(RtpFlowState::merge_cpus(alone.iter()), whole);
+    // Nothing yet, but drops counted: kept.
+    let mut empty = [RtpFlowState::default(); 2];
+    empty[0].local_drops = 2;
+    assert_eq!(RtpFlowState::merge_cpus(empty.iter()).local_drops, 2);
+}
+
 #[test]
 fn port_ranges_parse_or_say_what_to_write() {
     assert_eq!(parse_port_range("10000-20000"), Ok(10_000..=20_000));
