@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod capture;
 pub mod diagnosis;
 pub mod export;
+pub mod fuzzing;
 pub mod packet;
 pub mod pipeline;
 pub mod sip;

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod decode;
 mod fuzz;
+mod fuzz_corpus;
 mod hostile;
 mod tcp;
 mod torture;

@@ -5,6 +5,7 @@
 
 mod bench;
 mod cmd;
+mod fuzz;
 mod matrix;
 mod setup;
 mod vm;
@@ -50,6 +51,14 @@ enum Task {
         #[arg(default_value = "all")]
         which: String,
     },
+    /// Fuzz the parsers (cargo-fuzz, nightly): `cargo xtask fuzz [TARGET|all]
+    /// [SECONDS]`, SECONDS per target (default 60); prints executions.
+    Fuzz {
+        #[arg(default_value = "all")]
+        target: String,
+        #[arg(default_value_t = fuzz::DEFAULT_SECONDS)]
+        seconds: u64,
+    },
     /// Run a command as root under another kernel (Debian's 6.1 or 6.12,
     /// in qemu): `cargo xtask vm --kernel 6.1 -- uname -r`.
     Vm(vm::VmArgs),
@@ -71,6 +80,7 @@ fn main() -> Result<()> {
         Task::Test { no_vm, args } => test(&args, !no_vm),
         Task::Bench { which } => bench::run(&which),
         Task::Vm(args) => vm::cli(&args),
+        Task::Fuzz { target, seconds } => fuzz::run(&target, seconds).map(drop),
     }
 }
 
@@ -110,5 +120,8 @@ fn test(args: &[String], kernel_matrix: bool) -> Result<()> {
     if kernel_matrix {
         matrix::run()?;
     }
-    Ok(())
+    // Last: every fuzz target for a bounded time (7 targets x 25 s, about
+    // 3 minutes plus the first sanitizer build), failing on any crash,
+    // leak, out-of-memory or hang; executions per target are printed.
+    fuzz::run("all", 25).map(drop)
 }
