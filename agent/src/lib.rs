@@ -14,6 +14,7 @@ pub mod capture;
 pub mod diagnosis;
 pub mod export;
 pub mod fuzzing;
+pub mod memory_budget;
 pub mod packet;
 pub mod pipeline;
 pub mod sip;

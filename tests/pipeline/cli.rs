@@ -201,3 +201,70 @@ fn a_fifo_as_credentials_is_refused_without_waiting_for_a_writer() {
     assert!(!status.success());
     assert!(err.contains("is not a regular file"), "{err}");
 }
+
+/// 20,000 unanswered REGISTERs with random Call-IDs and AORs in 2 s.
+fn register_flood(path: &std::path::Path) {
+    use pcap_file::pcap::{PcapPacket, PcapWriter};
+    let mut w = PcapWriter::new(std::fs::File::create(path).unwrap()).unwrap();
+    for i in 0..20_000u64 {
+        let msg = format!(
+            "REGISTER sip:pbx.example.com SIP/2.0\r\nVia: SIP/2.0/UDP 198.51.100.7:5060;branch=z9hG4bK{i}\r\n\
+             From: <sip:u{i}@pbx.example.com>;tag={i}\r\nTo: <sip:u{i}@pbx.example.com>\r\n\
+             Call-ID: {:016x}@flood\r\nCSeq: 1 REGISTER\r\nContact: <sip:u{i}@198.51.100.7:5060>\r\n\
+             Content-Length: 0\r\n\r\n",
+            i.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        );
+        let pkt = crate::common::udp(
+            i / 10,
+            ([198, 51, 100, 7], 5060),
+            crate::common::SERVER,
+            msg.as_bytes(),
+        );
+        let ts = std::time::Duration::from_nanos(pkt.ts.0);
+        w.write_packet(&PcapPacket::new(ts, pkt.data.len() as u32, &pkt.data))
+            .unwrap();
+    }
+}
+
+/// The number after `label` on the summary line that starts with `line`.
+fn counter(out: &str, line: &str, label: &str) -> u64 {
+    let l = out
+        .lines()
+        .find(|l| l.trim_start().starts_with(line))
+        .unwrap_or_else(|| panic!("no {line} line in {out}"));
+    let rest = &l[l.find(label).unwrap_or_else(|| panic!("no {label} in {l}")) + label.len()..];
+    rest.trim_start()
+        .split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn the_memory_budget_sets_the_table_caps_and_evictions_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flood.pcap");
+    register_flood(&path);
+    let p = path.to_string_lossy();
+    // 32 MB: about 2,800 transactions and 1,100 bindings fit.
+    let (ok, small, err) = analyze(&["--memory-budget", "32", &p]);
+    assert!(ok, "{err}");
+    assert!(
+        counter(&small, "transactions", "evicted") > 15_000,
+        "{small}"
+    );
+    assert!(
+        counter(&small, "registrations", "bindings evicted") > 15_000,
+        "{small}"
+    );
+    // 1 GB: everything fits.
+    let (ok, big, err) = analyze(&["--memory-budget", "1024", &p]);
+    assert!(ok, "{err}");
+    assert_eq!(counter(&big, "transactions", "evicted"), 0, "{big}");
+    assert_eq!(counter(&big, "SIP messages", "SIP messages"), 20_000);
+    // Below the minimum: refused with the reason.
+    let (ok, _, err) = analyze(&["--memory-budget", "8", &p]);
+    assert!(!ok);
+    assert!(err.contains("--memory-budget"), "{err}");
+}

@@ -4,7 +4,9 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
-use sipscope::{analysis::credentials::CredentialStore, pipeline::PipelineConfig};
+use sipscope::{
+    analysis::credentials::CredentialStore, memory_budget::MemoryBudget, pipeline::PipelineConfig,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct AnalysisArgs {
@@ -30,12 +32,23 @@ pub struct AnalysisArgs {
     /// media.quality when the E-model MOS estimate (ITU-T G.107) is lower.
     #[arg(long = "min-mos", value_name = "MOS", default_value_t = 3.6)]
     min_mos: f64,
+    /// Memory for the tables that grow with traffic (transactions,
+    /// registrations, calls, TCP streams, ...), in MB: their caps follow
+    /// from it, and what does not fit is evicted and counted.
+    #[arg(long = "memory-budget", value_name = "MB", default_value_t = MemoryBudget::DEFAULT_MB as u32,
+          value_parser = clap::value_parser!(u32).range(MemoryBudget::MIN_MB as i64..))]
+    memory_budget: u32,
 }
 
 impl AnalysisArgs {
+    pub fn memory_budget(&self) -> MemoryBudget {
+        MemoryBudget::new(self.memory_budget as usize)
+    }
+
     /// Applies the options to `config`; refuses an unreadable or
     /// group/other-readable credentials file with what to do about it.
     pub fn apply(&self, config: &mut PipelineConfig) -> anyhow::Result<()> {
+        self.memory_budget().apply(config);
         config.registration.challenge_loop_after = self.challenge_loop_after;
         let checks = &mut config.calls.checks;
         checks.grace = Duration::try_from_secs_f64(self.media_grace)

@@ -59,7 +59,9 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
     let mut spans = super::telemetry::SpanProducer::new(&telemetry);
     let mut pipeline = Pipeline::new(config);
-    let mut flow = CallFlow::new();
+    // The call flow's lines get a tenth of the memory budget; past that
+    // the oldest Call-IDs are written out early.
+    let mut flow = CallFlow::with_limit((args.analysis.memory_budget().megabytes() << 20) / 10);
     let mut events = Vec::new();
     let mut damaged = 0;
     let emit = |events: &mut Vec<Event>,
@@ -75,7 +77,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
                 flow.push(&e);
             }
         }
-        Ok(())
+        flow.spill(out).context("writing output")
     };
     for (source, path) in sources.into_iter().zip(&args.files) {
         // One warning per file for interfaces of a link type we cannot
@@ -127,8 +129,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())
             .context("writing output")?;
     } else {
-        out.write_all(flow.render(&stats).as_bytes())
-            .context("writing output")?;
+        flow.finish(&stats, &mut out).context("writing output")?;
         writeln!(
             out,
             "{}",

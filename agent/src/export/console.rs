@@ -1,32 +1,67 @@
 //! Human-readable call flow: messages grouped per Call-ID in capture order,
 //! with retransmission marks and response times, then the counters.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
-use std::sync::Arc;
 
 use crate::export::calls::{CallsReport, call_line};
 use crate::export::registrations::RegistrationReport;
 use crate::pipeline::{Event, MalformedMessage, Stats};
 use crate::sip::{MessageRecord, TimeoutCause, Transaction};
 
-/// Collects events and renders them as a call flow.
-#[derive(Default)]
+/// Collects events and renders them as a call flow: the messages of each
+/// Call-ID together, in order of first appearance.
+///
+/// Memory is bounded whatever the capture's size: messages are kept as
+/// their rendered lines, at most `max_bytes` of them; past that the
+/// groups seen first are written out early ([`CallFlow::spill`]), and a
+/// Call-ID that shows up again starts a new group. Unanswered transactions
+/// and unreadable payloads are listed up to [`MAX_LISTED`] each, then
+/// counted.
 pub struct CallFlow {
-    /// Call-IDs in order of first appearance.
-    order: Vec<String>,
-    by_call: HashMap<String, Vec<Arc<MessageRecord>>>,
-    unreadable: Vec<Arc<MalformedMessage>>,
-    unanswered: Vec<(Arc<Transaction>, TimeoutCause)>,
+    /// Call-IDs in order of first appearance, with their lines.
+    order: VecDeque<String>,
+    by_call: HashMap<String, Vec<String>>,
+    held_bytes: usize,
+    max_bytes: usize,
+    unreadable: Vec<String>,
+    unanswered: Vec<String>,
+    /// Lines not listed (past [`MAX_LISTED`]): unanswered, unreadable.
+    not_listed: (u64, u64),
     registrations: RegistrationReport,
     calls: CallsReport,
 }
 
+/// Unanswered transactions and unreadable payloads listed at most (each).
+pub const MAX_LISTED: usize = 10_000;
+
 const NO_CALL_ID: &str = "(no Call-ID)";
 
+impl Default for CallFlow {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl CallFlow {
+    /// A call flow holding up to 64 MB of lines.
     pub fn new() -> Self {
-        Self::default()
+        Self::with_limit(64 << 20)
+    }
+
+    /// A call flow holding up to `max_bytes` of rendered lines.
+    pub fn with_limit(max_bytes: usize) -> Self {
+        CallFlow {
+            order: VecDeque::new(),
+            by_call: HashMap::new(),
+            held_bytes: 0,
+            max_bytes,
+            unreadable: Vec::new(),
+            unanswered: Vec::new(),
+            not_listed: (0, 0),
+            registrations: RegistrationReport::default(),
+            calls: CallsReport::default(),
+        }
     }
 
     pub fn push(&mut self, event: &Event) {
@@ -37,15 +72,28 @@ impl CallFlow {
                     .message
                     .call_id()
                     .map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
+                let line = message_line(m);
+                self.held_bytes += line.len() + 8;
                 let list = self.by_call.entry(cid.clone()).or_default();
                 if list.is_empty() {
-                    self.order.push(cid);
+                    self.held_bytes += cid.len() + 32;
+                    self.order.push_back(cid);
                 }
-                list.push(m.clone());
+                list.push(line);
             }
-            Event::Malformed(m) => self.unreadable.push(m.clone()),
+            Event::Malformed(m) => {
+                if self.unreadable.len() < MAX_LISTED {
+                    self.unreadable.push(unreadable_line(m));
+                } else {
+                    self.not_listed.1 += 1;
+                }
+            }
             Event::TransactionTimedOut { transaction, cause } => {
-                self.unanswered.push((transaction.clone(), *cause))
+                if self.unanswered.len() < MAX_LISTED {
+                    self.unanswered.push(unanswered_line(transaction, *cause));
+                } else {
+                    self.not_listed.0 += 1;
+                }
             }
             Event::TransactionCompleted(_)
             | Event::Diagnosis(_)
@@ -54,63 +102,103 @@ impl CallFlow {
         }
     }
 
-    /// The call flow and summary as text.
-    pub fn render(&self, stats: &Stats) -> String {
-        let mut s = String::new();
-        for cid in &self.order {
-            let msgs = &self.by_call[cid];
-            let _ = writeln!(s, "Call-ID: {cid}  ({} messages)", msgs.len());
-            for m in msgs {
-                let _ = writeln!(s, "  {}", message_line(m));
-            }
-            s.push('\n');
+    /// Writes out the groups seen first while more than the limit is held.
+    pub fn spill(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        while self.held_bytes > self.max_bytes {
+            let Some(cid) = self.order.pop_front() else {
+                break;
+            };
+            self.write_group(&cid, out)?;
         }
-        if !self.unanswered.is_empty() {
-            let _ = writeln!(s, "Transactions without a final response:");
-            for (t, cause) in &self.unanswered {
-                let when = t.request.as_ref().map_or(t.first_seen, |r| r.meta.ts);
-                let _ = writeln!(
-                    s,
-                    "  {when}  {} CSeq {}  Call-ID {}  {}{}",
-                    t.method,
-                    t.cseq,
-                    t.call_id().unwrap_or_else(|| NO_CALL_ID.into()),
-                    match cause {
-                        TimeoutCause::NoFinalResponse => "timed out",
-                        TimeoutCause::EndOfCapture => "still open at end of capture",
-                        TimeoutCause::Evicted => "evicted (table full)",
-                    },
-                    if t.request_retransmissions > 0 {
-                        format!(", request sent {} times", t.request_retransmissions + 1)
-                    } else {
-                        String::new()
-                    }
-                );
-            }
-            s.push('\n');
-        }
-        if !self.unreadable.is_empty() {
-            let _ = writeln!(s, "Unreadable SIP payloads:");
-            for m in &self.unreadable {
-                let first = m.raw.split(|&c| c == b'\n').next().unwrap_or(&[]);
-                let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
-                let _ = writeln!(
-                    s,
-                    "  {}  {} → {}  {}  {:?}",
-                    m.meta.ts,
-                    m.meta.src,
-                    m.meta.dst,
-                    m.reason,
-                    first.trim_end()
-                );
-            }
-            s.push('\n');
-        }
-        s.push_str(&self.calls.render());
-        s.push_str(&self.registrations.render());
-        s.push_str(&summary(stats));
-        s
+        Ok(())
     }
+
+    fn write_group(&mut self, cid: &str, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let lines = self.by_call.remove(cid).unwrap_or_default();
+        self.held_bytes = self
+            .held_bytes
+            .saturating_sub(cid.len() + 32 + lines.iter().map(|l| l.len() + 8).sum::<usize>());
+        writeln!(out, "Call-ID: {cid}  ({} messages)", lines.len())?;
+        for l in &lines {
+            writeln!(out, "  {l}")?;
+        }
+        writeln!(out)
+    }
+
+    /// The rest of the call flow and the summary.
+    pub fn finish(mut self, stats: &Stats, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        while let Some(cid) = self.order.pop_front() {
+            self.write_group(&cid, out)?;
+        }
+        let (unanswered_more, unreadable_more) = self.not_listed;
+        for (title, lines, more) in [
+            (
+                "Transactions without a final response:",
+                &self.unanswered,
+                unanswered_more,
+            ),
+            (
+                "Unreadable SIP payloads:",
+                &self.unreadable,
+                unreadable_more,
+            ),
+        ] {
+            if lines.is_empty() {
+                continue;
+            }
+            writeln!(out, "{title}")?;
+            for l in lines {
+                writeln!(out, "  {l}")?;
+            }
+            if more > 0 {
+                writeln!(out, "  ... and {more} more (counted in the summary)")?;
+            }
+            writeln!(out)?;
+        }
+        out.write_all(self.calls.render().as_bytes())?;
+        out.write_all(self.registrations.render().as_bytes())?;
+        out.write_all(summary(stats).as_bytes())
+    }
+
+    /// The call flow and summary as text (small captures and tests).
+    pub fn render(self, stats: &Stats) -> String {
+        let mut out = Vec::new();
+        self.finish(stats, &mut out).expect("writing to memory");
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+fn unanswered_line(t: &Transaction, cause: TimeoutCause) -> String {
+    let when = t.request.as_ref().map_or(t.first_seen, |r| r.meta.ts);
+    format!(
+        "{when}  {} CSeq {}  Call-ID {}  {}{}",
+        t.method,
+        t.cseq,
+        t.call_id().unwrap_or_else(|| NO_CALL_ID.into()),
+        match cause {
+            TimeoutCause::NoFinalResponse => "timed out",
+            TimeoutCause::EndOfCapture => "still open at end of capture",
+            TimeoutCause::Evicted => "evicted (table full)",
+        },
+        if t.request_retransmissions > 0 {
+            format!(", request sent {} times", t.request_retransmissions + 1)
+        } else {
+            String::new()
+        }
+    )
+}
+
+fn unreadable_line(m: &MalformedMessage) -> String {
+    let first = m.raw.split(|&c| c == b'\n').next().unwrap_or(&[]);
+    let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
+    format!(
+        "{}  {} → {}  {}  {:?}",
+        m.meta.ts,
+        m.meta.src,
+        m.meta.dst,
+        m.reason,
+        first.trim_end()
+    )
 }
 
 fn message_line(m: &MessageRecord) -> String {
@@ -356,5 +444,78 @@ pub fn live_line(event: &Event) -> Option<String> {
         )),
         Event::Call(c) => Some(call_line(c)),
         Event::TransactionCompleted(_) => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::export::test_sip::{Exchange, PBX, REGISTRAR};
+
+    /// `n` unanswered OPTIONS, each with its own Call-ID, as events.
+    fn options(n: usize) -> Vec<Event> {
+        let mut x = Exchange::new();
+        for i in 0..n {
+            x.msg(
+                i as u64,
+                PBX,
+                REGISTRAR,
+                &format!(
+                    "OPTIONS sip:r SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{i}\n\
+                     From: <sip:a@b>;tag=1\nTo: <sip:r>\nCall-ID: cid-{i}\nCSeq: 1 OPTIONS\n\
+                     Content-Length: 0\n\n"
+                ),
+            );
+        }
+        x.finish();
+        x.events.clone()
+    }
+
+    #[test]
+    fn a_large_capture_is_written_out_as_it_goes_every_line_once() {
+        let events = options(2_000);
+        let mut flow = CallFlow::with_limit(20_000);
+        let mut early = Vec::new();
+        let mut most_held = 0;
+        for e in &events {
+            flow.push(e);
+            flow.spill(&mut early).unwrap();
+            most_held = most_held.max(flow.held_bytes);
+        }
+        // Bounded by the limit (plus the one group that crossed it).
+        assert!(most_held <= 20_000 + 200, "{most_held}");
+        assert!(!early.is_empty());
+        let mut all = early;
+        flow.finish(&Stats::default(), &mut all).unwrap();
+        let text = String::from_utf8(all).unwrap();
+        for i in [0, 1, 999, 1_999] {
+            assert_eq!(
+                text.matches(&format!("Call-ID: cid-{i}  (1 messages)"))
+                    .count(),
+                1,
+                "cid-{i}"
+            );
+        }
+        assert_eq!(text.matches("OPTIONS sip:r SIP/2.0").count(), 2_000);
+        assert_eq!(text.matches(" OPTIONS CSeq 1  Call-ID cid-").count(), 2_000);
+    }
+
+    #[test]
+    fn unanswered_transactions_are_listed_up_to_a_bound_then_counted() {
+        let events = options(MAX_LISTED + 5);
+        let mut flow = CallFlow::new();
+        for e in &events {
+            flow.push(e);
+        }
+        let text = flow.render(&Stats::default());
+        assert_eq!(
+            text.matches("still open at end of capture").count(),
+            MAX_LISTED
+        );
+        assert!(
+            text.contains("... and 5 more (counted in the summary)"),
+            "{}",
+            &text[text.len() - 3000..]
+        );
     }
 }
