@@ -101,23 +101,11 @@ fn inbound_call(pbx: Pbx) -> Outcome {
         "sipp-register",
         "register.xml",
         &[
-            &registrar,
-            "-i",
-            &pbx_ip,
-            "-p",
-            &port,
-            "-s",
-            "1001",
-            "-au",
-            "1001",
-            "-ap",
-            "secret1001",
-            "-key",
-            "expires",
-            "60",
-            "-timeout",
-            "15s",
-        ],
+            &[&registrar, "-i", &pbx_ip, "-p", &port][..],
+            crate::ACCOUNT_1001,
+            &["-timeout", "15s"],
+        ]
+        .concat(),
     );
     succeeded(&mut register);
     // The agent knows the binding before the call comes.
