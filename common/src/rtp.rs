@@ -40,6 +40,11 @@ const NANOS_PER_SEC: u64 = 1_000_000_000;
 pub const RTP_FLOW_INITIALISED: u8 = 1 << 0;
 /// `RtpFlowState::flags`: `transit_q4` holds a previous transit time.
 pub const RTP_FLOW_HAS_TRANSIT: u8 = 1 << 1;
+/// The state is one CPU's share of a flow (the per-CPU store): the A.8
+/// transit difference is taken only between consecutive sequence numbers,
+/// since a packet after a gap may follow packets another CPU saw, and the
+/// difference across them holds the sender's clock drift, not jitter.
+pub const RTP_FLOW_PER_CPU: u8 = 1 << 2;
 
 /// Run-time RTP configuration (one-entry array map). A range with
 /// `port_min > port_max`, or all zero (never written), tracks nothing.
@@ -174,7 +179,9 @@ impl RtpFlowState {
             // Lock and drop accounting belong to the flow, not the source.
             let changes = self.ssrc_changes + 1;
             let (lock, drops, reported) = (self.lock, self.local_drops, self.drop_reported_ns);
+            let per_cpu = self.flags & RTP_FLOW_PER_CPU;
             *self = Self::default();
+            self.flags = per_cpu;
             self.lock = lock;
             self.local_drops = drops;
             self.drop_reported_ns = reported;
@@ -186,6 +193,7 @@ impl RtpFlowState {
             self.first_seen_ns = now_ns;
             self.init_seq(pkt.sequence);
         }
+        let successor = pkt.sequence == self.max_seq.wrapping_add(1);
         self.packets += 1;
         self.bytes += wire_len as u64;
         if now_ns > self.last_seen_ns {
@@ -203,6 +211,10 @@ impl RtpFlowState {
             clock_rate
         };
         if clock_rate != 0 {
+            if self.flags & RTP_FLOW_PER_CPU != 0 && !successor {
+                // Start over from this packet (see RTP_FLOW_PER_CPU).
+                self.flags &= !RTP_FLOW_HAS_TRANSIT;
+            }
             self.update_jitter(now_ns, pkt.timestamp, clock_rate);
         }
     }

@@ -37,8 +37,8 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use sipscope_common::{
-    DEFAULT_RTP_FLOWS, Direction, MAX_RTP_PORT_CLOCKS, RtpConfig, RtpCounter, RtpFlowKey,
-    RtpFlowState, RtpPacketFields, RtpPortClockKey,
+    DEFAULT_RTP_FLOWS, Direction, MAX_RTP_PORT_CLOCKS, RTP_FLOW_PER_CPU, RtpConfig, RtpCounter,
+    RtpFlowKey, RtpFlowState, RtpPacketFields, RtpPortClockKey,
 };
 
 use crate::{frame::Frame, walk::Flow};
@@ -251,7 +251,10 @@ impl FlowStore for PerCpuFlows {
         };
         // SAFETY: this CPU's slot of a live map value; programs do not
         // migrate CPUs mid-run and no other CPU writes this slot.
-        unsafe { (*state).update(now, pkt, payload_len, clock) };
+        unsafe {
+            (*state).flags |= RTP_FLOW_PER_CPU;
+            (*state).update(now, pkt, payload_len, clock);
+        }
         true
     }
 }

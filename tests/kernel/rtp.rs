@@ -392,12 +392,13 @@ fn rtp_in_both_directions_matches_the_truth_the_media_core_and_tshark() {
     let flows = flow_lines(&stdout);
     assert_eq!(flows.len(), 3, "exactly the three RTP flows:\n{stdout}");
     // The per-CPU store (kernels without BPF atomics) is exact in packets
-    // and loss; a flow whose packets land on several CPUs has jitter and
-    // reordering each CPU saw in its share only (README: kernels).
+    // and loss; a flow whose packets land on several CPUs has jitter from
+    // the runs of consecutive packets each CPU saw (within 15 % of the
+    // reference here) and the reordering each CPU saw (README: kernels).
     let per_cpu = stdout.contains("rtp statistics: per CPU");
     let close = |kernel: f64, reference: f64, what: &str| {
         if per_cpu {
-            close_within(kernel, reference, 0.5, what);
+            close_within(kernel, reference, 0.25, what);
         } else {
             close(kernel, reference, what);
         }

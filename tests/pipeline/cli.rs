@@ -173,7 +173,13 @@ fn a_fifo_as_credentials_is_refused_without_waiting_for_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("creds.toml");
     // As a user would make it (coreutils).
-    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_sipscope"))
         .args(["analyze", "--credentials"])
         .arg(&fifo)

@@ -277,7 +277,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         };
         if stopping {
             // Everything the kernel handed over before the signal is
-            // still analysed.
+            // still analysed; detached first, so the counters read below
+            // count exactly what was drained.
+            capture.detach();
             capture.drain_now(&mut frames, &mut drops);
         }
         hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;

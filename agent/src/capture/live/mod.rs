@@ -417,6 +417,25 @@ impl LiveCapture {
         self.malformed
     }
 
+    /// Detaches the programs but keeps the maps, so a final
+    /// [`Self::drain_now`] and the counters read after it agree exactly: no
+    /// frame can be counted after the last drain.
+    pub fn detach(&mut self) {
+        use sipscope_common::names;
+        let ebpf = &mut self.object.ebpf;
+        if let Ok(p) = attach::program::<aya::programs::Xdp>(ebpf, names::XDP_INGRESS) {
+            let _ = p.unload(); // not loaded: nothing attached
+        }
+        for name in names::TC_PROGRAMS {
+            if let Ok(p) = attach::program::<aya::programs::SchedClassifier>(ebpf, name) {
+                let _ = p.unload();
+            }
+        }
+        if let Ok(p) = attach::program::<aya::programs::RawTracePoint>(ebpf, names::KFREE_SKB) {
+            let _ = p.unload();
+        }
+    }
+
     /// Detaches everything now (also happens on drop).
     pub fn stop(self) {
         drop(self.object);
