@@ -278,17 +278,16 @@ impl Vm {
     pub fn run(&self, kernel: &Kernel, cmd: &[String]) -> Result<GuestExit> {
         ensure!(!cmd.is_empty(), "no command to run in the guest");
         // The guest's /tmp and /run are its own tmpfs (the host's /run/netns
-        // would be stale there): a working directory in them is not found.
+        // would be stale there): a working directory in /run is not found;
+        // one in /tmp (a CI clone, say) is bound into the guest's /tmp.
         ensure!(
-            !["/tmp", "/run", "/var/run"]
-                .iter()
-                .any(|d| self.cwd.starts_with(d)),
-            "{} is not visible in the guest (its /tmp and /run are its own); run from \
+            !["/run", "/var/run"].iter().any(|d| self.cwd.starts_with(d)),
+            "{} is not visible in the guest (its /run is its own); run from \
              elsewhere",
             self.cwd.display()
         );
         let run = RunDir::new()?;
-        let initramfs = initramfs(kernel).context("building the initramfs")?;
+        let initramfs = initramfs(kernel, &self.cwd).context("building the initramfs")?;
         fs::write(run.host_only("initramfs.cpio"), initramfs).context("writing the initramfs")?;
         fs::write(run.shared("guest.sh"), self.guest_script(cmd)).context("writing guest.sh")?;
         for name in ["stdout", "stderr"] {
@@ -718,7 +717,7 @@ fn sbin(name: &str) -> PathBuf {
 /// (decompressed: busybox's insmod takes plain ELF), and stage 1 of the
 /// guest (`/init`), which mounts the host's root, overlays it and switches
 /// to stage 2 (guest.sh on the writable share).
-fn initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
+fn initramfs(kernel: &Kernel, cwd: &Path) -> Result<Vec<u8>> {
     let busybox = busybox()?;
     let modules = load_order(&kernel.modules(), INITRAMFS_MODULES)?;
     let mut cpio = Cpio::default();
@@ -741,12 +740,22 @@ fn initramfs(kernel: &Kernel) -> Result<Vec<u8>> {
         cpio.file(&format!("modules/{name}.ko"), 0o644, &module_elf(path)?);
         names.push(name);
     }
-    cpio.file("init", 0o755, stage1(kernel, &names).as_bytes());
+    cpio.file("init", 0o755, stage1(kernel, &names, cwd).as_bytes());
     Ok(cpio.finish())
 }
 
-fn stage1(kernel: &Kernel, modules: &[String]) -> String {
+fn stage1(kernel: &Kernel, modules: &[String], cwd: &Path) -> String {
     let moddir = quote(&kernel.modules().to_string_lossy());
+    // A working directory under /tmp stays visible (read-only, from the
+    // host) over the guest's fresh /tmp.
+    let bind_cwd = if cwd.starts_with("/tmp") {
+        let d = quote(&cwd.to_string_lossy());
+        format!(
+            "$b mkdir -p /newroot{d} && $b mount --bind /lower{d} /newroot{d} \\\n    || fail \"cannot bind {d}\""
+        )
+    } else {
+        String::new()
+    };
     let release = quote(&kernel.release);
     let run = GUEST_RUN_DIR;
     format!(
@@ -774,6 +783,7 @@ for d in proc sys dev; do $b mount --move /$d /newroot/$d; done
 # Fresh /run and /tmp: the host's (its /run/netns among them) mean nothing here.
 $b mount -t tmpfs -o mode=0755,nosuid,nodev run /newroot/run
 $b mount -t tmpfs -o mode=1777,nosuid,nodev tmp /newroot/tmp
+{bind_cwd}
 $b mkdir -p /newroot{run} /newroot/dev/pts /newroot/dev/shm
 $b mount -t 9p -o trans=virtio,version=9p2000.L,msize={MSIZE} vmrun /newroot{run} \
     || fail "cannot mount the run folder"
