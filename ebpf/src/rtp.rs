@@ -283,29 +283,24 @@ trait FlowMap {
     fn create(&self, key: &RtpFlowKey) -> bool;
 }
 
-impl FlowMap for LruHashMap<RtpFlowKey, RtpFlowState> {
-    #[inline(always)]
-    fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
-        self.get_ptr_mut(key)
-    }
-    #[inline(always)]
-    fn create(&self, key: &RtpFlowKey) -> bool {
-        self.insert(key, RtpFlowState::default(), BPF_NOEXIST)
-            .is_ok()
-    }
+/// Both map kinds have the same lookup and insert, as inherent methods.
+macro_rules! flow_map {
+    ($map:ident) => {
+        impl FlowMap for $map<RtpFlowKey, RtpFlowState> {
+            #[inline(always)]
+            fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
+                self.get_ptr_mut(key)
+            }
+            #[inline(always)]
+            fn create(&self, key: &RtpFlowKey) -> bool {
+                self.insert(key, RtpFlowState::default(), BPF_NOEXIST)
+                    .is_ok()
+            }
+        }
+    };
 }
-
-impl FlowMap for LruPerCpuHashMap<RtpFlowKey, RtpFlowState> {
-    #[inline(always)]
-    fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
-        self.get_ptr_mut(key)
-    }
-    #[inline(always)]
-    fn create(&self, key: &RtpFlowKey) -> bool {
-        self.insert(key, RtpFlowState::default(), BPF_NOEXIST)
-            .is_ok()
-    }
-}
+flow_map!(LruHashMap);
+flow_map!(LruPerCpuHashMap);
 
 /// The state this CPU sees for `key` in whichever store holds it (the
 /// drop tracer counts local drops on it).
