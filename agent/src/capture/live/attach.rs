@@ -112,48 +112,47 @@ pub fn attach(
     let mut lines = Vec::new();
     let mut lock = None;
     let (tc_in, tc_out) = features.tc_programs();
-    let xdp = if features.xdp() {
-        match attach_xdp(ebpf, iface)? {
-            Ok(()) => true,
-            Err(why) => {
+    let native = match features.xdp() {
+        true => attach_xdp(ebpf, iface)?,
+        false => Err(String::new()), // said once in the kernel-wide lines
+    };
+    let ingress = match native {
+        Ok(()) => {
+            lines.push(FeatureLine::new(
+                format!("ingress on {iface}"),
+                "xdp native",
+                None,
+            ));
+            IngressHook::XdpNative
+        }
+        Err(why) => {
+            if !why.is_empty() {
                 lines.push(FeatureLine::new(
                     format!("xdp on {iface}"),
                     "not used",
                     Some(why),
                 ));
-                false
             }
+            let (mode, why) = attach_tc(
+                ebpf,
+                features,
+                (iface, ifindex),
+                tc_in,
+                TcAttachType::Ingress,
+                &mut lock,
+            )?;
+            lines.push(FeatureLine::new(
+                format!("tc ingress on {iface}"),
+                mode.to_string(),
+                why,
+            ));
+            IngressHook::Tc(mode)
         }
-    } else {
-        false
-    };
-    let ingress = if xdp {
-        lines.push(FeatureLine::new(
-            format!("ingress on {iface}"),
-            "xdp native",
-            None,
-        ));
-        IngressHook::XdpNative
-    } else {
-        let (mode, why) = attach_tc(
-            ebpf,
-            features,
-            iface,
-            tc_in,
-            TcAttachType::Ingress,
-            &mut lock,
-        )?;
-        lines.push(FeatureLine::new(
-            format!("tc ingress on {iface}"),
-            mode.to_string(),
-            why,
-        ));
-        IngressHook::Tc(mode)
     };
     let (egress, why) = attach_tc(
         ebpf,
         features,
-        iface,
+        (iface, ifindex),
         tc_out,
         TcAttachType::Egress,
         &mut lock,
@@ -199,7 +198,7 @@ fn attach_xdp(ebpf: &mut Ebpf, iface: &str) -> Result<Result<(), String>, LiveEr
 fn attach_tc(
     ebpf: &mut Ebpf,
     features: &KernelFeatures,
-    iface: &str,
+    (iface, ifindex): (&str, u32),
     name: &str,
     hook: TcAttachType,
     lock: &mut Option<InterfaceLock>,
@@ -220,7 +219,7 @@ fn attach_tc(
         Support::Forced.reason("tcx")
     };
     if lock.is_none() {
-        *lock = Some(InterfaceLock::take(iface)?);
+        *lock = Some(InterfaceLock::take(iface, ifindex)?);
         remove_leftover_filters(iface);
         warn!(
             "{iface}: TC programs attached as netlink clsact filters stay attached if sipscope \
@@ -280,8 +279,7 @@ pub struct InterfaceLock {
 impl InterfaceLock {
     const DIR: &'static str = "/run/sipscope";
 
-    fn take(iface: &str) -> Result<Self, LiveError> {
-        let ifindex = ifindex(iface)?;
+    fn take(iface: &str, ifindex: u32) -> Result<Self, LiveError> {
         // The same ifindex exists in every namespace: the namespace's
         // inode tells them apart.
         let netns = std::fs::metadata("/proc/self/ns/net")

@@ -119,3 +119,27 @@ pub(crate) fn errno_of(err: &(dyn StdError + 'static)) -> Option<i32> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::LiveError;
+
+    /// Issue #11: a rejection is one sentence naming the program and what
+    /// to try; the verifier's log is kept for `--verbose`, not printed.
+    #[test]
+    fn a_verifier_rejection_names_the_program_not_the_log() {
+        let err = LiveError::VerifierRejected {
+            program: "sipscope_in_tc".into(),
+            errno: "Permission denied (os error 13)".into(),
+            log: "1474: (85) call bpf_xdp_load_bytes#189\nR3 min value is outside".into(),
+        };
+        let text = format!("{:#}", anyhow::Error::new(err));
+        assert!(text.contains("rejected sipscope_in_tc"), "{text}");
+        assert!(text.contains("SIPSCOPE_KERNEL_COMPAT=oldest"), "{text}");
+        assert!(text.contains("--verbose"), "{text}");
+        assert!(
+            !text.contains("R3 min value") && !text.contains('\n'),
+            "{text}"
+        );
+    }
+}

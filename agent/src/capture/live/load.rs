@@ -5,13 +5,12 @@ use std::path::Path;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, MapData, PerCpuArray, RingBuf},
-    programs::{SchedClassifier, Xdp},
+    programs::{Program, ProgramError},
 };
 use log::{Log, warn};
 use sipscope_common::{DEFAULT_SIP_PORT, names};
 
 use super::{
-    attach::program,
     error::LiveError,
     kernel_features::{CompatMode, FlowStoreKind, KernelFeatures},
 };
@@ -139,10 +138,10 @@ impl LoadedObject {
     pub fn load_capture_programs(&mut self) -> Result<(), LiveError> {
         let (tc_in, tc_out) = self.features.tc_programs();
         if self.features.xdp() {
-            load_program::<Xdp>(&mut self.ebpf, names::XDP_INGRESS)?;
+            load_program(&mut self.ebpf, names::XDP_INGRESS)?;
         }
-        load_program::<SchedClassifier>(&mut self.ebpf, tc_in)?;
-        load_program::<SchedClassifier>(&mut self.ebpf, tc_out)
+        load_program(&mut self.ebpf, tc_in)?;
+        load_program(&mut self.ebpf, tc_out)
     }
 
     /// Runs the verifier on every capture program variant this kernel can
@@ -150,7 +149,7 @@ impl LoadedObject {
     pub fn load_all_variants(&mut self) -> Result<Vec<&'static str>, LiveError> {
         let mut loaded = Vec::new();
         if self.features.xdp() {
-            load_program::<Xdp>(&mut self.ebpf, names::XDP_INGRESS)?;
+            load_program(&mut self.ebpf, names::XDP_INGRESS)?;
             loaded.push(names::XDP_INGRESS);
         }
         let mut tc = vec![names::TC_INGRESS_510, names::TC_EGRESS_510];
@@ -158,7 +157,7 @@ impl LoadedObject {
             tc.extend([names::TC_INGRESS, names::TC_EGRESS]);
         }
         for name in tc {
-            load_program::<SchedClassifier>(&mut self.ebpf, name)?;
+            load_program(&mut self.ebpf, name)?;
             loaded.push(name);
         }
         Ok(loaded)
@@ -180,8 +179,8 @@ impl LoadedObject {
 
     /// Loads the do-nothing XDP and TC programs (benchmark baselines).
     pub fn load_empty_program(&mut self) -> Result<(), LiveError> {
-        load_program::<Xdp>(&mut self.ebpf, names::XDP_EMPTY)?;
-        load_program::<SchedClassifier>(&mut self.ebpf, names::TC_EMPTY)
+        load_program(&mut self.ebpf, names::XDP_EMPTY)?;
+        load_program(&mut self.ebpf, names::TC_EMPTY)
     }
 
     /// Takes the ring buffer out of the object to read it.
@@ -203,16 +202,21 @@ impl LoadedObject {
     }
 }
 
-/// Loads (verifies) one program; a verifier rejection becomes
+/// Loads (verifies) one XDP or TC program; a verifier rejection becomes
 /// [`LiveError::VerifierRejected`] with the log kept for `--verbose`.
-fn load_program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<(), LiveError>
-where
-    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
-    T: Loadable + 'a,
-{
-    let prog: &mut T = program(ebpf, name)?;
-    prog.load_program().map_err(|e| match e {
-        aya::programs::ProgramError::LoadError {
+fn load_program(ebpf: &mut Ebpf, name: &str) -> Result<(), LiveError> {
+    let loaded = match ebpf.program_mut(name) {
+        Some(Program::Xdp(p)) => p.load(),
+        Some(Program::SchedClassifier(p)) => p.load(),
+        _ => {
+            return Err(LiveError::Kernel {
+                op: format!("finding program {name} in the eBPF object"),
+                source: "no XDP or TC program of that name (stale build?)".into(),
+            });
+        }
+    };
+    loaded.map_err(|e| match e {
+        ProgramError::LoadError {
             io_error,
             verifier_log,
         } if io_error.raw_os_error() != Some(libc::EPERM) => LiveError::VerifierRejected {
@@ -222,23 +226,6 @@ where
         },
         e => LiveError::kernel(format!("loading {name}"), e),
     })
-}
-
-/// `load()` of the program types the capture uses.
-trait Loadable {
-    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError>;
-}
-
-impl Loadable for Xdp {
-    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
-        self.load()
-    }
-}
-
-impl Loadable for SchedClassifier {
-    fn load_program(&mut self) -> Result<(), aya::programs::ProgramError> {
-        self.load()
-    }
 }
 
 pub(super) fn missing(name: &str) -> LiveError {
