@@ -48,7 +48,9 @@ pub trait Frame {
 
     /// A VLAN tag (TPID, TCI; network order) the kernel took out of the
     /// frame into packet metadata (TC: hardware offload, or the stack's
-    /// untagging before TC ingress); XDP frames keep their tags in place.
+    /// untagging before TC ingress). XDP sees the frame as the driver hands
+    /// it: a tag the NIC stripped is not recoverable there before 6.8's
+    /// metadata kfuncs (README: known limits).
     #[inline(always)]
     fn offloaded_vlan_tag(&self) -> Option<[u8; 4]> {
         None
