@@ -18,8 +18,11 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use etherparse::PacketBuilder;
-use sipscope::capture::{Direction, LinkType, Packet, Timestamp};
 use sipscope::pipeline::{Pipeline, PipelineConfig};
+use sipscope::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 /// One TCP connection to port 5060: a SYN (the only empty segment), then
 /// `bytes` bytes of the endless `stream` in segments of `seg` bytes.

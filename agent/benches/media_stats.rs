@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use sipscope::analysis::media::{FlowTable, RtpStreamStats, parse_rtp};
-use sipscope::capture::Timestamp;
+use sipscope::time::Timestamp;
 
 const PACKETS: usize = 50_000;
 /// Only the 12-byte header is stored (the payload is never read), so the

@@ -20,12 +20,12 @@ use crate::analysis::digest::{
 };
 use crate::analysis::media::rtcp::reception_reports;
 use crate::analysis::media::{negotiated_streams, parse_sdp};
-use crate::capture::Timestamp;
 use crate::capture::file::CaptureFile;
 use crate::packet::{Decoder, DecoderConfig};
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
 use crate::sip::framing::{Frame, StreamFramer};
 use crate::sip::{Framing, SipMessage, SipUri, TransactionKey};
+use crate::time::Timestamp;
 
 /// A target's body: any bytes in, a panic on a broken invariant.
 pub type Target = fn(&[u8]);

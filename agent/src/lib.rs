@@ -18,3 +18,4 @@ pub mod memory_budget;
 pub mod packet;
 pub mod pipeline;
 pub mod sip;
+pub mod time;

@@ -18,13 +18,16 @@ use crate::analysis::reachability::{Reachability, ReachabilityConfig, Reachabili
 use crate::analysis::registration::{
     RegistrationAttempt, RegistrationStats, RegistrationTracker, TrackerConfig,
 };
-use crate::capture::{DroppedPacket, Packet, Timestamp};
 use crate::diagnosis::Diagnosis;
 use crate::packet::{Datagram, Decoder, DecoderConfig, IcmpUnreachable, Meta, PacketStats};
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{
     Framing, MalformedCounts, MalformedReason, MessageRecord, SipMessage, TimeoutCause,
     Transaction, TransactionConfig, TransactionStats, TransactionTable,
+};
+use crate::{
+    packet::{DroppedPacket, Packet},
+    time::Timestamp,
 };
 
 #[derive(Clone, Debug, Default)]

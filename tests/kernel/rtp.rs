@@ -17,7 +17,7 @@ use std::{
 use etherparse::{NetSlice, SlicedPacket, TransportSlice};
 use sipscope::{
     analysis::media::{RtpStreamStats, parse_rtp},
-    capture::Timestamp,
+    time::Timestamp,
 };
 
 use crate::{

@@ -8,13 +8,10 @@ use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
-use sipscope::capture::{
-    Direction,
-    live::{
-        CaptureCounters, KtimeClock, LiveFrame, LoadedObject, decode_event, load_object,
-        read_counters,
-    },
+use sipscope::capture::live::{
+    CaptureCounters, KtimeClock, LiveFrame, LoadedObject, decode_event, load_object, read_counters,
 };
+use sipscope::packet::Direction;
 use sipscope_common::{Counter, DEFAULT_RING_SIZE, FLAG_FRAGMENT, Transport};
 
 use crate::require_root;

@@ -22,7 +22,7 @@ use sipscope::analysis::media::{
     DirectionObservation, FlowKey, FlowTable, MediaCheckConfig, ObservedFlow, StreamCheck,
     StreamDirection, TimeWindow, link_flows, negotiated_streams, parse_sdp,
 };
-use sipscope::capture::Timestamp;
+use sipscope::time::Timestamp;
 
 const MS: u64 = 1_000_000;
 const BASE: u64 = 1_700_000_000 * 1_000_000_000;

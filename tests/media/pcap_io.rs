@@ -9,7 +9,7 @@ use std::time::Duration;
 use etherparse::{NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
 use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapReader, PcapWriter};
-use sipscope::capture::Timestamp;
+use sipscope::time::Timestamp;
 
 /// One UDP datagram out of a capture.
 pub struct UdpDatagram {

@@ -8,8 +8,8 @@ use std::net::SocketAddr;
 
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point;
-use sipscope::capture::Timestamp;
 use sipscope::export::spans::SpanId;
+use sipscope::time::Timestamp;
 
 use super::*;
 

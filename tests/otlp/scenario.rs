@@ -20,10 +20,10 @@
 
 use std::borrow::Cow;
 
-use sipscope::capture::Timestamp;
 use sipscope::export::spans::{
     Key, SpanEvent, SpanId, SpanKind, SpanRecord, Status, TraceId, Value, attr, event, names,
 };
+use sipscope::time::Timestamp;
 
 /// 2025-11-25T12:00:00Z in ns.
 pub const T0: u64 = 1_764_072_000_000_000_000;

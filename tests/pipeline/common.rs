@@ -36,7 +36,10 @@ pub fn run_file(path: &Path, config: PipelineConfig) -> (Vec<Event>, Stats) {
 }
 
 use etherparse::PacketBuilder;
-use sipscope::capture::{Direction, LinkType, Packet, Timestamp};
+use sipscope::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 pub const CLIENT: ([u8; 4], u16) = ([192, 168, 1, 2], 5062);
 pub const SERVER: ([u8; 4], u16) = ([203, 0, 113, 5], 5060);

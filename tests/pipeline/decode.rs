@@ -2,8 +2,11 @@
 //! SIP message: every one must yield it, or count why not.
 
 use etherparse::{IpNumber, Ipv4Header, PacketBuilder};
-use sipscope::capture::{Direction, LinkType, Packet, Timestamp};
 use sipscope::pipeline::PipelineConfig;
+use sipscope::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 use crate::common::{messages, request, run_packets};
 

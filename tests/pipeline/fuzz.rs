@@ -3,8 +3,11 @@
 //! messages survive any segmentation of a TCP stream.
 
 use proptest::prelude::*;
-use sipscope::capture::{Direction, LinkType, Packet, Timestamp};
 use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
+use sipscope::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 use crate::common::{CLIENT, Flags, SERVER, messages, request, response, run_packets, tcp, udp};
 

@@ -6,7 +6,7 @@ use crate::common::{CLIENT, Flags, SERVER, messages, request, run_packets, tcp};
 
 const ISN: u32 = 1_000;
 
-fn syn() -> sipscope::capture::Packet {
+fn syn() -> sipscope::packet::Packet {
     tcp(
         0,
         CLIENT,

@@ -3,9 +3,9 @@
 use std::ops::Add as _;
 use std::time::Duration;
 
-use sipscope::capture::Timestamp;
 use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
 use sipscope::sip::{Method, TimeoutCause, Transaction};
+use sipscope::time::Timestamp;
 
 use crate::common::{CLIENT, SERVER, messages, request, response, run_packets, udp};
 

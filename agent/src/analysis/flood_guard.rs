@@ -19,8 +19,8 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Diagnosis};
+use crate::time::Timestamp;
 
 /// Limits of the flood guard.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -13,8 +13,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Diagnosis, Evidence, Remedy, Severity};
+use crate::time::Timestamp;
 
 /// Where an IP address can be reached from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::Duration;
 
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 pub struct OncePerWindow<K> {
     window: Duration,

@@ -15,11 +15,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::analysis::once_per_window::OncePerWindow;
-use crate::capture::{DropReason, Timestamp};
 use crate::diagnosis::{Code, Diagnosis, Evidence};
 use crate::packet::{IcmpUnreachable, Meta};
 use crate::pipeline::Event;
 use crate::sip::{MessageRecord, TimeoutCause, Transaction, TransactionId};
+use crate::{packet::DropReason, time::Timestamp};
 
 use super::registration::wire::message_ref;
 

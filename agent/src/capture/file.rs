@@ -15,7 +15,10 @@ use pcap_file::pcap::PcapReader;
 use pcap_file::pcapng::{Block, PcapNgReader};
 use pcap_file::{DataLink, PcapError};
 
-use super::{Direction, LinkType, Packet, Timestamp};
+use crate::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 /// Why a capture file could not be read (or stopped being readable).
 #[derive(Debug, thiserror::Error)]

@@ -3,7 +3,7 @@
 //! kernel's drop reason and the SIP start line when there is one.
 
 use etherparse::{SlicedPacket, TransportSlice};
-use sipscope::capture::{Direction, live::LiveDrop};
+use sipscope::{capture::live::LiveDrop, packet::Direction};
 use sipscope_common::Transport;
 
 /// `time DROP dir src -> dst proto reason first-line [rtp] [truncated]`.
@@ -80,12 +80,15 @@ pub fn drop_record(d: &LiveDrop) -> serde_json::Value {
 
 #[cfg(test)]
 mod tests {
-    use sipscope::capture::{LinkType, Packet, Timestamp};
+    use sipscope::{
+        packet::{LinkType, Packet},
+        time::Timestamp,
+    };
 
     use super::*;
 
     fn live_drop(ip: Vec<u8>, flags: u32, reason: &str) -> LiveDrop {
-        use sipscope::capture::{DropReason, DroppedPacket};
+        use sipscope::packet::{DropReason, DroppedPacket};
         use sipscope_common::{DropHeader, Family};
         LiveDrop {
             header: DropHeader {

@@ -261,14 +261,14 @@ mod tests {
             let mut p = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
             p[2..4].copy_from_slice(&seq.to_be_bytes());
             p.extend_from_slice(&[0; 160]);
-            let ts = sipscope::capture::Timestamp(u64::from(seq) * 20_000_000);
+            let ts = sipscope::time::Timestamp(u64::from(seq) * 20_000_000);
             stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
         }
         RtpFlowStats {
             src: "10.0.0.1:10000".parse().unwrap(),
             dst: std::net::SocketAddr::new("10.0.0.2".parse().unwrap(), port),
             ifindex: 1,
-            direction: sipscope::capture::Direction::Ingress,
+            direction: sipscope::packet::Direction::Ingress,
             first_seen: stats.first_seen(),
             last_seen: stats.last_seen(),
             state: *stats.state(),

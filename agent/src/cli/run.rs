@@ -28,10 +28,7 @@ use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     analysis::media::RtpSource,
-    capture::{
-        Direction, DroppedPacket, LinkType, Packet, Timestamp,
-        live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame},
-    },
+    capture::live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame},
     export::{
         calls::CallsReport,
         console, json,
@@ -41,7 +38,9 @@ use sipscope::{
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
+    packet::{Direction, DroppedPacket, LinkType, Packet},
     pipeline::{Pipeline, PipelineConfig, Stats},
+    time::Timestamp,
 };
 use sipscope_common::{Counter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
@@ -579,7 +578,10 @@ fn first_line(frame: &LiveFrame) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use sipscope::capture::{LinkType, Packet, Timestamp};
+    use sipscope::{
+        packet::{LinkType, Packet},
+        time::Timestamp,
+    };
     use sipscope_common::{CaptureHeader, FLAG_FRAGMENT, FLAG_TRUNCATED, Family};
 
     use super::*;
@@ -725,7 +727,7 @@ mod tests {
                 orig_len: ip.len() as u32,
                 data: ip,
             },
-            reason: sipscope::capture::DropReason {
+            reason: sipscope::packet::DropReason {
                 code: 0,
                 name: "netfilter_drop".into(),
             },

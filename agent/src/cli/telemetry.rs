@@ -5,11 +5,11 @@
 
 use std::io::Write;
 
-use sipscope::capture::Timestamp;
 use sipscope::export::otel::{ExportStats, SpanSink, Telemetry};
 use sipscope::export::spans::SpanRecord;
 use sipscope::export::trace_builder::{TraceBuilder, TraceConfig, TraceStats};
 use sipscope::pipeline::Event;
+use sipscope::time::Timestamp;
 
 /// Lives beside the pipeline (same thread): builds spans, submits them.
 pub struct SpanProducer {

@@ -20,7 +20,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 pub use catalogue::{Code, UnknownCode};
 

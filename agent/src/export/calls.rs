@@ -184,7 +184,7 @@ fn clip(s: &str, n: usize) -> String {
 mod tests {
     use super::*;
     use crate::analysis::calls::CallState;
-    use crate::capture::Timestamp;
+    use crate::time::Timestamp;
 
     fn call(i: usize) -> Event {
         Event::Call(Arc::new(Call {

@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use crate::analysis::calls::{Call, CallState, DirectionReport, StreamReport};
 use crate::analysis::media::StreamDirection;
-use crate::capture::Timestamp;
 use crate::diagnosis::Code;
+use crate::time::Timestamp;
 
 #[derive(Serialize)]
 pub struct CallJson<'a> {

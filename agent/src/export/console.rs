@@ -391,9 +391,9 @@ pub fn live_line(event: &Event) -> Option<String> {
             // message_line starts with the time; the direction goes after it.
             let (ts, rest) = line.split_once("  ").unwrap_or((&line, ""));
             let dir = match m.meta.direction {
-                crate::capture::Direction::Ingress => "in ",
-                crate::capture::Direction::Egress => "out",
-                crate::capture::Direction::Unknown => "?  ",
+                crate::packet::Direction::Ingress => "in ",
+                crate::packet::Direction::Egress => "out",
+                crate::packet::Direction::Unknown => "?  ",
             };
             let cid = m
                 .message

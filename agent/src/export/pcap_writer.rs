@@ -9,7 +9,7 @@ use pcap_file::{
     pcap::{PcapHeader, PcapPacket, PcapWriter as Inner},
 };
 
-use crate::capture::{LinkType, Packet};
+use crate::packet::{LinkType, Packet};
 
 /// Snap length written in the file header: large enough for any frame the
 /// kernel copies.
@@ -129,7 +129,7 @@ impl PcapFileWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::{Direction, Timestamp};
+    use crate::{packet::Direction, time::Timestamp};
 
     fn packet(ts: u64, data: &[u8], orig_len: u32, link: LinkType) -> Packet {
         Packet {

@@ -8,9 +8,9 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use crate::analysis::registration::{Outcome, RegistrationAttempt};
-use crate::capture::Timestamp;
 use crate::diagnosis::Diagnosis;
 use crate::pipeline::Event;
+use crate::time::Timestamp;
 
 /// Bindings shown at most (the rest are counted in a closing line).
 const MAX_ROWS: usize = 1000;

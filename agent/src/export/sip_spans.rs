@@ -12,12 +12,12 @@ use std::net::SocketAddr;
 
 use crate::analysis::digest::{Challenge, Credentials};
 use crate::analysis::registration::{Outcome, RegistrationAttempt};
-use crate::capture::{Direction, Timestamp};
 use crate::diagnosis::Diagnosis;
 use crate::export::spans::{
     Key, SpanId, SpanKind, SpanRecord, Status, TraceId, Value, attr, event, names,
 };
 use crate::sip::{MessageRecord, SipUri, TimeoutCause, Transaction, TransactionId, TransactionKey};
+use crate::{packet::Direction, time::Timestamp};
 
 /// How a transaction ended, as far as its span is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

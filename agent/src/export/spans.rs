@@ -18,7 +18,7 @@ use std::fmt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// Version tag mixed into every derived identifier. Changing the derivation
 /// (fields, order, normalisation) must bump it, so that agents of different

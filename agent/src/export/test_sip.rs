@@ -7,11 +7,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::analysis::registration::{RegistrationTracker, TrackerConfig};
-use crate::capture::{Direction, Timestamp};
 use crate::packet::{Meta, Transport};
 use crate::pipeline::Event;
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{Framing, SipMessage, Transaction, TransactionConfig, TransactionTable};
+use crate::{packet::Direction, time::Timestamp};
 
 pub const PBX: &str = "192.0.2.10:5060";
 pub const REGISTRAR: &str = "198.51.100.20:5060";

@@ -25,9 +25,9 @@ use super::spans::{SpanId, SpanKind, SpanRecord, Status, TraceId, attr, names};
 use crate::analysis::calls::Call;
 use crate::analysis::media::MediaCheckConfig;
 use crate::analysis::registration::RegistrationAttempt;
-use crate::capture::Timestamp;
 use crate::pipeline::Event;
 use crate::sip::{Method, Transaction, TransactionId};
+use crate::time::Timestamp;
 
 /// Bounds and timers of the trace builder.
 #[derive(Clone, Debug)]

@@ -13,8 +13,11 @@ use super::frag::{Defragmenter, FragConfig, FragKey, FragStats};
 use super::ipv6;
 use super::tcp::{SegmentInfo, StreamKey, TcpConfig, TcpReassembler, TcpStats};
 use super::{Datagram, IcmpUnreachable, Meta, Transport};
-use crate::capture::{Direction, LinkType, Packet, Timestamp};
 use crate::sip::message::looks_like_start_line;
+use crate::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 #[derive(Clone, Debug)]
 pub struct DecoderConfig {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use etherparse::defrag::IpDefragBuf;
 use etherparse::{IpFragOffset, IpNumber};
 
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// Identifies the fragments of one datagram (RFC 791 §3.2: source,
 /// destination, protocol, identification).

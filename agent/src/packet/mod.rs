@@ -3,6 +3,7 @@
 //! into [`Datagram`]s, each the bytes of one SIP message candidate with its
 //! addresses, whatever the capture source.
 
+mod captured;
 mod decode;
 pub mod frag;
 pub mod ipv6;
@@ -12,8 +13,9 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use crate::capture::{Direction, Timestamp};
+use crate::time::Timestamp;
 
+pub use captured::{Direction, DropReason, DroppedPacket, LinkType, Packet};
 pub use decode::{Decoder, DecoderConfig, PacketStats};
 
 /// The transport a SIP message travelled over.

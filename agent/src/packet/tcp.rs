@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::capture::Timestamp;
 use crate::sip::framing::{Frame, StreamFramer};
+use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug)]
 pub struct TcpConfig {

@@ -24,8 +24,8 @@ use bytes::Bytes;
 use super::message::SipMessage;
 use super::method::Method;
 use super::via::MAGIC_COOKIE;
-use crate::capture::Timestamp;
 use crate::packet::Meta;
+use crate::time::Timestamp;
 
 pub type TransactionId = u64;
 

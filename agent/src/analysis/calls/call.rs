@@ -10,8 +10,8 @@ use serde::Serialize;
 use crate::analysis::media::findings::DirectionObservation;
 use crate::analysis::media::quality::{CodecImpairment, QualityAssumptions, estimate};
 use crate::analysis::media::{NegotiatedStream, StreamDirection, codec::VoiceCodec};
-use crate::capture::Timestamp;
 use crate::diagnosis::Code;
+use crate::time::Timestamp;
 
 /// Where the dialog is (RFC 3261 §13 for the INVITE, §15 for BYE/CANCEL).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

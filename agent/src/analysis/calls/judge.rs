@@ -14,8 +14,8 @@ use crate::analysis::media::quality::QualityAssumptions;
 use crate::analysis::media::{
     MediaCheckConfig, ObservedFlow, RtpObservations, StreamDirection, TimeWindow, link_flows,
 };
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Diagnosis, Evidence};
+use crate::time::Timestamp;
 
 /// A finding of one stream, before it becomes a [`Diagnosis`].
 pub struct Judged {

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 
 use super::call::Party;
 use crate::analysis::media::sdp::SessionDescription;
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// One SDP body the dialog carried.
 #[derive(Clone, Debug)]

@@ -7,8 +7,11 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::analysis::calls::Call;
-use crate::capture::{Direction, LinkType, Packet, Timestamp};
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
+use crate::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 /// 2025-11-25T12:00:00Z.
 pub const T0: u64 = 1_764_072_000_000_000_000;

@@ -2,9 +2,12 @@
 //! packets on the packet clock.
 
 use crate::analysis::media::RtpSource;
-use crate::capture::{DropReason, DroppedPacket, Timestamp};
 use crate::diagnosis::Code;
 use crate::pipeline::{Event, PipelineConfig};
+use crate::{
+    packet::{DropReason, DroppedPacket},
+    time::Timestamp,
+};
 
 use super::CallState;
 use super::script::{CallScript as Script, MS, PBX, PHONE, T0, rtp, sdp};

@@ -23,10 +23,10 @@ use super::{CallConfig, CallStats};
 use crate::analysis::media::{FlowSnapshot, RtpObservations, RtpSource, parse_sdp};
 use crate::analysis::nat::{self, RequestAddresses};
 use crate::analysis::registration::wire;
-use crate::capture::Timestamp;
 use crate::diagnosis::Code;
 use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, Transaction};
+use crate::time::Timestamp;
 
 struct OpenCall {
     call: Call,

@@ -7,8 +7,8 @@
 use super::uri::{UriComparison, compare};
 use super::{Challenge, Credentials, Verdict, verify};
 use crate::analysis::credentials::CredentialStore;
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef, Remedy, Severity};
+use crate::time::Timestamp;
 
 /// The request that carried the credentials, and where its parts were seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

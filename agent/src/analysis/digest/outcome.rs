@@ -4,8 +4,8 @@
 //! wording and evidence live here so every path says the same thing.
 
 use super::{Challenge, Credentials};
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Diagnosis, Evidence, Severity};
+use crate::time::Timestamp;
 
 fn who(creds: &Credentials) -> [Evidence; 2] {
     [

@@ -16,8 +16,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::analysis::registration::{Outcome, RegistrationAttempt};
-use crate::capture::Timestamp;
 use crate::sip::{MessageRecord, SipUri};
+use crate::time::Timestamp;
 
 /// One live registration, as the INVITE findings quote it.
 #[derive(Clone, Debug, PartialEq, Eq)]

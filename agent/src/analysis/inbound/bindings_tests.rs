@@ -3,8 +3,8 @@
 
 use super::BindingTable;
 use crate::analysis::registration::{Binding, Outcome, RegistrationAttempt};
-use crate::capture::{Direction, Timestamp};
 use crate::sip::{Framing, MessageRecord, SipMessage};
+use crate::{packet::Direction, time::Timestamp};
 
 fn at(ms: u64) -> Timestamp {
     Timestamp(1_700_000_000_000_000_000 + ms * 1_000_000)

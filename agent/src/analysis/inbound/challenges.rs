@@ -14,8 +14,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::capture::Timestamp;
 use crate::sip::MessageRecord;
+use crate::time::Timestamp;
 
 use super::bindings::{MatchedBy, RegisteredContact};
 

@@ -5,9 +5,9 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::capture::{DropReason, Timestamp};
 use crate::diagnosis::{Code, Diagnosis, Evidence};
 use crate::sip::MessageRecord;
+use crate::{packet::DropReason, time::Timestamp};
 
 use super::bindings::{MatchedBy, RegisteredContact};
 use crate::analysis::registration::wire::message_ref;

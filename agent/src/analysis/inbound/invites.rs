@@ -7,8 +7,8 @@ use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::capture::Timestamp;
 use crate::sip::{MessageRecord, TransactionId};
+use crate::time::Timestamp;
 
 use super::bindings::{MatchedBy, RegisteredContact};
 use super::findings::{DropNote, IcmpNote};

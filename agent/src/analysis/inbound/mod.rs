@@ -34,10 +34,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::analysis::once_per_window::OncePerWindow;
-use crate::capture::{DropReason, Timestamp};
 use crate::packet::IcmpUnreachable;
 use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
+use crate::{packet::DropReason, time::Timestamp};
 
 use bindings::{BindingTable, MatchedBy, RegisteredContact};
 use challenges::ChallengeTable;

@@ -8,9 +8,12 @@ use std::sync::Arc;
 use etherparse::PacketBuilder;
 
 use super::InboundConfig;
-use crate::capture::{Direction, DropReason, DroppedPacket, LinkType, Packet, Timestamp};
 use crate::diagnosis::{Code, Diagnosis};
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
+use crate::{
+    packet::{Direction, DropReason, DroppedPacket, LinkType, Packet},
+    time::Timestamp,
+};
 
 type Addr = ([u8; 4], u16);
 const T0: u64 = 1_700_000_000_000_000_000;

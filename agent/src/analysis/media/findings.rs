@@ -14,7 +14,7 @@ use super::remedy;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
 use super::snapshot::FlowSnapshot;
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 pub const MEDIA_NO_RTP: &str = "media.no_rtp";
 pub const MEDIA_ONE_WAY: &str = "media.one_way";

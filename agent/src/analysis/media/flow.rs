@@ -11,7 +11,7 @@ use std::time::Duration;
 use super::codec::static_clock_rate;
 use super::rtp::{RtpError, parse_rtp};
 use super::rtp_stats::{RtpStreamStats, SeqVerdict};
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// A UDP flow: source and destination address and port (the protocol of
 /// the 5-tuple is always UDP here; RTP over TCP, RFC 4571, is not tracked).

@@ -25,7 +25,7 @@ use super::flow::FlowKey;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
 use super::snapshot::FlowSnapshot;
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// What is known of one observed flow, from a [`super::flow::FlowTable`]
 /// or the kernel's flow map.

@@ -16,7 +16,7 @@ use serde::Serialize;
 use super::flow::{FlowKey, FlowTable};
 use super::rtcp::{ReceptionReport, reception_reports};
 use super::snapshot::FlowSnapshot;
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// Where RTP statistics come from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -7,7 +7,7 @@
 //! here rather than taken from webrtc-rs' `rtcp`, which brings
 //! `webrtc-util` and its own runtime stack for twenty lines of parsing.
 
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// One report block: the reporter's view of source `ssrc`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -38,7 +38,7 @@ pub use sipscope_common::{MAX_CLOCK_RATE, MAX_DROPOUT, MAX_MISORDER, SEEN_WINDOW
 use sipscope_common::{RTP_FLOW_HAS_TRANSIT, RTP_FLOW_INITIALISED, RtpFlowState, RtpPacketFields};
 
 use super::rtp::RtpHeader;
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// What the sequence check made of one packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,7 +7,7 @@ use sipscope_common::RtpFlowState;
 
 use super::flow::FlowKey;
 use super::rtp_stats::RtpStreamStats;
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 /// The statistics of one flow as of its last packet.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,9 +5,12 @@ use std::sync::Arc;
 
 use etherparse::PacketBuilder;
 
-use crate::capture::{Direction, DropReason, DroppedPacket, LinkType, Packet, Timestamp};
 use crate::diagnosis::{Code, Diagnosis};
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
+use crate::{
+    packet::{Direction, DropReason, DroppedPacket, LinkType, Packet},
+    time::Timestamp,
+};
 
 const T0: u64 = 1_700_000_000_000_000_000;
 const UA: ([u8; 4], u16) = ([10, 0, 0, 2], 5062);

@@ -2,9 +2,9 @@
 
 use std::{net::SocketAddr, sync::Arc};
 
-use crate::capture::Timestamp;
 use crate::diagnosis::Diagnosis;
 use crate::sip::Transaction;
+use crate::time::Timestamp;
 
 /// What is being registered (RFC 3261 §10.2): the address of record, the
 /// contact it is bound to, and the Call-ID a UA keeps across refreshes

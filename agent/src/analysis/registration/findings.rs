@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef};
+use crate::time::Timestamp;
 
 use super::Binding;
 

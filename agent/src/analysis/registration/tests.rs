@@ -10,9 +10,12 @@ use md5::{Digest, Md5};
 
 use super::{Outcome, RegistrationAttempt, TrackerConfig};
 use crate::analysis::credentials::CredentialStore;
-use crate::capture::{Direction, LinkType, Packet, Timestamp};
 use crate::diagnosis::{Code, Diagnosis, Severity};
 use crate::pipeline::{Event, Pipeline, PipelineConfig, Stats};
+use crate::{
+    packet::{Direction, LinkType, Packet},
+    time::Timestamp,
+};
 
 type Addr = ([u8; 4], u16);
 const REALM: &str = "sipscope.test";

@@ -22,10 +22,10 @@ use crate::analysis::digest::{
     self, AuthenticatedRequest, Challenge, Credentials, diagnose_answer, forbidden_after_auth,
 };
 use crate::analysis::nat::{self, RequestAddresses};
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Diagnosis, MessageRef};
 use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
+use crate::time::Timestamp;
 
 mod auth;
 mod outcome;

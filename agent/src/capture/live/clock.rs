@@ -1,7 +1,7 @@
 //! Converts the kernel's `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) to Unix-epoch
-//! time for [`Timestamp`](crate::capture::Timestamp).
+//! time for [`Timestamp`](crate::time::Timestamp).
 
-use crate::capture::Timestamp;
+use crate::time::Timestamp;
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
     let mut ts = libc::timespec {

@@ -33,7 +33,7 @@ use super::{
     kernel_btf::{KernelBtf, ReasonName},
     load::LoadedObject,
 };
-use crate::capture::{Direction, DropReason, DroppedPacket, LinkType, Packet};
+use crate::packet::{Direction, DropReason, DroppedPacket, LinkType, Packet};
 
 /// Drop reasons reported by default, by kernel name (lower case). Each
 /// says something an operator can act on for SIP/RTP; names this kernel

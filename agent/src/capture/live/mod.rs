@@ -49,7 +49,7 @@ pub use load::{
 };
 pub use rtp::{RtpCounters, RtpFlowStats, RtpMonitor, RtpPoll, RtpSettings};
 
-use super::{Direction, LinkType, Packet};
+use crate::packet::{Direction, LinkType, Packet};
 
 /// What to capture where.
 #[derive(Clone, Debug)]
@@ -402,7 +402,7 @@ impl LiveCapture {
     }
 
     /// Now on the clock the frames are stamped with ([`KtimeClock::now`]).
-    pub fn now(&self) -> crate::capture::Timestamp {
+    pub fn now(&self) -> crate::time::Timestamp {
         self.clock.now()
     }
 

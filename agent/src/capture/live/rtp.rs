@@ -24,7 +24,7 @@ mod flow;
 pub use flow::{RtpCounters, RtpFlowStats, RtpPoll, flow_key};
 
 use super::{FlowStoreKind, KtimeClock, LiveCapture, LiveError, LoadedObject, load::missing};
-use crate::{analysis::media::ClockTable, capture::Direction};
+use crate::{analysis::media::ClockTable, packet::Direction};
 
 /// RTP settings fixed when the object is loaded (the range can change at
 /// run time through [`RtpMonitor::set_ports`]).

@@ -9,10 +9,7 @@ use std::{
 
 use sipscope_common::{Family, RtpCounter, RtpFlowKey, RtpFlowState};
 
-use crate::{
-    capture::live::KtimeClock,
-    capture::{Direction, Timestamp},
-};
+use crate::{capture::live::KtimeClock, packet::Direction, time::Timestamp};
 
 /// One RTP flow as the kernel accounted it, converted for reporting.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,8 +15,8 @@ use opentelemetry::trace::{self as ot, SpanContext, TraceFlags, TraceState};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
 
-use crate::capture::Timestamp;
 use crate::export::spans::{Key, SpanKind, SpanRecord, Status, Value, attr};
+use crate::time::Timestamp;
 
 /// Drops secret-bearing attributes before anything leaves the host
 /// (DESIGN: "Secrets never leave the host: no passwords, and no digest

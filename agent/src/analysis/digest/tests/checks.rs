@@ -6,8 +6,8 @@ use crate::analysis::digest::{
     AuthenticatedRequest, Challenge, Credentials, Verdict, check_credentials, password_finding,
     select_challenge, stale_nonce, username_is_did, verify,
 };
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Severity};
+use crate::time::Timestamp;
 
 const T: Timestamp = Timestamp::from_nanos(1_000_000_000);
 

@@ -3,8 +3,8 @@
 use crate::analysis::digest::{
     Challenge, Credentials, challenge_loop, forbidden_after_auth, rechallenged,
 };
-use crate::capture::Timestamp;
 use crate::diagnosis::{Code, Severity};
+use crate::time::Timestamp;
 
 const T: Timestamp = Timestamp::from_nanos(7);
 

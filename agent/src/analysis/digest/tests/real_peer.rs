@@ -14,8 +14,8 @@ use crate::analysis::digest::{
     AuthenticatedRequest, Challenge, Credentials, Deviation, Verdict, check_credentials,
     diagnose_answer, verify,
 };
-use crate::capture::Timestamp;
 use crate::diagnosis::Code;
+use crate::time::Timestamp;
 
 /// Kills the client if the test fails half-way.
 struct Peer(Child);

@@ -265,7 +265,7 @@ fn sipp_md5_sess_bug_is_a_right_password_with_a_deviation_not_a_mismatch() {
     let right = Secret::Password(SecretString::new("pw-sipp"));
     let v = verify(&creds, "REGISTER", Some(b""), &right);
     assert_eq!(v, Verdict::MatchWithDeviation(Deviation::SessionIgnored));
-    let d = password_finding(crate::capture::Timestamp::default(), &creds, &v).unwrap();
+    let d = password_finding(crate::time::Timestamp::default(), &creds, &v).unwrap();
     assert_eq!(
         (d.code, d.severity),
         (Code::AuthPasswordCorrect, Severity::Warning)

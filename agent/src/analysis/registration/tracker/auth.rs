@@ -7,10 +7,10 @@ use std::sync::Arc;
 use super::{LastChallenge, RegistrationTracker};
 use crate::analysis::digest::{self, Credentials, challenge_loop, rechallenged};
 use crate::analysis::registration::wire;
-use crate::capture::Timestamp;
 use crate::diagnosis::MessageRef;
 use crate::pipeline::Event;
 use crate::sip::MessageRecord;
+use crate::time::Timestamp;
 
 impl RegistrationTracker {
     pub(super) fn on_challenge(

@@ -7,9 +7,9 @@ use std::time::Duration;
 use super::{MAX_HISTORY, RegistrationTracker, sticky};
 use crate::analysis::digest;
 use crate::analysis::registration::{Outcome, RegistrationAttempt, findings};
-use crate::capture::Timestamp;
 use crate::diagnosis::Code;
 use crate::pipeline::Event;
+use crate::time::Timestamp;
 
 impl RegistrationTracker {
     /// Ends the binding's open attempt by what was last seen: no final

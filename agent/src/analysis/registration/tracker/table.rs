@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use super::{BindingKey, BindingState, RegistrationTracker};
 use crate::analysis::registration::{Binding, findings};
-use crate::capture::Timestamp;
 use crate::diagnosis::Diagnosis;
 use crate::pipeline::Event;
+use crate::time::Timestamp;
 
 impl RegistrationTracker {
     /// The binding of `key`, created if new (evicting the least recently
