@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::analysis::finding::Finding;
 use crate::analysis::registration::{RegistrationTracker, TrackerConfig};
 use crate::packet::{Meta, Transport};
 use crate::pipeline::Event;
@@ -58,7 +59,9 @@ impl Exchange {
         let mut tx = Vec::new();
         let record = self.table.on_message(meta, message, &mut tx);
         self.push(tx);
-        self.track(Event::Message(record));
+        let mut found = Vec::new();
+        self.tracker.on_message(&record, &mut found);
+        self.emit(Event::Message(record), found);
         self
     }
 
@@ -68,25 +71,30 @@ impl Exchange {
         self.push(tx);
         let mut found = Vec::new();
         self.tracker.finish(&mut found);
-        self.events.extend(found);
+        self.events.extend(found.into_iter().map(Event::from));
         self
     }
 
-    fn track(&mut self, event: Event) {
-        let mut found = Vec::new();
-        self.tracker.on_event(&event, &mut found);
+    /// A SIP fact and, after it, what the tracker found in it.
+    fn emit(&mut self, event: Event, found: Vec<Finding>) {
         self.events.push(event);
-        self.events.extend(found);
+        self.events.extend(found.into_iter().map(Event::from));
     }
 
     fn push(&mut self, tx: Vec<TransactionEvent>) {
         for e in tx {
-            self.track(match e {
-                TransactionEvent::Completed(t) => Event::TransactionCompleted(t),
+            let mut found = Vec::new();
+            let event = match e {
+                TransactionEvent::Completed(t) => {
+                    self.tracker.on_completed(&t);
+                    Event::TransactionCompleted(t)
+                }
                 TransactionEvent::TimedOut(transaction, cause) => {
+                    self.tracker.on_timed_out(&transaction, cause, &mut found);
                     Event::TransactionTimedOut { transaction, cause }
                 }
-            });
+            };
+            self.emit(event, found);
         }
     }
 

@@ -1,6 +1,6 @@
 //! Calls: INVITE dialogs, their negotiated media and the RTP that really
-//! flowed (issue "Media"). The [`CallTracker`] runs inside the pipeline,
-//! emits an [`crate::pipeline::Event::Call`] report on every state change
+//! flowed (issue "Media"). The [`CallTracker`] is fed messages,
+//! transaction timeouts and RTP, emits a `Finding::Call` report on every state change
 //! (the last one `closed`) and raises `media.no_rtp`, `media.one_way`,
 //! `media.quality` and `nat.private_sdp`.
 //!
@@ -77,8 +77,3 @@ pub struct CallStats {
     pub media_not_judged: u64,
     pub rtp: ObservationStats,
 }
-
-#[cfg(test)]
-pub(crate) mod script;
-#[cfg(test)]
-mod tests;

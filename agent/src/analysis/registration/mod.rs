@@ -1,7 +1,7 @@
 //! Registration tracking (RFC 3261 §10): bindings, attempts, outcomes.
 //!
-//! The tracker ([`RegistrationTracker`]) consumes the pipeline's SIP events
-//! and emits [`RegistrationAttempt`]s (one per attempt: first REGISTER
+//! The tracker ([`RegistrationTracker`]) takes parsed messages and
+//! completed or timed-out transactions and emits [`RegistrationAttempt`]s (one per attempt: first REGISTER
 //! through its final outcome) together with the diagnoses raised on the
 //! way: the digest checks on every answered challenge, `auth.rejected`,
 //! `auth.challenge_loop`, `auth.stale_nonce`, `auth.forbidden_after_auth`,
@@ -107,6 +107,3 @@ impl RegistrationStats {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;
