@@ -10,10 +10,7 @@ use etherparse::PacketBuilder;
 use super::call_script::{CallScript as Script, MS, PBX, PHONE, T0, sdp};
 use crate::diagnosis::Code;
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
-use crate::{
-    packet::{Direction, LinkType, Packet},
-    time::Timestamp,
-};
+use crate::{packet::Packet, time::Timestamp};
 
 fn codes(events: &[Event]) -> Vec<Code> {
     events
@@ -39,14 +36,7 @@ fn icmp_port_unreachable(ms: u64, quoted: &[u8]) -> Packet {
         .icmpv4_raw(3, 3, [0; 4])
         .write(&mut data, &quoted[..quoted.len().min(48)])
         .unwrap();
-    Packet {
-        ts: Timestamp(T0 + ms * MS),
-        ifindex: 1,
-        direction: Direction::Unknown,
-        link: LinkType::RawIp,
-        orig_len: data.len() as u32,
-        data,
-    }
+    Script::raw_ip(ms, data)
 }
 
 #[test]
@@ -77,14 +67,7 @@ fn tcp(ms: u64, from: Addr, to: Addr, seq: u32, text: &str) -> Packet {
         .psh()
         .write(&mut data, text.replace('\n', "\r\n").as_bytes())
         .unwrap();
-    Packet {
-        ts: Timestamp(T0 + ms * MS),
-        ifindex: 1,
-        direction: Direction::Unknown,
-        link: LinkType::RawIp,
-        orig_len: data.len() as u32,
-        data,
-    }
+    Script::raw_ip(ms, data)
 }
 
 const REGISTER: &str = "REGISTER sip:10.0.0.1:5060 SIP/2.0\n\
