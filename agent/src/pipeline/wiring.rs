@@ -22,6 +22,8 @@
 //!    (one packet's SIP facts, its ICMP errors, one kernel drop, one timer
 //!    run) is through, so a finding raised by reachability or inbound for
 //!    a packet is on the call's next report, whichever analysis ran first.
+//!    A call that closes within the same batch (a timer, the end of input)
+//!    has already sent its last report without it.
 
 use std::sync::Arc;
 
