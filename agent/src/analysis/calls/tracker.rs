@@ -1,7 +1,7 @@
 //! The call tracker: follows INVITE dialogs through the messages and
-//! transaction timeouts it is given
-//! (RFC 3261 §13-15), their offer/answer exchanges (RFC 3264), and judges
-//! the RTP linked to each negotiated stream.
+//! transaction timeouts it is given (RFC 3261 §13-15), their offer/answer
+//! exchanges (RFC 3264), and judges the RTP linked to each negotiated
+//! stream.
 //!
 //! When findings are judged (packet clock, so live and offline agree):
 //! - `nat.private_sdp` as soon as the SDP is seen;
@@ -123,12 +123,9 @@ impl CallTracker {
     /// requests and responses move it on (RFC 3261 §13-15) and their SDP
     /// negotiates its media (RFC 3264). Retransmissions change nothing.
     pub(crate) fn on_message(&mut self, r: &MessageRecord, out: &mut Vec<Finding>) {
-        if !r.retransmission {
-            self.on_new_message(r, out);
+        if r.retransmission {
+            return;
         }
-    }
-
-    fn on_new_message(&mut self, r: &MessageRecord, out: &mut Vec<Finding>) {
         let m = &r.message;
         let (Some(call_id), Some(cseq)) = (m.call_id(), m.cseq()) else {
             return;
