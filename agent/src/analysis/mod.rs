@@ -21,7 +21,7 @@
 //! Each analysis takes typed input (a [`crate::sip::MessageRecord`], a
 //! completed or timed-out [`crate::sip::Transaction`], an ICMP error, a
 //! kernel drop, a tick) through its own entry points and appends what it
-//! concludes to a caller-given `Vec<`[`finding::Finding`]`>`. None of them
+//! concludes to a caller-given `Vec<finding::Finding>`. None of them
 //! knows the pipeline or the other analyses: [`crate::pipeline`] is the one
 //! place that decides who learns from whom.
 //!

@@ -1,7 +1,7 @@
 //! The synchronous core of the userspace pipeline: captured packets in,
 //! SIP events and findings out. Packets → [`crate::packet::Decoder`]
 //! (link/IP/TCP, reassembly) → [`SipMessage::parse`] →
-//! [`TransactionTable`] → the analyses ([`wiring`]: who learns from
+//! [`TransactionTable`] → the analyses (`wiring.rs`: who learns from
 //! whom) → [`Event`]s for the callers, thinned by the flood guard.
 //!
 //! Deterministic and sans-IO: time is the packet clock only. A live source

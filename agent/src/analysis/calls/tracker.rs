@@ -12,7 +12,7 @@
 //!
 //! A call ends on BYE, a failed or cancelled INVITE, a timeout, the idle
 //! timeout, eviction from the full table, or the end of input; its last
-//! [`Finding::Call`] report has `closed` set.
+//! `Finding::Call` report has `closed` set.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 
