@@ -21,7 +21,7 @@ pub mod judge;
 pub mod negotiation;
 pub mod tracker;
 
-pub use call::{Call, CallState, DirectionReport, Party, StreamReport};
+pub use call::{Call, CallEnd, CallState, DirectionReport, Party, StreamReport};
 pub use tracker::CallTracker;
 
 /// Limits and timers of the call tracker.
