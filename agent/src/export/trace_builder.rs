@@ -353,9 +353,9 @@ impl TraceBuilder {
         span.status = match (end, decided) {
             (CallEnd::Rejected, Some(code)) => Status::Error(format!("call failed: INVITE {code}")),
             (CallEnd::NoAnswer, _) => Status::Error("INVITE got no final response".into()),
-            (CallEnd::ChallengeNotRetried, _) => Status::Error(format!(
-                "call failed: INVITE {challenge}, not retried"
-            )),
+            (CallEnd::ChallengeNotRetried, _) => {
+                Status::Error(format!("call failed: INVITE {challenge}, not retried"))
+            }
             (_, Some(code)) if (200..300).contains(&code) => Status::Ok,
             _ => Status::Unset,
         };
@@ -381,3 +381,7 @@ mod tests;
 #[cfg(test)]
 #[path = "trace_builder_media_tests.rs"]
 mod media_tests;
+
+#[cfg(test)]
+#[path = "trace_builder_lifecycle_tests.rs"]
+mod lifecycle_tests;

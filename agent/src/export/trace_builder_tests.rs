@@ -3,11 +3,11 @@
 
 use super::*;
 use crate::analysis::calls::CallConfig;
-use std::time::Duration;
 use crate::export::spans::Value;
 use crate::export::test_sip::{
     Exchange, MS, PBX, REGISTRAR, T0, challenged_registration, response,
 };
+use std::time::Duration;
 
 const PHONE: &str = "203.0.113.5:5060";
 
