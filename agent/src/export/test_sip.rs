@@ -130,6 +130,23 @@ impl Exchange {
     }
 }
 
+/// A phone the PBX calls.
+pub const PHONE: &str = "203.0.113.5:5060";
+
+/// A request from the PBX to [`PHONE`], in the dialog when `to_tag`.
+pub fn request(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -> String {
+    let tag = if to_tag { ";tag=t1" } else { "" };
+    format!(
+        "{method} sip:bob@203.0.113.5 SIP/2.0\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\n\
+From: <sip:1001@sip.provider.example>;tag=f1\n\
+To: <sip:bob@203.0.113.5>{tag}\n\
+Call-ID: {cid}\n\
+CSeq: {cseq} {method}\n\
+Content-Length: 0\n\n"
+    )
+}
+
 pub fn register(cseq: u32, branch: &str, auth: bool) -> String {
     let auth = if auth {
         "Authorization: Digest username=\"1001\", realm=\"sip.provider.example\", nonce=\"abc\", uri=\"sip:sip.provider.example\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5\n"

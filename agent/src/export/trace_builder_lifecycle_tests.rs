@@ -5,44 +5,35 @@
 use std::time::Duration;
 
 use super::*;
-use crate::analysis::calls::script::{CallScript, PBX};
+use crate::analysis::calls::script::CallScript;
 use crate::analysis::calls::{CallConfig, CallState};
 use crate::export::spans::Value;
-use crate::export::test_sip::{Exchange, MS, T0, response};
+use crate::export::test_sip::{Exchange, MS, PBX, PHONE, T0, request, response};
 
-const PHONE: &str = "203.0.113.5:5060";
-const SWITCH: &str = "192.0.2.10:5060";
+/// `method` from the PBX to the phone at `ms` (branch from Call-ID and
+/// CSeq, so its response finds it).
+fn send(x: &mut Exchange, ms: u64, method: &str, cseq: u32, cid: &str, to_tag: bool) {
+    let branch = format!("z9hG4bK-{cid}-{cseq}");
+    x.msg(ms, PBX, PHONE, &request(method, cseq, &branch, cid, to_tag));
+}
 
-fn request(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -> String {
-    let tag = if to_tag { ";tag=t1" } else { "" };
-    format!(
-        "{method} sip:bob@203.0.113.5 SIP/2.0\n\
-Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\n\
-From: <sip:1001@sip.provider.example>;tag=f1\n\
-To: <sip:bob@203.0.113.5>{tag}\n\
-Call-ID: {cid}\n\
-CSeq: {cseq} {method}\n\
-Content-Length: 0\n\n"
-    )
+/// The phone's `status` to the PBX's request `cseq` `method`.
+fn reply(x: &mut Exchange, ms: u64, status: &str, cseq: u32, method: &str, cid: &str) {
+    let branch = format!("z9hG4bK-{cid}-{cseq}");
+    x.msg(
+        ms,
+        PHONE,
+        PBX,
+        &response(status, cseq, method, &branch, cid, ""),
+    );
 }
 
 fn invite(x: &mut Exchange, ms: u64, cid: &str) {
-    x.msg(
-        ms,
-        SWITCH,
-        PHONE,
-        &request("INVITE", 1, &format!("z9hG4bK-i-{cid}"), cid, false),
-    );
+    send(x, ms, "INVITE", 1, cid, false);
 }
 
 fn answer(x: &mut Exchange, ms: u64, cid: &str) {
-    let branch = format!("z9hG4bK-i-{cid}");
-    x.msg(
-        ms,
-        PHONE,
-        SWITCH,
-        &response("200 OK", 1, "INVITE", &branch, cid, ""),
-    );
+    reply(x, ms, "200 OK", 1, "INVITE", cid);
 }
 
 /// The events through one builder; each span with the index of the event
@@ -164,18 +155,8 @@ fn an_evicted_calls_late_answer_opens_no_second_root() {
 #[test]
 fn a_reinvite_without_its_dialog_is_no_call_in_either_view() {
     let mut x = Exchange::new();
-    x.msg(
-        0,
-        SWITCH,
-        PHONE,
-        &request("INVITE", 7, "z9hG4bK-re", "mid-call", true),
-    )
-    .msg(
-        15,
-        PHONE,
-        SWITCH,
-        &response("200 OK", 7, "INVITE", "z9hG4bK-re", "mid-call", ""),
-    );
+    send(&mut x, 0, "INVITE", 7, "mid-call", true);
+    reply(&mut x, 15, "200 OK", 7, "INVITE", "mid-call");
     x.finish();
     assert!(!x.events.iter().any(|e| matches!(e, Event::Call(_))));
     let spans = spans_by_event(&x.events);
@@ -222,9 +203,7 @@ fn a_long_silent_call_is_one_root_ended_by_its_bye_not_a_second_timeout() {
 #[test]
 fn a_challenge_unanswered_at_the_end_is_a_failed_call_in_both_views() {
     let mut s = CallScript::new();
-    let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
-    s.sip(0, true, &invite, "1 INVITE", false);
-    s.sip(10, false, "SIP/2.0 401 Unauthorized", "1 INVITE", true);
+    s.challenged(0, 1, "SIP/2.0 401 Unauthorized");
     s.finish();
     let call = s.closed();
     assert_eq!(call.state, CallState::Failed);
@@ -246,14 +225,10 @@ fn a_challenge_unanswered_at_the_end_is_a_failed_call_in_both_views() {
 #[test]
 fn a_retried_call_that_rings_past_the_challenge_timeout_is_answered() {
     let mut s = CallScript::new();
-    let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
-    s.sip(0, true, &invite, "1 INVITE", false);
-    s.sip(
-        10,
-        false,
-        "SIP/2.0 407 Proxy Authentication Required",
-        "1 INVITE",
-        true,
+    s.challenged(0, 1, "SIP/2.0 407 Proxy Authentication Required");
+    let invite = format!(
+        "INVITE sip:200@{} SIP/2.0",
+        crate::analysis::calls::script::PBX
     );
     s.sip(20, true, &invite, "2 INVITE", false);
     s.sip(30, false, "SIP/2.0 180 Ringing", "2 INVITE", true);
@@ -273,24 +248,9 @@ fn a_retried_call_that_rings_past_the_challenge_timeout_is_answered() {
 #[test]
 fn a_failed_calls_root_ends_with_the_failure_not_its_ack() {
     let mut x = Exchange::new();
-    x.msg(
-        0,
-        SWITCH,
-        PHONE,
-        &request("INVITE", 1, "z9hG4bK-f", "busy", false),
-    )
-    .msg(
-        30,
-        PHONE,
-        SWITCH,
-        &response("486 Busy Here", 1, "INVITE", "z9hG4bK-f", "busy", ""),
-    )
-    .msg(
-        35,
-        SWITCH,
-        PHONE,
-        &request("ACK", 1, "z9hG4bK-f", "busy", true),
-    );
+    invite(&mut x, 0, "busy");
+    reply(&mut x, 30, "486 Busy Here", 1, "INVITE", "busy");
+    send(&mut x, 35, "ACK", 1, "busy", true);
     x.tick(2_000);
     x.finish();
     let (call, root) = &assert_roots_follow_reports(&x.events)[0];

@@ -5,24 +5,9 @@ use super::*;
 use crate::analysis::calls::CallConfig;
 use crate::export::spans::Value;
 use crate::export::test_sip::{
-    Exchange, MS, PBX, REGISTRAR, T0, challenged_registration, response,
+    Exchange, MS, PBX, PHONE, REGISTRAR, T0, challenged_registration, request, response,
 };
 use std::time::Duration;
-
-const PHONE: &str = "203.0.113.5:5060";
-
-fn request(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -> String {
-    let tag = if to_tag { ";tag=t1" } else { "" };
-    format!(
-        "{method} sip:bob@203.0.113.5 SIP/2.0\n\
-Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\n\
-From: <sip:1001@sip.provider.example>;tag=f1\n\
-To: <sip:bob@203.0.113.5>{tag}\n\
-Call-ID: {cid}\n\
-CSeq: {cseq} {method}\n\
-Content-Length: 0\n\n"
-    )
-}
 
 /// The exchange to its end (the pipeline's `finish`), through a builder.
 fn build(x: &mut Exchange, config: TraceConfig) -> (Vec<SpanRecord>, TraceStats) {
