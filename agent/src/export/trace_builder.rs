@@ -87,9 +87,9 @@ struct CallRoot {
     /// The last SIP of the call, and the end of its latest child span.
     last_activity: Timestamp,
     /// The tracker reported the call over (BYE, final failure, INVITE
-    /// timeout): later messages (the ACK of a failure, retransmissions)
-    /// no longer stretch the root, a transaction still completing under
-    /// it (the BYE's response) does, as before the report waited for RTP.
+    /// timeout). Its closed report follows once RTP settled; until then
+    /// messages (the ACK of a failure, retransmissions) no longer stretch
+    /// the root, a transaction completing under it (the BYE's 200) does.
     over: bool,
     /// From and To as sent in the call's first INVITE.
     from: Option<String>,
