@@ -83,7 +83,8 @@ pub struct TraceStats {
 /// The root span of a call the tracker has open: what it covers so far.
 struct CallRoot {
     trace: TraceId,
-    started: Timestamp,
+    /// The tracker's latest report of the call.
+    report: Arc<Call>,
     /// The last SIP of the call, and the end of its latest child span.
     last_activity: Timestamp,
     /// The tracker reported the call over (BYE, final failure, INVITE
@@ -188,12 +189,12 @@ impl TraceBuilder {
         let mut open: Vec<(Timestamp, String)> = self
             .calls
             .iter()
-            .map(|(cid, r)| (r.started, cid.clone()))
+            .map(|(cid, r)| (r.report.started, cid.clone()))
             .collect();
         open.sort();
         for (_, cid) in open {
             if let Some(root) = self.calls.remove(&cid) {
-                self.emit_root(&cid, root, CallEnd::CaptureEnded, None, out);
+                self.emit_root(&cid, root, out);
             }
         }
         self.retransmissions.clear();
@@ -263,7 +264,7 @@ impl TraceBuilder {
                 call.call_id.clone(),
                 CallRoot {
                     trace: TraceId::for_call(&call.call_id),
-                    started: call.started,
+                    report: call.clone(),
                     last_activity: call.started,
                     over: false,
                     from: None,
@@ -271,10 +272,9 @@ impl TraceBuilder {
                 },
             );
         }
-        if let Some(root) = self.calls.get_mut(&call.call_id)
-            && call.state.is_terminal()
-        {
-            root.over = true;
+        if let Some(root) = self.calls.get_mut(&call.call_id) {
+            root.report = call.clone();
+            root.over |= call.state.is_terminal();
         }
         if call.closed {
             self.on_call_closed(call, out);
@@ -287,8 +287,7 @@ impl TraceBuilder {
     /// at the BYE; its end is still the call's last SIP.
     fn on_call_closed(&mut self, call: &Arc<Call>, out: &mut Vec<SpanRecord>) {
         if let Some(root) = self.calls.remove(&call.call_id) {
-            let end = call.end.unwrap_or(CallEnd::CaptureEnded);
-            self.emit_root(&call.call_id, root, end, Some(call), out);
+            self.emit_root(&call.call_id, root, out);
         }
         for (i, d) in media_directions(call).iter().enumerate() {
             if let Some(o) = &d.report.observed {
@@ -316,16 +315,11 @@ impl TraceBuilder {
 
     /// The root span `SIP call`, from the INVITE to the call's last SIP
     /// (the response to its BYE, its final failure, ...);
-    /// `sipscope.call.end` is the tracker's [`CallEnd`]. `call`: its
-    /// closed report (none when the input stopped before it).
-    fn emit_root(
-        &mut self,
-        cid: &str,
-        root: CallRoot,
-        end: CallEnd,
-        call: Option<&Call>,
-        out: &mut Vec<SpanRecord>,
-    ) {
+    /// `sipscope.call.end` is the tracker's [`CallEnd`] (`open_at_end`
+    /// when the input stopped before the call's last report).
+    fn emit_root(&mut self, cid: &str, root: CallRoot, out: &mut Vec<SpanRecord>) {
+        let call = &root.report;
+        let end = call.end.unwrap_or(CallEnd::CaptureEnded);
         let id = SpanId::for_root(root.trace, &self.observer);
         let mut span = SpanRecord::new(
             root.trace,
@@ -333,8 +327,8 @@ impl TraceBuilder {
             None,
             names::CALL,
             SpanKind::Internal,
-            root.started,
-            root.last_activity.max(root.started),
+            call.started,
+            root.last_activity.max(call.started),
         )
         .with(attr::SIP_CALL_ID, cid)
         .with(attr::OBSERVER, self.observer.as_str())
@@ -345,11 +339,11 @@ impl TraceBuilder {
         if let Some(t) = root.to {
             span = span.with(attr::SIP_TO, t);
         }
-        let decided = call.and_then(Call::decided_status);
+        let decided = call.decided_status();
         if let Some(code) = decided {
             span = span.with(attr::SIP_STATUS_CODE, code);
         }
-        let challenge = call.and_then(|c| c.status).unwrap_or_default();
+        let challenge = call.status.unwrap_or_default();
         span.status = match (end, decided) {
             (CallEnd::Rejected, Some(code)) => Status::Error(format!("call failed: INVITE {code}")),
             (CallEnd::NoAnswer, _) => Status::Error("INVITE got no final response".into()),

@@ -261,3 +261,18 @@ fn a_failed_calls_root_ends_with_the_failure_not_its_ack() {
         Some(&Value::from(486u16))
     );
 }
+
+/// The pipeline's finish closes every call first; a builder whose input
+/// stopped before the last report still ends the root, `open_at_end`.
+#[test]
+fn a_root_whose_input_stopped_before_the_last_report_ends_open_at_end() {
+    let mut x = Exchange::new();
+    invite(&mut x, 0, "cut");
+    answer(&mut x, 20, "cut");
+    let spans = spans_by_event(&x.events);
+    let (at, root) = spans.iter().find(|(_, s)| s.name == names::CALL).unwrap();
+    assert_eq!(*at, x.events.len(), "from the builder's finish");
+    assert_eq!(root.attribute(CALL_END), Some(&Value::from("open_at_end")));
+    assert_eq!(root.status, Status::Ok);
+    assert_eq!(root.end, Timestamp(T0 + 20 * MS));
+}
