@@ -116,8 +116,8 @@ fn calls_the_tracker_evicts_ends_or_times_out_end_their_roots_with_the_report() 
         })
         .collect();
     assert_eq!(how, [("a", "evicted"), ("b", "evicted"), ("c", "idle")]);
-    assert_eq!(x.calls.stats().evicted, 2);
-    assert_eq!(x.calls.stats().idle_closed, 1);
+    assert_eq!(x.call_stats().evicted, 2);
+    assert_eq!(x.call_stats().idle_closed, 1);
 }
 
 /// Before: the builder forgot an evicted call, then reopened it from its

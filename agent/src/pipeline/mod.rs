@@ -12,7 +12,7 @@ mod drops;
 mod stats;
 #[cfg(test)]
 pub(crate) mod tests;
-mod wiring;
+pub(crate) mod wiring;
 
 use std::sync::Arc;
 
@@ -293,17 +293,9 @@ impl Pipeline {
     /// The transaction layer's verdicts, to the caller and the analyses.
     fn flush_tx_events(&mut self, out: &mut Vec<Event>) {
         for e in self.tx_events.drain(..) {
-            match e {
-                TransactionEvent::Completed(t) => {
-                    self.sip_inputs.push(Input::Completed(t.clone()));
-                    out.push(Event::TransactionCompleted(t));
-                }
-                TransactionEvent::TimedOut(transaction, cause) => {
-                    self.sip_inputs
-                        .push(Input::TimedOut(transaction.clone(), cause));
-                    out.push(Event::TransactionTimedOut { transaction, cause });
-                }
-            }
+            let (event, input) = transaction_fact(e);
+            self.sip_inputs.push(input);
+            out.push(event);
         }
     }
 
@@ -386,6 +378,22 @@ impl Pipeline {
     pub fn in_flight(&self) -> (usize, usize, usize, usize) {
         let (streams, bytes, frags) = self.decoder.in_flight();
         (self.table.len(), streams, bytes, frags)
+    }
+}
+
+/// A transaction verdict as the callers' event and the analyses' input.
+pub(crate) fn transaction_fact(e: TransactionEvent) -> (Event, Input<'static>) {
+    match e {
+        TransactionEvent::Completed(t) => {
+            (Event::TransactionCompleted(t.clone()), Input::Completed(t))
+        }
+        TransactionEvent::TimedOut(transaction, cause) => (
+            Event::TransactionTimedOut {
+                transaction: transaction.clone(),
+                cause,
+            },
+            Input::TimedOut(transaction, cause),
+        ),
     }
 }
 
