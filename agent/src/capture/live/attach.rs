@@ -1,6 +1,7 @@
 //! Attaching the capture programs to an interface.
 //!
-//! Ingress: XDP in the driver where the kernel and driver run it natively;
+//! Ingress: XDP in the driver where the kernel and driver run it natively
+//! and it costs less than TC (not on a veth, see [`super::ingress`]);
 //! otherwise TC ingress, which sees the same frames a little later and,
 //! unlike generic (SKB-mode) XDP, costs little. Egress: TC. TC programs
 //! attach through tcx links (Linux 6.6+) or, before that, as netlink
@@ -11,7 +12,8 @@
 //! the agent removes the filters an earlier sipscope left on that hook
 //! (matched by program name, never anyone else's), under a lock file per
 //! interface that a running agent holds, so it never removes the filters
-//! of an agent that is still alive.
+//! of an agent that is still alive. The lock is held whatever the hooks:
+//! tcx would let a second agent attach beside the first.
 
 use std::{fmt, fs::File, io::Write as _, os::unix::fs::OpenOptionsExt as _};
 
@@ -28,6 +30,7 @@ use sipscope_common::names;
 
 use super::{
     error::{LiveError, errno_of},
+    ingress::{self, IngressChoice},
     kernel_features::{FeatureLine, KernelFeatures, Support},
 };
 
@@ -101,45 +104,68 @@ pub fn ifindex(iface: &str) -> Result<u32, LiveError> {
     Ok(idx)
 }
 
-/// Attaches the ingress and egress programs to `iface`; the returned lock
-/// (netlink filters only) must be held while they are attached.
+/// Attaches the ingress and egress programs to `iface`, ingress on the
+/// hook `choice` and the driver call for (see [`super::ingress`]); the
+/// returned lock must be held while they are attached.
 pub fn attach(
     ebpf: &mut Ebpf,
     features: &KernelFeatures,
     iface: &str,
-) -> Result<(Attachment, Option<InterfaceLock>), LiveError> {
+    choice: IngressChoice,
+) -> Result<(Attachment, InterfaceLock), LiveError> {
     let ifindex = ifindex(iface)?;
     let mut lines = Vec::new();
-    let mut lock = None;
+    // tcx, like netlink filters, would let a second agent attach beside
+    // this one: one agent per interface, whatever the hooks.
+    let lock = InterfaceLock::take(iface, ifindex)?;
+    let mut cleaned = false;
     let (tc_in, tc_out) = features.tc_programs();
-    let native = match features.xdp() {
-        true => attach_xdp(ebpf, iface)?,
-        false => Err(String::new()), // said once in the kernel-wide lines
+    let native = match (features.xdp(), choice) {
+        // Said once in the kernel-wide lines.
+        (false, IngressChoice::Auto | IngressChoice::Tc) => Err(None),
+        (false, IngressChoice::Xdp) => {
+            let why = features
+                .xdp_load_bytes
+                .reason("bpf_xdp_load_bytes")
+                .or_else(|| features.atomics.reason("BPF_CMPXCHG"))
+                .unwrap_or_default();
+            return Err(ingress::xdp_forced_but(iface, why));
+        }
+        (true, _) => match ingress::wants_xdp(choice, iface) {
+            Ok(()) => attach_xdp(ebpf, iface)?.map_err(Some),
+            Err(why) => Err(Some(why)),
+        },
     };
     let ingress = match native {
         Ok(()) => {
+            let why = (choice == IngressChoice::Xdp).then(|| "--ingress xdp".to_owned());
             lines.push(FeatureLine::new(
                 format!("ingress on {iface}"),
                 "xdp native",
-                None,
+                why,
             ));
             IngressHook::XdpNative
         }
         Err(why) => {
-            if !why.is_empty() {
+            if choice == IngressChoice::Xdp
+                && let Some(why) = why
+            {
+                return Err(ingress::xdp_forced_but(iface, why));
+            }
+            if let Some(why) = why {
                 lines.push(FeatureLine::new(
-                    format!("xdp on {iface}"),
-                    "not used",
+                    format!("ingress on {iface}"),
+                    "tc",
                     Some(why),
                 ));
             }
             let (mode, why) = attach_tc(
                 ebpf,
                 features,
-                (iface, ifindex),
+                iface,
                 tc_in,
                 TcAttachType::Ingress,
-                &mut lock,
+                &mut cleaned,
             )?;
             lines.push(FeatureLine::new(
                 format!("tc ingress on {iface}"),
@@ -152,10 +178,10 @@ pub fn attach(
     let (egress, why) = attach_tc(
         ebpf,
         features,
-        (iface, ifindex),
+        iface,
         tc_out,
         TcAttachType::Egress,
-        &mut lock,
+        &mut cleaned,
     )?;
     lines.push(FeatureLine::new(
         format!("tc egress on {iface}"),
@@ -198,10 +224,10 @@ fn attach_xdp(ebpf: &mut Ebpf, iface: &str) -> Result<Result<(), String>, LiveEr
 fn attach_tc(
     ebpf: &mut Ebpf,
     features: &KernelFeatures,
-    (iface, ifindex): (&str, u32),
+    iface: &str,
     name: &str,
     hook: TcAttachType,
-    lock: &mut Option<InterfaceLock>,
+    cleaned: &mut bool,
 ) -> Result<(TcAttachMode, Option<String>), LiveError> {
     let prog: &mut SchedClassifier = program(ebpf, name)?;
     let why = if features.try_tcx() {
@@ -218,8 +244,8 @@ fn attach_tc(
     } else {
         Support::Forced.reason("tcx")
     };
-    if lock.is_none() {
-        *lock = Some(InterfaceLock::take(iface, ifindex)?);
+    if !*cleaned {
+        *cleaned = true;
         remove_leftover_filters(iface);
         warn!(
             "{iface}: TC programs attached as netlink clsact filters stay attached if sipscope \
@@ -270,7 +296,9 @@ fn remove_leftover_filters(iface: &str) {
 }
 
 /// An exclusive `flock` on `/run/sipscope/<netns>-<ifindex>.lock`, held
-/// while this agent has netlink filters on the interface.
+/// while this agent has programs on the interface (so no second agent
+/// attaches beside it, and no start removes the netlink filters of an
+/// agent still running).
 #[derive(Debug)]
 pub struct InterfaceLock {
     _file: File,

@@ -37,6 +37,9 @@ pub enum LiveError {
     )]
     XdpAlreadyAttached { iface: String },
 
+    #[error("--ingress xdp: native XDP cannot run on {iface} ({why}); use --ingress auto or tc")]
+    XdpUnavailable { iface: String, why: String },
+
     #[error(
         "invalid ring buffer size {0}: it must be a power of two and a multiple of the page \
          size ({1} bytes), e.g. 4194304"

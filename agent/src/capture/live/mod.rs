@@ -19,6 +19,7 @@ mod attach;
 mod clock;
 pub mod drops;
 mod error;
+mod ingress;
 pub mod kernel_btf;
 pub mod kernel_features;
 mod load;
@@ -42,6 +43,7 @@ pub use attach::{Attachment, IngressHook, TcAttachMode, ifindex};
 pub use clock::KtimeClock;
 pub use drops::{DropCounters, DropsUnavailable, LiveDrop, decode_drop};
 pub use error::LiveError;
+pub use ingress::{IngressChoice, driver_of};
 pub use kernel_btf::ReasonName;
 pub use kernel_features::{CompatMode, FeatureLine, FlowStoreKind, KernelFeatures, Support};
 pub use load::{
@@ -65,6 +67,8 @@ pub struct LiveConfig {
     pub drop_reasons: Vec<String>,
     /// RTP statistics in the kernel (port range, flow capacity, clock).
     pub rtp: RtpSettings,
+    /// Which hook captures received frames (`--ingress`).
+    pub ingress: IngressChoice,
 }
 
 impl Default for LiveConfig {
@@ -79,6 +83,7 @@ impl Default for LiveConfig {
                 .map(|s| (*s).to_owned())
                 .collect(),
             rtp: RtpSettings::default(),
+            ingress: IngressChoice::Auto,
         }
     }
 }
@@ -176,7 +181,7 @@ pub struct LiveCapture {
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn Log>>>,
     clock: KtimeClock,
     attachments: Vec<Attachment>,
-    /// Held while netlink filters of ours are attached (see attach).
+    /// One per interface, held while our programs are attached (see attach).
     _locks: Vec<attach::InterfaceLock>,
     drops: Option<DropSource>,
     drop_tracing: DropTracing,
@@ -198,9 +203,10 @@ impl LiveCapture {
         let mut attachments = Vec::new();
         let mut locks = Vec::new();
         for iface in &config.interfaces {
-            let (a, lock) = attach::attach(&mut object.ebpf, &object.features, iface)?;
+            let (a, lock) =
+                attach::attach(&mut object.ebpf, &object.features, iface, config.ingress)?;
             attachments.push(a);
-            locks.extend(lock);
+            locks.push(lock);
         }
         let (drops, drop_tracing) = if config.trace_drops {
             let filter = drops::DropFilter {
