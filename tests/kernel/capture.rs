@@ -21,6 +21,8 @@ struct Scenario {
     /// Bytes of padding header added to the REGISTER (past the MTU: IP fragments).
     pad: usize,
     calls: u32,
+    /// `--ingress` (the default `auto` takes TC on a veth).
+    ingress: &'static str,
 }
 
 struct Outcome {
@@ -56,11 +58,10 @@ fn register_capture_matches_dumpcap(s: Scenario) -> Outcome {
     };
     let _kamailio = start_kamailio(&pair.host, &dir, host, s.port);
     let port_arg = s.port.to_string();
-    let extra: Vec<&str> = if s.port == 5060 {
-        vec![]
-    } else {
-        vec!["--sip-port", &port_arg]
-    };
+    let mut extra: Vec<&str> = vec!["--ingress", s.ingress];
+    if s.port != 5060 {
+        extra.extend(["--sip-port", &port_arg]);
+    }
     let mut agent = Agent::start(&pair, &dir, &extra);
     let mut dumpcap = Dumpcap::start(&pair, &dir);
 
@@ -152,6 +153,7 @@ fn register_over_ipv4_is_captured_like_dumpcap() {
         port: 5060,
         pad: 0,
         calls: 3,
+        ingress: "auto",
     });
     assert_eq!(o.agent_frames.len(), 6, "3 REGISTER + 3 200 OK");
     assert_eq!(
@@ -171,6 +173,35 @@ fn register_over_ipv4_is_captured_like_dumpcap() {
     assert_eq!(o.counters["fragments_forwarded"], 0);
 }
 
+/// The XDP program on the wire: native XDP forced on the veth (where the
+/// kernel has it; the oldest variants have no XDP).
+#[test]
+fn register_with_ingress_xdp_is_captured_like_dumpcap() {
+    let xdp = sipscope::capture::live::KernelFeatures::probe(
+        sipscope::capture::live::CompatMode::from_env().unwrap(),
+    )
+    .unwrap()
+    .xdp();
+    if !xdp {
+        return; // refused: tests/kernel/ingress.rs
+    }
+    for v6 in [false, true] {
+        let o = register_capture_matches_dumpcap(Scenario {
+            v6,
+            port: 5060,
+            pad: 0,
+            calls: 2,
+            ingress: "xdp",
+        });
+        assert!(
+            o.stdout.contains(": xdp native (--ingress xdp)"),
+            "{}",
+            o.stdout
+        );
+        assert_eq!(o.agent_frames.len(), 4, "2 REGISTER + 2 200 OK");
+    }
+}
+
 #[test]
 fn register_over_ipv6_is_captured_like_dumpcap() {
     let o = register_capture_matches_dumpcap(Scenario {
@@ -178,6 +209,7 @@ fn register_over_ipv6_is_captured_like_dumpcap() {
         port: 5060,
         pad: 0,
         calls: 3,
+        ingress: "auto",
     });
     assert_eq!(o.agent_frames.len(), 6, "3 REGISTER + 3 200 OK");
 }
@@ -189,6 +221,7 @@ fn configured_sip_port_5080_is_captured() {
         port: 5080,
         pad: 0,
         calls: 2,
+        ingress: "auto",
     });
     assert_eq!(
         o.agent_frames.len(),
@@ -204,6 +237,7 @@ fn register_larger_than_mtu_is_captured_as_fragments_over_ipv4() {
         port: 5060,
         pad: 3000,
         calls: 2,
+        ingress: "auto",
     });
     let ours = o.agent_frames.iter().filter(|f| is_ip_fragment(f)).count();
     let theirs = o
@@ -227,6 +261,7 @@ fn register_larger_than_mtu_is_captured_as_fragments_over_ipv6() {
         port: 5060,
         pad: 3000,
         calls: 2,
+        ingress: "auto",
     });
     let ours = o.agent_frames.iter().filter(|f| is_ip_fragment(f)).count();
     let theirs = o

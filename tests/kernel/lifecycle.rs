@@ -64,7 +64,7 @@ fn unknown_interface_fails_with_a_clear_message() {
 }
 
 #[test]
-fn second_agent_on_the_same_interface_is_told_xdp_is_taken() {
+fn second_agent_on_the_same_interface_is_refused() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("busy");
@@ -79,7 +79,7 @@ fn second_agent_on_the_same_interface_is_told_xdp_is_taken() {
     let status = second.wait_exit(START);
     assert!(!status.success());
     let err = second.stderr_text();
-    // XDP refuses a second program; with TC only, the interface lock does.
+    // The interface lock refuses it (XDP would too).
     assert!(
         err.contains("already has an XDP program attached")
             || err.contains("another sipscope (pid"),
@@ -116,7 +116,7 @@ fn live_link_ids() -> Vec<u32> {
 
 /// Programs of ours attached to each hook of `iface` in `ns`:
 /// `[xdp, tc ingress, tc egress]`, tcx links and netlink filters alike.
-fn hooks(ns: &Netns, iface: &str) -> [usize; 3] {
+pub(crate) fn hooks(ns: &Netns, iface: &str) -> [usize; 3] {
     let xdp = ns
         .exec_stdout("ip", &["-d", "link", "show", "dev", iface])
         .matches("prog/xdp id")
