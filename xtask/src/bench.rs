@@ -7,7 +7,9 @@ use anyhow::{Result, bail};
 use crate::cmd;
 
 /// Benchmarks in the order `all` runs them.
-const BENCHES: &[&str] = &["kernel", "drops", "pipeline", "export", "media", "framing"];
+const BENCHES: &[&str] = &[
+    "kernel", "drops", "pipeline", "export", "media", "live", "framing",
+];
 
 pub fn run(which: &str) -> Result<()> {
     let selected: Vec<&str> = match which {

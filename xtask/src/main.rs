@@ -46,7 +46,8 @@ enum Task {
         args: Vec<String>,
     },
     /// Benchmarks, each against a baseline measured in the same run:
-    /// `kernel`, `pipeline`, `export`, or `all`.
+    /// `kernel`, `drops`, `pipeline`, `export`, `media`, `live`, `framing`,
+    /// or `all`.
     Bench {
         #[arg(default_value = "all")]
         which: String,

@@ -1,0 +1,536 @@
+//! What live capture costs the whole machine per received packet, against
+//! tcpdump and against empty programs, all in the same run.
+//!
+//! A sender in one namespace floods 2000 RTP flows over a veth (as fast as
+//! it can, closed ports) into the other, where each mode in turn is
+//! attached to the receiving end: nothing, an empty TC ingress program, an
+//! empty XDP program, `tcpdump -w /dev/null 'udp portrange 10000-20000'`,
+//! `sipscope run --no-drops` with `--ingress auto` and with `--ingress
+//! xdp`. Measured per mode, divided by the packets the receiving veth
+//! counted: busy CPU of all cores (user, system, irq and softirq from
+//! /proc/stat) over the flood; the CPU spent on the flood itself (the
+//! sender thread, which runs the receive softirq on its way out of the
+//! kernel, ksoftirqd and the capturing process, from schedstat), which
+//! other load on a shared machine barely touches; and each BPF program's
+//! run time (bpf_stats). Modes are interleaved and repeated; the median
+//! round is reported, and the differences between modes of the same run
+//! are the figures to read.
+//!
+//! Run as root: `cargo xtask bench live`.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+use std::{
+    collections::BTreeMap,
+    net::{SocketAddr, UdpSocket},
+    os::fd::AsRawFd,
+    time::{Duration, Instant},
+};
+
+use aya::programs::{SchedClassifier, TcAttachType, Xdp, XdpMode, tc};
+use sipscope::capture::live::{KernelFeatures, LoadedObject, load_object_for};
+use sipscope_common::{DEFAULT_RING_SIZE, names};
+use support::{
+    TempDir,
+    netns::{VethPair, in_netns},
+    process::NsProcess,
+};
+
+/// How long each mode is flooded per round.
+const LOAD: Duration = Duration::from_secs(3);
+const ROUNDS: usize = 3;
+const FLOWS: u16 = 2_000;
+const FIRST_PORT: u16 = 10_000;
+/// Datagrams per sendmmsg call.
+const BATCH: usize = 64;
+const RTP_LEN: usize = 12 + 160;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Mode {
+    Nothing,
+    EmptyTc,
+    EmptyXdp,
+    Tcpdump,
+    SipscopeAuto,
+    SipscopeXdp,
+}
+
+impl Mode {
+    const ALL: [Self; 6] = [
+        Self::Nothing,
+        Self::EmptyTc,
+        Self::EmptyXdp,
+        Self::Tcpdump,
+        Self::SipscopeAuto,
+        Self::SipscopeXdp,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Self::Nothing => "nothing attached",
+            Self::EmptyTc => "empty TC ingress program",
+            Self::EmptyXdp => "empty XDP program",
+            Self::Tcpdump => "tcpdump -w /dev/null",
+            Self::SipscopeAuto => "sipscope run --ingress auto",
+            Self::SipscopeXdp => "sipscope run --ingress xdp",
+        }
+    }
+}
+
+/// What is attached for one mode; dropping it detaches.
+enum Attached {
+    Nothing,
+    /// The empty program, attached while its object lives.
+    Program {
+        _object: Box<LoadedObject>,
+        id: u32,
+    },
+    Process(NsProcess),
+}
+
+impl Attached {
+    /// Ids of the BPF programs of this mode (bpf_stats).
+    fn program_ids(&self) -> Vec<u32> {
+        match self {
+            Self::Nothing => Vec::new(),
+            Self::Program { id, .. } => vec![*id],
+            Self::Process(p) => program_ids_of(p.pid()),
+        }
+    }
+
+    /// CPU time of the capturing process's threads in ns (0 without one).
+    fn process_cpu_ns(&self) -> u64 {
+        let Self::Process(p) = self else { return 0 };
+        let mut ns = 0;
+        for task in std::fs::read_dir(format!("/proc/{}/task", p.pid()))
+            .into_iter()
+            .flatten()
+        {
+            let path = task.unwrap().path().join("schedstat");
+            ns += std::fs::read_to_string(path)
+                .ok()
+                .and_then(|t| t.split_whitespace().next()?.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+        ns
+    }
+}
+
+fn attach(mode: Mode, pair: &VethPair, dir: &TempDir) -> Attached {
+    let iface = pair.host_if.clone();
+    let empty = |xdp: bool| {
+        let iface = iface.clone();
+        in_netns(&pair.host, move || {
+            let mut object = load_object_for(DEFAULT_RING_SIZE, 1, KernelFeatures::all())
+                .expect("loading the eBPF object");
+            object.load_empty_program().expect("empty programs");
+            let id = if xdp {
+                let prog: &mut Xdp = object
+                    .ebpf
+                    .program_mut(names::XDP_EMPTY)
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
+                prog.attach(&iface, XdpMode::Driver).expect("attaching XDP");
+                prog.info().unwrap().id()
+            } else {
+                let _ = tc::qdisc_add_clsact(&iface);
+                let prog: &mut SchedClassifier = object
+                    .ebpf
+                    .program_mut(names::TC_EMPTY)
+                    .unwrap()
+                    .try_into()
+                    .unwrap();
+                prog.attach(&iface, TcAttachType::Ingress)
+                    .expect("attaching TC");
+                prog.info().unwrap().id()
+            };
+            Attached::Program {
+                _object: Box::new(object),
+                id,
+            }
+        })
+    };
+    let process = |name: &str, program: &str, args: &[&str], ready: &str| {
+        let mut p = NsProcess::spawn(&pair.host, &dir.path, name, program, args);
+        p.wait_output(ready, Duration::from_secs(30));
+        Attached::Process(p)
+    };
+    let sipscope = |ingress: &str| {
+        process(
+            &format!("sipscope-{ingress}"),
+            env!("CARGO_BIN_EXE_sipscope"),
+            &[
+                "run",
+                "--iface",
+                &pair.host_if,
+                "--no-drops",
+                "--ingress",
+                ingress,
+                "--rtp-ports",
+                "10000-20000",
+            ],
+            "capturing on",
+        )
+    };
+    match mode {
+        Mode::Nothing => Attached::Nothing,
+        Mode::EmptyTc => empty(false),
+        Mode::EmptyXdp => empty(true),
+        Mode::Tcpdump => process(
+            "tcpdump",
+            "tcpdump",
+            &[
+                "-i",
+                &pair.host_if,
+                "-n",
+                "-w",
+                "/dev/null",
+                "udp portrange 10000-20000",
+            ],
+            "listening on",
+        ),
+        Mode::SipscopeAuto => sipscope("auto"),
+        Mode::SipscopeXdp => sipscope("xdp"),
+    }
+}
+
+/// CPU time of every thread of `pid` in ns.
+fn process_cpu_ns(pid: i32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| thread_cpu_ns(&t.path().to_string_lossy()))
+        .sum()
+}
+
+/// CPU time of one thread (`/proc/.../task/TID`) in ns, from schedstat:
+/// exact, where /proc/stat counts ticks. Without IRQ time accounting,
+/// softirq work a thread runs is its own time.
+fn thread_cpu_ns(dir: &str) -> u64 {
+    std::fs::read_to_string(format!("{dir}/schedstat"))
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pids of the ksoftirqd threads.
+fn ksoftirqd_pids() -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .expect("reading /proc")
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let comm = std::fs::read_to_string(e.path().join("comm")).ok()?;
+            comm.starts_with("ksoftirqd/").then_some(pid)
+        })
+        .collect()
+}
+
+/// BPF program ids a process holds open (/proc/PID/fdinfo).
+fn program_ids_of(pid: i32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    for entry in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .expect("reading fdinfo")
+        .flatten()
+    {
+        let info = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        if let Some(id) = info
+            .lines()
+            .find_map(|l| l.strip_prefix("prog_id:"))
+            .and_then(|v| v.trim().parse().ok())
+        {
+            ids.push(id);
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+/// (name, run time ns, run count) of the given programs.
+fn prog_stats(ids: &[u32]) -> BTreeMap<u32, (String, u64, u64)> {
+    aya::programs::loaded_programs()
+        .filter_map(Result::ok)
+        .filter(|p| ids.contains(&p.id()))
+        .map(|p| {
+            let name = p.name_as_str().unwrap_or("?").to_owned();
+            (
+                p.id(),
+                (name, p.run_time().as_nanos() as u64, p.run_count()),
+            )
+        })
+        .collect()
+}
+
+/// (busy, total) jiffies of all cores from /proc/stat's `cpu` line: busy
+/// is user + nice + system + irq + softirq + steal.
+fn cpu_jiffies() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").expect("reading /proc/stat");
+    let line = stat.lines().next().expect("cpu line");
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let (idle, iowait) = (v[3], v[4]);
+    let total: u64 = v.iter().take(8).sum();
+    (total - idle - iowait, total)
+}
+
+fn rx_packets(pair: &VethPair) -> u64 {
+    pair.host
+        .exec_stdout(
+            "cat",
+            &[&format!(
+                "/sys/class/net/{}/statistics/rx_packets",
+                pair.host_if
+            )],
+        )
+        .trim()
+        .parse()
+        .expect("rx_packets")
+}
+
+/// One mode's round.
+struct Sample {
+    /// Busy CPU of all cores per received packet.
+    ns_per_packet: f64,
+    /// CPU spent on the flood per received packet: the sender thread
+    /// (with the softirq work it runs on its way out of the kernel),
+    /// ksoftirqd, and the capturing process.
+    attributed_ns: f64,
+    packets_per_second: f64,
+    /// The capturing process's own CPU per received packet.
+    process_ns: f64,
+    /// Program name → (ns per run, ns per received packet).
+    programs: Vec<(String, f64, f64)>,
+}
+
+fn measure(pair: &VethPair, sock: &UdpSocket, attached: &Attached, ksoftirqd: &[i32]) -> Sample {
+    let ids = attached.program_ids();
+    let ours = || {
+        thread_cpu_ns("/proc/thread-self")
+            + ksoftirqd.iter().map(|p| process_cpu_ns(*p)).sum::<u64>()
+    };
+    let hz = clock_ticks();
+    let stats0 = prog_stats(&ids);
+    let proc0 = attached.process_cpu_ns();
+    let rx0 = rx_packets(pair);
+    let ours0 = ours();
+    let (busy0, _) = cpu_jiffies();
+    let start = Instant::now();
+    blast(sock, VethPair::HOST_V4, start + LOAD);
+    let (busy1, _) = cpu_jiffies();
+    let ours1 = ours();
+    let elapsed = start.elapsed().as_secs_f64();
+    let rx = rx_packets(pair) - rx0;
+    let stats1 = prog_stats(&ids);
+    let process = attached.process_cpu_ns() - proc0;
+    let process_ns = process as f64 / rx.max(1) as f64;
+    let busy_ns = (busy1 - busy0) as f64 / hz * 1e9;
+    let programs = stats1
+        .iter()
+        .filter_map(|(id, (name, ns1, cnt1))| {
+            let (_, ns0, cnt0) = stats0.get(id)?;
+            let runs = cnt1 - cnt0;
+            (runs > 0).then(|| {
+                let ns = (ns1 - ns0) as f64;
+                (name.clone(), ns / runs as f64, ns / rx.max(1) as f64)
+            })
+        })
+        .collect();
+    Sample {
+        ns_per_packet: busy_ns / rx.max(1) as f64,
+        attributed_ns: (ours1 - ours0 + process) as f64 / rx.max(1) as f64,
+        packets_per_second: rx as f64 / elapsed,
+        process_ns,
+        programs,
+    }
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
+}
+
+/// Sends RTP to FLOWS ports of `dst` round robin until `until`.
+fn blast(sock: &UdpSocket, dst: std::net::Ipv4Addr, until: Instant) {
+    let mut seqs = vec![0u16; usize::from(FLOWS)];
+    let mut bufs = vec![[0u8; RTP_LEN]; BATCH];
+    let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(BATCH);
+    let mut iov: Vec<libc::iovec> = Vec::with_capacity(BATCH);
+    // SAFETY: plain C structs; zeroed is a valid initial value.
+    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
+    let mut flow = 0usize;
+    while Instant::now() < until {
+        addrs.clear();
+        iov.clear();
+        for buf in bufs.iter_mut() {
+            let seq = seqs[flow];
+            seqs[flow] = seq.wrapping_add(1);
+            buf[0] = 0x80;
+            buf[1] = 0;
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            buf[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+            buf[8..12].copy_from_slice(&(0x7700_0000 + flow as u32).to_be_bytes());
+            addrs.push(libc::sockaddr_in {
+                sin_family: libc::AF_INET as u16,
+                sin_port: (FIRST_PORT + flow as u16).to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(dst).to_be(),
+                },
+                sin_zero: [0; 8],
+            });
+            flow = (flow + 1) % usize::from(FLOWS);
+        }
+        for (i, buf) in bufs.iter_mut().enumerate() {
+            iov.push(libc::iovec {
+                iov_base: buf.as_mut_ptr().cast(),
+                iov_len: RTP_LEN,
+            });
+            msgs[i].msg_hdr.msg_name = std::ptr::from_mut(&mut addrs[i]).cast();
+            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            msgs[i].msg_hdr.msg_iov = std::ptr::from_mut(&mut iov[i]);
+            msgs[i].msg_hdr.msg_iovlen = 1;
+        }
+        // SAFETY: msgs points at BATCH initialised headers whose buffers
+        // and addresses outlive the call.
+        unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("the live benchmark needs root (namespaces, BPF): `cargo xtask bench live`");
+        std::process::exit(1);
+    }
+    // bpf_stats for as long as this fd lives (BPF_ENABLE_STATS, 5.8+).
+    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling bpf_stats");
+    let pair = VethPair::new();
+    let dir = TempDir::new("bench-live");
+    let sock = in_netns(&pair.peer, || {
+        UdpSocket::bind(SocketAddr::from((VethPair::PEER_V4, 40_000))).unwrap()
+    });
+    // Warm-up: neighbour entries, caches.
+    blast(&sock, VethPair::HOST_V4, Instant::now() + LOAD / 3);
+
+    let ksoftirqd = ksoftirqd_pids();
+    let mut samples: BTreeMap<Mode, Vec<Sample>> = BTreeMap::new();
+    let mut lines = BTreeMap::new();
+    for round in 0..ROUNDS {
+        for mode in Mode::ALL {
+            let attached = attach(mode, &pair, &dir);
+            if let Attached::Process(p) = &attached
+                && round == 0
+                && mode == Mode::SipscopeAuto
+            {
+                lines.insert(mode, ingress_line(&p.stdout_text()));
+            }
+            let s = measure(&pair, &sock, &attached, &ksoftirqd);
+            if let Attached::Process(mut p) = attached {
+                p.interrupt(Duration::from_secs(20));
+            }
+            samples.entry(mode).or_default().push(s);
+        }
+    }
+
+    let system = |m: Mode| median(samples[&m].iter().map(|s| s.ns_per_packet).collect());
+    let attributed = |m: Mode| median(samples[&m].iter().map(|s| s.attributed_ns).collect());
+    println!(
+        "live bench: {FLOWS} RTP flows flooded over a veth, {}s per mode, median of {ROUNDS} \
+         interleaved rounds, CPU per received packet in ns:",
+        LOAD.as_secs()
+    );
+    println!(
+        "  system: busy CPU of all cores incl. softirq (/proc/stat ticks); carries every other \
+         load on the machine"
+    );
+    println!(
+        "  ours:   sender thread (and the softirq work it runs), ksoftirqd, capturing process \
+         (schedstat)"
+    );
+    println!(
+        "{:<30} {:>8} {:>7} {:>7} {:>7} {:>8} {:>6}   programs (bpf_stats: ns/run, ns/pkt)",
+        "attached to the receiving veth", "system", "+ns", "ours", "+ns", "pkts/s", "proc"
+    );
+    for mode in Mode::ALL {
+        let s = &samples[&mode];
+        let pps = median(s.iter().map(|s| s.packets_per_second).collect());
+        let process = median(s.iter().map(|s| s.process_ns).collect());
+        let mut progs: BTreeMap<&str, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+        for (name, run, pkt) in s.iter().flat_map(|s| &s.programs) {
+            let e = progs.entry(name).or_default();
+            e.0.push(*run);
+            e.1.push(*pkt);
+        }
+        let progs: Vec<String> = progs
+            .into_iter()
+            .map(|(n, (run, pkt))| format!("{n} {:.0}, {:.1}", median(run), median(pkt)))
+            .collect();
+        println!(
+            "{:<30} {:>8.0} {:>+7.0} {:>7.0} {:>+7.0} {:>8.0} {:>6.0}   {}",
+            mode.label(),
+            system(mode),
+            system(mode) - system(Mode::Nothing),
+            attributed(mode),
+            attributed(mode) - attributed(Mode::Nothing),
+            pps,
+            process,
+            progs.join("; ")
+        );
+    }
+    if let Some(line) = lines.get(&Mode::SipscopeAuto) {
+        println!("sipscope --ingress auto chose: {line}");
+    }
+    for (measure, ns) in [
+        ("ours", &attributed as &dyn Fn(Mode) -> f64),
+        ("system", &system),
+    ] {
+        let extra = |m: Mode| ns(m) - ns(Mode::Nothing);
+        for (mode, empty) in [
+            (Mode::SipscopeAuto, auto_empty(&lines)),
+            (Mode::SipscopeXdp, Mode::EmptyXdp),
+        ] {
+            let ratio = extra(mode) / extra(Mode::Tcpdump);
+            let over_empty = ns(mode) - ns(empty);
+            println!(
+                "{measure:>6}: {}: {ratio:.2}x tcpdump's extra (target <= 0.5{}), \
+                 {over_empty:+.0} ns over the {} (target <= 100{})",
+                mode.label(),
+                if (0.0..=0.5).contains(&ratio) {
+                    ""
+                } else {
+                    ", missed"
+                },
+                empty.label(),
+                if over_empty <= 100.0 { "" } else { ", missed" },
+            );
+        }
+    }
+}
+
+/// The start-up line that says which ingress hook auto chose.
+fn ingress_line(stdout: &str) -> String {
+    stdout
+        .lines()
+        .find(|l| l.starts_with("ingress on "))
+        .unwrap_or("?")
+        .to_owned()
+}
+
+/// The empty program of the hook `--ingress auto` chose.
+fn auto_empty(lines: &BTreeMap<Mode, String>) -> Mode {
+    match lines.get(&Mode::SipscopeAuto) {
+        Some(l) if l.contains(": xdp") => Mode::EmptyXdp,
+        _ => Mode::EmptyTc,
+    }
+}
