@@ -17,5 +17,6 @@ pub mod fuzzing;
 pub mod memory_budget;
 pub mod packet;
 pub mod pipeline;
+pub mod session;
 pub mod sip;
 pub mod time;
