@@ -205,7 +205,7 @@ impl<W: Write> Session<W> {
                 let Some(r) = self.rtp.as_mut() else {
                     return Ok(());
                 };
-                let flows = r.on_poll(poll, &mut self.out, print)?;
+                let flows = r.on_poll(poll, false, &mut self.out, print)?;
                 let mut events = self.pipeline.ingest_rtp_flows(self.now, &flows);
                 self.emit(&mut events)?;
                 if std::mem::take(&mut self.tick_waiting) {
@@ -241,9 +241,9 @@ impl<W: Write> Session<W> {
     /// flow, the tables, the summary); with JSON the summary is the
     /// driver's, after the span exporter has flushed.
     pub fn finish(mut self, last_rtp: Option<&RtpPoll>) -> std::io::Result<Finished<W>> {
-        if let (Some(r), Some(poll)) = (&self.rtp, last_rtp) {
-            let print = self.console();
-            let flows = r.on_last_poll(poll, &mut self.out, print)?;
+        if let (Some(r), Some(poll)) = (self.rtp.as_mut(), last_rtp) {
+            let print = !matches!(self.view, View::Json);
+            let flows = r.on_poll(poll, true, &mut self.out, print)?;
             let mut events = self.pipeline.ingest_rtp_flows(self.now, &flows);
             self.emit(&mut events)?;
         }

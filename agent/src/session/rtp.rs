@@ -116,57 +116,52 @@ impl RtpSchedule {
         true
     }
 
-    /// The answer to a poll: an ended flow is gone from the map after it,
-    /// so it is always said; the active ones when the summary is due.
+    /// The answer to a poll. An ended flow is gone from the map after
+    /// it, so it is always said; the active ones when the summary is due,
+    /// or at the `last` poll as `rtp final ...` followed by `rtp counters:
+    /// name=value ...`.
     pub(crate) fn on_poll(
         &mut self,
         poll: &RtpPoll,
+        last: bool,
         out: &mut impl Write,
         print: bool,
     ) -> std::io::Result<Vec<FlowSnapshot>> {
         if print {
-            for f in &poll.expired {
-                writeln!(out, "{} rtp ended {f}", f.last_seen)?;
-            }
-            if self.print_pending {
+            print_ended(out, poll)?;
+            if last {
+                self.print_final(poll, out)?;
+            } else if self.print_pending {
                 print_active(out, &poll.active)?;
             }
         }
         self.print_pending = false;
-        Ok(snapshots(poll))
+        Ok(poll
+            .expired
+            .iter()
+            .chain(&poll.active)
+            .map(RtpFlowStats::snapshot)
+            .collect())
     }
 
-    /// At exit: `rtp final ...` for every flow still tracked (expired ones
-    /// as `rtp ended`), then `rtp counters: name=value ...`.
-    pub(crate) fn on_last_poll(
-        &self,
-        poll: &RtpPoll,
-        out: &mut impl Write,
-        print: bool,
-    ) -> std::io::Result<Vec<FlowSnapshot>> {
-        if print {
-            for f in &poll.expired {
-                writeln!(out, "{} rtp ended {f}", f.last_seen)?;
-            }
-            for f in &poll.active {
-                writeln!(out, "{} rtp final {f}", f.last_seen)?;
-            }
-            write!(out, "rtp counters: {}", poll.counters)?;
-            if self.clock_errors > 0 {
-                write!(out, " port_clocks_not_set={}", self.clock_errors)?;
-            }
-            writeln!(out)?;
+    fn print_final(&self, poll: &RtpPoll, out: &mut impl Write) -> std::io::Result<()> {
+        for f in &poll.active {
+            writeln!(out, "{} rtp final {f}", f.last_seen)?;
         }
-        Ok(snapshots(poll))
+        write!(out, "rtp counters: {}", poll.counters)?;
+        if self.clock_errors > 0 {
+            write!(out, " port_clocks_not_set={}", self.clock_errors)?;
+        }
+        writeln!(out)
     }
 }
 
-fn snapshots(poll: &RtpPoll) -> Vec<FlowSnapshot> {
-    poll.expired
-        .iter()
-        .chain(&poll.active)
-        .map(RtpFlowStats::snapshot)
-        .collect()
+/// A flow the poll expired is gone from the map after it: said once.
+fn print_ended(out: &mut impl Write, poll: &RtpPoll) -> std::io::Result<()> {
+    for f in &poll.expired {
+        writeln!(out, "{} rtp ended {f}", f.last_seen)?;
+    }
+    Ok(())
 }
 
 /// `rtp flow ...` per active flow, or, with many, `rtp: N flows ...` and

@@ -51,6 +51,10 @@ fn frame(ts: Timestamp, src: ([u8; 4], u16), dst: ([u8; 4], u16), sip: &str) -> 
     }
 }
 
+fn feed_frame(s: &mut Session<Vec<u8>>, packet: &Packet) {
+    s.feed(Input::Frame { packet, note: None }).unwrap();
+}
+
 const PHONE: ([u8; 4], u16) = ([10, 0, 0, 2], 5062);
 const PBX: ([u8; 4], u16) = ([10, 0, 0, 1], 5060);
 
@@ -67,12 +71,7 @@ const UNAUTHORIZED: &str = "SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 10.0.0.
 fn a_tick_after_silence_times_out_an_unanswered_request() {
     for (silence, timed_out) in [(10, false), (40, true)] {
         let mut s = session(Format::Live, None);
-        let request = frame(T0, PHONE, PBX, UNANSWERED);
-        s.feed(Input::Frame {
-            packet: &request,
-            note: None,
-        })
-        .unwrap();
+        feed_frame(&mut s, &frame(T0, PHONE, PBX, UNANSWERED));
         s.feed(Input::Tick(T0 + Duration::from_secs(silence)))
             .unwrap();
         let (stats, text) = finish(s, None);
@@ -96,12 +95,7 @@ fn a_tick_after_silence_times_out_an_unanswered_request() {
 #[test]
 fn a_locally_dropped_response_explains_the_timeout() {
     let mut s = session(Format::Json, None);
-    let request = frame(T0, PHONE, PBX, UNANSWERED);
-    s.feed(Input::Frame {
-        packet: &request,
-        note: None,
-    })
-    .unwrap();
+    feed_frame(&mut s, &frame(T0, PHONE, PBX, UNANSWERED));
     let mut ip = Vec::new();
     etherparse::PacketBuilder::ipv4(PBX.0, PHONE.0, 64)
         .udp(PBX.1, PHONE.1)
