@@ -133,7 +133,7 @@ pub struct Session<W: Write> {
     requests: VecDeque<Request>,
     events: Vec<Event>,
     now: Timestamp,
-    /// A tick whose calls view and span timers wait for its RTP poll.
+    /// A tick whose calls view waits for its RTP poll.
     tick_waiting: bool,
 }
 
@@ -178,7 +178,6 @@ impl<W: Write> Session<W> {
                 self.pipeline.ingest_into(packet, &mut events);
                 self.emit(&mut events)?;
                 self.events = events;
-                self.spans.tick(packet.ts);
             }
             Input::Drop(dropped) => {
                 let mut events = self.pipeline.ingest_drop(dropped);
@@ -241,8 +240,8 @@ impl<W: Write> Session<W> {
     /// flow, the tables, the summary); with JSON the summary is the
     /// driver's, after the span exporter has flushed.
     pub fn finish(mut self, last_rtp: Option<&RtpPoll>) -> std::io::Result<Finished<W>> {
+        let print = self.console();
         if let (Some(r), Some(poll)) = (self.rtp.as_mut(), last_rtp) {
-            let print = !matches!(self.view, View::Json);
             let flows = r.on_poll(poll, true, &mut self.out, print)?;
             let mut events = self.pipeline.ingest_rtp_flows(self.now, &flows);
             self.emit(&mut events)?;
@@ -304,7 +303,7 @@ impl<W: Write> Session<W> {
     }
 
     /// The rest of a tick once its RTP statistics are in: the calls view
-    /// (live console, while calls are up) and the span timers.
+    /// (live console, while calls are up).
     fn after_tick(&mut self) -> std::io::Result<()> {
         if let View::Live { last_view, .. } = &mut self.view {
             let last = *last_view.get_or_insert(self.now);
@@ -318,7 +317,6 @@ impl<W: Write> Session<W> {
                 }
             }
         }
-        self.spans.tick(self.now);
         Ok(())
     }
 }

@@ -6,7 +6,6 @@ use crate::export::otel::{SpanSink, Telemetry};
 use crate::export::spans::SpanRecord;
 use crate::export::trace_builder::{TraceBuilder, TraceConfig, TraceStats};
 use crate::pipeline::Event;
-use crate::time::Timestamp;
 
 /// Lives beside the pipeline (same thread): builds spans, submits them.
 pub struct Spans {
@@ -37,15 +36,6 @@ impl Spans {
         for e in events {
             self.builder.on_event(e, &mut self.buf);
         }
-        self.submit();
-    }
-
-    /// Packet-clock timers (idle calls, abandoned challenges).
-    pub(crate) fn tick(&mut self, now: Timestamp) {
-        if self.sink.is_none() {
-            return;
-        }
-        self.builder.tick(now, &mut self.buf);
         self.submit();
     }
 
