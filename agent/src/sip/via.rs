@@ -3,20 +3,20 @@
 //! analysis need. Parsed by hand on the hot path; LWS (including folded
 //! line breaks) is tolerated wherever the grammar allows it.
 
+use super::byte_range::ByteRange;
 use super::headers::{is_lws, params, split_outside_quotes, trim};
-use super::span::Span;
 
 /// Where the parts of the top Via value are in the raw message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ViaSpans {
-    pub transport: Span,
+pub struct ViaRanges {
+    pub transport: ByteRange,
     /// sent-by host (IPv6 references keep their brackets).
-    pub host: Span,
+    pub host: ByteRange,
     pub port: Option<u16>,
-    pub branch: Option<Span>,
-    pub received: Option<Span>,
+    pub branch: Option<ByteRange>,
+    pub received: Option<ByteRange>,
     /// `rport` present; its value (empty when the client only asked for it).
-    pub rport: Option<Span>,
+    pub rport: Option<ByteRange>,
     /// Read despite a syntax error (an IPv6 sent-by without brackets,
     /// RFC 5118 §4.2): usable, but the message is malformed.
     pub lenient: bool,
@@ -29,7 +29,7 @@ pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 /// Parse the first via-parm of a Via header value. `base` is the offset of
 /// `value` in the raw message. `Err(())` means the value is unreadable.
 #[allow(clippy::result_unit_err)]
-pub fn parse_top(value: &[u8], base: usize) -> Result<ViaSpans, ()> {
+pub fn parse_top(value: &[u8], base: usize) -> Result<ViaRanges, ()> {
     let mut parts = split_outside_quotes(value, b',');
     let first = parts.next().ok_or(())?;
     // Empty elements (`a,,b` or a trailing comma) are syntax errors.
@@ -170,14 +170,14 @@ fn finish(
     port: Option<u16>,
     i: usize,
     lenient: bool,
-) -> Result<ViaSpans, ()> {
+) -> Result<ViaRanges, ()> {
     let tail = trim(&b[i..]);
-    let mut via = ViaSpans {
-        transport: Span::of(value, base, &b[transport]),
-        host: Span::of(value, base, &b[host]),
+    let mut via = ViaRanges {
+        transport: ByteRange::of(value, base, &b[transport]),
+        host: ByteRange::of(value, base, &b[host]),
         port,
         lenient,
-        ..ViaSpans::default()
+        ..ViaRanges::default()
     };
     if tail.is_empty() {
         return Ok(via);
@@ -191,11 +191,11 @@ fn finish(
     }
     for (n, v) in params(&tail[1..]) {
         if n.eq_ignore_ascii_case(b"branch") {
-            via.branch = Some(Span::of(value, base, v));
+            via.branch = Some(ByteRange::of(value, base, v));
         } else if n.eq_ignore_ascii_case(b"received") {
-            via.received = Some(Span::of(value, base, v));
+            via.received = Some(ByteRange::of(value, base, v));
         } else if n.eq_ignore_ascii_case(b"rport") {
-            via.rport = Some(Span::of(value, base, v));
+            via.rport = Some(ByteRange::of(value, base, v));
         }
     }
     Ok(via)
@@ -205,7 +205,7 @@ fn finish(
 mod tests {
     use super::*;
 
-    fn get(v: &[u8], s: Span) -> &[u8] {
+    fn get(v: &[u8], s: ByteRange) -> &[u8] {
         s.get(v)
     }
 
