@@ -17,7 +17,7 @@ use super::headers::{self, HeaderName, parse_u32, trim};
 use super::malformed::MalformedReason;
 use super::method::{Method, is_token};
 use super::name_addr::{self, NameAddrRanges};
-use super::via::{self, ViaRanges};
+use super::via::{self, Via, ViaRanges};
 
 /// Request line or status line (RFC 3261 §7.1, §7.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -283,12 +283,10 @@ impl SipMessage {
                 HeaderName::Contact => {
                     if !seen_contact {
                         seen_contact = true;
-                        match name_addr::parse_first(v, vs) {
-                            Ok(na) => self.contact = Some(na),
-                            Err(()) => {
-                                self.contact = name_addr::parse_lenient(v, vs);
-                                self.defects.add(MalformedReason::BadNameAddr);
-                            }
+                        let (contact, malformed) = name_addr::parse_or_recover(v, vs);
+                        self.contact = contact;
+                        if malformed {
+                            self.defects.add(MalformedReason::BadNameAddr);
                         }
                     }
                 }
@@ -428,6 +426,19 @@ impl SipMessage {
         self.via.as_ref()
     }
 
+    /// Every readable Via (RFC 3261 §20.42), top first, across header
+    /// fields and comma-separated values, read with the same grammar as
+    /// [`SipMessage::top_via`]; unreadable via-parms are skipped.
+    pub(crate) fn vias(&self) -> Vec<Via> {
+        self.header_values("Via")
+            .flat_map(|v| {
+                via::parse_all(v, 0)
+                    .filter_map(Result::ok)
+                    .map(move |r| Via::from_ranges(&r, v))
+            })
+            .collect()
+    }
+
     /// Top Via branch parameter.
     pub fn branch(&self) -> Option<&[u8]> {
         self.via.and_then(|v| v.branch).map(|s| self.bytes_at(s))
@@ -484,6 +495,23 @@ impl SipMessage {
     }
     pub fn body(&self) -> &[u8] {
         self.bytes_at(self.body)
+    }
+
+    /// A short label naming the message in evidence: `REGISTER (CSeq 2)`
+    /// or `401 Unauthorized (CSeq 1 REGISTER)` (RFC 3261 §7.1, §7.2,
+    /// §20.16).
+    pub(crate) fn label(&self) -> String {
+        match (self.status(), self.cseq()) {
+            (Some(code), Some(c)) => format!(
+                "{code} {} (CSeq {} {})",
+                self.reason_phrase().unwrap_or(Cow::Borrowed("")),
+                c.number,
+                c.method
+            ),
+            (Some(code), None) => format!("{code} {}", self.reason_phrase().unwrap_or_default()),
+            (None, Some(c)) => format!("{} (CSeq {})", c.method, c.number),
+            (None, None) => self.method().map_or_else(String::new, |x| x.to_string()),
+        }
     }
 
     /// All header fields in order: (name as written, value with folding).

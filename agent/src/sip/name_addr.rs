@@ -10,6 +10,9 @@ pub struct NameAddrRanges {
     /// The URI, without angle brackets.
     pub uri: ByteRange,
     pub tag: Option<ByteRange>,
+    /// The header parameters after the URI (`;tag=..;expires=..`, leading
+    /// `;` included, RFC 3261 §20.10): read with [`super::headers::params`].
+    pub params: ByteRange,
     /// `Contact: *` (RFC 3261 §10.2.2, remove all bindings).
     pub star: bool,
 }
@@ -40,6 +43,7 @@ pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrRanges> {
     Some(NameAddrRanges {
         uri: ByteRange::of(value, base, uri),
         tag,
+        params: ByteRange::of(value, base, tail),
         star: false,
     })
 }
@@ -53,8 +57,8 @@ pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrRanges, ()> {
     if s == b"*" {
         return Ok(NameAddrRanges {
             uri: ByteRange::of(value, base, s),
-            tag: None,
             star: true,
+            ..NameAddrRanges::default()
         });
     }
     let (uri, tail) = if let Some(rest) = s.strip_prefix(b"\"") {
@@ -112,8 +116,20 @@ pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrRanges, ()> {
     Ok(NameAddrRanges {
         uri: ByteRange::of(value, base, uri),
         tag,
+        params: ByteRange::of(value, base, tail),
         star: false,
     })
+}
+
+/// One name-addr/addr-spec as the message parser reads it: by the grammar
+/// when it holds, else recovered by [`parse_lenient`]. The bool says the
+/// grammar did not hold (the message records `BadNameAddr` for its first
+/// Contact, From and To).
+pub(crate) fn parse_or_recover(value: &[u8], base: usize) -> (Option<NameAddrRanges>, bool) {
+    match parse_first(value, base) {
+        Ok(na) => (Some(na), false),
+        Err(()) => (parse_lenient(value, base), true),
+    }
 }
 
 /// `<uri>` then the rest; no LWS allowed inside the brackets (§3.1.2.14).

@@ -5,6 +5,8 @@
 
 use super::byte_range::ByteRange;
 use super::headers::{is_lws, params, split_outside_quotes, trim};
+use super::host_port::HostPort;
+use super::transport::SipTransport;
 
 /// Where the parts of the top Via value are in the raw message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -22,6 +24,49 @@ pub struct ViaRanges {
     pub lenient: bool,
 }
 
+/// The `rport` Via parameter (RFC 3581 §3, §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Rport {
+    #[default]
+    Absent,
+    /// `;rport` without a value (or one that is not a port): requested by
+    /// the client.
+    Requested,
+    /// `;rport=N`: the source port the server saw.
+    Value(u16),
+}
+
+/// One via-parm as owned text (RFC 3261 §20.42): what NAT analysis reads
+/// from a Via, kept beyond the message's lifetime.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Via {
+    pub transport: SipTransport,
+    /// sent-by (RFC 3261 §18.2.1); IPv6 references keep their brackets.
+    pub sent_by: HostPort,
+    /// `received=` as text (an IP, possibly in brackets, RFC 5118 §5).
+    pub received: Option<String>,
+    pub rport: Rport,
+}
+
+impl Via {
+    /// The owned view of `ranges`, which point into `raw`.
+    pub(crate) fn from_ranges(ranges: &ViaRanges, raw: &[u8]) -> Via {
+        let text = |r: ByteRange| String::from_utf8_lossy(r.get(raw)).into_owned();
+        Via {
+            transport: SipTransport::from_token(ranges.transport.get(raw)),
+            sent_by: HostPort::new(text(ranges.host), ranges.port),
+            received: ranges.received.map(text),
+            rport: match ranges.rport {
+                None => Rport::Absent,
+                Some(r) => std::str::from_utf8(r.get(raw))
+                    .ok()
+                    .and_then(|p| p.parse().ok())
+                    .map_or(Rport::Requested, Rport::Value),
+            },
+        }
+    }
+}
+
 /// The RFC 3261 §8.1.1.7 magic cookie: a branch starting with it was made
 /// by an RFC 3261 element and is unique per transaction.
 pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
@@ -36,8 +81,24 @@ pub fn parse_top(value: &[u8], base: usize) -> Result<ViaRanges, ()> {
     if parts.any(|p| trim(p).is_empty()) {
         return Err(());
     }
+    parse_via_parm(value, base, first)
+}
+
+/// Every via-parm of a Via header value, in order; `Err(())` for one that
+/// is unreadable (an empty element included). Same grammar as
+/// [`parse_top`], so the top Via reads the same either way.
+pub(crate) fn parse_all(
+    value: &[u8],
+    base: usize,
+) -> impl Iterator<Item = Result<ViaRanges, ()>> + '_ {
+    split_outside_quotes(value, b',').map(move |parm| parse_via_parm(value, base, parm))
+}
+
+/// One via-parm (RFC 3261 §25.1: `sent-protocol LWS sent-by *( SEMI
+/// via-params )`); `parm` is a subslice of `value`.
+fn parse_via_parm(value: &[u8], base: usize, parm: &[u8]) -> Result<ViaRanges, ()> {
     let mut i = 0;
-    let b = first;
+    let b = parm;
     let skip = |i: &mut usize| {
         while *i < b.len() && is_lws(b[*i]) {
             *i += 1;
@@ -248,5 +309,102 @@ mod tests {
         assert!(parse_top(b"SIP/2.0/UDP 192.0.2.15;;,;,,", 0).is_err());
         assert!(parse_top(b"192.0.2.15", 0).is_err());
         assert!(parse_top(b"SIP/2.0/UDP ", 0).is_err());
+    }
+}
+
+#[cfg(test)]
+mod message_tests {
+    //! Every Via of a message ([`SipMessage::vias`]), owned.
+
+    use super::*;
+    use crate::sip::{Framing, SipMessage};
+    use bytes::Bytes;
+
+    fn msg(text: &str) -> SipMessage {
+        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram).unwrap()
+    }
+
+    const REST: &str = "Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n\n";
+
+    #[test]
+    fn vias_read_transport_sent_by_received_and_rport() {
+        let r = msg(&format!(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK1;rport=40000;received=198.51.100.1\n\
+             v: SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK2;rport\n{REST}"
+        ));
+        let v = r.vias();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].transport, SipTransport::Udp);
+        assert_eq!(v[0].sent_by, HostPort::new("10.0.0.2", Some(5062)));
+        assert_eq!(v[0].received.as_deref(), Some("198.51.100.1"));
+        assert_eq!(v[0].rport, Rport::Value(40000));
+        assert_eq!(v[1].transport, SipTransport::Tcp);
+        assert_eq!(v[1].sent_by, HostPort::new("[2001:db8::1]", Some(5070)));
+        assert_eq!(v[1].rport, Rport::Requested);
+    }
+
+    #[test]
+    fn comma_separated_vias_in_one_field_in_order() {
+        let r = msg(&format!(
+            "OPTIONS sip:x SIP/2.0\nVia: SIP/2.0/TLS proxy.example.com;branch=z9hG4bK2, \
+             SIP/2.0/WSS 192.0.2.4:443;branch=z9hG4bK1\n{REST}"
+        ));
+        let v = r.vias();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].transport, SipTransport::Tls);
+        assert_eq!(v[0].sent_by, HostPort::new("proxy.example.com", None));
+        assert_eq!(v[1].transport, SipTransport::Wss);
+        assert_eq!(v[1].sent_by, HostPort::new("192.0.2.4", Some(443)));
+        assert_eq!(v[0].rport, Rport::Absent);
+    }
+
+    // Bugs the refactor exposed: registration's own Via reader kept an
+    // unbracketed IPv6 sent-by whole, port included, as the host
+    // (`fe80:...:32e0:5060`, no IP, no port), so the NAT checks could not
+    // see a link-local sent-by. RFC 5118 §4.2 leniency now applies to every
+    // Via, the same reading transactions use.
+    #[test]
+    fn unbracketed_ipv6_sent_by_splits_host_and_port() {
+        let r = msg(&format!(
+            "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKk\n{REST}"
+        ));
+        let v = r.vias();
+        assert_eq!(
+            v[0].sent_by,
+            HostPort::new("fe80:0:0:0:21a:a0ff:fe07:32e0", Some(5060))
+        );
+        assert!(v[0].sent_by.ip().is_some());
+        assert_eq!(
+            r.sent_by(),
+            Some((&b"fe80:0:0:0:21a:a0ff:fe07:32e0"[..], Some(5060)))
+        );
+    }
+
+    // Also exposed: the old reader split `sent-protocol` at the first
+    // whitespace, so LWS around the slashes (allowed, RFC 3261 §25.1 SLASH
+    // = SWS "/" SWS) gave transport `Other` and a garbage sent-by.
+    #[test]
+    fn lws_around_slashes_still_reads_transport_and_sent_by() {
+        let r = msg(&format!(
+            "REGISTER sip:x SIP/2.0\nVia: SIP / 2.0 / TCP 192.168.1.9:5062;branch=z9hG4bKs\n{REST}"
+        ));
+        let v = r.vias();
+        assert_eq!(v[0].transport, SipTransport::Tcp);
+        assert_eq!(v[0].sent_by, HostPort::new("192.168.1.9", Some(5062)));
+    }
+
+    // Also exposed, stricter this time: a via-parm that breaks the grammar
+    // (an empty parameter, RFC 4475 §3.1.2.1; a protocol other than SIP) was
+    // read by the old reader and is now skipped, as transactions skip it.
+    #[test]
+    fn unreadable_via_parms_are_skipped() {
+        let r = msg(&format!(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.15;;received=1.2.3.4\n\
+             Via: HTTP/1.1/TCP 192.0.2.16\nVia: SIP/2.0/UDP 192.0.2.17\n{REST}"
+        ));
+        let v = r.vias();
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].sent_by, HostPort::new("192.0.2.17", None));
+        assert!(r.top_via().is_none());
     }
 }

@@ -22,10 +22,9 @@ use super::negotiation::{Carrier, Exchange, Negotiation, Sdp};
 use super::{CallConfig, CallStats};
 use crate::analysis::media::{FlowSnapshot, RtpObservations, RtpSource, parse_sdp};
 use crate::analysis::nat::{self, RequestAddresses};
-use crate::analysis::registration::wire;
-use crate::diagnosis::Code;
+use crate::diagnosis::{Code, MessageRef};
 use crate::pipeline::Event;
-use crate::sip::{MessageRecord, Method, Transaction};
+use crate::sip::{MessageRecord, Method, Transaction, contact};
 use crate::time::Timestamp;
 
 struct OpenCall {
@@ -290,20 +289,20 @@ impl CallTracker {
         // The caller's Contact is where the callee sends its BYE and
         // re-INVITEs: private behind a NAT, they go nowhere (RFC 3261
         // §12.1.2 remote target). The same check as for a REGISTER.
-        let contacts = wire::contacts(m);
+        let contacts = m.contacts();
         let found = nat::check_request(
             r.meta.ts,
             &RequestAddresses {
                 method: "INVITE",
                 source: r.meta.src,
-                vias: &wire::vias(m),
-                contacts: &wire::contact_hostports(&contacts),
+                vias: &m.vias(),
+                contacts: &contact::host_ports(&contacts),
             },
         );
         if found.is_empty() {
             return;
         }
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         if let Some(c) = self.calls.get_mut(&key) {
             for d in found {
                 c.call.diagnoses.push(d.code);

@@ -34,6 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::analysis::once_per_window::OncePerWindow;
+use crate::diagnosis::MessageRef;
 use crate::packet::IcmpUnreachable;
 use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
@@ -43,8 +44,6 @@ use bindings::{BindingTable, MatchedBy, RegisteredContact};
 use challenges::ChallengeTable;
 use findings::{DropNote, Failure, IcmpNote, blocking_status};
 use invites::{InviteTable, NotedDrop};
-
-use super::registration::wire::message_ref;
 
 /// Limits of the inbound analysis.
 #[derive(Clone, Debug)]
@@ -292,7 +291,7 @@ impl Inbound {
         let note = DropNote {
             at: now,
             reason: reason.clone(),
-            what: format!("{} from {}", message_ref(record).label, record.meta.src),
+            what: format!("{} from {}", MessageRef::of(record).label, record.meta.src),
             from: record.meta.src,
             port: record.meta.dst.port(),
             count: 1,

@@ -10,9 +10,9 @@
 //! consumer (analyze, run) gets the same findings.
 
 mod attempt;
+mod exchange;
 mod findings;
 mod tracker;
-pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,165 @@
+//! Contact values as owned text (RFC 3261 §20.10, grammar in §25.1): every
+//! element of every Contact header field, read with the one name-addr
+//! grammar ([`super::name_addr`]) the message parser uses.
+
+use super::headers::{params, split_outside_quotes, trim};
+use super::host_port::HostPort;
+use super::message::SipMessage;
+use super::name_addr;
+use super::uri::SipUri;
+
+/// One Contact value: the URI as written and its `expires` header
+/// parameter (RFC 3261 §10.2.1.1, §20.10).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Contact {
+    /// `*` for the wildcard Contact of a remove-all (§10.2.2).
+    pub uri: String,
+    pub expires: Option<u32>,
+}
+
+impl Contact {
+    pub fn is_wildcard(&self) -> bool {
+        self.uri == "*"
+    }
+
+    /// The URI's host and port; `None` for the wildcard and for URIs that
+    /// do not parse. The host is the URI's (IPv6 without brackets).
+    pub fn host_port(&self) -> Option<HostPort> {
+        if self.is_wildcard() {
+            return None;
+        }
+        SipUri::parse(self.uri.as_bytes()).map(|u| HostPort::new(u.host, u.port))
+    }
+
+    /// One element of a Contact value; `None` when no URI can be read.
+    fn parse(elem: &[u8]) -> Option<Contact> {
+        let (na, _) = name_addr::parse_or_recover(elem, 0);
+        let na = na?;
+        let expires = params(na.params.get(elem))
+            .find(|(n, _)| n.eq_ignore_ascii_case(b"expires"))
+            .and_then(|(_, v)| std::str::from_utf8(trim(v)).ok()?.parse().ok());
+        Some(Contact {
+            uri: String::from_utf8_lossy(na.uri.get(elem)).into_owned(),
+            expires,
+        })
+    }
+}
+
+impl SipMessage {
+    /// Every Contact value, in order, across header fields (full or compact
+    /// form) and comma-separated lists (RFC 3261 §7.3.1, §20.10). Elements
+    /// with no readable URI are skipped.
+    pub(crate) fn contacts(&self) -> Vec<Contact> {
+        self.header_values("Contact")
+            .flat_map(|v| split_outside_quotes(v, b',').filter_map(Contact::parse))
+            .collect()
+    }
+}
+
+/// Whether two Contact URIs name the same binding: RFC 3261 §19.1.4
+/// reduced to what finds our own binding in a REGISTER's 2xx (§10.3 step
+/// 7): same user, host (case-insensitive) and port (5060 when omitted).
+/// Text that does not parse compares exactly.
+pub(crate) fn same_address(a: &str, b: &str) -> bool {
+    match (SipUri::parse(a.as_bytes()), SipUri::parse(b.as_bytes())) {
+        (Some(x), Some(y)) => {
+            x.user == y.user
+                && x.host.eq_ignore_ascii_case(&y.host)
+                && x.port.unwrap_or(5060) == y.port.unwrap_or(5060)
+        }
+        _ => a == b,
+    }
+}
+
+/// The host-ports of `contacts` (wildcards and unparsable URIs skipped),
+/// as the NAT checks compare them with where a message came from.
+pub(crate) fn host_ports(contacts: &[Contact]) -> Vec<HostPort> {
+    contacts.iter().filter_map(Contact::host_port).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::Framing;
+    use bytes::Bytes;
+
+    fn msg(text: &str) -> SipMessage {
+        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram).unwrap()
+    }
+
+    const REGISTER: &str = "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK1\n\
+                            Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n";
+
+    #[test]
+    fn contacts_across_headers_compact_form_and_quoted_commas() {
+        let r = msg(&format!(
+            "{REGISTER}Contact: \"Desk, left\" <sip:1@10.0.0.2:5062;transport=tcp>;expires=30;q=0.5\n\
+             m: sip:1@10.0.0.3;expires=10, <sip:1@[2001:db8::1]:5070>\n\n"
+        ));
+        let c = r.contacts();
+        assert_eq!(c.len(), 3, "{c:?}");
+        assert_eq!(c[0].uri, "sip:1@10.0.0.2:5062;transport=tcp");
+        assert_eq!(c[0].expires, Some(30));
+        assert_eq!(c[1].uri, "sip:1@10.0.0.3");
+        assert_eq!(c[1].expires, Some(10));
+        assert_eq!(c[2].expires, None);
+        let hp = host_ports(&c);
+        assert_eq!(hp[2], HostPort::new("2001:db8::1", Some(5070)));
+        assert!(same_address(
+            "sip:1@10.0.0.2:5062;transport=tcp",
+            "sip:1@10.0.0.2:5062"
+        ));
+        assert!(!same_address("sip:1@10.0.0.2:5062", "sip:1@10.0.0.2"));
+    }
+
+    #[test]
+    fn wildcard_has_no_host_port() {
+        let r = msg(&format!("{REGISTER}Contact: *\nExpires: 0\n\n"));
+        let c = r.contacts();
+        assert!(c[0].is_wildcard());
+        assert!(host_ports(&c).is_empty());
+    }
+
+    // Bugs the refactor exposed: registration's own Contact reader took the
+    // first `<` of the value, even inside a quoted display name, and read
+    // `left` as the URI here (and lost `expires`, the quote swallowing it).
+    #[test]
+    fn quoted_display_name_with_angle_brackets_keeps_the_real_uri() {
+        let r = msg(&format!(
+            "{REGISTER}Contact: \"Desk <left>\" <sip:1@192.168.1.5:5062>;expires=30\n\n"
+        ));
+        let c = r.contacts();
+        assert_eq!(c[0].uri, "sip:1@192.168.1.5:5062");
+        assert_eq!(c[0].expires, Some(30));
+        assert_eq!(
+            c[0].host_port(),
+            Some(HostPort::new("192.168.1.5", Some(5062)))
+        );
+        assert_eq!(r.contact_uri(), Some(&b"sip:1@192.168.1.5:5062"[..]));
+    }
+
+    // Also exposed: for an unquoted display name holding `<` (a grammar
+    // error, RFC 4475 §3.1.2.15) the old reader took the first `<` and
+    // read `B <sip:1@10.0.0.7` as the URI; the message parser's recovery
+    // (the last `<`) now applies to every Contact.
+    #[test]
+    fn unquoted_display_name_with_angle_bracket_recovers_the_last_uri() {
+        let r = msg(&format!(
+            "{REGISTER}Contact: A<B <sip:1@10.0.0.7>;expires=60\n\n"
+        ));
+        let c = r.contacts();
+        assert_eq!(c[0].uri, "sip:1@10.0.0.7");
+        assert_eq!(c[0].expires, Some(60));
+        assert_eq!(r.contact_uri(), Some(&b"sip:1@10.0.0.7"[..]));
+    }
+
+    // Also exposed: `<>` was a Contact with an empty URI (a binding named
+    // ""); no URI can be read from it, so it is skipped.
+    #[test]
+    fn empty_angle_brackets_are_not_a_contact() {
+        let r = msg(&format!("{REGISTER}Contact: <>, <sip:1@10.0.0.8>\n\n"));
+        let c = r.contacts();
+        assert_eq!(c.len(), 1, "{c:?}");
+        assert_eq!(c[0].uri, "sip:1@10.0.0.8");
+    }
+}
