@@ -56,17 +56,11 @@ impl SipMessage {
     }
 }
 
-/// Whether two Contact URIs name the same binding: RFC 3261 §19.1.4
-/// reduced to what finds our own binding in a REGISTER's 2xx (§10.3 step
-/// 7): same user, host (case-insensitive) and port (5060 when omitted).
-/// Text that does not parse compares exactly.
+/// Whether two Contact URIs name the same binding ([`SipUri::binding_key`]);
+/// text that does not parse compares exactly.
 pub(crate) fn same_address(a: &str, b: &str) -> bool {
     match (SipUri::parse(a.as_bytes()), SipUri::parse(b.as_bytes())) {
-        (Some(x), Some(y)) => {
-            x.user == y.user
-                && x.host.eq_ignore_ascii_case(&y.host)
-                && x.port.unwrap_or(5060) == y.port.unwrap_or(5060)
-        }
+        (Some(x), Some(y)) => x.binding_key() == y.binding_key(),
         _ => a == b,
     }
 }

@@ -81,6 +81,26 @@ mod tests {
         assert_eq!(granted_expiry(&ok, None), Some(600));
     }
 
+    // A bug the refactor exposed: registration compared Contact URIs with
+    // 5060 for an omitted port, inbound routing with the RFC 3261 §19.1.2
+    // default (5061 for sips and transport=tls). A 2xx listing our
+    // `sips:1@10.0.0.2` as `sips:1@10.0.0.2:5061` read as "our binding is
+    // gone" (Some(0)); both now use SipUri::binding_key.
+    #[test]
+    fn granted_expiry_fills_in_the_sips_default_port() {
+        let ok = msg(
+            "SIP/2.0 200 OK\nVia: SIP/2.0/TLS 10.0.0.2:5061;branch=z9hG4bK1\n\
+             Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sips:1@x>;tag=1\nTo: <sips:1@x>;tag=2\n\
+             Contact: <sips:1@10.0.0.2:5061>;expires=120\nContent-Length: 0\n\n",
+        );
+        assert_eq!(granted_expiry(&ok, Some("sips:1@10.0.0.2")), Some(120));
+        assert_eq!(
+            granted_expiry(&ok, Some("sip:1@10.0.0.2;transport=tls")),
+            Some(120)
+        );
+        assert_eq!(granted_expiry(&ok, Some("sip:1@10.0.0.2")), Some(0));
+    }
+
     #[test]
     fn requested_expiry_reads_contact_param_then_header_and_wildcard() {
         let base = "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/TCP 10.0.0.2;branch=z9hG4bK1\n\
