@@ -17,7 +17,7 @@ use super::headers::{self, HeaderName, parse_u32, trim};
 use super::malformed::MalformedReason;
 use super::method::{Method, is_token};
 use super::name_addr::{self, NameAddrRanges};
-use super::via::{self, Via, ViaRanges};
+use super::via::{self, Rport, Via, ViaRanges};
 
 /// Request line or status line (RFC 3261 §7.1, §7.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -422,8 +422,17 @@ impl SipMessage {
         self.cseq.as_ref()
     }
 
-    pub fn top_via(&self) -> Option<&ViaRanges> {
+    /// Where the top Via's parts are (RFC 3261 §20.42); `None` when the
+    /// first Via header field is unreadable.
+    pub(crate) fn top_via_ranges(&self) -> Option<&ViaRanges> {
         self.via.as_ref()
+    }
+
+    /// The top Via as transactions read it (RFC 3261 §17.1.3, §18.2.1): the
+    /// Via a response echoes back to its client. `None` when the first Via
+    /// header field is unreadable.
+    pub(crate) fn top_via(&self) -> Option<Via> {
+        self.via.map(|r| Via::from_ranges(&r, &self.raw))
     }
 
     /// Every readable Via (RFC 3261 §20.42), top first, across header
@@ -453,14 +462,14 @@ impl SipMessage {
         self.via.and_then(|v| v.received).map(|s| self.bytes_at(s))
     }
 
-    /// `Some(None)`: `rport` without value; `Some(Some(p))`: filled in.
+    /// Top Via `rport` (RFC 3581): `Some(None)` without value;
+    /// `Some(Some(p))`: filled in.
     pub fn via_rport(&self) -> Option<Option<u16>> {
-        let r = self.via?.rport?;
-        Some(
-            std::str::from_utf8(self.bytes_at(r))
-                .ok()
-                .and_then(|p| p.parse().ok()),
-        )
+        match Rport::of(self.via?.rport.map(|r| self.bytes_at(r))) {
+            Rport::Absent => None,
+            Rport::Requested => Some(None),
+            Rport::Value(p) => Some(Some(p)),
+        }
     }
 
     pub fn via_transport(&self) -> Option<&[u8]> {

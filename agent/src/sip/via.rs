@@ -56,13 +56,20 @@ impl Via {
             transport: SipTransport::from_token(ranges.transport.get(raw)),
             sent_by: HostPort::new(text(ranges.host), ranges.port),
             received: ranges.received.map(text),
-            rport: match ranges.rport {
-                None => Rport::Absent,
-                Some(r) => std::str::from_utf8(r.get(raw))
-                    .ok()
-                    .and_then(|p| p.parse().ok())
-                    .map_or(Rport::Requested, Rport::Value),
-            },
+            rport: Rport::of(ranges.rport.map(|r| r.get(raw))),
+        }
+    }
+}
+
+impl Rport {
+    /// From the parameter's value, `None` when the parameter is absent.
+    pub(crate) fn of(value: Option<&[u8]>) -> Rport {
+        match value {
+            None => Rport::Absent,
+            Some(v) => std::str::from_utf8(v)
+                .ok()
+                .and_then(|p| p.parse().ok())
+                .map_or(Rport::Requested, Rport::Value),
         }
     }
 }
@@ -405,6 +412,10 @@ mod message_tests {
         let v = r.vias();
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].sent_by, HostPort::new("192.0.2.17", None));
+        // The response NAT check now reads the top Via as transactions do
+        // (none here); it used to take the first via-parm it could read,
+        // which can be a lower hop's.
         assert!(r.top_via().is_none());
+        assert!(r.top_via_ranges().is_none());
     }
 }

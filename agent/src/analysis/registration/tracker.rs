@@ -426,7 +426,7 @@ impl RegistrationTracker {
         };
 
         // NAT: the peer echoing our Via with received=/rport.
-        if let Some(via) = m.vias().into_iter().next() {
+        if let Some(via) = m.top_via() {
             let hostports = contact::host_ports(&request_contacts);
             if let Some(d) = nat::check_response_via(at, &via, &hostports) {
                 self.raise(id, d.in_message(&here), out);
