@@ -11,20 +11,20 @@ use super::uri::SipUri;
 /// One Contact value: the URI as written and its `expires` header
 /// parameter (RFC 3261 §10.2.1.1, §20.10).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Contact {
+pub(crate) struct Contact {
     /// `*` for the wildcard Contact of a remove-all (§10.2.2).
     pub uri: String,
     pub expires: Option<u32>,
 }
 
 impl Contact {
-    pub fn is_wildcard(&self) -> bool {
+    pub(crate) fn is_wildcard(&self) -> bool {
         self.uri == "*"
     }
 
     /// The URI's host and port; `None` for the wildcard and for URIs that
     /// do not parse. The host is the URI's (IPv6 without brackets).
-    pub fn host_port(&self) -> Option<HostPort> {
+    pub(crate) fn host_port(&self) -> Option<HostPort> {
         if self.is_wildcard() {
             return None;
         }

@@ -5,7 +5,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// A `host[:port]` as text. The host keeps the form it was read in (a Via
+/// A `hostport` (RFC 3261 §25.1) as text. The host keeps the form it was read in (a Via
 /// sent-by keeps IPv6 brackets, a URI host has none); [`ip_literal`]
 /// accepts both.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,7 +40,7 @@ impl fmt::Display for HostPort {
 /// An IP literal in a SIP host (`192.0.2.1`, `[2001:db8::1]`, and the
 /// unbracketed `2001:db8::1` old devices send against RFC 5118 §4.2);
 /// `None` for hostnames. IPv4-mapped IPv6 comes back as IPv4.
-pub fn ip_literal(host: &str) -> Option<IpAddr> {
+pub(crate) fn ip_literal(host: &str) -> Option<IpAddr> {
     let h = host.trim();
     let h = h
         .strip_prefix('[')

@@ -23,7 +23,7 @@ pub mod uri;
 pub mod via;
 
 pub use byte_range::ByteRange;
-pub use contact::Contact;
+pub(crate) use contact::Contact;
 pub use host_port::HostPort;
 pub use malformed::{MalformedCounts, MalformedReason};
 pub use message::{CSeq, Framing, SipMessage, StartLine};
