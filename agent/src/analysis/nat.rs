@@ -9,7 +9,9 @@
 //! and `rport=` ([`check_response_via`], `nat.rewritten_by_peer`,
 //! RFC 3261 §18.2.1, RFC 3581 §4). [`check_sdp`] does the same for media.
 //!
-//! Hostnames are never flagged: only IP literals can be classified.
+//! Hostnames are never flagged: only IP literals can be classified. The
+//! addresses are read by sip/ ([`Via`], [`HostPort`], [`SipTransport`]);
+//! this module only judges them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 

@@ -267,17 +267,14 @@ impl SipMessage {
                         dup = true;
                         continue;
                     }
-                    match name_addr::parse_first(v, vs) {
-                        Ok(na) => *slot = Some(na),
-                        Err(()) => {
-                            // Keep what can be read so the message stays usable.
-                            *slot =
-                                Some(name_addr::parse_lenient(v, vs).unwrap_or(NameAddrRanges {
-                                    uri: h.value,
-                                    ..Default::default()
-                                }));
-                            self.defects.add(MalformedReason::BadNameAddr);
-                        }
+                    let (na, malformed) = name_addr::parse_or_recover(v, vs);
+                    // Keep what can be read so the message stays usable.
+                    *slot = Some(na.unwrap_or(NameAddrRanges {
+                        uri: h.value,
+                        ..Default::default()
+                    }));
+                    if malformed {
+                        self.defects.add(MalformedReason::BadNameAddr);
                     }
                 }
                 HeaderName::Contact => {
