@@ -147,6 +147,20 @@ mod tests {
         assert_eq!(r.contact_uri(), Some(&b"sip:1@10.0.0.7"[..]));
     }
 
+    // Also exposed: for a broken first element, contact_uri() (spans, JSON)
+    // recovered across the whole list and read the second URI, while
+    // registration read the first; both read the first now.
+    #[test]
+    fn first_contact_is_the_first_element_of_contacts() {
+        let r = msg(&format!(
+            "{REGISTER}Contact: \"A, B\" <sip:1@10.0.0.7> junk, <sip:2@10.0.0.9>\n\n"
+        ));
+        let c = r.contacts();
+        assert_eq!(c.len(), 2, "{c:?}");
+        assert_eq!(c[0].uri, "sip:1@10.0.0.7");
+        assert_eq!(r.contact_uri(), Some(c[0].uri.as_bytes()));
+    }
+
     // Also exposed: `<>` was a Contact with an empty URI (a binding named
     // ""); no URI can be read from it, so it is skipped.
     #[test]

@@ -280,7 +280,10 @@ impl SipMessage {
                 HeaderName::Contact => {
                     if !seen_contact {
                         seen_contact = true;
-                        let (contact, malformed) = name_addr::parse_or_recover(v, vs);
+                        // The first element only, as SipMessage::contacts
+                        // reads it: recovery must not reach into the next.
+                        let first = headers::split_outside_quotes(v, b',').next().unwrap_or(v);
+                        let (contact, malformed) = name_addr::parse_or_recover(first, vs);
                         self.contact = contact;
                         if malformed {
                             self.defects.add(MalformedReason::BadNameAddr);
