@@ -163,6 +163,11 @@ fn parse_and_read(raw: Bytes, framing: Framing) {
         let _ = SipUri::parse(uri);
     }
     let _ = TransactionKey::of(&m);
+    // The owned views the analyses read (NAT, registration, calls).
+    let _ = (m.top_via(), m.vias(), m.label());
+    for c in m.contacts() {
+        let _ = c.host_port().and_then(|h| h.ip());
+    }
 }
 
 /// An SDP body, or a SIP message carrying one (its body is used): parsed,
