@@ -74,23 +74,25 @@ pub(crate) fn host_ports(contacts: &[Contact]) -> Vec<HostPort> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::Framing;
-    use bytes::Bytes;
 
-    fn msg(text: &str) -> SipMessage {
-        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram).unwrap()
+    /// A REGISTER with these Contact (and other) header lines, and its
+    /// Contacts.
+    fn register(lines: &str) -> (SipMessage, Vec<Contact>) {
+        let text = format!(
+            "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK1\n\
+             Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n{lines}\n"
+        );
+        let r = SipMessage::from_lines(&text);
+        let c = r.contacts();
+        (r, c)
     }
-
-    const REGISTER: &str = "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bK1\n\
-                            Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n";
 
     #[test]
     fn contacts_across_headers_compact_form_and_quoted_commas() {
-        let r = msg(&format!(
-            "{REGISTER}Contact: \"Desk, left\" <sip:1@10.0.0.2:5062;transport=tcp>;expires=30;q=0.5\n\
-             m: sip:1@10.0.0.3;expires=10, <sip:1@[2001:db8::1]:5070>\n\n"
-        ));
-        let c = r.contacts();
+        let (_, c) = register(
+            "Contact: \"Desk, left\" <sip:1@10.0.0.2:5062;transport=tcp>;expires=30;q=0.5\n\
+             m: sip:1@10.0.0.3;expires=10, <sip:1@[2001:db8::1]:5070>\n",
+        );
         assert_eq!(c.len(), 3, "{c:?}");
         assert_eq!(c[0].uri, "sip:1@10.0.0.2:5062;transport=tcp");
         assert_eq!(c[0].expires, Some(30));
@@ -108,8 +110,7 @@ mod tests {
 
     #[test]
     fn wildcard_has_no_host_port() {
-        let r = msg(&format!("{REGISTER}Contact: *\nExpires: 0\n\n"));
-        let c = r.contacts();
+        let (_, c) = register("Contact: *\nExpires: 0\n");
         assert!(c[0].is_wildcard());
         assert!(host_ports(&c).is_empty());
     }
@@ -119,17 +120,16 @@ mod tests {
     // `left` as the URI here (and lost `expires`, the quote swallowing it).
     #[test]
     fn quoted_display_name_with_angle_brackets_keeps_the_real_uri() {
-        let r = msg(&format!(
-            "{REGISTER}Contact: \"Desk <left>\" <sip:1@192.168.1.5:5062>;expires=30\n\n"
-        ));
-        let c = r.contacts();
-        assert_eq!(c[0].uri, "sip:1@192.168.1.5:5062");
-        assert_eq!(c[0].expires, Some(30));
+        let (r, c) = register("Contact: \"Desk <left>\" <sip:1@192.168.1.5:5062>;expires=30\n");
+        assert_eq!(
+            (c[0].uri.as_str(), c[0].expires),
+            ("sip:1@192.168.1.5:5062", Some(30))
+        );
         assert_eq!(
             c[0].host_port(),
             Some(HostPort::new("192.168.1.5", Some(5062)))
         );
-        assert_eq!(r.contact_uri(), Some(&b"sip:1@192.168.1.5:5062"[..]));
+        assert_eq!(r.contact_uri(), Some(c[0].uri.as_bytes()));
     }
 
     // Also exposed: for an unquoted display name holding `<` (a grammar
@@ -138,13 +138,12 @@ mod tests {
     // (the last `<`) now applies to every Contact.
     #[test]
     fn unquoted_display_name_with_angle_bracket_recovers_the_last_uri() {
-        let r = msg(&format!(
-            "{REGISTER}Contact: A<B <sip:1@10.0.0.7>;expires=60\n\n"
-        ));
-        let c = r.contacts();
-        assert_eq!(c[0].uri, "sip:1@10.0.0.7");
-        assert_eq!(c[0].expires, Some(60));
-        assert_eq!(r.contact_uri(), Some(&b"sip:1@10.0.0.7"[..]));
+        let (r, c) = register("Contact: A<B <sip:1@10.0.0.7>;expires=60\n");
+        assert_eq!(
+            (c[0].uri.as_str(), c[0].expires),
+            ("sip:1@10.0.0.7", Some(60))
+        );
+        assert_eq!(r.contact_uri(), Some(c[0].uri.as_bytes()));
     }
 
     // Also exposed: for a broken first element, contact_uri() (spans, JSON)
@@ -152,10 +151,7 @@ mod tests {
     // registration read the first; both read the first now.
     #[test]
     fn first_contact_is_the_first_element_of_contacts() {
-        let r = msg(&format!(
-            "{REGISTER}Contact: \"A, B\" <sip:1@10.0.0.7> junk, <sip:2@10.0.0.9>\n\n"
-        ));
-        let c = r.contacts();
+        let (r, c) = register("Contact: \"A, B\" <sip:1@10.0.0.7> junk, <sip:2@10.0.0.9>\n");
         assert_eq!(c.len(), 2, "{c:?}");
         assert_eq!(c[0].uri, "sip:1@10.0.0.7");
         assert_eq!(r.contact_uri(), Some(c[0].uri.as_bytes()));
@@ -165,8 +161,7 @@ mod tests {
     // ""); no URI can be read from it, so it is skipped.
     #[test]
     fn empty_angle_brackets_are_not_a_contact() {
-        let r = msg(&format!("{REGISTER}Contact: <>, <sip:1@10.0.0.8>\n\n"));
-        let c = r.contacts();
+        let (_, c) = register("Contact: <>, <sip:1@10.0.0.8>\n");
         assert_eq!(c.len(), 1, "{c:?}");
         assert_eq!(c[0].uri, "sip:1@10.0.0.8");
     }

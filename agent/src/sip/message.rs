@@ -546,6 +546,15 @@ impl SipMessage {
     }
 }
 
+#[cfg(test)]
+impl SipMessage {
+    /// A datagram written with `\n` line ends, as tests write messages.
+    pub(crate) fn from_lines(text: &str) -> SipMessage {
+        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram)
+            .expect("a readable start line")
+    }
+}
+
 fn trim_end(b: &[u8], mut e: usize) -> usize {
     while e > 0 && headers::is_lws(b[e - 1]) {
         e -= 1;

@@ -324,22 +324,23 @@ mod message_tests {
     //! Every Via of a message ([`SipMessage::vias`]), owned.
 
     use super::*;
-    use crate::sip::{Framing, SipMessage};
-    use bytes::Bytes;
+    use crate::sip::SipMessage;
 
-    fn msg(text: &str) -> SipMessage {
-        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram).unwrap()
+    /// A message of this start line and Via lines, and its Vias.
+    fn parsed(head: &str) -> (SipMessage, Vec<Via>) {
+        let text =
+            format!("{head}Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n\n");
+        let m = SipMessage::from_lines(&text);
+        let v = m.vias();
+        (m, v)
     }
-
-    const REST: &str = "Call-ID: a\nCSeq: 2 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n\n";
 
     #[test]
     fn vias_read_transport_sent_by_received_and_rport() {
-        let r = msg(&format!(
+        let (_, v) = parsed(
             "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK1;rport=40000;received=198.51.100.1\n\
-             v: SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK2;rport\n{REST}"
-        ));
-        let v = r.vias();
+             v: SIP/2.0/TCP [2001:db8::1]:5070;branch=z9hG4bK2;rport\n",
+        );
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].transport, SipTransport::Udp);
         assert_eq!(v[0].sent_by, HostPort::new("10.0.0.2", Some(5062)));
@@ -352,11 +353,10 @@ mod message_tests {
 
     #[test]
     fn comma_separated_vias_in_one_field_in_order() {
-        let r = msg(&format!(
+        let (_, v) = parsed(
             "OPTIONS sip:x SIP/2.0\nVia: SIP/2.0/TLS proxy.example.com;branch=z9hG4bK2, \
-             SIP/2.0/WSS 192.0.2.4:443;branch=z9hG4bK1\n{REST}"
-        ));
-        let v = r.vias();
+             SIP/2.0/WSS 192.0.2.4:443;branch=z9hG4bK1\n",
+        );
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].transport, SipTransport::Tls);
         assert_eq!(v[0].sent_by, HostPort::new("proxy.example.com", None));
@@ -372,10 +372,9 @@ mod message_tests {
     // Via, the same reading transactions use.
     #[test]
     fn unbracketed_ipv6_sent_by_splits_host_and_port() {
-        let r = msg(&format!(
-            "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKk\n{REST}"
-        ));
-        let v = r.vias();
+        let (r, v) = parsed(
+            "REGISTER sip:x SIP/2.0\nVia: SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKk\n",
+        );
         assert_eq!(
             v[0].sent_by,
             HostPort::new("fe80:0:0:0:21a:a0ff:fe07:32e0", Some(5060))
@@ -392,10 +391,9 @@ mod message_tests {
     // = SWS "/" SWS) gave transport `Other` and a garbage sent-by.
     #[test]
     fn lws_around_slashes_still_reads_transport_and_sent_by() {
-        let r = msg(&format!(
-            "REGISTER sip:x SIP/2.0\nVia: SIP / 2.0 / TCP 192.168.1.9:5062;branch=z9hG4bKs\n{REST}"
-        ));
-        let v = r.vias();
+        let (_, v) = parsed(
+            "REGISTER sip:x SIP/2.0\nVia: SIP / 2.0 / TCP 192.168.1.9:5062;branch=z9hG4bKs\n",
+        );
         assert_eq!(v[0].transport, SipTransport::Tcp);
         assert_eq!(v[0].sent_by, HostPort::new("192.168.1.9", Some(5062)));
     }
@@ -405,11 +403,10 @@ mod message_tests {
     // read by the old reader and is now skipped, as transactions skip it.
     #[test]
     fn unreadable_via_parms_are_skipped() {
-        let r = msg(&format!(
+        let (r, v) = parsed(
             "SIP/2.0 200 OK\nVia: SIP/2.0/UDP 192.0.2.15;;received=1.2.3.4\n\
-             Via: HTTP/1.1/TCP 192.0.2.16\nVia: SIP/2.0/UDP 192.0.2.17\n{REST}"
-        ));
-        let v = r.vias();
+             Via: HTTP/1.1/TCP 192.0.2.16\nVia: SIP/2.0/UDP 192.0.2.17\n",
+        );
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].sent_by, HostPort::new("192.0.2.17", None));
         // The response NAT check now reads the top Via as transactions do

@@ -61,11 +61,9 @@ pub(super) fn challenges(msg: &SipMessage) -> Vec<Challenge> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::Framing;
-    use bytes::Bytes;
 
     fn msg(text: &str) -> SipMessage {
-        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram).unwrap()
+        SipMessage::from_lines(text)
     }
 
     #[test]
