@@ -163,6 +163,31 @@ fn registrar_sees_softphone_behind_nat_aaa_pcap() {
     assert!(d.remedy.kamailio.contains("fix_nated_register"));
 }
 
+// A bug the refactor exposed: registration's own Via reader kept an
+// unbracketed IPv6 sent-by whole, port included (`fe80:...:32e0:5060`), as
+// the host, which is no IP, so a link-local sent-by behind a NAT went
+// unflagged. sip/ reads it per RFC 5118 §4.2 leniency.
+#[test]
+fn unbracketed_link_local_ipv6_sent_by_is_flagged() {
+    let m = crate::sip::SipMessage::from_lines(
+        "REGISTER sip:example.com SIP/2.0\n\
+         Via: SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKk\n\
+         Call-ID: a\nCSeq: 1 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n\n",
+    );
+    let req = RequestAddresses {
+        method: "REGISTER",
+        source: sock("[2001:db8::77]:5060"),
+        vias: &m.vias(),
+        contacts: &[],
+    };
+    let found = check_request(T, &req);
+    assert_eq!(codes(&found), [Code::NatPrivateContact]);
+    assert_eq!(
+        found[0].evidence[0].value,
+        "fe80:0:0:0:21a:a0ff:fe07:32e0:5060"
+    );
+}
+
 #[test]
 fn carrier_nat_between_two_private_ranges_ndpi_sip_hello() {
     // nDPI sip_hello: Via/Contact 10.231.142.84, packets from 172.29.38.91.
