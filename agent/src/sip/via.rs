@@ -1,7 +1,9 @@
-//! The top Via header field (RFC 3261 §20.42, §18.2.1): transport,
-//! sent-by, and the branch/received/rport parameters transactions and NAT
-//! analysis need. Parsed by hand on the hot path; LWS (including folded
-//! line breaks) is tolerated wherever the grammar allows it.
+//! Via header fields (RFC 3261 §20.42, §18.2.1): transport, sent-by, and
+//! the branch/received/rport parameters transactions and NAT analysis
+//! need. Parsed by hand on the hot path; LWS (including folded line
+//! breaks) is tolerated wherever the grammar allows it, and an unbracketed
+//! IPv6 sent-by is read leniently (RFC 5118 §4.2). [`ViaRanges`] says where
+//! the parts are; [`Via`] is the owned copy analyses keep.
 
 use super::byte_range::ByteRange;
 use super::headers::{is_lws, params, split_outside_quotes, trim};
