@@ -4,7 +4,7 @@
 //! ([`transaction`]).
 //!
 //! This is the one SIP grammar: Via ([`via`]), name-addr and Contact
-//! ([`name_addr`], [`Contact`]), host-port ([`HostPort`]) and the transport
+//! ([`name_addr`], `contact`), host-port ([`HostPort`]) and the transport
 //! token ([`SipTransport`]) are read here and nowhere else, so every
 //! analysis reads a message the same way.
 
