@@ -5,9 +5,9 @@
 use std::fmt;
 use std::net::IpAddr;
 
-/// A `hostport` (RFC 3261 §25.1) as text. The host keeps the form it was read in (a Via
-/// sent-by keeps IPv6 brackets, a URI host has none); [`HostPort::ip`]
-/// reads both.
+/// A `hostport` (RFC 3261 §25.1) as text. The host keeps the form it was
+/// read in (a Via sent-by keeps IPv6 brackets, a URI host has none);
+/// [`HostPort::ip`] reads both.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HostPort {
     pub host: String,
