@@ -115,54 +115,48 @@ mod tests {
         assert!(host_ports(&c).is_empty());
     }
 
-    // Bugs the refactor exposed: registration's own Contact reader took the
-    // first `<` of the value, even inside a quoted display name, and read
-    // `left` as the URI here (and lost `expires`, the quote swallowing it).
+    /// Bugs the refactor exposed, where registration's own Contact reader
+    /// (the first `<` of the value) and the message parser disagreed. Each
+    /// case: the Contact value, the (URI, expires) now read, and the old
+    /// reading.
     #[test]
-    fn quoted_display_name_with_angle_brackets_keeps_the_real_uri() {
-        let (r, c) = register("Contact: \"Desk <left>\" <sip:1@192.168.1.5:5062>;expires=30\n");
-        assert_eq!(
-            (c[0].uri.as_str(), c[0].expires),
-            ("sip:1@192.168.1.5:5062", Some(30))
-        );
+    fn contact_values_the_old_reader_got_wrong() {
+        type Read<'a> = &'a [(&'a str, Option<u32>)];
+        let cases: [(&str, Read); 4] = [
+            // Quoted display name holding `<`: old read `left` as the URI
+            // and lost `expires` inside the quote.
+            (
+                "\"Desk <left>\" <sip:1@192.168.1.5:5062>;expires=30",
+                &[("sip:1@192.168.1.5:5062", Some(30))],
+            ),
+            // Unquoted display name holding `<` (RFC 4475 §3.1.2.15): old
+            // read `B <sip:1@10.0.0.7`; the parser's recovery takes the last.
+            (
+                "A<B <sip:1@10.0.0.7>;expires=60",
+                &[("sip:1@10.0.0.7", Some(60))],
+            ),
+            // A broken first element: contact_uri() (spans, JSON) recovered
+            // across the whole list and read sip:2, registration sip:1.
+            (
+                "\"A, B\" <sip:1@10.0.0.7> junk, <sip:2@10.0.0.9>",
+                &[("sip:1@10.0.0.7", None), ("sip:2@10.0.0.9", None)],
+            ),
+            // `<>`: old made a binding named ""; no URI, so skipped.
+            ("<>, <sip:1@10.0.0.8>", &[("sip:1@10.0.0.8", None)]),
+        ];
+        for (value, want) in cases {
+            let (r, c) = register(&format!("Contact: {value}\n"));
+            let got: Vec<_> = c.iter().map(|c| (c.uri.as_str(), c.expires)).collect();
+            assert_eq!(got, want, "{value}");
+            // contact_uri() reads the first element, as contacts() does;
+            // `<>` has no URI to read.
+            let first = (!value.starts_with("<>")).then(|| c[0].uri.as_bytes());
+            assert_eq!(r.contact_uri(), first, "{value}");
+        }
+        let (_, c) = register("Contact: \"Desk <left>\" <sip:1@192.168.1.5:5062>\n");
         assert_eq!(
             c[0].host_port(),
             Some(HostPort::new("192.168.1.5", Some(5062)))
         );
-        assert_eq!(r.contact_uri(), Some(c[0].uri.as_bytes()));
-    }
-
-    // Also exposed: for an unquoted display name holding `<` (a grammar
-    // error, RFC 4475 §3.1.2.15) the old reader took the first `<` and
-    // read `B <sip:1@10.0.0.7` as the URI; the message parser's recovery
-    // (the last `<`) now applies to every Contact.
-    #[test]
-    fn unquoted_display_name_with_angle_bracket_recovers_the_last_uri() {
-        let (r, c) = register("Contact: A<B <sip:1@10.0.0.7>;expires=60\n");
-        assert_eq!(
-            (c[0].uri.as_str(), c[0].expires),
-            ("sip:1@10.0.0.7", Some(60))
-        );
-        assert_eq!(r.contact_uri(), Some(c[0].uri.as_bytes()));
-    }
-
-    // Also exposed: for a broken first element, contact_uri() (spans, JSON)
-    // recovered across the whole list and read the second URI, while
-    // registration read the first; both read the first now.
-    #[test]
-    fn first_contact_is_the_first_element_of_contacts() {
-        let (r, c) = register("Contact: \"A, B\" <sip:1@10.0.0.7> junk, <sip:2@10.0.0.9>\n");
-        assert_eq!(c.len(), 2, "{c:?}");
-        assert_eq!(c[0].uri, "sip:1@10.0.0.7");
-        assert_eq!(r.contact_uri(), Some(c[0].uri.as_bytes()));
-    }
-
-    // Also exposed: `<>` was a Contact with an empty URI (a binding named
-    // ""); no URI can be read from it, so it is skipped.
-    #[test]
-    fn empty_angle_brackets_are_not_a_contact() {
-        let (_, c) = register("Contact: <>, <sip:1@10.0.0.8>\n");
-        assert_eq!(c.len(), 1, "{c:?}");
-        assert_eq!(c[0].uri, "sip:1@10.0.0.8");
     }
 }
