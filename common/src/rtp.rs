@@ -368,52 +368,27 @@ impl RtpFlowState {
     }
 }
 
-/// Indices into the per-CPU RTP counter array.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RtpCounter {
-    /// RTP packets accounted to a flow.
-    Packets = 0,
-    /// RTCP packets (RFC 5761 section 4: second octet 192..=223) on RTP
-    /// range ports; counted only, not kept per flow.
-    RtcpPackets = 1,
-    /// UDP datagrams on RTP range ports that are neither RTP v2 nor RTCP.
-    NotRtp = 2,
-    /// New flows inserted into the LRU map.
-    FlowsCreated = 3,
-    /// A flow could not be inserted (map error): its packet is lost to
-    /// the statistics, counted here.
-    FlowInsertFailed = 4,
-    /// Another CPU held the flow for longer than the bounded wait: the
-    /// packet is counted here instead of in the flow.
-    LockContended = 5,
-    /// RTCP SR/RR with report blocks copied to userspace (the far end's
-    /// view of the stream); a ring buffer full is `ringbuf_full`.
-    RtcpForwarded = 6,
-}
-
-impl RtpCounter {
-    pub const COUNT: u32 = 7;
-    pub const ALL: [RtpCounter; Self::COUNT as usize] = [
-        Self::Packets,
-        Self::RtcpPackets,
-        Self::NotRtp,
-        Self::FlowsCreated,
-        Self::FlowInsertFailed,
-        Self::LockContended,
-        Self::RtcpForwarded,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Packets => "rtp_packets",
-            Self::RtcpPackets => "rtcp_packets",
-            Self::NotRtp => "rtp_not_rtp",
-            Self::FlowsCreated => "rtp_flows_created",
-            Self::FlowInsertFailed => "rtp_flow_insert_failed",
-            Self::LockContended => "rtp_lock_contended",
-            Self::RtcpForwarded => "rtcp_forwarded",
-        }
+crate::counter::counter_slots! {
+    /// Indices into the per-CPU RTP counter array.
+    pub enum RtpCounter {
+        /// RTP packets accounted to a flow.
+        Packets = 0 => "rtp_packets",
+        /// RTCP packets (RFC 5761 section 4: second octet 192..=223) on RTP
+        /// range ports; counted only, not kept per flow.
+        RtcpPackets = 1 => "rtcp_packets",
+        /// UDP datagrams on RTP range ports that are neither RTP v2 nor RTCP.
+        NotRtp = 2 => "rtp_not_rtp",
+        /// New flows inserted into the LRU map.
+        FlowsCreated = 3 => "rtp_flows_created",
+        /// A flow could not be inserted (map error): its packet is lost to
+        /// the statistics, counted here.
+        FlowInsertFailed = 4 => "rtp_flow_insert_failed",
+        /// Another CPU held the flow for longer than the bounded wait: the
+        /// packet is counted here instead of in the flow.
+        LockContended = 5 => "rtp_lock_contended",
+        /// RTCP SR/RR with report blocks copied to userspace (the far end's
+        /// view of the stream); a ring buffer full is `ringbuf_full`.
+        RtcpForwarded = 6 => "rtcp_forwarded",
     }
 }
 

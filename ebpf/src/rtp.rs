@@ -78,10 +78,7 @@ const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
 pub fn count(counter: RtpCounter) {
-    if let Some(slot) = RTP_COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
-        unsafe { *slot += 1 };
-    }
+    crate::maps::increment(&RTP_COUNTERS, counter);
 }
 
 /// The map key of `flow` as seen on `ifindex` in `direction` (the drop

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
-use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
+use sipscope::export::otel::{CaptureTotals, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
 use sipscope::export::{console::CallFlow, json};
 use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
@@ -115,7 +115,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let traces = spans.finish();
     let stats = pipeline.stats();
     let metrics = telemetry.metrics();
-    metrics.set_capture_counters(CaptureCounters {
+    metrics.set_capture_counters(CaptureTotals {
         seen: stats.packets.packets,
         captured: stats.packets.packets,
         lost: 0,
