@@ -19,7 +19,8 @@ pub struct RtpFlowStats {
     pub direction: Direction,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
-    /// The raw kernel state (RFC 3550 A.1/A.8 fields, ktime stamps).
+    /// The raw kernel state (RFC 3550 A.1/A.8 fields, ktime stamps;
+    /// read SSRC, payload type and counts from its fields).
     pub state: RtpFlowState,
 }
 
@@ -48,46 +49,9 @@ impl RtpFlowStats {
         }
     }
 
-    pub fn ssrc(&self) -> u32 {
-        self.state.ssrc
-    }
-
-    /// Payload type of the last accepted packet.
-    pub fn payload_type(&self) -> u8 {
-        self.state.payload_type
-    }
-
-    /// Every packet, duplicates and rejected ones included.
-    pub fn packets(&self) -> u64 {
-        self.state.packets
-    }
-
-    /// UDP payload bytes.
-    pub fn bytes(&self) -> u64 {
-        self.state.bytes
-    }
-
-    /// RFC 3550 A.3 expected packets.
-    pub fn expected(&self) -> u32 {
-        self.state.expected()
-    }
-
     /// RFC 3550 A.3 cumulative lost (negative with duplicates).
     pub fn lost(&self) -> i64 {
         self.state.cumulative_lost()
-    }
-
-    pub fn reordered(&self) -> u64 {
-        self.state.reordered
-    }
-
-    pub fn duplicates(&self) -> u64 {
-        self.state.duplicates
-    }
-
-    /// RTP clock of the last jitter update (0: none yet).
-    pub fn clock_rate(&self) -> u32 {
-        self.state.transit_clock
     }
 
     /// Current RFC 3550 A.8 jitter estimate in milliseconds.
@@ -116,11 +80,11 @@ impl fmt::Display for RtpFlowStats {
             "{} -> {} {dir} ssrc=0x{:08x} pt={} packets={} lost={} reordered={} jitter={:.3}ms max_jitter={:.3}ms",
             self.src,
             self.dst,
-            self.ssrc(),
-            self.payload_type(),
-            self.packets(),
+            self.state.ssrc,
+            self.state.payload_type,
+            self.state.packets,
             self.lost(),
-            self.reordered(),
+            self.state.reordered,
             self.jitter_ms(),
             self.max_jitter_ms()
         )?;
