@@ -12,7 +12,7 @@ pub mod flow;
 pub mod matching;
 pub mod observations;
 pub mod quality;
-pub mod remedy;
+pub mod findings_remedy;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtp_stats;
