@@ -7,10 +7,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::codec::VoiceCodec;
+use super::findings_remedy;
 use super::flow::FlowKey;
 use super::matching::{MatchKind, StreamDirection};
 use super::quality::{CodecImpairment, QualityAssumptions, QualityThresholds, estimate};
-use super::findings_remedy;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
 use super::snapshot::FlowSnapshot;

@@ -8,11 +8,11 @@
 
 pub mod codec;
 pub mod findings;
+pub mod findings_remedy;
 pub mod flow;
 pub mod matching;
 pub mod observations;
 pub mod quality;
-pub mod findings_remedy;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtp_stats;
