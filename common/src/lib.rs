@@ -349,11 +349,17 @@ mod user {
         }
     }
 
-    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    // SAFETY (each): plain #[repr(C)] data with explicit padding, no
+    // pointers; every bit pattern is a valid value.
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::CaptureHeader {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::Endpoints {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::FragmentKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DropHeader {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DropConfig {}
 }
 

@@ -394,10 +394,15 @@ crate::counter::counter_slots! {
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    // SAFETY (each): plain #[repr(C)] data with explicit padding, no
+    // pointers; every bit pattern is a valid value.
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpConfig {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpFlowKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpPortClockKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpFlowState {}
 
     /// Reporting in milliseconds: userspace only (the kernel has no floats).
