@@ -329,17 +329,8 @@ mod user {
             ifindex: u32,
             direction: Direction,
         ) -> Option<Self> {
-            let (family, src_addr, dst_addr) = raw_pair(src.ip(), dst.ip())?;
-            Some(Self {
-                src_addr,
-                dst_addr,
-                src_port: src.port(),
-                dst_port: dst.port(),
-                ifindex,
-                family: family as u8,
-                direction: direction as u8,
-                _pad: [0; 2],
-            })
+            let packet = Endpoints::new(src, dst, direction, Transport::Udp)?;
+            Some(Self::of(&packet, ifindex))
         }
         pub fn src(&self) -> SocketAddr {
             SocketAddr::new(ip(self.family, self.src_addr), self.src_port)

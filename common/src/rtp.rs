@@ -90,6 +90,23 @@ pub struct RtpFlowKey {
 }
 const _: () = assert!(core::mem::size_of::<RtpFlowKey>() == 44);
 
+impl RtpFlowKey {
+    /// The flow of a packet with these endpoints, seen on `ifindex`.
+    #[inline(always)]
+    pub const fn of(packet: &crate::Endpoints, ifindex: u32) -> Self {
+        Self {
+            src_addr: packet.src_addr,
+            dst_addr: packet.dst_addr,
+            src_port: packet.src_port,
+            dst_port: packet.dst_port,
+            ifindex,
+            family: packet.family,
+            direction: packet.direction,
+            _pad: [0; 2],
+        }
+    }
+}
+
 /// Per-port clock override key: a port negotiated in SDP and a payload
 /// type with its `a=rtpmap` clock (RFC 4566 section 6).
 #[repr(C)]

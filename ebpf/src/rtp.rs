@@ -85,16 +85,7 @@ pub fn count(counter: RtpCounter) {
 /// tracer finds the same flow by it).
 #[inline(always)]
 pub fn flow_key(flow: &Flow, ifindex: u32, direction: Direction) -> RtpFlowKey {
-    RtpFlowKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        ifindex,
-        family: flow.family as u8,
-        direction: direction as u8,
-        _pad: [0; 2],
-    }
+    RtpFlowKey::of(&flow.endpoints(direction), ifindex)
 }
 
 /// True if the UDP datagram `flow` has a port in the configured RTP range.

@@ -161,7 +161,7 @@ fn ipv4_with_options_is_walked_to_the_udp_ports() {
         (40000, 5060)
     );
     assert_eq!(e.header.endpoints.transport, Transport::Udp as u8);
-    assert_eq!(e.src_addr().to_string(), "192.0.2.10");
+    assert_eq!(e.header.endpoints.src_ip().to_string(), "192.0.2.10");
     assert_eq!(e.packet.data, frame, "copied from the Ethernet header on");
     assert_eq!(e.packet.orig_len as usize, frame.len());
     assert_eq!(e.packet.direction, Direction::Ingress);
@@ -188,7 +188,7 @@ fn ipv6_extension_header_chain_is_walked_on_egress() {
         (e.header.endpoints.src_port, e.header.endpoints.dst_port),
         (5080, 33000)
     );
-    assert_eq!(e.dst_addr().to_string(), "2001:db8::1");
+    assert_eq!(e.header.endpoints.dst_ip().to_string(), "2001:db8::1");
     assert_eq!(e.packet.direction, Direction::Egress);
     assert_eq!(e.packet.data, frame);
     assert_eq!(delta(CaptureCounter::SipCaptured), 1);

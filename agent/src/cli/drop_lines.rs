@@ -26,8 +26,8 @@ pub fn describe_drop(d: &LiveDrop) -> String {
     let mut line = format!(
         "{} DROP {dir} {} -> {} {proto} {} {what}",
         p.ts,
-        d.src(),
-        d.dst(),
+        d.header.endpoints.src(),
+        d.header.endpoints.dst(),
         d.dropped.reason
     );
     if p.is_truncated() {
@@ -69,8 +69,8 @@ pub fn drop_record(d: &LiveDrop) -> serde_json::Value {
         "type": "drop",
         "ts": p.ts.as_nanos(),
         "direction": p.direction,
-        "src": d.src().to_string(),
-        "dst": d.dst().to_string(),
+        "src": d.header.endpoints.src().to_string(),
+        "dst": d.header.endpoints.dst().to_string(),
         "reason": d.dropped.reason.to_string(),
         "rtp": d.is_rtp(),
         "start_line": if d.is_rtp() { None } else { ip_payload_first_line(&p.data) },

@@ -534,14 +534,14 @@ fn describe(frame: &LiveFrame) -> String {
         format!(
             "{} {dir} {} -> {} icmp unreachable, about port {} -> {}",
             frame.packet.ts,
-            frame.src_addr(),
-            frame.dst_addr(),
+            h.endpoints.src_ip(),
+            h.endpoints.dst_ip(),
             h.endpoints.src_port,
             h.endpoints.dst_port
         )
     } else {
-        let src = SocketAddr::new(frame.src_addr(), h.endpoints.src_port);
-        let dst = SocketAddr::new(frame.dst_addr(), h.endpoints.dst_port);
+        let src = SocketAddr::new(h.endpoints.src_ip(), h.endpoints.src_port);
+        let dst = SocketAddr::new(h.endpoints.dst_ip(), h.endpoints.dst_port);
         let first = first_line(frame).unwrap_or_else(|| "(no SIP start line)".into());
         format!("{} {dir} {src} -> {dst} {proto} {first}", frame.packet.ts)
     };

@@ -8,10 +8,7 @@
 //! and `bpf_probe_read_kernel` are older. On a kernel without the enum in
 //! its BTF the tracer is reported unavailable and capture carries on.
 
-use std::{
-    collections::HashMap, net::SocketAddr, ops::RangeInclusive, os::unix::fs::MetadataExt as _,
-    path::Path,
-};
+use std::{collections::HashMap, ops::RangeInclusive, os::unix::fs::MetadataExt as _, path::Path};
 
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
@@ -196,13 +193,8 @@ pub struct LiveDrop {
     pub header: DropHeader,
 }
 
+/// Addresses and ports: `header.endpoints` (`src()`, `dst()`).
 impl LiveDrop {
-    pub fn src(&self) -> SocketAddr {
-        self.header.endpoints.src()
-    }
-    pub fn dst(&self) -> SocketAddr {
-        self.header.endpoints.dst()
-    }
     /// Matched the RTP port range rather than a SIP port.
     pub fn is_rtp(&self) -> bool {
         self.header.flags & DROP_FLAG_RTP != 0
@@ -256,7 +248,7 @@ fn ip_total_len(ip: &[u8]) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use sipscope_common::{Endpoints, Transport};
+    use sipscope_common::Direction::Ingress;
 
     use super::*;
     use crate::packet::Direction;
@@ -270,13 +262,7 @@ mod tests {
             l3_len: 420,
             cap_len,
             flags: DROP_FLAG_TRUNCATED,
-            endpoints: Endpoints::new(
-                "10.0.0.1:5060".parse().unwrap(),
-                "10.0.0.2:5062".parse().unwrap(),
-                sipscope_common::Direction::Ingress,
-                Transport::Udp,
-            )
-            .unwrap(),
+            endpoints: record::endpoints("10.0.0.1:5060", "10.0.0.2:5062", Ingress),
         }
     }
 
@@ -294,8 +280,8 @@ mod tests {
         assert_eq!(d.dropped.packet.direction, Direction::Ingress);
         assert!(d.dropped.packet.is_truncated() && d.is_truncated());
         assert!(d.dropped.reason.is_netfilter());
-        assert_eq!(d.src().to_string(), "10.0.0.1:5060");
-        assert_eq!(d.dst().to_string(), "10.0.0.2:5062");
+        assert_eq!(d.header.endpoints.src().to_string(), "10.0.0.1:5060");
+        assert_eq!(d.header.endpoints.dst().to_string(), "10.0.0.2:5062");
     }
 
     #[test]

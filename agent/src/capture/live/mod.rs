@@ -27,7 +27,7 @@ mod map_batch;
 mod record;
 pub mod rtp;
 
-use std::{collections::HashMap, net::IpAddr};
+use std::collections::HashMap;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use log::Log;
@@ -114,13 +114,8 @@ pub struct LiveFrame {
     pub header: CaptureHeader,
 }
 
+/// Addresses and ports: `header.endpoints` (`src()`, `dst()`).
 impl LiveFrame {
-    pub fn src_addr(&self) -> IpAddr {
-        self.header.endpoints.src_ip()
-    }
-    pub fn dst_addr(&self) -> IpAddr {
-        self.header.endpoints.dst_ip()
-    }
     pub fn is_truncated(&self) -> bool {
         self.header.flags & FLAG_TRUNCATED != 0
     }
@@ -474,7 +469,7 @@ pub fn decode_event(bytes: &[u8], clock: KtimeClock) -> Option<LiveFrame> {
 
 #[cfg(test)]
 mod tests {
-    use sipscope_common::{Endpoints, FLAG_FRAGMENT, Transport};
+    use sipscope_common::{Direction::Egress, FLAG_FRAGMENT};
 
     use super::*;
     use crate::packet::Direction;
@@ -486,13 +481,7 @@ mod tests {
             orig_len: 9000,
             cap_len,
             flags: FLAG_TRUNCATED | FLAG_FRAGMENT,
-            endpoints: Endpoints::new(
-                "192.0.2.10:5060".parse().unwrap(),
-                "192.0.2.20:5080".parse().unwrap(),
-                sipscope_common::Direction::Egress,
-                Transport::Udp,
-            )
-            .unwrap(),
+            endpoints: record::endpoints("192.0.2.10:5060", "192.0.2.20:5080", Egress),
         }
     }
 
@@ -506,7 +495,7 @@ mod tests {
         assert_eq!(frame.packet.direction, Direction::Egress);
         assert_eq!(frame.packet.link, LinkType::Ethernet);
         assert_eq!(frame.packet.ifindex, 7);
-        assert_eq!(frame.src_addr().to_string(), "192.0.2.10");
+        assert_eq!(frame.header.endpoints.src_ip().to_string(), "192.0.2.10");
         assert_eq!(frame.header.endpoints.dst().to_string(), "192.0.2.20:5080");
     }
 

@@ -57,6 +57,17 @@ pub(crate) fn kernel_direction(direction: Direction) -> Option<sipscope_common::
     }
 }
 
+/// UDP endpoints from `src` to `dst` (`"addr:port"`), for tests.
+#[cfg(test)]
+pub(crate) fn endpoints(
+    src: &str,
+    dst: &str,
+    direction: sipscope_common::Direction,
+) -> sipscope_common::Endpoints {
+    let (src, dst) = (src.parse().unwrap(), dst.parse().unwrap());
+    sipscope_common::Endpoints::new(src, dst, direction, sipscope_common::Transport::Udp).unwrap()
+}
+
 /// The bytes of a ring entry: `header` then `data` (tests build kernel
 /// output with it).
 #[cfg(test)]
