@@ -78,3 +78,47 @@ pub(crate) fn encode<H: RingRecord>(header: &H, data: &[u8]) -> Vec<u8> {
     };
     [raw, data].concat()
 }
+
+#[cfg(test)]
+mod tests {
+    use sipscope_common::{Direction::Ingress, Endpoints, RtpFlowKey, Transport};
+
+    use super::*;
+
+    #[test]
+    fn endpoints_and_flow_keys_read_back_what_was_written_in_both_families() {
+        for (src, dst) in [
+            ("192.0.2.1:5060", "198.51.100.2:5080"),
+            ("[2001:db8::1]:5060", "[2001:db8::2]:10000"),
+        ] {
+            let e = endpoints(src, dst, Ingress);
+            assert_eq!(
+                (e.src().to_string(), e.dst().to_string()),
+                (src.into(), dst.into())
+            );
+            let key = RtpFlowKey::of(&e, 3);
+            assert_eq!((key.src(), key.dst(), key.ifindex), (e.src(), e.dst(), 3));
+            assert_eq!(RtpFlowKey::new(e.src(), e.dst(), 3, Ingress), Some(key));
+        }
+        let mixed = (
+            "192.0.2.1:1".parse().unwrap(),
+            "[2001:db8::2]:2".parse().unwrap(),
+        );
+        assert_eq!(
+            Endpoints::new(mixed.0, mixed.1, Ingress, Transport::Udp),
+            None
+        );
+    }
+
+    #[test]
+    fn a_direction_byte_the_kernel_never_writes_reads_as_unknown() {
+        assert_eq!(direction(0), Direction::Ingress);
+        assert_eq!(direction(1), Direction::Egress);
+        assert_eq!(direction(7), Direction::Unknown);
+        assert_eq!(kernel_direction(Direction::Unknown), None);
+        assert_eq!(
+            kernel_direction(Direction::Egress),
+            Some(sipscope_common::Direction::Egress)
+        );
+    }
+}
