@@ -8,12 +8,12 @@ use std::time::Duration;
 
 use super::codec::VoiceCodec;
 use super::findings_remedy;
-use super::flow::FlowKey;
 use super::matching::{MatchKind, StreamDirection};
 use super::quality::{CodecImpairment, QualityAssumptions, QualityThresholds, estimate};
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
-use super::snapshot::FlowSnapshot;
+use crate::media_flow::FlowKey;
+use crate::media_flow::FlowSnapshot;
 use crate::time::Timestamp;
 
 pub const MEDIA_NO_RTP: &str = "media.no_rtp";
@@ -91,7 +91,7 @@ pub struct DirectionObservation {
 
 impl DirectionObservation {
     pub fn from_stats(key: FlowKey, kind: MatchKind, stats: &RtpStreamStats) -> Self {
-        Self::from_snapshot(&FlowSnapshot::from_stats(key, stats), kind)
+        Self::from_snapshot(&stats.snapshot(key), kind)
     }
 
     pub fn from_snapshot(flow: &FlowSnapshot, kind: MatchKind) -> Self {

@@ -7,7 +7,11 @@ use std::{fmt, net::SocketAddr};
 use sipscope_common::{RtpCounter, RtpFlowKey, RtpFlowState};
 
 use super::super::{KtimeClock, RtpKernelCounters, record};
-use crate::{packet::Direction, time::Timestamp};
+use crate::{
+    media_flow::{FlowKey, FlowSnapshot},
+    packet::Direction,
+    time::Timestamp,
+};
 
 /// One RTP flow as the kernel accounted it, converted for reporting.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,9 +44,9 @@ impl RtpFlowStats {
 
     /// The flow as the call analysis reads it (interface and direction
     /// dropped: a call's flow is the same wherever it was seen).
-    pub fn snapshot(&self) -> crate::analysis::media::FlowSnapshot {
-        crate::analysis::media::FlowSnapshot {
-            key: crate::analysis::media::FlowKey::new(self.src, self.dst),
+    pub fn snapshot(&self) -> FlowSnapshot {
+        FlowSnapshot {
+            key: FlowKey::new(self.src, self.dst),
             state: self.state,
             first_seen: self.first_seen,
             last_seen: self.last_seen,
