@@ -127,7 +127,7 @@ fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
     let poll = monitor.poll().unwrap();
     let opus = poll.active.iter().find(|f| f.src.port() == 40_000).unwrap();
     assert_eq!(
-        (opus.state.packets, opus.lost()),
+        (opus.state.packets, opus.state.cumulative_lost()),
         (2, 1),
         "seq 2 never counted"
     );

@@ -23,8 +23,8 @@ pub struct RtpFlowStats {
     pub direction: Direction,
     pub first_seen: Timestamp,
     pub last_seen: Timestamp,
-    /// The raw kernel state (RFC 3550 A.1/A.8 fields, ktime stamps;
-    /// read SSRC, payload type and counts from its fields).
+    /// The raw kernel state (RFC 3550 A.1/A.8 fields, ktime stamps): SSRC,
+    /// payload type, counts, and loss and jitter through its methods.
     pub state: RtpFlowState,
 }
 
@@ -52,21 +52,6 @@ impl RtpFlowStats {
             last_seen: self.last_seen,
         }
     }
-
-    /// RFC 3550 A.3 cumulative lost (negative with duplicates).
-    pub fn lost(&self) -> i64 {
-        self.state.cumulative_lost()
-    }
-
-    /// Current RFC 3550 A.8 jitter estimate in milliseconds.
-    pub fn jitter_ms(&self) -> f64 {
-        self.state.jitter_ms()
-    }
-
-    /// Largest jitter estimate the flow had, in milliseconds.
-    pub fn max_jitter_ms(&self) -> f64 {
-        self.state.max_jitter_ms()
-    }
 }
 
 impl fmt::Display for RtpFlowStats {
@@ -87,10 +72,10 @@ impl fmt::Display for RtpFlowStats {
             self.state.ssrc,
             self.state.payload_type,
             self.state.packets,
-            self.lost(),
+            self.state.cumulative_lost(),
             self.state.reordered,
-            self.jitter_ms(),
-            self.max_jitter_ms()
+            self.state.jitter_ms(),
+            self.state.max_jitter_ms()
         )?;
         // Only when the firewall dropped some: the line stays as it was.
         if self.state.local_drops > 0 {
