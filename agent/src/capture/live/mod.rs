@@ -36,7 +36,8 @@ use tokio::io::unix::AsyncFd;
 
 pub use attach::{Attachment, IngressHook, TcAttachMode, ifindex};
 pub use clock::KtimeClock;
-pub use counters::{CaptureCounters, DropCounters, KernelCounters, RtpKernelCounters};
+pub(crate) use counters::RtpKernelCounters;
+pub use counters::{CaptureCounters, DropCounters, KernelCounters};
 pub use drops::{DropsUnavailable, LiveDrop, decode_drop};
 pub use error::LiveError;
 pub use kernel_btf::ReasonName;
