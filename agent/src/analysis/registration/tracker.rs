@@ -2,7 +2,7 @@
 //! challenge → authenticated REGISTER → final), their outcomes, granted
 //! expiries and the findings on the way (RFC 3261 §10, §22).
 //!
-//! Driven by the pipeline's events on the packet clock:
+//! Driven through its entry points on the packet clock:
 //! - a REGISTER request (not a retransmission) starts an attempt or
 //!   continues the open one, and its credentials are checked against the
 //!   last challenge of the binding (same Call-ID and AOR);
@@ -21,9 +21,9 @@ use std::sync::Arc;
 use crate::analysis::digest::{
     self, AuthenticatedRequest, Challenge, Credentials, diagnose_answer, forbidden_after_auth,
 };
+use crate::analysis::finding::Finding;
 use crate::analysis::nat::{self, RequestAddresses};
 use crate::diagnosis::{Code, Diagnosis, MessageRef};
-use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
 use crate::time::Timestamp;
 
@@ -170,29 +170,43 @@ impl RegistrationTracker {
         s
     }
 
-    /// Feed one pipeline event; findings and finished attempts are
-    /// appended to `out` as [`Event::Diagnosis`] and
-    /// [`Event::RegistrationAttempt`].
-    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
-        match event {
-            Event::Message(r) if r.message.method() == Some(&Method::Register) => {
-                let m = &r.message;
-                let is_final = m.status().is_some_and(|s| s >= 200);
-                if (m.is_request() || is_final) && (!r.retransmission || self.new_cseq(r)) {
-                    if m.is_request() {
-                        self.on_request(r, out);
-                    } else {
-                        self.on_final(r, out);
-                    }
-                }
+    /// Every parsed message; REGISTER requests and final responses
+    /// (RFC 3261 §10.2, §10.3) are tracked, others ignored. Findings and
+    /// finished attempts are appended to `out`.
+    pub(crate) fn on_message(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Finding>) {
+        let m = &r.message;
+        if m.method() != Some(&Method::Register) {
+            return;
+        }
+        let is_final = m.status().is_some_and(|s| s >= 200);
+        if (m.is_request() || is_final) && (!r.retransmission || self.new_cseq(r)) {
+            if m.is_request() {
+                self.on_request(r, out);
+            } else {
+                self.on_final(r, out);
             }
-            Event::TransactionCompleted(t) if t.method == Method::Register => self.attach(t),
-            Event::TransactionTimedOut { transaction, cause }
-                if transaction.method == Method::Register =>
-            {
-                self.on_timed_out(transaction, *cause, out)
-            }
-            _ => {}
+        }
+    }
+
+    /// A transaction got its first final response: a REGISTER one is kept
+    /// with its attempt (the response itself arrives just after, as a
+    /// message).
+    pub(crate) fn on_completed(&mut self, t: &Arc<Transaction>) {
+        if t.method == Method::Register {
+            self.attach(t);
+        }
+    }
+
+    /// A transaction ended without a final response: a REGISTER one ends
+    /// its attempt as timed out (RFC 3261 §17.1.2.2 Timer F).
+    pub(crate) fn on_timed_out(
+        &mut self,
+        t: &Arc<Transaction>,
+        cause: TimeoutCause,
+        out: &mut Vec<Finding>,
+    ) {
+        if t.method == Method::Register {
+            self.end_timed_out(t, cause, out);
         }
     }
 
@@ -236,7 +250,7 @@ impl RegistrationTracker {
     /// Run timers up to `now` (packet clock): attempts whose challenge
     /// went unanswered end as given up; granted registrations that were
     /// not refreshed raise `reg.expired`; idle bindings are dropped.
-    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+    pub(crate) fn tick(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
         while let Some(&(at, id)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -252,7 +266,7 @@ impl RegistrationTracker {
     /// End of input: every open attempt ends (no final response: timed
     /// out; last final a challenge: gave up). Expiry does not fire: the
     /// packet clock never passed it.
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Finding>) {
         let ids: Vec<u64> = self.lru.values().copied().collect();
         for id in ids {
             let at = self.bindings[&id].last_seen;
@@ -268,7 +282,7 @@ impl RegistrationTracker {
         })
     }
 
-    fn on_request(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Event>) {
+    fn on_request(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Finding>) {
         let Some(key) = Self::key_of(r) else {
             self.stats.unmatchable += 1;
             return;
@@ -395,7 +409,7 @@ impl RegistrationTracker {
         Some(id)
     }
 
-    fn on_final(&mut self, resp: &Arc<MessageRecord>, out: &mut Vec<Event>) {
+    fn on_final(&mut self, resp: &Arc<MessageRecord>, out: &mut Vec<Finding>) {
         let Some(key) = Self::key_of(resp) else {
             self.stats.unmatchable += 1;
             return;
@@ -477,7 +491,7 @@ impl RegistrationTracker {
         }
     }
 
-    fn on_timed_out(&mut self, t: &Arc<Transaction>, cause: TimeoutCause, out: &mut Vec<Event>) {
+    fn end_timed_out(&mut self, t: &Arc<Transaction>, cause: TimeoutCause, out: &mut Vec<Finding>) {
         let Some(id) = self.transaction_binding(t, false) else {
             self.stats.timeouts_unknown_binding += 1;
             return;
