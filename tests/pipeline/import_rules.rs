@@ -32,20 +32,6 @@ const RULES: &[Rule] = &[
         why: "the packet clock is the bottom of the core",
     },
     Rule {
-        module: "media_flow.rs",
-        forbidden: &[
-            "packet",
-            "sip",
-            "analysis",
-            "diagnosis",
-            "pipeline",
-            "capture",
-            "export",
-            "session",
-        ],
-        why: "what an RTP flow is, for capture and analysis alike: vocabulary on the clock only",
-    },
-    Rule {
         module: "packet",
         forbidden: &[
             "analysis",
