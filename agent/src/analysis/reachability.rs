@@ -16,12 +16,10 @@ use std::time::Duration;
 
 use crate::analysis::finding::Finding;
 use crate::analysis::once_per_window::OncePerWindow;
-use crate::diagnosis::{Code, Diagnosis, Evidence};
+use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef};
 use crate::packet::{IcmpUnreachable, Meta};
 use crate::sip::{MessageRecord, TimeoutCause, Transaction, TransactionId};
 use crate::{packet::DropReason, time::Timestamp};
-
-use super::registration::wire::message_ref;
 
 /// Limits of the reachability analysis.
 #[derive(Clone, Debug)]
@@ -258,7 +256,7 @@ impl Reachability {
             return;
         }
         self.stats.no_response += 1;
-        let reference = message_ref(&request);
+        let reference = MessageRef::of(&request);
         let sends = open
             .as_ref()
             .map_or_else(|| vec![meta.ts], |o| o.sends.clone());
@@ -364,7 +362,7 @@ impl Reachability {
             format!("udp {} -> {}", icmp.quoted_src, icmp.quoted_dst),
         ));
         if let Some(r) = request {
-            let reference = message_ref(&r);
+            let reference = MessageRef::of(&r);
             d = d.with_evidence(
                 Evidence::new("request", reference.label.clone())
                     .in_message(reference.at, reference.label),
@@ -385,7 +383,7 @@ impl Reachability {
         reason: &DropReason,
         out: &mut Vec<Finding>,
     ) {
-        let reference = message_ref(record);
+        let reference = MessageRef::of(record);
         let meta = record.meta;
         let flow = if record.message.is_request() {
             (meta.src, meta.dst)

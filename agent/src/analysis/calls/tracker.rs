@@ -26,9 +26,8 @@ use super::{CallConfig, CallStats};
 use crate::analysis::finding::Finding;
 use crate::analysis::media::{FlowSnapshot, RtpObservations, RtpSource, parse_sdp};
 use crate::analysis::nat::{self, RequestAddresses};
-use crate::analysis::registration::wire;
-use crate::diagnosis::{Code, Diagnosis};
-use crate::sip::{MessageRecord, Method, Transaction};
+use crate::diagnosis::{Code, Diagnosis, MessageRef};
+use crate::sip::{MessageRecord, Method, Transaction, contact};
 use crate::time::Timestamp;
 
 struct OpenCall {
@@ -301,17 +300,17 @@ impl CallTracker {
         // The caller's Contact is where the callee sends its BYE and
         // re-INVITEs: private behind a NAT, they go nowhere (RFC 3261
         // §12.1.2 remote target). The same check as for a REGISTER.
-        let contacts = wire::contacts(m);
+        let contacts = m.contacts();
         let found = nat::check_request(
             r.meta.ts,
             &RequestAddresses {
                 method: "INVITE",
                 source: r.meta.src,
-                vias: &wire::vias(m),
-                contacts: &wire::contact_hostports(&contacts),
+                vias: &m.vias(),
+                contacts: &contact::host_ports(&contacts),
             },
         );
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         let Some(c) = self.calls.get_mut(&key) else {
             return;
         };

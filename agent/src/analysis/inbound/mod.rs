@@ -36,6 +36,7 @@ use std::time::Duration;
 use crate::analysis::finding::Finding;
 use crate::analysis::once_per_window::OncePerWindow;
 use crate::analysis::registration::RegistrationAttempt;
+use crate::diagnosis::MessageRef;
 use crate::packet::IcmpUnreachable;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
 use crate::{packet::DropReason, time::Timestamp};
@@ -44,8 +45,6 @@ use bindings::{BindingTable, MatchedBy, RegisteredContact};
 use challenges::ChallengeTable;
 use findings::{DropNote, Failure, IcmpNote, blocking_status};
 use invites::{InviteTable, NotedDrop};
-
-use super::registration::wire::message_ref;
 
 /// Limits of the inbound analysis.
 #[derive(Clone, Debug)]
@@ -293,7 +292,7 @@ impl Inbound {
         let note = DropNote {
             at: now,
             reason: reason.clone(),
-            what: format!("{} from {}", message_ref(record).label, record.meta.src),
+            what: format!("{} from {}", MessageRef::of(record).label, record.meta.src),
             from: record.meta.src,
             port: record.meta.dst.port(),
             count: 1,

@@ -11,9 +11,9 @@
 //! findings.
 
 mod attempt;
+mod exchange;
 mod findings;
 mod tracker;
-pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

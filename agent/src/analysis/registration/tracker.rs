@@ -24,14 +24,14 @@ use crate::analysis::digest::{
 use crate::analysis::finding::Finding;
 use crate::analysis::nat::{self, RequestAddresses};
 use crate::diagnosis::{Code, Diagnosis, MessageRef};
-use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
+use crate::sip::{Contact, MessageRecord, Method, TimeoutCause, Transaction, contact};
 use crate::time::Timestamp;
 
 mod auth;
 mod outcome;
 mod table;
 
-use super::{Binding, Outcome, RegistrationStats, TrackerConfig, findings, wire};
+use super::{Binding, Outcome, RegistrationStats, TrackerConfig, exchange, findings};
 
 /// A binding is keyed by Call-ID and AOR (To URI): RFC 3261 §10.2.4 has a
 /// UA keep its Call-ID across refreshes, and a Contact change under the
@@ -91,7 +91,7 @@ impl OpenAttempt {
 struct LastRequest {
     cseq: u32,
     creds: Option<Credentials>,
-    contacts: Vec<wire::ContactValue>,
+    contacts: Vec<Contact>,
     requested_expiry: Option<u32>,
 }
 
@@ -290,9 +290,9 @@ impl RegistrationTracker {
         let m = &r.message;
         let at = r.meta.ts;
         let id = self.binding_id(key, r.meta.src, r.meta.dst, at);
-        let contacts = wire::contacts(m);
+        let contacts = m.contacts();
         let cseq = m.cseq().map_or(0, |c| c.number);
-        let creds = wire::credentials(m);
+        let creds = exchange::credentials(m);
         {
             let b = self.bindings.get_mut(&id).expect("binding exists");
             b.client = r.meta.src;
@@ -308,7 +308,7 @@ impl RegistrationTracker {
                 cseq,
                 creds: creds.clone(),
                 contacts: contacts.clone(),
-                requested_expiry: wire::requested_expiry(m),
+                requested_expiry: exchange::requested_expiry(m),
             });
             let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
             a.in_flight = true;
@@ -320,8 +320,8 @@ impl RegistrationTracker {
         self.set_deadline(id, None);
 
         // NAT: what the REGISTER advertises against where it came from.
-        let vias = wire::vias(m);
-        let hostports = wire::contact_hostports(&contacts);
+        let vias = m.vias();
+        let hostports = contact::host_ports(&contacts);
         let nat = nat::check_request(
             at,
             &RequestAddresses {
@@ -331,7 +331,7 @@ impl RegistrationTracker {
                 contacts: &hostports,
             },
         );
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         for d in nat {
             self.raise(id, d.in_message(&here), out);
         }
@@ -419,7 +419,7 @@ impl RegistrationTracker {
         let m = &resp.message;
         let status = m.status().unwrap_or(0);
         let cseq = m.cseq().map_or(0, |c| c.number);
-        let here = wire::message_ref(resp);
+        let here = MessageRef::of(resp);
         let (creds, request_contacts, requested) = {
             let b = self.bindings.get_mut(&id).expect("binding exists");
             b.last_final_cseq = Some(cseq);
@@ -440,8 +440,8 @@ impl RegistrationTracker {
         };
 
         // NAT: the peer echoing our Via with received=/rport.
-        if let Some(via) = wire::vias(m).into_iter().next() {
-            let hostports = wire::contact_hostports(&request_contacts);
+        if let Some(via) = m.top_via() {
+            let hostports = contact::host_ports(&request_contacts);
             if let Some(d) = nat::check_response_via(at, &via, &hostports) {
                 self.raise(id, d.in_message(&here), out);
             }
@@ -455,7 +455,7 @@ impl RegistrationTracker {
             200..=299 => {
                 self.resolve_stale(id, true, out);
                 let b = &self.bindings[&id];
-                let granted = wire::granted_expiry(m, b.binding.contact.as_deref())
+                let granted = exchange::granted_expiry(m, b.binding.contact.as_deref())
                     .or(requested)
                     .unwrap_or(3600);
                 let outcome = if requested == Some(0) || granted == 0 {
