@@ -30,7 +30,12 @@ impl HostPort {
 
 impl fmt::Display for HostPort {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // An IPv6 host read from a URI has no brackets; with a port it
+        // needs them back (RFC 5118 §4.1), or `2001:db8::1:5070` reads as
+        // another address.
+        let bare_v6 = self.host.contains(':') && !self.host.starts_with('[');
         match self.port {
+            Some(p) if bare_v6 => write!(f, "[{}]:{p}", self.host),
             Some(p) => write!(f, "{}:{p}", self.host),
             None => f.write_str(&self.host),
         }
@@ -73,6 +78,15 @@ mod tests {
         assert_eq!(
             HostPort::new("[2001:db8::1]", Some(5070)).to_string(),
             "[2001:db8::1]:5070"
+        );
+        assert_eq!(
+            HostPort::new("2001:db8::1", Some(5070)).to_string(),
+            "[2001:db8::1]:5070",
+            "an IPv6 URI host gets its brackets back before a port"
+        );
+        assert_eq!(
+            HostPort::new("2001:db8::1", None).to_string(),
+            "2001:db8::1"
         );
         assert_eq!(
             HostPort::new("pbx.example.com", None).to_string(),

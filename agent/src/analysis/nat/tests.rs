@@ -184,7 +184,8 @@ fn unbracketed_link_local_ipv6_sent_by_is_flagged() {
     assert_eq!(codes(&found), [Code::NatPrivateContact]);
     assert_eq!(
         found[0].evidence[0].value,
-        "fe80:0:0:0:21a:a0ff:fe07:32e0:5060"
+        "[fe80:0:0:0:21a:a0ff:fe07:32e0]:5060",
+        "the evidence shows where the port starts"
     );
 }
 
