@@ -479,6 +479,28 @@ fn forbidden_after_credentials_over_tcp() {
 }
 
 #[test]
+fn server_error_to_credentials_is_the_servers_trouble_not_the_accounts() {
+    // A 503 to an authenticated REGISTER: the registrar is in trouble, it
+    // said nothing about the account.
+    let mut f = Flow::new(Proto::Udp, "1001", "c-503-auth");
+    f.register(60, None);
+    f.challenge("n0", false);
+    f.register(60, Some(("1001", REALM, "n0", "secret1001")));
+    f.reply("503 Service Unavailable", "");
+    let r = run(&f.packets);
+    assert_eq!(r.codes(), set(&["reg.rejected"]));
+    let d = r.one(Code::RegRejected);
+    assert!(d.summary.contains("not the account"), "{}", d.summary);
+    // A 404 to credentials is not a 403 either.
+    let mut f = Flow::new(Proto::Udp, "1001", "c-404-auth");
+    f.register(60, None);
+    f.challenge("n0", false);
+    f.register(60, Some(("1001", REALM, "n0", "secret1001")));
+    f.reply("404 Not Found", "");
+    assert_eq!(run(&f.packets).codes(), set(&["reg.rejected"]));
+}
+
+#[test]
 fn healthy_registration_over_tcp() {
     let mut f = Flow::new(Proto::Tcp, "1001", "c-tcp");
     f.healthy("secret1001", "n1", 120);
@@ -577,6 +599,70 @@ fn flapping_is_raised_once_and_rejections_do_not_repeat_after_it() {
 }
 
 #[test]
+fn a_new_call_id_after_a_failure_is_the_same_binding_refreshed() {
+    // PJSIP: registered for 4 s, the refresh draws a 503, the client
+    // retries under a new Call-ID and registers again (RFC 3261 §10.2.4
+    // asks for one Call-ID, PJSIP starts a new one after a failure).
+    let mut f = Flow::new(Proto::Udp, "1001", "c-pj-1");
+    f.healthy("secret1001", "n1", 4);
+    f.wait(3000);
+    f.register(4, Some(("1001", REALM, "n1", "secret1001")));
+    f.reply("503 Service Unavailable", "");
+    f.wait(500);
+    f.call_id = "c-pj-2".into();
+    f.cseq = 0;
+    f.healthy("secret1001", "n2", 4);
+    let end = f.ms;
+    // Past the first grant, within the second: the binding is alive.
+    let r = run_with(&f.packets, TrackerConfig::default(), Some(end + 2000));
+    assert_eq!(r.codes(), set(&["reg.rejected"]));
+    assert_eq!(r.stats.registrations.bindings, 1);
+    assert_eq!(r.stats.registrations.expired, 0);
+    // Past the second grant with no refresh: expired, once.
+    let r = run_with(&f.packets, TrackerConfig::default(), Some(end + 6000));
+    assert_eq!(r.codes(), set(&["reg.expired", "reg.rejected"]));
+    assert!(r.one(Code::RegExpired).summary.contains("1001@"));
+}
+
+#[test]
+fn flapping_across_call_ids_is_one_binding_flapping() {
+    // A registrar alternating 200 and 503; the client takes a new Call-ID
+    // after every failure, as PJSIP does.
+    let mut f = Flow::new(Proto::Udp, "1001", "c-flap-0");
+    for i in 0..5 {
+        f.register(60, None);
+        f.ok(60);
+        f.wait(5000);
+        f.register(60, None);
+        f.reply("503 Service Unavailable", "");
+        f.wait(5000);
+        f.call_id = format!("c-flap-{}", i + 1);
+    }
+    let r = run(&f.packets);
+    assert_eq!(r.codes(), set(&["reg.flapping", "reg.rejected"]));
+    r.one(Code::RegFlapping);
+    assert_eq!(r.stats.registrations.bindings, 1);
+}
+
+#[test]
+fn two_contacts_of_one_aor_are_two_bindings() {
+    // Two devices of one account under their own Call-IDs: the second is
+    // not a refresh of the first.
+    let mut a = Flow::new(Proto::Udp, "1001", "c-dev-a");
+    a.healthy("secret1001", "n1", 2);
+    let mut b = Flow::new(Proto::Udp, "1001", "c-dev-b");
+    b.client = ([10, 0, 0, 3], 5062);
+    b.advertised = b.client;
+    b.ms = 1000;
+    b.healthy("secret1001", "n1", 60);
+    let mut packets: Vec<Packet> = a.packets.iter().chain(&b.packets).cloned().collect();
+    packets.sort_by_key(|p| p.ts);
+    let r = run_with(&packets, TrackerConfig::default(), Some(5000));
+    assert_eq!(r.codes(), set(&["reg.expired"]));
+    assert_eq!(r.stats.registrations.bindings, 2);
+}
+
+#[test]
 fn nat_findings_once_per_binding_across_refreshes() {
     let mut f = Flow::new(Proto::Udp, "1001", "c-nat");
     // Seen on the registrar side: the request arrives from the NAT's
@@ -656,7 +742,7 @@ fn pbx_as_registrar_tracks_each_phone_separately() {
 fn binding_table_is_bounded_and_evictions_are_counted() {
     let mut packets = Vec::new();
     for i in 0..10 {
-        let mut f = Flow::new(Proto::Udp, "1001", &format!("c-flood-{i}"));
+        let mut f = Flow::new(Proto::Udp, &format!("10{i:02}"), &format!("c-flood-{i}"));
         f.ms = i * 100;
         f.register(60, None);
         packets.extend(f.packets);
