@@ -15,6 +15,8 @@
 //!   (`call.inbound_blocked`).
 //! - [`reachability`]: unanswered requests, ICMP unreachable and local
 //!   firewall drops.
+//! - [`unanswered`]: when a request still unanswered at the end of a
+//!   capture is judged (shared by reachability and inbound).
 //! - [`flood_guard`]: repeats of a finding about one source suppressed,
 //!   and counted, under a flood.
 //!
@@ -31,3 +33,4 @@ pub mod nat;
 pub mod once_per_window;
 pub mod reachability;
 pub mod registration;
+pub mod unanswered;

@@ -45,6 +45,7 @@ use findings::{DropNote, Failure, IcmpNote, blocking_status};
 use invites::{InviteTable, NotedDrop};
 
 use super::registration::wire::message_ref;
+use super::unanswered;
 
 /// Limits of the inbound analysis.
 #[derive(Clone, Debug)]
@@ -173,7 +174,13 @@ impl Inbound {
                     return;
                 };
                 let answered = !transaction.provisionals.is_empty();
-                if *cause != TimeoutCause::NoFinalResponse || answered {
+                // Still open when the capture ended: judged when the
+                // capture shows a retransmitted INVITE nothing answered
+                // (no ICMP either, which would name another reason).
+                let capture_ended = *cause == TimeoutCause::EndOfCapture
+                    && open.icmp.is_none()
+                    && unanswered::judged_at_end_of_capture(&open.sends, open.sends_dropped);
+                if (*cause != TimeoutCause::NoFinalResponse && !capture_ended) || answered {
                     // A 1xx means the INVITE arrived (the call rang out or
                     // the capture ended): not a blocked path.
                     self.stats.invites_unresolved += u64::from(!answered);
@@ -186,6 +193,7 @@ impl Inbound {
                     retransmissions,
                     local_drop: open.local_drop.clone(),
                     icmp: open.icmp.clone(),
+                    capture_ended,
                 };
                 let at = transaction.last_seen.max(open.request.meta.ts);
                 self.raise(&open.binding, open.matched, &open.request, failure, at, out);

@@ -358,6 +358,36 @@ fn unanswered_invite_is_blocked_with_its_send_schedule() {
 }
 
 #[test]
+fn invite_retransmitted_until_a_short_capture_ends_is_blocked() {
+    let mut r = Run::registered(CONTACT);
+    let text = invite(PROVIDER, CONTACT, "short1");
+    for ms in [1000, 1500, 2500, 4500, 8500] {
+        r.send(ms, PROVIDER, PBX, &text);
+    }
+    let e = r.p.finish();
+    r.events.extend(e);
+    assert_eq!(
+        r.codes(),
+        set(&["call.inbound_blocked", "net.no_response"]),
+        "{:#?}",
+        r.diagnoses()
+    );
+    let d = &r.blocked()[0];
+    assert!(
+        d.summary.contains("sent 5 time(s) over 7.5 s"),
+        "{}",
+        d.summary
+    );
+    assert!(evidence(d, "capture_ended").contains("Timer B"));
+    // Sent once just before the end: it may still be answered.
+    let mut r = Run::registered(CONTACT);
+    r.send(1000, PROVIDER, PBX, &invite(PROVIDER, CONTACT, "short2"));
+    let e = r.p.finish();
+    r.events.extend(e);
+    assert_eq!(r.codes(), set(&[]));
+}
+
+#[test]
 fn icmp_port_unreachable_from_the_contact_is_the_reason_of_the_timeout() {
     let mut r = Run::registered(CONTACT);
     let text = invite(PROVIDER, CONTACT, "ic1");
