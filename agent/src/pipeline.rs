@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use crate::analysis::calls::{Call, CallConfig, CallStats, CallTracker};
 use crate::analysis::flood_guard::{FloodConfig, FloodGuard, FloodStats};
+use crate::analysis::digest::exchanges::{ExchangeConfig, ExchangeStats, Exchanges};
 use crate::analysis::inbound::{Inbound, InboundConfig, InboundStats};
 use crate::analysis::media::{FlowSnapshot, RtpSource};
 use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};
@@ -110,6 +111,8 @@ pub struct Stats {
     pub reachability: ReachabilityStats,
     pub calls: CallStats,
     pub inbound: InboundStats,
+    /// Digest authentication of requests other than REGISTER.
+    pub auth: ExchangeStats,
     /// Findings shown and suppressed by the flood guard.
     pub findings: FloodStats,
 }
@@ -125,6 +128,7 @@ pub struct Pipeline {
     reachability: Reachability,
     calls: CallTracker,
     inbound: Inbound,
+    exchanges: Exchanges,
     icmp: Vec<IcmpUnreachable>,
     media: Vec<Datagram>,
     /// Decodes packets the kernel dropped: its own TCP/fragment state and
@@ -143,6 +147,13 @@ impl Pipeline {
             media: config.calls.observations.source != RtpSource::None,
             ..config.decoder.clone()
         };
+        // Every challenged request is checked with the same credentials
+        // and loop threshold as REGISTER.
+        let exchanges = Exchanges::new(ExchangeConfig {
+            credentials: config.registration.credentials.clone(),
+            challenge_loop_after: config.registration.challenge_loop_after,
+            ..ExchangeConfig::default()
+        });
         Pipeline {
             decoder: Decoder::new(decoder_config),
             table: TransactionTable::new(config.transactions),
@@ -157,6 +168,7 @@ impl Pipeline {
             }),
             calls: CallTracker::new(config.calls),
             inbound: Inbound::new(config.inbound),
+            exchanges,
             icmp: Vec::new(),
             media: Vec::new(),
             drop_decoder: Decoder::new(config.decoder.clone()),
@@ -267,6 +279,7 @@ impl Pipeline {
         for e in &out[from..] {
             let learned = found.len();
             self.registrations.on_event(e, &mut found);
+            self.exchanges.on_event(e, &mut found);
             self.reachability.on_event(e, &mut found);
             self.calls.on_event(e, &mut found);
             // Registration outcomes teach the inbound analysis its
@@ -349,6 +362,7 @@ impl Pipeline {
         self.flush_tx_events(out);
         self.analyse(from, out);
         self.registrations.tick(now, out);
+        self.exchanges.tick(now);
         self.reachability.tick(now, out);
         self.calls.tick(now, out);
         self.inbound.tick(now, out);
@@ -399,6 +413,7 @@ impl Pipeline {
             reachability: self.reachability.stats(),
             calls: self.calls.stats(),
             inbound: self.inbound.stats(),
+            auth: self.exchanges.stats(),
             findings: self.flood.stats(),
         }
     }
