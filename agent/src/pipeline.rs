@@ -220,6 +220,12 @@ impl Pipeline {
         for i in from..out.len() {
             let shown = match &out[i] {
                 Event::Diagnosis(d) => self.flood.admit(d),
+                Event::RegistrationAttempt(a) => {
+                    if a.outcome.is_success() {
+                        self.flood.note_registered(a.client.ip(), a.ended);
+                    }
+                    true
+                }
                 _ => true,
             };
             if shown {

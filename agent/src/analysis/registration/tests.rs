@@ -875,3 +875,58 @@ fn console_table_shows_state_expiry_and_last_failure() {
     assert!(text.contains("[error] reg.rejected"), "{text}");
     assert!(text.contains("what to do:"), "{text}");
 }
+
+#[test]
+fn many_trunks_from_one_pbx_name_each_failing_aor_once_and_no_healthy_one() {
+    // 60 trunks of one PBX register to one provider at once; 4 have a
+    // wrong password, 3 are refused without a challenge.
+    let wrong: Vec<u32> = vec![7, 19, 33, 51];
+    let refused: Vec<u32> = vec![2, 28, 44];
+    let mut packets = Vec::new();
+    for i in 0..60u32 {
+        let user = format!("trunk{i:02}");
+        let mut f = Flow::new(Proto::Udp, &user, &format!("c-trunk-{i}"));
+        f.ms = u64::from(i) * 3;
+        if refused.contains(&i) {
+            f.register(60, None);
+            f.reply("404 Not Found", "");
+        } else if wrong.contains(&i) {
+            f.register(60, None);
+            f.challenge("n0", false);
+            for n in 0..3 {
+                f.register(60, Some((&user, REALM, &format!("n{n}"), "wrong")));
+                f.challenge(&format!("n{}", n + 1), false);
+            }
+        } else {
+            f.healthy("pw", "n0", 60);
+        }
+        packets.extend(f.packets);
+    }
+    packets.sort_by_key(|p| p.ts);
+    let r = run(&packets);
+    assert_eq!(
+        r.codes(),
+        set(&["auth.challenge_loop", "auth.rejected", "reg.rejected"])
+    );
+    let count = |code: Code| r.diagnoses().iter().filter(|d| d.code == code).count();
+    assert_eq!(count(Code::AuthRejected), wrong.len());
+    assert_eq!(count(Code::AuthChallengeLoop), wrong.len());
+    assert_eq!(count(Code::RegRejected), refused.len());
+    for a in r.attempts() {
+        let i: u32 = a.binding.aor[9..11].parse().unwrap();
+        let codes: BTreeSet<_> = a.diagnoses.iter().map(|d| d.code.as_str()).collect();
+        if wrong.contains(&i) || refused.contains(&i) {
+            assert!(!codes.is_empty(), "{} named", a.binding.aor);
+        } else {
+            assert!(codes.is_empty(), "healthy {} named: {codes:?}", a.binding.aor);
+        }
+    }
+    for d in r.diagnoses() {
+        let named = wrong
+            .iter()
+            .chain(&refused)
+            .filter(|i| d.summary.contains(&format!("trunk{i:02}")))
+            .count();
+        assert_eq!(named, 1, "{}", d.summary);
+    }
+}
