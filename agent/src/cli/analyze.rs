@@ -88,7 +88,6 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
                 Ok(pkt) => {
                     pipeline.ingest_into(&pkt, &mut events);
                     emit(&mut events, &mut out, &mut flow, &mut spans)?;
-                    spans.tick(pkt.ts);
                 }
                 Err(e) if e.is_fatal() => {
                     damaged += 1;

@@ -453,7 +453,6 @@ fn core<W: std::io::Write>(
                     now = now.max(packet.ts);
                     pipeline.ingest_into(&packet, &mut events);
                     emit(&mut events, &mut out, &mut spans, &mut rtp, &mut calls)?;
-                    spans.tick(packet.ts);
                 }
                 CoreInput::Tick(tick) => {
                     now = now.max(tick);
@@ -477,7 +476,6 @@ fn core<W: std::io::Write>(
                             writeln!(out, "  ({} more calls up)\n", up.len() - rows.len())?;
                         }
                     }
-                    spans.tick(now);
                 }
                 CoreInput::Drop(dropped) => {
                     let mut ev = pipeline.ingest_drop(&dropped);

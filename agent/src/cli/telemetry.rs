@@ -9,7 +9,6 @@ use sipscope::export::otel::{ExportStats, SpanSink, Telemetry};
 use sipscope::export::spans::SpanRecord;
 use sipscope::export::trace_builder::{TraceBuilder, TraceConfig, TraceStats};
 use sipscope::pipeline::Event;
-use sipscope::time::Timestamp;
 
 /// Lives beside the pipeline (same thread): builds spans, submits them.
 pub struct SpanProducer {
@@ -40,15 +39,6 @@ impl SpanProducer {
         for e in events {
             self.builder.on_event(e, &mut self.buf);
         }
-        self.submit();
-    }
-
-    /// Packet-clock timers (idle calls, abandoned challenges).
-    pub fn tick(&mut self, now: Timestamp) {
-        if self.sink.is_none() {
-            return;
-        }
-        self.builder.tick(now, &mut self.buf);
         self.submit();
     }
 

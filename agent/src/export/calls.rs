@@ -198,6 +198,7 @@ mod tests {
             answered: None,
             ended: Some(Timestamp(i as u64)),
             status: Some(486),
+            end: Some(crate::analysis::calls::CallEnd::Rejected),
             end_reason: Some("486 Busy Here".into()),
             streams: Vec::new(),
             diagnoses: Vec::new(),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
+use crate::analysis::calls::{CallConfig, CallTracker};
 use crate::analysis::registration::{RegistrationTracker, TrackerConfig};
 use crate::packet::{Meta, Transport};
 use crate::pipeline::Event;
@@ -19,21 +20,40 @@ pub const REGISTRAR: &str = "198.51.100.20:5060";
 pub const T0: u64 = 1_764_072_000_000_000_000;
 pub const MS: u64 = 1_000_000;
 
-/// Messages through the real transaction table and registration tracker,
-/// as the pipeline would feed them (without the packet stage).
+/// Messages through the real transaction table, registration tracker and
+/// call tracker, as the pipeline would feed them (without the packet
+/// stage), on the packet clock of the messages.
 pub struct Exchange {
     table: TransactionTable,
     tracker: RegistrationTracker,
+    pub calls: CallTracker,
     pub events: Vec<Event>,
+    finished: bool,
 }
 
 impl Exchange {
     pub fn new() -> Self {
+        Self::with_calls(CallConfig::default())
+    }
+
+    /// With the call tracker's limits and timers.
+    pub fn with_calls(calls: CallConfig) -> Self {
         Self {
             table: TransactionTable::new(TransactionConfig::default()),
             tracker: RegistrationTracker::new(TrackerConfig::default()),
+            calls: CallTracker::new(calls),
             events: Vec::new(),
+            finished: false,
         }
+    }
+
+    /// The packet clock reaches T0 + `ms` without a message: the call
+    /// tracker's timers run (the pipeline's `tick`).
+    pub fn tick(&mut self, ms: u64) -> &mut Self {
+        let mut found = Vec::new();
+        self.calls.tick(Timestamp(T0 + ms * MS), &mut found);
+        self.events.extend(found);
+        self
     }
 
     /// One message from `src` to `dst` at T0 + `ms`, sent by the observed
@@ -55,6 +75,7 @@ impl Exchange {
         };
         let raw = Bytes::from(text.replace('\n', "\r\n"));
         let message = SipMessage::parse(raw, Framing::Datagram).expect("test message parses");
+        self.tick(ms);
         let mut tx = Vec::new();
         let record = self.table.on_message(meta, message, &mut tx);
         self.push(tx);
@@ -62,12 +83,17 @@ impl Exchange {
         self
     }
 
+    /// End of input, once (the pipeline's `finish`).
     pub fn finish(&mut self) -> &mut Self {
+        if std::mem::replace(&mut self.finished, true) {
+            return self;
+        }
         let mut tx = Vec::new();
         self.table.finish(&mut tx);
         self.push(tx);
         let mut found = Vec::new();
         self.tracker.finish(&mut found);
+        self.calls.finish(&mut found);
         self.events.extend(found);
         self
     }
@@ -75,6 +101,7 @@ impl Exchange {
     fn track(&mut self, event: Event) {
         let mut found = Vec::new();
         self.tracker.on_event(&event, &mut found);
+        self.calls.on_event(&event, &mut found);
         self.events.push(event);
         self.events.extend(found);
     }
@@ -101,6 +128,23 @@ impl Exchange {
             })
             .collect()
     }
+}
+
+/// A phone the PBX calls.
+pub const PHONE: &str = "203.0.113.5:5060";
+
+/// A request from the PBX to [`PHONE`], in the dialog when `to_tag`.
+pub fn request(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -> String {
+    let tag = if to_tag { ";tag=t1" } else { "" };
+    format!(
+        "{method} sip:bob@203.0.113.5 SIP/2.0\n\
+Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\n\
+From: <sip:1001@sip.provider.example>;tag=f1\n\
+To: <sip:bob@203.0.113.5>{tag}\n\
+Call-ID: {cid}\n\
+CSeq: {cseq} {method}\n\
+Content-Length: 0\n\n"
+    )
 }
 
 pub fn register(cseq: u32, branch: &str, auth: bool) -> String {

@@ -6,15 +6,20 @@
 //! ([`spans_for_registration`]); any other transaction is a one-span trace
 //! of its own, keyed by its Call-ID.
 //!
+//! A call's lifecycle is the call tracker's ([`crate::analysis::calls`]):
+//! its first report opens the root, its closed report ends it with the
+//! tracker's [`CallEnd`]. Nothing here tracks INVITE CSeqs, challenges,
+//! timers or a table bound: the root ends exactly when the call report
+//! does, and the open roots are bounded by the tracker's call table.
+//!
 //! Sans-IO like the pipeline: events in, finished [`SpanRecord`]s out, time
 //! is the packet clock. Every table is bounded and its evictions counted.
 //! Metrics (transactions, response times, registrations, diagnoses) are
 //! recorded on the way through the given [`Metrics`] (a no-op without an
 //! OTLP endpoint).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -22,20 +27,17 @@ use super::media_spans::{media_directions, media_span};
 use super::otel::Metrics;
 use super::sip_spans::{TransactionEnd, spans_for_registration_with, transaction_span};
 use super::spans::{SpanId, SpanKind, SpanRecord, Status, TraceId, attr, names};
-use crate::analysis::calls::Call;
+use crate::analysis::calls::{Call, CallEnd};
 use crate::analysis::media::MediaCheckConfig;
 use crate::analysis::registration::RegistrationAttempt;
 use crate::pipeline::Event;
 use crate::sip::{Method, Transaction, TransactionId};
 use crate::time::Timestamp;
 
-/// Bounds and timers of the trace builder.
+/// Bounds of the trace builder. A call's timers and table bound are the
+/// call tracker's (`CallConfig::idle_timeout`, `CallConfig::max_calls`).
 #[derive(Clone, Debug)]
 pub struct TraceConfig {
-    /// Open calls tracked at once; the oldest is closed (and counted) first.
-    pub max_dialogs: usize,
-    /// A call with no SIP message for this long (packet clock) is closed.
-    pub dialog_idle_timeout: Duration,
     /// Transactions whose retransmission times are remembered at once.
     pub max_retransmission_entries: usize,
     /// Media spans of one call (two per m-line); more are counted only.
@@ -48,8 +50,6 @@ pub struct TraceConfig {
 impl Default for TraceConfig {
     fn default() -> Self {
         Self {
-            max_dialogs: 10_000,
-            dialog_idle_timeout: Duration::from_secs(3600),
             max_retransmission_entries: 10_000,
             max_media_spans_per_call: 16,
             media_checks: MediaCheckConfig::default(),
@@ -64,11 +64,12 @@ pub struct TraceStats {
     pub transaction_spans: u64,
     pub call_traces: u64,
     pub registration_traces: u64,
-    /// Calls closed because the dialog table was full.
+    /// Call roots ended because the call tracker's table was full (its
+    /// `evicted` counter counts the calls).
     pub dialogs_evicted: u64,
-    /// Calls closed after `dialog_idle_timeout` without SIP.
+    /// Call roots ended by the call tracker's idle timeout.
     pub dialogs_idle: u64,
-    /// Calls still open at the end of input.
+    /// Call roots still open at the end of input.
     pub dialogs_open_at_end: u64,
     /// Retransmission times not kept (table full); the count attribute
     /// `sip.retransmissions` stays exact.
@@ -79,19 +80,19 @@ pub struct TraceStats {
     pub media_spans_dropped: u64,
 }
 
-struct Dialog {
+/// The root span of a call the tracker has open: what it covers so far.
+struct CallRoot {
     trace: TraceId,
-    /// Generation, to tell a stale entry of the eviction queue.
-    generation: u64,
-    invite_cseq: Option<u32>,
-    started: Timestamp,
+    /// The tracker's latest report of the call.
+    report: Arc<Call>,
+    /// The last SIP of the call, and the end of its latest child span.
     last_activity: Timestamp,
-    /// Final status of the initial INVITE.
-    answer: Option<u16>,
-    /// The initial INVITE drew 401/407 (`INVITE 407`): the call goes on
-    /// with the authenticated retry (RFC 3261 §22.2), same Call-ID.
-    challenged: Option<String>,
-    failed: Option<String>,
+    /// The tracker reported the call over (BYE, final failure, INVITE
+    /// timeout). Its closed report follows once RTP settled; until then
+    /// messages (the ACK of a failure, retransmissions) no longer stretch
+    /// the root, a transaction completing under it (the BYE's 200) does.
+    over: bool,
+    /// From and To as sent in the call's first INVITE.
     from: Option<String>,
     to: Option<String>,
 }
@@ -101,12 +102,10 @@ pub struct TraceBuilder {
     observer: String,
     config: TraceConfig,
     metrics: Metrics,
-    dialogs: HashMap<String, Dialog>,
-    /// Call-IDs in order of creation (lazy deletion by generation).
-    dialog_order: VecDeque<(String, u64)>,
-    generation: u64,
+    /// Bounded by the call tracker's table: every call it opens gets a
+    /// closed report, eviction included.
+    calls: HashMap<String, CallRoot>,
     retransmissions: HashMap<TransactionId, Vec<Timestamp>>,
-    next_idle_scan: Timestamp,
     stats: TraceStats,
 }
 
@@ -121,11 +120,8 @@ impl TraceBuilder {
             observer: observer.into(),
             config,
             metrics,
-            dialogs: HashMap::new(),
-            dialog_order: VecDeque::new(),
-            generation: 0,
+            calls: HashMap::new(),
             retransmissions: HashMap::new(),
-            next_idle_scan: Timestamp(0),
             stats: TraceStats::default(),
         }
     }
@@ -148,20 +144,11 @@ impl TraceBuilder {
                 {
                     self.note_retransmission(id, ts);
                 }
-                let Some(cid) = m.message.call_id() else {
-                    return;
-                };
-                if let Some(d) = self.dialogs.get_mut(cid.as_ref()) {
-                    d.last_activity = d.last_activity.max(ts);
-                } else if m.message.method() == Some(&Method::Invite)
-                    && m.message.is_request()
-                    && m.message.to_tag().is_none()
+                if let Some(cid) = m.message.call_id()
+                    && let Some(root) = self.calls.get_mut(cid.as_ref())
+                    && !root.over
                 {
-                    let cid = cid.into_owned();
-                    let cseq = m.message.cseq().map(|c| c.number);
-                    let from = m.message.header("From");
-                    let to = m.message.header("To");
-                    self.open_dialog(cid, ts, cseq, from, to, out);
+                    root.last_activity = root.last_activity.max(ts);
                 }
             }
             Event::TransactionCompleted(t) => {
@@ -173,8 +160,8 @@ impl TraceBuilder {
             Event::RegistrationAttempt(a) => self.on_registration_attempt(a, out),
             // Counted here once; an attempt's copies are not counted again.
             Event::Diagnosis(d) => self.metrics.record_diagnosis(d.code.as_str()),
-            Event::Call(c) if c.closed => self.on_call_closed(c, out),
-            Event::Malformed(_) | Event::Call(_) => {}
+            Event::Call(c) => self.on_call(c, out),
+            Event::Malformed(_) => {}
         }
     }
 
@@ -195,33 +182,20 @@ impl TraceBuilder {
         out.extend(spans);
     }
 
-    /// Timers on the packet clock: idle calls and abandoned challenged
-    /// registrations are closed. Cheap to call per packet (scans at most
-    /// once per second of packet time).
-    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<SpanRecord>) {
-        if now < self.next_idle_scan {
-            return;
-        }
-        self.next_idle_scan = now + Duration::from_secs(1);
-        let idle = self.config.dialog_idle_timeout;
-        let expired: Vec<String> = self
-            .dialogs
-            .iter()
-            .filter(|(_, d)| now.since(d.last_activity) >= idle && now > d.last_activity)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for cid in expired {
-            self.stats.dialogs_idle += 1;
-            self.close_dialog(&cid, "idle", out);
-        }
-    }
-
-    /// End of input: close every open call and pending registration.
+    /// End of input. The call tracker closed every call already
+    /// (`Pipeline::finish`); a root still open had its input cut short
+    /// before the last report and is ended `open_at_end`.
     pub fn finish(&mut self, out: &mut Vec<SpanRecord>) {
-        let open: Vec<String> = self.dialogs.keys().cloned().collect();
-        for cid in open {
-            self.stats.dialogs_open_at_end += 1;
-            self.close_dialog(&cid, "open_at_end", out);
+        let mut open: Vec<(Timestamp, String)> = self
+            .calls
+            .iter()
+            .map(|(cid, r)| (r.report.started, cid.clone()))
+            .collect();
+        open.sort();
+        for (_, cid) in open {
+            if let Some(root) = self.calls.remove(&cid) {
+                self.emit_root(&cid, root, out);
+            }
         }
         self.retransmissions.clear();
     }
@@ -252,62 +226,27 @@ impl TraceBuilder {
             return;
         }
         let retrans = self.retransmissions.remove(&t.id).unwrap_or_default();
-        if !self.dialogs.contains_key(&cid) && t.method == Method::Invite {
-            // The INVITE itself was not seen (capture started later, or
-            // only responses were captured): open the call from here.
-            let req = t.request.as_ref().map(|r| &r.message);
-            let from = req.and_then(|m| m.header("From"));
-            let to = req.and_then(|m| m.header("To"));
-            self.open_dialog(cid.clone(), t.first_seen, Some(t.cseq), from, to, out);
-        }
-        let observer = self.observer.clone();
-        let Some(d) = self.dialogs.get_mut(&cid) else {
-            // Outside any call: a trace of its own (OPTIONS pings,
-            // MESSAGE, out-of-dialog SUBSCRIBE, ...).
+        let Some(root) = self.calls.get_mut(&cid) else {
+            // Outside any call the tracker has open: a trace of its own
+            // (OPTIONS pings, MESSAGE, out-of-dialog SUBSCRIBE, ...).
             let trace = TraceId::for_call(&cid);
-            let span = transaction_span(t, end, trace, None, &observer, &retrans);
+            let span = transaction_span(t, end, trace, None, &self.observer, &retrans);
             self.emit_transaction(span, out);
             return;
         };
-        let parent = SpanId::for_root(d.trace, &observer);
-        let span = transaction_span(t, end, d.trace, Some(parent), &observer, &retrans);
-        d.last_activity = d.last_activity.max(span.end);
-        let status = t.final_status();
-        let initial = t.method == Method::Invite && d.invite_cseq.is_none_or(|c| c == t.cseq);
-        let mut close = None;
-        if initial && d.answer.is_none() {
-            match status {
-                // Not the call's outcome: the retry (a new INVITE
-                // transaction, higher CSeq) is, so it counts as initial.
-                Some(401 | 407) => {
-                    d.invite_cseq = None;
-                    d.challenged = Some(span.name.to_string());
-                }
-                Some(code) => {
-                    d.invite_cseq = Some(t.cseq);
-                    d.answer = Some(code);
-                    if code >= 300 {
-                        d.failed = Some(format!("call failed: {}", span.name));
-                        close = Some("failed");
-                    }
-                }
-                None => {
-                    d.invite_cseq = Some(t.cseq);
-                    d.failed = Some("INVITE got no final response".into());
-                    close = Some("no_answer");
-                }
-            }
-        } else if t.method == Method::Bye {
-            // RFC 3261 §15.1.1: the session ends with the BYE, whatever
-            // the response; a 2xx is the normal case.
-            close = Some("bye");
-        } else if t.method == Method::Cancel && d.answer.is_none() {
-            // The INVITE's 487 will close it; nothing to do here.
+        let parent = SpanId::for_root(root.trace, &self.observer);
+        let span = transaction_span(t, end, root.trace, Some(parent), &self.observer, &retrans);
+        root.last_activity = root.last_activity.max(span.end);
+        if t.method == Method::Invite
+            && root.from.is_none()
+            && let Some(req) = &t.request
+        {
+            // The first INVITE of the call is its initial one: the root
+            // carries its From and To as sent.
+            root.from = req.message.header("From");
+            root.to = req.message.header("To");
         }
         self.emit_transaction(span, out);
-        if let Some(how) = close {
-            self.close_dialog(&cid, how, out);
-        }
     }
 
     fn emit_transaction(&mut self, span: SpanRecord, out: &mut Vec<SpanRecord>) {
@@ -316,61 +255,40 @@ impl TraceBuilder {
         out.push(span);
     }
 
-    fn open_dialog(
-        &mut self,
-        cid: String,
-        ts: Timestamp,
-        invite_cseq: Option<u32>,
-        from: Option<String>,
-        to: Option<String>,
-        out: &mut Vec<SpanRecord>,
-    ) {
-        while self.dialogs.len() >= self.config.max_dialogs.max(1) {
-            let Some((old, generation)) = self.dialog_order.pop_front() else {
-                break;
-            };
-            if self
-                .dialogs
-                .get(&old)
-                .is_some_and(|d| d.generation == generation)
-            {
-                self.stats.dialogs_evicted += 1;
-                self.close_dialog(&old, "evicted", out);
-            }
+    /// A report of the call tracker: the first one opens the call's root,
+    /// a terminal one stops messages from stretching it, the closed one
+    /// ends it and adds the media spans.
+    fn on_call(&mut self, call: &Arc<Call>, out: &mut Vec<SpanRecord>) {
+        if !call.closed && !self.calls.contains_key(&call.call_id) {
+            self.calls.insert(
+                call.call_id.clone(),
+                CallRoot {
+                    trace: TraceId::for_call(&call.call_id),
+                    report: call.clone(),
+                    last_activity: call.started,
+                    over: false,
+                    from: None,
+                    to: None,
+                },
+            );
         }
-        self.generation += 1;
-        self.dialog_order.push_back((cid.clone(), self.generation));
-        // Ended dialogs leave stale queue entries: compact now and then so
-        // the queue stays within twice the table bound.
-        if self.dialog_order.len() > 2 * self.config.max_dialogs.max(1) {
-            let live = &self.dialogs;
-            self.dialog_order
-                .retain(|(k, g)| live.get(k).is_some_and(|d| d.generation == *g));
+        if let Some(root) = self.calls.get_mut(&call.call_id) {
+            root.report = call.clone();
+            root.over |= call.state.is_terminal();
         }
-        self.dialogs.insert(
-            cid.clone(),
-            Dialog {
-                trace: TraceId::for_call(&cid),
-                generation: self.generation,
-                invite_cseq,
-                started: ts,
-                last_activity: ts,
-                answer: None,
-                challenged: None,
-                failed: None,
-                from,
-                to,
-            },
-        );
+        if call.closed {
+            self.on_call_closed(call, out);
+        }
     }
 
-    /// The call tracker's last report: one span per media stream direction
-    /// under the call's root, and RTP metrics. The root itself is not
-    /// touched: it was emitted when the BYE completed (the report waits
-    /// for the RTP statistics to settle) or will be when the dialog ends;
-    /// its id is deterministic, so the order does not matter. A call
-    /// whose INVITE was challenged and never retried ends here.
+    /// The call tracker's last report: the call's root, then one span per
+    /// media stream direction under it, and RTP metrics. The report waits
+    /// for the RTP statistics to settle, so the root ends here rather than
+    /// at the BYE; its end is still the call's last SIP.
     fn on_call_closed(&mut self, call: &Arc<Call>, out: &mut Vec<SpanRecord>) {
+        if let Some(root) = self.calls.remove(&call.call_id) {
+            self.emit_root(&call.call_id, root, out);
+        }
         for (i, d) in media_directions(call).iter().enumerate() {
             if let Some(o) = &d.report.observed {
                 self.metrics.record_rtp(
@@ -393,52 +311,57 @@ impl TraceBuilder {
             self.stats.media_spans += 1;
             self.stats.spans += 1;
         }
-        if let Some(d) = self.dialogs.get_mut(&call.call_id)
-            && d.answer.is_none()
-            && let Some(challenge) = &d.challenged
-        {
-            d.failed = Some(format!("call failed: {challenge}, not retried"));
-            self.close_dialog(&call.call_id, "failed", out);
-        }
     }
 
-    /// The root span `SIP call` of a dialog, from the INVITE to how it
-    /// ended (`sipscope.call.end`: bye, failed, no_answer, idle, evicted,
-    /// open_at_end).
-    fn close_dialog(&mut self, cid: &str, how: &'static str, out: &mut Vec<SpanRecord>) {
-        let Some(d) = self.dialogs.remove(cid) else {
-            return;
-        };
-        let id = SpanId::for_root(d.trace, &self.observer);
-        let mut root = SpanRecord::new(
-            d.trace,
+    /// The root span `SIP call`, from the INVITE to the call's last SIP
+    /// (the response to its BYE, its final failure, ...);
+    /// `sipscope.call.end` is the tracker's [`CallEnd`] (`open_at_end`
+    /// when the input stopped before the call's last report).
+    fn emit_root(&mut self, cid: &str, root: CallRoot, out: &mut Vec<SpanRecord>) {
+        let call = &root.report;
+        let end = call.end.unwrap_or(CallEnd::CaptureEnded);
+        let id = SpanId::for_root(root.trace, &self.observer);
+        let mut span = SpanRecord::new(
+            root.trace,
             id,
             None,
             names::CALL,
             SpanKind::Internal,
-            d.started,
-            d.last_activity.max(d.started),
+            call.started,
+            root.last_activity.max(call.started),
         )
         .with(attr::SIP_CALL_ID, cid)
         .with(attr::OBSERVER, self.observer.as_str())
-        .with(CALL_END, how);
-        if let Some(f) = d.from {
-            root = root.with(attr::SIP_FROM, f);
+        .with(CALL_END, end.label());
+        if let Some(f) = root.from {
+            span = span.with(attr::SIP_FROM, f);
         }
-        if let Some(t) = d.to {
-            root = root.with(attr::SIP_TO, t);
+        if let Some(t) = root.to {
+            span = span.with(attr::SIP_TO, t);
         }
-        if let Some(code) = d.answer {
-            root = root.with(attr::SIP_STATUS_CODE, code);
+        let decided = call.decided_status();
+        if let Some(code) = decided {
+            span = span.with(attr::SIP_STATUS_CODE, code);
         }
-        root.status = match (d.failed, d.answer) {
-            (Some(why), _) => Status::Error(why),
-            (None, Some(code)) if (200..300).contains(&code) => Status::Ok,
+        let challenge = call.status.unwrap_or_default();
+        span.status = match (end, decided) {
+            (CallEnd::Rejected, Some(code)) => Status::Error(format!("call failed: INVITE {code}")),
+            (CallEnd::NoAnswer, _) => Status::Error("INVITE got no final response".into()),
+            (CallEnd::ChallengeNotRetried, _) => {
+                Status::Error(format!("call failed: INVITE {challenge}, not retried"))
+            }
+            (_, Some(code)) if (200..300).contains(&code) => Status::Ok,
             _ => Status::Unset,
         };
+        match end {
+            CallEnd::Evicted => self.stats.dialogs_evicted += 1,
+            CallEnd::Idle => self.stats.dialogs_idle += 1,
+            CallEnd::CaptureEnded => self.stats.dialogs_open_at_end += 1,
+            _ => {}
+        }
         self.stats.call_traces += 1;
         self.stats.spans += 1;
-        out.push(root);
+        out.push(span);
     }
 }
 
@@ -452,3 +375,7 @@ mod tests;
 #[cfg(test)]
 #[path = "trace_builder_media_tests.rs"]
 mod media_tests;
+
+#[cfg(test)]
+#[path = "trace_builder_lifecycle_tests.rs"]
+mod lifecycle_tests;

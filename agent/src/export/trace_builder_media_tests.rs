@@ -193,15 +193,7 @@ fn no_rtp_marks_both_directions_and_a_sip_only_capture_judges_neither() {
 #[test]
 fn a_challenged_invite_retried_is_one_call_with_one_root() {
     let mut s = CallScript::new();
-    let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
-    s.sip(0, true, &invite, "1 INVITE", false);
-    s.sip(
-        10,
-        false,
-        "SIP/2.0 407 Proxy Authentication Required",
-        "1 INVITE",
-        true,
-    );
+    s.challenged(0, 1, "SIP/2.0 407 Proxy Authentication Required");
     s.answered_at(20, 2);
     let none = |_: u16| false;
     s.media(1040, 100, Some(&none), Some(&none));
@@ -230,9 +222,7 @@ fn a_challenged_invite_retried_is_one_call_with_one_root() {
 #[test]
 fn a_challenge_never_retried_ends_the_call_as_failed_when_the_report_closes() {
     let mut s = CallScript::new();
-    let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
-    s.sip(0, true, &invite, "1 INVITE", false);
-    s.sip(10, false, "SIP/2.0 401 Unauthorized", "1 INVITE", true);
+    s.challenged(0, 1, "SIP/2.0 401 Unauthorized");
     s.finish();
     let (spans, stats) = spans_of(&s, TraceConfig::default());
     let root = named(&spans, names::CALL);

@@ -2,27 +2,16 @@
 //! through the real parser and transaction table.
 
 use super::*;
+use crate::analysis::calls::CallConfig;
 use crate::export::spans::Value;
 use crate::export::test_sip::{
-    Exchange, MS, PBX, REGISTRAR, T0, challenged_registration, response,
+    Exchange, MS, PBX, PHONE, REGISTRAR, T0, challenged_registration, request, response,
 };
+use std::time::Duration;
 
-const PHONE: &str = "203.0.113.5:5060";
-
-fn request(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -> String {
-    let tag = if to_tag { ";tag=t1" } else { "" };
-    format!(
-        "{method} sip:bob@203.0.113.5 SIP/2.0\n\
-Via: SIP/2.0/UDP 192.0.2.10:5060;branch={branch}\n\
-From: <sip:1001@sip.provider.example>;tag=f1\n\
-To: <sip:bob@203.0.113.5>{tag}\n\
-Call-ID: {cid}\n\
-CSeq: {cseq} {method}\n\
-Content-Length: 0\n\n"
-    )
-}
-
-fn build(x: &Exchange, config: TraceConfig) -> (Vec<SpanRecord>, TraceStats) {
+/// The exchange to its end (the pipeline's `finish`), through a builder.
+fn build(x: &mut Exchange, config: TraceConfig) -> (Vec<SpanRecord>, TraceStats) {
+    x.finish();
     let mut b = TraceBuilder::new("pbx1", config, Metrics::noop());
     let mut out = Vec::new();
     for e in &x.events {
@@ -76,7 +65,7 @@ fn answered_call(x: &mut Exchange, cid: &str, at: u64) {
 fn an_answered_call_is_one_trace_from_invite_to_the_bye_answer() {
     let mut x = Exchange::new();
     answered_call(&mut x, "call-1", 0);
-    let (spans, stats) = build(&x, TraceConfig::default());
+    let (spans, stats) = build(&mut x, TraceConfig::default());
     assert_eq!(spans.len(), 3, "{spans:#?}");
     let trace = TraceId::for_call("call-1");
     let root = spans.iter().find(|s| s.parent.is_none()).unwrap();
@@ -117,7 +106,7 @@ fn a_busy_call_ends_with_its_final_failure_and_is_an_error() {
         PBX,
         &response("486 Busy Here", 1, "INVITE", "z9hG4bK-busy", "busy-1", ""),
     );
-    let (spans, _) = build(&x, TraceConfig::default());
+    let (spans, _) = build(&mut x, TraceConfig::default());
     let root = spans.iter().find(|s| s.parent.is_none()).unwrap();
     assert_eq!(root.end, Timestamp(T0 + 30 * MS));
     assert!(matches!(&root.status, Status::Error(m) if m.contains("INVITE 486")));
@@ -127,7 +116,10 @@ fn a_busy_call_ends_with_its_final_failure_and_is_an_error() {
 
 #[test]
 fn the_dialog_table_is_bounded_and_evictions_are_counted() {
-    let mut x = Exchange::new();
+    let mut x = Exchange::with_calls(CallConfig {
+        max_calls: 2,
+        ..CallConfig::default()
+    });
     for i in 0..5 {
         let cid = format!("flood-{i}");
         x.msg(
@@ -137,25 +129,27 @@ fn the_dialog_table_is_bounded_and_evictions_are_counted() {
             &request("INVITE", 1, &format!("z9hG4bK-{i}"), &cid, false),
         );
     }
-    let config = TraceConfig {
-        max_dialogs: 2,
-        ..TraceConfig::default()
-    };
-    let (spans, stats) = build(&x, config);
+    let (spans, stats) = build(&mut x, TraceConfig::default());
     assert_eq!(stats.dialogs_evicted, 3);
-    assert_eq!(stats.dialogs_open_at_end, 2);
-    // Every call still gets its root (and each INVITE its span, open at end).
+    assert_eq!(x.calls.stats().evicted, 3, "one table: the call tracker's");
+    // Every call gets one root (and each INVITE its span); the two left
+    // end with their INVITEs, unanswered when the capture ended.
     assert_eq!(spans.iter().filter(|s| s.name == names::CALL).count(), 5);
-    let evicted = spans
-        .iter()
-        .filter(|s| s.attribute(CALL_END) == Some(&Value::from("evicted")))
-        .count();
-    assert_eq!(evicted, 3);
+    let ended = |how: &str| {
+        spans
+            .iter()
+            .filter(|s| s.attribute(CALL_END) == Some(&Value::from(how)))
+            .count()
+    };
+    assert_eq!((ended("evicted"), ended("no_answer")), (3, 2));
 }
 
 #[test]
 fn an_idle_call_is_closed_on_the_packet_clock() {
-    let mut x = Exchange::new();
+    let mut x = Exchange::with_calls(CallConfig {
+        idle_timeout: Duration::from_secs(60),
+        ..CallConfig::default()
+    });
     x.msg(
         0,
         PBX,
@@ -168,30 +162,28 @@ fn an_idle_call_is_closed_on_the_packet_clock() {
         PBX,
         &response("200 OK", 1, "INVITE", "z9hG4bK-idle", "idle-1", ""),
     );
-    let mut b = TraceBuilder::new(
-        "pbx1",
-        TraceConfig {
-            dialog_idle_timeout: Duration::from_secs(60),
-            ..TraceConfig::default()
-        },
-        Metrics::noop(),
-    );
+    let mut b = TraceBuilder::new("pbx1", TraceConfig::default(), Metrics::noop());
     let mut out = Vec::new();
+    x.tick(30_000);
     for e in &x.events {
         b.on_event(e, &mut out);
     }
-    b.tick(Timestamp(T0 + 30_000 * MS), &mut out);
     assert!(out.iter().all(|s| s.name != names::CALL), "not idle yet");
-    b.tick(Timestamp(T0 + 61_000 * MS), &mut out);
+    let seen = x.events.len();
+    x.tick(61_000);
+    for e in &x.events[seen..] {
+        b.on_event(e, &mut out);
+    }
     let root = out.iter().find(|s| s.name == names::CALL).expect("closed");
     assert_eq!(root.attribute(CALL_END), Some(&Value::from("idle")));
+    assert_eq!(root.end, Timestamp(T0 + 20 * MS), "its last SIP");
     assert_eq!(b.stats().dialogs_idle, 1);
 }
 
 #[test]
 fn register_transactions_become_a_registration_trace() {
-    let x = challenged_registration();
-    let (spans, stats) = build(&x, TraceConfig::default());
+    let mut x = challenged_registration();
+    let (spans, stats) = build(&mut x, TraceConfig::default());
     assert_eq!(stats.registration_traces, 1);
     assert_eq!(spans.len(), 3);
     let root = &spans[0];
@@ -238,7 +230,7 @@ fn a_challenge_never_answered_is_a_registration_that_gave_up() {
     );
     // The tracker decides "gave up" when no answer came by the end.
     x.finish();
-    let (spans, _) = build(&x, TraceConfig::default());
+    let (spans, _) = build(&mut x, TraceConfig::default());
     assert_eq!(spans[0].name, names::REGISTRATION);
     assert_eq!(
         spans[0].attribute(attr::REGISTRATION_OUTCOME),
@@ -262,7 +254,7 @@ fn an_options_ping_is_a_trace_of_its_own() {
         PBX,
         &response("200 OK", 1, "OPTIONS", "z9hG4bK-o", "ping-1", ""),
     );
-    let (spans, stats) = build(&x, TraceConfig::default());
+    let (spans, stats) = build(&mut x, TraceConfig::default());
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].parent, None);
     assert_eq!(spans[0].trace_id, TraceId::for_call("ping-1"));

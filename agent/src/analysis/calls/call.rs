@@ -51,6 +51,45 @@ impl CallState {
     }
 }
 
+/// Why the call tracker ended a call: the one decision the call report
+/// and the call's trace (`sipscope.call.end`) both show.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallEnd {
+    /// A BYE (RFC 3261 §15.1), before or after the answer.
+    Bye,
+    /// A final response >= 300 to the initial INVITE other than a
+    /// challenge (RFC 3261 §13.2.2.3), 487 after a CANCEL included.
+    Rejected,
+    /// The INVITE transaction got no final response (RFC 3261 §17.1.1.2,
+    /// Timer B), or the capture ended or the table dropped it first.
+    NoAnswer,
+    /// 401/407 to the INVITE and no retry with credentials (RFC 3261
+    /// §22.2) within the challenge timeout or before the input ended.
+    ChallengeNotRetried,
+    /// No SIP for the idle timeout.
+    Idle,
+    /// The call table was full and this was the oldest call.
+    Evicted,
+    /// Still up when the input ended.
+    CaptureEnded,
+}
+
+impl CallEnd {
+    /// The `sipscope.call.end` value of the call's root span
+    /// (docs/tracing.md): a challenge never retried is a failure there.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Bye => "bye",
+            Self::Rejected | Self::ChallengeNotRetried => "failed",
+            Self::NoAnswer => "no_answer",
+            Self::Idle => "idle",
+            Self::Evicted => "evicted",
+            Self::CaptureEnded => "open_at_end",
+        }
+    }
+}
+
 /// Which end of the call a message or an offer came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -189,6 +228,8 @@ pub struct Call {
     /// Why the call ended: "BYE from the caller", "487 Request Terminated",
     /// "capture ended", ...
     pub end_reason: Option<String>,
+    /// How the call ended, once it has (with `ended`).
+    pub end: Option<CallEnd>,
     pub streams: Vec<StreamReport>,
     /// Codes raised on this call so far.
     pub diagnoses: Vec<Code>,
@@ -199,6 +240,12 @@ pub struct Call {
 }
 
 impl Call {
+    /// The final status that decided the call: a 401/407 is not one, the
+    /// retry with credentials is the same call (RFC 3261 §22.2).
+    pub(crate) fn decided_status(&self) -> Option<u16> {
+        self.status.filter(|s| !matches!(s, 401 | 407))
+    }
+
     /// Talk time: answer to end (or to `at` while still up).
     pub fn duration(&self) -> Option<Duration> {
         let answered = self.answered?;

@@ -1,7 +1,8 @@
 //! Calls: INVITE dialogs, their negotiated media and the RTP that really
 //! flowed (issue "Media"). The [`CallTracker`] runs inside the pipeline,
-//! emits an [`crate::pipeline::Event::Call`] report on every state change
-//! (the last one `closed`) and raises `media.no_rtp`, `media.one_way`,
+//! alone decides a call's lifecycle ([`CallEnd`]), emits an
+//! [`crate::pipeline::Event::Call`] report at the initial INVITE and on
+//! every state change (the last one `closed`) and raises `media.no_rtp`, `media.one_way`,
 //! `media.quality` and `nat.private_sdp`.
 //!
 //! - [`call`]: the reported [`Call`] and its streams;
@@ -21,15 +22,17 @@ pub mod judge;
 pub mod negotiation;
 pub mod tracker;
 
-pub use call::{Call, CallState, DirectionReport, Party, StreamReport};
+pub use call::{Call, CallEnd, CallState, DirectionReport, Party, StreamReport};
 pub use tracker::CallTracker;
 
 /// Limits and timers of the call tracker.
 #[derive(Clone, Debug)]
 pub struct CallConfig {
     /// Calls tracked at once; the oldest is closed (and counted) first.
+    /// Also bounds the open call traces: the trace builder keeps no table.
     pub max_calls: usize,
-    /// A call without SIP for this long is closed.
+    /// A call without SIP for this long is closed, its trace with it (the
+    /// only call idle timeout: the trace builder has none).
     pub idle_timeout: Duration,
     /// A call whose INVITE drew 401/407 and was not retried within this
     /// time is closed as failed (RFC 3261 Timer B, 64*T1).

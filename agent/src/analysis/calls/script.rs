@@ -130,6 +130,15 @@ impl CallScript {
         self.send(ms, src, dst, text.as_bytes());
     }
 
+    /// An initial INVITE (CSeq `cseq`, no SDP) at `ms`, challenged with
+    /// `status` (a 401 or 407 status line) 10 ms later.
+    pub fn challenged(&mut self, ms: u64, cseq: u32, status: &str) {
+        let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
+        let c = format!("{cseq} INVITE");
+        self.sip(ms, true, &invite, &c, false);
+        self.sip(ms + 10, false, status, &c, true);
+    }
+
     /// INVITE (CSeq `cseq`) with an offer at `ms`, 180 10 ms later, 200
     /// with the answer at +1000 ms, ACK at +1010 ms.
     pub fn answered_at(&mut self, ms: u64, cseq: u32) {

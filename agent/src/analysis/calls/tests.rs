@@ -60,6 +60,7 @@ fn healthy_call_reports_both_directions_and_raises_nothing() {
     assert_eq!(
         states,
         [
+            CallState::Calling,
             CallState::Ringing,
             CallState::Answered,
             CallState::Ended,

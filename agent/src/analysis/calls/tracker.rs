@@ -9,14 +9,17 @@
 //!   the capture's own clock for a pcap, the last kernel poll live);
 //! - `media.quality` when the call is over and its statistics complete.
 //!
-//! A call ends on BYE, a failed or cancelled INVITE, a timeout, the idle
-//! timeout, eviction from the full table, or the end of input; its last
-//! [`Event::Call`] report has `closed` set.
+//! The tracker alone decides a call's lifecycle ([`CallEnd`]): the trace
+//! builder turns its reports into the call's spans and keeps no timers or
+//! table of its own. A call's first [`Event::Call`] report is sent when its
+//! initial INVITE is seen (state `calling`); it ends on BYE, a failed or
+//! cancelled INVITE, a timeout, the idle timeout, eviction from the full
+//! table, or the end of input; its last report has `closed` set.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
-use super::call::{Call, CallState, Party, StreamReport};
+use super::call::{Call, CallEnd, CallState, Party, StreamReport};
 use super::judge::{self, Judged};
 use super::negotiation::{Carrier, Exchange, Negotiation, Sdp};
 use super::{CallConfig, CallStats};
@@ -157,13 +160,20 @@ impl CallTracker {
         if m.is_request() {
             match m.method() {
                 Some(Method::Invite) if initial_invite && cseq.number > c.invite_cseq => {
-                    // The retry after a 401/407 challenge: same call.
+                    // The retry after a 401/407 challenge: same call
+                    // (RFC 3261 §22.2). The challenge is answered: until
+                    // the retry's own final response the call is not
+                    // "challenged", so a long ring after it is no abandon.
                     c.invite_cseq = cseq.number;
+                    if !c.call.state.is_terminal() && c.call.answered.is_none() {
+                        c.call.status = None;
+                    }
                 }
                 Some(Method::Bye) if !c.call.state.is_terminal() => {
                     c.call.state = CallState::Ended;
                     c.call.ended = Some(ts);
                     c.call.end_reason = Some(format!("BYE from the {}", sender.as_str()));
+                    c.call.end = Some(CallEnd::Bye);
                     self.closing.insert((ts + settle, call_id.to_string()));
                     changed = true;
                 }
@@ -239,7 +249,7 @@ impl CallTracker {
                 .is_some_and(|c| c.generation == generation)
             {
                 self.stats.evicted += 1;
-                self.close(&id, r.meta.ts, Some("evicted: the call table is full"), out);
+                self.close(&id, r.meta.ts, Some(CallEnd::Evicted), out);
             }
         }
         let m = &r.message;
@@ -272,6 +282,7 @@ impl CallTracker {
                     ended: None,
                     status: None,
                     end_reason: None,
+                    end: None,
                     streams: Vec::new(),
                     diagnoses: Vec::new(),
                     closed: false,
@@ -300,17 +311,18 @@ impl CallTracker {
                 contacts: &wire::contact_hostports(&contacts),
             },
         );
-        if found.is_empty() {
-            return;
-        }
         let here = wire::message_ref(r);
-        if let Some(c) = self.calls.get_mut(&key) {
-            for d in found {
-                c.call.diagnoses.push(d.code);
-                let d = d.in_message(&here).with_source(r.meta.src.ip());
-                out.push(Event::Diagnosis(Arc::new(d)));
-            }
+        let Some(c) = self.calls.get_mut(&key) else {
+            return;
+        };
+        for d in found {
+            c.call.diagnoses.push(d.code);
+            let d = d.in_message(&here).with_source(r.meta.src.ip());
+            out.push(Event::Diagnosis(Arc::new(d)));
         }
+        // The call started: its trace's root opens here (RFC 3261 §13.2.1,
+        // the initial INVITE), before any transaction of it completes.
+        out.push(Event::Call(Arc::new(c.call.clone())));
     }
 
     fn on_timeout(&mut self, t: &Transaction, out: &mut Vec<Event>) {
@@ -330,7 +342,8 @@ impl CallTracker {
         let ts = t.last_seen;
         c.call.state = CallState::Failed;
         c.call.ended = Some(ts);
-        c.call.end_reason = Some("no final response to the INVITE".into());
+        c.call.end_reason = Some(reason(CallEnd::NoAnswer).into());
+        c.call.end = Some(CallEnd::NoAnswer);
         c.call.at = ts;
         out.push(Event::Call(Arc::new(c.call.clone())));
         self.closing.insert((ts, call_id.to_string()));
@@ -370,24 +383,24 @@ impl CallTracker {
     fn sweep(&mut self, now: Timestamp, out: &mut Vec<Event>) {
         let idle = self.config.idle_timeout;
         let challenge = self.config.challenge_timeout;
-        let stale: Vec<(String, &'static str)> = self
+        let stale: Vec<(String, CallEnd)> = self
             .calls
             .iter()
             .filter(|(_, c)| !c.call.state.is_terminal())
             .filter_map(|(id, c)| {
                 let silent = now.since(c.last_sip);
                 if silent >= idle {
-                    Some((id.clone(), "idle: no SIP for the idle timeout"))
-                } else if matches!(c.call.status, Some(401 | 407)) && silent >= challenge {
-                    Some((id.clone(), "challenged and never retried"))
+                    Some((id.clone(), CallEnd::Idle))
+                } else if challenged(c) && silent >= challenge {
+                    Some((id.clone(), CallEnd::ChallengeNotRetried))
                 } else {
                     None
                 }
             })
             .collect();
-        for (id, why) in stale {
+        for (id, end) in stale {
             self.stats.idle_closed += 1;
-            self.close(&id, now, Some(why), out);
+            self.close(&id, now, Some(end), out);
         }
     }
 
@@ -407,15 +420,21 @@ impl CallTracker {
         raise(c, found, until, out);
     }
 
-    /// The last report of a call: final statistics and findings.
-    fn close(&mut self, id: &str, at: Timestamp, why: Option<&str>, out: &mut Vec<Event>) {
+    /// The last report of a call: final statistics and findings. `end`:
+    /// why a call still up is ended now (ignored for one already over).
+    fn close(&mut self, id: &str, at: Timestamp, end: Option<CallEnd>, out: &mut Vec<Event>) {
         let Some(mut c) = self.calls.remove(id) else {
             return;
         };
         if !c.call.state.is_terminal() {
             c.call.ended = Some(at);
-            c.call.end_reason = why.map(str::to_owned);
-            if c.call.answered.is_some() {
+            c.call.end_reason = end.map(|e| reason(e).to_owned());
+            c.call.end = end;
+            if end == Some(CallEnd::ChallengeNotRetried) {
+                // The 401/407 was the INVITE's last final response: the
+                // call failed, as its trace has always said.
+                c.call.state = CallState::Failed;
+            } else if c.call.answered.is_some() {
                 c.call.state = CallState::Ended;
             }
         }
@@ -489,17 +508,42 @@ impl CallTracker {
             .collect();
         ids.sort();
         for (_, id) in ids {
-            let open = self
-                .calls
-                .get(&id)
-                .is_some_and(|c| !c.call.state.is_terminal());
-            if open {
+            let Some(c) = self.calls.get(&id) else {
+                continue;
+            };
+            // A challenge still unanswered when the input ends was given
+            // up, like a registration's (RFC 3261 §22.2).
+            let end = if challenged(c) {
+                CallEnd::ChallengeNotRetried
+            } else {
+                CallEnd::CaptureEnded
+            };
+            if !c.call.state.is_terminal() && end == CallEnd::CaptureEnded {
                 self.stats.open_at_end += 1;
             }
-            let at = until.max(self.calls.get(&id).map_or(until, |c| c.last_sip));
-            self.close(&id, at, Some("capture ended"), out);
+            let at = until.max(c.last_sip);
+            self.close(&id, at, Some(end), out);
         }
         self.closing.clear();
+    }
+}
+
+/// The latest initial INVITE drew 401/407 and was not retried yet.
+fn challenged(c: &OpenCall) -> bool {
+    !c.call.state.is_terminal() && matches!(c.call.status, Some(401 | 407))
+}
+
+/// `end_reason` of a call the tracker ends itself; where a message ends
+/// it (BYE, a final response), the reason names that message instead.
+fn reason(end: CallEnd) -> &'static str {
+    match end {
+        CallEnd::Idle => "idle: no SIP for the idle timeout",
+        CallEnd::ChallengeNotRetried => "challenged and never retried",
+        CallEnd::Evicted => "evicted: the call table is full",
+        CallEnd::CaptureEnded => "capture ended",
+        CallEnd::Bye => "BYE",
+        CallEnd::Rejected => "rejected",
+        CallEnd::NoAnswer => "no final response to the INVITE",
     }
 }
 
@@ -533,6 +577,7 @@ fn on_invite_response(c: &mut OpenCall, status: u16, reason: Option<&str>, ts: T
             c.call.status = Some(status);
             c.call.ended = Some(ts);
             c.call.end_reason = Some(format!("{status} {}", reason.unwrap_or_default()));
+            c.call.end = Some(CallEnd::Rejected);
             c.call.state = if status == 487 || c.cancel_seen {
                 CallState::Cancelled
             } else {
