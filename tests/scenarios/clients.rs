@@ -45,6 +45,7 @@ fn require_baresip() {
 
 /// What one scenario left behind: the codes each way.
 struct Found {
+    live_records: Vec<serde_json::Value>,
     live: BTreeSet<String>,
     offline: BTreeSet<String>,
     live_text: String,
@@ -199,6 +200,7 @@ impl ClientLab {
         let offline = codes(&offline_ds).into_iter().map(String::from).collect();
         let _ = &self.pair;
         Found {
+            live_records: live_records.clone(),
             live,
             offline,
             live_text: format!("{live_records:#?}"),
@@ -486,4 +488,126 @@ fn sipsak_wrong_password_is_auth_rejected() {
     let mut c = sipsak_register(&lab, "Wr0ngPw", true);
     let _ = c.wait_exit(Duration::from_secs(20));
     lab.finish().assert_codes(&["auth.rejected"]);
+}
+
+/// The baresip call of [`baresip_call_through_kamailio_with_two_way_rtp_raises_nothing`]
+/// with `rule` (nft, on the caller's output) in the way; the caller hangs
+/// up after `secs`.
+fn baresip_call(rule: Option<&str>, secs: u32) -> Found {
+    let lab = ClientLab::start(&["WITH_INBOUND", "WITH_CALL_AUTH"], false, &[]);
+    if let Some(rule) = rule {
+        crate::support::nft::add_rule(&lab.pair.peer, &lab.dir.path, "output", rule);
+    }
+    let mut callee = lab.baresip(
+        &lab.pair.host,
+        "1002",
+        HOST,
+        &lab.pair.host_if,
+        "10020-10030",
+        HOST,
+        secs + 4,
+        None,
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut caller = lab.baresip(
+        &lab.pair.peer,
+        "1001",
+        PEER,
+        &lab.pair.peer_if,
+        "10000-10010",
+        HOST,
+        secs,
+        Some("sip:1002@sipscope.test"),
+    );
+    run_to_end(&mut caller, 40);
+    run_to_end(&mut callee, 40);
+    lab.finish()
+}
+
+#[test]
+fn baresip_call_hung_up_after_seconds_of_one_way_audio_is_one_way() {
+    // The caller's RTP never leaves its host; the caller hangs up after
+    // about 4 s, within the 5 s media grace: still one-way audio.
+    let found = baresip_call(Some("udp dport 10020-10030 counter drop"), 4);
+    found.assert_codes(&["media.one_way"]);
+}
+
+#[test]
+fn baresip_call_losing_five_percent_one_way_is_media_quality_on_that_direction_only() {
+    let found = baresip_call(
+        Some("udp dport 10020-10030 numgen random mod 100 < 5 counter drop"),
+        12,
+    );
+    found.assert_codes(&["media.quality"]);
+    // One finding, about the caller's direction (10.77.0.2 → 10.77.0.1).
+    let directions: Vec<String> = found
+        .live_records
+        .iter()
+        .filter(|r| r["code"] == "media.quality")
+        .flat_map(|r| r["evidence"].as_array().cloned().unwrap_or_default())
+        .filter(|e| e["name"] == "direction")
+        .map(|e| e["value"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(directions.len(), 1, "{}", found.live_text);
+    assert!(
+        directions[0].starts_with(&format!("{PEER}:")),
+        "{directions:?}"
+    );
+}
+
+#[test]
+fn invite_to_a_registered_pjsip_dropped_by_its_firewall_in_a_short_capture_is_inbound_blocked() {
+    // 1002 (PJSIP, across the link) registers; then its firewall drops
+    // SIP. 1001 (PJSIP on the proxy's host) calls it: kamailio's INVITE to
+    // the registered contact is retransmitted and never answered; the
+    // capture ends after ~8 s, long before Timer B.
+    let lab = ClientLab::start(&["WITH_INBOUND"], false, &[]);
+    let mut callee = lab.pjsua(
+        &lab.pair.peer,
+        "callee",
+        PEER,
+        &[
+            "--registrar",
+            HOST,
+            "--user",
+            "1002",
+            "--password",
+            "secret1002",
+            "--run",
+            "14",
+        ],
+    );
+    crate::support::wait_for(Duration::from_secs(10), "1002 to register", || {
+        callee.stdout_text().contains("reg state 200").then_some(())
+    });
+    drop_input(&lab.pair.peer, &lab.dir.path, 5062);
+    let mut caller = lab.pjsua(
+        &lab.pair.host,
+        "caller",
+        HOST,
+        &[
+            "--port",
+            "5070",
+            "--registrar",
+            HOST,
+            "--user",
+            "1001",
+            "--password",
+            "secret1001",
+            "--no-register",
+            "--call",
+            "sip:1002@sipscope.test",
+            "--run",
+            "8",
+        ],
+    );
+    run_to_end(&mut caller, 30);
+    let _ = callee.wait_exit(Duration::from_secs(20));
+    let found = lab.finish();
+    found.assert_codes(&["call.inbound_blocked", "net.no_response"]);
+    assert!(
+        found.live_text.contains("capture ended before"),
+        "{}",
+        found.live_text
+    );
 }
