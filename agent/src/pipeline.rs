@@ -11,8 +11,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::analysis::calls::{Call, CallConfig, CallStats, CallTracker};
-use crate::analysis::flood_guard::{FloodConfig, FloodGuard, FloodStats};
 use crate::analysis::digest::exchanges::{ExchangeConfig, ExchangeStats, Exchanges};
+use crate::analysis::flood_guard::{FloodConfig, FloodGuard, FloodStats};
 use crate::analysis::inbound::{Inbound, InboundConfig, InboundStats};
 use crate::analysis::media::{FlowSnapshot, RtpSource};
 use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};

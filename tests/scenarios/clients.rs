@@ -56,7 +56,11 @@ impl Found {
     fn assert_codes(&self, expected: &[&'static str]) {
         let want: BTreeSet<String> = set(expected).into_iter().map(String::from).collect();
         assert_eq!(self.live, want, "live findings:\n{}", self.live_text);
-        assert_eq!(self.offline, want, "offline findings:\n{}", self.offline_text);
+        assert_eq!(
+            self.offline, want,
+            "offline findings:\n{}",
+            self.offline_text
+        );
     }
 }
 
@@ -86,13 +90,8 @@ impl ClientLab {
         for d in defines {
             args.extend(["-A", d]);
         }
-        let kamailio = crate::agent::spawn_kamailio(
-            ns,
-            &dir,
-            "scenarios/registrar.cfg",
-            &[&listen],
-            &args,
-        );
+        let kamailio =
+            crate::agent::spawn_kamailio(ns, &dir, "scenarios/registrar.cfg", &[&listen], &args);
         wait_udp_listening(ns, 5060);
         let mut all = vec!["--json"];
         all.extend_from_slice(agent_args);
@@ -107,13 +106,45 @@ impl ClientLab {
         }
     }
 
-    /// pjsua.py in `ns` bound to `bind`, with `args`.
-    fn pjsua(&self, ns: &Netns, name: &str, bind: &str, args: &[&str]) -> NsProcess {
+    /// pjsua.py in `ns` bound to `bind`, as `user` with `password`
+    /// (registering to, and calling through, `registrar`), with `args`.
+    #[allow(clippy::too_many_arguments)]
+    fn pjsua(
+        &self,
+        ns: &Netns,
+        name: &str,
+        bind: &str,
+        registrar: &str,
+        (user, password): (&str, &str),
+        args: &[&str],
+    ) -> NsProcess {
         require_pjsua();
         let script = fixture("scenarios/pjsua.py");
-        let mut all = vec![script.to_str().unwrap(), "--bind", bind];
+        let mut all = vec![
+            script.to_str().unwrap(),
+            "--bind",
+            bind,
+            "--registrar",
+            registrar,
+            "--user",
+            user,
+            "--password",
+            password,
+        ];
         all.extend_from_slice(args);
         NsProcess::spawn(ns, &self.dir.path, name, "python3", &all)
+    }
+
+    /// PJSIP as 1001 on the peer, registering to the host's kamailio.
+    fn pjsua_1001(&self, password: &str, args: &[&str]) -> NsProcess {
+        self.pjsua(
+            &self.pair.peer,
+            "pjsua",
+            PEER,
+            HOST,
+            ("1001", password),
+            args,
+        )
     }
 
     /// baresip for account `user` (password `secret<user>`) on `ip`,
@@ -166,7 +197,13 @@ impl ClientLab {
             cmd = format!("d {uri}");
             args.extend(["-e", &cmd]);
         }
-        NsProcess::spawn(ns, &self.dir.path, &format!("baresip-{user}"), "baresip", &args)
+        NsProcess::spawn(
+            ns,
+            &self.dir.path,
+            &format!("baresip-{user}"),
+            "baresip",
+            &args,
+        )
     }
 
     /// Stops kamailio, the agent and dumpcap; the findings each way.
@@ -209,17 +246,6 @@ impl ClientLab {
     }
 }
 
-fn run_to_end(p: &mut NsProcess, secs: u64) {
-    let status = p.wait_exit(Duration::from_secs(secs));
-    assert!(
-        status.success(),
-        "{} failed ({status})\nstdout:\n{}\nstderr:\n{}",
-        p.name,
-        p.stdout_text(),
-        p.stderr_text()
-    );
-}
-
 /// A dropping nft rule on `ns`'s input for UDP to `port` (the far end's
 /// firewall: nothing ever answers).
 fn drop_input(ns: &Netns, dir: &Path, port: u16) {
@@ -229,23 +255,13 @@ fn drop_input(ns: &Netns, dir: &Path, port: u16) {
 #[test]
 fn pjsip_healthy_registration_raises_nothing() {
     let lab = ClientLab::start(&[], false, &[]);
-    let mut ua = lab.pjsua(
-        &lab.pair.peer,
-        "pjsua",
-        PEER,
-        &[
-            "--registrar",
-            HOST,
-            "--user",
-            "1001",
-            "--password",
-            "secret1001",
-            "--run",
-            "3",
-        ],
+    let mut ua = lab.pjsua_1001("secret1001", &["--run", "3"]);
+    ua.wait_success(Duration::from_secs(30));
+    assert!(
+        ua.stdout_text().contains("reg state 200"),
+        "{}",
+        ua.stdout_text()
     );
-    run_to_end(&mut ua, 30);
-    assert!(ua.stdout_text().contains("reg state 200"), "{}", ua.stdout_text());
     lab.finish().assert_codes(&[]);
 }
 
@@ -253,17 +269,9 @@ fn pjsip_healthy_registration_raises_nothing() {
 fn pjsip_wrong_password_on_an_outbound_call_is_auth_rejected() {
     // INVITE, 407, INVITE with Proxy-Authorization, 407: PJSIP gives up.
     let lab = ClientLab::start(&["WITH_INBOUND", "WITH_CALL_AUTH"], false, &[]);
-    let mut ua = lab.pjsua(
-        &lab.pair.peer,
-        "pjsua",
-        PEER,
+    let mut ua = lab.pjsua_1001(
+        "Wr0ngPw",
         &[
-            "--registrar",
-            HOST,
-            "--user",
-            "1001",
-            "--password",
-            "Wr0ngPw",
             "--no-register",
             "--call",
             "sip:1002@sipscope.test",
@@ -271,7 +279,7 @@ fn pjsip_wrong_password_on_an_outbound_call_is_auth_rejected() {
             "3",
         ],
     );
-    run_to_end(&mut ua, 30);
+    ua.wait_success(Duration::from_secs(30));
     assert!(
         ua.stdout_text().contains("DISCONNECTED 407"),
         "{}",
@@ -291,22 +299,17 @@ fn pjsip_register_to_a_silent_registrar_in_a_short_capture_is_no_response() {
         &lab.pair.host,
         "pjsua",
         HOST,
-        &[
-            "--registrar",
-            PEER,
-            "--user",
-            "1001",
-            "--password",
-            "secret1001",
-            "--run",
-            "9",
-        ],
+        PEER,
+        ("1001", "secret1001"),
+        &["--run", "9"],
     );
-    run_to_end(&mut ua, 30);
+    ua.wait_success(Duration::from_secs(30));
     let found = lab.finish();
     found.assert_codes(&["net.no_response"]);
     assert!(
-        found.live_text.contains("capture ended before the client gave up"),
+        found
+            .live_text
+            .contains("capture ended before the client gave up"),
         "{}",
         found.live_text
     );
@@ -316,98 +319,44 @@ fn pjsip_register_to_a_silent_registrar_in_a_short_capture_is_no_response() {
 fn pjsip_registrar_alternating_200_and_503_is_flapping_across_call_ids() {
     // PJSIP takes a new Call-ID after each 503: one binding all the same.
     let lab = ClientLab::start(&["WITH_FLAP"], false, &[]);
-    let mut ua = lab.pjsua(
-        &lab.pair.peer,
-        "pjsua",
-        PEER,
-        &[
-            "--registrar",
-            HOST,
-            "--user",
-            "1001",
-            "--password",
-            "secret1001",
-            "--expires",
-            "10",
-            "--retry",
-            "1",
-            "--run",
-            "18",
-        ],
+    let mut ua = lab.pjsua_1001(
+        "secret1001",
+        &["--expires", "10", "--retry", "1", "--run", "18"],
     );
-    run_to_end(&mut ua, 40);
+    ua.wait_success(Duration::from_secs(40));
     let out = ua.stdout_text();
     assert!(
         out.matches("reg state 200").count() >= 3 && out.contains("reg state 503"),
         "{out}"
     );
-    lab.finish()
-        .assert_codes(&["reg.flapping", "reg.rejected"]);
+    lab.finish().assert_codes(&["reg.flapping", "reg.rejected"]);
 }
 
 #[test]
 fn baresip_call_through_kamailio_with_two_way_rtp_raises_nothing() {
     // 1002 on the proxy's host, 1001 across the link calls it; both
-    // register, the INVITE is proxy-authenticated, 6 s of two-way PCMU.
-    let lab = ClientLab::start(&["WITH_INBOUND", "WITH_CALL_AUTH"], false, &[]);
-    let mut callee = lab.baresip(
-        &lab.pair.host,
-        "1002",
-        HOST,
-        &lab.pair.host_if,
-        "10020-10030",
-        HOST,
-        12,
-        None,
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    let mut caller = lab.baresip(
-        &lab.pair.peer,
-        "1001",
-        PEER,
-        &lab.pair.peer_if,
-        "10000-10010",
-        HOST,
-        8,
-        Some("sip:1002@sipscope.test"),
-    );
-    run_to_end(&mut caller, 30);
-    run_to_end(&mut callee, 30);
-    assert!(
-        callee.stderr_text().contains("Call established")
-            || callee.stdout_text().contains("Call established"),
-        "{}",
-        callee.stdout_text()
-    );
-    lab.finish().assert_codes(&[]);
+    // register, the INVITE is proxy-authenticated, 8 s of two-way PCMU.
+    baresip_call(None, 8).assert_codes(&[]);
 }
 
 #[test]
 fn pjsip_registering_a_domain_the_registrar_does_not_serve_is_reg_rejected() {
     // 403 without a challenge, with a Warning naming the domain.
     let lab = ClientLab::start(&["WITH_DOMAIN_CHECK"], false, &[]);
-    let mut ua = lab.pjsua(
-        &lab.pair.peer,
-        "pjsua",
-        PEER,
-        &[
-            "--registrar",
-            HOST,
-            "--user",
-            "1001",
-            "--domain",
-            "other.example",
-            "--password",
-            "secret1001",
-            "--run",
-            "3",
-        ],
+    let mut ua = lab.pjsua_1001("secret1001", &["--domain", "other.example", "--run", "3"]);
+    ua.wait_success(Duration::from_secs(30));
+    assert!(
+        ua.stdout_text().contains("reg state 403"),
+        "{}",
+        ua.stdout_text()
     );
-    run_to_end(&mut ua, 30);
-    assert!(ua.stdout_text().contains("reg state 403"), "{}", ua.stdout_text());
     let found = lab.finish();
     found.assert_codes(&["reg.rejected"]);
-    assert!(found.live_text.contains("not served here"), "{}", found.live_text);
+    assert!(
+        found.live_text.contains("not served here"),
+        "{}",
+        found.live_text
+    );
 }
 
 #[test]
@@ -431,22 +380,8 @@ fn pjsip_behind_a_port_translating_firewall_is_contact_port_mismatch() {
         "nft snat: {}",
         String::from_utf8_lossy(&nft.stderr)
     );
-    let mut ua = lab.pjsua(
-        &lab.pair.peer,
-        "pjsua",
-        PEER,
-        &[
-            "--registrar",
-            HOST,
-            "--user",
-            "1001",
-            "--password",
-            "secret1001",
-            "--run",
-            "3",
-        ],
-    );
-    run_to_end(&mut ua, 30);
+    let mut ua = lab.pjsua_1001("secret1001", &["--run", "3"]);
+    ua.wait_success(Duration::from_secs(30));
     lab.finish()
         .assert_codes(&["nat.contact_port_mismatch", "nat.rewritten_by_peer"]);
 }
@@ -456,7 +391,9 @@ fn pjsip_behind_a_port_translating_firewall_is_contact_port_mismatch() {
 fn sipsak_register(lab: &ClientLab, password: &str, symmetric: bool) -> NsProcess {
     require_peer("sipsak", &["-V"]);
     let uri = format!("sip:1001@{HOST}");
-    let mut args = vec!["-U", "-s", &uri, "-a", password, "-u", "1001", "-x", "60", "-H", PEER];
+    let mut args = vec![
+        "-U", "-s", &uri, "-a", password, "-u", "1001", "-x", "60", "-H", PEER,
+    ];
     if symmetric {
         args.push("-S");
     }
@@ -467,7 +404,7 @@ fn sipsak_register(lab: &ClientLab, password: &str, symmetric: bool) -> NsProces
 fn sipsak_healthy_registration_raises_nothing() {
     let lab = ClientLab::start(&[], false, &[]);
     let mut c = sipsak_register(&lab, "secret1001", true);
-    run_to_end(&mut c, 20);
+    c.wait_success(Duration::from_secs(20));
     lab.finish().assert_codes(&[]);
 }
 
@@ -477,7 +414,7 @@ fn sipsak_sending_from_another_port_than_its_contact_is_contact_port_mismatch() 
     // Via and Contact: exactly what a port-translating NAT looks like.
     let lab = ClientLab::start(&[], false, &[]);
     let mut c = sipsak_register(&lab, "secret1001", false);
-    run_to_end(&mut c, 20);
+    c.wait_success(Duration::from_secs(20));
     lab.finish()
         .assert_codes(&["nat.contact_port_mismatch", "nat.rewritten_by_peer"]);
 }
@@ -490,9 +427,9 @@ fn sipsak_wrong_password_is_auth_rejected() {
     lab.finish().assert_codes(&["auth.rejected"]);
 }
 
-/// The baresip call of [`baresip_call_through_kamailio_with_two_way_rtp_raises_nothing`]
-/// with `rule` (nft, on the caller's output) in the way; the caller hangs
-/// up after `secs`.
+/// 1002 (baresip) on the proxy's host, 1001 (baresip) across the link
+/// calls it through kamailio, with `rule` (nft, on the caller's output)
+/// in the way; the caller hangs up after `secs`.
 fn baresip_call(rule: Option<&str>, secs: u32) -> Found {
     let lab = ClientLab::start(&["WITH_INBOUND", "WITH_CALL_AUTH"], false, &[]);
     if let Some(rule) = rule {
@@ -519,8 +456,8 @@ fn baresip_call(rule: Option<&str>, secs: u32) -> Found {
         secs,
         Some("sip:1002@sipscope.test"),
     );
-    run_to_end(&mut caller, 40);
-    run_to_end(&mut callee, 40);
+    caller.wait_success(Duration::from_secs(40));
+    callee.wait_success(Duration::from_secs(40));
     lab.finish()
 }
 
@@ -566,16 +503,9 @@ fn invite_to_a_registered_pjsip_dropped_by_its_firewall_in_a_short_capture_is_in
         &lab.pair.peer,
         "callee",
         PEER,
-        &[
-            "--registrar",
-            HOST,
-            "--user",
-            "1002",
-            "--password",
-            "secret1002",
-            "--run",
-            "14",
-        ],
+        HOST,
+        ("1002", "secret1002"),
+        &["--run", "14"],
     );
     crate::support::wait_for(Duration::from_secs(10), "1002 to register", || {
         callee.stdout_text().contains("reg state 200").then_some(())
@@ -585,15 +515,11 @@ fn invite_to_a_registered_pjsip_dropped_by_its_firewall_in_a_short_capture_is_in
         &lab.pair.host,
         "caller",
         HOST,
+        HOST,
+        ("1001", "secret1001"),
         &[
             "--port",
             "5070",
-            "--registrar",
-            HOST,
-            "--user",
-            "1001",
-            "--password",
-            "secret1001",
             "--no-register",
             "--call",
             "sip:1002@sipscope.test",
@@ -601,7 +527,7 @@ fn invite_to_a_registered_pjsip_dropped_by_its_firewall_in_a_short_capture_is_in
             "8",
         ],
     );
-    run_to_end(&mut caller, 30);
+    caller.wait_success(Duration::from_secs(30));
     let _ = callee.wait_exit(Duration::from_secs(20));
     let found = lab.finish();
     found.assert_codes(&["call.inbound_blocked", "net.no_response"]);

@@ -76,14 +76,8 @@ fn pip_packages() -> Result<()> {
             continue;
         }
         eprintln!("setup: installing Python package {spec}");
-        status(sudo("python3").args([
-            "-m",
-            "pip",
-            "install",
-            "--break-system-packages",
-            spec,
-        ]))
-        .with_context(|| format!("pip install {spec} failed"))?;
+        status(sudo("python3").args(["-m", "pip", "install", "--break-system-packages", spec]))
+            .with_context(|| format!("pip install {spec} failed"))?;
     }
     Ok(())
 }

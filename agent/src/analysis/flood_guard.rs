@@ -165,12 +165,7 @@ impl FloodGuard {
                 window,
                 self.config.per_code,
             );
-            if ok {
-                self.stats.shown += 1;
-            } else {
-                self.stats.suppressed += 1;
-            }
-            return ok;
+            return self.tally(ok);
         }
         let key = (d.code, source);
         if !self.by_source.contains_key(&key) && self.by_source.len() >= self.config.max_sources {
@@ -186,6 +181,11 @@ impl FloodGuard {
                     window,
                     self.config.per_code,
                 );
+        self.tally(ok)
+    }
+
+    /// Counts a finding shown (`ok`) or suppressed; returns `ok`.
+    fn tally(&mut self, ok: bool) -> bool {
         if ok {
             self.stats.shown += 1;
         } else {

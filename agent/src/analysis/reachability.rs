@@ -310,7 +310,9 @@ impl Reachability {
                 meta.dst,
                 meta.transport.as_str(),
                 unanswered::capture_ended_clause(
-                    &open.as_ref().map_or_else(|| vec![meta.ts], |o| o.sends.clone()),
+                    &open
+                        .as_ref()
+                        .map_or_else(|| vec![meta.ts], |o| o.sends.clone()),
                     open.as_ref().map_or(0, |o| o.sends_dropped)
                 )
             ),

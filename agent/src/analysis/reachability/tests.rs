@@ -374,7 +374,8 @@ fn register_retransmitted_until_a_short_capture_ends_is_judged_no_response() {
         d.summary
     );
     assert!(
-        d.summary.contains("capture ended before the client gave up"),
+        d.summary
+            .contains("capture ended before the client gave up"),
         "{}",
         d.summary
     );
@@ -402,7 +403,12 @@ fn short_capture_with_icmp_or_a_provisional_is_not_no_response() {
     for offset in [0, 500, 1500, 3500] {
         events.extend(p.ingest(&frame(offset, UA, REGISTRAR, &text)));
     }
-    events.extend(p.ingest(&frame(3600, REGISTRAR, UA, &response("100 Trying", 1, "g1"))));
+    events.extend(p.ingest(&frame(
+        3600,
+        REGISTRAR,
+        UA,
+        &response("100 Trying", 1, "g1"),
+    )));
     events.extend(p.finish());
     assert!(diagnoses(&events).is_empty());
 }

@@ -52,8 +52,7 @@ pub fn rejected(
              address here (or wants the provider's outbound proxy)."
         )
     };
-    let mut d = Diagnosis::new(Code::RegRejected, response.at, text)
-    .with_evidence(
+    let mut d = Diagnosis::new(Code::RegRejected, response.at, text).with_evidence(
         Evidence::new("status", format!("{status} {reason}"))
             .in_message(response.at, response.label.clone()),
     );

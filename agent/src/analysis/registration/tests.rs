@@ -459,14 +459,19 @@ fn refresh_reusing_an_old_nonce_that_draws_a_fresh_challenge_is_not_a_rejection(
     assert_eq!(run(&f.packets).codes(), set(&[]));
 }
 
-#[test]
-fn forbidden_after_credentials_over_tcp() {
-    let mut f = Flow::new(Proto::Tcp, "suspended", "c-403");
+/// REGISTER, 401, REGISTER with `user`'s credentials answered `status`.
+fn authenticated_then(proto: Proto, user: &str, status: &str) -> Run {
+    let mut f = Flow::new(proto, user, &format!("c-auth-{status}"));
     f.register(60, None);
     f.challenge("n0", false);
-    f.register(60, Some(("suspended", REALM, "n0", "pw-s")));
-    f.reply("403 Account suspended", "");
-    let r = run(&f.packets);
+    f.register(60, Some((user, REALM, "n0", "pw")));
+    f.reply(status, "");
+    run(&f.packets)
+}
+
+#[test]
+fn forbidden_after_credentials_over_tcp() {
+    let r = authenticated_then(Proto::Tcp, "suspended", "403 Account suspended");
     assert_eq!(r.codes(), set(&["auth.forbidden_after_auth"]));
     let a = r.attempts();
     assert_eq!(
@@ -482,22 +487,13 @@ fn forbidden_after_credentials_over_tcp() {
 fn server_error_to_credentials_is_the_servers_trouble_not_the_accounts() {
     // A 503 to an authenticated REGISTER: the registrar is in trouble, it
     // said nothing about the account.
-    let mut f = Flow::new(Proto::Udp, "1001", "c-503-auth");
-    f.register(60, None);
-    f.challenge("n0", false);
-    f.register(60, Some(("1001", REALM, "n0", "secret1001")));
-    f.reply("503 Service Unavailable", "");
-    let r = run(&f.packets);
+    let r = authenticated_then(Proto::Udp, "1001", "503 Service Unavailable");
     assert_eq!(r.codes(), set(&["reg.rejected"]));
     let d = r.one(Code::RegRejected);
     assert!(d.summary.contains("not the account"), "{}", d.summary);
     // A 404 to credentials is not a 403 either.
-    let mut f = Flow::new(Proto::Udp, "1001", "c-404-auth");
-    f.register(60, None);
-    f.challenge("n0", false);
-    f.register(60, Some(("1001", REALM, "n0", "secret1001")));
-    f.reply("404 Not Found", "");
-    assert_eq!(run(&f.packets).codes(), set(&["reg.rejected"]));
+    let r = authenticated_then(Proto::Udp, "1001", "404 Not Found");
+    assert_eq!(r.codes(), set(&["reg.rejected"]));
 }
 
 #[test]
@@ -573,19 +569,32 @@ fn deregistration_ends_the_binding_without_expiry() {
     assert_eq!(r.stats.registrations.deregistered, 1);
 }
 
-#[test]
-fn flapping_is_raised_once_and_rejections_do_not_repeat_after_it() {
-    let mut f = Flow::new(Proto::Udp, "1001", "c-flap");
-    for _ in 0..5 {
+/// A registrar answering 200 and 503 in turn, five times each; with
+/// `new_call_ids` the client takes a new Call-ID after every failure, as
+/// PJSIP does.
+fn alternating_200_and_503(new_call_ids: bool) -> Run {
+    let mut f = Flow::new(Proto::Udp, "1001", "c-flap-0");
+    for i in 0..5 {
         f.register(60, None);
         f.ok(60);
         f.wait(5000);
         f.register(60, None);
         f.reply("503 Service Unavailable", "");
         f.wait(5000);
+        if new_call_ids {
+            f.call_id = format!("c-flap-{}", i + 1);
+        }
     }
     let r = run(&f.packets);
     assert_eq!(r.codes(), set(&["reg.flapping", "reg.rejected"]));
+    r.one(Code::RegFlapping);
+    assert_eq!(r.stats.registrations.bindings, 1);
+    r
+}
+
+#[test]
+fn flapping_is_raised_once_and_rejections_do_not_repeat_after_it() {
+    let r = alternating_200_and_503(false);
     r.one(Code::RegFlapping);
     // Before flapping is recognised each failure episode is reported
     // (2 of them: after 4 changes the flapping finding takes over).
@@ -626,22 +635,7 @@ fn a_new_call_id_after_a_failure_is_the_same_binding_refreshed() {
 
 #[test]
 fn flapping_across_call_ids_is_one_binding_flapping() {
-    // A registrar alternating 200 and 503; the client takes a new Call-ID
-    // after every failure, as PJSIP does.
-    let mut f = Flow::new(Proto::Udp, "1001", "c-flap-0");
-    for i in 0..5 {
-        f.register(60, None);
-        f.ok(60);
-        f.wait(5000);
-        f.register(60, None);
-        f.reply("503 Service Unavailable", "");
-        f.wait(5000);
-        f.call_id = format!("c-flap-{}", i + 1);
-    }
-    let r = run(&f.packets);
-    assert_eq!(r.codes(), set(&["reg.flapping", "reg.rejected"]));
-    r.one(Code::RegFlapping);
-    assert_eq!(r.stats.registrations.bindings, 1);
+    alternating_200_and_503(true);
 }
 
 #[test]
@@ -918,7 +912,11 @@ fn many_trunks_from_one_pbx_name_each_failing_aor_once_and_no_healthy_one() {
         if wrong.contains(&i) || refused.contains(&i) {
             assert!(!codes.is_empty(), "{} named", a.binding.aor);
         } else {
-            assert!(codes.is_empty(), "healthy {} named: {codes:?}", a.binding.aor);
+            assert!(
+                codes.is_empty(),
+                "healthy {} named: {codes:?}",
+                a.binding.aor
+            );
         }
     }
     for d in r.diagnoses() {

@@ -101,6 +101,15 @@ impl Call {
         self.push(false, text);
     }
 
+    /// `method`, 407 with nonce `n1`, `method` again with `answer`.
+    fn answered(method: &'static str, answer: (&str, &str, &str, &str)) -> Self {
+        let mut c = Call::new(method);
+        c.request(None);
+        c.challenge("n1");
+        c.request(Some(answer));
+        c
+    }
+
     fn challenge(&mut self, nonce: &str) {
         self.reply(
             "407 Proxy Authentication Required",
@@ -109,7 +118,10 @@ impl Call {
     }
 }
 
-fn codes(packets: &[Packet], config: PipelineConfig) -> (BTreeSet<&'static str>, Vec<Arc<Diagnosis>>) {
+fn codes(
+    packets: &[Packet],
+    config: PipelineConfig,
+) -> (BTreeSet<&'static str>, Vec<Arc<Diagnosis>>) {
     let mut p = Pipeline::new(config);
     let mut events = Vec::new();
     for pkt in packets {
@@ -136,10 +148,7 @@ fn set(c: &[&'static str]) -> BTreeSet<&'static str> {
 
 #[test]
 fn invite_challenged_answered_and_connected_raises_nothing() {
-    let mut c = Call::new("INVITE");
-    c.request(None);
-    c.challenge("n1");
-    c.request(Some(("secret", "n1", RURI, "MD5")));
+    let mut c = Call::answered("INVITE", ("secret", "n1", RURI, "MD5"));
     c.reply("100 Trying", "");
     c.reply("200 OK", "");
     assert_eq!(plain(&c.packets), set(&[]));
@@ -148,10 +157,7 @@ fn invite_challenged_answered_and_connected_raises_nothing() {
 #[test]
 fn invite_challenged_again_after_credentials_is_rejected_then_a_loop() {
     // Wrong password on an outbound call: 407, Proxy-Authorization, 407.
-    let mut c = Call::new("INVITE");
-    c.request(None);
-    c.challenge("n1");
-    c.request(Some(("wrong", "n1", RURI, "MD5")));
+    let mut c = Call::answered("INVITE", ("wrong", "n1", RURI, "MD5"));
     c.challenge("n2");
     assert_eq!(plain(&c.packets), set(&["auth.rejected"]));
     c.request(Some(("wrong", "n2", RURI, "MD5")));
@@ -188,24 +194,15 @@ fn invite_challenged_again_after_credentials_is_rejected_then_a_loop() {
 fn every_challenged_method_gets_the_digest_checks() {
     for method in ["BYE", "SUBSCRIBE", "MESSAGE", "OPTIONS"] {
         // The digest uri is not the Request-URI.
-        let mut c = Call::new(method);
-        c.request(None);
-        c.challenge("n1");
-        c.request(Some(("secret", "n1", "sip:other@sipscope.test", "MD5")));
+        let mut c = Call::answered(method, ("secret", "n1", "sip:other@sipscope.test", "MD5"));
         c.reply("200 OK", "");
         assert_eq!(plain(&c.packets), set(&["auth.uri_mismatch"]), "{method}");
         // A nonce the challenge did not issue.
-        let mut c = Call::new(method);
-        c.request(None);
-        c.challenge("n1");
-        c.request(Some(("secret", "old-nonce", RURI, "MD5")));
+        let mut c = Call::answered(method, ("secret", "old-nonce", RURI, "MD5"));
         c.reply("200 OK", "");
         assert_eq!(plain(&c.packets), set(&["auth.nonce_mismatch"]), "{method}");
         // An algorithm the challenge did not offer.
-        let mut c = Call::new(method);
-        c.request(None);
-        c.challenge("n1");
-        c.request(Some(("secret", "n1", RURI, "SHA-256")));
+        let mut c = Call::answered(method, ("secret", "n1", RURI, "SHA-256"));
         c.challenge("n2");
         assert_eq!(
             plain(&c.packets),
@@ -217,10 +214,7 @@ fn every_challenged_method_gets_the_digest_checks() {
 
 #[test]
 fn forbidden_to_an_authenticated_invite_and_unchallenged_calls_raise_as_they_should() {
-    let mut c = Call::new("INVITE");
-    c.request(None);
-    c.challenge("n1");
-    c.request(Some(("secret", "n1", RURI, "MD5")));
+    let mut c = Call::answered("INVITE", ("secret", "n1", RURI, "MD5"));
     c.reply("403 Forbidden", "");
     assert_eq!(plain(&c.packets), set(&["auth.forbidden_after_auth"]));
     // Not challenged, no credentials: nothing to judge.
