@@ -28,9 +28,9 @@ use super::{
     forbidden_after_auth, password_finding, rechallenged, select_challenge, verify,
 };
 use crate::analysis::credentials::CredentialStore;
-use crate::analysis::registration::wire;
+use crate::analysis::finding::Finding;
+use crate::analysis::registration::exchange as wire;
 use crate::diagnosis::{Code, Diagnosis, MessageRef};
-use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method};
 use crate::time::Timestamp;
 
@@ -121,9 +121,8 @@ impl Exchanges {
         }
     }
 
-    /// Consumes the pipeline's SIP events; findings go to `out`.
-    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
-        let Event::Message(r) = event else { return };
+    /// Every parsed message; findings go to `out`.
+    pub(crate) fn on_message(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Finding>) {
         let m = &r.message;
         let Some(method) = m.cseq().map(|c| c.method.clone()) else {
             return;
@@ -166,7 +165,7 @@ impl Exchanges {
         })
     }
 
-    fn on_request(&mut self, r: &Arc<MessageRecord>, method: Method, out: &mut Vec<Event>) {
+    fn on_request(&mut self, r: &Arc<MessageRecord>, method: Method, out: &mut Vec<Finding>) {
         let m = &r.message;
         let creds = wire::credentials(m);
         let known = self.table.contains_key(&Key {
@@ -187,7 +186,7 @@ impl Exchanges {
         e.last_request = Some((cseq, creds.clone()));
         let Some(creds) = creds else { return };
         self.stats.authenticated += 1;
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         let uri = m.request_uri().unwrap_or_default();
         let name = method.to_string();
         let store = self.config.credentials.clone();
@@ -223,7 +222,7 @@ impl Exchanges {
         }
     }
 
-    fn on_final(&mut self, r: &Arc<MessageRecord>, method: Method, out: &mut Vec<Event>) {
+    fn on_final(&mut self, r: &Arc<MessageRecord>, method: Method, out: &mut Vec<Finding>) {
         let Some(key) = Self::key(r, method, r.meta.dst) else {
             return;
         };
@@ -235,7 +234,7 @@ impl Exchanges {
         if !challenged && !self.table.contains_key(&key) {
             return;
         }
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         let e = self.entry(key.clone(), at);
         let creds = e
             .last_request
@@ -316,7 +315,7 @@ impl Exchanges {
         e
     }
 
-    fn raise(&mut self, key: &Key, client: SocketAddr, d: Diagnosis, out: &mut Vec<Event>) {
+    fn raise(&mut self, key: &Key, client: SocketAddr, d: Diagnosis, out: &mut Vec<Finding>) {
         let Some(e) = self.table.get_mut(key) else {
             return;
         };
@@ -324,6 +323,6 @@ impl Exchanges {
             return;
         }
         self.stats.diagnoses += 1;
-        out.push(Event::Diagnosis(Arc::new(d.with_source(client.ip()))));
+        out.push(Finding::Diagnosis(d.with_source(client.ip())));
     }
 }
