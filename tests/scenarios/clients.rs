@@ -135,6 +135,12 @@ impl ClientLab {
         NsProcess::spawn(ns, &self.dir.path, name, "python3", &all)
     }
 
+    /// PJSIP as 1001 on the agent's host, with `registrar`.
+    fn pjsua_on_host(&self, name: &str, registrar: &str, args: &[&str]) -> NsProcess {
+        let who = ("1001", "secret1001");
+        self.pjsua(&self.pair.host, name, HOST, registrar, who, args)
+    }
+
     /// PJSIP as 1001 on the peer, registering to the host's kamailio.
     fn pjsua_1001(&self, password: &str, args: &[&str]) -> NsProcess {
         self.pjsua(
@@ -295,14 +301,7 @@ fn pjsip_register_to_a_silent_registrar_in_a_short_capture_is_no_response() {
     // Timer F: five sends, no answer.
     let lab = ClientLab::start(&[], true, &[]);
     drop_input(&lab.pair.peer, &lab.dir.path, 5060);
-    let mut ua = lab.pjsua(
-        &lab.pair.host,
-        "pjsua",
-        HOST,
-        PEER,
-        ("1001", "secret1001"),
-        &["--run", "9"],
-    );
+    let mut ua = lab.pjsua_on_host("pjsua", PEER, &["--run", "9"]);
     ua.wait_success(Duration::from_secs(30));
     let found = lab.finish();
     found.assert_codes(&["net.no_response"]);
@@ -511,12 +510,9 @@ fn invite_to_a_registered_pjsip_dropped_by_its_firewall_in_a_short_capture_is_in
         callee.stdout_text().contains("reg state 200").then_some(())
     });
     drop_input(&lab.pair.peer, &lab.dir.path, 5062);
-    let mut caller = lab.pjsua(
-        &lab.pair.host,
+    let mut caller = lab.pjsua_on_host(
         "caller",
         HOST,
-        HOST,
-        ("1001", "secret1001"),
         &[
             "--port",
             "5070",

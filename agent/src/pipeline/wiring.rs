@@ -29,7 +29,7 @@
 use std::sync::Arc;
 
 use crate::analysis::calls::CallTracker;
-use crate::analysis::digest::exchanges::{ExchangeConfig, Exchanges};
+use crate::analysis::digest::exchanges::Exchanges;
 use crate::analysis::finding::Finding;
 use crate::analysis::inbound::Inbound;
 use crate::analysis::media::FlowSnapshot;
@@ -83,11 +83,7 @@ impl Analyses {
             registrations: RegistrationTracker::new(config.registration.clone()),
             // Every challenged request is checked with the same
             // credentials and loop threshold as REGISTER.
-            exchanges: Exchanges::new(ExchangeConfig {
-                credentials: config.registration.credentials.clone(),
-                challenge_loop_after: config.registration.challenge_loop_after,
-                ..ExchangeConfig::default()
-            }),
+            exchanges: Exchanges::new(&config.registration),
             reachability: Reachability::new(ReachabilityConfig {
                 // The UA gives up when the transaction layer does.
                 answer_timeout: config.transactions.timeout,

@@ -29,36 +29,18 @@ use super::{
 };
 use crate::analysis::credentials::CredentialStore;
 use crate::analysis::finding::Finding;
+use crate::analysis::registration::TrackerConfig;
 use crate::analysis::registration::exchange as wire;
 use crate::diagnosis::{Code, Diagnosis, MessageRef};
 use crate::sip::{MessageRecord, Method};
 use crate::time::Timestamp;
 
-/// Limits of the exchange table.
-#[derive(Clone, Debug)]
-pub struct ExchangeConfig {
-    /// Exchanges followed at once; the oldest is evicted (counted).
-    pub max_exchanges: usize,
-    /// An exchange with no message for this long is forgotten.
-    pub idle_timeout: Duration,
-    /// `auth.challenge_loop` after this many consecutive rejections.
-    pub challenge_loop_after: u32,
-    /// Known secrets (`--credentials FILE`) for the password verdict.
-    pub credentials: Option<Arc<CredentialStore>>,
-}
-
-impl Default for ExchangeConfig {
-    fn default() -> Self {
-        Self {
-            max_exchanges: 50_000,
-            // Longer than Timer B/F: a client retrying after a challenge
-            // does so within a transaction's lifetime.
-            idle_timeout: Duration::from_secs(64),
-            challenge_loop_after: 3,
-            credentials: None,
-        }
-    }
-}
+/// Exchanges followed at once; the oldest is evicted (counted).
+pub const MAX_EXCHANGES: usize = 50_000;
+/// An exchange with no message for this long is forgotten: longer than
+/// Timer B/F, as a client retrying after a challenge does so within a
+/// transaction's lifetime.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(64);
 
 /// Counters of the exchange table.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -97,7 +79,11 @@ struct Exchange {
 
 /// See the module documentation.
 pub struct Exchanges {
-    config: ExchangeConfig,
+    /// `auth.challenge_loop` after this many consecutive rejections.
+    challenge_loop_after: u32,
+    /// Known secrets (`--credentials FILE`) for the password verdict.
+    credentials: Option<Arc<CredentialStore>>,
+    max_exchanges: usize,
     table: HashMap<Key, Exchange>,
     /// Keys in creation order (lazily cleaned) for eviction.
     order: VecDeque<Key>,
@@ -105,9 +91,13 @@ pub struct Exchanges {
 }
 
 impl Exchanges {
-    pub fn new(config: ExchangeConfig) -> Self {
+    /// The same credentials and loop threshold as REGISTER
+    /// (`--credentials`, `--challenge-loop-after`).
+    pub fn new(registration: &TrackerConfig) -> Self {
         Self {
-            config,
+            challenge_loop_after: registration.challenge_loop_after,
+            credentials: registration.credentials.clone(),
+            max_exchanges: MAX_EXCHANGES,
             table: HashMap::new(),
             order: VecDeque::new(),
             stats: ExchangeStats::default(),
@@ -115,10 +105,9 @@ impl Exchanges {
     }
 
     pub fn stats(&self) -> ExchangeStats {
-        ExchangeStats {
-            exchanges: self.table.len() as u64,
-            ..self.stats.clone()
-        }
+        let mut s = self.stats.clone();
+        s.exchanges = self.table.len() as u64;
+        s
     }
 
     /// Every parsed message; findings go to `out`.
@@ -139,7 +128,7 @@ impl Exchanges {
 
     /// Forgets exchanges idle for `idle_timeout`.
     pub fn tick(&mut self, now: Timestamp) {
-        let idle = self.config.idle_timeout;
+        let idle = IDLE_TIMEOUT;
         while let Some(k) = self.order.front() {
             match self.table.get(k) {
                 None => {
@@ -189,7 +178,7 @@ impl Exchanges {
         let here = MessageRef::of(r);
         let uri = m.request_uri().unwrap_or_default();
         let name = method.to_string();
-        let store = self.config.credentials.clone();
+        let store = self.credentials.clone();
         let e = &self.table[&key];
         let found = match &e.challenge {
             Some((challenges, message)) => diagnose_answer(
@@ -255,7 +244,7 @@ impl Exchanges {
                     found.push(rechallenged(at, c, next));
                     let e = self.table.get_mut(&key).expect("entry exists");
                     e.rejections += 1;
-                    if e.rejections >= self.config.challenge_loop_after.max(1) {
+                    if e.rejections >= self.challenge_loop_after.max(1) {
                         found.push(challenge_loop(at, c, e.rejections));
                     }
                 }
@@ -293,7 +282,7 @@ impl Exchanges {
     /// limit).
     fn entry(&mut self, key: Key, at: Timestamp) -> &mut Exchange {
         if !self.table.contains_key(&key) {
-            while self.table.len() >= self.config.max_exchanges.max(1) {
+            while self.table.len() >= self.max_exchanges.max(1) {
                 let Some(old) = self.order.pop_front() else {
                     break;
                 };

@@ -293,6 +293,13 @@ fn store(pw: &str) -> TrackerConfig {
     }
 }
 
+/// The packets of several flows in capture order.
+fn merged(flows: &[Flow]) -> Vec<Packet> {
+    let mut packets: Vec<Packet> = flows.iter().flat_map(|f| f.packets.clone()).collect();
+    packets.sort_by_key(|p| p.ts);
+    packets
+}
+
 fn set(codes: &[&'static str]) -> BTreeSet<&'static str> {
     codes.iter().copied().collect()
 }
@@ -613,14 +620,17 @@ fn a_new_call_id_after_a_failure_is_the_same_binding_refreshed() {
     // retries under a new Call-ID and registers again (RFC 3261 §10.2.4
     // asks for one Call-ID, PJSIP starts a new one after a failure).
     let mut f = Flow::new(Proto::Udp, "1001", "c-pj-1");
-    f.healthy("secret1001", "n1", 4);
-    f.wait(3000);
-    f.register(4, Some(("1001", REALM, "n1", "secret1001")));
-    f.reply("503 Service Unavailable", "");
-    f.wait(500);
-    f.call_id = "c-pj-2".into();
-    f.cseq = 0;
-    f.healthy("secret1001", "n2", 4);
+    for (call_id, nonce, refresh) in [("c-pj-1", "n1", Some(3000)), ("c-pj-2", "n2", None)] {
+        f.call_id = call_id.into();
+        f.cseq = 0;
+        f.healthy("secret1001", nonce, 4);
+        if let Some(after) = refresh {
+            f.wait(after);
+            f.register(4, Some(("1001", REALM, nonce, "secret1001")));
+            f.reply("503 Service Unavailable", "");
+            f.wait(500);
+        }
+    }
     let end = f.ms;
     // Past the first grant, within the second: the binding is alive.
     let r = run_with(&f.packets, TrackerConfig::default(), Some(end + 2000));
@@ -649,9 +659,7 @@ fn two_contacts_of_one_aor_are_two_bindings() {
     b.advertised = b.client;
     b.ms = 1000;
     b.healthy("secret1001", "n1", 60);
-    let mut packets: Vec<Packet> = a.packets.iter().chain(&b.packets).cloned().collect();
-    packets.sort_by_key(|p| p.ts);
-    let r = run_with(&packets, TrackerConfig::default(), Some(5000));
+    let r = run_with(&merged(&[a, b]), TrackerConfig::default(), Some(5000));
     assert_eq!(r.codes(), set(&["reg.expired"]));
     assert_eq!(r.stats.registrations.bindings, 2);
 }
@@ -693,9 +701,7 @@ fn pbx_as_registrar_tracks_each_phone_separately() {
     b.advertised = b.client;
     b.ms = 10;
     b.healthy("pb", "nb", 300);
-    let mut packets: Vec<Packet> = a.packets.iter().chain(&b.packets).cloned().collect();
-    packets.sort_by_key(|p| p.ts);
-    let r = run(&packets);
+    let r = run(&merged(&[a, b]));
     let attempts = r.attempts();
     assert_eq!(attempts.len(), 2);
     assert!(
