@@ -2,6 +2,7 @@
 //! through the whole userspace pipeline.
 
 mod captures;
+mod clients;
 mod cli;
 mod common;
 mod decode;
