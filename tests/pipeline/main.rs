@@ -2,8 +2,8 @@
 //! through the whole userspace pipeline.
 
 mod captures;
-mod clients;
 mod cli;
+mod clients;
 mod common;
 mod decode;
 mod fuzz;
