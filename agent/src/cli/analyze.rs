@@ -7,10 +7,11 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
-use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
+use sipscope::export::json;
+use sipscope::export::otel::{CaptureTotals, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
-use sipscope::export::{console::CallFlow, json};
-use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
+use sipscope::pipeline::PipelineConfig;
+use sipscope::session::{Format, Input, Session, SessionConfig, Spans};
 
 #[derive(clap::Args, Debug)]
 pub struct AnalyzeArgs {
@@ -57,38 +58,34 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .json
         .then(|| Box::new(out.handle()) as Box<dyn Write + Send>);
     let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
-    let mut spans = super::telemetry::SpanProducer::new(&telemetry);
-    let mut pipeline = Pipeline::new(config);
-    // The call flow's lines get a tenth of the memory budget; past that
-    // the oldest Call-IDs are written out early.
-    let mut flow = CallFlow::with_limit((args.analysis.memory_budget().megabytes() << 20) / 10);
-    let mut events = Vec::new();
-    let mut damaged = 0;
-    let emit = |events: &mut Vec<Event>,
-                out: &mut SharedStdout,
-                flow: &mut CallFlow,
-                spans: &mut super::telemetry::SpanProducer|
-     -> anyhow::Result<()> {
-        spans.on_events(events);
-        for e in events.drain(..) {
-            if args.json {
-                json::write_event(out, &e).context("writing output")?;
-            } else {
-                flow.push(&e);
-            }
+    let format = if args.json {
+        Format::Json
+    } else {
+        // The call flow's lines get a tenth of the memory budget; past
+        // that the oldest Call-IDs are written out early.
+        Format::CallFlow {
+            max_bytes: (args.analysis.memory_budget().megabytes() << 20) / 10,
         }
-        flow.spill(out).context("writing output")
     };
+    let config = SessionConfig {
+        pipeline: config,
+        format,
+        rtp_interval: None,
+    };
+    let mut session = Session::new(config, out.handle(), Spans::new(&telemetry));
+    let mut damaged = 0;
     for (source, path) in sources.into_iter().zip(&args.files) {
         // One warning per file for interfaces of a link type we cannot
         // read, then a count: a file can declare thousands of them.
         let mut unsupported = 0u64;
         for item in source {
             match item {
-                Ok(pkt) => {
-                    pipeline.ingest_into(&pkt, &mut events);
-                    emit(&mut events, &mut out, &mut flow, &mut spans)?;
-                }
+                Ok(packet) => session
+                    .feed(Input::Frame {
+                        packet: &packet,
+                        note: None,
+                    })
+                    .context("writing output")?,
                 Err(e) if e.is_fatal() => {
                     damaged += 1;
                     eprintln!("sipscope: warning: {e}; analysing the packets read so far");
@@ -109,12 +106,12 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut rest = pipeline.finish();
-    emit(&mut rest, &mut out, &mut flow, &mut spans)?;
-    let traces = spans.finish();
-    let stats = pipeline.stats();
+    // The rest of the call flow and its summary (console) are written
+    // here; JSON's summary follows the spans the exporter flushes below.
+    let done = session.finish(None).context("writing output")?;
+    let (stats, traces) = (done.stats, done.traces);
     let metrics = telemetry.metrics();
-    metrics.set_capture_counters(CaptureCounters {
+    metrics.set_capture_counters(CaptureTotals {
         seen: stats.packets.packets,
         captured: stats.packets.packets,
         lost: 0,
@@ -128,7 +125,6 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())
             .context("writing output")?;
     } else {
-        flow.finish(&stats, &mut out).context("writing output")?;
         writeln!(
             out,
             "{}",

@@ -60,7 +60,7 @@ impl TransactionKey {
             Method::Ack => Method::Invite,
             m => m.clone(),
         };
-        let via = msg.top_via()?;
+        let via = msg.top_via_ranges()?;
         let raw = msg.raw();
         let host = raw.slice(via.host.start as usize..via.host.end as usize);
         match via
@@ -172,7 +172,7 @@ pub enum TimeoutCause {
 }
 
 /// Provisional responses kept per transaction (further ones are counted).
-pub const MAX_PROVISIONALS: usize = 16;
+pub(crate) const MAX_PROVISIONALS: usize = 16;
 
 /// One request and its responses.
 #[derive(Clone, Debug)]

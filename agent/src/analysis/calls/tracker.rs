@@ -26,9 +26,8 @@ use super::{CallConfig, CallStats};
 use crate::analysis::finding::Finding;
 use crate::analysis::media::{FlowSnapshot, RtpObservations, RtpSource, parse_sdp};
 use crate::analysis::nat::{self, RequestAddresses};
-use crate::analysis::registration::wire;
-use crate::diagnosis::{Code, Diagnosis};
-use crate::sip::{MessageRecord, Method, Transaction};
+use crate::diagnosis::{Code, Diagnosis, MessageRef};
+use crate::sip::{MessageRecord, Method, Transaction, contact};
 use crate::time::Timestamp;
 
 struct OpenCall {
@@ -45,7 +44,7 @@ struct OpenCall {
     last_sip: Timestamp,
 }
 
-pub struct CallTracker {
+pub(crate) struct CallTracker {
     config: CallConfig,
     calls: HashMap<String, OpenCall>,
     /// Creation order, for eviction of the oldest when full.
@@ -64,7 +63,7 @@ pub struct CallTracker {
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl CallTracker {
-    pub fn new(config: CallConfig) -> Self {
+    pub(crate) fn new(config: CallConfig) -> Self {
         Self {
             observations: RtpObservations::new(config.observations.clone()),
             config,
@@ -78,7 +77,7 @@ impl CallTracker {
         }
     }
 
-    pub fn stats(&self) -> CallStats {
+    pub(crate) fn stats(&self) -> CallStats {
         CallStats {
             open: self.calls.len() as u64,
             rtp: self.observations.stats(),
@@ -219,7 +218,6 @@ impl CallTracker {
                         session,
                         party: sender,
                         source: r.meta.src,
-                        at: ts,
                     };
                     let mut found = Vec::new();
                     judge::private_sdp(&c.call.call_id, &sdp, &mut found);
@@ -301,17 +299,17 @@ impl CallTracker {
         // The caller's Contact is where the callee sends its BYE and
         // re-INVITEs: private behind a NAT, they go nowhere (RFC 3261
         // §12.1.2 remote target). The same check as for a REGISTER.
-        let contacts = wire::contacts(m);
+        let contacts = m.contacts();
         let found = nat::check_request(
             r.meta.ts,
             &RequestAddresses {
                 method: "INVITE",
                 source: r.meta.src,
-                vias: &wire::vias(m),
-                contacts: &wire::contact_hostports(&contacts),
+                vias: &m.vias(),
+                contacts: &contact::host_ports(&contacts),
             },
         );
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         let Some(c) = self.calls.get_mut(&key) else {
             return;
         };
@@ -465,13 +463,13 @@ impl CallTracker {
     }
 
     /// Table sizes: (open calls, eviction-queue entries).
-    pub fn in_flight(&self) -> (usize, usize) {
+    pub(crate) fn in_flight(&self) -> (usize, usize) {
         (self.calls.len(), self.order.len())
     }
 
     /// The calls up now, with their media as measured so far and `at` set
     /// to `now` (for a live view; nothing is judged or emitted).
-    pub fn calls_up(&self, now: Timestamp) -> Vec<Call> {
+    pub(crate) fn calls_up(&self, now: Timestamp) -> Vec<Call> {
         let mut up: Vec<Call> = self
             .calls
             .values()

@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 
 /// One live registration, as the INVITE findings quote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegisteredContact {
+pub(crate) struct RegisteredContact {
     /// Address of record (To URI of the REGISTER).
     pub aor: String,
     /// Contact URI as registered.
@@ -38,7 +38,7 @@ pub struct RegisteredContact {
 
 impl RegisteredContact {
     /// `aor contact`: the identity findings are suppressed by.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{} {}", self.aor, self.contact)
     }
 }
@@ -46,7 +46,7 @@ impl RegisteredContact {
 /// How an INVITE was tied to a binding (evidence: why we think the call
 /// was meant for this registration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MatchedBy {
+pub(crate) enum MatchedBy {
     /// Sent to the Contact's host:port.
     ContactAddress,
     /// Sent to the address the REGISTER came from (NAT traversal).
@@ -56,7 +56,7 @@ pub enum MatchedBy {
 }
 
 impl MatchedBy {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MatchedBy::ContactAddress => "destination is the registered Contact address",
             MatchedBy::RegisteredFrom => "destination is the address the REGISTER came from",
@@ -67,14 +67,14 @@ impl MatchedBy {
 
 /// What happened to the table when a registration outcome was applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     pub learned: bool,
     pub removed: u32,
     pub evicted: bool,
 }
 
 /// The live bindings, bounded; indexed by address and Contact URI.
-pub struct BindingTable {
+pub(crate) struct BindingTable {
     max: usize,
     next_id: u64,
     entries: HashMap<u64, Arc<RegisteredContact>>,
@@ -87,7 +87,7 @@ pub struct BindingTable {
 }
 
 impl BindingTable {
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             max: max.max(1),
             next_id: 1,
@@ -99,18 +99,14 @@ impl BindingTable {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Applies a finished registration attempt: a 2xx with an expiry
     /// (re)starts the binding, a de-registration ends it; failures leave
     /// it alone (the registrar keeps the old binding until it expires).
-    pub fn apply(&mut self, a: &RegistrationAttempt) -> Applied {
+    pub(crate) fn apply(&mut self, a: &RegistrationAttempt) -> Applied {
         let mut applied = Applied::default();
         let Some(contact) = a.binding.contact.as_deref() else {
             return applied;
@@ -136,7 +132,7 @@ impl BindingTable {
                     registered_at: a.ended,
                     expires_at: a.ended + std::time::Duration::from_secs(u64::from(expires)),
                 };
-                self.insert(key, uri.as_ref().map(uri_key), b);
+                self.insert(key, uri.as_ref().map(SipUri::binding_key), b);
                 applied.learned = true;
             }
             Outcome::Deregistered => {
@@ -165,7 +161,7 @@ impl BindingTable {
     }
 
     /// Removes bindings whose expiry is at or before `now`; returns how many.
-    pub fn expire(&mut self, now: Timestamp) -> u64 {
+    pub(crate) fn expire(&mut self, now: Timestamp) -> u64 {
         let mut n = 0;
         while let Some(&(at, id)) = self.expiries.iter().next() {
             if at > now {
@@ -182,7 +178,7 @@ impl BindingTable {
     /// address (one PBX socket registering several trunks): the one whose
     /// registrar sent the INVITE wins, then one whose user is the
     /// Request-URI user, then the most recent.
-    pub fn find(
+    pub(crate) fn find(
         &self,
         invite: &MessageRecord,
         now: Timestamp,
@@ -203,7 +199,7 @@ impl BindingTable {
             candidates.push((*id, by));
         }
         if let Some(u) = &ruri {
-            for id in self.by_uri.get(&uri_key(u)).into_iter().flatten() {
+            for id in self.by_uri.get(&u.binding_key()).into_iter().flatten() {
                 if !candidates.iter().any(|(c, _)| c == id) {
                     candidates.push((*id, MatchedBy::RequestUri));
                 }
@@ -256,7 +252,7 @@ impl BindingTable {
             unindex(&mut self.by_addr, &a, id);
         }
         if let Some(u) = SipUri::parse(b.contact.as_bytes()) {
-            unindex(&mut self.by_uri, &uri_key(&u), id);
+            unindex(&mut self.by_uri, &u.binding_key(), id);
         }
     }
 }
@@ -270,33 +266,13 @@ fn unindex<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<u64>>, k: &K, id: u
     }
 }
 
-/// Default port of a URI (RFC 3261 §19.1.2: 5061 for sips or TLS).
-fn default_port(u: &SipUri) -> u16 {
-    let tls = u.scheme == "sips"
-        || u.param("transport")
-            .flatten()
-            .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
-    if tls { 5061 } else { 5060 }
-}
-
 /// The socket address of a URI whose host is an IP literal.
 fn uri_addr(u: &SipUri) -> Option<SocketAddr> {
     let ip: IpAddr = u.host.parse().ok()?;
     Some(SocketAddr::new(
         ip,
-        u.port.unwrap_or_else(|| default_port(u)),
+        u.port.unwrap_or_else(|| u.default_port()),
     ))
-}
-
-/// RFC 3261 §19.1.4 comparison reduced to what routing uses: user, host
-/// (case-insensitive) and port (default filled in).
-fn uri_key(u: &SipUri) -> String {
-    format!(
-        "{}@{}:{}",
-        u.user.as_deref().unwrap_or(""),
-        u.host.to_ascii_lowercase(),
-        u.port.unwrap_or_else(|| default_port(u))
-    )
 }
 
 fn contact_user(contact: &str) -> Option<String> {

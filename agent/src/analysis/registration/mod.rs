@@ -11,9 +11,10 @@
 //! findings.
 
 mod attempt;
+// Its digest readers are shared with `digest::exchanges` (other requests).
+pub(crate) mod exchange;
 mod findings;
 mod tracker;
-pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -107,7 +107,7 @@ pub fn ifindex(iface: &str) -> Result<u32, LiveError> {
 /// Attaches the ingress and egress programs to `iface`, ingress on the
 /// hook `choice` and the driver call for (see [`super::ingress`]); the
 /// returned lock must be held while they are attached.
-pub fn attach(
+pub(super) fn attach(
     ebpf: &mut Ebpf,
     features: &KernelFeatures,
     iface: &str,
@@ -300,7 +300,7 @@ fn remove_leftover_filters(iface: &str) {
 /// attaches beside it, and no start removes the netlink filters of an
 /// agent still running).
 #[derive(Debug)]
-pub struct InterfaceLock {
+pub(super) struct InterfaceLock {
     _file: File,
 }
 

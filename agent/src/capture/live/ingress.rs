@@ -66,7 +66,7 @@ pub(crate) fn xdp_forced_but(iface: &str, why: String) -> LiveError {
 
 /// The kernel driver of `iface` (ETHTOOL_GDRVINFO), e.g. `veth`; `None`
 /// when the device does not say.
-pub fn driver_of(iface: &str) -> Option<String> {
+pub(crate) fn driver_of(iface: &str) -> Option<String> {
     /// `struct ethtool_drvinfo` (linux/ethtool.h).
     #[repr(C)]
     struct DrvInfo {

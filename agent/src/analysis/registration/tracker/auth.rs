@@ -7,9 +7,9 @@ use std::sync::Arc;
 use super::{LastChallenge, RegistrationTracker};
 use crate::analysis::digest::{self, Credentials, challenge_loop, rechallenged};
 use crate::analysis::finding::Finding;
-use crate::analysis::registration::wire;
+use crate::analysis::registration::exchange;
 use crate::diagnosis::MessageRef;
-use crate::sip::MessageRecord;
+use crate::sip::{MessageRecord, SipUri};
 use crate::time::Timestamp;
 
 impl RegistrationTracker {
@@ -22,7 +22,7 @@ impl RegistrationTracker {
         out: &mut Vec<Finding>,
     ) {
         let at = resp.meta.ts;
-        let challenges = wire::challenges(&resp.message);
+        let challenges = exchange::challenges(&resp.message);
         let answered = self.bindings[&id]
             .attempt
             .as_ref()
@@ -88,7 +88,9 @@ impl RegistrationTracker {
         out: &mut Vec<Finding>,
     ) {
         let Some(c) = creds else { return };
-        let Some(user) = wire::aor_user(&self.bindings[&id].binding.aor) else {
+        let Some(user) =
+            SipUri::parse(self.bindings[&id].binding.aor.as_bytes()).and_then(|u| u.user)
+        else {
             return;
         };
         if let Some(d) = digest::username_is_did(at, &c.username, &user) {
