@@ -28,7 +28,9 @@ use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     analysis::media::RtpSource,
-    capture::live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame},
+    capture::live::{
+        DropTracing, IngressChoice, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame,
+    },
     export::{
         json,
         otel::{CaptureTotals, OtlpArgs, Telemetry},
@@ -83,6 +85,12 @@ pub struct RunArgs {
     /// Do not trace packets the kernel drops (kfree_skb).
     #[arg(long = "no-drops")]
     no_drops: bool,
+    /// Hook for received frames: `auto` takes native XDP where the driver
+    /// runs it in the driver, TC ingress on a veth (where XDP costs more)
+    /// and where the driver has no native XDP; `xdp` forces native XDP,
+    /// `tc` TC ingress.
+    #[arg(long, value_enum, default_value_t = IngressChoice::Auto)]
+    ingress: IngressChoice,
     /// Seconds a request waits for its final response before it counts as
     /// unanswered (RFC 3261 Timer B/F, 64*T1 = 32 s). For tests and labs.
     #[arg(long = "transaction-timeout", value_name = "SECS", hide = true,
@@ -155,6 +163,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         sip_ports: args.sip_ports.clone(),
         ring_size: args.ring_size,
         trace_drops: !args.no_drops,
+        ingress: args.ingress,
         rtp: args.rtp.settings(),
         ..LiveConfig::default()
     };
