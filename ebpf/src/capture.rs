@@ -51,7 +51,10 @@ pub fn inspect<C: EbpfContext, F: Frame, S: FlowStore>(
             if flow.protocol != IPPROTO_UDP {
                 return;
             }
-            let key = fragment_key(&flow, frag.id);
+            let Some(key) = fragment_key(frame, &flow, frag.id) else {
+                count(CaptureCounter::Unparsed);
+                return;
+            };
             if SIP_FRAGMENTS.get_ptr(key).is_none() {
                 return;
             }
@@ -72,10 +75,12 @@ pub fn inspect<C: EbpfContext, F: Frame, S: FlowStore>(
             }
             if let Some(frag) = fragment {
                 flags |= FLAG_FRAGMENT;
-                if flow.protocol == IPPROTO_UDP {
+                if flow.protocol == IPPROTO_UDP
+                    && let Some(key) = fragment_key(frame, &flow, frag.id)
+                {
                     // Insert failure only means the later fragments are not
                     // recognised (and so not counted as forwarded either).
-                    let _ = SIP_FRAGMENTS.insert(fragment_key(&flow, frag.id), 1, 0);
+                    let _ = SIP_FRAGMENTS.insert(key, 1, 0);
                 }
             }
         }
@@ -94,15 +99,16 @@ pub fn is_sip_port(port: u16) -> bool {
 }
 
 #[inline(always)]
-fn fragment_key(flow: &Flow, id: u32) -> FragmentKey {
-    FragmentKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
+fn fragment_key<F: Frame>(frame: &F, flow: &Flow, id: u32) -> Option<FragmentKey> {
+    let (src_addr, dst_addr) = flow.addresses(frame)?;
+    Some(FragmentKey {
+        src_addr,
+        dst_addr,
         id,
         family: flow.family as u8,
         protocol: flow.protocol,
         _pad: [0; 2],
-    }
+    })
 }
 
 /// Copies `len` bytes of the frame as it was on the wire to `dst`: the
@@ -170,6 +176,10 @@ fn emit<C: EbpfContext, F: Frame>(
     let Some(cap_len) = copy_len::<MAX_CAPTURE_LEN>(cap_len) else {
         return false;
     };
+    let Some(endpoints) = flow.endpoints(frame, direction) else {
+        count(CaptureCounter::Unparsed);
+        return false;
+    };
     // SAFETY: scratch is a valid per-CPU map value of SCRATCH_LEN bytes;
     // the header fits at its start, the copies after it (see copy_frame).
     unsafe {
@@ -185,7 +195,7 @@ fn emit<C: EbpfContext, F: Frame>(
             orig_len,
             cap_len,
             flags,
-            endpoints: flow.endpoints(direction),
+            endpoints,
         });
         let total = CAPTURE_HEADER_LEN + cap_len as usize;
         let bytes = core::slice::from_raw_parts(base, total);

@@ -206,9 +206,12 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
     if ifindex != 0 && DROP_IFACES.get_ptr(ifindex).is_none() {
         return DropCounter::FilteredNamespace;
     }
-    if flags & DROP_FLAG_RTP != 0 && !rtp_report_due(&flow, ifindex, direction) {
+    if flags & DROP_FLAG_RTP != 0 && !rtp_report_due(&frame, &flow, ifindex, direction) {
         return DropCounter::RtpDropsSuppressed;
     }
+    let Some(endpoints) = flow.endpoints(&frame, direction) else {
+        return DropCounter::DropUnreadable;
+    };
     let skb_len = read::<u32>(skb, cfg.skb_len).unwrap_or(0);
     let header = DropHeader {
         ktime_ns: 0,
@@ -218,7 +221,7 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
         l3_len: frame.l3_len,
         cap_len: 0,
         flags,
-        endpoints: flow.endpoints(direction),
+        endpoints,
     };
     emit(&frame, header)
 }
@@ -227,11 +230,17 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
 /// accounted the packet under) and says whether to report it: the first
 /// of the flow each second, within the per-CPU budget.
 #[inline(always)]
-fn rtp_report_due(flow: &Flow, ifindex: u32, direction: Direction) -> bool {
-    let key = rtp::flow_key(flow, ifindex, direction);
+fn rtp_report_due(
+    frame: &DroppedFrame,
+    flow: &Flow,
+    ifindex: u32,
+    direction: Direction,
+) -> bool {
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let Some(state) = rtp::flow_state(&key) else {
+    let Some(state) = rtp::flow_key(frame, flow, ifindex, direction)
+        .and_then(|key| rtp::flow_state(&key))
+    else {
         return within_budget(now);
     };
     // SAFETY: `state` points at a live map value (RCU keeps it valid for

@@ -84,8 +84,13 @@ pub fn count(counter: RtpCounter) {
 /// The map key of `flow` as seen on `ifindex` in `direction` (the drop
 /// tracer finds the same flow by it).
 #[inline(always)]
-pub fn flow_key(flow: &Flow, ifindex: u32, direction: Direction) -> RtpFlowKey {
-    RtpFlowKey::of(&flow.endpoints(direction), ifindex)
+pub fn flow_key<F: Frame>(
+    frame: &F,
+    flow: &Flow,
+    ifindex: u32,
+    direction: Direction,
+) -> Option<RtpFlowKey> {
+    Some(RtpFlowKey::of(&flow.endpoints(frame, direction)?, ifindex))
 }
 
 /// True if the UDP datagram `flow` has a port in the configured RTP range.
@@ -108,23 +113,24 @@ pub fn account<F: Frame, S: FlowStore>(
     direction: Direction,
     ifindex: u32,
 ) -> bool {
-    let Some(udp) = frame.read::<4>(flow.l4_off + 4) else {
+    // UDP length and checksum, then the 12-byte RTP header, in one read:
+    // a datagram too short for either is not RTP either way.
+    let Some(b) = frame.read::<16>(flow.l4_off + 4) else {
         count(RtpCounter::NotRtp);
         return false;
     };
     // UDP length (RFC 768) covers header and payload; the payload is what
     // RTP accounts as bytes, like the media core.
-    let udp_len = u32::from(u16::from_be_bytes([udp[0], udp[1]]));
+    let udp_len = u32::from(u16::from_be_bytes([b[0], b[1]]));
     if udp_len < UDP_HLEN + RTP_HLEN {
         count(RtpCounter::NotRtp);
         return false;
     }
     let payload_len = udp_len - UDP_HLEN;
     let rtp_off = flow.l4_off + UDP_HLEN;
-    let Some(h) = frame.read::<12>(rtp_off) else {
-        count(RtpCounter::NotRtp);
-        return false;
-    };
+    let h = [
+        b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15],
+    ];
     if h[0] >> 6 != 2 {
         count(RtpCounter::NotRtp);
         return false;
@@ -150,7 +156,10 @@ pub fn account<F: Frame, S: FlowStore>(
         ssrc: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
         payload_type: h[1] & 0x7f,
     };
-    let key = flow_key(flow, ifindex, direction);
+    let Some(key) = flow_key(frame, flow, ifindex, direction) else {
+        count(RtpCounter::NotRtp);
+        return false;
+    };
     let clock = clock_rate(config, flow, pkt.payload_type);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };

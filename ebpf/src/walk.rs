@@ -45,13 +45,16 @@ pub struct Fragment {
     pub first: bool,
 }
 
-/// What the walk found out about a frame.
+/// What the walk found out about a frame. The addresses stay in the
+/// frame until a SIP or RTP packet needs them ([`Flow::endpoints`]): most
+/// packets are neither, and copying 32 bytes of addresses out of every one
+/// was most of the walk's cost.
 pub struct Flow {
     pub family: Family,
     /// IP protocol number of the transport (after extension headers).
     pub protocol: u8,
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
+    /// Offset of the IP header in the frame.
+    pub l3_off: u32,
     /// Zero when the frame carries no UDP/TCP header (later fragments).
     pub src_port: u16,
     pub dst_port: u16,
@@ -64,19 +67,42 @@ pub struct Flow {
 }
 
 impl Flow {
-    /// Who sent to whom, as the capture and drop records carry it.
+    /// Source and destination address (IPv4 in the first 4 bytes), read
+    /// from the frame the walk went over.
     #[inline(always)]
-    pub fn endpoints(&self, direction: Direction) -> Endpoints {
-        Endpoints {
-            src_addr: self.src_addr,
-            dst_addr: self.dst_addr,
+    pub fn addresses<F: Frame>(&self, frame: &F) -> Option<([u8; 16], [u8; 16])> {
+        let mut src = [0u8; 16];
+        let mut dst = [0u8; 16];
+        match self.family {
+            Family::Ipv4 => {
+                let a: [u8; 8] = frame.read(self.l3_off + 12)?;
+                src[..4].copy_from_slice(&a[..4]);
+                dst[..4].copy_from_slice(&a[4..]);
+            }
+            Family::Ipv6 => {
+                let a: [u8; 32] = frame.read(self.l3_off + 8)?;
+                src.copy_from_slice(&a[..16]);
+                dst.copy_from_slice(&a[16..]);
+            }
+        }
+        Some((src, dst))
+    }
+
+    /// Who sent to whom, as the capture and drop records carry it (`None`
+    /// only if the frame no longer holds the addresses the walk passed).
+    #[inline(always)]
+    pub fn endpoints<F: Frame>(&self, frame: &F, direction: Direction) -> Option<Endpoints> {
+        let (src_addr, dst_addr) = self.addresses(frame)?;
+        Some(Endpoints {
+            src_addr,
+            dst_addr,
             src_port: self.src_port,
             dst_port: self.dst_port,
             direction: direction as u8,
             family: self.family as u8,
             transport: Transport::from_u8(self.protocol) as u8,
             _pad: 0,
-        }
+        })
     }
 }
 
@@ -180,6 +206,7 @@ fn icmp_quoted_ports<F: Frame>(frame: &F, flow: &Flow, off: u32) -> Option<(u16,
 /// IPv4 (RFC 791 section 3.1); `off` moves past the options.
 #[inline(always)]
 fn ipv4<F: Frame>(frame: &F, off: &mut u32) -> Option<Flow> {
+    let l3_off = *off;
     let h: [u8; 20] = frame.read(*off)?;
     let ihl = u32::from(h[0] & 0x0F);
     if h[0] >> 4 != 4 || ihl < 5 {
@@ -197,15 +224,10 @@ fn ipv4<F: Frame>(frame: &F, off: &mut u32) -> Option<Flow> {
     } else {
         None
     };
-    let mut src_addr = [0u8; 16];
-    let mut dst_addr = [0u8; 16];
-    src_addr[..4].copy_from_slice(&h[12..16]);
-    dst_addr[..4].copy_from_slice(&h[16..20]);
     Some(Flow {
         family: Family::Ipv4,
         protocol: h[9],
-        src_addr,
-        dst_addr,
+        l3_off,
         src_port: 0,
         dst_port: 0,
         fragment,
@@ -217,6 +239,7 @@ fn ipv4<F: Frame>(frame: &F, off: &mut u32) -> Option<Flow> {
 /// IPv6 (RFC 8200 sections 3 and 4); `off` moves past the extension headers.
 #[inline(always)]
 fn ipv6<F: Frame>(frame: &F, off: &mut u32) -> Option<Flow> {
+    let l3_off = *off;
     let h: [u8; 40] = frame.read(*off)?;
     if h[0] >> 4 != 6 {
         return None;
@@ -259,15 +282,10 @@ fn ipv6<F: Frame>(frame: &F, off: &mut u32) -> Option<Flow> {
     if !done {
         return None;
     }
-    let mut src_addr = [0u8; 16];
-    let mut dst_addr = [0u8; 16];
-    src_addr.copy_from_slice(&h[8..24]);
-    dst_addr.copy_from_slice(&h[24..40]);
     Some(Flow {
         family: Family::Ipv6,
         protocol: next,
-        src_addr,
-        dst_addr,
+        l3_off,
         src_port: 0,
         dst_port: 0,
         fragment,
