@@ -24,7 +24,6 @@ mod support;
 use std::{
     collections::BTreeMap,
     net::{SocketAddr, UdpSocket},
-    os::fd::AsRawFd,
     time::{Duration, Instant},
 };
 
@@ -33,6 +32,7 @@ use sipscope::capture::live::{KernelFeatures, LoadedObject, load_object_for};
 use sipscope_common::{DEFAULT_RING_SIZE, names};
 use support::{
     TempDir,
+    flood::{bench_start, blast_rtp, tcpdump_rtp},
     netns::{VethPair, in_netns},
     process::NsProcess,
 };
@@ -42,9 +42,6 @@ const LOAD: Duration = Duration::from_secs(3);
 const ROUNDS: usize = 3;
 const FLOWS: u16 = 2_000;
 const FIRST_PORT: u16 = 10_000;
-/// Datagrams per sendmmsg call.
-const BATCH: usize = 64;
-const RTP_LEN: usize = 12 + 160;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Mode {
@@ -126,22 +123,12 @@ fn attach(mode: Mode, pair: &VethPair, dir: &TempDir) -> Attached {
                 .expect("loading the eBPF object");
             object.load_empty_program().expect("empty programs");
             let id = if xdp {
-                let prog: &mut Xdp = object
-                    .ebpf
-                    .program_mut(names::XDP_EMPTY)
-                    .unwrap()
-                    .try_into()
-                    .unwrap();
+                let prog: &mut Xdp = program(&mut object, names::XDP_EMPTY);
                 prog.attach(&iface, XdpMode::Driver).expect("attaching XDP");
                 prog.info().unwrap().id()
             } else {
                 let _ = tc::qdisc_add_clsact(&iface);
-                let prog: &mut SchedClassifier = object
-                    .ebpf
-                    .program_mut(names::TC_EMPTY)
-                    .unwrap()
-                    .try_into()
-                    .unwrap();
+                let prog: &mut SchedClassifier = program(&mut object, names::TC_EMPTY);
                 prog.attach(&iface, TcAttachType::Ingress)
                     .expect("attaching TC");
                 prog.info().unwrap().id()
@@ -178,19 +165,7 @@ fn attach(mode: Mode, pair: &VethPair, dir: &TempDir) -> Attached {
         Mode::Nothing => Attached::Nothing,
         Mode::EmptyTc => empty(false),
         Mode::EmptyXdp => empty(true),
-        Mode::Tcpdump => process(
-            "tcpdump",
-            "tcpdump",
-            &[
-                "-i",
-                &pair.host_if,
-                "-n",
-                "-w",
-                "/dev/null",
-                "udp portrange 10000-20000",
-            ],
-            "listening on",
-        ),
+        Mode::Tcpdump => Attached::Process(tcpdump_rtp(pair, &dir.path)),
         Mode::SipscopeAuto => sipscope("auto"),
         Mode::SipscopeXdp => sipscope("xdp"),
     }
@@ -227,6 +202,18 @@ fn ksoftirqd_pids() -> Vec<i32> {
             comm.starts_with("ksoftirqd/").then_some(pid)
         })
         .collect()
+}
+
+/// Program `name` of `object` as its concrete type.
+fn program<'a, T>(object: &'a mut LoadedObject, name: &str) -> &'a mut T
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    let prog = object
+        .ebpf
+        .program_mut(name)
+        .expect("program in the object");
+    prog.try_into().expect("program type")
 }
 
 /// BPF program ids a process holds open (/proc/PID/fdinfo).
@@ -322,7 +309,7 @@ fn measure(pair: &VethPair, sock: &UdpSocket, attached: &Attached, ksoftirqd: &[
     let ours0 = ours();
     let (busy0, _) = cpu_jiffies();
     let start = Instant::now();
-    blast(sock, VethPair::HOST_V4, start + LOAD);
+    blast_rtp(sock, VethPair::HOST_V4, FLOWS, FIRST_PORT, start + LOAD);
     let (busy1, _) = cpu_jiffies();
     let ours1 = ours();
     let elapsed = start.elapsed().as_secs_f64();
@@ -356,72 +343,26 @@ fn clock_ticks() -> f64 {
     unsafe { libc::sysconf(libc::_SC_CLK_TCK) as f64 }
 }
 
-/// Sends RTP to FLOWS ports of `dst` round robin until `until`.
-fn blast(sock: &UdpSocket, dst: std::net::Ipv4Addr, until: Instant) {
-    let mut seqs = vec![0u16; usize::from(FLOWS)];
-    let mut bufs = vec![[0u8; RTP_LEN]; BATCH];
-    let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(BATCH);
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(BATCH);
-    // SAFETY: plain C structs; zeroed is a valid initial value.
-    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
-    let mut flow = 0usize;
-    while Instant::now() < until {
-        addrs.clear();
-        iov.clear();
-        for buf in bufs.iter_mut() {
-            let seq = seqs[flow];
-            seqs[flow] = seq.wrapping_add(1);
-            buf[0] = 0x80;
-            buf[1] = 0;
-            buf[2..4].copy_from_slice(&seq.to_be_bytes());
-            buf[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-            buf[8..12].copy_from_slice(&(0x7700_0000 + flow as u32).to_be_bytes());
-            addrs.push(libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: (FIRST_PORT + flow as u16).to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(dst).to_be(),
-                },
-                sin_zero: [0; 8],
-            });
-            flow = (flow + 1) % usize::from(FLOWS);
-        }
-        for (i, buf) in bufs.iter_mut().enumerate() {
-            iov.push(libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: RTP_LEN,
-            });
-            msgs[i].msg_hdr.msg_name = std::ptr::from_mut(&mut addrs[i]).cast();
-            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            msgs[i].msg_hdr.msg_iov = std::ptr::from_mut(&mut iov[i]);
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: msgs points at BATCH initialised headers whose buffers
-        // and addresses outlive the call.
-        unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
-    }
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("the live benchmark needs root (namespaces, BPF): `cargo xtask bench live`");
-        std::process::exit(1);
-    }
-    // bpf_stats for as long as this fd lives (BPF_ENABLE_STATS, 5.8+).
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling bpf_stats");
+    let _stats = bench_start("live");
     let pair = VethPair::new();
     let dir = TempDir::new("bench-live");
     let sock = in_netns(&pair.peer, || {
         UdpSocket::bind(SocketAddr::from((VethPair::PEER_V4, 40_000))).unwrap()
     });
     // Warm-up: neighbour entries, caches.
-    blast(&sock, VethPair::HOST_V4, Instant::now() + LOAD / 3);
+    blast_rtp(
+        &sock,
+        VethPair::HOST_V4,
+        FLOWS,
+        FIRST_PORT,
+        Instant::now() + LOAD / 3,
+    );
 
     let ksoftirqd = ksoftirqd_pids();
     let mut samples: BTreeMap<Mode, Vec<Sample>> = BTreeMap::new();

@@ -17,12 +17,12 @@ mod support;
 
 use std::{
     net::{SocketAddr, UdpSocket},
-    os::fd::AsRawFd,
     time::{Duration, Instant},
 };
 
 use support::{
     TempDir,
+    flood::{bench_start, blast_rtp, tcpdump_rtp},
     netns::{Netns, VethPair, in_netns},
     process::NsProcess,
 };
@@ -33,9 +33,6 @@ const LOAD: Duration = Duration::from_secs(5);
 /// stream, the rate achieved below corresponds to rate / 50 such streams.
 const FLOWS: u16 = 2_000;
 const FIRST_PORT: u16 = 10_000;
-/// Datagrams per sendmmsg call.
-const BATCH: usize = 64;
-const RTP_LEN: usize = 12 + 160;
 
 /// CPU time of every thread of `pid` in seconds, from
 /// /proc/PID/task/*/schedstat (nanoseconds). utime + stime in /proc/PID/stat
@@ -94,58 +91,6 @@ fn prog_stats(id: u32) -> (u64, u64) {
     panic!("program {id} is gone");
 }
 
-/// Sends RTP to FLOWS ports of `dst` round robin until `until`; returns
-/// the number of datagrams sent.
-fn blast(sock: &UdpSocket, dst: std::net::Ipv4Addr, until: Instant) -> u64 {
-    let mut seqs = vec![0u16; usize::from(FLOWS)];
-    let mut bufs = vec![[0u8; RTP_LEN]; BATCH];
-    let mut addrs: Vec<libc::sockaddr_in> = Vec::with_capacity(BATCH);
-    let mut iov: Vec<libc::iovec> = Vec::with_capacity(BATCH);
-    // SAFETY: plain C structs; zeroed is a valid initial value.
-    let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
-    let mut flow = 0usize;
-    let mut sent = 0u64;
-    while Instant::now() < until {
-        addrs.clear();
-        iov.clear();
-        for buf in bufs.iter_mut() {
-            let seq = seqs[flow];
-            seqs[flow] = seq.wrapping_add(1);
-            buf[0] = 0x80;
-            buf[1] = 0;
-            buf[2..4].copy_from_slice(&seq.to_be_bytes());
-            buf[4..8].copy_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-            buf[8..12].copy_from_slice(&(0x7700_0000 + flow as u32).to_be_bytes());
-            addrs.push(libc::sockaddr_in {
-                sin_family: libc::AF_INET as u16,
-                sin_port: (FIRST_PORT + flow as u16).to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from(dst).to_be(),
-                },
-                sin_zero: [0; 8],
-            });
-            flow = (flow + 1) % usize::from(FLOWS);
-        }
-        for (i, buf) in bufs.iter_mut().enumerate() {
-            iov.push(libc::iovec {
-                iov_base: buf.as_mut_ptr().cast(),
-                iov_len: RTP_LEN,
-            });
-            msgs[i].msg_hdr.msg_name = std::ptr::from_mut(&mut addrs[i]).cast();
-            msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
-            msgs[i].msg_hdr.msg_iov = std::ptr::from_mut(&mut iov[i]);
-            msgs[i].msg_hdr.msg_iovlen = 1;
-        }
-        // SAFETY: msgs points at BATCH initialised headers whose buffers
-        // and addresses outlive the call.
-        let n = unsafe { libc::sendmmsg(sock.as_raw_fd(), msgs.as_mut_ptr(), BATCH as u32, 0) };
-        if n > 0 {
-            sent += n as u64;
-        }
-    }
-    sent
-}
-
 fn line_value(text: &str, prefix: &str, name: &str) -> Option<u64> {
     let line = text.lines().find_map(|l| l.strip_prefix(prefix))?;
     line.split_whitespace()
@@ -153,13 +98,7 @@ fn line_value(text: &str, prefix: &str, name: &str) -> Option<u64> {
 }
 
 fn main() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("the media benchmark needs root (namespaces, BPF): `cargo xtask bench media`");
-        std::process::exit(1);
-    }
-    // bpf_stats for as long as this fd lives (BPF_ENABLE_STATS, 5.8+).
-    let _stats = aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling bpf_stats");
+    let _stats = bench_start("media");
     let pair = VethPair::new();
     let dir = TempDir::new("bench-media");
     let mut agent = NsProcess::spawn(
@@ -178,23 +117,7 @@ fn main() {
         ],
     );
     agent.wait_output("capturing on", Duration::from_secs(20));
-    let mut tcpdump = NsProcess::spawn(
-        &pair.host,
-        &dir.path,
-        "tcpdump",
-        "tcpdump",
-        &[
-            "-i",
-            &pair.host_if,
-            "-n",
-            "-w",
-            "/dev/null",
-            "udp",
-            "portrange",
-            "10000-20000",
-        ],
-    );
-    tcpdump.wait_output("listening on", Duration::from_secs(20));
+    let mut tcpdump = tcpdump_rtp(&pair, &dir.path);
     let prog = xdp_prog_id(&pair.host, &pair.host_if);
 
     let sock = in_netns(&pair.peer, || {
@@ -209,7 +132,7 @@ fn main() {
     );
     let (run_ns0, run_cnt0) = prog_stats(prog);
     let start = Instant::now();
-    let sent = blast(&sock, VethPair::HOST_V4, start + LOAD);
+    let sent = blast_rtp(&sock, VethPair::HOST_V4, FLOWS, FIRST_PORT, start + LOAD);
     let elapsed = start.elapsed().as_secs_f64();
     let (run_ns1, run_cnt1) = prog_stats(prog);
     let (agent_cpu1, tcpdump_cpu1) = (cpu_seconds(agent.pid()), cpu_seconds(tcpdump.pid()));

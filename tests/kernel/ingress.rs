@@ -14,98 +14,64 @@ use crate::{
 
 /// Whether the agent can run its XDP program on this kernel (not with
 /// `SIPSCOPE_KERNEL_COMPAT=oldest`).
-fn xdp_variant() -> bool {
+pub(crate) fn xdp_variant() -> bool {
     KernelFeatures::probe(CompatMode::from_env().unwrap())
         .unwrap()
         .xdp()
 }
 
-#[test]
-fn auto_takes_tc_ingress_on_a_veth_and_says_why() {
+/// The agent on a veth with `args`: its hooks `[xdp, tc ingress, tc
+/// egress]` are `hooks`, and (where the kernel has the XDP variant, so
+/// there is a choice to explain) it says `ingress on IFACE: {line}`.
+fn ingress_on_a_veth(args: &[&str], expected: [usize; 3], line: &str) {
     require_root();
     let pair = VethPair::new();
-    let dir = TempDir::new("ingress-auto");
-    let mut agent = Agent::start(&pair, &dir, &[]);
+    let dir = TempDir::new("ingress");
+    let mut agent = Agent::start(&pair, &dir, args);
     let out = agent.proc.stdout_text();
-    assert_eq!(hooks(&pair.host, &pair.host_if), [0, 1, 1], "{out}");
+    assert_eq!(hooks(&pair.host, &pair.host_if), expected, "{out}");
     if xdp_variant() {
-        let line = format!(
-            "ingress on {}: tc (xdp on a veth costs more than tc; --ingress xdp to force)",
-            pair.host_if
-        );
+        let line = format!("ingress on {}: {line}", pair.host_if);
         assert!(out.contains(&line), "{out}");
     }
     agent.stop();
 }
 
 #[test]
+fn auto_takes_tc_ingress_on_a_veth_and_says_why() {
+    ingress_on_a_veth(
+        &[],
+        [0, 1, 1],
+        "tc (xdp on a veth costs more than tc; --ingress xdp to force)",
+    );
+}
+
+#[test]
 fn forced_tc_takes_tc_ingress() {
-    require_root();
-    let pair = VethPair::new();
-    let dir = TempDir::new("ingress-tc");
-    let mut agent = Agent::start(&pair, &dir, &["--ingress", "tc"]);
-    let out = agent.proc.stdout_text();
-    assert_eq!(hooks(&pair.host, &pair.host_if), [0, 1, 1], "{out}");
-    if xdp_variant() {
-        let line = format!("ingress on {}: tc (--ingress tc)", pair.host_if);
-        assert!(out.contains(&line), "{out}");
-    }
-    agent.stop();
+    ingress_on_a_veth(&["--ingress", "tc"], [0, 1, 1], "tc (--ingress tc)");
 }
 
 #[test]
 fn forced_xdp_takes_native_xdp_on_a_veth_or_says_why_not() {
     require_root();
-    let pair = VethPair::new();
-    let dir = TempDir::new("ingress-xdp");
-    if !xdp_variant() {
-        let err = refused(&pair, &dir, &pair.host_if);
-        assert!(
-            err.contains(&format!(
-                "--ingress xdp: native XDP cannot run on {}",
-                pair.host_if
-            )),
-            "{err}"
+    if xdp_variant() {
+        ingress_on_a_veth(
+            &["--ingress", "xdp"],
+            [1, 0, 1],
+            "xdp native (--ingress xdp)",
         );
         return;
     }
-    let mut agent = Agent::start(&pair, &dir, &["--ingress", "xdp"]);
-    let out = agent.proc.stdout_text();
-    assert_eq!(hooks(&pair.host, &pair.host_if), [1, 0, 1], "{out}");
-    let line = format!("ingress on {}: xdp native (--ingress xdp)", pair.host_if);
-    assert!(out.contains(&line), "{out}");
-    agent.stop();
-}
-
-#[test]
-fn forced_xdp_on_a_device_without_native_xdp_is_refused() {
-    require_root();
     let pair = VethPair::new();
-    let dir = TempDir::new("ingress-xdp-bridge");
-    let bridge = format!("br{}", crate::support::unique_suffix());
-    pair.host.ip(&["link", "add", &bridge, "type", "bridge"]);
-    pair.host.ip(&["link", "set", &bridge, "up"]);
-    let err = refused(&pair, &dir, &bridge);
-    assert!(
-        err.contains(&format!("--ingress xdp: native XDP cannot run on {bridge}")),
-        "{err}"
-    );
-    if xdp_variant() {
-        assert!(
-            err.contains(&format!("the driver of {bridge} has no native XDP")),
-            "{err}"
-        );
-    }
-    assert_eq!(
-        hooks(&pair.host, &bridge),
-        [0, 0, 0],
-        "nothing left attached"
-    );
+    let dir = TempDir::new("ingress-xdp");
+    let err = refused(&pair, &dir, &pair.host_if);
+    let said = format!("--ingress xdp: native XDP cannot run on {}", pair.host_if);
+    assert!(err.contains(&said), "{err}");
 }
 
 /// Runs `sipscope run --ingress xdp` on `iface`, expecting a refusal;
 /// returns its stderr.
-fn refused(pair: &VethPair, dir: &TempDir, iface: &str) -> String {
+pub(crate) fn refused(pair: &VethPair, dir: &TempDir, iface: &str) -> String {
     let mut agent = NsProcess::spawn(
         &pair.host,
         &dir.path,

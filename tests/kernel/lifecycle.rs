@@ -296,15 +296,20 @@ fn unprivileged_user_is_told_which_capabilities_are_missing() {
     );
 }
 
+/// A bridge, up, in `ns`: a device without native XDP.
+fn bridge(ns: &Netns) -> String {
+    let bridge = format!("br{}", crate::support::unique_suffix());
+    ns.ip(&["link", "add", &bridge, "type", "bridge"]);
+    ns.ip(&["link", "set", &bridge, "up"]);
+    bridge
+}
+
 #[test]
 fn device_without_native_xdp_is_captured_on_tc_ingress_and_says_why() {
     require_root();
     let pair = VethPair::new();
     let dir = TempDir::new("generic");
-    // A bridge has no native XDP support.
-    let bridge = format!("br{}", crate::support::unique_suffix());
-    pair.host.ip(&["link", "add", &bridge, "type", "bridge"]);
-    pair.host.ip(&["link", "set", &bridge, "up"]);
+    let bridge = bridge(&pair.host);
     let mut agent = NsProcess::spawn(
         &pair.host,
         &dir.path,
@@ -324,4 +329,18 @@ fn device_without_native_xdp_is_captured_on_tc_ingress_and_says_why() {
     assert_eq!(h[0], 0, "no generic XDP");
     assert!(one_per_hook(h), "{h:?}");
     assert!(agent.interrupt(Duration::from_secs(10)).success());
+
+    // Forced XDP there is refused, saying why, and leaves nothing behind.
+    let err = crate::ingress::refused(&pair, &dir, &bridge);
+    assert!(
+        err.contains(&format!("--ingress xdp: native XDP cannot run on {bridge}")),
+        "{err}"
+    );
+    if crate::ingress::xdp_variant() {
+        assert!(
+            err.contains(&format!("the driver of {bridge} has no native XDP")),
+            "{err}"
+        );
+    }
+    assert_eq!(hooks(&pair.host, &bridge), [0, 0, 0], "nothing left");
 }

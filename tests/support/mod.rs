@@ -6,6 +6,7 @@
 //! name includes the pid and a counter so tests can run in parallel.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod flood;
 pub mod netns;
 pub mod nft;
 pub mod pcap;
