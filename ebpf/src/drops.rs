@@ -230,16 +230,11 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
 /// accounted the packet under) and says whether to report it: the first
 /// of the flow each second, within the per-CPU budget.
 #[inline(always)]
-fn rtp_report_due(
-    frame: &DroppedFrame,
-    flow: &Flow,
-    ifindex: u32,
-    direction: Direction,
-) -> bool {
+fn rtp_report_due(frame: &DroppedFrame, flow: &Flow, ifindex: u32, direction: Direction) -> bool {
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let Some(state) = rtp::flow_key(frame, flow, ifindex, direction)
-        .and_then(|key| rtp::flow_state(&key))
+    let Some(state) =
+        rtp::flow_key(frame, flow, ifindex, direction).and_then(|key| rtp::flow_state(&key))
     else {
         return within_budget(now);
     };
