@@ -1,6 +1,8 @@
 //! Throughput and memory of the offline pipeline (file read + decode +
 //! parse + transactions) on a generated capture of realistic SIP traffic,
-//! against tshark on the same file in the same run.
+//! against tshark on the same file in the same run; then the commands a
+//! user runs, `sipscope analyze` and `analyze --json` (wall time and peak
+//! RSS, output discarded), against that same tshark run.
 //!
 //! `cargo bench -p sipscope --bench pipeline` (or `cargo xtask bench
 //! pipeline`). Environment: SIPSCOPE_BENCH_MESSAGES (default 1000000),
@@ -83,22 +85,37 @@ fn main() {
     }
     for (path, run) in baselines {
         let ours = run.messages as f64 / run.secs;
-        match tshark(path) {
-            Some(secs) => {
-                let theirs = run.messages as f64 / secs;
-                println!(
-                    "tshark -r {} -Y sip -T fields -e sip.Call-ID: {:.2} s = {:.0} msg/s",
-                    path.file_name().unwrap_or_default().to_string_lossy(),
-                    secs,
-                    theirs
-                );
-                println!(
-                    "ratio sipscope/tshark on {} messages: {:.1}x (target >= 10x)",
-                    run.messages,
-                    ours / theirs
-                );
-            }
-            None => println!("tshark not found: baseline skipped (apt-get install tshark)"),
+        let Some((secs, tshark_rss)) = tshark(path) else {
+            println!("tshark not found: baseline skipped (apt-get install tshark)");
+            continue;
+        };
+        let theirs = run.messages as f64 / secs;
+        println!(
+            "tshark -r {} -Y sip -T fields -e sip.Call-ID: {:.2} s = {:.0} msg/s, peak RSS {:.1} MB",
+            path.file_name().unwrap_or_default().to_string_lossy(),
+            secs,
+            theirs,
+            tshark_rss as f64 / 1024.0
+        );
+        println!(
+            "ratio pipeline/tshark on {} messages: {:.1}x (the library alone, no output)",
+            run.messages,
+            ours / theirs
+        );
+        // What a user runs, against the same tshark run.
+        for (label, extra) in [
+            ("sipscope analyze", &[][..]),
+            ("sipscope analyze --json", &["--json"][..]),
+        ] {
+            let (t, rss) = analyze(path, extra);
+            let ratio = secs / t;
+            let rss_share = rss as f64 / tshark_rss.max(1) as f64;
+            println!(
+                "{label} > /dev/null: {t:.2} s, {ratio:.1}x tshark (target >= 10x{}), peak RSS {:.1} MB = {rss_share:.2} of tshark's (target <= 0.2{})",
+                if ratio >= 10.0 { "" } else { ", missed" },
+                rss as f64 / 1024.0,
+                if rss_share <= 0.2 { "" } else { ", missed" },
+            );
         }
     }
 }
@@ -173,18 +190,39 @@ fn maxrss_kb() -> i64 {
     ru.ru_maxrss
 }
 
-fn tshark(path: &Path) -> Option<f64> {
+fn tshark(path: &Path) -> Option<(f64, i64)> {
     Command::new("tshark").arg("-v").output().ok()?;
+    let args = ["-Y", "sip", "-T", "fields", "-e", "sip.Call-ID"];
+    let mut tshark = Command::new("tshark");
+    tshark.arg("-r").arg(path).args(args);
+    timed(tshark)
+}
+
+/// `sipscope analyze [extra] FILE > /dev/null`, the command a user runs:
+/// wall time and peak RSS.
+fn analyze(path: &Path, extra: &[&str]) -> (f64, i64) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipscope"));
+    cmd.arg("analyze").args(extra).arg(path);
+    timed(cmd).expect("sipscope analyze")
+}
+
+/// Runs `cmd` with its output discarded; wall seconds and the child's own
+/// peak RSS in KiB (wait4), or None if it failed.
+fn timed(mut cmd: Command) -> Option<(f64, i64)> {
     let t = Instant::now();
-    let out = Command::new("tshark")
-        .arg("-r")
-        .arg(path)
-        .args(["-Y", "sip", "-T", "fields", "-e", "sip.Call-ID"])
+    let child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .status()
+        .spawn()
         .ok()?;
-    out.success().then(|| t.elapsed().as_secs_f64())
+    let mut status = 0;
+    // SAFETY: getrusage-style struct, zeroed and written by wait4.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: reaps our own child; both out-pointers are valid.
+    let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
+    let secs = t.elapsed().as_secs_f64();
+    (rc > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
+        .then_some((secs, ru.ru_maxrss))
 }
 
 // ---- traffic generator ---------------------------------------------------
