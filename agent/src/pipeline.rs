@@ -82,6 +82,10 @@ pub enum Event {
     /// A call changed state or negotiated media (RFC 3261 §13, RFC 3264);
     /// its last report is `closed` and has the final RTP statistics.
     Call(Arc<Call>),
+    /// An RTCP packet (RFC 3550 §6, compound as captured; told from RTP
+    /// by RFC 5761 §4) from a media port, for exporters that forward it
+    /// (HEP). The calls read its reports themselves.
+    Rtcp(Arc<Datagram>),
 }
 
 /// Counters of the SIP stage.
@@ -188,6 +192,9 @@ impl Pipeline {
         for d in self.media.drain(..) {
             self.calls
                 .observe_rtp(d.meta.ts, d.meta.src, d.meta.dst, &d.payload);
+            if crate::analysis::media::rtcp::is_rtcp(&d.payload) {
+                out.push(Event::Rtcp(Arc::new(d)));
+            }
         }
         self.analyse(from, out);
         self.decoder.take_icmp(&mut self.icmp);

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
+use sipscope::export::hep::{HepArgs, HepSink, Overflow};
 use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
 use sipscope::export::{console::CallFlow, json};
@@ -28,6 +29,8 @@ pub struct AnalyzeArgs {
     #[command(flatten)]
     otlp: OtlpArgs,
     #[command(flatten)]
+    hep: HepArgs,
+    #[command(flatten)]
     analysis: super::analysis_args::AnalysisArgs,
 }
 
@@ -35,6 +38,9 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut config = PipelineConfig::default();
     config.decoder.sip_ports.extend(&args.sip_ports);
     args.analysis.apply(&mut config)?;
+    // A file is read faster than any link: wait for the collector while it
+    // is reachable, so the whole capture arrives.
+    let hep_config = args.hep.resolve(Overflow::WaitWhileConnected)?;
     // Open every file first: a typo in the third file should not cost the
     // user the output of the first two.
     let mut sources = Vec::new();
@@ -58,6 +64,10 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .then(|| Box::new(out.handle()) as Box<dyn Write + Send>);
     let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
     let mut spans = super::telemetry::SpanProducer::new(&telemetry);
+    let mut hep = match &hep_config {
+        Some(c) => Some(HepSink::start(c).context("starting HEP export")?),
+        None => None,
+    };
     let mut pipeline = Pipeline::new(config);
     // The call flow's lines get a tenth of the memory budget; past that
     // the oldest Call-IDs are written out early.
@@ -67,9 +77,13 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let emit = |events: &mut Vec<Event>,
                 out: &mut SharedStdout,
                 flow: &mut CallFlow,
-                spans: &mut super::telemetry::SpanProducer|
+                spans: &mut super::telemetry::SpanProducer,
+                hep: &mut Option<HepSink>|
      -> anyhow::Result<()> {
         spans.on_events(events);
+        if let Some(h) = hep {
+            h.on_events(events);
+        }
         for e in events.drain(..) {
             if args.json {
                 json::write_event(out, &e).context("writing output")?;
@@ -87,7 +101,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             match item {
                 Ok(pkt) => {
                     pipeline.ingest_into(&pkt, &mut events);
-                    emit(&mut events, &mut out, &mut flow, &mut spans)?;
+                    emit(&mut events, &mut out, &mut flow, &mut spans, &mut hep)?;
                 }
                 Err(e) if e.is_fatal() => {
                     damaged += 1;
@@ -110,7 +124,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     let mut rest = pipeline.finish();
-    emit(&mut rest, &mut out, &mut flow, &mut spans)?;
+    emit(&mut rest, &mut out, &mut flow, &mut spans, &mut hep)?;
     let traces = spans.finish();
     let stats = pipeline.stats();
     let metrics = telemetry.metrics();
@@ -123,10 +137,14 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // Flushes what is queued (a dead collector is not waited for: its
     // spans are counted as dropped).
     let export = runtime.block_on(telemetry.shutdown());
+    let hep = hep.map(HepSink::finish);
     if args.json {
         json::write_summary(&mut out, &stats).context("writing output")?;
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())
             .context("writing output")?;
+        if let Some(h) = &hep {
+            sipscope::export::hep::sink::write_json(&mut out, h).context("writing output")?;
+        }
     } else {
         flow.finish(&stats, &mut out).context("writing output")?;
         writeln!(
@@ -134,6 +152,9 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             "{}",
             super::telemetry::export_line(&traces, export.as_ref(), &target)
         )?;
+        if let (Some(h), Some(c)) = (&hep, &hep_config) {
+            writeln!(out, "{}", h.line(&c.endpoint.url))?;
+        }
         if damaged > 0 {
             writeln!(out, "  damaged capture files {damaged}")?;
         }

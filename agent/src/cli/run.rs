@@ -46,6 +46,7 @@ use sipscope_common::{Counter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::telemetry::{SpanProducer, export_line, target, write_export_json};
+use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -94,6 +95,8 @@ pub struct RunArgs {
     analysis: super::analysis_args::AnalysisArgs,
     #[command(flatten)]
     otlp: OtlpArgs,
+    #[command(flatten)]
+    hep: HepArgs,
 }
 
 /// How often the table of calls up is printed (console), and its rows.
@@ -182,6 +185,12 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut pipeline_config = PipelineConfig::default();
     pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
     args.analysis.apply(&mut pipeline_config)?;
+    // Capture never waits for the collector: a full queue drops.
+    let hep_config = args.hep.resolve(Overflow::Drop)?;
+    let hep = match &hep_config {
+        Some(c) => Some(HepSink::start(c).context("starting HEP export")?),
+        None => None,
+    };
     if let Some(secs) = args.transaction_timeout {
         pipeline_config.transactions.timeout = Duration::from_secs(secs);
     }
@@ -247,7 +256,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let json_mode = args.json;
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, pipeline_config, json_mode, core_out, producer, rtp))
+        .spawn(move || core(rx, pipeline_config, json_mode, core_out, producer, rtp, hep))
         .context("starting the analysis thread")?;
 
     let metrics = telemetry.metrics();
@@ -302,7 +311,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         p.finish()?;
     }
     drop(tx);
-    let (stats, traces) = tokio::task::spawn_blocking(move || core.join())
+    let (stats, traces, hep) = tokio::task::spawn_blocking(move || core.join())
         .await
         .context("waiting for the analysis thread")?
         .map_err(|_| anyhow::anyhow!("the analysis thread panicked"))??;
@@ -316,6 +325,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if json_mode {
         json::write_summary(&mut out, &stats)?;
         write_export_json(&mut out, &traces, export.as_ref())?;
+        if let Some(h) = &hep {
+            sipscope::export::hep::sink::write_json(&mut out, h)?;
+        }
         let mut record = serde_json::Map::new();
         record.insert("type".into(), "capture".into());
         for c in Counter::ALL {
@@ -331,6 +343,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         write!(out, "{}", console::summary(&stats))?;
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        if let (Some(h), Some(c)) = (&hep, &hep_config) {
+            writeln!(out, "{}", h.line(&c.endpoint.url))?;
+        }
         writeln!(
             out,
             "capture counters: {counters}{} malformed_events={malformed} core_queue_full={core_drops}",
@@ -410,7 +425,8 @@ fn core<W: std::io::Write>(
     mut out: W,
     mut spans: SpanProducer,
     mut rtp: Option<RtpSummary>,
-) -> anyhow::Result<(Stats, TraceStats)> {
+    mut hep: Option<HepSink>,
+) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
     let mut pipeline = Pipeline::new(config);
     let mut events = Vec::new();
     // The `pjsip show registrations`-style table printed at exit.
@@ -426,6 +442,9 @@ fn core<W: std::io::Write>(
                     calls: &mut CallsReport|
      -> anyhow::Result<()> {
         spans.on_events(events);
+        if let Some(h) = hep.as_mut() {
+            h.on_events(events);
+        }
         for e in events.drain(..) {
             report.push(&e);
             calls.push(&e);
@@ -501,7 +520,7 @@ fn core<W: std::io::Write>(
     }
     let traces = spans.finish();
     out.flush()?;
-    Ok((pipeline.stats(), traces))
+    Ok((pipeline.stats(), traces, hep.map(HepSink::finish)))
 }
 
 /// Frames whose story the pipeline cannot tell as a SIP message: ICMP
@@ -590,12 +609,13 @@ mod tests {
         drop(tx);
         let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
         let mut out = Vec::new();
-        let (stats, _) = core(
+        let (stats, _, _) = core(
             rx,
             PipelineConfig::default(),
             json,
             &mut out,
             SpanProducer::new(&telemetry),
+            None,
             None,
         )
         .unwrap();

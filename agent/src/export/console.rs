@@ -97,7 +97,8 @@ impl CallFlow {
             }
             Event::TransactionCompleted(_)
             | Event::Diagnosis(_)
-            | Event::RegistrationAttempt(_) => {}
+            | Event::RegistrationAttempt(_)
+            | Event::Rtcp(_) => {}
             Event::Call(_) => self.calls.push(event),
         }
     }
@@ -443,7 +444,7 @@ pub fn live_line(event: &Event) -> Option<String> {
             }
         )),
         Event::Call(c) => Some(call_line(c)),
-        Event::TransactionCompleted(_) => None,
+        Event::TransactionCompleted(_) | Event::Rtcp(_) => None,
     }
 }
 

@@ -137,6 +137,8 @@ struct MalformedJson<'a> {
 /// they complete (retransmissions seen later are in the message lines).
 pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
     match event {
+        // Its reports are in the call's line.
+        Event::Rtcp(_) => return Ok(()),
         Event::Message(m) => serde_json::to_writer(&mut *w, &message_json(m))?,
         Event::TransactionCompleted(t) => {
             serde_json::to_writer(&mut *w, &transaction_json(t, None))?
