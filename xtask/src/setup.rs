@@ -28,6 +28,7 @@ const APT_PACKAGES: &[&str] = &[
     "tshark", // reference decoder, dumpcap
     "nftables",
     "tcpdump",
+    "sngrep", // a second HEP decoder (its EEP parser) for the HEP export tests
 ];
 
 /// Packages `cargo xtask vm` needs (see xtask/src/vm.rs): qemu alone is

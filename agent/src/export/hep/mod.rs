@@ -103,20 +103,25 @@ pub struct HepArgs {
     /// HOMER/HEP collector, e.g. udp://homer:9060 or tcp://homer:9060:
     /// every SIP message, RTCP report, call-end RTP report and finding is
     /// sent there as HEP v3, correlated by Call-ID.
-    #[arg(long = "hep-endpoint", value_name = "URL")]
+    #[arg(long = "hep-endpoint", id = "hep_endpoint", value_name = "URL")]
     pub endpoint: Option<String>,
     /// Capture agent ID (HEP chunk 0x000c) HOMER shows per packet.
-    #[arg(long = "hep-capture-id", value_name = "N", default_value_t = 2001)]
+    #[arg(
+        long = "hep-capture-id",
+        id = "hep_capture_id",
+        value_name = "N",
+        default_value_t = 2001
+    )]
     pub capture_id: u32,
     /// Authentication key (HEP chunk 0x000e), if the collector wants one.
-    #[arg(long = "hep-password", value_name = "KEY")]
+    #[arg(long = "hep-password", id = "hep_password", value_name = "KEY")]
     pub password: Option<String>,
     /// Node name (HEP chunk 0x0013) [default: the host name].
-    #[arg(long = "hep-node-name", value_name = "NAME")]
+    #[arg(long = "hep-node-name", id = "hep_node_name", value_name = "NAME")]
     pub node_name: Option<String>,
     /// HEP packets queued for the collector at most; when full, new ones
     /// are dropped and counted.
-    #[arg(long = "hep-queue", value_name = "PACKETS", default_value_t = 8192,
+    #[arg(long = "hep-queue", id = "hep_queue", value_name = "PACKETS", default_value_t = 8192,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub queue: u32,
 }

@@ -145,22 +145,23 @@ impl HepSender {
         let len = packet.len();
         let mut packet = packet;
         loop {
-            let queued = c.queued_bytes.load(Ordering::Relaxed);
-            let room = queued + len <= self.options.max_queued_bytes;
-            if room {
+            // Counted before it is queued: the thread may take it at once.
+            let now = c.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
+            if now <= self.options.max_queued_bytes {
                 match tx.try_send(packet) {
                     Ok(()) => {
-                        let now = c.queued_bytes.fetch_add(len, Ordering::Relaxed) + len;
                         c.peak_queued_bytes.fetch_max(now, Ordering::Relaxed);
                         return true;
                     }
                     Err(TrySendError::Full(p)) => packet = p,
                     Err(TrySendError::Disconnected(_)) => {
+                        c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
                         inc(&c.dropped_queue_full);
                         return false;
                     }
                 }
             }
+            c.queued_bytes.fetch_sub(len, Ordering::Relaxed);
             let wait = self.options.overflow == Overflow::WaitWhileConnected
                 && c.connected.load(Ordering::Relaxed);
             if !wait {

@@ -13,7 +13,7 @@
 //! §11). The tables doing it follow the call reports and are bounded.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use serde::Serialize;
 
@@ -21,9 +21,11 @@ use super::encode::{self, Agent, ProtocolType, Record};
 use super::{HepConfig, HepSender, SenderStats};
 use crate::analysis::calls::Call;
 use crate::analysis::media::rtcp::reception_reports;
+use crate::diagnosis::Diagnosis;
 use crate::export::calls_json::{DirectionJson, direction_json};
 use crate::packet::{Datagram, Transport};
 use crate::pipeline::Event;
+use crate::sip::MessageRecord;
 
 /// Calls and media addresses followed at most (RTCP correlation).
 const MAX_CALLS: usize = 32_768;
@@ -114,9 +116,21 @@ impl HepSink {
         })
     }
 
+    /// One batch of events: what one packet (or tick) caused. A finding
+    /// whose evidence names no Call-ID (a refused REGISTER) belongs to the
+    /// message of the batch that completed its evidence (the one at the
+    /// finding's time).
     pub fn on_events(&mut self, events: &[Event]) {
         for e in events {
-            self.on_event(e);
+            let Event::Diagnosis(d) = e else {
+                self.on_event(e);
+                continue;
+            };
+            let raised_by = events.iter().rev().find_map(|m| match m {
+                Event::Message(r) if r.meta.ts == d.at => Some(r),
+                _ => None,
+            });
+            self.on_diagnosis(d, raised_by.map(|r| r.as_ref()));
         }
     }
 
@@ -149,37 +163,51 @@ impl HepSink {
             }
             Event::Rtcp(d) => self.on_rtcp(d),
             Event::Call(c) => self.on_call(c),
-            Event::Diagnosis(d) => {
-                self.stats.logs += 1;
-                let call_id = d
-                    .evidence
-                    .iter()
-                    .find(|e| e.name == "call_id")
-                    .map(|e| e.value.as_str());
-                let unspecified = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-                let (src, dst) = call_id
-                    .and_then(|id| self.calls.get(id).copied())
-                    .or_else(|| d.source.map(|ip| (SocketAddr::new(ip, 0), unspecified)))
-                    .unwrap_or((unspecified, unspecified));
-                let payload = serde_json::to_vec(&LogJson {
-                    r#type: "sipscope.finding",
-                    diagnosis: d,
-                })
-                .unwrap_or_default();
-                self.send(Record {
-                    ts: d.at,
-                    src,
-                    dst,
-                    transport: Transport::Udp,
-                    protocol: ProtocolType::Log,
-                    correlation_id: call_id.map(str::as_bytes),
-                    payload: &payload,
-                });
-            }
+            Event::Diagnosis(d) => self.on_diagnosis(d, None),
             Event::TransactionCompleted(_)
             | Event::TransactionTimedOut { .. }
             | Event::RegistrationAttempt(_) => {}
         }
+    }
+
+    /// A finding as a log record, correlated by the Call-ID in its
+    /// evidence or else that of the message that raised it; addressed
+    /// like the call (caller → callee) or that message.
+    fn on_diagnosis(&mut self, d: &Diagnosis, raised_by: Option<&MessageRecord>) {
+        self.stats.logs += 1;
+        let call_id: Option<&[u8]> = d
+            .evidence
+            .iter()
+            .find(|e| e.name == "call_id")
+            .map(|e| e.value.as_bytes())
+            .or_else(|| raised_by.and_then(|r| r.message.call_id_bytes()));
+        let known_call = call_id
+            .and_then(|id| std::str::from_utf8(id).ok())
+            .and_then(|id| self.calls.get(id).copied());
+        let (src, dst) = known_call
+            .or_else(|| raised_by.map(|r| (r.meta.src, r.meta.dst)))
+            .unwrap_or_else(|| {
+                let ip = d.source.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                let none = match ip {
+                    IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                    IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+                };
+                (SocketAddr::new(ip, 0), SocketAddr::new(none, 0))
+            });
+        let payload = serde_json::to_vec(&LogJson {
+            r#type: "sipscope.finding",
+            diagnosis: d,
+        })
+        .unwrap_or_default();
+        self.send(Record {
+            ts: d.at,
+            src,
+            dst,
+            transport: Transport::Udp,
+            protocol: ProtocolType::Log,
+            correlation_id: call_id,
+            payload: &payload,
+        });
     }
 
     fn on_rtcp(&mut self, d: &Datagram) {
