@@ -22,13 +22,16 @@ use decode::Hep;
 use scenario::{CALL_ID, Family, REG_CALL_ID, Sip};
 use tools::{Collector, Dumpcap, Transport};
 
+/// A TCP segment's capture time and payload.
+type Segment = (u64, Vec<u8>);
+
 /// One unit of SIP as the capture holds it: a UDP datagram, or the bytes
 /// of a TCP stream with the time of the segment each byte came in.
 #[derive(Debug)]
 struct Reference {
     datagrams: Vec<(u64, SocketAddr, SocketAddr, Vec<u8>)>,
     /// (src, dst) → [(time, bytes of the segment)].
-    streams: BTreeMap<(SocketAddr, SocketAddr), Vec<(u64, Vec<u8>)>>,
+    streams: BTreeMap<(SocketAddr, SocketAddr), Vec<Segment>>,
 }
 
 fn reference(pcap: &Path) -> Reference {
@@ -56,22 +59,14 @@ fn reference(pcap: &Path) -> Reference {
     };
     for row in rows {
         let ts = tools::epoch_ns(&row[0]);
-        let ip = |a: &str, b: &str| -> std::net::IpAddr {
-            if a.is_empty() {
-                b.parse().unwrap()
-            } else {
-                a.parse().unwrap()
-            }
+        let ip = |i: usize| {
+            tools::either(&row[i], &row[i + 1])
+                .parse::<std::net::IpAddr>()
+                .unwrap()
         };
-        let port = |a: &str, b: &str| -> u16 {
-            if a.is_empty() {
-                b.parse().unwrap()
-            } else {
-                a.parse().unwrap()
-            }
-        };
-        let src = SocketAddr::new(ip(&row[1], &row[2]), port(&row[5], &row[6]));
-        let dst = SocketAddr::new(ip(&row[3], &row[4]), port(&row[7], &row[8]));
+        let port = |i: usize| tools::either(&row[i], &row[i + 1]).parse::<u16>().unwrap();
+        let src = SocketAddr::new(ip(1), port(5));
+        let dst = SocketAddr::new(ip(3), port(7));
         if !row[9].is_empty() {
             r.datagrams.push((ts, src, dst, tools::unhex(&row[9])));
         } else {

@@ -264,6 +264,10 @@ fn outage(down_for: Duration) {
     }
     let stats = a.hep.finish();
     let after = second.off();
+    eprintln!(
+        "outage of {down_for:?}: {stats:?}; collector got {before} before, {after} after; \
+         longest feed {longest:?}; findings {found_up} up, {found_down} down"
+    );
     assert!(stats.sender.reconnects >= 1, "{stats:?}");
     assert_eq!(
         stats.sender.submitted,

@@ -19,11 +19,8 @@ pub enum Family {
     V6,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Sip {
-    Udp,
-    Tcp,
-}
+/// The transport SIP travels over in the scenario.
+pub type Sip = sipscope::packet::Transport;
 
 /// 2023-11-14 22:13:20 UTC, microseconds only (pcap and HEP precision).
 pub const T0_US: u64 = 1_700_000_000_000_000;
@@ -179,6 +176,9 @@ fn receiver_report(reporter: u32, ssrc: u32) -> Vec<u8> {
     p
 }
 
+/// A message: start line, Call-ID, CSeq, To tag parameter, body.
+type Msg<'a> = (&'a str, &'a str, &'a str, &'a str, &'a str);
+
 /// Writes the scenario to `path` (pcap, microsecond timestamps).
 pub fn write(path: &Path, family: Family, sip: Sip) {
     let hosts = Hosts::of(family);
@@ -189,116 +189,53 @@ pub fn write(path: &Path, family: Family, sip: Sip) {
         frames: Vec::new(),
         seq: [1000, 9000],
     };
-    let reg = message(
-        "REGISTER sip:pbx.example SIP/2.0",
-        sip,
-        &hosts,
-        REG_CALL_ID,
-        "1 REGISTER",
-        "",
-        "",
-    );
-    let forbidden = message(
-        "SIP/2.0 403 Forbidden",
-        sip,
-        &hosts,
-        REG_CALL_ID,
-        "1 REGISTER",
-        ";tag=t9",
-        "",
-    );
-    let invite = message(
-        "INVITE sip:200@pbx.example SIP/2.0",
-        sip,
-        &hosts,
-        CALL_ID,
-        "1 INVITE",
-        "",
-        &sdp(hosts.phone, 40000),
-    );
-    let ringing = message(
-        "SIP/2.0 180 Ringing",
-        sip,
-        &hosts,
-        CALL_ID,
-        "1 INVITE",
-        ";tag=t1",
-        "",
-    );
-    let ok = message(
-        "SIP/2.0 200 OK",
-        sip,
-        &hosts,
-        CALL_ID,
-        "1 INVITE",
-        ";tag=t1",
-        &sdp(hosts.pbx, 50000),
-    );
-    let ack = message(
-        "ACK sip:200@pbx.example SIP/2.0",
-        sip,
-        &hosts,
-        CALL_ID,
-        "1 ACK",
-        ";tag=t1",
-        "",
-    );
-    let bye = message(
-        "BYE sip:200@pbx.example SIP/2.0",
-        sip,
-        &hosts,
-        CALL_ID,
-        "2 BYE",
-        ";tag=t1",
-        "",
-    );
-    let bye_ok = message(
-        "SIP/2.0 200 OK",
-        sip,
-        &hosts,
-        CALL_ID,
-        "2 BYE",
-        ";tag=t1",
-        "",
-    );
-    let signalling: Vec<(u64, usize, Vec<Vec<u8>>)> = vec![
-        (0, 0, vec![reg.into_bytes()]),
-        (5, 1, vec![forbidden.into_bytes()]),
-        (1000, 0, vec![invite.into_bytes()]),
-        (1050, 1, vec![ringing.into_bytes(), ok.into_bytes()]),
-        (1100, 0, vec![ack.into_bytes()]),
+    // (ms, direction 0 phone→pbx / 1 pbx→phone, [(start line, Call-ID,
+    // CSeq, To tag, body)]): one TCP segment or one datagram each.
+    let (reg, call) = (REG_CALL_ID, CALL_ID);
+    let offer = sdp(hosts.phone, 40000);
+    let answer = sdp(hosts.pbx, 50000);
+    #[rustfmt::skip]
+    let signalling: Vec<(u64, usize, Vec<Msg>)> = vec![
+        (0, 0, vec![("REGISTER sip:pbx.example SIP/2.0", reg, "1 REGISTER", "", "")]),
+        (5, 1, vec![("SIP/2.0 403 Forbidden", reg, "1 REGISTER", ";tag=t9", "")]),
+        (1000, 0, vec![("INVITE sip:200@pbx.example SIP/2.0", call, "1 INVITE", "", &offer)]),
+        (1050, 1, vec![
+            ("SIP/2.0 180 Ringing", call, "1 INVITE", ";tag=t1", ""),
+            ("SIP/2.0 200 OK", call, "1 INVITE", ";tag=t1", &answer),
+        ]),
+        (1100, 0, vec![("ACK sip:200@pbx.example SIP/2.0", call, "1 ACK", ";tag=t1", "")]),
+        (2300, 0, vec![("BYE sip:200@pbx.example SIP/2.0", call, "2 BYE", ";tag=t1", "")]),
+        (2310, 1, vec![("SIP/2.0 200 OK", call, "2 BYE", ";tag=t1", "")]),
     ];
-    match sip {
-        Sip::Udp => {
-            for (ms, dir, msgs) in &signalling {
+    if sip == Sip::Tcp {
+        b.tcp(0, phone, pbx, 0, true, &[]);
+        b.tcp(0, pbx, phone, 1, true, &[]);
+    }
+    for (ms, dir, msgs) in &signalling {
+        let (s, d) = if *dir == 0 {
+            (phone, pbx)
+        } else {
+            (pbx, phone)
+        };
+        let msgs: Vec<Vec<u8>> = msgs
+            .iter()
+            .map(|(start, id, cseq, tag, body)| {
+                message(start, sip, &hosts, id, cseq, tag, body).into_bytes()
+            })
+            .collect();
+        match sip {
+            Sip::Udp => {
                 for (i, m) in msgs.iter().enumerate() {
-                    let (s, d) = if *dir == 0 {
-                        (phone, pbx)
-                    } else {
-                        (pbx, phone)
-                    };
                     b.udp(ms + i as u64, s, d, m);
                 }
             }
-        }
-        Sip::Tcp => {
-            b.tcp(0, phone, pbx, 0, true, &[]);
-            b.tcp(0, pbx, phone, 1, true, &[]);
-            for (ms, dir, msgs) in &signalling {
-                let (s, d) = if *dir == 0 {
-                    (phone, pbx)
-                } else {
-                    (pbx, phone)
-                };
-                if msgs[0].starts_with(b"INVITE") {
-                    // Split: the message completes in the second segment.
-                    let (a, rest) = msgs[0].split_at(300);
-                    b.tcp(*ms, s, d, *dir, false, a);
-                    b.tcp(ms + 3, s, d, *dir, false, rest);
-                } else {
-                    b.tcp(*ms, s, d, *dir, false, &msgs.concat());
-                }
+            // Split: the INVITE completes in the second segment.
+            Sip::Tcp if msgs[0].starts_with(b"INVITE") => {
+                let (a, rest) = msgs[0].split_at(300);
+                b.tcp(*ms, s, d, *dir, false, a);
+                b.tcp(ms + 3, s, d, *dir, false, rest);
             }
+            Sip::Tcp => b.tcp(*ms, s, d, *dir, false, &msgs.concat()),
         }
     }
     // 50 packets of RTP each way, 20 ms apart, and one RTCP RR each way.
@@ -313,15 +250,6 @@ pub fn write(path: &Path, family: Family, sip: Sip) {
     let pbx_rtcp = SocketAddr::new(hosts.pbx, 50001);
     b.udp(2000, pbx_rtcp, phone_rtcp, &receiver_report(0x2222, 0x1111));
     b.udp(2010, phone_rtcp, pbx_rtcp, &receiver_report(0x1111, 0x2222));
-    let end: Vec<(u64, usize, Vec<u8>)> =
-        vec![(2300, 0, bye.into_bytes()), (2310, 1, bye_ok.into_bytes())];
-    for (ms, dir, m) in end {
-        let (s, d) = if dir == 0 { (phone, pbx) } else { (pbx, phone) };
-        match sip {
-            Sip::Udp => b.udp(ms, s, d, &m),
-            Sip::Tcp => b.tcp(ms, s, d, dir, false, &m),
-        }
-    }
     b.frames.sort_by_key(|f| f.us);
     let file = File::create(path).unwrap();
     let header = PcapHeader {

@@ -10,20 +10,7 @@ use std::time::{Duration, Instant};
 use crate::decode::{self, Hep};
 use crate::scenario::Family;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Transport {
-    Udp,
-    Tcp,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Udp => "udp",
-            Self::Tcp => "tcp",
-        }
-    }
-}
+pub use sipscope::packet::Transport;
 
 /// The spec-written tshark dissector beside this file.
 pub fn dissector() -> PathBuf {
@@ -246,6 +233,11 @@ pub fn tshark_fields(
         .lines()
         .map(|l| l.split('|').map(str::to_owned).collect())
         .collect()
+}
+
+/// The one of two tshark columns that is set (ip.src or ipv6.src, ...).
+pub fn either<'a>(a: &'a str, b: &'a str) -> &'a str {
+    if a.is_empty() { b } else { a }
 }
 
 /// tshark's hex bytes (with or without colons).

@@ -8,6 +8,7 @@ mod support;
 mod agent;
 mod capture;
 mod drops;
+mod hep;
 mod lifecycle;
 mod live_pipeline;
 mod losses;

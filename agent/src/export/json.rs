@@ -239,20 +239,22 @@ fn attempt_json(a: &crate::analysis::registration::RegistrationAttempt) -> Attem
     }
 }
 
-#[derive(Serialize)]
-struct SummaryJson<'a> {
+/// One JSON line `{"type": TYPE, ...the fields of value}`.
+pub fn write_typed(
+    w: &mut impl Write,
     r#type: &'static str,
-    #[serde(flatten)]
-    stats: &'a Stats,
+    value: &impl Serialize,
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct Typed<'a, T> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    serde_json::to_writer(&mut *w, &Typed { r#type, value })?;
+    w.write_all(b"\n")
 }
 
 pub fn write_summary(w: &mut impl Write, stats: &Stats) -> std::io::Result<()> {
-    serde_json::to_writer(
-        &mut *w,
-        &SummaryJson {
-            r#type: "summary",
-            stats,
-        },
-    )?;
-    w.write_all(b"\n")
+    write_typed(w, "summary", stats)
 }

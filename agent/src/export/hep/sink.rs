@@ -68,19 +68,21 @@ pub struct HepStats {
 }
 
 impl HepStats {
-    /// The summary line: `HEP udp://h:9060  sent 120, dropped 0 ...`.
+    /// The summary line: `HEP udp://h:9060: packets 14 (SIP 10, ...): sent 14, dropped 0 ...`.
     pub fn line(&self, url: &str) -> String {
-        let s = &self.sender;
+        let (k, s) = (&self.sink, &self.sender);
         format!(
-            "  HEP                {url}: sent {} (SIP {}, RTCP {}, QoS reports {}, logs {}), dropped {} (queue full {}, send failed {}), send errors {}, reconnects {}",
+            "  HEP                {url}: packets {} (SIP {}, RTCP {}, QoS reports {}, logs {}): sent {}, dropped {} (queue full {}, send failed {}, too long {}), send errors {}, reconnects {}",
+            k.sip + k.rtcp + k.qos_reports + k.logs,
+            k.sip,
+            k.rtcp,
+            k.qos_reports,
+            k.logs,
             s.sent,
-            self.sink.sip,
-            self.sink.rtcp,
-            self.sink.qos_reports,
-            self.sink.logs,
-            s.dropped() + self.sink.too_long,
+            s.dropped() + k.too_long,
             s.dropped_queue_full,
             s.dropped_send_failed,
+            k.too_long,
             s.send_errors,
             s.reconnects,
         )
@@ -89,20 +91,7 @@ impl HepStats {
 
 /// The final counters as a JSON line (`"type":"hep"`).
 pub fn write_json(w: &mut impl std::io::Write, stats: &HepStats) -> std::io::Result<()> {
-    #[derive(Serialize)]
-    struct Line<'a> {
-        r#type: &'static str,
-        #[serde(flatten)]
-        stats: &'a HepStats,
-    }
-    serde_json::to_writer(
-        &mut *w,
-        &Line {
-            r#type: "hep",
-            stats,
-        },
-    )?;
-    w.write_all(b"\n")
+    crate::export::json::write_typed(w, "hep", stats)
 }
 
 impl HepSink {
