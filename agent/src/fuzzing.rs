@@ -23,7 +23,7 @@ use crate::analysis::media::{negotiated_streams, parse_sdp};
 use crate::capture::file::CaptureFile;
 use crate::packet::{Decoder, DecoderConfig};
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
-use crate::sip::framing::{Frame, StreamFramer};
+use crate::sip::framing::{MessageBoundary, StreamFramer};
 use crate::sip::{Framing, SipMessage, SipUri, TransactionKey};
 use crate::time::Timestamp;
 
@@ -112,13 +112,19 @@ pub fn sip(data: &[u8]) {
         loop {
             let f = framer.next(&buf, MAX);
             let n = match f {
-                Frame::NeedMore => break,
-                Frame::Message(n) | Frame::KeepAlive(n) | Frame::Junk(n) | Frame::Oversized(n) => n,
+                MessageBoundary::NeedMore => break,
+                MessageBoundary::Message(n)
+                | MessageBoundary::KeepAlive(n)
+                | MessageBoundary::Junk(n)
+                | MessageBoundary::Oversized(n) => n,
             };
             assert!(n > 0 && n <= buf.len(), "{f:?} of {} bytes", buf.len());
-            if let Frame::Message(n) = f {
+            if let MessageBoundary::Message(n) = f {
                 let msg = &buf[..n];
-                assert_eq!(StreamFramer::default().next(msg, MAX), Frame::Message(n));
+                assert_eq!(
+                    StreamFramer::default().next(msg, MAX),
+                    MessageBoundary::Message(n)
+                );
                 parse_and_read(Bytes::copy_from_slice(msg), Framing::Stream);
             }
             buf.drain(..n);
@@ -157,6 +163,11 @@ fn parse_and_read(raw: Bytes, framing: Framing) {
         let _ = SipUri::parse(uri);
     }
     let _ = TransactionKey::of(&m);
+    // The owned views the analyses read (NAT, registration, calls).
+    let _ = (m.top_via(), m.vias(), m.label());
+    for c in m.contacts() {
+        let _ = c.host_port().and_then(|h| h.ip());
+    }
 }
 
 /// An SDP body, or a SIP message carrying one (its body is used): parsed,

@@ -8,6 +8,7 @@ mod decode;
 mod fuzz;
 mod fuzz_corpus;
 mod hostile;
+mod import_rules;
 mod tcp;
 mod torture;
 mod transactions;

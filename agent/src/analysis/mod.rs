@@ -18,12 +18,20 @@
 //! - [`flood_guard`]: repeats of a finding about one source suppressed,
 //!   and counted, under a flood.
 //!
+//! Each analysis takes typed input (a [`crate::sip::MessageRecord`], a
+//! completed or timed-out [`crate::sip::Transaction`], an ICMP error, a
+//! kernel drop, a tick) through its own entry points and appends what it
+//! concludes to a caller-given `Vec<finding::Finding>`. None of them
+//! knows the pipeline or the other analyses: [`crate::pipeline`] is the one
+//! place that decides who learns from whom.
+//!
 //! These modules take header values as `&str` and small domain structs of
 //! their own, not `sip` types, so they stay independent of the parser.
 
 pub mod calls;
 pub mod credentials;
 pub mod digest;
+pub(crate) mod finding;
 pub mod flood_guard;
 pub mod inbound;
 pub mod media;

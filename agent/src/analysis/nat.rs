@@ -9,11 +9,15 @@
 //! and `rport=` ([`check_response_via`], `nat.rewritten_by_peer`,
 //! RFC 3261 §18.2.1, RFC 3581 §4). [`check_sdp`] does the same for media.
 //!
-//! Hostnames are never flagged: only IP literals can be classified.
+//! Hostnames are never flagged: only IP literals can be classified. The
+//! addresses are read by sip/ ([`Via`], [`HostPort`], [`SipTransport`]);
+//! this module only judges them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::diagnosis::{Code, Diagnosis, Evidence, Remedy, Severity};
+use crate::sip::host_port::ip_literal;
+use crate::sip::{HostPort, Rport, SipTransport, Via};
 use crate::time::Timestamp;
 
 /// Where an IP address can be reached from.
@@ -115,97 +119,6 @@ pub fn local_network(ip: IpAddr) -> Option<&'static str> {
     })
 }
 
-/// An IP literal in a SIP host (`192.0.2.1`, `[2001:db8::1]`, `2001:db8::1`);
-/// `None` for hostnames.
-pub fn parse_host_ip(host: &str) -> Option<IpAddr> {
-    let h = host.trim();
-    let h = h
-        .strip_prefix('[')
-        .and_then(|x| x.strip_suffix(']'))
-        .unwrap_or(h);
-    h.parse::<IpAddr>().ok().map(|ip| ip.to_canonical())
-}
-
-/// Transport of a Via (`SIP/2.0/UDP`): decides default ports and whether a
-/// source port is meaningful (UDP) or ephemeral (connection-oriented).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Transport {
-    Udp,
-    Tcp,
-    Tls,
-    Sctp,
-    Ws,
-    Wss,
-    Other,
-}
-
-impl Transport {
-    /// From the Via transport token (`UDP`, `tcp`, `TLS`, ...).
-    pub fn from_via(token: &str) -> Transport {
-        match token.trim().to_ascii_uppercase().as_str() {
-            "UDP" => Transport::Udp,
-            "TCP" => Transport::Tcp,
-            "TLS" => Transport::Tls,
-            "SCTP" => Transport::Sctp,
-            "WS" => Transport::Ws,
-            "WSS" => Transport::Wss,
-            _ => Transport::Other,
-        }
-    }
-
-    /// Port implied when a Via sent-by or Contact omits it (RFC 3261 §19.1.2).
-    pub fn default_port(self) -> u16 {
-        match self {
-            Transport::Tls | Transport::Wss => 5061,
-            _ => 5060,
-        }
-    }
-}
-
-/// A `host[:port]` from a Via sent-by or a Contact URI, as text.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostPort {
-    pub host: String,
-    pub port: Option<u16>,
-}
-
-impl HostPort {
-    pub fn new(host: impl Into<String>, port: Option<u16>) -> Self {
-        Self {
-            host: host.into(),
-            port,
-        }
-    }
-
-    fn show(&self) -> String {
-        match self.port {
-            Some(p) => format!("{}:{p}", self.host),
-            None => self.host.clone(),
-        }
-    }
-}
-
-/// The `rport` Via parameter (RFC 3581).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Rport {
-    #[default]
-    Absent,
-    /// `;rport` without a value: requested by the client.
-    Requested,
-    /// `;rport=N`: the source port the server saw.
-    Value(u16),
-}
-
-/// The parts of one Via header value the NAT checks need.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ViaParams {
-    pub transport: Transport,
-    pub sent_by: HostPort,
-    /// `received=` as text (an IP, possibly in brackets).
-    pub received: Option<String>,
-    pub rport: Rport,
-}
-
 /// Addresses of a request as seen on the wire.
 #[derive(Clone, Copy, Debug)]
 pub struct RequestAddresses<'a> {
@@ -213,7 +126,7 @@ pub struct RequestAddresses<'a> {
     /// Observed L3/L4 source of the packet.
     pub source: SocketAddr,
     /// Via values, top first.
-    pub vias: &'a [ViaParams],
+    pub vias: &'a [Via],
     /// Contact host:port values (skip `*`).
     pub contacts: &'a [HostPort],
 }
@@ -232,8 +145,8 @@ fn origin(req: &RequestAddresses<'_>) -> Option<(IpAddr, u16, &'static str)> {
             let ip = bottom
                 .received
                 .as_deref()
-                .and_then(parse_host_ip)
-                .or_else(|| parse_host_ip(&bottom.sent_by.host))?;
+                .and_then(ip_literal)
+                .or_else(|| ip_literal(&bottom.sent_by.host))?;
             let port = match bottom.rport {
                 Rport::Value(p) => p,
                 _ => bottom
@@ -250,17 +163,17 @@ fn origin(req: &RequestAddresses<'_>) -> Option<(IpAddr, u16, &'static str)> {
 /// private Contact or top-Via sent-by that differs from where the request
 /// came from, or (UDP) a Contact port other than the source port.
 pub fn check_request(at: Timestamp, req: &RequestAddresses<'_>) -> Vec<Diagnosis> {
-    let transport = req.vias.first().map_or(Transport::Udp, |v| v.transport);
+    let transport = req.vias.first().map_or(SipTransport::Udp, |v| v.transport);
     let src_ip = req.source.ip().to_canonical();
     let mut evidence = Vec::new();
     let mut private_ip = None;
 
     if let Some(top) = req.vias.first()
-        && let Some(ip) = parse_host_ip(&top.sent_by.host)
+        && let Some(ip) = ip_literal(&top.sent_by.host)
         && !AddressScope::of(ip).is_public()
         && ip != src_ip
     {
-        evidence.push(Evidence::new("Via sent-by", top.sent_by.show()));
+        evidence.push(Evidence::new("Via sent-by", top.sent_by.to_string()));
         private_ip = Some(ip);
     }
 
@@ -268,14 +181,14 @@ pub fn check_request(at: Timestamp, req: &RequestAddresses<'_>) -> Vec<Diagnosis
     let mut port_mismatch = Vec::new();
     if let Some((o_ip, o_port, _)) = origin {
         for c in req.contacts {
-            let Some(ip) = parse_host_ip(&c.host) else {
+            let Some(ip) = ip_literal(&c.host) else {
                 continue; // hostnames are resolved by the peer; not ours to judge
             };
             let port = c.port.unwrap_or(transport.default_port());
             if !AddressScope::of(ip).is_public() && ip != o_ip {
-                evidence.push(Evidence::new("Contact", c.show()));
+                evidence.push(Evidence::new("Contact", c.to_string()));
                 private_ip.get_or_insert(ip);
-            } else if ip == o_ip && transport == Transport::Udp && port != o_port {
+            } else if ip == o_ip && transport == SipTransport::Udp && port != o_port {
                 port_mismatch.push(c);
             }
         }
@@ -326,7 +239,7 @@ pub fn check_request(at: Timestamp, req: &RequestAddresses<'_>) -> Vec<Diagnosis
                 AddressScope::of(o_ip).is_public().then_some(o_ip),
                 None,
             ))
-            .with_evidence(Evidence::new("Contact", c.show()))
+            .with_evidence(Evidence::new("Contact", c.to_string()))
             .with_evidence(Evidence::new(o_what, from.to_string())),
         );
     }
@@ -338,18 +251,14 @@ pub fn check_request(at: Timestamp, req: &RequestAddresses<'_>) -> Vec<Diagnosis
 /// from the sent-by port, shows a NAT between this host and the peer.
 /// `contacts` are the Contact addresses of the request: if they still
 /// advertise a private address the finding is a warning, else information.
-pub fn check_response_via(
-    at: Timestamp,
-    via: &ViaParams,
-    contacts: &[HostPort],
-) -> Option<Diagnosis> {
-    let sent_ip = parse_host_ip(&via.sent_by.host);
-    let received = via.received.as_deref().and_then(parse_host_ip);
+pub fn check_response_via(at: Timestamp, via: &Via, contacts: &[HostPort]) -> Option<Diagnosis> {
+    let sent_ip = ip_literal(&via.sent_by.host);
+    let received = via.received.as_deref().and_then(ip_literal);
     let sent_port = via.sent_by.port.unwrap_or(via.transport.default_port());
     // A hostname sent-by always earns a received= (RFC 3261 18.2.1): no NAT signal.
     let addr_changed = matches!((sent_ip, received), (Some(s), Some(r)) if s != r);
-    let port_changed =
-        via.transport == Transport::Udp && matches!(via.rport, Rport::Value(p) if p != sent_port);
+    let port_changed = via.transport == SipTransport::Udp
+        && matches!(via.rport, Rport::Value(p) if p != sent_port);
     if !addr_changed && !port_changed {
         return None;
     }
@@ -363,20 +272,20 @@ pub fn check_response_via(
         |ip| SocketAddr::new(ip, seen_port).to_string(),
     );
     let stale_contact = contacts.iter().find(|c| {
-        parse_host_ip(&c.host)
+        ip_literal(&c.host)
             .is_some_and(|ip| !AddressScope::of(ip).is_public() && Some(ip) != received)
     });
     let mut summary = format!(
         "The peer saw this host's request coming from {seen}, while its Via says {}: a NAT \
          sits between this host and the peer.",
-        via.sent_by.show()
+        via.sent_by
     );
     let severity = match stale_contact {
         Some(c) => {
             summary.push_str(&format!(
                 " The Contact still advertises {}, so calls to this host depend on the peer \
                  rewriting it.",
-                c.show()
+                c
             ));
             Severity::Warning
         }
@@ -389,7 +298,7 @@ pub fn check_response_via(
             received.filter(|ip| AddressScope::of(*ip).is_public()),
             sent_ip.and_then(local_network),
         ))
-        .with_evidence(Evidence::new("Via sent-by", via.sent_by.show()));
+        .with_evidence(Evidence::new("Via sent-by", via.sent_by.to_string()));
     if let Some(r) = &via.received {
         d = d.with_evidence(Evidence::new("received", r.clone()));
     }
@@ -397,7 +306,7 @@ pub fn check_response_via(
         d = d.with_evidence(Evidence::new("rport", p.to_string()));
     }
     if let Some(c) = stale_contact {
-        d = d.with_evidence(Evidence::new("Contact", c.show()));
+        d = d.with_evidence(Evidence::new("Contact", c.to_string()));
     }
     Some(d)
 }
@@ -412,7 +321,7 @@ pub fn check_sdp(
     media_port: Option<u16>,
     signalling_source: IpAddr,
 ) -> Option<Diagnosis> {
-    let ip = parse_host_ip(connection_address)?;
+    let ip = ip_literal(connection_address)?;
     let scope = AddressScope::of(ip);
     let signalling_source = signalling_source.to_canonical();
     if scope.is_public() || scope == AddressScope::Unspecified || ip == signalling_source {

@@ -14,14 +14,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::analysis::finding::Finding;
 use crate::analysis::once_per_window::OncePerWindow;
-use crate::diagnosis::{Code, Diagnosis, Evidence};
+use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef};
 use crate::packet::{IcmpUnreachable, Meta};
-use crate::pipeline::Event;
 use crate::sip::{MessageRecord, TimeoutCause, Transaction, TransactionId};
 use crate::{packet::DropReason, time::Timestamp};
-
-use super::registration::wire::message_ref;
 
 /// Limits of the reachability analysis.
 #[derive(Clone, Debug)]
@@ -130,28 +128,35 @@ impl Reachability {
         }
     }
 
-    /// Consumes the pipeline's SIP events; findings go to `out`.
-    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
-        match event {
-            Event::Message(r) => self.on_message(r),
-            Event::TransactionCompleted(t) => {
-                if let Some(open) = self.open.get_mut(&t.id) {
-                    let give_up = open.request.meta.ts + self.config.answer_timeout;
-                    open.completed = Some(t.clone());
-                    self.lingering.push_back((give_up, t.id));
-                }
-            }
-            Event::TransactionTimedOut { transaction, cause } => {
-                let open = self.close(transaction.id);
-                if *cause == TimeoutCause::NoFinalResponse {
-                    self.no_response(transaction, open, out);
-                }
-            }
-            _ => {}
+    /// A transaction got its first final response: its request lingers
+    /// until the UA would have given up, in case this host drops the
+    /// response after the capture point saw it.
+    pub(crate) fn on_completed(&mut self, t: &Arc<Transaction>) {
+        if let Some(open) = self.open.get_mut(&t.id) {
+            let give_up = open.request.meta.ts + self.config.answer_timeout;
+            open.completed = Some(t.clone());
+            self.lingering.push_back((give_up, t.id));
         }
     }
 
-    fn on_message(&mut self, r: &Arc<MessageRecord>) {
+    /// A transaction ended without a final response: `net.no_response`
+    /// when its timer ran out (RFC 3261 §17.1.1.2 Timer B, §17.1.2.2
+    /// Timer F), not when the capture ended or the table evicted it.
+    pub(crate) fn on_timed_out(
+        &mut self,
+        t: &Transaction,
+        cause: TimeoutCause,
+        out: &mut Vec<Finding>,
+    ) {
+        let open = self.close(t.id);
+        if cause == TimeoutCause::NoFinalResponse {
+            self.no_response(t, open, out);
+        }
+    }
+
+    /// Every parsed message: a request opens (or, retransmitted, adds a
+    /// send to) the entry its response and ICMP are matched against.
+    pub(crate) fn on_message(&mut self, r: &Arc<MessageRecord>) {
         let Some(id) = r.transaction else { return };
         if !r.message.is_request() || r.message.method() == Some(&crate::sip::Method::Ack) {
             return;
@@ -189,7 +194,7 @@ impl Reachability {
     /// Ends the lingering of completed transactions whose UA gave up by
     /// `now`; one whose final response this host dropped raises
     /// `net.no_response` (the UA never got the answer).
-    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+    pub(crate) fn tick(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
         while let Some(&(until, id)) = self.lingering.front() {
             if until > now {
                 break;
@@ -200,13 +205,13 @@ impl Reachability {
     }
 
     /// End of input: nothing more will arrive for lingering transactions.
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Finding>) {
         while let Some((_, id)) = self.lingering.pop_front() {
             self.expire(id, out);
         }
     }
 
-    fn expire(&mut self, id: TransactionId, out: &mut Vec<Event>) {
+    fn expire(&mut self, id: TransactionId, out: &mut Vec<Finding>) {
         let Some(open) = self.close(id) else { return };
         let Some(t) = open.completed.clone() else {
             return;
@@ -231,7 +236,7 @@ impl Reachability {
         self.raised.first(key, now)
     }
 
-    fn no_response(&mut self, t: &Transaction, open: Option<Open>, out: &mut Vec<Event>) {
+    fn no_response(&mut self, t: &Transaction, open: Option<Open>, out: &mut Vec<Finding>) {
         let Some(request) = t
             .request
             .clone()
@@ -251,7 +256,7 @@ impl Reachability {
             return;
         }
         self.stats.no_response += 1;
-        let reference = message_ref(&request);
+        let reference = MessageRef::of(&request);
         let sends = open
             .as_ref()
             .map_or_else(|| vec![meta.ts], |o| o.sends.clone());
@@ -310,12 +315,12 @@ impl Reachability {
                 .in_message(l.at, l.what.clone()),
             );
         }
-        out.push(Event::Diagnosis(Arc::new(d)));
+        out.push(Finding::Diagnosis(d));
     }
 
     /// An ICMP destination-unreachable quoting a SIP datagram
     /// (RFC 792 type 3, RFC 4443 type 1).
-    pub fn on_icmp(&mut self, icmp: &IcmpUnreachable, out: &mut Vec<Event>) {
+    pub(crate) fn on_icmp(&mut self, icmp: &IcmpUnreachable, out: &mut Vec<Finding>) {
         let flow = (icmp.quoted_src, icmp.quoted_dst);
         let request = self
             .by_flow
@@ -357,7 +362,7 @@ impl Reachability {
             format!("udp {} -> {}", icmp.quoted_src, icmp.quoted_dst),
         ));
         if let Some(r) = request {
-            let reference = message_ref(&r);
+            let reference = MessageRef::of(&r);
             d = d.with_evidence(
                 Evidence::new("request", reference.label.clone())
                     .in_message(reference.at, reference.label),
@@ -366,19 +371,19 @@ impl Reachability {
                 d = d.with_evidence(Evidence::new("call_id", cid.into_owned()));
             }
         }
-        out.push(Event::Diagnosis(Arc::new(d)));
+        out.push(Finding::Diagnosis(d));
     }
 
     /// A SIP message this host's kernel dropped (`fw.local_drop` when a
     /// netfilter rule did it). It is matched to the open request of its
     /// flow: a dropped response to the request in the opposite direction.
-    pub fn on_dropped_sip(
+    pub(crate) fn on_dropped_sip(
         &mut self,
         record: &MessageRecord,
         reason: &DropReason,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
-        let reference = message_ref(record);
+        let reference = MessageRef::of(record);
         let meta = record.meta;
         let flow = if record.message.is_request() {
             (meta.src, meta.dst)
@@ -416,7 +421,12 @@ impl Reachability {
     }
 
     /// A non-SIP packet (RTP range) the local firewall dropped.
-    pub fn on_dropped_media(&mut self, meta: Meta, reason: &DropReason, out: &mut Vec<Event>) {
+    pub(crate) fn on_dropped_media(
+        &mut self,
+        meta: Meta,
+        reason: &DropReason,
+        out: &mut Vec<Finding>,
+    ) {
         if !reason.is_netfilter() {
             return;
         }
@@ -435,7 +445,7 @@ impl Reachability {
         reason: &DropReason,
         summary: String,
         message: Option<crate::diagnosis::MessageRef>,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         let key = format!(
             "drop {} {} {} {}",
@@ -459,9 +469,6 @@ impl Reachability {
             d = d
                 .with_evidence(Evidence::new("message", m.label.clone()).in_message(m.at, m.label));
         }
-        out.push(Event::Diagnosis(Arc::new(d)));
+        out.push(Finding::Diagnosis(d));
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -20,6 +20,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
+use crate::sip::MessageRecord;
 use crate::time::Timestamp;
 
 pub use catalogue::{Code, UnknownCode};
@@ -59,6 +60,17 @@ pub struct MessageRef {
     pub at: Timestamp,
     /// Short human label, e.g. `401 Unauthorized (CSeq 1 REGISTER)`.
     pub label: String,
+}
+
+impl MessageRef {
+    /// The reference to a captured message: its capture time and
+    /// [`crate::sip::SipMessage::label`].
+    pub(crate) fn of(r: &MessageRecord) -> MessageRef {
+        MessageRef {
+            at: r.meta.ts,
+            label: r.message.label(),
+        }
+    }
 }
 
 /// One named value a finding rests on, optionally tied to the message it

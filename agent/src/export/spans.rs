@@ -186,12 +186,14 @@ impl SpanId {
 /// part of the AOR (§10.2: the To header field "contains the address of
 /// record"; its tag and parameters are dialog state) and are removed.
 pub fn normalize_aor(aor: &str) -> String {
-    let mut s = aor.trim();
-    if let (Some(open), Some(close)) = (s.find('<'), s.rfind('>'))
-        && open < close
-    {
-        s = &s[open + 1..close];
-    }
+    // The URI as sip/ reads a name-addr (quoted display names may hold
+    // `<`), so a trace and the registration table name the same AOR.
+    let value = aor.trim().as_bytes();
+    let uri = match crate::sip::name_addr::parse_or_recover(value, 0) {
+        (Some(na), _) => na.uri.get(value),
+        (None, _) => value,
+    };
+    let s = String::from_utf8_lossy(uri);
     let s = s.split([';', '?']).next().unwrap_or("").trim();
     let (scheme, rest) = match s.split_once(':') {
         Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
@@ -629,6 +631,11 @@ mod tests {
             "sip:+15551234@trunk.example"
         );
         assert_eq!(normalize_aor("  "), "");
+        assert_eq!(
+            normalize_aor("\"Desk <left>\" <sip:1001@PBX.example>;expires=30"),
+            "sip:1001@pbx.example",
+            "a quoted display name is not the URI"
+        );
     }
 
     #[test]

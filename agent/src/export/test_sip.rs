@@ -6,11 +6,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::analysis::calls::{CallConfig, CallTracker};
-use crate::analysis::registration::{RegistrationTracker, TrackerConfig};
+use crate::analysis::calls::{CallConfig, CallStats};
 use crate::packet::{Meta, Transport};
-use crate::pipeline::Event;
-use crate::sip::transaction::TransactionEvent;
+use crate::pipeline::wiring::{Analyses, Input};
+use crate::pipeline::{Event, PipelineConfig, transaction_fact};
 use crate::sip::{Framing, SipMessage, Transaction, TransactionConfig, TransactionTable};
 use crate::{packet::Direction, time::Timestamp};
 
@@ -20,13 +19,12 @@ pub const REGISTRAR: &str = "198.51.100.20:5060";
 pub const T0: u64 = 1_764_072_000_000_000_000;
 pub const MS: u64 = 1_000_000;
 
-/// Messages through the real transaction table, registration tracker and
-/// call tracker, as the pipeline would feed them (without the packet
-/// stage), on the packet clock of the messages.
+/// Messages through the real transaction table and the pipeline's
+/// analyses and wiring, as the pipeline would feed them (without the
+/// packet stage), on the packet clock of the messages.
 pub struct Exchange {
     table: TransactionTable,
-    tracker: RegistrationTracker,
-    pub calls: CallTracker,
+    analyses: Analyses,
     pub events: Vec<Event>,
     finished: bool,
 }
@@ -40,19 +38,24 @@ impl Exchange {
     pub fn with_calls(calls: CallConfig) -> Self {
         Self {
             table: TransactionTable::new(TransactionConfig::default()),
-            tracker: RegistrationTracker::new(TrackerConfig::default()),
-            calls: CallTracker::new(calls),
+            analyses: Analyses::new(&PipelineConfig {
+                calls,
+                ..PipelineConfig::default()
+            }),
             events: Vec::new(),
             finished: false,
         }
     }
 
-    /// The packet clock reaches T0 + `ms` without a message: the call
-    /// tracker's timers run (the pipeline's `tick`).
+    /// The call tracker's counters.
+    pub fn call_stats(&self) -> CallStats {
+        self.analyses.calls.stats()
+    }
+
+    /// The packet clock reaches T0 + `ms` without a message: the
+    /// analyses' timers run (the pipeline's `tick`).
     pub fn tick(&mut self, ms: u64) -> &mut Self {
-        let mut found = Vec::new();
-        self.calls.tick(Timestamp(T0 + ms * MS), &mut found);
-        self.events.extend(found);
+        self.analyse(Vec::new(), vec![Input::Tick(Timestamp(T0 + ms * MS))]);
         self
     }
 
@@ -78,8 +81,11 @@ impl Exchange {
         self.tick(ms);
         let mut tx = Vec::new();
         let record = self.table.on_message(meta, message, &mut tx);
-        self.push(tx);
-        self.track(Event::Message(record));
+        let (mut events, mut inputs): (Vec<_>, Vec<_>) =
+            tx.into_iter().map(transaction_fact).unzip();
+        events.push(Event::Message(record.clone()));
+        inputs.push(Input::Message(record));
+        self.analyse(events, inputs);
         self
     }
 
@@ -90,31 +96,19 @@ impl Exchange {
         }
         let mut tx = Vec::new();
         self.table.finish(&mut tx);
-        self.push(tx);
-        let mut found = Vec::new();
-        self.tracker.finish(&mut found);
-        self.calls.finish(&mut found);
-        self.events.extend(found);
+        let (events, inputs) = tx.into_iter().map(transaction_fact).unzip();
+        self.analyse(events, inputs);
+        self.analyse(Vec::new(), vec![Input::Finish]);
         self
     }
 
-    fn track(&mut self, event: Event) {
+    /// One batch, as the pipeline runs it: the SIP facts, then what the
+    /// analyses found in them.
+    fn analyse(&mut self, events: Vec<Event>, inputs: Vec<Input<'static>>) {
         let mut found = Vec::new();
-        self.tracker.on_event(&event, &mut found);
-        self.calls.on_event(&event, &mut found);
-        self.events.push(event);
-        self.events.extend(found);
-    }
-
-    fn push(&mut self, tx: Vec<TransactionEvent>) {
-        for e in tx {
-            self.track(match e {
-                TransactionEvent::Completed(t) => Event::TransactionCompleted(t),
-                TransactionEvent::TimedOut(transaction, cause) => {
-                    Event::TransactionTimedOut { transaction, cause }
-                }
-            });
-        }
+        self.analyses.analyse(inputs, &mut found);
+        self.events.extend(events);
+        self.events.extend(found.into_iter().map(Event::from));
     }
 
     /// The completed transactions, in completion order.

@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use super::*;
-use crate::analysis::calls::script::CallScript;
 use crate::analysis::calls::{CallConfig, CallState};
 use crate::export::spans::Value;
 use crate::export::test_sip::{Exchange, MS, PBX, PHONE, T0, request, response};
+use crate::pipeline::tests::call_script::CallScript;
 
 /// `method` from the PBX to the phone at `ms` (branch from Call-ID and
 /// CSeq, so its response finds it).
@@ -116,8 +116,8 @@ fn calls_the_tracker_evicts_ends_or_times_out_end_their_roots_with_the_report() 
         })
         .collect();
     assert_eq!(how, [("a", "evicted"), ("b", "evicted"), ("c", "idle")]);
-    assert_eq!(x.calls.stats().evicted, 2);
-    assert_eq!(x.calls.stats().idle_closed, 1);
+    assert_eq!(x.call_stats().evicted, 2);
+    assert_eq!(x.call_stats().idle_closed, 1);
 }
 
 /// Before: the builder forgot an evicted call, then reopened it from its
@@ -228,7 +228,7 @@ fn a_retried_call_that_rings_past_the_challenge_timeout_is_answered() {
     s.challenged(0, 1, "SIP/2.0 407 Proxy Authentication Required");
     let invite = format!(
         "INVITE sip:200@{} SIP/2.0",
-        crate::analysis::calls::script::PBX
+        crate::pipeline::tests::call_script::PBX
     );
     s.sip(20, true, &invite, "2 INVITE", false);
     s.sip(30, false, "SIP/2.0 180 Ringing", "2 INVITE", true);

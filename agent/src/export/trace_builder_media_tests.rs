@@ -2,12 +2,12 @@
 //! through the real pipeline, its events through the trace builder.
 
 use super::*;
-use crate::analysis::calls::script::{
-    CALL_ID, CALLEE_SSRC, CALLER_SSRC, CallScript, MS, PBX, PBX_RTP, PHONE_RTP, T0,
-};
 use crate::analysis::calls::{Call, DirectionReport};
 use crate::diagnosis::Code;
 use crate::export::spans::Value;
+use crate::pipeline::tests::call_script::{
+    CALL_ID, CALLEE_SSRC, CALLER_SSRC, CallScript, MS, PBX, PBX_RTP, PHONE_RTP, T0,
+};
 
 fn spans_of(s: &CallScript, config: TraceConfig) -> (Vec<SpanRecord>, TraceStats) {
     let mut b = TraceBuilder::new("pbx1", config, Metrics::noop());

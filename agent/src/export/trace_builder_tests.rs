@@ -131,7 +131,7 @@ fn the_dialog_table_is_bounded_and_evictions_are_counted() {
     }
     let (spans, stats) = build(&mut x, TraceConfig::default());
     assert_eq!(stats.dialogs_evicted, 3);
-    assert_eq!(x.calls.stats().evicted, 3, "one table: the call tracker's");
+    assert_eq!(x.call_stats().evicted, 3, "one table: the call tracker's");
     // Every call gets one root (and each INVITE its span); the two left
     // end with their INVITEs, unanswered when the capture ended.
     assert_eq!(spans.iter().filter(|s| s.name == names::CALL).count(), 5);

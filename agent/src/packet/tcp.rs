@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::sip::framing::{Frame, StreamFramer};
+use crate::sip::framing::{MessageBoundary, StreamFramer};
 use crate::time::Timestamp;
 
 #[derive(Clone, Copy, Debug)]
@@ -401,17 +401,17 @@ fn drain_frames(
         }
         let before = consumed;
         match stream.framer.next(rest, config.max_message) {
-            Frame::Message(n) => {
+            MessageBoundary::Message(n) => {
                 out.push(Bytes::copy_from_slice(&rest[..n]));
                 stats.messages += 1;
                 consumed += n;
                 stream.anchored = true;
             }
-            Frame::KeepAlive(n) => {
+            MessageBoundary::KeepAlive(n) => {
                 stats.keepalives += 1;
                 consumed += n;
             }
-            Frame::Junk(n) => {
+            MessageBoundary::Junk(n) => {
                 // Before the first message of an unanchored stream, the
                 // start of this message may still arrive out of order:
                 // keep waiting while there is no later start line.
@@ -426,12 +426,12 @@ fn drain_frames(
                     stream.anchored = true;
                 }
             }
-            Frame::Oversized(n) => {
+            MessageBoundary::Oversized(n) => {
                 stats.oversized_messages += 1;
                 stats.dropped_bytes += n as u64;
                 consumed += n;
             }
-            Frame::NeedMore => break,
+            MessageBoundary::NeedMore => break,
         }
         stream.framer.consumed(consumed - before);
     }

@@ -6,7 +6,7 @@ use super::message::looks_like_start_line;
 
 /// What the front of a stream buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Frame {
+pub enum MessageBoundary {
     /// A whole message of this many bytes.
     Message(usize),
     /// CRLF keep-alives (RFC 5626 §3.5.1) to discard.
@@ -29,7 +29,7 @@ const MAX_START_LINE: usize = 1024;
 /// Find the next message boundary at the front of `buf` in one shot
 /// (a [`StreamFramer`] with nothing remembered). `max` bounds one message
 /// (headers + body).
-pub fn frame(buf: &[u8], max: usize) -> Frame {
+pub fn frame(buf: &[u8], max: usize) -> MessageBoundary {
     StreamFramer::default().next(buf, max)
 }
 
@@ -92,7 +92,7 @@ impl StreamFramer {
     /// bytes; `max` bounds one message (headers + body). Nothing is
     /// consumed until [`StreamFramer::consumed`] says so: a caller may
     /// keep junk and ask again when more bytes arrived.
-    pub fn next(&mut self, buf: &[u8], max: usize) -> Frame {
+    pub fn next(&mut self, buf: &[u8], max: usize) -> MessageBoundary {
         if self.scan.reach() > buf.len() {
             // The front changed without a reset: start over rather than
             // index past the end.
@@ -105,7 +105,7 @@ impl StreamFramer {
             self.reset();
         }
         if buf.is_empty() {
-            return Frame::NeedMore;
+            return MessageBoundary::NeedMore;
         }
         loop {
             match self.scan {
@@ -120,7 +120,7 @@ impl StreamFramer {
                             .take_while(|&&c| c == b'\r' || c == b'\n')
                             .count();
                         if lead > 0 {
-                            return Frame::KeepAlive(lead);
+                            return MessageBoundary::KeepAlive(lead);
                         }
                     }
                     let Some(nl) = buf[lf_from..]
@@ -135,9 +135,9 @@ impl StreamFramer {
                             long,
                         };
                         return match (long, junk) {
-                            (true, _) => Frame::Junk(buf.len()),
-                            (false, 0) => Frame::NeedMore,
-                            (false, junk) => Frame::Junk(junk),
+                            (true, _) => MessageBoundary::Junk(buf.len()),
+                            (false, 0) => MessageBoundary::NeedMore,
+                            (false, junk) => MessageBoundary::Junk(junk),
                         };
                     };
                     if !long && looks_like_start_line(&buf[junk..nl]) {
@@ -147,7 +147,7 @@ impl StreamFramer {
                                 lf_from: nl,
                                 long: false,
                             };
-                            return Frame::Junk(junk);
+                            return MessageBoundary::Junk(junk);
                         }
                         self.scan = Scan::Headers { scanned: nl + 1 };
                     } else {
@@ -168,17 +168,19 @@ impl StreamFramer {
                     None => {
                         self.scan = Scan::Headers { scanned: buf.len() };
                         return if buf.len() > max {
-                            Frame::Oversized(buf.len())
+                            MessageBoundary::Oversized(buf.len())
                         } else {
-                            Frame::NeedMore
+                            MessageBoundary::NeedMore
                         };
                     }
                 },
                 Scan::Body { total } if total > max => {
-                    return Frame::Oversized(total.min(buf.len()));
+                    return MessageBoundary::Oversized(total.min(buf.len()));
                 }
-                Scan::Body { total } if buf.len() >= total => return Frame::Message(total),
-                Scan::Body { .. } => return Frame::NeedMore,
+                Scan::Body { total } if buf.len() >= total => {
+                    return MessageBoundary::Message(total);
+                }
+                Scan::Body { .. } => return MessageBoundary::NeedMore,
             }
         }
     }
@@ -257,23 +259,26 @@ mod tests {
 
     #[test]
     fn frames_by_content_length_including_compact_form() {
-        assert_eq!(frame(M, 65536), Frame::Message(M.len()));
-        assert_eq!(frame(&M[..M.len() - 1], 65536), Frame::NeedMore);
+        assert_eq!(frame(M, 65536), MessageBoundary::Message(M.len()));
+        assert_eq!(frame(&M[..M.len() - 1], 65536), MessageBoundary::NeedMore);
         let two = [M, M].concat();
-        assert_eq!(frame(&two, 65536), Frame::Message(M.len()));
+        assert_eq!(frame(&two, 65536), MessageBoundary::Message(M.len()));
     }
 
     #[test]
     fn skips_keepalives_and_junk() {
-        assert_eq!(frame(b"\r\n\r\nOPTIONS", 65536), Frame::KeepAlive(4));
+        assert_eq!(
+            frame(b"\r\n\r\nOPTIONS", 65536),
+            MessageBoundary::KeepAlive(4)
+        );
         let junk = [&b"tail of a body\r\nmore\r\n"[..], M].concat();
-        assert_eq!(frame(&junk, 65536), Frame::Junk(22));
-        assert_eq!(frame(b"no newline yet", 65536), Frame::NeedMore);
+        assert_eq!(frame(&junk, 65536), MessageBoundary::Junk(22));
+        assert_eq!(frame(b"no newline yet", 65536), MessageBoundary::NeedMore);
     }
 
     /// Feed `stream` to a framer in `chunk`-byte pieces, acting on every
     /// frame as the TCP reassembler does: the frames, in order.
-    fn frames_of(stream: &[u8], chunk: usize, max: usize) -> Vec<Frame> {
+    fn frames_of(stream: &[u8], chunk: usize, max: usize) -> Vec<MessageBoundary> {
         let mut framer = StreamFramer::default();
         let (mut buf, mut out) = (Vec::new(), Vec::new());
         for piece in stream.chunks(chunk) {
@@ -281,11 +286,11 @@ mod tests {
             loop {
                 let f = framer.next(&buf, max);
                 let n = match f {
-                    Frame::Message(n)
-                    | Frame::KeepAlive(n)
-                    | Frame::Junk(n)
-                    | Frame::Oversized(n) => n,
-                    Frame::NeedMore => break,
+                    MessageBoundary::Message(n)
+                    | MessageBoundary::KeepAlive(n)
+                    | MessageBoundary::Junk(n)
+                    | MessageBoundary::Oversized(n) => n,
+                    MessageBoundary::NeedMore => break,
                 };
                 out.push(f);
                 buf.drain(..n);
@@ -305,10 +310,10 @@ mod tests {
         assert_eq!(
             frames,
             vec![
-                Frame::Junk(2000),
-                Frame::Junk(1000),
-                Frame::Junk(12),
-                Frame::Message(M.len())
+                MessageBoundary::Junk(2000),
+                MessageBoundary::Junk(1000),
+                MessageBoundary::Junk(12),
+                MessageBoundary::Message(M.len())
             ]
         );
     }
@@ -319,12 +324,15 @@ mod tests {
         let mut buf = b"INVITE sip:a@b SIP/2.0\r\n".to_vec();
         for _ in 0..100 {
             buf.extend_from_slice(b"X-Filler: aaaaaaaaaaaaaaaa\r\n");
-            assert_eq!(framer.next(&buf, 1 << 20), Frame::NeedMore);
+            assert_eq!(framer.next(&buf, 1 << 20), MessageBoundary::NeedMore);
             // What was searched is remembered: the next search starts here.
             assert_eq!(framer.scan, Scan::Headers { scanned: buf.len() });
         }
         buf.extend_from_slice(b"l: 2\r\n\r\nok");
-        assert_eq!(framer.next(&buf, 1 << 20), Frame::Message(buf.len()));
+        assert_eq!(
+            framer.next(&buf, 1 << 20),
+            MessageBoundary::Message(buf.len())
+        );
     }
 
     #[test]
@@ -332,21 +340,25 @@ mod tests {
         let mut framer = StreamFramer::default();
         let mut buf = b"tail of a body\r\nmore\r\n".to_vec();
         // All junk, no start line: a caller may keep it and ask again.
-        assert_eq!(framer.next(&buf, 65536), Frame::Junk(22));
+        assert_eq!(framer.next(&buf, 65536), MessageBoundary::Junk(22));
         buf.extend_from_slice(b"and more\r\n");
-        assert_eq!(framer.next(&buf, 65536), Frame::Junk(32));
+        assert_eq!(framer.next(&buf, 65536), MessageBoundary::Junk(32));
         buf.extend_from_slice(M);
-        assert_eq!(framer.next(&buf, 65536), Frame::Junk(32));
+        assert_eq!(framer.next(&buf, 65536), MessageBoundary::Junk(32));
         buf.drain(..32);
         framer.consumed(32);
-        assert_eq!(framer.next(&buf, 65536), Frame::Message(M.len()));
+        assert_eq!(framer.next(&buf, 65536), MessageBoundary::Message(M.len()));
     }
 
     #[test]
     fn empty_line_ends_the_headers_as_the_parser_sees_it() {
         for end in [&b"\r\n\r\n"[..], b"\n\n", b"\n\r\n", b"\r\n\n"] {
             let m = [&b"OPTIONS sip:a@b SIP/2.0\r\nl: 2"[..], end, b"ok"].concat();
-            assert_eq!(frame(&m, 65536), Frame::Message(m.len()), "{end:?}");
+            assert_eq!(
+                frame(&m, 65536),
+                MessageBoundary::Message(m.len()),
+                "{end:?}"
+            );
         }
     }
 
@@ -355,7 +367,10 @@ mod tests {
         let frames = frames_of(&[M, M].concat(), 1, 65536);
         assert_eq!(
             frames,
-            vec![Frame::Message(M.len()), Frame::Message(M.len())]
+            vec![
+                MessageBoundary::Message(M.len()),
+                MessageBoundary::Message(M.len())
+            ]
         );
     }
 
@@ -363,7 +378,7 @@ mod tests {
     fn oversized_is_reported_not_buffered_forever() {
         assert_eq!(
             frame(b"SIP/2.0 200 OK\r\nContent-Length: 99999\r\n\r\n", 1000),
-            Frame::Oversized(41)
+            MessageBoundary::Oversized(41)
         );
     }
 }

@@ -3,7 +3,7 @@
 //! One pass over the bytes splits the start line, the header fields (compact
 //! forms recognised, folded lines joined, CRLF or bare LF) and the body, and
 //! records where the hot fields are. Nothing is copied: the message keeps its
-//! raw bytes (`Bytes`, shared) and [`Span`]s into them. A defect in one
+//! raw bytes (`Bytes`, shared) and [`ByteRange`]s into them. A defect in one
 //! header (bad syntax, non-UTF-8 bytes) is recorded as a
 //! [`MalformedReason`] and never loses the message; only an unreadable
 //! start line does.
@@ -12,18 +12,18 @@ use std::borrow::Cow;
 
 use bytes::Bytes;
 
+use super::byte_range::ByteRange;
 use super::headers::{self, HeaderName, parse_u32, trim};
 use super::malformed::MalformedReason;
 use super::method::{Method, is_token};
-use super::name_addr::{self, NameAddrSpans};
-use super::span::Span;
-use super::via::{self, ViaSpans};
+use super::name_addr::{self, NameAddrRanges};
+use super::via::{self, Rport, Via, ViaRanges};
 
 /// Request line or status line (RFC 3261 §7.1, §7.2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StartLine {
-    Request { method: Method, uri: Span },
-    Response { code: u16, reason: Span },
+    Request { method: Method, uri: ByteRange },
+    Response { code: u16, reason: ByteRange },
 }
 
 /// CSeq (RFC 3261 §20.16).
@@ -37,9 +37,9 @@ pub struct CSeq {
 #[derive(Clone, Copy, Debug)]
 pub struct HeaderField {
     pub kind: HeaderName,
-    pub name: Span,
+    pub name: ByteRange,
     /// The value, leading/trailing LWS trimmed; folded lines included.
-    pub value: Span,
+    pub value: ByteRange,
 }
 
 /// Set of defects, one bit per [`MalformedReason`].
@@ -69,15 +69,15 @@ pub struct SipMessage {
     raw: Bytes,
     pub start: StartLine,
     headers: Vec<HeaderField>,
-    body: Span,
-    call_id: Option<Span>,
+    body: ByteRange,
+    call_id: Option<ByteRange>,
     cseq: Option<CSeq>,
-    via: Option<ViaSpans>,
-    from: Option<NameAddrSpans>,
-    to: Option<NameAddrSpans>,
-    contact: Option<NameAddrSpans>,
+    via: Option<ViaRanges>,
+    from: Option<NameAddrRanges>,
+    to: Option<NameAddrRanges>,
+    contact: Option<NameAddrRanges>,
     expires: Option<u32>,
-    content_type: Option<Span>,
+    content_type: Option<ByteRange>,
     content_length: Option<u32>,
     pub defects: Defects,
 }
@@ -124,7 +124,7 @@ impl SipMessage {
         let mut msg = SipMessage {
             start,
             headers: Vec::with_capacity(16),
-            body: Span::new(b.len(), b.len()),
+            body: ByteRange::new(b.len(), b.len()),
             call_id: None,
             cseq: None,
             via: None,
@@ -162,8 +162,8 @@ impl SipMessage {
                     let value = trim(&line[colon + 1..]);
                     msg.headers.push(HeaderField {
                         kind: headers::classify(name),
-                        name: Span::of(b, 0, name),
-                        value: Span::of(b, 0, value),
+                        name: ByteRange::of(b, 0, name),
+                        value: ByteRange::of(b, 0, value),
                     });
                 }
                 _ => msg.defects.add(MalformedReason::BadHeaderLine),
@@ -178,8 +178,8 @@ impl SipMessage {
                     if !name.is_empty() {
                         msg.headers.push(HeaderField {
                             kind: headers::classify(name),
-                            name: Span::of(b, 0, name),
-                            value: Span::of(b, 0, trim(&line[colon + 1..])),
+                            name: ByteRange::of(b, 0, name),
+                            value: ByteRange::of(b, 0, trim(&line[colon + 1..])),
                         });
                     }
                 }
@@ -204,7 +204,7 @@ impl SipMessage {
             // assumed an empty body.
             msg.defects.add(MalformedReason::BadContentLength);
         }
-        msg.body = Span::new(body_start, body_start + body_len);
+        msg.body = ByteRange::new(body_start, body_start + body_len);
         msg.raw = raw;
         Ok(msg)
     }
@@ -267,28 +267,26 @@ impl SipMessage {
                         dup = true;
                         continue;
                     }
-                    match name_addr::parse_first(v, vs) {
-                        Ok(na) => *slot = Some(na),
-                        Err(()) => {
-                            // Keep what can be read so the message stays usable.
-                            *slot =
-                                Some(name_addr::parse_lenient(v, vs).unwrap_or(NameAddrSpans {
-                                    uri: h.value,
-                                    ..Default::default()
-                                }));
-                            self.defects.add(MalformedReason::BadNameAddr);
-                        }
+                    let (na, malformed) = name_addr::parse_or_recover(v, vs);
+                    // Keep what can be read so the message stays usable.
+                    *slot = Some(na.unwrap_or(NameAddrRanges {
+                        uri: h.value,
+                        ..Default::default()
+                    }));
+                    if malformed {
+                        self.defects.add(MalformedReason::BadNameAddr);
                     }
                 }
                 HeaderName::Contact => {
                     if !seen_contact {
                         seen_contact = true;
-                        match name_addr::parse_first(v, vs) {
-                            Ok(na) => self.contact = Some(na),
-                            Err(()) => {
-                                self.contact = name_addr::parse_lenient(v, vs);
-                                self.defects.add(MalformedReason::BadNameAddr);
-                            }
+                        // The first element only, as SipMessage::contacts
+                        // reads it: recovery must not reach into the next.
+                        let first = headers::split_outside_quotes(v, b',').next().unwrap_or(v);
+                        let (contact, malformed) = name_addr::parse_or_recover(first, vs);
+                        self.contact = contact;
+                        if malformed {
+                            self.defects.add(MalformedReason::BadNameAddr);
                         }
                     }
                 }
@@ -364,7 +362,7 @@ impl SipMessage {
         &self.raw
     }
 
-    pub fn span(&self, s: Span) -> &[u8] {
+    pub fn bytes_at(&self, s: ByteRange) -> &[u8] {
         s.get(&self.raw)
     }
 
@@ -389,14 +387,14 @@ impl SipMessage {
 
     pub fn request_uri(&self) -> Option<Cow<'_, str>> {
         match self.start {
-            StartLine::Request { uri, .. } => Some(lossy(self.span(uri))),
+            StartLine::Request { uri, .. } => Some(lossy(self.bytes_at(uri))),
             StartLine::Response { .. } => None,
         }
     }
 
     pub fn reason_phrase(&self) -> Option<Cow<'_, str>> {
         match self.start {
-            StartLine::Response { reason, .. } => Some(lossy(self.span(reason))),
+            StartLine::Response { reason, .. } => Some(lossy(self.bytes_at(reason))),
             StartLine::Request { .. } => None,
         }
     }
@@ -413,92 +411,131 @@ impl SipMessage {
     }
 
     pub fn call_id(&self) -> Option<Cow<'_, str>> {
-        self.call_id.map(|s| lossy(self.span(s)))
+        self.call_id.map(|s| lossy(self.bytes_at(s)))
     }
 
     pub fn call_id_bytes(&self) -> Option<&[u8]> {
-        self.call_id.map(|s| self.span(s))
+        self.call_id.map(|s| self.bytes_at(s))
     }
 
     pub fn cseq(&self) -> Option<&CSeq> {
         self.cseq.as_ref()
     }
 
-    pub fn top_via(&self) -> Option<&ViaSpans> {
+    /// Where the top Via's parts are (RFC 3261 §20.42); `None` when the
+    /// first Via header field is unreadable.
+    pub(crate) fn top_via_ranges(&self) -> Option<&ViaRanges> {
         self.via.as_ref()
+    }
+
+    /// The top Via as transactions read it (RFC 3261 §17.1.3, §18.2.1): the
+    /// Via a response echoes back to its client. `None` when the first Via
+    /// header field is unreadable.
+    pub(crate) fn top_via(&self) -> Option<Via> {
+        self.via.map(|r| Via::from_ranges(&r, &self.raw))
+    }
+
+    /// Every readable Via (RFC 3261 §20.42), top first, across header
+    /// fields and comma-separated values, read with the same grammar as
+    /// [`SipMessage::top_via`]; unreadable via-parms are skipped.
+    pub(crate) fn vias(&self) -> Vec<Via> {
+        self.header_values("Via")
+            .flat_map(|v| {
+                via::parse_all(v, 0)
+                    .filter_map(Result::ok)
+                    .map(move |r| Via::from_ranges(&r, v))
+            })
+            .collect()
     }
 
     /// Top Via branch parameter.
     pub fn branch(&self) -> Option<&[u8]> {
-        self.via.and_then(|v| v.branch).map(|s| self.span(s))
+        self.via.and_then(|v| v.branch).map(|s| self.bytes_at(s))
     }
 
     /// Top Via sent-by as `host[:port]`-parts.
     pub fn sent_by(&self) -> Option<(&[u8], Option<u16>)> {
-        self.via.map(|v| (self.span(v.host), v.port))
+        self.via.map(|v| (self.bytes_at(v.host), v.port))
     }
 
     pub fn via_received(&self) -> Option<&[u8]> {
-        self.via.and_then(|v| v.received).map(|s| self.span(s))
+        self.via.and_then(|v| v.received).map(|s| self.bytes_at(s))
     }
 
-    /// `Some(None)`: `rport` without value; `Some(Some(p))`: filled in.
+    /// Top Via `rport` (RFC 3581): `Some(None)` without value;
+    /// `Some(Some(p))`: filled in.
     pub fn via_rport(&self) -> Option<Option<u16>> {
-        let r = self.via?.rport?;
-        Some(
-            std::str::from_utf8(self.span(r))
-                .ok()
-                .and_then(|p| p.parse().ok()),
-        )
+        match Rport::of(self.via?.rport.map(|r| self.bytes_at(r))) {
+            Rport::Absent => None,
+            Rport::Requested => Some(None),
+            Rport::Value(p) => Some(Some(p)),
+        }
     }
 
     pub fn via_transport(&self) -> Option<&[u8]> {
-        self.via.map(|v| self.span(v.transport))
+        self.via.map(|v| self.bytes_at(v.transport))
     }
 
     pub fn from_uri(&self) -> Option<&[u8]> {
-        self.from.map(|n| self.span(n.uri))
+        self.from.map(|n| self.bytes_at(n.uri))
     }
     pub fn from_tag(&self) -> Option<&[u8]> {
-        self.from.and_then(|n| n.tag).map(|s| self.span(s))
+        self.from.and_then(|n| n.tag).map(|s| self.bytes_at(s))
     }
     pub fn to_uri(&self) -> Option<&[u8]> {
-        self.to.map(|n| self.span(n.uri))
+        self.to.map(|n| self.bytes_at(n.uri))
     }
     pub fn to_tag(&self) -> Option<&[u8]> {
-        self.to.and_then(|n| n.tag).map(|s| self.span(s))
+        self.to.and_then(|n| n.tag).map(|s| self.bytes_at(s))
     }
     /// First Contact URI (`*` for a wildcard Contact).
     pub fn contact_uri(&self) -> Option<&[u8]> {
-        self.contact.map(|n| self.span(n.uri))
+        self.contact.map(|n| self.bytes_at(n.uri))
     }
     /// The Expires header (not the Contact `expires` parameter).
     pub fn expires(&self) -> Option<u32> {
         self.expires
     }
     pub fn content_type(&self) -> Option<&[u8]> {
-        self.content_type.map(|s| self.span(s))
+        self.content_type.map(|s| self.bytes_at(s))
     }
     pub fn content_length(&self) -> Option<u32> {
         self.content_length
     }
     pub fn body(&self) -> &[u8] {
-        self.span(self.body)
+        self.bytes_at(self.body)
+    }
+
+    /// A short label naming the message in evidence: `REGISTER (CSeq 2)`
+    /// or `401 Unauthorized (CSeq 1 REGISTER)` (RFC 3261 §7.1, §7.2,
+    /// §20.16).
+    pub(crate) fn label(&self) -> String {
+        match (self.status(), self.cseq()) {
+            (Some(code), Some(c)) => format!(
+                "{code} {} (CSeq {} {})",
+                self.reason_phrase().unwrap_or(Cow::Borrowed("")),
+                c.number,
+                c.method
+            ),
+            (Some(code), None) => format!("{code} {}", self.reason_phrase().unwrap_or_default()),
+            (None, Some(c)) => format!("{} (CSeq {})", c.method, c.number),
+            (None, None) => self.method().map_or_else(String::new, |x| x.to_string()),
+        }
     }
 
     /// All header fields in order: (name as written, value with folding).
     pub fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
         self.headers
             .iter()
-            .map(|h| (self.span(h.name), self.span(h.value)))
+            .map(|h| (self.bytes_at(h.name), self.bytes_at(h.value)))
     }
 
     /// Values of every header called `name` (full or compact form, any case).
     pub fn header_values<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a [u8]> + 'a {
         self.headers
             .iter()
-            .filter(move |h| headers::name_matches(self.span(h.name), name))
-            .map(|h| self.span(h.value))
+            .filter(move |h| headers::name_matches(self.bytes_at(h.name), name))
+            .map(|h| self.bytes_at(h.value))
     }
 
     /// First value of `name`, unfolded, as text (lossy for non-UTF-8).
@@ -506,6 +543,15 @@ impl SipMessage {
         self.header_values(name)
             .next()
             .map(|v| lossy(&headers::unfold(v)).into_owned())
+    }
+}
+
+#[cfg(test)]
+impl SipMessage {
+    /// A datagram written with `\n` line ends, as tests write messages.
+    pub(crate) fn from_lines(text: &str) -> SipMessage {
+        SipMessage::parse(Bytes::from(text.replace('\n', "\r\n")), Framing::Datagram)
+            .expect("a readable start line")
     }
 }
 
@@ -549,7 +595,7 @@ fn parse_start_line(
         let reason_start = (sp + 1 + code_end + 1).min(line.len());
         return Ok(StartLine::Response {
             code,
-            reason: Span::new(base + reason_start, base + line.len()),
+            reason: ByteRange::new(base + reason_start, base + line.len()),
         });
     }
     // Method SP Request-URI SP SIP-Version
@@ -573,8 +619,8 @@ fn parse_start_line(
     }
     let uri_first = words[1];
     let uri_last = words[words.len() - 2];
-    let uri_start = Span::of(line, base, uri_first).start as usize;
-    let uri_end = Span::of(line, base, uri_last).end as usize;
+    let uri_start = ByteRange::of(line, base, uri_first).start as usize;
+    let uri_end = ByteRange::of(line, base, uri_last).end as usize;
     let uri = &line[uri_start - base..uri_end - base];
     if words.len() > 3 {
         defects.add(MalformedReason::BadRequestUri); // LWS inside (RFC 4475 §3.1.2.8)
@@ -589,7 +635,7 @@ fn parse_start_line(
     }
     Ok(StartLine::Request {
         method: Method::from_bytes(method),
-        uri: Span::new(uri_start, uri_end),
+        uri: ByteRange::new(uri_start, uri_end),
     })
 }
 

@@ -1,15 +1,18 @@
 //! From, To and Contact values (RFC 3261 §20.10, §20.20, §20.39, grammar
 //! in §25.1 `name-addr / addr-spec`): where the URI and the tag are.
 
+use super::byte_range::ByteRange;
 use super::headers::{is_lws, params, split_outside_quotes, trim};
 use super::method::is_token;
-use super::span::Span;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NameAddrSpans {
+pub struct NameAddrRanges {
     /// The URI, without angle brackets.
-    pub uri: Span,
-    pub tag: Option<Span>,
+    pub uri: ByteRange,
+    pub tag: Option<ByteRange>,
+    /// The header parameters after the URI (`;tag=..;expires=..`, leading
+    /// `;` included, RFC 3261 §20.10): read with [`super::headers::params`].
+    pub params: ByteRange,
     /// `Contact: *` (RFC 3261 §10.2.2, remove all bindings).
     pub star: bool,
 }
@@ -18,7 +21,7 @@ pub struct NameAddrSpans {
 /// characters in the display name, unbalanced quotes): the URI between the
 /// last `<` and the next `>`, else up to the first `;`, and the tag after
 /// it. The caller still records the defect.
-pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrSpans> {
+pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrRanges> {
     let s = trim(value);
     let (uri, tail) = match s.iter().rposition(|&c| c == b'<') {
         Some(lt) => {
@@ -36,10 +39,11 @@ pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrSpans> {
     let tail = trim(tail);
     let tag = params(tail.strip_prefix(b";").unwrap_or(&[]))
         .find(|(n, _)| n.eq_ignore_ascii_case(b"tag"))
-        .map(|(_, v)| Span::of(value, base, v));
-    Some(NameAddrSpans {
-        uri: Span::of(value, base, uri),
+        .map(|(_, v)| ByteRange::of(value, base, v));
+    Some(NameAddrRanges {
+        uri: ByteRange::of(value, base, uri),
         tag,
+        params: ByteRange::of(value, base, tail),
         star: false,
     })
 }
@@ -47,14 +51,14 @@ pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrSpans> {
 /// Parse the first name-addr/addr-spec of a value (`base` = its offset in
 /// the raw message). `Err(())`: not valid per RFC 3261 §25.1.
 #[allow(clippy::result_unit_err)]
-pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrSpans, ()> {
+pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrRanges, ()> {
     let first = split_outside_quotes(value, b',').next().ok_or(())?;
     let s = trim(first);
     if s == b"*" {
-        return Ok(NameAddrSpans {
-            uri: Span::of(value, base, s),
-            tag: None,
+        return Ok(NameAddrRanges {
+            uri: ByteRange::of(value, base, s),
             star: true,
+            ..NameAddrRanges::default()
         });
     }
     let (uri, tail) = if let Some(rest) = s.strip_prefix(b"\"") {
@@ -108,12 +112,24 @@ pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrSpans, ()> {
     }
     let tag = params(tail.get(1..).unwrap_or(&[]))
         .find(|(n, _)| n.eq_ignore_ascii_case(b"tag"))
-        .map(|(_, v)| Span::of(value, base, v));
-    Ok(NameAddrSpans {
-        uri: Span::of(value, base, uri),
+        .map(|(_, v)| ByteRange::of(value, base, v));
+    Ok(NameAddrRanges {
+        uri: ByteRange::of(value, base, uri),
         tag,
+        params: ByteRange::of(value, base, tail),
         star: false,
     })
+}
+
+/// One name-addr/addr-spec as the message parser reads it: by the grammar
+/// when it holds, else recovered by [`parse_lenient`]. The bool says the
+/// grammar did not hold (the message records `BadNameAddr` for its first
+/// Contact, From and To).
+pub(crate) fn parse_or_recover(value: &[u8], base: usize) -> (Option<NameAddrRanges>, bool) {
+    match parse_first(value, base) {
+        Ok(na) => (Some(na), false),
+        Err(()) => (parse_lenient(value, base), true),
+    }
 }
 
 /// `<uri>` then the rest; no LWS allowed inside the brackets (§3.1.2.14).

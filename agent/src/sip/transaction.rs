@@ -60,7 +60,7 @@ impl TransactionKey {
             Method::Ack => Method::Invite,
             m => m.clone(),
         };
-        let via = msg.top_via()?;
+        let via = msg.top_via_ranges()?;
         let raw = msg.raw();
         let host = raw.slice(via.host.start as usize..via.host.end as usize);
         match via

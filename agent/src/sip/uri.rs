@@ -7,6 +7,8 @@
 
 use std::fmt;
 
+use super::transport::SipTransport;
+
 /// A parsed SIP/SIPS (or other scheme) URI, in plain owned fields.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct SipUri {
@@ -86,6 +88,33 @@ impl SipUri {
             .find(|(n, _)| n.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_deref())
     }
+
+    /// Port implied when the URI omits it (RFC 3261 §19.1.2): 5061 for
+    /// `sips` and for `transport=tls`, else 5060.
+    pub(crate) fn default_port(&self) -> u16 {
+        let transport = self
+            .param("transport")
+            .flatten()
+            .map(|t| SipTransport::from_token(t.as_bytes()));
+        if self.scheme == "sips" || transport == Some(SipTransport::Tls) {
+            5061
+        } else {
+            5060
+        }
+    }
+
+    /// RFC 3261 §19.1.4 equality reduced to what finds a binding (a
+    /// registrar's §10.3 step 7, routing to a registered contact): user,
+    /// host (case-insensitive) and port (default filled in); two URIs name
+    /// the same binding when their keys are equal.
+    pub(crate) fn binding_key(&self) -> String {
+        format!(
+            "{}@{}:{}",
+            self.user.as_deref().unwrap_or(""),
+            self.host.to_ascii_lowercase(),
+            self.port.unwrap_or_else(|| self.default_port())
+        )
+    }
 }
 
 impl fmt::Display for SipUri {
@@ -134,6 +163,22 @@ mod tests {
         assert_eq!(u.host, "example.com");
         assert!(u.params.is_empty());
         assert!(SipUri::parse(b"no-scheme").is_none());
+    }
+
+    #[test]
+    fn default_port_and_binding_key_follow_rfc3261_19_1_2() {
+        let key = |s: &str| SipUri::parse(s.as_bytes()).unwrap().binding_key();
+        assert_eq!(
+            key("sip:Alice@PBX.example.com"),
+            "Alice@pbx.example.com:5060"
+        );
+        assert_eq!(
+            key("sips:alice@pbx.example.com"),
+            "alice@pbx.example.com:5061"
+        );
+        assert_eq!(key("sip:alice@h;transport=TLS"), "alice@h:5061");
+        assert_eq!(key("sip:alice@h;transport=tcp"), "alice@h:5060");
+        assert_eq!(key("sip:[2001:db8::1]:5070;lr"), "@2001:db8::1:5070");
     }
 
     #[test]

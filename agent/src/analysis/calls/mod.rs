@@ -1,9 +1,9 @@
 //! Calls: INVITE dialogs, their negotiated media and the RTP that really
-//! flowed (issue "Media"). The [`CallTracker`] runs inside the pipeline,
-//! alone decides a call's lifecycle ([`CallEnd`]), emits an
-//! [`crate::pipeline::Event::Call`] report at the initial INVITE and on
-//! every state change (the last one `closed`) and raises `media.no_rtp`, `media.one_way`,
-//! `media.quality` and `nat.private_sdp`.
+//! flowed (issue "Media"). The [`CallTracker`] is fed messages,
+//! transaction timeouts and RTP, alone decides a call's lifecycle
+//! ([`CallEnd`]), emits a `Finding::Call` report at the initial INVITE and
+//! on every state change (the last one `closed`) and raises
+//! `media.no_rtp`, `media.one_way`, `media.quality` and `nat.private_sdp`.
 //!
 //! - [`call`]: the reported [`Call`] and its streams;
 //! - [`negotiation`]: RFC 3264 offer/answer over a dialog's messages;
@@ -80,8 +80,3 @@ pub struct CallStats {
     pub media_not_judged: u64,
     pub rtp: ObservationStats,
 }
-
-#[cfg(test)]
-pub(crate) mod script;
-#[cfg(test)]
-mod tests;

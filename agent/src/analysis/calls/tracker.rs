@@ -1,6 +1,7 @@
-//! The call tracker: follows INVITE dialogs through the pipeline's events
-//! (RFC 3261 §13-15), their offer/answer exchanges (RFC 3264), and judges
-//! the RTP linked to each negotiated stream.
+//! The call tracker: follows INVITE dialogs through the messages and
+//! transaction timeouts it is given (RFC 3261 §13-15), their offer/answer
+//! exchanges (RFC 3264), and judges the RTP linked to each negotiated
+//! stream.
 //!
 //! When findings are judged (packet clock, so live and offline agree):
 //! - `nat.private_sdp` as soon as the SDP is seen;
@@ -11,24 +12,22 @@
 //!
 //! The tracker alone decides a call's lifecycle ([`CallEnd`]): the trace
 //! builder turns its reports into the call's spans and keeps no timers or
-//! table of its own. A call's first [`Event::Call`] report is sent when its
+//! table of its own. A call's first `Finding::Call` report is sent when its
 //! initial INVITE is seen (state `calling`); it ends on BYE, a failed or
 //! cancelled INVITE, a timeout, the idle timeout, eviction from the full
 //! table, or the end of input; its last report has `closed` set.
 
 use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
-use std::sync::Arc;
 
 use super::call::{Call, CallEnd, CallState, Party, StreamReport};
 use super::judge::{self, Judged};
 use super::negotiation::{Carrier, Exchange, Negotiation, Sdp};
 use super::{CallConfig, CallStats};
+use crate::analysis::finding::Finding;
 use crate::analysis::media::{FlowSnapshot, RtpObservations, RtpSource, parse_sdp};
 use crate::analysis::nat::{self, RequestAddresses};
-use crate::analysis::registration::wire;
-use crate::diagnosis::Code;
-use crate::pipeline::Event;
-use crate::sip::{MessageRecord, Method, Transaction};
+use crate::diagnosis::{Code, Diagnosis, MessageRef};
+use crate::sip::{MessageRecord, Method, Transaction, contact};
 use crate::time::Timestamp;
 
 struct OpenCall {
@@ -87,7 +86,7 @@ impl CallTracker {
     }
 
     /// A UDP datagram of a capture that may be RTP.
-    pub fn observe_rtp(
+    pub(crate) fn observe_rtp(
         &mut self,
         ts: Timestamp,
         src: std::net::SocketAddr,
@@ -98,37 +97,37 @@ impl CallTracker {
     }
 
     /// The kernel's RTP flows as of `now`.
-    pub fn update_flows(&mut self, now: Timestamp, flows: &[FlowSnapshot], out: &mut Vec<Event>) {
+    pub(crate) fn update_flows(
+        &mut self,
+        now: Timestamp,
+        flows: &[FlowSnapshot],
+        out: &mut Vec<Finding>,
+    ) {
         self.observations.update_flows(now, flows);
         self.run_due(out);
     }
 
-    /// Findings of the other analyses about a call (their `call_id`
-    /// evidence names it, e.g. `call.inbound_blocked`, `fw.local_drop`)
-    /// join its report's list of codes.
-    pub fn note_findings(&mut self, events: &[Event]) {
-        for e in events {
-            let Event::Diagnosis(d) = e else { continue };
-            let Some(id) = d.evidence.iter().find(|e| e.name == "call_id") else {
-                continue;
-            };
-            if let Some(c) = self.calls.get_mut(id.value.as_str())
-                && !c.call.diagnoses.contains(&d.code)
-            {
-                c.call.diagnoses.push(d.code);
-            }
+    /// A finding of another analysis about a call (its `call_id` evidence
+    /// names it, e.g. `call.inbound_blocked`, `fw.local_drop`) joins the
+    /// call's list of codes; others, and repeats, are ignored.
+    pub(crate) fn note_finding(&mut self, d: &Diagnosis) {
+        let Some(id) = d.evidence.iter().find(|e| e.name == "call_id") else {
+            return;
+        };
+        if let Some(c) = self.calls.get_mut(id.value.as_str())
+            && !c.call.diagnoses.contains(&d.code)
+        {
+            c.call.diagnoses.push(d.code);
         }
     }
 
-    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
-        match event {
-            Event::Message(r) if !r.retransmission => self.on_message(r, out),
-            Event::TransactionTimedOut { transaction, .. } => self.on_timeout(transaction, out),
-            _ => {}
+    /// Every parsed message: an initial INVITE opens a call; the dialog's
+    /// requests and responses move it on (RFC 3261 §13-15) and their SDP
+    /// negotiates its media (RFC 3264). Retransmissions change nothing.
+    pub(crate) fn on_message(&mut self, r: &MessageRecord, out: &mut Vec<Finding>) {
+        if r.retransmission {
+            return;
         }
-    }
-
-    fn on_message(&mut self, r: &MessageRecord, out: &mut Vec<Event>) {
         let m = &r.message;
         let (Some(call_id), Some(cseq)) = (m.call_id(), m.cseq()) else {
             return;
@@ -234,11 +233,11 @@ impl CallTracker {
         }
         if changed {
             c.call.at = ts;
-            out.push(Event::Call(Arc::new(c.call.clone())));
+            out.push(Finding::Call(c.call.clone()));
         }
     }
 
-    fn open(&mut self, call_id: String, r: &MessageRecord, out: &mut Vec<Event>) {
+    fn open(&mut self, call_id: String, r: &MessageRecord, out: &mut Vec<Finding>) {
         while self.calls.len() >= self.config.max_calls.max(1) {
             let Some((generation, id)) = self.order.pop_front() else {
                 break;
@@ -301,31 +300,33 @@ impl CallTracker {
         // The caller's Contact is where the callee sends its BYE and
         // re-INVITEs: private behind a NAT, they go nowhere (RFC 3261
         // §12.1.2 remote target). The same check as for a REGISTER.
-        let contacts = wire::contacts(m);
+        let contacts = m.contacts();
         let found = nat::check_request(
             r.meta.ts,
             &RequestAddresses {
                 method: "INVITE",
                 source: r.meta.src,
-                vias: &wire::vias(m),
-                contacts: &wire::contact_hostports(&contacts),
+                vias: &m.vias(),
+                contacts: &contact::host_ports(&contacts),
             },
         );
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         let Some(c) = self.calls.get_mut(&key) else {
             return;
         };
         for d in found {
             c.call.diagnoses.push(d.code);
             let d = d.in_message(&here).with_source(r.meta.src.ip());
-            out.push(Event::Diagnosis(Arc::new(d)));
+            out.push(Finding::Diagnosis(d));
         }
         // The call started: its trace's root opens here (RFC 3261 §13.2.1,
         // the initial INVITE), before any transaction of it completes.
-        out.push(Event::Call(Arc::new(c.call.clone())));
+        out.push(Finding::Call(c.call.clone()));
     }
 
-    fn on_timeout(&mut self, t: &Transaction, out: &mut Vec<Event>) {
+    /// A transaction ended without a final response: an unanswered
+    /// initial INVITE fails its call (RFC 3261 §17.1.1.2 Timer B).
+    pub(crate) fn on_timed_out(&mut self, t: &Transaction, out: &mut Vec<Finding>) {
         if t.method != Method::Invite {
             return;
         }
@@ -345,12 +346,12 @@ impl CallTracker {
         c.call.end_reason = Some(reason(CallEnd::NoAnswer).into());
         c.call.end = Some(CallEnd::NoAnswer);
         c.call.at = ts;
-        out.push(Event::Call(Arc::new(c.call.clone())));
+        out.push(Finding::Call(c.call.clone()));
         self.closing.insert((ts, call_id.to_string()));
     }
 
     /// Timers up to `now` on the packet clock.
-    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+    pub(crate) fn tick(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
         self.observations.advance(now);
         self.run_due(out);
         if now.since(self.last_sweep) >= SWEEP_EVERY {
@@ -360,7 +361,7 @@ impl CallTracker {
     }
 
     /// Judges what the RTP statistics now cover.
-    fn run_due(&mut self, out: &mut Vec<Event>) {
+    fn run_due(&mut self, out: &mut Vec<Finding>) {
         let until = self.observations.observed_until();
         while let Some((due, id)) = self.grace_due.first().cloned() {
             if due > until {
@@ -380,7 +381,7 @@ impl CallTracker {
         }
     }
 
-    fn sweep(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+    fn sweep(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
         let idle = self.config.idle_timeout;
         let challenge = self.config.challenge_timeout;
         let stale: Vec<(String, CallEnd)> = self
@@ -404,7 +405,7 @@ impl CallTracker {
         }
     }
 
-    fn judge_grace(&mut self, id: &str, until: Timestamp, out: &mut Vec<Event>) {
+    fn judge_grace(&mut self, id: &str, until: Timestamp, out: &mut Vec<Finding>) {
         let Some(c) = self.calls.get_mut(id) else {
             return;
         };
@@ -422,7 +423,7 @@ impl CallTracker {
 
     /// The last report of a call: final statistics and findings. `end`:
     /// why a call still up is ended now (ignored for one already over).
-    fn close(&mut self, id: &str, at: Timestamp, end: Option<CallEnd>, out: &mut Vec<Event>) {
+    fn close(&mut self, id: &str, at: Timestamp, end: Option<CallEnd>, out: &mut Vec<Finding>) {
         let Some(mut c) = self.calls.remove(id) else {
             return;
         };
@@ -459,7 +460,7 @@ impl CallTracker {
         }
         c.call.closed = true;
         c.call.at = at.max(c.call.ended.unwrap_or(at));
-        out.push(Event::Call(Arc::new(c.call)));
+        out.push(Finding::Call(c.call));
     }
 
     /// Table sizes: (open calls, eviction-queue entries).
@@ -494,7 +495,7 @@ impl CallTracker {
     }
 
     /// End of input: every open call gets its last report.
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Finding>) {
         let until = self.observations.observed_until();
         let due: Vec<(Timestamp, String)> =
             std::mem::take(&mut self.grace_due).into_iter().collect();
@@ -637,13 +638,13 @@ fn refresh_media(c: &mut OpenCall, observations: &RtpObservations, config: &Call
     }
 }
 
-fn raise(c: &mut OpenCall, found: Vec<Judged>, at: Timestamp, out: &mut Vec<Event>) {
+fn raise(c: &mut OpenCall, found: Vec<Judged>, at: Timestamp, out: &mut Vec<Finding>) {
     for j in found {
         if !c.raised.insert((j.code, j.m_line, j.detail.clone())) {
             continue;
         }
         c.call.diagnoses.push(j.code);
         let d = j.into_diagnosis(at).with_source(c.call.caller.ip());
-        out.push(Event::Diagnosis(Arc::new(d)));
+        out.push(Finding::Diagnosis(d));
     }
 }

@@ -136,7 +136,7 @@ impl BindingTable {
                     registered_at: a.ended,
                     expires_at: a.ended + std::time::Duration::from_secs(u64::from(expires)),
                 };
-                self.insert(key, uri.as_ref().map(uri_key), b);
+                self.insert(key, uri.as_ref().map(SipUri::binding_key), b);
                 applied.learned = true;
             }
             Outcome::Deregistered => {
@@ -203,7 +203,7 @@ impl BindingTable {
             candidates.push((*id, by));
         }
         if let Some(u) = &ruri {
-            for id in self.by_uri.get(&uri_key(u)).into_iter().flatten() {
+            for id in self.by_uri.get(&u.binding_key()).into_iter().flatten() {
                 if !candidates.iter().any(|(c, _)| c == id) {
                     candidates.push((*id, MatchedBy::RequestUri));
                 }
@@ -256,7 +256,7 @@ impl BindingTable {
             unindex(&mut self.by_addr, &a, id);
         }
         if let Some(u) = SipUri::parse(b.contact.as_bytes()) {
-            unindex(&mut self.by_uri, &uri_key(&u), id);
+            unindex(&mut self.by_uri, &u.binding_key(), id);
         }
     }
 }
@@ -270,33 +270,13 @@ fn unindex<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<u64>>, k: &K, id: u
     }
 }
 
-/// Default port of a URI (RFC 3261 §19.1.2: 5061 for sips or TLS).
-fn default_port(u: &SipUri) -> u16 {
-    let tls = u.scheme == "sips"
-        || u.param("transport")
-            .flatten()
-            .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
-    if tls { 5061 } else { 5060 }
-}
-
 /// The socket address of a URI whose host is an IP literal.
 fn uri_addr(u: &SipUri) -> Option<SocketAddr> {
     let ip: IpAddr = u.host.parse().ok()?;
     Some(SocketAddr::new(
         ip,
-        u.port.unwrap_or_else(|| default_port(u)),
+        u.port.unwrap_or_else(|| u.default_port()),
     ))
-}
-
-/// RFC 3261 §19.1.4 comparison reduced to what routing uses: user, host
-/// (case-insensitive) and port (default filled in).
-fn uri_key(u: &SipUri) -> String {
-    format!(
-        "{}@{}:{}",
-        u.user.as_deref().unwrap_or(""),
-        u.host.to_ascii_lowercase(),
-        u.port.unwrap_or_else(|| default_port(u))
-    )
 }
 
 fn contact_user(contact: &str) -> Option<String> {

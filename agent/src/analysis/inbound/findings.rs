@@ -5,12 +5,11 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::diagnosis::{Code, Diagnosis, Evidence};
+use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef};
 use crate::sip::MessageRecord;
 use crate::{packet::DropReason, time::Timestamp};
 
 use super::bindings::{MatchedBy, RegisteredContact};
-use crate::analysis::registration::wire::message_ref;
 
 /// What the final status of an INVITE to a registered contact means when
 /// it says "this host will not take the call" (RFC 3261 §21), phrased for
@@ -208,7 +207,7 @@ pub fn diagnosis(
             src.ip()
         ),
     };
-    let reference = message_ref(invite);
+    let reference = MessageRef::of(invite);
     let mut d = Diagnosis::new(Code::CallInboundBlocked, at, summary)
         .with_evidence(Evidence::new("aor", binding.aor.clone()))
         .with_evidence(Evidence::new("contact", binding.contact.clone()))
@@ -263,7 +262,7 @@ pub fn diagnosis(
         Failure::Rejected {
             response, status, ..
         } => {
-            let r = message_ref(response);
+            let r = MessageRef::of(response);
             d = d.with_evidence(
                 Evidence::new("status", status.to_string()).in_message(r.at, r.label),
             );
@@ -274,7 +273,7 @@ pub fn diagnosis(
             status,
             waited,
         } => {
-            let r = message_ref(response);
+            let r = MessageRef::of(response);
             d = d
                 .with_evidence(
                     Evidence::new("status", status.to_string()).in_message(r.at, r.label),

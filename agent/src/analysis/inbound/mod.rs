@@ -33,9 +33,11 @@ pub mod invites;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::analysis::finding::Finding;
 use crate::analysis::once_per_window::OncePerWindow;
+use crate::analysis::registration::RegistrationAttempt;
+use crate::diagnosis::MessageRef;
 use crate::packet::IcmpUnreachable;
-use crate::pipeline::Event;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
 use crate::{packet::DropReason, time::Timestamp};
 
@@ -43,8 +45,6 @@ use bindings::{BindingTable, MatchedBy, RegisteredContact};
 use challenges::ChallengeTable;
 use findings::{DropNote, Failure, IcmpNote, blocking_status};
 use invites::{InviteTable, NotedDrop};
-
-use super::registration::wire::message_ref;
 
 /// Limits of the inbound analysis.
 #[derive(Clone, Debug)]
@@ -148,53 +148,51 @@ impl Inbound {
         s
     }
 
-    /// Learns bindings from the registration tracker's findings: each
-    /// [`Event::RegistrationAttempt`] in `events` (others are ignored).
-    pub fn learn(&mut self, events: &[Event]) {
-        for e in events {
-            if let Event::RegistrationAttempt(a) = e {
-                let applied = self.bindings.apply(a);
-                self.stats.bindings_learned += u64::from(applied.learned);
-                self.stats.bindings_evicted += u64::from(applied.evicted);
-                self.stats.bindings_deregistered += u64::from(applied.removed);
-            }
-        }
+    /// Learns a binding from a registration attempt's outcome (RFC 3261
+    /// §10.3: a 2xx installs or refreshes the Contact, `Expires: 0` or
+    /// `Contact: *` removes it).
+    pub(crate) fn learn(&mut self, a: &RegistrationAttempt) {
+        let applied = self.bindings.apply(a);
+        self.stats.bindings_learned += u64::from(applied.learned);
+        self.stats.bindings_evicted += u64::from(applied.evicted);
+        self.stats.bindings_deregistered += u64::from(applied.removed);
     }
 
-    /// Consumes the pipeline's SIP events (registration outcomes are
-    /// learned too, for a caller that feeds them in the same stream).
-    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
-        match event {
-            Event::RegistrationAttempt(_) => self.learn(std::slice::from_ref(event)),
-            Event::Message(r) => self.on_message(r),
-            Event::TransactionCompleted(t) => self.on_completed(t, out),
-            Event::TransactionTimedOut { transaction, cause } => {
-                let Some(open) = self.invites.close(transaction.id) else {
-                    return;
-                };
-                let answered = !transaction.provisionals.is_empty();
-                if *cause != TimeoutCause::NoFinalResponse || answered {
-                    // A 1xx means the INVITE arrived (the call rang out or
-                    // the capture ended): not a blocked path.
-                    self.stats.invites_unresolved += u64::from(!answered);
-                    return;
-                }
-                let retransmissions = (open.sends.len() as u32 - 1 + open.sends_dropped)
-                    .max(transaction.request_retransmissions);
-                let failure = Failure::Unanswered {
-                    sends: open.sends.clone(),
-                    retransmissions,
-                    local_drop: open.local_drop.clone(),
-                    icmp: open.icmp.clone(),
-                };
-                let at = transaction.last_seen.max(open.request.meta.ts);
-                self.raise(&open.binding, open.matched, &open.request, failure, at, out);
-            }
-            _ => {}
+    /// A transaction ended without a final response: an initial INVITE to
+    /// a live binding that nothing answered before Timer B (RFC 3261
+    /// §17.1.1.2) raises `call.inbound_blocked`.
+    pub(crate) fn on_timed_out(
+        &mut self,
+        transaction: &Transaction,
+        cause: TimeoutCause,
+        out: &mut Vec<Finding>,
+    ) {
+        let Some(open) = self.invites.close(transaction.id) else {
+            return;
+        };
+        let answered = !transaction.provisionals.is_empty();
+        if cause != TimeoutCause::NoFinalResponse || answered {
+            // A 1xx means the INVITE arrived (the call rang out or
+            // the capture ended): not a blocked path.
+            self.stats.invites_unresolved += u64::from(!answered);
+            return;
         }
+        let retransmissions = (open.sends.len() as u32 - 1 + open.sends_dropped)
+            .max(transaction.request_retransmissions);
+        let failure = Failure::Unanswered {
+            sends: open.sends.clone(),
+            retransmissions,
+            local_drop: open.local_drop.clone(),
+            icmp: open.icmp.clone(),
+        };
+        let at = transaction.last_seen.max(open.request.meta.ts);
+        self.raise(&open.binding, open.matched, &open.request, failure, at, out);
     }
 
-    fn on_message(&mut self, r: &Arc<MessageRecord>) {
+    /// Every parsed message: an initial INVITE (no To tag, RFC 3261
+    /// §12.1) towards a live binding is followed; its retransmissions are
+    /// counted.
+    pub(crate) fn on_message(&mut self, r: &Arc<MessageRecord>) {
         let m = &r.message;
         if m.method() != Some(&Method::Invite) || !m.is_request() {
             return;
@@ -223,7 +221,9 @@ impl Inbound {
         }
     }
 
-    fn on_completed(&mut self, t: &Transaction, out: &mut Vec<Event>) {
+    /// A transaction got its first final response: a blocking status
+    /// from the contact, or a challenge to wait on.
+    pub(crate) fn on_completed(&mut self, t: &Transaction, out: &mut Vec<Finding>) {
         let Some(open) = self.invites.close(t.id) else {
             return;
         };
@@ -254,7 +254,7 @@ impl Inbound {
 
     /// Timers: bindings whose registration ran out stop receiving calls;
     /// challenges nobody answered in time are findings.
-    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+    pub(crate) fn tick(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
         let waited = self.challenges.wait();
         for c in self.challenges.expired(now) {
             let failure = Failure::ChallengeUnanswered {
@@ -269,17 +269,17 @@ impl Inbound {
 
     /// End of input: open INVITEs will get no verdict (the transaction
     /// table reports them as `EndOfCapture` first).
-    pub fn finish(&mut self, _out: &mut Vec<Event>) {
+    pub(crate) fn finish(&mut self) {
         self.stats.invites_unresolved += self.invites.clear() + self.challenges.clear();
     }
 
     /// A SIP message this host's kernel dropped. An initial INVITE towards
     /// a live binding raises at once: the call cannot reach the PBX.
-    pub fn on_dropped_sip(
+    pub(crate) fn on_dropped_sip(
         &mut self,
         record: &MessageRecord,
         reason: &DropReason,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         let m = &record.message;
         if m.method() != Some(&Method::Invite) || !m.is_request() || m.to_tag().is_some() {
@@ -292,7 +292,7 @@ impl Inbound {
         let note = DropNote {
             at: now,
             reason: reason.clone(),
-            what: format!("{} from {}", message_ref(record).label, record.meta.src),
+            what: format!("{} from {}", MessageRef::of(record).label, record.meta.src),
             from: record.meta.src,
             port: record.meta.dst.port(),
             count: 1,
@@ -313,7 +313,7 @@ impl Inbound {
 
     /// An ICMP destination-unreachable quoting a SIP datagram: kept on the
     /// INVITE it refused, for the reason of its timeout.
-    pub fn on_icmp(&mut self, icmp: &IcmpUnreachable) {
+    pub(crate) fn on_icmp(&mut self, icmp: &IcmpUnreachable) {
         let describe = icmp.describe();
         let kind = describe
             .split_once('(')
@@ -337,14 +337,14 @@ impl Inbound {
         invite: &MessageRecord,
         failure: Failure,
         at: Timestamp,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         if !self.first_in_window((binding.key(), failure.key()), at) {
             return;
         }
         self.stats.blocked += 1;
         let d = findings::diagnosis(binding, matched, invite, &failure, at);
-        out.push(Event::Diagnosis(Arc::new(d)));
+        out.push(Finding::Diagnosis(d));
     }
 
     /// True when `key` was not raised within the window (and records it).
@@ -352,6 +352,3 @@ impl Inbound {
         self.raised.first(key, now)
     }
 }
-
-#[cfg(test)]
-mod tests;

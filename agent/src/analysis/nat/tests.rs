@@ -1,6 +1,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use super::*;
+use crate::sip::{HostPort, Rport, SipTransport, Via};
 
 const T: Timestamp = Timestamp::from_nanos(42);
 
@@ -85,18 +86,10 @@ fn ipv4_mapped_ipv6_is_classified_by_its_ipv4() {
     assert_eq!(scope("::ffff:169.254.1.1"), LinkLocal);
     assert_eq!(scope("::ffff:0.0.0.0"), Unspecified);
     assert_eq!(scope("::ffff:8.8.8.8"), Public);
-    assert_eq!(parse_host_ip("[::ffff:10.0.0.1]"), Some(ip("10.0.0.1")));
 }
 
-#[test]
-fn hosts_parse_only_ip_literals() {
-    assert_eq!(parse_host_ip("192.0.2.1"), Some(ip("192.0.2.1")));
-    assert_eq!(parse_host_ip("[2001:db8::1]"), Some(ip("2001:db8::1")));
-    assert_eq!(parse_host_ip("2001:db8::1"), Some(ip("2001:db8::1")));
-    assert_eq!(parse_host_ip("pbx.example.com"), None);
-    assert_eq!(parse_host_ip("10.0.0.1.nip.io"), None);
-    assert_eq!(parse_host_ip(""), None);
-}
+// Host literals (`[::ffff:10.0.0.1]`, `2001:db8::1`, hostnames) are read by
+// sip::host_port::ip_literal and tested there.
 
 #[test]
 fn local_network_names_the_block() {
@@ -110,8 +103,8 @@ fn local_network_names_the_block() {
     assert_eq!(local_network(ip("127.0.0.1")), None);
 }
 
-fn via(transport: Transport, host: &str, port: Option<u16>) -> ViaParams {
-    ViaParams {
+fn via(transport: SipTransport, host: &str, port: Option<u16>) -> Via {
+    Via {
         transport,
         sent_by: HostPort::new(host, port),
         received: None,
@@ -131,7 +124,7 @@ fn codes(found: &[Diagnosis]) -> Vec<Code> {
 fn registrar_sees_softphone_behind_nat_aaa_pcap() {
     // sngrep aaa.pcap: Via and Contact say 192.168.1.2, the packet came
     // from 80.230.219.70:5060.
-    let vias = [via(Transport::Udp, "192.168.1.2", None)];
+    let vias = [via(SipTransport::Udp, "192.168.1.2", None)];
     let contacts = [HostPort::new("192.168.1.2", None)];
     let req = RequestAddresses {
         method: "REGISTER",
@@ -170,10 +163,35 @@ fn registrar_sees_softphone_behind_nat_aaa_pcap() {
     assert!(d.remedy.kamailio.contains("fix_nated_register"));
 }
 
+// A bug the refactor exposed: registration's own Via reader kept an
+// unbracketed IPv6 sent-by whole, port included (`fe80:...:32e0:5060`), as
+// the host, which is no IP, so a link-local sent-by behind a NAT went
+// unflagged. sip/ reads it per RFC 5118 §4.2 leniency.
+#[test]
+fn unbracketed_link_local_ipv6_sent_by_is_flagged() {
+    let m = crate::sip::SipMessage::from_lines(
+        "REGISTER sip:example.com SIP/2.0\n\
+         Via: SIP/2.0/UDP fe80:0:0:0:21a:a0ff:fe07:32e0:5060;branch=z9hG4bKk\n\
+         Call-ID: a\nCSeq: 1 REGISTER\nFrom: <sip:1@x>;tag=1\nTo: <sip:1@x>\n\n",
+    );
+    let req = RequestAddresses {
+        method: "REGISTER",
+        source: sock("[2001:db8::77]:5060"),
+        vias: &m.vias(),
+        contacts: &[],
+    };
+    let found = check_request(T, &req);
+    assert_eq!(codes(&found), [Code::NatPrivateContact]);
+    assert_eq!(
+        found[0].evidence[0].value, "[fe80:0:0:0:21a:a0ff:fe07:32e0]:5060",
+        "the evidence shows where the port starts"
+    );
+}
+
 #[test]
 fn carrier_nat_between_two_private_ranges_ndpi_sip_hello() {
     // nDPI sip_hello: Via/Contact 10.231.142.84, packets from 172.29.38.91.
-    let vias = [via(Transport::Udp, "10.231.142.84", Some(5060))];
+    let vias = [via(SipTransport::Udp, "10.231.142.84", Some(5060))];
     let contacts = [HostPort::new("10.231.142.84", Some(5060))];
     let req = RequestAddresses {
         method: "REGISTER",
@@ -192,7 +210,7 @@ fn carrier_nat_between_two_private_ranges_ndpi_sip_hello() {
 
 #[test]
 fn direct_lan_registration_raises_nothing() {
-    let vias = [via(Transport::Udp, "192.168.1.10", Some(5060))];
+    let vias = [via(SipTransport::Udp, "192.168.1.10", Some(5060))];
     let contacts = [HostPort::new("192.168.1.10", Some(5060))];
     let req = RequestAddresses {
         method: "REGISTER",
@@ -211,7 +229,7 @@ fn direct_lan_registration_raises_nothing() {
 
 #[test]
 fn hostname_contacts_are_not_flagged() {
-    let vias = [via(Transport::Udp, "pbx.example.com", None)];
+    let vias = [via(SipTransport::Udp, "pbx.example.com", None)];
     let contacts = [HostPort::new("pbx.example.com", Some(5060))];
     let req = RequestAddresses {
         method: "REGISTER",
@@ -224,7 +242,7 @@ fn hostname_contacts_are_not_flagged() {
 
 #[test]
 fn contact_port_differs_from_udp_source_port() {
-    let vias = [via(Transport::Udp, "203.0.113.5", Some(5060))];
+    let vias = [via(SipTransport::Udp, "203.0.113.5", Some(5060))];
     let contacts = [HostPort::new("203.0.113.5", None)];
     let req = RequestAddresses {
         method: "REGISTER",
@@ -236,7 +254,7 @@ fn contact_port_differs_from_udp_source_port() {
     assert_eq!(codes(&found), [Code::NatContactPortMismatch]);
     assert!(found[0].summary.contains("UDP port 34567") && found[0].summary.contains("port 5060"));
     // Over TCP the source port is ephemeral: no finding.
-    let tcp_vias = [via(Transport::Tcp, "203.0.113.5", Some(5060))];
+    let tcp_vias = [via(SipTransport::Tcp, "203.0.113.5", Some(5060))];
     let req = RequestAddresses {
         vias: &tcp_vias,
         ..req
@@ -255,10 +273,10 @@ fn contact_port_differs_from_udp_source_port() {
 fn proxied_request_is_judged_by_the_first_proxys_view() {
     // The edge proxy (198.51.100.1) forwarded the REGISTER; it recorded the
     // UA's real source in the bottom Via.
-    let mut ua = via(Transport::Udp, "192.168.0.5", Some(5060));
+    let mut ua = via(SipTransport::Udp, "192.168.0.5", Some(5060));
     ua.received = Some("203.0.113.9".into());
     ua.rport = Rport::Value(40000);
-    let vias = [via(Transport::Udp, "198.51.100.1", Some(5060)), ua];
+    let vias = [via(SipTransport::Udp, "198.51.100.1", Some(5060)), ua];
     let contacts = [HostPort::new("192.168.0.5", Some(5060))];
     let req = RequestAddresses {
         method: "REGISTER",
@@ -278,9 +296,9 @@ fn proxied_request_is_judged_by_the_first_proxys_view() {
         "origin recorded by the first proxy (bottom Via)"
     );
     // A public UA whose Contact is its own address is fine.
-    let mut ua = via(Transport::Udp, "203.0.113.9", Some(5060));
+    let mut ua = via(SipTransport::Udp, "203.0.113.9", Some(5060));
     ua.rport = Rport::Value(5060);
-    let vias = [via(Transport::Udp, "198.51.100.1", Some(5060)), ua];
+    let vias = [via(SipTransport::Udp, "198.51.100.1", Some(5060)), ua];
     let contacts = [HostPort::new("203.0.113.9", Some(5060))];
     let req = RequestAddresses {
         vias: &vias,
@@ -292,7 +310,7 @@ fn proxied_request_is_judged_by_the_first_proxys_view() {
 
 #[test]
 fn private_via_without_contact_is_still_reported() {
-    let vias = [via(Transport::Udp, "10.0.0.7", Some(5060))];
+    let vias = [via(SipTransport::Udp, "10.0.0.7", Some(5060))];
     let req = RequestAddresses {
         method: "OPTIONS",
         source: sock("198.51.100.20:5060"),
@@ -308,7 +326,7 @@ fn private_via_without_contact_is_still_reported() {
 fn pbx_learns_its_nat_from_the_response_via() {
     // aaa.pcap from the softphone's side: the response echoes
     // Via: SIP/2.0/UDP 192.168.1.2;received=80.230.219.70;rport=5060.
-    let mut v = via(Transport::Udp, "192.168.1.2", None);
+    let mut v = via(SipTransport::Udp, "192.168.1.2", None);
     v.received = Some("80.230.219.70".into());
     v.rport = Rport::Value(5060);
     let d = check_response_via(T, &v, &[HostPort::new("192.168.1.2", None)]).unwrap();
@@ -332,7 +350,7 @@ fn pbx_learns_its_nat_from_the_response_via() {
 #[test]
 fn port_only_translation_is_seen_through_rport() {
     // heplify ERSPAN capture: 192.168.8.53:5860;rport=53221;received=180.173.83.248.
-    let mut v = via(Transport::Udp, "192.168.8.53", Some(5860));
+    let mut v = via(SipTransport::Udp, "192.168.8.53", Some(5860));
     v.received = Some("180.173.83.248".into());
     v.rport = Rport::Value(53221);
     let d = check_response_via(T, &v, &[]).unwrap();
@@ -340,29 +358,29 @@ fn port_only_translation_is_seen_through_rport() {
     let names: Vec<_> = d.evidence.iter().map(|e| e.name.as_ref()).collect();
     assert_eq!(names, ["Via sent-by", "received", "rport"]);
     // Same IP, only the port changed.
-    let mut v = via(Transport::Udp, "203.0.113.5", Some(5060));
+    let mut v = via(SipTransport::Udp, "203.0.113.5", Some(5060));
     v.rport = Rport::Value(61000);
     assert!(check_response_via(T, &v, &[]).is_some());
 }
 
 #[test]
 fn response_via_without_translation_raises_nothing() {
-    let mut v = via(Transport::Udp, "10.231.142.84", Some(5060));
+    let mut v = via(SipTransport::Udp, "10.231.142.84", Some(5060));
     v.rport = Rport::Value(5060);
     assert!(check_response_via(T, &v, &[]).is_none());
     // received equal to sent-by.
     v.received = Some("10.231.142.84".into());
     assert!(check_response_via(T, &v, &[]).is_none());
     // A hostname sent-by always gets received= (RFC 3261 18.2.1).
-    let mut v = via(Transport::Udp, "pbx.example.com", None);
+    let mut v = via(SipTransport::Udp, "pbx.example.com", None);
     v.received = Some("203.0.113.5".into());
     assert!(check_response_via(T, &v, &[]).is_none());
     // TCP: rport is the ephemeral connection port, not a NAT signal.
-    let mut v = via(Transport::Tcp, "203.0.113.5", Some(5060));
+    let mut v = via(SipTransport::Tcp, "203.0.113.5", Some(5060));
     v.rport = Rport::Value(49152);
     assert!(check_response_via(T, &v, &[]).is_none());
     // rport requested but not filled.
-    let mut v = via(Transport::Udp, "192.168.1.2", None);
+    let mut v = via(SipTransport::Udp, "192.168.1.2", None);
     v.rport = Rport::Requested;
     assert!(check_response_via(T, &v, &[]).is_none());
 }
@@ -423,8 +441,8 @@ fn sdp_that_is_fine_or_on_hold_raises_nothing() {
 proptest::proptest! {
     #[test]
     fn host_parsing_and_checks_never_panic(host in "\\PC{0,40}", port in proptest::option::of(proptest::num::u16::ANY)) {
-        let _ = parse_host_ip(&host);
-        let vias = [via(Transport::Udp, &host, port)];
+        let _ = ip_literal(&host);
+        let vias = [via(SipTransport::Udp, &host, port)];
         let contacts = [HostPort::new(host.clone(), port)];
         let req = RequestAddresses { method: "REGISTER", source: sock("203.0.113.1:5060"), vias: &vias, contacts: &contacts };
         let _ = check_request(T, &req);

@@ -1,18 +1,19 @@
 //! Registration tracking (RFC 3261 §10): bindings, attempts, outcomes.
 //!
-//! The tracker ([`RegistrationTracker`]) consumes the pipeline's SIP events
-//! and emits [`RegistrationAttempt`]s (one per attempt: first REGISTER
-//! through its final outcome) together with the diagnoses raised on the
-//! way: the digest checks on every answered challenge, `auth.rejected`,
-//! `auth.challenge_loop`, `auth.stale_nonce`, `auth.forbidden_after_auth`,
-//! `auth.username_is_did`, the NAT checks, `reg.rejected`, `reg.expired`
-//! and `reg.flapping`. [`crate::pipeline::Pipeline`] drives it, so every
-//! consumer (analyze, run) gets the same findings.
+//! The tracker ([`RegistrationTracker`]) takes parsed messages and
+//! completed or timed-out transactions and emits [`RegistrationAttempt`]s
+//! (one per attempt: first REGISTER through its final outcome) together
+//! with the diagnoses raised on the way: the digest checks on every
+//! answered challenge, `auth.rejected`, `auth.challenge_loop`,
+//! `auth.stale_nonce`, `auth.forbidden_after_auth`, `auth.username_is_did`,
+//! the NAT checks, `reg.rejected`, `reg.expired` and `reg.flapping`. The
+//! pipeline drives it, so every consumer (analyze, run) gets the same
+//! findings.
 
 mod attempt;
+mod exchange;
 mod findings;
 mod tracker;
-pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -107,6 +108,3 @@ impl RegistrationStats {
         }
     }
 }
-
-#[cfg(test)]
-mod tests;

@@ -2,7 +2,7 @@
 //! challenge → authenticated REGISTER → final), their outcomes, granted
 //! expiries and the findings on the way (RFC 3261 §10, §22).
 //!
-//! Driven by the pipeline's events on the packet clock:
+//! Driven through its entry points on the packet clock:
 //! - a REGISTER request (not a retransmission) starts an attempt or
 //!   continues the open one, and its credentials are checked against the
 //!   last challenge of the binding (same Call-ID and AOR);
@@ -21,17 +21,17 @@ use std::sync::Arc;
 use crate::analysis::digest::{
     self, AuthenticatedRequest, Challenge, Credentials, diagnose_answer, forbidden_after_auth,
 };
+use crate::analysis::finding::Finding;
 use crate::analysis::nat::{self, RequestAddresses};
 use crate::diagnosis::{Code, Diagnosis, MessageRef};
-use crate::pipeline::Event;
-use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
+use crate::sip::{Contact, MessageRecord, Method, TimeoutCause, Transaction, contact};
 use crate::time::Timestamp;
 
 mod auth;
 mod outcome;
 mod table;
 
-use super::{Binding, Outcome, RegistrationStats, TrackerConfig, findings, wire};
+use super::{Binding, Outcome, RegistrationStats, TrackerConfig, exchange, findings};
 
 /// A binding is keyed by Call-ID and AOR (To URI): RFC 3261 §10.2.4 has a
 /// UA keep its Call-ID across refreshes, and a Contact change under the
@@ -91,7 +91,7 @@ impl OpenAttempt {
 struct LastRequest {
     cseq: u32,
     creds: Option<Credentials>,
-    contacts: Vec<wire::ContactValue>,
+    contacts: Vec<Contact>,
     requested_expiry: Option<u32>,
 }
 
@@ -170,29 +170,43 @@ impl RegistrationTracker {
         s
     }
 
-    /// Feed one pipeline event; findings and finished attempts are
-    /// appended to `out` as [`Event::Diagnosis`] and
-    /// [`Event::RegistrationAttempt`].
-    pub fn on_event(&mut self, event: &Event, out: &mut Vec<Event>) {
-        match event {
-            Event::Message(r) if r.message.method() == Some(&Method::Register) => {
-                let m = &r.message;
-                let is_final = m.status().is_some_and(|s| s >= 200);
-                if (m.is_request() || is_final) && (!r.retransmission || self.new_cseq(r)) {
-                    if m.is_request() {
-                        self.on_request(r, out);
-                    } else {
-                        self.on_final(r, out);
-                    }
-                }
+    /// Every parsed message; REGISTER requests and final responses
+    /// (RFC 3261 §10.2, §10.3) are tracked, others ignored. Findings and
+    /// finished attempts are appended to `out`.
+    pub(crate) fn on_message(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Finding>) {
+        let m = &r.message;
+        if m.method() != Some(&Method::Register) {
+            return;
+        }
+        let is_final = m.status().is_some_and(|s| s >= 200);
+        if (m.is_request() || is_final) && (!r.retransmission || self.new_cseq(r)) {
+            if m.is_request() {
+                self.on_request(r, out);
+            } else {
+                self.on_final(r, out);
             }
-            Event::TransactionCompleted(t) if t.method == Method::Register => self.attach(t),
-            Event::TransactionTimedOut { transaction, cause }
-                if transaction.method == Method::Register =>
-            {
-                self.on_timed_out(transaction, *cause, out)
-            }
-            _ => {}
+        }
+    }
+
+    /// A transaction got its first final response: a REGISTER one is kept
+    /// with its attempt (the response itself arrives just after, as a
+    /// message).
+    pub(crate) fn on_completed(&mut self, t: &Arc<Transaction>) {
+        if t.method == Method::Register {
+            self.attach(t);
+        }
+    }
+
+    /// A transaction ended without a final response: a REGISTER one ends
+    /// its attempt as timed out (RFC 3261 §17.1.2.2 Timer F).
+    pub(crate) fn on_timed_out(
+        &mut self,
+        t: &Arc<Transaction>,
+        cause: TimeoutCause,
+        out: &mut Vec<Finding>,
+    ) {
+        if t.method == Method::Register {
+            self.end_timed_out(t, cause, out);
         }
     }
 
@@ -236,7 +250,7 @@ impl RegistrationTracker {
     /// Run timers up to `now` (packet clock): attempts whose challenge
     /// went unanswered end as given up; granted registrations that were
     /// not refreshed raise `reg.expired`; idle bindings are dropped.
-    pub fn tick(&mut self, now: Timestamp, out: &mut Vec<Event>) {
+    pub(crate) fn tick(&mut self, now: Timestamp, out: &mut Vec<Finding>) {
         while let Some(&(at, id)) = self.deadlines.first() {
             if at > now {
                 break;
@@ -252,7 +266,7 @@ impl RegistrationTracker {
     /// End of input: every open attempt ends (no final response: timed
     /// out; last final a challenge: gave up). Expiry does not fire: the
     /// packet clock never passed it.
-    pub fn finish(&mut self, out: &mut Vec<Event>) {
+    pub(crate) fn finish(&mut self, out: &mut Vec<Finding>) {
         let ids: Vec<u64> = self.lru.values().copied().collect();
         for id in ids {
             let at = self.bindings[&id].last_seen;
@@ -268,7 +282,7 @@ impl RegistrationTracker {
         })
     }
 
-    fn on_request(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Event>) {
+    fn on_request(&mut self, r: &Arc<MessageRecord>, out: &mut Vec<Finding>) {
         let Some(key) = Self::key_of(r) else {
             self.stats.unmatchable += 1;
             return;
@@ -276,9 +290,9 @@ impl RegistrationTracker {
         let m = &r.message;
         let at = r.meta.ts;
         let id = self.binding_id(key, r.meta.src, r.meta.dst, at);
-        let contacts = wire::contacts(m);
+        let contacts = m.contacts();
         let cseq = m.cseq().map_or(0, |c| c.number);
-        let creds = wire::credentials(m);
+        let creds = exchange::credentials(m);
         {
             let b = self.bindings.get_mut(&id).expect("binding exists");
             b.client = r.meta.src;
@@ -294,7 +308,7 @@ impl RegistrationTracker {
                 cseq,
                 creds: creds.clone(),
                 contacts: contacts.clone(),
-                requested_expiry: wire::requested_expiry(m),
+                requested_expiry: exchange::requested_expiry(m),
             });
             let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
             a.in_flight = true;
@@ -306,8 +320,8 @@ impl RegistrationTracker {
         self.set_deadline(id, None);
 
         // NAT: what the REGISTER advertises against where it came from.
-        let vias = wire::vias(m);
-        let hostports = wire::contact_hostports(&contacts);
+        let vias = m.vias();
+        let hostports = contact::host_ports(&contacts);
         let nat = nat::check_request(
             at,
             &RequestAddresses {
@@ -317,7 +331,7 @@ impl RegistrationTracker {
                 contacts: &hostports,
             },
         );
-        let here = wire::message_ref(r);
+        let here = MessageRef::of(r);
         for d in nat {
             self.raise(id, d.in_message(&here), out);
         }
@@ -395,7 +409,7 @@ impl RegistrationTracker {
         Some(id)
     }
 
-    fn on_final(&mut self, resp: &Arc<MessageRecord>, out: &mut Vec<Event>) {
+    fn on_final(&mut self, resp: &Arc<MessageRecord>, out: &mut Vec<Finding>) {
         let Some(key) = Self::key_of(resp) else {
             self.stats.unmatchable += 1;
             return;
@@ -405,7 +419,7 @@ impl RegistrationTracker {
         let m = &resp.message;
         let status = m.status().unwrap_or(0);
         let cseq = m.cseq().map_or(0, |c| c.number);
-        let here = wire::message_ref(resp);
+        let here = MessageRef::of(resp);
         let (creds, request_contacts, requested) = {
             let b = self.bindings.get_mut(&id).expect("binding exists");
             b.last_final_cseq = Some(cseq);
@@ -426,8 +440,8 @@ impl RegistrationTracker {
         };
 
         // NAT: the peer echoing our Via with received=/rport.
-        if let Some(via) = wire::vias(m).into_iter().next() {
-            let hostports = wire::contact_hostports(&request_contacts);
+        if let Some(via) = m.top_via() {
+            let hostports = contact::host_ports(&request_contacts);
             if let Some(d) = nat::check_response_via(at, &via, &hostports) {
                 self.raise(id, d.in_message(&here), out);
             }
@@ -441,7 +455,7 @@ impl RegistrationTracker {
             200..=299 => {
                 self.resolve_stale(id, true, out);
                 let b = &self.bindings[&id];
-                let granted = wire::granted_expiry(m, b.binding.contact.as_deref())
+                let granted = exchange::granted_expiry(m, b.binding.contact.as_deref())
                     .or(requested)
                     .unwrap_or(3600);
                 let outcome = if requested == Some(0) || granted == 0 {
@@ -477,7 +491,7 @@ impl RegistrationTracker {
         }
     }
 
-    fn on_timed_out(&mut self, t: &Arc<Transaction>, cause: TimeoutCause, out: &mut Vec<Event>) {
+    fn end_timed_out(&mut self, t: &Arc<Transaction>, cause: TimeoutCause, out: &mut Vec<Finding>) {
         let Some(id) = self.transaction_binding(t, false) else {
             self.stats.timeouts_unknown_binding += 1;
             return;

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use super::{LastChallenge, RegistrationTracker};
 use crate::analysis::digest::{self, Credentials, challenge_loop, rechallenged};
-use crate::analysis::registration::wire;
+use crate::analysis::finding::Finding;
+use crate::analysis::registration::exchange;
 use crate::diagnosis::MessageRef;
-use crate::pipeline::Event;
-use crate::sip::MessageRecord;
+use crate::sip::{MessageRecord, SipUri};
 use crate::time::Timestamp;
 
 impl RegistrationTracker {
@@ -19,10 +19,10 @@ impl RegistrationTracker {
         resp: &Arc<MessageRecord>,
         creds: Option<&Credentials>,
         here: MessageRef,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         let at = resp.meta.ts;
-        let challenges = wire::challenges(&resp.message);
+        let challenges = exchange::challenges(&resp.message);
         let answered = self.bindings[&id]
             .attempt
             .as_ref()
@@ -64,7 +64,7 @@ impl RegistrationTracker {
         id: u64,
         at: Timestamp,
         c: &Credentials,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         let b = self.bindings.get_mut(&id).expect("binding exists");
         let who = (c.username.clone(), c.realm.clone());
@@ -85,10 +85,12 @@ impl RegistrationTracker {
         id: u64,
         at: Timestamp,
         creds: Option<&Credentials>,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         let Some(c) = creds else { return };
-        let Some(user) = wire::aor_user(&self.bindings[&id].binding.aor) else {
+        let Some(user) =
+            SipUri::parse(self.bindings[&id].binding.aor.as_bytes()).and_then(|u| u.user)
+        else {
             return;
         };
         if let Some(d) = digest::username_is_did(at, &c.username, &user) {
@@ -98,7 +100,7 @@ impl RegistrationTracker {
 
     /// The stale challenge of the open attempt, if any, is reported now
     /// that it is known whether the client recovered.
-    pub(super) fn resolve_stale(&mut self, id: u64, recovered: bool, out: &mut Vec<Event>) {
+    pub(super) fn resolve_stale(&mut self, id: u64, recovered: bool, out: &mut Vec<Finding>) {
         let b = self.bindings.get_mut(&id).expect("binding exists");
         let Some((at, ch)) = b.attempt.as_mut().and_then(|a| a.pending_stale.take()) else {
             return;

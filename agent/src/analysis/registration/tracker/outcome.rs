@@ -1,14 +1,13 @@
 //! Ending attempts: the outcome, the granted registration it leaves,
 //! re-arming findings after a success, and flapping.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::{MAX_HISTORY, RegistrationTracker, sticky};
 use crate::analysis::digest;
+use crate::analysis::finding::Finding;
 use crate::analysis::registration::{Outcome, RegistrationAttempt, findings};
 use crate::diagnosis::Code;
-use crate::pipeline::Event;
 use crate::time::Timestamp;
 
 impl RegistrationTracker {
@@ -19,7 +18,7 @@ impl RegistrationTracker {
         id: u64,
         at: Timestamp,
         timer: bool,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         let Some(a) = self.bindings.get(&id).and_then(|b| b.attempt.as_ref()) else {
             return;
@@ -56,7 +55,7 @@ impl RegistrationTracker {
         id: u64,
         at: Timestamp,
         outcome: Outcome,
-        out: &mut Vec<Event>,
+        out: &mut Vec<Finding>,
     ) {
         let success = outcome.is_success();
         {
@@ -100,13 +99,13 @@ impl RegistrationTracker {
             realm: a.realm,
             diagnoses: a.diagnoses,
         };
-        out.push(Event::RegistrationAttempt(Arc::new(attempt)));
+        out.push(Finding::RegistrationAttempt(attempt));
         self.reschedule(id);
     }
 
     /// `reg.flapping`: the outcome changed between success and failure at
     /// least `flapping_changes` times within `flapping_window`.
-    pub(super) fn check_flapping(&mut self, id: u64, at: Timestamp, out: &mut Vec<Event>) {
+    pub(super) fn check_flapping(&mut self, id: u64, at: Timestamp, out: &mut Vec<Finding>) {
         let b = &self.bindings[&id];
         let window = self.config.flapping_window;
         let recent: Vec<&(Timestamp, bool)> = b

@@ -4,12 +4,11 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::sync::Arc;
 
 use super::{BindingKey, BindingState, RegistrationTracker};
+use crate::analysis::finding::Finding;
 use crate::analysis::registration::{Binding, findings};
 use crate::diagnosis::Diagnosis;
-use crate::pipeline::Event;
 use crate::time::Timestamp;
 
 impl RegistrationTracker {
@@ -120,7 +119,7 @@ impl RegistrationTracker {
         self.set_deadline(id, next);
     }
 
-    pub(super) fn on_deadline(&mut self, id: u64, at: Timestamp, out: &mut Vec<Event>) {
+    pub(super) fn on_deadline(&mut self, id: u64, at: Timestamp, out: &mut Vec<Finding>) {
         let Some(b) = self.bindings.get_mut(&id) else {
             return;
         };
@@ -141,7 +140,7 @@ impl RegistrationTracker {
 
     /// Adds `d` unless its code was already raised for the binding;
     /// attaches it to the open attempt and emits it.
-    pub(super) fn raise(&mut self, id: u64, d: Diagnosis, out: &mut Vec<Event>) {
+    pub(super) fn raise(&mut self, id: u64, d: Diagnosis, out: &mut Vec<Finding>) {
         let b = self.bindings.get_mut(&id).expect("binding exists");
         if !b.raised.insert(d.code) {
             self.stats.diagnoses_suppressed += 1;
@@ -149,7 +148,7 @@ impl RegistrationTracker {
         }
         self.stats.diagnoses += 1;
         let d = d.with_source(b.client.ip());
-        out.push(Event::Diagnosis(Arc::new(d.clone())));
+        out.push(Finding::Diagnosis(d.clone()));
         if let Some(a) = b.attempt.as_mut() {
             a.diagnoses.push(d);
         }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use etherparse::PacketBuilder;
 use md5::{Digest, Md5};
 
-use super::{Outcome, RegistrationAttempt, TrackerConfig};
 use crate::analysis::credentials::CredentialStore;
+use crate::analysis::registration::{Outcome, RegistrationAttempt, TrackerConfig};
 use crate::diagnosis::{Code, Diagnosis, Severity};
 use crate::pipeline::{Event, Pipeline, PipelineConfig, Stats};
 use crate::{

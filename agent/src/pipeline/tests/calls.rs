@@ -1,6 +1,7 @@
 //! The call tracker through the real pipeline: SIP and RTP as raw IP
 //! packets on the packet clock.
 
+use crate::analysis::calls::CallState;
 use crate::analysis::media::RtpSource;
 use crate::diagnosis::Code;
 use crate::pipeline::{Event, PipelineConfig};
@@ -9,8 +10,7 @@ use crate::{
     time::Timestamp,
 };
 
-use super::CallState;
-use super::script::{CallScript as Script, MS, PBX, PHONE, T0, rtp, sdp};
+use super::call_script::{CallScript as Script, MS, PBX, PHONE, T0, rtp, sdp};
 
 /// Loses nothing.
 const NONE: fn(u16) -> bool = |_| false;
@@ -190,7 +190,7 @@ fn late_offer_in_the_200_is_answered_in_the_ack() {
     s.finish();
     assert_eq!(s.codes(), vec![]);
     let c = s.closed();
-    assert_eq!(c.streams[0].offerer, super::Party::Callee);
+    assert_eq!(c.streams[0].offerer, crate::analysis::calls::Party::Callee);
     assert!(c.streams[0].directions.iter().all(|d| d.observed.is_some()));
 }
 
@@ -397,7 +397,7 @@ fn receiver_report(
 /// copy alike.
 #[test]
 fn the_receivers_rtcp_report_joins_its_direction() {
-    use super::script::{CALLER_SSRC, PBX_RTP, PHONE_RTP};
+    use super::call_script::{CALLER_SSRC, PBX_RTP, PHONE_RTP};
     for config in [PipelineConfig::default(), kernel_config()] {
         let kernel = config.calls.observations.source == RtpSource::Kernel;
         let mut s = Script::with_config(config);
@@ -441,7 +441,7 @@ fn the_receivers_rtcp_report_joins_its_direction() {
 /// them (a full socket buffer) are lost to the call: quality, not one-way.
 #[test]
 fn rtp_dropped_by_a_full_socket_buffer_counts_as_loss() {
-    use super::script::{PBX_RTP, PHONE_RTP};
+    use super::call_script::{PBX_RTP, PHONE_RTP};
     let mut s = Script::with_config(kernel_config());
     s.answered_at(0, 1);
     let mut flows = [

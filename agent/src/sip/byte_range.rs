@@ -3,23 +3,23 @@
 
 /// A half-open byte range `start..end` into [`super::SipMessage::raw`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub struct Span {
+pub struct ByteRange {
     pub start: u32,
     pub end: u32,
 }
 
-impl Span {
-    pub fn new(start: usize, end: usize) -> Span {
-        Span {
+impl ByteRange {
+    pub fn new(start: usize, end: usize) -> ByteRange {
+        ByteRange {
             start: start as u32,
             end: end.max(start) as u32,
         }
     }
 
     /// `sub` is a subslice of `base`, which starts at `base_offset` in raw.
-    pub fn of(base: &[u8], base_offset: usize, sub: &[u8]) -> Span {
+    pub fn of(base: &[u8], base_offset: usize, sub: &[u8]) -> ByteRange {
         let off = (sub.as_ptr() as usize).saturating_sub(base.as_ptr() as usize);
-        Span::new(base_offset + off, base_offset + off + sub.len())
+        ByteRange::new(base_offset + off, base_offset + off + sub.len())
     }
 
     pub fn get(self, raw: &[u8]) -> &[u8] {

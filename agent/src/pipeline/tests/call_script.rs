@@ -79,6 +79,11 @@ impl CallScript {
             .udp(src.port(), dst.port())
             .write(&mut data, payload)
             .unwrap();
+        Self::raw_ip(ms, data)
+    }
+
+    /// A raw IP packet (any protocol) captured at `ms` after [`T0`].
+    pub fn raw_ip(ms: u64, data: Vec<u8>) -> Packet {
         Packet {
             ts: Timestamp(T0 + ms * MS),
             ifindex: 1,

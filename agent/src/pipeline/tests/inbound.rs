@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use etherparse::PacketBuilder;
 
-use super::InboundConfig;
+use crate::analysis::inbound::InboundConfig;
 use crate::diagnosis::{Code, Diagnosis};
 use crate::pipeline::{Event, Pipeline, PipelineConfig};
 use crate::{

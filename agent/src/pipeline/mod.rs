@@ -1,34 +1,45 @@
 //! The synchronous core of the userspace pipeline: captured packets in,
-//! SIP events out. Packets → [`crate::packet::Decoder`] (link/IP/TCP,
-//! reassembly) → [`SipMessage::parse`] → [`TransactionTable`].
+//! SIP events and findings out. Packets → [`crate::packet::Decoder`]
+//! (link/IP/TCP, reassembly) → [`SipMessage::parse`] →
+//! [`TransactionTable`] → the analyses (`wiring.rs`: who learns from
+//! whom) → [`Event`]s for the callers, thinned by the flood guard.
 //!
 //! Deterministic and sans-IO: time is the packet clock only. A live source
 //! calls [`Pipeline::tick`] periodically so timers fire when traffic
 //! stops; a file source calls [`Pipeline::finish`] at the end.
 
+mod drops;
+mod stats;
+#[cfg(test)]
+pub(crate) mod tests;
+pub(crate) mod wiring;
+
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::analysis::calls::{Call, CallConfig, CallStats, CallTracker};
-use crate::analysis::flood_guard::{FloodConfig, FloodGuard, FloodStats};
-use crate::analysis::inbound::{Inbound, InboundConfig, InboundStats};
+use crate::analysis::calls::{Call, CallConfig};
+use crate::analysis::finding::Finding;
+use crate::analysis::flood_guard::{FloodConfig, FloodGuard};
+use crate::analysis::inbound::InboundConfig;
 use crate::analysis::media::{FlowSnapshot, RtpSource};
-use crate::analysis::reachability::{Reachability, ReachabilityConfig, ReachabilityStats};
-use crate::analysis::registration::{
-    RegistrationAttempt, RegistrationStats, RegistrationTracker, TrackerConfig,
-};
+use crate::analysis::reachability::ReachabilityConfig;
+use crate::analysis::registration::{RegistrationAttempt, TrackerConfig};
 use crate::diagnosis::Diagnosis;
-use crate::packet::{Datagram, Decoder, DecoderConfig, IcmpUnreachable, Meta, PacketStats};
+use crate::packet::{Datagram, Decoder, DecoderConfig, IcmpUnreachable, Meta};
 use crate::sip::transaction::TransactionEvent;
 use crate::sip::{
-    Framing, MalformedCounts, MalformedReason, MessageRecord, SipMessage, TimeoutCause,
-    Transaction, TransactionConfig, TransactionStats, TransactionTable,
+    Framing, MalformedReason, MessageRecord, SipMessage, TimeoutCause, Transaction,
+    TransactionConfig, TransactionTable,
 };
 use crate::{
     packet::{DroppedPacket, Packet},
     time::Timestamp,
 };
+
+use drops::media_meta;
+pub use stats::{SipStats, Stats};
+use wiring::{Analyses, Input};
 
 #[derive(Clone, Debug, Default)]
 pub struct PipelineConfig {
@@ -56,7 +67,8 @@ pub struct MalformedMessage {
     pub raw: Bytes,
 }
 
-/// What the pipeline tells the analyses.
+/// What the pipeline tells its callers (console, JSON, traces, metrics):
+/// the SIP facts it saw and what the analyses found in them.
 #[derive(Clone, Debug)]
 pub enum Event {
     /// Every parsed message, in capture order, including retransmissions
@@ -88,34 +100,14 @@ pub enum Event {
     Rtcp(Arc<Datagram>),
 }
 
-/// Counters of the SIP stage.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SipStats {
-    /// Messages parsed (requests + responses, retransmissions included).
-    pub messages: u64,
-    pub requests: u64,
-    pub responses: u64,
-    pub retransmissions: u64,
-    /// Messages that parsed but have at least one defect.
-    pub messages_with_defects: u64,
-    /// Payloads rejected as unreadable (fatal defect).
-    pub unreadable: u64,
-    /// Per reason, fatal and non-fatal together.
-    pub malformed: MalformedCounts,
-}
-
-/// Every counter of the pipeline: nothing is dropped without a count.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Stats {
-    pub packets: PacketStats,
-    pub sip: SipStats,
-    pub transactions: TransactionStats,
-    pub registrations: RegistrationStats,
-    pub reachability: ReachabilityStats,
-    pub calls: CallStats,
-    pub inbound: InboundStats,
-    /// Findings shown and suppressed by the flood guard.
-    pub findings: FloodStats,
+impl From<Finding> for Event {
+    fn from(f: Finding) -> Self {
+        match f {
+            Finding::Diagnosis(d) => Event::Diagnosis(Arc::new(d)),
+            Finding::RegistrationAttempt(a) => Event::RegistrationAttempt(Arc::new(a)),
+            Finding::Call(c) => Event::Call(Arc::new(c)),
+        }
+    }
 }
 
 pub struct Pipeline {
@@ -125,17 +117,17 @@ pub struct Pipeline {
     datagrams: Vec<Datagram>,
     tx_events: Vec<TransactionEvent>,
     clock: Timestamp,
-    registrations: RegistrationTracker,
-    reachability: Reachability,
-    calls: CallTracker,
-    inbound: Inbound,
+    analyses: Analyses,
+    /// The SIP facts of the current batch, for the analyses (the same
+    /// facts go to the caller as events).
+    sip_inputs: Vec<Input<'static>>,
     icmp: Vec<IcmpUnreachable>,
     media: Vec<Datagram>,
     /// Decodes packets the kernel dropped: its own TCP/fragment state and
     /// counters, so a dropped copy of a packet XDP also saw is not counted
     /// or reassembled twice.
     drop_decoder: Decoder,
-    analysis_out: Vec<Event>,
+    found: Vec<Finding>,
     flood: FloodGuard,
 }
 
@@ -154,17 +146,12 @@ impl Pipeline {
             datagrams: Vec::new(),
             tx_events: Vec::new(),
             clock: Timestamp(0),
-            registrations: RegistrationTracker::new(config.registration),
-            reachability: Reachability::new(ReachabilityConfig {
-                answer_timeout: config.transactions.timeout,
-                ..config.reachability
-            }),
-            calls: CallTracker::new(config.calls),
-            inbound: Inbound::new(config.inbound),
+            analyses: Analyses::new(&config),
+            sip_inputs: Vec::new(),
             icmp: Vec::new(),
             media: Vec::new(),
             drop_decoder: Decoder::new(config.decoder.clone()),
-            analysis_out: Vec::new(),
+            found: Vec::new(),
             flood: FloodGuard::new(config.findings),
         }
     }
@@ -181,7 +168,6 @@ impl Pipeline {
     pub fn ingest_into(&mut self, pkt: &Packet, out: &mut Vec<Event>) {
         let start = out.len();
         self.tick_into(pkt.ts, out);
-        let from = out.len();
         let mut datagrams = std::mem::take(&mut self.datagrams);
         self.decoder.decode(pkt, &mut datagrams);
         for d in datagrams.drain(..) {
@@ -189,21 +175,20 @@ impl Pipeline {
         }
         self.datagrams = datagrams;
         self.decoder.take_media(&mut self.media);
+        self.analyses
+            .analyse(self.media.iter().map(Input::Rtp), &mut self.found);
+        // RTCP also goes to the exporters that forward it (HEP), as captured.
         for d in self.media.drain(..) {
-            self.calls
-                .observe_rtp(d.meta.ts, d.meta.src, d.meta.dst, &d.payload);
             if crate::analysis::media::rtcp::is_rtcp(&d.payload) {
                 out.push(Event::Rtcp(Arc::new(d)));
             }
         }
-        self.analyse(from, out);
+        self.analyse_sip(out);
         self.decoder.take_icmp(&mut self.icmp);
-        let before_icmp = out.len();
-        for icmp in self.icmp.drain(..) {
-            self.reachability.on_icmp(&icmp, out);
-            self.inbound.on_icmp(&icmp);
-        }
-        self.calls.note_findings(&out[before_icmp..]);
+        self.analyses
+            .analyse(self.icmp.iter().map(Input::Icmp), &mut self.found);
+        self.icmp.clear();
+        self.emit_found(out);
         self.guard(out, start);
     }
 
@@ -238,60 +223,49 @@ impl Pipeline {
         self.drop_decoder.decode(&drop.packet, &mut datagrams);
         let mut icmp = Vec::new();
         self.drop_decoder.take_icmp(&mut icmp);
-        let mut sip = false;
-        for d in datagrams {
-            let framing = match d.meta.transport {
-                crate::packet::Transport::Udp => Framing::Datagram,
-                crate::packet::Transport::Tcp => Framing::Stream,
-            };
-            if let Ok(message) = SipMessage::parse(d.payload, framing) {
-                sip = true;
-                let record = MessageRecord {
+        let records: Vec<MessageRecord> = datagrams
+            .into_iter()
+            .filter_map(|d| {
+                let message = SipMessage::parse(d.payload, framing(&d.meta)).ok()?;
+                Some(MessageRecord {
                     meta: d.meta,
                     message,
                     transaction: None,
                     retransmission: false,
                     response_time: None,
-                };
-                self.reachability
-                    .on_dropped_sip(&record, &drop.reason, &mut out);
-                self.inbound.on_dropped_sip(&record, &drop.reason, &mut out);
-            }
-        }
-        if !sip && let Some(meta) = media_meta(&drop.packet, &self.drop_decoder) {
-            self.reachability
-                .on_dropped_media(meta, &drop.reason, &mut out);
-        }
-        self.calls.note_findings(&out);
+                })
+            })
+            .collect();
+        let media = if records.is_empty() {
+            media_meta(&drop.packet, &self.drop_decoder)
+        } else {
+            None
+        };
+        let inputs = records
+            .iter()
+            .map(|r| Input::DroppedSip(r, &drop.reason))
+            .chain(media.map(|meta| Input::DroppedMedia(meta, &drop.reason)));
+        self.analyses.analyse(inputs, &mut self.found);
+        self.emit_found(&mut out);
         self.guard(&mut out, 0);
         out
     }
 
-    /// Runs the analyses over the SIP events `out[from..]` and appends
-    /// what they found.
-    fn analyse(&mut self, from: usize, out: &mut Vec<Event>) {
-        let mut found = std::mem::take(&mut self.analysis_out);
-        for e in &out[from..] {
-            let learned = found.len();
-            self.registrations.on_event(e, &mut found);
-            self.reachability.on_event(e, &mut found);
-            self.calls.on_event(e, &mut found);
-            // Registration outcomes teach the inbound analysis its
-            // bindings before it looks at the next message.
-            self.inbound.learn(&found[learned..]);
-            self.inbound.on_event(e, &mut found);
-        }
-        self.calls.note_findings(&found);
-        out.append(&mut found);
-        self.analysis_out = found;
+    /// The analyses over this batch's SIP facts; their findings follow the
+    /// facts in `out`.
+    fn analyse_sip(&mut self, out: &mut Vec<Event>) {
+        self.analyses
+            .analyse(self.sip_inputs.drain(..), &mut self.found);
+        self.emit_found(out);
+    }
+
+    /// Appends what the analyses found, as events.
+    fn emit_found(&mut self, out: &mut Vec<Event>) {
+        out.extend(self.found.drain(..).map(Event::from));
     }
 
     fn on_datagram(&mut self, d: Datagram, out: &mut Vec<Event>) {
-        let framing = match d.meta.transport {
-            crate::packet::Transport::Udp => Framing::Datagram,
-            crate::packet::Transport::Tcp => Framing::Stream,
-        };
-        match SipMessage::parse(d.payload.clone(), framing) {
+        match SipMessage::parse(d.payload.clone(), framing(&d.meta)) {
             Ok(message) => {
                 self.sip.messages += 1;
                 if message.is_request() {
@@ -310,6 +284,7 @@ impl Pipeline {
                     self.sip.retransmissions += 1;
                 }
                 self.flush_tx_events(out);
+                self.sip_inputs.push(Input::Message(record.clone()));
                 out.push(Event::Message(record));
             }
             Err(reason) => {
@@ -324,14 +299,12 @@ impl Pipeline {
         }
     }
 
+    /// The transaction layer's verdicts, to the caller and the analyses.
     fn flush_tx_events(&mut self, out: &mut Vec<Event>) {
         for e in self.tx_events.drain(..) {
-            out.push(match e {
-                TransactionEvent::Completed(t) => Event::TransactionCompleted(t),
-                TransactionEvent::TimedOut(transaction, cause) => {
-                    Event::TransactionTimedOut { transaction, cause }
-                }
-            });
+            let (event, input) = transaction_fact(e);
+            self.sip_inputs.push(input);
+            out.push(event);
         }
     }
 
@@ -349,16 +322,15 @@ impl Pipeline {
             return;
         }
         self.clock = now;
-        let from = out.len();
         self.table.tick(now, &mut self.tx_events);
         self.decoder.tick(now);
         self.drop_decoder.tick(now);
         self.flush_tx_events(out);
-        self.analyse(from, out);
-        self.registrations.tick(now, out);
-        self.reachability.tick(now, out);
-        self.calls.tick(now, out);
-        self.inbound.tick(now, out);
+        // Transactions timed out by this tick first: the analyses' own
+        // timers then see them closed.
+        self.analyse_sip(out);
+        self.analyses.analyse([Input::Tick(now)], &mut self.found);
+        self.emit_found(out);
     }
 
     /// The kernel's RTP flow statistics as of `now` (live capture polls
@@ -366,7 +338,9 @@ impl Pipeline {
     /// media they now cover.
     pub fn ingest_rtp_flows(&mut self, now: Timestamp, flows: &[FlowSnapshot]) -> Vec<Event> {
         let mut out = Vec::new();
-        self.calls.update_flows(now, flows, &mut out);
+        self.analyses
+            .analyse([Input::RtpFlows(now, flows)], &mut self.found);
+        self.emit_found(&mut out);
         self.guard(&mut out, 0);
         out
     }
@@ -378,23 +352,21 @@ impl Pipeline {
         self.decoder.finish();
         self.table.finish(&mut self.tx_events);
         self.flush_tx_events(&mut out);
-        self.analyse(0, &mut out);
-        self.registrations.finish(&mut out);
-        self.reachability.finish(&mut out);
-        self.calls.finish(&mut out);
-        self.inbound.finish(&mut out);
+        self.analyse_sip(&mut out);
+        self.analyses.analyse([Input::Finish], &mut self.found);
+        self.emit_found(&mut out);
         self.guard(&mut out, 0);
         out
     }
 
     /// Call table sizes: (open calls, eviction-queue entries).
     pub fn calls_in_flight(&self) -> (usize, usize) {
-        self.calls.in_flight()
+        self.analyses.calls.in_flight()
     }
 
     /// The calls up now with their RTP so far, for a live view.
     pub fn calls_up(&self, now: Timestamp) -> Vec<Call> {
-        self.calls.calls_up(now)
+        self.analyses.calls.calls_up(now)
     }
 
     pub fn stats(&self) -> Stats {
@@ -402,10 +374,10 @@ impl Pipeline {
             packets: self.decoder.stats(),
             sip: self.sip.clone(),
             transactions: self.table.stats.clone(),
-            registrations: self.registrations.stats(),
-            reachability: self.reachability.stats(),
-            calls: self.calls.stats(),
-            inbound: self.inbound.stats(),
+            registrations: self.analyses.registrations.stats(),
+            reachability: self.analyses.reachability.stats(),
+            calls: self.analyses.calls.stats(),
+            inbound: self.analyses.inbound.stats(),
             findings: self.flood.stats(),
         }
     }
@@ -418,34 +390,27 @@ impl Pipeline {
     }
 }
 
-/// Addresses of a dropped UDP packet between unprivileged, non-SIP ports
-/// (the RTP/RTCP ranges PBXs use), for `fw.local_drop` on media.
-fn media_meta(pkt: &Packet, decoder: &Decoder) -> Option<Meta> {
-    let sliced = etherparse::LaxSlicedPacket::from_ip(&pkt.data).ok()?;
-    let (src, dst) = match sliced.net.as_ref()? {
-        etherparse::LaxNetSlice::Ipv4(v4) => (
-            std::net::IpAddr::V4(v4.header().source_addr()),
-            std::net::IpAddr::V4(v4.header().destination_addr()),
+/// A transaction verdict as the callers' event and the analyses' input.
+pub(crate) fn transaction_fact(e: TransactionEvent) -> (Event, Input<'static>) {
+    match e {
+        TransactionEvent::Completed(t) => {
+            (Event::TransactionCompleted(t.clone()), Input::Completed(t))
+        }
+        TransactionEvent::TimedOut(transaction, cause) => (
+            Event::TransactionTimedOut {
+                transaction: transaction.clone(),
+                cause,
+            },
+            Input::TimedOut(transaction, cause),
         ),
-        etherparse::LaxNetSlice::Ipv6(v6) => (
-            std::net::IpAddr::V6(v6.header().source_addr()),
-            std::net::IpAddr::V6(v6.header().destination_addr()),
-        ),
-        etherparse::LaxNetSlice::Arp(_) => return None,
-    };
-    let Some(etherparse::TransportSlice::Udp(udp)) = sliced.transport else {
-        return None;
-    };
-    let (sport, dport) = (udp.source_port(), udp.destination_port());
-    if sport < 1024 || dport < 1024 || decoder.is_sip_port(sport, dport) {
-        return None;
     }
-    Some(Meta {
-        ts: pkt.ts,
-        src: std::net::SocketAddr::new(src, sport),
-        dst: std::net::SocketAddr::new(dst, dport),
-        transport: crate::packet::Transport::Udp,
-        direction: pkt.direction,
-        ifindex: pkt.ifindex,
-    })
+}
+
+/// SIP over UDP is one message per datagram; over TCP a stream framed by
+/// Content-Length (RFC 3261 §18.3).
+fn framing(meta: &Meta) -> Framing {
+    match meta.transport {
+        crate::packet::Transport::Udp => Framing::Datagram,
+        crate::packet::Transport::Tcp => Framing::Stream,
+    }
 }
