@@ -40,18 +40,11 @@ fn reference(pcap: &Path) -> Reference {
         &[],
         "(udp.port == 5060) || (tcp.port == 5060 && tcp.len > 0)",
         &[
-            "frame.time_epoch",
-            "ip.src",
-            "ipv6.src",
-            "ip.dst",
-            "ipv6.dst",
-            "udp.srcport",
-            "tcp.srcport",
-            "udp.dstport",
-            "tcp.dstport",
-            "udp.payload",
-            "tcp.payload",
-        ],
+            &["frame.time_epoch"][..],
+            &tools::ADDRESSES,
+            &["udp.payload", "tcp.payload"],
+        ]
+        .concat(),
     );
     let mut r = Reference {
         datagrams: Vec::new(),

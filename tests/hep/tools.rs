@@ -235,6 +235,19 @@ pub fn tshark_fields(
         .collect()
 }
 
+/// Source and destination address and port, each as the IPv4/IPv6 or
+/// UDP/TCP pair of tshark fields of which one is set ([`either`]).
+pub const ADDRESSES: [&str; 8] = [
+    "ip.src",
+    "ipv6.src",
+    "ip.dst",
+    "ipv6.dst",
+    "udp.srcport",
+    "tcp.srcport",
+    "udp.dstport",
+    "tcp.dstport",
+];
+
 /// The one of two tshark columns that is set (ip.src or ipv6.src, ...).
 pub fn either<'a>(a: &'a str, b: &'a str) -> &'a str {
     if a.is_empty() { b } else { a }
@@ -275,17 +288,7 @@ pub fn assert_sngrep_agrees(hep_pcap: &Path, port: u16, sip: &[&Hep]) {
         &out,
         &[],
         "sip.Call-ID",
-        &[
-            "ip.src",
-            "ipv6.src",
-            "ip.dst",
-            "ipv6.dst",
-            "udp.srcport",
-            "tcp.srcport",
-            "udp.dstport",
-            "tcp.dstport",
-            "sip.Call-ID",
-        ],
+        &[&ADDRESSES[..], &["sip.Call-ID"]].concat(),
     );
     let theirs: Vec<(String, String, String, String, String)> = rows
         .iter()

@@ -148,9 +148,9 @@ pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
         }
         Event::Diagnosis(d) => serde_json::to_writer(
             &mut *w,
-            &DiagnosisJson {
+            &Typed {
                 r#type: "diagnosis",
-                diagnosis: d,
+                value: d.as_ref(),
             },
         )?,
         Event::RegistrationAttempt(a) => serde_json::to_writer(&mut *w, &attempt_json(a))?,
@@ -172,14 +172,20 @@ pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
     w.write_all(b"\n")
 }
 
-/// A finding as a JSON line: the [`crate::diagnosis::Diagnosis`] fields
-/// (code, severity, at, summary, evidence, remedy). Diagnoses never hold
-/// secrets.
+/// `{"type": TYPE, ...the fields of value}`: a finding is the
+/// [`crate::diagnosis::Diagnosis`] fields (code, severity, at, summary,
+/// evidence, remedy; diagnoses never hold secrets), the summary the
+/// [`Stats`].
 #[derive(Serialize)]
-struct DiagnosisJson<'a> {
+struct Typed<'a, T> {
     r#type: &'static str,
     #[serde(flatten)]
-    diagnosis: &'a crate::diagnosis::Diagnosis,
+    value: &'a T,
+}
+
+/// [`Typed`] as bytes, without a line end (a HEP log record's payload).
+pub fn typed(r#type: &'static str, value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(&Typed { r#type, value }).unwrap_or_default()
 }
 
 /// A finished registration attempt. Transactions are listed by id, CSeq

@@ -183,11 +183,7 @@ impl HepSink {
                 };
                 (SocketAddr::new(ip, 0), SocketAddr::new(none, 0))
             });
-        let payload = serde_json::to_vec(&LogJson {
-            r#type: "sipscope.finding",
-            diagnosis: d,
-        })
-        .unwrap_or_default();
+        let payload = crate::export::json::typed("sipscope.finding", d);
         self.send(Record {
             ts: d.at,
             src,
@@ -306,15 +302,6 @@ impl HepSink {
             sender: self.sender.finish(),
         }
     }
-}
-
-/// A finding as HOMER's log view shows it: the diagnosis fields (code,
-/// severity, at, summary, evidence, remedy), as in `--json`.
-#[derive(Serialize)]
-struct LogJson<'a> {
-    r#type: &'static str,
-    #[serde(flatten)]
-    diagnosis: &'a crate::diagnosis::Diagnosis,
 }
 
 #[derive(Serialize)]
