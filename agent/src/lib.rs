@@ -4,7 +4,9 @@
 //! `capture` (where packets come from) → `packet` (decode, reassembly,
 //! TCP framing) → `sip` (messages, transactions) → `analysis`
 //! (registrations, digest, NAT, reachability, media) → `diagnosis` (the
-//! catalogue of findings) → `export` (console, JSON, OTLP).
+//! catalogue of findings) → `export` (console, JSON, OTLP). `session`
+//! drives that chain for both `run` and `analyze`: frames, drops and ticks
+//! in, rendered output and spans out, kernel requests asked of the caller.
 //!
 //! The core is synchronous and runs on the packet clock; async lives only at
 //! the edges (`capture::live`, `export`).
@@ -17,5 +19,6 @@ pub mod fuzzing;
 pub mod memory_budget;
 pub mod packet;
 pub mod pipeline;
+pub mod session;
 pub mod sip;
 pub mod time;

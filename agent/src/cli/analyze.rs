@@ -7,11 +7,12 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
-use sipscope::export::hep::{HepArgs, HepSink, Overflow};
+use sipscope::export::hep::{self, HepArgs, HepSink, Overflow};
+use sipscope::export::json;
 use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
-use sipscope::export::{console::CallFlow, json};
-use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
+use sipscope::pipeline::PipelineConfig;
+use sipscope::session::{Format, Input, Session, SessionConfig, Spans};
 
 #[derive(clap::Args, Debug)]
 pub struct AnalyzeArgs {
@@ -63,46 +64,37 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .json
         .then(|| Box::new(out.handle()) as Box<dyn Write + Send>);
     let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
-    let mut spans = super::telemetry::SpanProducer::new(&telemetry);
-    let mut hep = match &hep_config {
-        Some(c) => Some(HepSink::start(c).context("starting HEP export")?),
-        None => None,
+    let format = if args.json {
+        Format::Json
+    } else {
+        // The call flow's lines get a tenth of the memory budget; past
+        // that the oldest Call-IDs are written out early.
+        Format::CallFlow {
+            max_bytes: (args.analysis.memory_budget().megabytes() << 20) / 10,
+        }
     };
-    let mut pipeline = Pipeline::new(config);
-    // The call flow's lines get a tenth of the memory budget; past that
-    // the oldest Call-IDs are written out early.
-    let mut flow = CallFlow::with_limit((args.analysis.memory_budget().megabytes() << 20) / 10);
-    let mut events = Vec::new();
+    let config = SessionConfig {
+        pipeline: config,
+        format,
+        rtp_interval: None,
+    };
+    let mut session = Session::new(config, out.handle(), Spans::new(&telemetry));
+    if let Some(c) = &hep_config {
+        session = session.with_hep(HepSink::start(c).context("starting HEP export")?);
+    }
     let mut damaged = 0;
-    let emit = |events: &mut Vec<Event>,
-                out: &mut SharedStdout,
-                flow: &mut CallFlow,
-                spans: &mut super::telemetry::SpanProducer,
-                hep: &mut Option<HepSink>|
-     -> anyhow::Result<()> {
-        spans.on_events(events);
-        if let Some(h) = hep {
-            h.on_events(events);
-        }
-        for e in events.drain(..) {
-            if args.json {
-                json::write_event(out, &e).context("writing output")?;
-            } else {
-                flow.push(&e);
-            }
-        }
-        flow.spill(out).context("writing output")
-    };
     for (source, path) in sources.into_iter().zip(&args.files) {
         // One warning per file for interfaces of a link type we cannot
         // read, then a count: a file can declare thousands of them.
         let mut unsupported = 0u64;
         for item in source {
             match item {
-                Ok(pkt) => {
-                    pipeline.ingest_into(&pkt, &mut events);
-                    emit(&mut events, &mut out, &mut flow, &mut spans, &mut hep)?;
-                }
+                Ok(packet) => session
+                    .feed(Input::Frame {
+                        packet: &packet,
+                        note: None,
+                    })
+                    .context("writing output")?,
                 Err(e) if e.is_fatal() => {
                     damaged += 1;
                     eprintln!("sipscope: warning: {e}; analysing the packets read so far");
@@ -123,10 +115,10 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut rest = pipeline.finish();
-    emit(&mut rest, &mut out, &mut flow, &mut spans, &mut hep)?;
-    let traces = spans.finish();
-    let stats = pipeline.stats();
+    // The rest of the call flow and its summary (console) are written
+    // here; JSON's summary follows the spans the exporter flushes below.
+    let done = session.finish(None).context("writing output")?;
+    let (stats, traces, hep_stats) = (done.stats, done.traces, done.hep);
     let metrics = telemetry.metrics();
     metrics.set_capture_counters(CaptureCounters {
         seen: stats.packets.packets,
@@ -137,22 +129,20 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // Flushes what is queued (a dead collector is not waited for: its
     // spans are counted as dropped).
     let export = runtime.block_on(telemetry.shutdown());
-    let hep = hep.map(HepSink::finish);
     if args.json {
         json::write_summary(&mut out, &stats).context("writing output")?;
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())
             .context("writing output")?;
-        if let Some(h) = &hep {
-            sipscope::export::hep::sink::write_json(&mut out, h).context("writing output")?;
+        if let Some(h) = &hep_stats {
+            hep::sink::write_json(&mut out, h).context("writing output")?;
         }
     } else {
-        flow.finish(&stats, &mut out).context("writing output")?;
         writeln!(
             out,
             "{}",
             super::telemetry::export_line(&traces, export.as_ref(), &target)
         )?;
-        if let (Some(h), Some(c)) = (&hep, &hep_config) {
+        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }
         if damaged > 0 {

@@ -6,6 +6,8 @@ use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{capture::live::LiveDrop, packet::Direction};
 use sipscope_common::Transport;
 
+use super::records::Sorted;
+
 /// `time DROP dir src -> dst proto reason first-line [rtp] [truncated]`.
 pub fn describe_drop(d: &LiveDrop) -> String {
     let p = &d.dropped.packet;
@@ -63,19 +65,36 @@ pub(super) fn start_line(payload: &[u8]) -> Option<String> {
 }
 
 /// The same as a JSON record (`"type": "drop"`) for `--json`.
-pub fn drop_record(d: &LiveDrop) -> serde_json::Value {
+pub fn drop_record(d: &LiveDrop) -> Sorted<DropRecord> {
     let p = &d.dropped.packet;
-    serde_json::json!({
-        "type": "drop",
-        "ts": p.ts.as_nanos(),
-        "direction": p.direction,
-        "src": d.src().to_string(),
-        "dst": d.dst().to_string(),
-        "reason": d.dropped.reason.to_string(),
-        "rtp": d.is_rtp(),
-        "start_line": if d.is_rtp() { None } else { ip_payload_first_line(&p.data) },
-        "truncated": p.is_truncated(),
+    Sorted(DropRecord {
+        r#type: "drop",
+        ts: p.ts.as_nanos(),
+        direction: p.direction,
+        src: d.src().to_string(),
+        dst: d.dst().to_string(),
+        reason: d.dropped.reason.to_string(),
+        rtp: d.is_rtp(),
+        start_line: if d.is_rtp() {
+            None
+        } else {
+            ip_payload_first_line(&p.data)
+        },
+        truncated: p.is_truncated(),
     })
+}
+
+#[derive(serde::Serialize)]
+pub struct DropRecord {
+    r#type: &'static str,
+    ts: u64,
+    direction: Direction,
+    src: String,
+    dst: String,
+    reason: String,
+    rtp: bool,
+    start_line: Option<String>,
+    truncated: bool,
 }
 
 #[cfg(test)]
@@ -125,6 +144,8 @@ mod tests {
         }
     }
 
+    /// The console line, and with `--json` the record, its keys in sorted
+    /// order as they have always been written.
     #[test]
     fn a_dropped_response_prints_as_a_drop_line_with_reason_and_start_line() {
         let mut ip = Vec::new();
@@ -132,9 +153,14 @@ mod tests {
             .udp(5060, 5060)
             .write(&mut ip, b"SIP/2.0 401 Unauthorized\r\nVia: x\r\n\r\n")
             .unwrap();
+        let drop = live_drop(ip, 0, "netfilter_drop");
         assert_eq!(
-            describe_drop(&live_drop(ip, 0, "netfilter_drop")),
+            describe_drop(&drop),
             "14:00:00.123000 DROP in  10.0.0.1:5060 -> 10.0.0.2:5060 udp netfilter_drop SIP/2.0 401 Unauthorized"
+        );
+        assert_eq!(
+            serde_json::to_string(&drop_record(&drop)).unwrap(),
+            r#"{"direction":"ingress","dst":"10.0.0.2:5060","reason":"netfilter_drop","rtp":false,"src":"10.0.0.1:5060","start_line":"SIP/2.0 401 Unauthorized","truncated":false,"ts":50400123000000,"type":"drop"}"#
         );
     }
 

@@ -20,32 +20,32 @@ use std::{
     path::PathBuf,
     process::ExitCode,
     sync::mpsc::{Receiver, SyncSender, TrySendError},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use super::rtp_summary::RtpSummary;
+use super::rtp_summary::RtpKernel;
 use anyhow::Context as _;
 use etherparse::{SlicedPacket, TransportSlice};
 use sipscope::{
     analysis::media::RtpSource,
     capture::live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame},
     export::{
-        calls::CallsReport,
-        console, json,
+        json,
         otel::{CaptureCounters, OtlpArgs, Telemetry},
         pcap_writer::PcapFileWriter,
-        registrations::RegistrationReport,
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
     packet::{Direction, DroppedPacket, LinkType, Packet},
-    pipeline::{Pipeline, PipelineConfig, Stats},
+    pipeline::{PipelineConfig, Stats},
+    session::{Format, Input, Session, SessionConfig, Spans},
     time::Timestamp,
 };
 use sipscope_common::{Counter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::telemetry::{SpanProducer, export_line, target, write_export_json};
+use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
+use super::telemetry::{export_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
 
 #[derive(clap::Args, Debug)]
@@ -98,10 +98,6 @@ pub struct RunArgs {
     #[command(flatten)]
     hep: HepArgs,
 }
-
-/// How often the table of calls up is printed (console), and its rows.
-const CALLS_VIEW: Duration = Duration::from_secs(10);
-const CALLS_VIEW_ROWS: usize = 50;
 
 /// How often the core is ticked with the capture clock when idle.
 const TICK: Duration = Duration::from_millis(500);
@@ -187,10 +183,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     args.analysis.apply(&mut pipeline_config)?;
     // Capture never waits for the collector: a full queue drops.
     let hep_config = args.hep.resolve(Overflow::Drop)?;
-    let hep = match &hep_config {
-        Some(c) => Some(HepSink::start(c).context("starting HEP export")?),
-        None => None,
-    };
     if let Some(secs) = args.transaction_timeout {
         pipeline_config.transactions.timeout = Duration::from_secs(secs);
     }
@@ -205,7 +197,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Err(anyhow::Error::new(e).context("cannot start live capture"));
         }
     };
-    let rtp = super::rtp_summary::RtpSummary::start(&mut capture, &args.rtp)?;
+    let rtp = RtpKernel::start(&mut capture, &args.rtp)?;
     // Calls are judged on the kernel's RTP statistics (none with RTP off).
     pipeline_config.calls.observations.ports = args.rtp.settings().ports;
     pipeline_config.calls.observations.source = if rtp.is_some() {
@@ -216,10 +208,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // What runs for each kernel feature, and why when it is not the best.
     for line in capture.feature_lines() {
         if args.json {
-            let mut record = serde_json::to_value(&line)?;
-            record["type"] = "kernel_feature".into();
-            serde_json::to_writer(&mut out, &record)?;
-            writeln!(out)?;
+            write_record(&mut out, &KernelFeatureRecord::new(&line))?;
         } else {
             writeln!(out, "{line}")?;
         }
@@ -251,12 +240,27 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     out.flush()?;
 
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue);
-    let producer = SpanProducer::new(&telemetry);
-    let core_out = out.handle();
     let json_mode = args.json;
+    let session = Session::new(
+        SessionConfig {
+            pipeline: pipeline_config,
+            format: if json_mode {
+                Format::Json
+            } else {
+                Format::Live
+            },
+            rtp_interval: rtp.as_ref().map(|r| r.interval),
+        },
+        out.handle(),
+        Spans::new(&telemetry),
+    );
+    let session = match &hep_config {
+        Some(c) => session.with_hep(HepSink::start(c).context("starting HEP export")?),
+        None => session,
+    };
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, pipeline_config, json_mode, core_out, producer, rtp, hep))
+        .spawn(move || core(rx, session, rtp))
         .context("starting the analysis thread")?;
 
     let metrics = telemetry.metrics();
@@ -311,7 +315,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         p.finish()?;
     }
     drop(tx);
-    let (stats, traces, hep) = tokio::task::spawn_blocking(move || core.join())
+    let (stats, traces, hep_stats) = tokio::task::spawn_blocking(move || core.join())
         .await
         .context("waiting for the analysis thread")?
         .map_err(|_| anyhow::anyhow!("the analysis thread panicked"))??;
@@ -325,25 +329,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if json_mode {
         json::write_summary(&mut out, &stats)?;
         write_export_json(&mut out, &traces, export.as_ref())?;
-        if let Some(h) = &hep {
+        if let Some(h) = &hep_stats {
             sipscope::export::hep::sink::write_json(&mut out, h)?;
         }
-        let mut record = serde_json::Map::new();
-        record.insert("type".into(), "capture".into());
-        for c in Counter::ALL {
-            record.insert(c.name().into(), counters.get(c).into());
-        }
-        record.insert("malformed_events".into(), malformed.into());
-        record.insert("core_queue_full".into(), core_drops.into());
-        if let Some(d) = &drop_counters {
-            record.insert("drops".into(), d.to_string().into());
-        }
-        serde_json::to_writer(&mut out, &record)?;
-        writeln!(out)?;
+        write_record(
+            &mut out,
+            &CaptureRecord::new(&counters, malformed, core_drops, drop_counters.as_ref()),
+        )?;
     } else {
-        write!(out, "{}", console::summary(&stats))?;
+        // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
-        if let (Some(h), Some(c)) = (&hep, &hep_config) {
+        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }
         writeln!(
@@ -416,111 +412,35 @@ fn show_drops(
     Ok(())
 }
 
-/// The synchronous core: the same pipeline as `analyze`, on its own thread,
-/// plus the kernel's RTP statistics read into it.
+/// The analysis thread: feeds the session what the edge hands over (one
+/// flush per batch) and serves its kernel requests; at the end, a last
+/// read of the RTP map for the calls' last reports.
 fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
-    config: PipelineConfig,
-    json_mode: bool,
-    mut out: W,
-    mut spans: SpanProducer,
-    mut rtp: Option<RtpSummary>,
-    mut hep: Option<HepSink>,
+    mut session: Session<W>,
+    mut rtp: Option<RtpKernel>,
 ) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
-    let mut pipeline = Pipeline::new(config);
-    let mut events = Vec::new();
-    // The `pjsip show registrations`-style table printed at exit.
-    let mut report = RegistrationReport::new();
-    // The calls view: calls up every CALLS_VIEW, all calls at exit.
-    let mut calls = CallsReport::new();
-    let mut last_view = Instant::now();
-    let mut now = Timestamp(0);
-    let mut emit = |events: &mut Vec<sipscope::pipeline::Event>,
-                    out: &mut W,
-                    spans: &mut SpanProducer,
-                    rtp: &mut Option<RtpSummary>,
-                    calls: &mut CallsReport|
-     -> anyhow::Result<()> {
-        spans.on_events(events);
-        if let Some(h) = hep.as_mut() {
-            h.on_events(events);
-        }
-        for e in events.drain(..) {
-            report.push(&e);
-            calls.push(&e);
-            if let Some(r) = rtp.as_mut() {
-                r.on_event(&e);
-            }
-            if json_mode {
-                json::write_event(out, &e)?;
-            } else if let Some(line) = console::live_line(&e) {
-                writeln!(out, "{line}")?;
-            }
-        }
-        Ok(())
-    };
     while let Ok(first) = rx.recv() {
-        // Everything already queued, then one flush.
         for input in std::iter::once(first).chain(rx.try_iter()) {
-            match input {
-                CoreInput::Frame { packet, note } => {
-                    if let Some(n) = note
-                        && !json_mode
-                    {
-                        writeln!(out, "{n}")?;
-                    }
-                    now = now.max(packet.ts);
-                    pipeline.ingest_into(&packet, &mut events);
-                    emit(&mut events, &mut out, &mut spans, &mut rtp, &mut calls)?;
-                }
-                CoreInput::Tick(tick) => {
-                    now = now.max(tick);
-                    let mut ev = pipeline.tick(now);
-                    emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
-                    let calls_up = pipeline.calls_in_flight().0 > 0;
-                    let flows = match rtp.as_mut() {
-                        Some(r) => r.tick(calls_up, &mut out, !json_mode)?,
-                        None => None,
-                    };
-                    if let Some(flows) = flows {
-                        let mut ev = pipeline.ingest_rtp_flows(now, &flows);
-                        emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
-                    }
-                    if !json_mode && calls_up && last_view.elapsed() >= CALLS_VIEW {
-                        last_view = Instant::now();
-                        let up = pipeline.calls_up(now);
-                        let rows: Vec<&_> = up.iter().take(CALLS_VIEW_ROWS).collect();
-                        write!(out, "{}", sipscope::export::calls::table("Calls up", &rows))?;
-                        if up.len() > rows.len() {
-                            writeln!(out, "  ({} more calls up)\n", up.len() - rows.len())?;
-                        }
-                    }
-                }
-                CoreInput::Drop(dropped) => {
-                    let mut ev = pipeline.ingest_drop(&dropped);
-                    emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
-                }
+            match &input {
+                CoreInput::Frame { packet, note } => session.feed(Input::Frame {
+                    packet,
+                    note: note.as_deref(),
+                })?,
+                CoreInput::Tick(now) => session.feed(Input::Tick(*now))?,
+                CoreInput::Drop(dropped) => session.feed(Input::Drop(dropped))?,
+            }
+            match rtp.as_mut() {
+                Some(r) => r.serve(&mut session)?,
+                // Nothing in the kernel to ask: requests are dropped.
+                None => while session.poll_request().is_some() {},
             }
         }
-        out.flush()?;
+        session.flush()?;
     }
-    // The last RTP statistics before the calls' last reports.
-    if let Some(r) = rtp.as_mut() {
-        let flows = r.finish(&mut out, !json_mode)?;
-        let mut ev = pipeline.ingest_rtp_flows(now, &flows);
-        emit(&mut ev, &mut out, &mut spans, &mut rtp, &mut calls)?;
-    }
-    let mut rest = pipeline.finish();
-    emit(&mut rest, &mut out, &mut spans, &mut rtp, &mut calls)?;
-    if !json_mode {
-        write!(out, "{}", calls.render())?;
-        if !report.is_empty() {
-            write!(out, "{}", report.render())?;
-        }
-    }
-    let traces = spans.finish();
-    out.flush()?;
-    Ok((pipeline.stats(), traces, hep.map(HepSink::finish)))
+    let last = rtp.as_mut().map(RtpKernel::last_poll).transpose()?;
+    let done = session.finish(last.as_ref())?;
+    Ok((done.stats, done.traces, done.hep))
 }
 
 /// Frames whose story the pipeline cannot tell as a SIP message: ICMP
@@ -603,25 +523,6 @@ mod tests {
 
     use super::*;
 
-    /// Runs the analysis thread's loop over what was sent on `tx` (closed
-    /// here) without an OTLP endpoint; returns its stats and output.
-    fn run_core(tx: SyncSender<CoreInput>, rx: Receiver<CoreInput>, json: bool) -> (Stats, String) {
-        drop(tx);
-        let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
-        let mut out = Vec::new();
-        let (stats, _, _) = core(
-            rx,
-            PipelineConfig::default(),
-            json,
-            &mut out,
-            SpanProducer::new(&telemetry),
-            None,
-            None,
-        )
-        .unwrap();
-        (stats, String::from_utf8(out).unwrap())
-    }
-
     fn frame(data: Vec<u8>, flags: u32, transport: Transport, ports: (u16, u16)) -> LiveFrame {
         let orig_len = if flags & FLAG_TRUNCATED != 0 {
             20_000
@@ -663,106 +564,6 @@ mod tests {
             .write(&mut out, payload)
             .unwrap();
         out
-    }
-
-    const UNANSWERED: &[u8] = b"REGISTER sip:pbx SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-1\r\n\
-        From: <sip:a@pbx>;tag=1\r\nTo: <sip:a@pbx>\r\nCall-ID: tick-1\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
-
-    /// The live clock's tick, not the end of input, fires the transaction
-    /// timer when traffic stops (RFC 3261 timer F on the packet clock).
-    #[test]
-    fn a_tick_after_silence_times_out_an_unanswered_request() {
-        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
-        let sent = f.packet.ts;
-        let (tx, rx) = std::sync::mpsc::sync_channel(8);
-        tx.send(CoreInput::Frame {
-            packet: f.packet,
-            note: None,
-        })
-        .unwrap();
-        tx.send(CoreInput::Tick(sent + Duration::from_secs(10)))
-            .unwrap();
-        let (stats, text) = run_core(tx, rx, false);
-        assert!(
-            text.contains(
-                "in  10.0.0.2:5062 → 10.0.0.1:5060  UDP  REGISTER sip:pbx SIP/2.0  Call-ID tick-1"
-            ),
-            "{text}"
-        );
-        assert!(
-            !text.contains("timed out"),
-            "10 s is within timer F: {text}"
-        );
-        assert_eq!(stats.transactions.open_at_end, 1);
-
-        let (tx, rx) = std::sync::mpsc::sync_channel(8);
-        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
-        tx.send(CoreInput::Frame {
-            packet: f.packet,
-            note: None,
-        })
-        .unwrap();
-        tx.send(CoreInput::Tick(sent + Duration::from_secs(40)))
-            .unwrap();
-        let (stats, text) = run_core(tx, rx, false);
-        assert!(
-            text.contains("!   REGISTER CSeq 1  no final response (timed out), request sent 1 times  Call-ID tick-1"),
-            "{text}"
-        );
-        assert_eq!(stats.transactions.timed_out, 1);
-        assert_eq!(stats.transactions.open_at_end, 0);
-    }
-
-    /// A dropped response handed to the core as `CoreInput::Drop` raises
-    /// fw.local_drop, and the request's timeout then says it was dropped
-    /// here (JSON diagnosis records).
-    #[test]
-    fn a_locally_dropped_response_reaches_the_core_and_explains_the_timeout() {
-        let f = frame(sip_udp(UNANSWERED), 0, Transport::Udp, (5062, 5060));
-        let sent = f.packet.ts;
-        let mut ip = Vec::new();
-        etherparse::PacketBuilder::ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
-            .udp(5060, 5062)
-            .write(
-                &mut ip,
-                b"SIP/2.0 401 Unauthorized\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-1\r\n\
-                  From: <sip:a@pbx>;tag=1\r\nTo: <sip:a@pbx>;tag=2\r\nCall-ID: tick-1\r\n\
-                  CSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n",
-            )
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::sync_channel(8);
-        tx.send(CoreInput::Frame {
-            packet: f.packet,
-            note: None,
-        })
-        .unwrap();
-        tx.send(CoreInput::Drop(DroppedPacket {
-            packet: Packet {
-                ts: sent + Duration::from_millis(5),
-                ifindex: 1,
-                direction: Direction::Ingress,
-                link: LinkType::RawIp,
-                orig_len: ip.len() as u32,
-                data: ip,
-            },
-            reason: sipscope::packet::DropReason {
-                code: 0,
-                name: "netfilter_drop".into(),
-            },
-        }))
-        .unwrap();
-        tx.send(CoreInput::Tick(sent + Duration::from_secs(40)))
-            .unwrap();
-        let (stats, text) = run_core(tx, rx, true);
-        let codes: Vec<String> = text
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|v| v["type"] == "diagnosis")
-            .map(|v| v["code"].as_str().unwrap_or_default().to_string())
-            .collect();
-        assert_eq!(codes, ["fw.local_drop", "net.no_response"], "{text}");
-        assert!(text.contains("dropped_locally"), "{text}");
-        assert_eq!(stats.reachability.local_drops, 1);
     }
 
     #[test]

@@ -1,65 +1,12 @@
-//! The glue between the synchronous core and the export edge, shared by
-//! `run` and `analyze`: pipeline events → [`TraceBuilder`] → spans into the
-//! bounded export queue (never blocks; a full queue is a counted drop),
-//! metrics on the way; and the export counters printed at exit.
+//! The export counters printed at exit by `run` and `analyze` (the spans
+//! themselves are built by the session, [`sipscope::session::Spans`]).
 
 use std::io::Write;
 
-use sipscope::export::otel::{ExportStats, SpanSink, Telemetry};
-use sipscope::export::spans::SpanRecord;
-use sipscope::export::trace_builder::{TraceBuilder, TraceConfig, TraceStats};
-use sipscope::pipeline::Event;
+use sipscope::export::otel::{ExportStats, Telemetry};
+use sipscope::export::trace_builder::TraceStats;
 
-/// Lives beside the pipeline (same thread): builds spans, submits them.
-pub struct SpanProducer {
-    builder: TraceBuilder,
-    sink: Option<SpanSink>,
-    buf: Vec<SpanRecord>,
-}
-
-impl SpanProducer {
-    pub fn new(telemetry: &Telemetry) -> Self {
-        Self {
-            builder: TraceBuilder::new(
-                telemetry.observer(),
-                TraceConfig::default(),
-                telemetry.metrics(),
-            ),
-            sink: telemetry.span_sink(),
-            buf: Vec::new(),
-        }
-    }
-
-    pub fn on_events(&mut self, events: &[Event]) {
-        // Nowhere to send spans (console without an endpoint): the call
-        // flow shows everything, so spare the core the work.
-        if self.sink.is_none() {
-            return;
-        }
-        for e in events {
-            self.builder.on_event(e, &mut self.buf);
-        }
-        self.submit();
-    }
-
-    pub fn finish(&mut self) -> TraceStats {
-        self.builder.finish(&mut self.buf);
-        self.submit();
-        self.builder.stats()
-    }
-
-    fn submit(&mut self) {
-        match &self.sink {
-            // Dropped spans are counted by the sink.
-            Some(s) => {
-                for span in self.buf.drain(..) {
-                    s.submit(span);
-                }
-            }
-            None => self.buf.clear(),
-        }
-    }
-}
+use super::records::{Sorted, write_record};
 
 /// Where spans went, one line for the console summary.
 pub fn export_line(traces: &TraceStats, export: Option<&ExportStats>, target: &str) -> String {
@@ -92,11 +39,21 @@ pub fn write_export_json(
     traces: &TraceStats,
     export: Option<&ExportStats>,
 ) -> std::io::Result<()> {
-    serde_json::to_writer(
-        &mut *out,
-        &serde_json::json!({ "type": "export", "traces": traces, "spans": export }),
-    )?;
-    out.write_all(b"\n")
+    write_record(
+        out,
+        &Sorted(ExportRecord {
+            r#type: "export",
+            traces,
+            spans: export,
+        }),
+    )
+}
+
+#[derive(serde::Serialize)]
+struct ExportRecord<'a> {
+    r#type: &'static str,
+    traces: &'a TraceStats,
+    spans: Option<&'a ExportStats>,
 }
 
 /// `otlp grpc http://...` or `json lines` for the summary.

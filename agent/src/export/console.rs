@@ -13,17 +13,21 @@ use crate::sip::{MessageRecord, TimeoutCause, Transaction};
 /// Call-ID together, in order of first appearance.
 ///
 /// Memory is bounded whatever the capture's size: messages are kept as
-/// their rendered lines, at most `max_bytes` of them; past that the
-/// groups seen first are written out early ([`CallFlow::spill`]), and a
-/// Call-ID that shows up again starts a new group. Unanswered transactions
-/// and unreadable payloads are listed up to [`MAX_LISTED`] each, then
-/// counted.
+/// their rendered lines, one buffer per Call-ID, at most `max_bytes` of
+/// them counted as allocated (capacity and per-group bookkeeping, not just
+/// text: the window is what the process holds). Past that the groups seen
+/// first are written out early ([`CallFlow::spill`]), a Call-ID that shows
+/// up again starts a new group, and the end says how many groups were
+/// written early. Unanswered transactions and unreadable payloads are
+/// listed up to [`MAX_LISTED`] each, then counted.
 pub struct CallFlow {
-    /// Call-IDs in order of first appearance, with their lines.
+    /// Call-IDs in order of first appearance.
     order: VecDeque<String>,
-    by_call: HashMap<String, Vec<String>>,
+    by_call: HashMap<String, Group>,
     held_bytes: usize,
     max_bytes: usize,
+    /// Groups written out before the end to stay within `max_bytes`.
+    written_early: u64,
     unreadable: Vec<String>,
     unanswered: Vec<String>,
     /// Lines not listed (past [`MAX_LISTED`]): unanswered, unreadable.
@@ -31,6 +35,18 @@ pub struct CallFlow {
     registrations: RegistrationReport,
     calls: CallsReport,
 }
+
+/// One Call-ID's lines, each `  line\n`, in one buffer: a `String` per
+/// line cost about twice its text in allocator and vector overhead.
+#[derive(Default)]
+struct Group {
+    lines: String,
+    messages: usize,
+}
+
+/// What a group costs beyond its lines: the Call-ID twice (map key and
+/// order), the map entry and the queue slot.
+const GROUP_OVERHEAD: usize = 128;
 
 /// Unanswered transactions and unreadable payloads listed at most (each).
 pub const MAX_LISTED: usize = 10_000;
@@ -56,6 +72,7 @@ impl CallFlow {
             by_call: HashMap::new(),
             held_bytes: 0,
             max_bytes,
+            written_early: 0,
             unreadable: Vec::new(),
             unanswered: Vec::new(),
             not_listed: (0, 0),
@@ -72,14 +89,20 @@ impl CallFlow {
                     .message
                     .call_id()
                     .map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
-                let line = message_line(m);
-                self.held_bytes += line.len() + 8;
-                let list = self.by_call.entry(cid.clone()).or_default();
-                if list.is_empty() {
-                    self.held_bytes += cid.len() + 32;
-                    self.order.push_back(cid);
-                }
-                list.push(line);
+                let group = match self.by_call.get_mut(&cid) {
+                    Some(g) => g,
+                    None => {
+                        self.held_bytes += 2 * cid.len() + GROUP_OVERHEAD;
+                        self.order.push_back(cid.clone());
+                        self.by_call.entry(cid).or_default()
+                    }
+                };
+                let before = group.lines.capacity();
+                group.lines.push_str("  ");
+                write_message_line(&mut group.lines, m);
+                group.lines.push('\n');
+                group.messages += 1;
+                self.held_bytes += group.lines.capacity() - before;
             }
             Event::Malformed(m) => {
                 if self.unreadable.len() < MAX_LISTED {
@@ -110,19 +133,18 @@ impl CallFlow {
                 break;
             };
             self.write_group(&cid, out)?;
+            self.written_early += 1;
         }
         Ok(())
     }
 
     fn write_group(&mut self, cid: &str, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        let lines = self.by_call.remove(cid).unwrap_or_default();
+        let group = self.by_call.remove(cid).unwrap_or_default();
         self.held_bytes = self
             .held_bytes
-            .saturating_sub(cid.len() + 32 + lines.iter().map(|l| l.len() + 8).sum::<usize>());
-        writeln!(out, "Call-ID: {cid}  ({} messages)", lines.len())?;
-        for l in &lines {
-            writeln!(out, "  {l}")?;
-        }
+            .saturating_sub(2 * cid.len() + GROUP_OVERHEAD + group.lines.capacity());
+        writeln!(out, "Call-ID: {cid}  ({} messages)", group.messages)?;
+        out.write_all(group.lines.as_bytes())?;
         writeln!(out)
     }
 
@@ -130,6 +152,15 @@ impl CallFlow {
     pub fn finish(mut self, stats: &Stats, out: &mut impl std::io::Write) -> std::io::Result<()> {
         while let Some(cid) = self.order.pop_front() {
             self.write_group(&cid, out)?;
+        }
+        if self.written_early > 0 {
+            writeln!(
+                out,
+                "({} Call-IDs were written out before the end to keep the call flow within {} MB; \
+                 one seen again after that starts a new group)\n",
+                self.written_early,
+                self.max_bytes >> 20
+            )?;
         }
         let (unanswered_more, unreadable_more) = self.not_listed;
         for (title, lines, more) in [
@@ -203,8 +234,16 @@ fn unreadable_line(m: &MalformedMessage) -> String {
 }
 
 fn message_line(m: &MessageRecord) -> String {
+    let mut line = String::new();
+    write_message_line(&mut line, m);
+    line
+}
+
+/// `time  src → dst  PROTO  start line  [details]` onto `line`.
+fn write_message_line(line: &mut String, m: &MessageRecord) {
     let msg = &m.message;
-    let mut line = format!(
+    let _ = write!(
+        line,
         "{}  {} → {}  {}  {}",
         m.meta.ts,
         m.meta.src,
@@ -227,7 +266,6 @@ fn message_line(m: &MessageRecord) -> String {
         let reasons: Vec<&str> = msg.defects.iter().map(|r| r.as_str()).collect();
         let _ = write!(line, "  [malformed: {}]", reasons.join(","));
     }
-    line
 }
 
 /// The counters block printed after the call flow.
@@ -498,6 +536,15 @@ mod tests {
             );
         }
         assert_eq!(text.matches("OPTIONS sip:r SIP/2.0").count(), 2_000);
+        // The end says that groups left early, so a repeated Call-ID
+        // further down is not mistaken for a second call.
+        assert!(
+            text.contains(
+                "Call-IDs were written out before the end to keep the call flow within 0 MB;"
+            ),
+            "{}",
+            &text[text.len() - 3000..]
+        );
         assert_eq!(text.matches(" OPTIONS CSeq 1  Call-ID cid-").count(), 2_000);
     }
 

@@ -1,0 +1,341 @@
+//! One analysis session, the same for `run` and `analyze`: inputs on the
+//! packet clock in ([`Input`]), rendered output, spans and kernel requests
+//! out. Sans-IO in the quinn-proto sense: the session writes only to the
+//! output it was given and to the span queue, never reads a clock (time
+//! comes from frames and ticks), and never touches the kernel: what it
+//! needs from there (read the RTP flow map, set a payload clock) it asks
+//! for with a [`Request`], which the driver executes and answers with an
+//! [`Input`]. That keeps everything between capture and output testable
+//! in-process with offline frames, ticks and made-up RTP polls.
+//!
+//! The driver's loop:
+//! ```text
+//! session.feed(Input::Frame { .. })?;          // or Drop, Tick
+//! while let Some(r) = session.poll_request() { // answer what it asked
+//!     match r { Request::PollRtp => session.feed(Input::RtpFlows(&monitor.poll()?))?, .. }
+//! }
+//! let done = session.finish(last_poll.as_ref())?;
+//! ```
+
+mod rtp;
+mod spans;
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::io::Write;
+use std::time::Duration;
+
+use crate::capture::live::RtpPoll;
+use crate::export::calls::{CallsReport, table};
+use crate::export::console::{self, CallFlow};
+use crate::export::hep::{HepSink, HepStats};
+use crate::export::json;
+use crate::export::registrations::RegistrationReport;
+use crate::export::trace_builder::TraceStats;
+use crate::packet::{DroppedPacket, Packet};
+use crate::pipeline::{Event, Pipeline, PipelineConfig, Stats};
+use crate::time::Timestamp;
+
+pub use spans::Spans;
+
+/// How often the table of calls up is printed (live console), and its rows.
+const CALLS_VIEW: Duration = Duration::from_secs(10);
+const CALLS_VIEW_ROWS: usize = 50;
+
+/// How the session renders what the pipeline tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// One JSON object per line (`--json`); the summary is the driver's,
+    /// after the span exporter has flushed.
+    Json,
+    /// `run`: a line per event as it happens, the calls up every
+    /// [`CALLS_VIEW`], the calls and registrations tables and the summary
+    /// at the end.
+    Live,
+    /// `analyze`: messages grouped per Call-ID, holding at most
+    /// `max_bytes` of lines (older groups are written out early).
+    CallFlow { max_bytes: usize },
+}
+
+pub struct SessionConfig {
+    pub pipeline: PipelineConfig,
+    pub format: Format,
+    /// Kernel RTP statistics are read (live, RTP on): print the flows
+    /// this often. `None`: the session never asks for a poll.
+    pub rtp_interval: Option<Duration>,
+}
+
+/// What the driver feeds the session. Time is the packet clock of each.
+pub enum Input<'a> {
+    /// A captured frame; `note` is a line the capture layer wants shown
+    /// before it (an ICMP error or a truncated copy, live console only).
+    Frame {
+        packet: &'a Packet,
+        note: Option<&'a str>,
+    },
+    /// A packet this host's kernel dropped.
+    Drop(&'a DroppedPacket),
+    /// The capture clock, periodically: packet-clock timers fire when
+    /// traffic stops, and RTP polls and the calls view are scheduled.
+    Tick(Timestamp),
+    /// The answer to [`Request::PollRtp`].
+    RtpFlows(&'a RtpPoll),
+    /// The answer to a [`Request::SetPortClock`] the kernel refused.
+    PortClockRefused {
+        call_id: &'a str,
+        port: u16,
+        payload_type: u8,
+    },
+}
+
+/// What the session asks of the kernel-facing driver.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Read the RTP flow map now and feed [`Input::RtpFlows`] before any
+    /// other input (the tick's calls view waits for it).
+    PollRtp,
+    /// SDP negotiated a dynamic payload type: tell the kernel its clock.
+    SetPortClock {
+        call_id: String,
+        port: u16,
+        payload_type: u8,
+        clock_rate: u32,
+    },
+    /// The call that negotiated it closed.
+    RemovePortClock { port: u16, payload_type: u8 },
+}
+
+/// What is left when the input ends.
+pub struct Finished<W> {
+    pub stats: Stats,
+    pub traces: TraceStats,
+    /// HEP export's counters, when it was on ([`Session::with_hep`]).
+    pub hep: Option<HepStats>,
+    pub out: W,
+}
+
+enum View {
+    Json,
+    Live {
+        /// The `pjsip show registrations`-style table printed at exit.
+        registrations: RegistrationReport,
+        /// Calls up every [`CALLS_VIEW`], all calls at exit.
+        calls: CallsReport,
+        last_view: Option<Timestamp>,
+    },
+    Flow(CallFlow),
+}
+
+pub struct Session<W: Write> {
+    pipeline: Pipeline,
+    out: W,
+    view: View,
+    spans: Spans,
+    /// The HOMER sink: every event, encoded on this thread, sent on the
+    /// sender's (never waits for the collector in `run`).
+    hep: Option<HepSink>,
+    rtp: Option<rtp::RtpSchedule>,
+    requests: VecDeque<Request>,
+    events: Vec<Event>,
+    now: Timestamp,
+    /// A tick whose calls view waits for its RTP poll.
+    tick_waiting: bool,
+}
+
+impl<W: Write> Session<W> {
+    pub fn new(config: SessionConfig, out: W, spans: Spans) -> Self {
+        let view = match config.format {
+            Format::Json => View::Json,
+            Format::Live => View::Live {
+                registrations: RegistrationReport::new(),
+                calls: CallsReport::new(),
+                last_view: None,
+            },
+            Format::CallFlow { max_bytes } => View::Flow(CallFlow::with_limit(max_bytes)),
+        };
+        Self {
+            pipeline: Pipeline::new(config.pipeline),
+            out,
+            view,
+            spans,
+            hep: None,
+            rtp: config.rtp_interval.map(rtp::RtpSchedule::new),
+            requests: VecDeque::new(),
+            events: Vec::new(),
+            now: Timestamp(0),
+            tick_waiting: false,
+        }
+    }
+
+    /// Also exports every event over HEP (`--hep-endpoint`).
+    pub fn with_hep(mut self, hep: HepSink) -> Self {
+        self.hep = Some(hep);
+        self
+    }
+
+    fn console(&self) -> bool {
+        !matches!(self.view, View::Json)
+    }
+
+    pub fn feed(&mut self, input: Input<'_>) -> std::io::Result<()> {
+        match input {
+            Input::Frame { packet, note } => {
+                if let Some(n) = note
+                    && matches!(self.view, View::Live { .. })
+                {
+                    writeln!(self.out, "{n}")?;
+                }
+                self.now = self.now.max(packet.ts);
+                let mut events = std::mem::take(&mut self.events);
+                self.pipeline.ingest_into(packet, &mut events);
+                self.emit(&mut events)?;
+                self.events = events;
+            }
+            Input::Drop(dropped) => {
+                let mut events = self.pipeline.ingest_drop(dropped);
+                self.emit(&mut events)?;
+            }
+            Input::Tick(t) => {
+                self.now = self.now.max(t);
+                let mut events = self.pipeline.tick(self.now);
+                self.emit(&mut events)?;
+                let calls_up = self.pipeline.calls_in_flight().0 > 0;
+                let poll = self
+                    .rtp
+                    .as_mut()
+                    .is_some_and(|r| r.poll_due(self.now, calls_up));
+                if poll {
+                    self.requests.push_back(Request::PollRtp);
+                    self.tick_waiting = true;
+                } else {
+                    self.after_tick()?;
+                }
+            }
+            Input::RtpFlows(poll) => {
+                let print = self.console();
+                let Some(r) = self.rtp.as_mut() else {
+                    return Ok(());
+                };
+                let flows = r.on_poll(poll, false, &mut self.out, print)?;
+                let mut events = self.pipeline.ingest_rtp_flows(self.now, &flows);
+                self.emit(&mut events)?;
+                if std::mem::take(&mut self.tick_waiting) {
+                    self.after_tick()?;
+                }
+            }
+            Input::PortClockRefused {
+                call_id,
+                port,
+                payload_type,
+            } => {
+                if let Some(r) = self.rtp.as_mut() {
+                    r.clock_refused(call_id, port, payload_type);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The next thing the session needs from the kernel, oldest first.
+    pub fn poll_request(&mut self) -> Option<Request> {
+        self.requests.pop_front()
+    }
+
+    /// Hands buffered output on (after a batch of inputs).
+    pub fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
+
+    /// End of input: `last_rtp` is a final read of the RTP flow map (live
+    /// with RTP on), so the calls' last reports have the last statistics.
+    /// Writes what the console shows at the end (the rest of the call
+    /// flow, the tables, the summary); with JSON the summary is the
+    /// driver's, after the span exporter has flushed.
+    pub fn finish(mut self, last_rtp: Option<&RtpPoll>) -> std::io::Result<Finished<W>> {
+        let print = self.console();
+        if let (Some(r), Some(poll)) = (self.rtp.as_mut(), last_rtp) {
+            let flows = r.on_poll(poll, true, &mut self.out, print)?;
+            let mut events = self.pipeline.ingest_rtp_flows(self.now, &flows);
+            self.emit(&mut events)?;
+        }
+        let mut rest = self.pipeline.finish();
+        self.emit(&mut rest)?;
+        let traces = self.spans.finish();
+        // What is still queued goes out (a dead collector's is counted).
+        let hep = self.hep.take().map(HepSink::finish);
+        let stats = self.pipeline.stats();
+        match self.view {
+            View::Json => {}
+            View::Live {
+                registrations,
+                calls,
+                ..
+            } => {
+                write!(self.out, "{}", calls.render())?;
+                if !registrations.is_empty() {
+                    write!(self.out, "{}", registrations.render())?;
+                }
+                write!(self.out, "{}", console::summary(&stats))?;
+            }
+            View::Flow(flow) => flow.finish(&stats, &mut self.out)?,
+        }
+        self.out.flush()?;
+        Ok(Finished {
+            stats,
+            traces,
+            hep,
+            out: self.out,
+        })
+    }
+
+    /// Every event to the spans, HEP, the RTP schedule and the view.
+    fn emit(&mut self, events: &mut Vec<Event>) -> std::io::Result<()> {
+        self.spans.on_events(events);
+        if let Some(h) = self.hep.as_mut() {
+            h.on_events(events);
+        }
+        for e in events.drain(..) {
+            if let Some(r) = self.rtp.as_mut() {
+                r.on_event(&e, &mut self.requests);
+            }
+            match &mut self.view {
+                View::Json => json::write_event(&mut self.out, &e)?,
+                View::Live {
+                    registrations,
+                    calls,
+                    ..
+                } => {
+                    registrations.push(&e);
+                    calls.push(&e);
+                    if let Some(line) = console::live_line(&e) {
+                        writeln!(self.out, "{line}")?;
+                    }
+                }
+                View::Flow(flow) => flow.push(&e),
+            }
+        }
+        if let View::Flow(flow) = &mut self.view {
+            flow.spill(&mut self.out)?;
+        }
+        Ok(())
+    }
+
+    /// The rest of a tick once its RTP statistics are in: the calls view
+    /// (live console, while calls are up).
+    fn after_tick(&mut self) -> std::io::Result<()> {
+        if let View::Live { last_view, .. } = &mut self.view {
+            let last = *last_view.get_or_insert(self.now);
+            if self.pipeline.calls_in_flight().0 > 0 && self.now.since(last) >= CALLS_VIEW {
+                *last_view = Some(self.now);
+                let up = self.pipeline.calls_up(self.now);
+                let rows: Vec<&_> = up.iter().take(CALLS_VIEW_ROWS).collect();
+                write!(self.out, "{}", table("Calls up", &rows))?;
+                if up.len() > rows.len() {
+                    writeln!(self.out, "  ({} more calls up)\n", up.len() - rows.len())?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
