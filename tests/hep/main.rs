@@ -9,6 +9,10 @@
 //! dumpcap on `lo` needs root: run as root (CI does), these tests fail
 //! loudly otherwise.
 
+// Frame builders shared with the pipeline tests.
+#[path = "../pipeline/common.rs"]
+#[allow(dead_code)]
+mod common;
 mod decode;
 mod outage;
 mod scenario;

@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use etherparse::PacketBuilder;
 use sipscope::export::hep::encode::Agent;
 use sipscope::export::hep::{Endpoint, HepConfig, HepSink, Overflow, SenderOptions};
-use sipscope::packet::{Direction, LinkType, Packet};
+use sipscope::packet::Packet;
 use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
-use sipscope::time::Timestamp;
 
+use crate::common::udp;
 use crate::decode::Hep;
 
 /// A TCP collector that can be switched off: the listener closes and the
@@ -93,25 +92,8 @@ impl Switchable {
 const PHONE: ([u8; 4], u16) = ([10, 0, 0, 2], 5062);
 const PBX: ([u8; 4], u16) = ([10, 0, 0, 1], 5060);
 
-fn udp(ts: Timestamp, from: ([u8; 4], u16), to: ([u8; 4], u16), payload: &[u8]) -> Packet {
-    let mut data = Vec::new();
-    PacketBuilder::ethernet2([2; 6], [4; 6])
-        .ipv4(from.0, to.0, 64)
-        .udp(from.1, to.1)
-        .write(&mut data, payload)
-        .unwrap();
-    Packet {
-        ts,
-        ifindex: 1,
-        direction: Direction::Ingress,
-        link: LinkType::Ethernet,
-        orig_len: data.len() as u32,
-        data,
-    }
-}
-
 /// REGISTER n refused with 403: two SIP messages and a finding.
-fn refused_register(n: u64, ts: Timestamp) -> [Packet; 2] {
+fn refused_register(n: u64, ms: u64) -> [Packet; 2] {
     let head = |first: &str, to_tag: &str| {
         format!(
             "{first}\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-{n}\r\n\
@@ -121,13 +103,13 @@ fn refused_register(n: u64, ts: Timestamp) -> [Packet; 2] {
     };
     [
         udp(
-            ts,
+            ms,
             PHONE,
             PBX,
             head("REGISTER sip:pbx SIP/2.0", "").as_bytes(),
         ),
         udp(
-            ts + Duration::from_millis(1),
+            ms + 1,
             PBX,
             PHONE,
             head("SIP/2.0 403 Forbidden", ";tag=t").as_bytes(),
@@ -154,8 +136,7 @@ impl Agents {
         let until = Instant::now() + d;
         let (mut events, mut baseline) = (Vec::new(), Vec::new());
         while Instant::now() < until {
-            let ts = Timestamp(1_700_000_000_000_000_000 + self.n * 120_000_000_000);
-            for pkt in refused_register(self.n, ts) {
+            for pkt in refused_register(self.n, self.n * 120_000) {
                 self.with_hep.ingest_into(&pkt, &mut events);
                 self.without.ingest_into(&pkt, &mut baseline);
             }
