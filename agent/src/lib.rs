@@ -10,12 +10,16 @@
 //!
 //! The core is synchronous and runs on the packet clock; async lives only at
 //! the edges (`capture::live`, `export`).
+//!
+//! Vocabulary every stage may use: `time` (the packet clock) and
+//! `media_flow` (an RTP flow's key and its state at a moment).
 
 pub mod analysis;
 pub mod capture;
 pub mod diagnosis;
 pub mod export;
 pub mod fuzzing;
+pub mod media_flow;
 pub mod memory_budget;
 pub mod packet;
 pub mod pipeline;

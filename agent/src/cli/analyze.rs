@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
 use sipscope::export::hep::{self, HepArgs, HepSink, Overflow};
 use sipscope::export::json;
-use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
+use sipscope::export::otel::{CaptureTotals, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
 use sipscope::pipeline::PipelineConfig;
 use sipscope::session::{Format, Input, Session, SessionConfig, Spans};
@@ -120,7 +120,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let done = session.finish(None).context("writing output")?;
     let (stats, traces, hep_stats) = (done.stats, done.traces, done.hep);
     let metrics = telemetry.metrics();
-    metrics.set_capture_counters(CaptureCounters {
+    metrics.set_capture_counters(CaptureTotals {
         seen: stats.packets.packets,
         captured: stats.packets.packets,
         lost: 0,

@@ -7,13 +7,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::codec::VoiceCodec;
-use super::flow::FlowKey;
+use super::findings_remedy;
 use super::matching::{MatchKind, StreamDirection};
 use super::quality::{CodecImpairment, QualityAssumptions, QualityThresholds, estimate};
-use super::remedy;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
-use super::snapshot::FlowSnapshot;
+use crate::media_flow::FlowKey;
+use crate::media_flow::FlowSnapshot;
 use crate::time::Timestamp;
 
 pub const MEDIA_NO_RTP: &str = "media.no_rtp";
@@ -91,7 +91,7 @@ pub struct DirectionObservation {
 
 impl DirectionObservation {
     pub fn from_stats(key: FlowKey, kind: MatchKind, stats: &RtpStreamStats) -> Self {
-        Self::from_snapshot(&FlowSnapshot::from_stats(key, stats), kind)
+        Self::from_snapshot(&stats.snapshot(key), kind)
     }
 
     pub fn from_snapshot(flow: &FlowSnapshot, kind: MatchKind) -> Self {
@@ -259,7 +259,7 @@ pub fn no_rtp(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaFi
             check.now.since(check.answered_at).as_secs_f64()
         ),
         evidence,
-        remedy: remedy::no_media(check.stream),
+        remedy: findings_remedy::no_media(check.stream),
     })
 }
 
@@ -322,7 +322,7 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
             },
         ),
         evidence,
-        remedy: remedy::one_way(check.stream, silent),
+        remedy: findings_remedy::one_way(check.stream, silent),
     })
 }
 
@@ -423,7 +423,7 @@ pub fn quality(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Vec<MediaFind
                 q.mos
             ),
             evidence,
-            remedy: remedy::quality(),
+            remedy: findings_remedy::quality(),
         });
     }
     out
@@ -493,7 +493,7 @@ pub fn private_sdp(
             ("sdp_port".into(), media.port.to_string()),
             ("signalling_source".into(), signalling_source.to_string()),
         ],
-        remedy: remedy::private_sdp(media, signalling_source.ip()),
+        remedy: findings_remedy::private_sdp(media, signalling_source.ip()),
     })
 }
 

@@ -8,22 +8,22 @@
 
 pub mod codec;
 pub mod findings;
+pub mod findings_remedy;
 pub mod flow;
 pub mod matching;
 pub mod observations;
 pub mod quality;
-pub mod remedy;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtp_stats;
 pub mod sdp;
-pub mod snapshot;
 
 pub use findings::{DirectionObservation, MediaCheckConfig, MediaFinding, StreamCheck};
-pub use flow::{ClockTable, FlowKey, FlowTable};
+pub use flow::{ClockTable, FlowTable};
 pub use matching::{FlowMatch, MatchKind, ObservedFlow, StreamDirection, TimeWindow, link_flows};
 pub use observations::{ObservationConfig, ObservationStats, RtpObservations, RtpSource};
 pub use rtp::{RtpError, RtpHeader, parse_rtp};
 pub use rtp_stats::{RtpStreamStats, SeqVerdict};
 pub use sdp::{MediaDescription, NegotiatedStream, SdpError, negotiated_streams, parse_sdp};
-pub use snapshot::FlowSnapshot;
+// Flow vocabulary shared with capture (see `crate::media_flow`).
+pub use crate::media_flow::{FlowKey, FlowSnapshot};

@@ -269,7 +269,7 @@ fn atomics_supported() -> io::Result<bool> {
         libc::syscall(
             libc::SYS_bpf,
             BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
+            std::ptr::from_ref(&attr),
             std::mem::size_of::<ProgLoadAttr>(),
         )
     };

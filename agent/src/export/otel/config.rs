@@ -272,7 +272,7 @@ fn parse_endpoint(raw: &str, source_name: &str, protocol: Protocol) -> Result<Ur
         .parse()
         .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") => {}
+        Some("http" | "https") => {}
         Some(other) => return Err(bad(&format!("scheme {other:?} is not http or https"))),
         None => return Err(bad("no scheme (http:// or https://)")),
     }

@@ -1,6 +1,7 @@
-//! Remedy texts for media findings, phrased for the common PBXs (Asterisk
-//! PJSIP, FreeSWITCH, Kamailio with rtpengine) and the local firewall, with
-//! the stream's own addresses and ports filled in.
+//! Remedy texts of [`super::MediaFinding`]s, phrased for the common PBXs
+//! (Asterisk PJSIP, FreeSWITCH, Kamailio with rtpengine) and the local
+//! firewall, with the stream's own addresses and ports filled in. (The
+//! catalogue's remedies per diagnosis code are in `diagnosis::remedy`.)
 
 use std::net::IpAddr;
 
