@@ -144,8 +144,10 @@ pub struct Dumpcap {
 
 impl Dumpcap {
     pub fn start(path: &Path, port: u16) -> Self {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
         assert!(
-            unsafe { libc::geteuid() } == 0,
+            euid == 0,
             "the HEP tests capture the loopback with dumpcap: run them as root"
         );
         let child = Command::new("dumpcap")
@@ -173,6 +175,7 @@ impl Dumpcap {
     pub fn stop(mut self) -> PathBuf {
         // Let the last packets reach the capture buffer.
         std::thread::sleep(Duration::from_millis(300));
+        // SAFETY: a signal to our own child, which has not been waited for.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
