@@ -226,6 +226,9 @@ enum Link {
         stream: Option<TcpStream>,
         /// Connected at least once: the next connection is a reconnect.
         was_up: bool,
+        /// Finishing, and the collector refused once more: what is left
+        /// is dropped without waiting out the drain time.
+        abandoned: bool,
         backoff: Duration,
         next_attempt: Instant,
         options: SenderOptions,
@@ -255,6 +258,7 @@ impl Link {
                 addr,
                 stream: None,
                 was_up: false,
+                abandoned: false,
                 backoff: options.backoff_min,
                 next_attempt: Instant::now(),
                 options,
@@ -268,6 +272,14 @@ fn give_up(c: &Counters) -> bool {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .is_some_and(|t| Instant::now() >= t)
+}
+
+/// `finish` was called: the queue is being drained for the last time.
+fn finishing(c: &Counters) -> bool {
+    c.give_up_at
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .is_some()
 }
 
 fn run(rx: Receiver<Vec<u8>>, mut link: Link, c: &Counters) {
@@ -298,16 +310,18 @@ fn send(link: &mut Link, packet: &[u8], c: &Counters) -> bool {
             addr,
             stream,
             was_up,
+            abandoned,
             backoff,
             next_attempt,
             options,
         } => loop {
             if stream.is_none() {
-                if give_up(c) {
+                if *abandoned || give_up(c) {
                     return false;
                 }
                 let now = Instant::now();
-                if now < *next_attempt {
+                // Finishing: one more attempt now, not after the backoff.
+                if now < *next_attempt && !finishing(c) {
                     // Short naps, so finish() is noticed quickly.
                     std::thread::sleep((*next_attempt - now).min(Duration::from_millis(50)));
                     continue;
@@ -326,6 +340,11 @@ fn send(link: &mut Link, packet: &[u8], c: &Counters) -> bool {
                     }
                     Err(_) => {
                         inc(&c.send_errors);
+                        c.connected.store(false, Ordering::Relaxed);
+                        if finishing(c) {
+                            *abandoned = true;
+                            return false;
+                        }
                         *next_attempt = Instant::now() + *backoff;
                         *backoff = (*backoff * 2).min(options.backoff_max);
                         continue;
@@ -345,5 +364,81 @@ fn send(link: &mut Link, packet: &[u8], c: &Counters) -> bool {
                 }
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(transport: HepTransport, addr: SocketAddr) -> Endpoint {
+        Endpoint {
+            transport,
+            addr,
+            url: format!("{addr}"),
+        }
+    }
+
+    /// A port nothing listens on (bound, then closed).
+    fn dead_port() -> SocketAddr {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+    }
+
+    #[test]
+    fn udp_packets_arrive_in_order_and_are_counted() {
+        let collector = UdpSocket::bind("127.0.0.1:0").unwrap();
+        collector
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let ep = endpoint(HepTransport::Udp, collector.local_addr().unwrap());
+        let sender = HepSender::start(&ep, SenderOptions::default()).unwrap();
+        for i in 0..10u8 {
+            assert!(sender.submit(vec![i; 100]));
+        }
+        let stats = sender.finish();
+        assert_eq!((stats.submitted, stats.sent, stats.dropped()), (10, 10, 0));
+        let mut buf = [0u8; 200];
+        for i in 0..10u8 {
+            assert_eq!(collector.recv(&mut buf).unwrap(), 100);
+            assert_eq!(buf[0], i);
+        }
+    }
+
+    /// A dead TCP collector: the queue's bytes stay within their bound,
+    /// the overflow is counted, and finishing does not wait out the drain
+    /// time once the collector has refused again.
+    #[test]
+    fn a_dead_tcp_collector_bounds_the_queue_and_does_not_hold_up_the_exit() {
+        let options = SenderOptions {
+            max_queued_bytes: 1000,
+            backoff_min: Duration::from_secs(10),
+            ..SenderOptions::default()
+        };
+        let sender = HepSender::start(&endpoint(HepTransport::Tcp, dead_port()), options).unwrap();
+        for _ in 0..50 {
+            sender.submit(vec![0; 100]);
+            assert!(sender.queued_bytes() <= 1000);
+        }
+        // Refused once, now in its 10 s backoff.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while sender.stats().send_errors == 0 {
+            assert!(Instant::now() < deadline);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let started = Instant::now();
+        let stats = sender.finish();
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+        assert_eq!(stats.sent, 0);
+        assert!(stats.dropped_queue_full >= 39, "{stats:?}");
+        assert_eq!(stats.submitted, stats.dropped(), "{stats:?}");
+        assert!(stats.peak_queued_bytes <= 1000, "{stats:?}");
+        assert!(stats.send_errors >= 1);
     }
 }
