@@ -87,7 +87,7 @@ impl Window {
 }
 
 /// See the module documentation.
-pub struct FloodGuard {
+pub(crate) struct FloodGuard {
     config: FloodConfig,
     by_source: HashMap<(Code, IpAddr), Window>,
     by_code: HashMap<Code, Window>,
@@ -95,7 +95,7 @@ pub struct FloodGuard {
 }
 
 impl FloodGuard {
-    pub fn new(config: FloodConfig) -> Self {
+    pub(crate) fn new(config: FloodConfig) -> Self {
         FloodGuard {
             config: FloodConfig {
                 max_sources: config.max_sources.max(16),
@@ -107,7 +107,7 @@ impl FloodGuard {
         }
     }
 
-    pub fn stats(&self) -> FloodStats {
+    pub(crate) fn stats(&self) -> FloodStats {
         FloodStats {
             sources: self.by_source.len() as u64,
             ..self.stats.clone()
@@ -115,7 +115,7 @@ impl FloodGuard {
     }
 
     /// Whether `d` is shown; a suppressed one is counted.
-    pub fn admit(&mut self, d: &Diagnosis) -> bool {
+    pub(crate) fn admit(&mut self, d: &Diagnosis) -> bool {
         let Some(source) = d.source else {
             return true;
         };

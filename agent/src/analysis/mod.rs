@@ -28,14 +28,14 @@
 //! These modules take header values as `&str` and small domain structs of
 //! their own, not `sip` types, so they stay independent of the parser.
 
-pub mod calls;
+pub(crate) mod calls;
 pub mod credentials;
-pub mod digest;
+pub(crate) mod digest;
 pub(crate) mod finding;
-pub mod flood_guard;
-pub mod inbound;
+pub(crate) mod flood_guard;
+pub(crate) mod inbound;
 pub mod media;
-pub mod nat;
-pub mod once_per_window;
-pub mod reachability;
+pub(crate) mod nat;
+pub(crate) mod once_per_window;
+pub(crate) mod reachability;
 pub mod registration;

@@ -95,7 +95,7 @@ struct Open {
     completed: Option<Arc<Transaction>>,
 }
 
-pub struct Reachability {
+pub(crate) struct Reachability {
     config: ReachabilityConfig,
     open: HashMap<TransactionId, Open>,
     /// (src, dst) of a request → its transaction, for ICMP matching.
@@ -109,7 +109,7 @@ pub struct Reachability {
 }
 
 impl Reachability {
-    pub fn new(config: ReachabilityConfig) -> Self {
+    pub(crate) fn new(config: ReachabilityConfig) -> Self {
         Self {
             raised: OncePerWindow::new(config.window, config.max_suppressions),
             config,
@@ -120,7 +120,7 @@ impl Reachability {
         }
     }
 
-    pub fn stats(&self) -> ReachabilityStats {
+    pub(crate) fn stats(&self) -> ReachabilityStats {
         ReachabilityStats {
             suppressed: self.raised.suppressed,
             suppressions_evicted: self.raised.evicted,

@@ -134,7 +134,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())
             .context("writing output")?;
         if let Some(h) = &hep_stats {
-            hep::sink::write_json(&mut out, h).context("writing output")?;
+            hep::write_json(&mut out, h).context("writing output")?;
         }
     } else {
         writeln!(

@@ -330,7 +330,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         json::write_summary(&mut out, &stats)?;
         write_export_json(&mut out, &traces, export.as_ref())?;
         if let Some(h) = &hep_stats {
-            sipscope::export::hep::sink::write_json(&mut out, h)?;
+            sipscope::export::hep::write_json(&mut out, h)?;
         }
         write_record(
             &mut out,

@@ -24,19 +24,23 @@ mod checks;
 mod compute;
 mod header;
 mod outcome;
-pub mod uri;
+pub(crate) mod uri;
 
 use std::fmt;
 
-pub use authorization::Credentials;
-pub use challenge::Challenge;
-pub use checks::{
+pub(crate) use authorization::Credentials;
+pub(crate) use challenge::Challenge;
+pub(crate) use checks::{
     AuthenticatedRequest, check_credentials, diagnose_answer, password_finding, select_challenge,
     stale_nonce, username_is_did,
 };
-pub use compute::{CannotVerify, Deviation, DigestParams, Verdict, compute_response, verify};
-pub use header::{AuthHeader, AuthParam, MAX_HEADER_LEN, MAX_PARAMS, parse_auth_headers};
-pub use outcome::{challenge_loop, forbidden_after_auth, rechallenged};
+#[cfg(test)]
+pub(crate) use compute::{CannotVerify, Deviation, DigestParams, compute_response};
+pub(crate) use compute::{Verdict, verify};
+pub(crate) use header::{AuthHeader, parse_auth_headers};
+#[cfg(test)]
+pub(crate) use header::{MAX_HEADER_LEN, MAX_PARAMS};
+pub(crate) use outcome::{challenge_loop, forbidden_after_auth, rechallenged};
 
 /// Digest algorithm (RFC 7616 §3.3 `algorithm`, IANA "HTTP Digest Hash
 /// Algorithms"; RFC 8760 for SIP). Absent in a header means MD5.
@@ -118,7 +122,7 @@ impl fmt::Display for Algorithm {
 
 /// Quality of protection (RFC 7616 §3.3 `qop`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Qop {
+pub(crate) enum Qop {
     Auth,
     /// Also protects the message body (`H(entity-body)` in HA2).
     AuthInt,
@@ -126,7 +130,7 @@ pub enum Qop {
 }
 
 impl Qop {
-    pub fn parse(s: &str) -> Qop {
+    pub(crate) fn parse(s: &str) -> Qop {
         let s = s.trim();
         if s.eq_ignore_ascii_case("auth") {
             Qop::Auth
@@ -137,7 +141,7 @@ impl Qop {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Qop::Auth => "auth",
             Qop::AuthInt => "auth-int",
@@ -155,7 +159,7 @@ impl fmt::Display for Qop {
 /// Why a header value could not be read as a digest challenge/credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum DigestError {
+pub(crate) enum DigestError {
     #[error(
         "authentication header is {len} bytes, more than the {max} accepted; it is not a real digest header"
     )]
@@ -187,7 +191,7 @@ pub enum DigestError {
 /// tracker may surface these; they often explain interop failures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ParseWarning {
+pub(crate) enum ParseWarning {
     /// The parameter appears more than once; the first value is used.
     DuplicateParam(String),
     /// No comma before this parameter.

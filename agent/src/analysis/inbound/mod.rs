@@ -25,10 +25,10 @@
 //! A finding is raised once per (binding, reason) per window; repeats are
 //! counted. Every table is bounded and its evictions counted.
 
-pub mod bindings;
-pub mod challenges;
-pub mod findings;
-pub mod invites;
+pub(crate) mod bindings;
+pub(crate) mod challenges;
+pub(crate) mod findings;
+pub(crate) mod invites;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -120,7 +120,7 @@ pub struct InboundStats {
 }
 
 /// See the module documentation.
-pub struct Inbound {
+pub(crate) struct Inbound {
     bindings: BindingTable,
     invites: InviteTable,
     challenges: ChallengeTable,
@@ -130,7 +130,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(config: InboundConfig) -> Self {
+    pub(crate) fn new(config: InboundConfig) -> Self {
         Self {
             bindings: BindingTable::new(config.max_bindings),
             invites: InviteTable::new(config.max_open, config.max_sends, config.max_early_drops),
@@ -140,7 +140,7 @@ impl Inbound {
         }
     }
 
-    pub fn stats(&self) -> InboundStats {
+    pub(crate) fn stats(&self) -> InboundStats {
         let mut s = self.stats.clone();
         s.bindings = self.bindings.len() as u64;
         s.suppressed = self.raised.suppressed;

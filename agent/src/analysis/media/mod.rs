@@ -6,17 +6,17 @@
 //! Pure and synchronous: SDP bodies come in as bytes, RTP as
 //! `(Timestamp, src, dst, payload)`, time is the packet clock.
 
-pub mod codec;
+pub(crate) mod codec;
 pub mod findings;
-pub mod findings_remedy;
-pub mod flow;
-pub mod matching;
-pub mod observations;
-pub mod quality;
-pub mod rtcp;
-pub mod rtp;
-pub mod rtp_stats;
-pub mod sdp;
+pub(crate) mod findings_remedy;
+pub(crate) mod flow;
+pub(crate) mod matching;
+pub(crate) mod observations;
+pub(crate) mod quality;
+pub(crate) mod rtcp;
+pub(crate) mod rtp;
+pub(crate) mod rtp_stats;
+pub(crate) mod sdp;
 
 pub use findings::{DirectionObservation, MediaCheckConfig, MediaFinding, StreamCheck};
 pub use flow::{ClockTable, FlowTable};

@@ -34,7 +34,7 @@
 //! reordered packets (the RFC counts both as received, and so do we: the
 //! cumulative loss can go negative with duplicates, exactly as in A.3).
 
-pub use sipscope_common::{MAX_CLOCK_RATE, MAX_DROPOUT, MAX_MISORDER, SEEN_WINDOW};
+pub(crate) use sipscope_common::MAX_CLOCK_RATE;
 use sipscope_common::{RTP_FLOW_HAS_TRANSIT, RTP_FLOW_INITIALISED, RtpFlowState, RtpPacketFields};
 
 use super::rtp::RtpHeader;

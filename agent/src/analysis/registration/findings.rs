@@ -22,7 +22,7 @@ fn binding_evidence(d: Diagnosis, b: &Binding) -> Diagnosis {
 /// and was not challenged (RFC 3261 §10.3 steps 1-3: wrong domain, an
 /// address not allowed, an unknown account). The Warning header (§20.43)
 /// and reason phrase often say which, so both are evidence.
-pub fn rejected(
+pub(super) fn rejected(
     binding: &Binding,
     request_uri: Option<&str>,
     status: u16,
@@ -58,7 +58,7 @@ pub fn rejected(
 /// `reg.expired`: the registrar granted `granted` seconds at `since` and no
 /// refresh reached it before `expired_at` (RFC 3261 §10.2.1: the binding is
 /// gone, calls to the AOR no longer reach the contact).
-pub fn expired(
+pub(super) fn expired(
     binding: &Binding,
     granted: u32,
     since: Timestamp,
@@ -81,7 +81,7 @@ pub fn expired(
 
 /// `reg.flapping`: `changes` alternations between success and failure
 /// within `window`.
-pub fn flapping(
+pub(super) fn flapping(
     binding: &Binding,
     at: Timestamp,
     changes: u32,

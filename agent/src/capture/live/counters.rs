@@ -21,7 +21,7 @@ pub type CaptureCounters = KernelCounters<CaptureCounter, { CaptureCounter::COUN
 /// The drop tracer's counters ([`DropCounter`]).
 pub type DropCounters = KernelCounters<DropCounter, { DropCounter::COUNT as usize }>;
 /// The RTP programs' counters ([`RtpCounter`]; see also `RtpCounters`).
-pub type RtpKernelCounters = KernelCounters<RtpCounter, { RtpCounter::COUNT as usize }>;
+pub(crate) type RtpKernelCounters = KernelCounters<RtpCounter, { RtpCounter::COUNT as usize }>;
 
 impl<C: CounterSlot, const N: usize> Default for KernelCounters<C, N> {
     fn default() -> Self {

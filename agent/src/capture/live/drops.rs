@@ -32,7 +32,7 @@ use crate::packet::{DropReason, DroppedPacket, LinkType, Packet};
 /// does not have are skipped. Left out on purpose: `not_specified` and
 /// the many header-validation reasons (malformed packets, not a
 /// configuration problem), `otherhost` (not for us).
-pub const DEFAULT_DROP_REASONS: &[&str] = &[
+pub(crate) const DEFAULT_DROP_REASONS: &[&str] = &[
     // The local firewall.
     "netfilter_drop",
     // Nothing listens on the port: a registrar or PBX that is down, or a
@@ -67,7 +67,7 @@ pub const DEFAULT_DROP_REASONS: &[&str] = &[
 
 /// What the drop tracer reports and where.
 #[derive(Clone, Debug)]
-pub struct DropFilter {
+pub(crate) struct DropFilter {
     /// Interfaces whose drops are reported (the capture interfaces).
     pub ifindexes: Vec<u32>,
     /// RTP port range (inclusive); SIP ports come from the capture config.
@@ -91,7 +91,7 @@ pub(super) struct DropTracer {
 pub struct DropsUnavailable(pub String);
 
 /// The inode number identifying this process's network namespace.
-pub fn current_netns_inum() -> std::io::Result<u32> {
+pub(crate) fn current_netns_inum() -> std::io::Result<u32> {
     let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
     u32::try_from(ino).map_err(|_| std::io::Error::other("namespace inode beyond 32 bits"))
 }

@@ -23,7 +23,7 @@ use aya::{
 use super::error::LiveError;
 
 /// The environment variable of the forced-compatibility switch.
-pub const COMPAT_ENV: &str = "SIPSCOPE_KERNEL_COMPAT";
+pub(crate) const COMPAT_ENV: &str = "SIPSCOPE_KERNEL_COMPAT";
 
 /// Which program variants to consider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

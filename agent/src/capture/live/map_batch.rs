@@ -27,7 +27,7 @@ struct BatchAttr {
 /// `K` and `V` (sizes as the map was created with). `Err` with
 /// `ErrorKind::Unsupported` when the kernel has no batch operations, so the
 /// caller can fall back to the entry-by-entry walk.
-pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
+pub(super) fn lookup_all<K: Copy + Default, V: Copy + Default>(
     fd: BorrowedFd<'_>,
 ) -> io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();

@@ -18,10 +18,10 @@
 mod attach;
 mod clock;
 mod counters;
-pub mod drops;
+pub(crate) mod drops;
 mod error;
-pub mod kernel_btf;
-pub mod kernel_features;
+pub(crate) mod kernel_btf;
+pub(crate) mod kernel_features;
 mod load;
 mod map_batch;
 mod record;

@@ -49,41 +49,39 @@ use crate::packet::Transport;
 use crate::time::Timestamp;
 
 /// `"HEP3"`, the protocol identifier (0x48455033).
-pub const MAGIC: [u8; 4] = *b"HEP3";
-/// The general header: identifier and total length.
-pub const HEADER_LEN: usize = 6;
+pub(crate) const MAGIC: [u8; 4] = *b"HEP3";
 /// A chunk's own header: vendor id, type id, length.
-pub const CHUNK_HEADER_LEN: usize = 6;
+pub(crate) const CHUNK_HEADER_LEN: usize = 6;
 /// The total length is a u16: no HEP3 packet is longer.
-pub const MAX_PACKET: usize = u16::MAX as usize;
+pub(crate) const MAX_PACKET: usize = u16::MAX as usize;
 
 /// Generic chunk type ids (vendor 0x0000), spec "Generic chunk types".
-pub mod chunk {
-    pub const IP_FAMILY: u16 = 0x0001;
-    pub const IP_PROTOCOL: u16 = 0x0002;
-    pub const IPV4_SRC: u16 = 0x0003;
-    pub const IPV4_DST: u16 = 0x0004;
-    pub const IPV6_SRC: u16 = 0x0005;
-    pub const IPV6_DST: u16 = 0x0006;
-    pub const SRC_PORT: u16 = 0x0007;
-    pub const DST_PORT: u16 = 0x0008;
-    pub const TIME_SECONDS: u16 = 0x0009;
-    pub const TIME_MICROS: u16 = 0x000a;
-    pub const PROTOCOL_TYPE: u16 = 0x000b;
-    pub const CAPTURE_ID: u16 = 0x000c;
-    pub const AUTH_KEY: u16 = 0x000e;
-    pub const PAYLOAD: u16 = 0x000f;
-    pub const CORRELATION_ID: u16 = 0x0011;
-    pub const NODE_NAME: u16 = 0x0013;
+pub(crate) mod chunk {
+    pub(crate) const IP_FAMILY: u16 = 0x0001;
+    pub(crate) const IP_PROTOCOL: u16 = 0x0002;
+    pub(crate) const IPV4_SRC: u16 = 0x0003;
+    pub(crate) const IPV4_DST: u16 = 0x0004;
+    pub(crate) const IPV6_SRC: u16 = 0x0005;
+    pub(crate) const IPV6_DST: u16 = 0x0006;
+    pub(crate) const SRC_PORT: u16 = 0x0007;
+    pub(crate) const DST_PORT: u16 = 0x0008;
+    pub(crate) const TIME_SECONDS: u16 = 0x0009;
+    pub(crate) const TIME_MICROS: u16 = 0x000a;
+    pub(crate) const PROTOCOL_TYPE: u16 = 0x000b;
+    pub(crate) const CAPTURE_ID: u16 = 0x000c;
+    pub(crate) const AUTH_KEY: u16 = 0x000e;
+    pub(crate) const PAYLOAD: u16 = 0x000f;
+    pub(crate) const CORRELATION_ID: u16 = 0x0011;
+    pub(crate) const NODE_NAME: u16 = 0x0013;
 }
 
 /// `AF_INET` and `AF_INET6` as chunk 0x0001 carries them.
-pub const FAMILY_IPV4: u8 = 2;
-pub const FAMILY_IPV6: u8 = 10;
+pub(crate) const FAMILY_IPV4: u8 = 2;
+pub(crate) const FAMILY_IPV6: u8 = 10;
 
 /// What the payload is (chunk 0x000b).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ProtocolType {
+pub(crate) enum ProtocolType {
     /// 0x01: a SIP message as captured.
     Sip,
     /// 0x05: an RTCP report as JSON ("RTCP JSON" in the spec's table),
@@ -99,7 +97,7 @@ pub enum ProtocolType {
 }
 
 impl ProtocolType {
-    pub const fn code(self) -> u8 {
+    pub(crate) const fn code(self) -> u8 {
         match self {
             Self::Sip => 0x01,
             Self::RtcpJson => 0x05,
@@ -122,27 +120,31 @@ pub struct Agent {
 
 /// One captured unit and where it was seen.
 #[derive(Clone, Copy, Debug)]
-pub struct Record<'a> {
-    pub ts: Timestamp,
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
-    pub transport: Transport,
-    pub protocol: ProtocolType,
+pub(crate) struct Record<'a> {
+    pub(crate) ts: Timestamp,
+    pub(crate) src: SocketAddr,
+    pub(crate) dst: SocketAddr,
+    pub(crate) transport: Transport,
+    pub(crate) protocol: ProtocolType,
     /// Chunk 0x0011: the Call-ID for everything about a call.
-    pub correlation_id: Option<&'a [u8]>,
-    pub payload: &'a [u8],
+    pub(crate) correlation_id: Option<&'a [u8]>,
+    pub(crate) payload: &'a [u8],
 }
 
 /// Why a record cannot be one HEP3 packet.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum EncodeError {
+pub(crate) enum EncodeError {
     #[error("HEP3 packet would be {0} octets; the length field holds at most 65535")]
     TooLong(usize),
 }
 
 /// Encodes `record` as one HEP3 packet into `out` (cleared first).
-pub fn encode(agent: &Agent, record: &Record<'_>, out: &mut Vec<u8>) -> Result<(), EncodeError> {
+pub(crate) fn encode(
+    agent: &Agent,
+    record: &Record<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), EncodeError> {
     out.clear();
     out.extend_from_slice(&MAGIC);
     out.extend_from_slice(&[0, 0]); // total length, set at the end

@@ -8,13 +8,14 @@
 //! queue; [`sink`] turns pipeline events into packets.
 
 pub mod encode;
-pub mod sender;
-pub mod sink;
+mod sender;
+mod sink;
 
 use std::net::{SocketAddr, ToSocketAddrs};
 
-pub use sender::{HepSender, Overflow, SenderOptions, SenderStats};
-pub use sink::{HepSink, HepStats, SinkStats};
+pub(crate) use sender::HepSender;
+pub use sender::{Overflow, SenderOptions, SenderStats};
+pub use sink::{HepSink, HepStats, SinkStats, write_json};
 
 /// How HEP packets travel to the collector.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -104,7 +104,7 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-pub struct HepSender {
+pub(crate) struct HepSender {
     tx: Option<SyncSender<Vec<u8>>>,
     counters: Arc<Counters>,
     thread: Option<JoinHandle<()>>,
@@ -114,7 +114,7 @@ pub struct HepSender {
 impl HepSender {
     /// Starts the sender thread. Nothing is connected yet: an absent
     /// collector is an outage to ride out, not a start-up error.
-    pub fn start(endpoint: &Endpoint, options: SenderOptions) -> std::io::Result<Self> {
+    pub(crate) fn start(endpoint: &Endpoint, options: SenderOptions) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel(options.queue.max(1));
         let counters = Arc::new(Counters::default());
         let link = Link::new(endpoint.transport, endpoint.addr, options)?;
@@ -135,7 +135,7 @@ impl HepSender {
     }
 
     /// Queues one encoded packet; `false` when it was dropped (counted).
-    pub fn submit(&self, packet: Vec<u8>) -> bool {
+    pub(crate) fn submit(&self, packet: Vec<u8>) -> bool {
         let c = &self.counters;
         inc(&c.submitted);
         let Some(tx) = &self.tx else {
@@ -172,7 +172,7 @@ impl HepSender {
         }
     }
 
-    pub fn stats(&self) -> SenderStats {
+    pub(crate) fn stats(&self) -> SenderStats {
         let c = &self.counters;
         SenderStats {
             submitted: c.submitted.load(Ordering::Relaxed),
@@ -186,13 +186,14 @@ impl HepSender {
     }
 
     /// Bytes waiting in the queue now.
-    pub fn queued_bytes(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn queued_bytes(&self) -> usize {
         self.counters.queued_bytes.load(Ordering::Relaxed)
     }
 
     /// Sends what is queued (for at most [`SenderOptions::drain_for`]),
     /// stops the thread and returns the final counters.
-    pub fn finish(mut self) -> SenderStats {
+    pub(crate) fn finish(mut self) -> SenderStats {
         *self
             .counters
             .give_up_at

@@ -123,7 +123,7 @@ impl HepSink {
         }
     }
 
-    pub fn on_event(&mut self, event: &Event) {
+    pub(crate) fn on_event(&mut self, event: &Event) {
         match event {
             Event::Message(r) => {
                 self.stats.sip += 1;
@@ -288,11 +288,6 @@ impl HepSink {
             sink: self.stats,
             sender: self.sender.stats(),
         }
-    }
-
-    /// Bytes waiting for the collector now.
-    pub fn queued_bytes(&self) -> usize {
-        self.sender.queued_bytes()
     }
 
     /// Sends what is queued (bounded wait) and returns the counters.

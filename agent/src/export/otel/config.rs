@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-pub use super::resource::ResourceConfig;
+pub(crate) use super::resource::ResourceConfig;
 
 /// Wire protocol of the OTLP exporter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

@@ -17,11 +17,11 @@
 //! ```
 
 mod build;
-pub mod config;
-pub mod convert;
-pub mod metrics;
-pub mod queue;
-pub mod resource;
+pub(crate) mod config;
+pub(crate) mod convert;
+pub(crate) mod metrics;
+pub(crate) mod queue;
+pub(crate) mod resource;
 mod telemetry;
 
 pub use build::OtlpError;
