@@ -14,6 +14,10 @@
 //! Vocabulary every stage may use: `time` (the packet clock) and
 //! `media_flow` (an RTP flow's key and its state at a moment).
 
+// pub(crate) by default: an item is `pub` only when a caller outside the
+// crate (the binary, tests, benches, fuzz targets) names it.
+#![warn(unreachable_pub)]
+
 pub mod analysis;
 pub mod capture;
 pub mod diagnosis;

@@ -15,6 +15,8 @@
 //!   (`call.inbound_blocked`).
 //! - [`reachability`]: unanswered requests, ICMP unreachable and local
 //!   firewall drops.
+//! - [`unanswered`]: when a request still unanswered at the end of a
+//!   capture is judged (shared by reachability and inbound).
 //! - [`flood_guard`]: repeats of a finding about one source suppressed,
 //!   and counted, under a flood.
 //!
@@ -39,3 +41,4 @@ pub(crate) mod nat;
 pub(crate) mod once_per_window;
 pub(crate) mod reachability;
 pub mod registration;
+pub mod unanswered;

@@ -15,6 +15,10 @@
 //!   [`username_is_did`] word the server-outcome findings the tracker
 //!   detects. [`uri::compare`] implements RFC 3261 §19.1.4 URI equality.
 //!
+//! - [`exchanges::Exchanges`] applies these checks to every challenged
+//!   request other than REGISTER (INVITE, BYE, SUBSCRIBE, MESSAGE,
+//!   OPTIONS...); REGISTER belongs to the registration tracker.
+//!
 //! Nothing here is Serialize and `Credentials` redacts its `response` in
 //! Debug: digest responses are offline-crackable and never leave the host.
 
@@ -22,6 +26,7 @@ mod authorization;
 mod challenge;
 mod checks;
 mod compute;
+pub(crate) mod exchanges;
 mod header;
 mod outcome;
 pub(crate) mod uri;

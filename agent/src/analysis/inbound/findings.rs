@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::analysis::unanswered;
 use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef};
 use crate::sip::MessageRecord;
 use crate::{packet::DropReason, time::Timestamp};
@@ -105,6 +106,9 @@ pub(crate) enum Failure {
         retransmissions: u32,
         local_drop: Option<DropNote>,
         icmp: Option<IcmpNote>,
+        /// Judged when the capture ended before Timer B
+        /// ([`crate::analysis::unanswered`]).
+        capture_ended: bool,
     },
     /// The contact answered with a status from [`blocking_status`].
     Rejected {
@@ -162,9 +166,15 @@ pub(crate) fn diagnosis(
             sends,
             local_drop,
             icmp,
+            capture_ended,
             ..
         } => {
             let why = match (local_drop, icmp) {
+                (None, None) if *capture_ended => format!(
+                    "it was {}: inbound INVITEs do not reach the PBX (NAT binding closed, \
+                     firewall, or the Contact is not reachable from the provider)",
+                    unanswered::capture_ended_clause(sends, 0)
+                ),
                 (Some(d), _) => d.clause(),
                 (None, Some(i)) => format!(
                     "ICMP {} from the contact ({}): nothing receives SIP at {}",
@@ -236,6 +246,7 @@ pub(crate) fn diagnosis(
             retransmissions,
             local_drop,
             icmp,
+            capture_ended,
         } => {
             let first = sends.first().copied().unwrap_or(invite.meta.ts);
             let schedule = sends
@@ -251,6 +262,15 @@ pub(crate) fn diagnosis(
                 ));
             if let Some(l) = local_drop {
                 d = d.with_evidence(drop_evidence(l));
+            }
+            if *capture_ended {
+                d = d.with_evidence(Evidence::new(
+                    "capture_ended",
+                    format!(
+                        "before the caller gave up (Timer B, {} s)",
+                        unanswered::CLIENT_TIMEOUT.as_secs()
+                    ),
+                ));
             }
             if let Some(i) = icmp {
                 d = d.with_evidence(

@@ -36,6 +36,7 @@ use std::time::Duration;
 use crate::analysis::finding::Finding;
 use crate::analysis::once_per_window::OncePerWindow;
 use crate::analysis::registration::RegistrationAttempt;
+use crate::analysis::unanswered;
 use crate::diagnosis::MessageRef;
 use crate::packet::IcmpUnreachable;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
@@ -171,7 +172,13 @@ impl Inbound {
             return;
         };
         let answered = !transaction.provisionals.is_empty();
-        if cause != TimeoutCause::NoFinalResponse || answered {
+        // Still open when the capture ended: judged when the capture shows
+        // a retransmitted INVITE nothing answered (no ICMP either, which
+        // would name another reason; see [`unanswered`]).
+        let capture_ended = cause == TimeoutCause::EndOfCapture
+            && open.icmp.is_none()
+            && unanswered::judged_at_end_of_capture(&open.sends, open.sends_dropped);
+        if (cause != TimeoutCause::NoFinalResponse && !capture_ended) || answered {
             // A 1xx means the INVITE arrived (the call rang out or
             // the capture ended): not a blocked path.
             self.stats.invites_unresolved += u64::from(!answered);
@@ -184,6 +191,7 @@ impl Inbound {
             retransmissions,
             local_drop: open.local_drop.clone(),
             icmp: open.icmp.clone(),
+            capture_ended,
         };
         let at = transaction.last_seen.max(open.request.meta.ts);
         self.raise(&open.binding, open.matched, &open.request, failure, at, out);

@@ -263,10 +263,38 @@ pub fn no_rtp(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaFi
     })
 }
 
+/// RTP in one direction for this long (and [`ONE_WAY_CLEAR_PACKETS`]),
+/// none in the other: one-way audio even on a call that ended within the
+/// grace period.
+pub const ONE_WAY_CLEAR_SPAN: Duration = Duration::from_secs(2);
+/// 2 s of 20 ms packets is 100; a 40 ms ptime gives 50.
+pub const ONE_WAY_CLEAR_PACKETS: u64 = 40;
+
 /// `media.one_way`: both directions are negotiated to send, RTP flows in
 /// one only. Hold (sendonly/inactive/0.0.0.0) is not one-way audio.
+///
+/// A call that ends within the grace period is judged too when the
+/// evidence is clear: people hang up on one-way audio after a few
+/// seconds, and a direction that carried [`ONE_WAY_CLEAR_SPAN`] of RTP
+/// while the other carried none is that shape. A shorter call is too
+/// short to tell and is not judged.
 pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaFinding> {
-    if !check.grace_over(cfg) || !DIRECTIONS.iter().all(|&d| check.expected(d)) {
+    if !DIRECTIONS.iter().all(|&d| check.expected(d)) {
+        return None;
+    }
+    let clear_before_grace = || {
+        let o2a = check.observed(StreamDirection::OffererToAnswerer);
+        let a2o = check.observed(StreamDirection::AnswererToOfferer);
+        match (o2a, a2o) {
+            (Some(o), None) | (None, Some(o)) => {
+                o.last_seen.since(o.first_seen) >= ONE_WAY_CLEAR_SPAN
+                    && o.packets >= ONE_WAY_CLEAR_PACKETS
+            }
+            _ => false,
+        }
+    };
+    let early = !check.grace_over(cfg);
+    if early && !clear_before_grace() {
         return None;
     }
     let (flowing, silent) = match (
@@ -289,6 +317,20 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
     evidence.push(("flowing_observed".into(), seen.observed_path()));
     evidence.push(("flowing_packets".into(), seen.packets.to_string()));
     evidence.push(("missing".into(), direction_text(check.stream, silent)));
+    evidence.push((
+        "flowing_for_s".into(),
+        format!("{:.1}", seen.last_seen.since(seen.first_seen).as_secs_f64()),
+    ));
+    if early {
+        evidence.push((
+            "call_length_s".into(),
+            format!(
+                "{:.1} after the answer (ended within the {:.1} s grace period)",
+                check.now.since(check.answered_at).as_secs_f64(),
+                cfg.grace.as_secs_f64()
+            ),
+        ));
+    }
     // The silent direction may have been on the wire and dropped here.
     let dropped = match silent {
         StreamDirection::OffererToAnswerer => check.offerer_to_answerer,

@@ -66,7 +66,7 @@ const RR: u8 = 201;
 
 /// RFC 5761 section 4: an RTP version 2 packet whose second octet is
 /// 192..=223 is RTCP (SR=200, RR=201, …), i.e. RTP's M=1 with PT 64..=95.
-pub fn is_rtcp(packet: &[u8]) -> bool {
+pub(crate) fn is_rtcp(packet: &[u8]) -> bool {
     packet.first().is_some_and(|b| b >> 6 == 2)
         && packet.get(1).is_some_and(|pt| (192..=223).contains(pt))
 }
