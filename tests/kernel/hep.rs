@@ -45,15 +45,8 @@ fn live_register_is_exported_over_hep(v6: bool) {
         &["--hep-endpoint", &url, "--hep-capture-id", "99"],
     );
     let mut dumpcap = Dumpcap::start(&pair, &dir);
-    run_sipp_register(
-        &pair.peer,
-        &dir,
-        &fixture("sipp/uac_register.xml"),
-        peer,
-        host,
-        5060,
-        2,
-    );
+    let register = fixture("sipp/uac_register.xml");
+    run_sipp_register(&pair.peer, &dir, &register, peer, host, 5060, 2);
     let (stdout, counters) = agent.stop();
     let sent_line = stdout
         .lines()
