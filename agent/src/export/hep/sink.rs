@@ -107,19 +107,23 @@ impl HepSink {
 
     /// One batch of events: what one packet (or tick) caused. A finding
     /// whose evidence names no Call-ID (a refused REGISTER) belongs to the
-    /// message of the batch that completed its evidence (the one at the
-    /// finding's time).
+    /// message before it in the batch that completed its evidence (the
+    /// one at the finding's time); a packet's batch holds a message or a
+    /// few, a tick's none, so the look-back stays short.
     pub fn on_events(&mut self, events: &[Event]) {
+        let mut messages: Vec<&MessageRecord> = Vec::new();
         for e in events {
-            let Event::Diagnosis(d) = e else {
-                self.on_event(e);
-                continue;
-            };
-            let raised_by = events.iter().rev().find_map(|m| match m {
-                Event::Message(r) if r.meta.ts == d.at => Some(r),
-                _ => None,
-            });
-            self.on_diagnosis(d, raised_by.map(|r| r.as_ref()));
+            match e {
+                Event::Diagnosis(d) => {
+                    let raised_by = messages.iter().rev().find(|r| r.meta.ts == d.at);
+                    self.on_diagnosis(d, raised_by.copied());
+                }
+                Event::Message(r) => {
+                    messages.push(r);
+                    self.on_event(e);
+                }
+                _ => self.on_event(e),
+            }
         }
     }
 
