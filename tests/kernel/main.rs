@@ -8,6 +8,7 @@ mod support;
 mod agent;
 mod capture;
 mod drops;
+mod hep;
 mod ingress;
 mod lifecycle;
 mod live_pipeline;

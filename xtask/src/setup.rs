@@ -30,6 +30,7 @@ const APT_PACKAGES: &[&str] = &[
     "tcpdump",
     "baresip-core", // real UA: two of them call each other through kamailio
     "python3-pip",  // installs pjsua2-python below
+    "sngrep",       // a second HEP decoder (its EEP parser) for the HEP export tests
 ];
 
 /// Python packages of real peers: PJSIP's own bindings (the SIP stack

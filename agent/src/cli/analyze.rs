@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
+use sipscope::export::hep::{self, HepArgs, HepSink, Overflow};
 use sipscope::export::json;
 use sipscope::export::otel::{CaptureTotals, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
@@ -29,6 +30,8 @@ pub struct AnalyzeArgs {
     #[command(flatten)]
     otlp: OtlpArgs,
     #[command(flatten)]
+    hep: HepArgs,
+    #[command(flatten)]
     analysis: super::analysis_args::AnalysisArgs,
 }
 
@@ -36,6 +39,9 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut config = PipelineConfig::default();
     config.decoder.sip_ports.extend(&args.sip_ports);
     args.analysis.apply(&mut config)?;
+    // A file is read faster than any link: wait for the collector while it
+    // is reachable, so the whole capture arrives.
+    let hep_config = args.hep.resolve(Overflow::WaitWhileConnected)?;
     // Open every file first: a typo in the third file should not cost the
     // user the output of the first two.
     let mut sources = Vec::new();
@@ -73,6 +79,9 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         rtp_interval: None,
     };
     let mut session = Session::new(config, out.handle(), Spans::new(&telemetry));
+    if let Some(c) = &hep_config {
+        session = session.with_hep(HepSink::start(c).context("starting HEP export")?);
+    }
     let mut damaged = 0;
     for (source, path) in sources.into_iter().zip(&args.files) {
         // One warning per file for interfaces of a link type we cannot
@@ -109,7 +118,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // The rest of the call flow and its summary (console) are written
     // here; JSON's summary follows the spans the exporter flushes below.
     let done = session.finish(None).context("writing output")?;
-    let (stats, traces) = (done.stats, done.traces);
+    let (stats, traces, hep_stats) = (done.stats, done.traces, done.hep);
     let metrics = telemetry.metrics();
     metrics.set_capture_counters(CaptureTotals {
         seen: stats.packets.packets,
@@ -124,12 +133,18 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         json::write_summary(&mut out, &stats).context("writing output")?;
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())
             .context("writing output")?;
+        if let Some(h) = &hep_stats {
+            hep::write_json(&mut out, h).context("writing output")?;
+        }
     } else {
         writeln!(
             out,
             "{}",
             super::telemetry::export_line(&traces, export.as_ref(), &target)
         )?;
+        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
+            writeln!(out, "{}", h.line(&c.endpoint.url))?;
+        }
         if damaged > 0 {
             writeln!(out, "  damaged capture files {damaged}")?;
         }

@@ -89,6 +89,14 @@ mod tests {
         assert_eq!(describe(&err), "writing output: disk full");
     }
 
+    /// clap's own checks (unique argument ids across the flattened OTLP,
+    /// HEP and analysis flags), which otherwise fail only at run time.
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory as _;
+        Cli::command().debug_assert();
+    }
+
     #[test]
     fn core_queue_of_zero_and_a_repeated_interface_are_refused_before_capture() {
         let err = Cli::try_parse_from(["sipscope", "run", "-i", "lo", "--core-queue", "0"])

@@ -48,6 +48,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::telemetry::{export_line, target, write_export_json};
+use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -102,6 +103,8 @@ pub struct RunArgs {
     analysis: super::analysis_args::AnalysisArgs,
     #[command(flatten)]
     otlp: OtlpArgs,
+    #[command(flatten)]
+    hep: HepArgs,
 }
 
 /// How often the core is ticked with the capture clock when idle.
@@ -187,6 +190,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut pipeline_config = PipelineConfig::default();
     pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
     args.analysis.apply(&mut pipeline_config)?;
+    // Capture never waits for the collector: a full queue drops.
+    let hep_config = args.hep.resolve(Overflow::Drop)?;
     if let Some(secs) = args.transaction_timeout {
         pipeline_config.transactions.timeout = Duration::from_secs(secs);
     }
@@ -258,6 +263,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         out.handle(),
         Spans::new(&telemetry),
     );
+    let session = match &hep_config {
+        Some(c) => session.with_hep(HepSink::start(c).context("starting HEP export")?),
+        None => session,
+    };
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
         .spawn(move || core(rx, session, rtp))
@@ -315,7 +324,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         p.finish()?;
     }
     drop(tx);
-    let (stats, traces) = tokio::task::spawn_blocking(move || core.join())
+    let (stats, traces, hep_stats) = tokio::task::spawn_blocking(move || core.join())
         .await
         .context("waiting for the analysis thread")?
         .map_err(|_| anyhow::anyhow!("the analysis thread panicked"))??;
@@ -329,6 +338,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if json_mode {
         json::write_summary(&mut out, &stats)?;
         write_export_json(&mut out, &traces, export.as_ref())?;
+        if let Some(h) = &hep_stats {
+            sipscope::export::hep::write_json(&mut out, h)?;
+        }
         write_record(
             &mut out,
             &CaptureRecord::new(&counters, malformed, core_drops, drop_counters.as_ref()),
@@ -336,6 +348,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
+            writeln!(out, "{}", h.line(&c.endpoint.url))?;
+        }
         writeln!(
             out,
             "capture counters: {counters}{} malformed_events={malformed} core_queue_full={core_drops}",
@@ -413,7 +428,7 @@ fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
     mut session: Session<W>,
     mut rtp: Option<RtpKernel>,
-) -> anyhow::Result<(Stats, TraceStats)> {
+) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
     while let Ok(first) = rx.recv() {
         for input in std::iter::once(first).chain(rx.try_iter()) {
             match &input {
@@ -434,7 +449,7 @@ fn core<W: std::io::Write>(
     }
     let last = rtp.as_mut().map(RtpKernel::last_poll).transpose()?;
     let done = session.finish(last.as_ref())?;
-    Ok((done.stats, done.traces))
+    Ok((done.stats, done.traces, done.hep))
 }
 
 /// Frames whose story the pipeline cannot tell as a SIP message: ICMP

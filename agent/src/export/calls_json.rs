@@ -43,7 +43,7 @@ struct StreamJson {
 }
 
 #[derive(Serialize)]
-struct DirectionJson {
+pub(crate) struct DirectionJson {
     direction: &'static str,
     from: SocketAddr,
     to: SocketAddr,
@@ -80,7 +80,7 @@ struct FarEndJson {
     round_trip_ms: Option<f64>,
 }
 
-fn direction_json(d: &DirectionReport) -> DirectionJson {
+pub(crate) fn direction_json(d: &DirectionReport) -> DirectionJson {
     let o = d.observed.as_ref();
     DirectionJson {
         direction: match d.direction {

@@ -120,7 +120,8 @@ impl CallFlow {
             }
             Event::TransactionCompleted(_)
             | Event::Diagnosis(_)
-            | Event::RegistrationAttempt(_) => {}
+            | Event::RegistrationAttempt(_)
+            | Event::Rtcp(_) => {}
             Event::Call(_) => self.calls.push(event),
         }
     }
@@ -486,7 +487,7 @@ pub(crate) fn live_line(event: &Event) -> Option<String> {
             }
         )),
         Event::Call(c) => Some(call_line(c)),
-        Event::TransactionCompleted(_) => None,
+        Event::TransactionCompleted(_) | Event::Rtcp(_) => None,
     }
 }
 

@@ -137,6 +137,8 @@ struct MalformedJson<'a> {
 /// they complete (retransmissions seen later are in the message lines).
 pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
     match event {
+        // Its reports are in the call's line.
+        Event::Rtcp(_) => return Ok(()),
         Event::Message(m) => serde_json::to_writer(&mut *w, &message_json(m))?,
         Event::TransactionCompleted(t) => {
             serde_json::to_writer(&mut *w, &transaction_json(t, None))?
@@ -146,9 +148,9 @@ pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
         }
         Event::Diagnosis(d) => serde_json::to_writer(
             &mut *w,
-            &DiagnosisJson {
+            &Typed {
                 r#type: "diagnosis",
-                diagnosis: d,
+                value: d.as_ref(),
             },
         )?,
         Event::RegistrationAttempt(a) => serde_json::to_writer(&mut *w, &attempt_json(a))?,
@@ -170,14 +172,20 @@ pub fn write_event(w: &mut impl Write, event: &Event) -> std::io::Result<()> {
     w.write_all(b"\n")
 }
 
-/// A finding as a JSON line: the [`crate::diagnosis::Diagnosis`] fields
-/// (code, severity, at, summary, evidence, remedy). Diagnoses never hold
-/// secrets.
+/// `{"type": TYPE, ...the fields of value}`: a finding is the
+/// [`crate::diagnosis::Diagnosis`] fields (code, severity, at, summary,
+/// evidence, remedy; diagnoses never hold secrets), the summary the
+/// [`Stats`].
 #[derive(Serialize)]
-struct DiagnosisJson<'a> {
+struct Typed<'a, T> {
     r#type: &'static str,
     #[serde(flatten)]
-    diagnosis: &'a crate::diagnosis::Diagnosis,
+    value: &'a T,
+}
+
+/// [`Typed`] as bytes, without a line end (a HEP log record's payload).
+pub fn typed(r#type: &'static str, value: &impl Serialize) -> Vec<u8> {
+    serde_json::to_vec(&Typed { r#type, value }).unwrap_or_default()
 }
 
 /// A finished registration attempt. Transactions are listed by id, CSeq
@@ -237,20 +245,22 @@ fn attempt_json(a: &crate::analysis::registration::RegistrationAttempt) -> Attem
     }
 }
 
-#[derive(Serialize)]
-struct SummaryJson<'a> {
+/// One JSON line `{"type": TYPE, ...the fields of value}`.
+pub fn write_typed(
+    w: &mut impl Write,
     r#type: &'static str,
-    #[serde(flatten)]
-    stats: &'a Stats,
+    value: &impl Serialize,
+) -> std::io::Result<()> {
+    #[derive(Serialize)]
+    struct Typed<'a, T> {
+        r#type: &'static str,
+        #[serde(flatten)]
+        value: &'a T,
+    }
+    serde_json::to_writer(&mut *w, &Typed { r#type, value })?;
+    w.write_all(b"\n")
 }
 
 pub fn write_summary(w: &mut impl Write, stats: &Stats) -> std::io::Result<()> {
-    serde_json::to_writer(
-        &mut *w,
-        &SummaryJson {
-            r#type: "summary",
-            stats,
-        },
-    )?;
-    w.write_all(b"\n")
+    write_typed(w, "summary", stats)
 }

@@ -1,11 +1,13 @@
 //! Export stage: where results leave the agent. [`console`] renders a
 //! call flow for people, [`json`] writes JSON lines for programs, [`otel`]
-//! sends spans and metrics to an OTLP collector, [`pcap_writer`] keeps the
-//! captured frames.
+//! sends spans and metrics to an OTLP collector, [`hep`] mirrors SIP,
+//! RTCP, RTP reports and findings to a HOMER collector, [`pcap_writer`]
+//! keeps the captured frames.
 
 pub(crate) mod calls;
 pub(crate) mod calls_json;
 pub(crate) mod console;
+pub mod hep;
 pub mod json;
 pub(crate) mod media_spans;
 pub mod otel;

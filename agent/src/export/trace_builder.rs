@@ -161,7 +161,7 @@ impl TraceBuilder {
             // Counted here once; an attempt's copies are not counted again.
             Event::Diagnosis(d) => self.metrics.record_diagnosis(d.code.as_str()),
             Event::Call(c) => self.on_call(c, out),
-            Event::Malformed(_) => {}
+            Event::Malformed(_) | Event::Rtcp(_) => {}
         }
     }
 

@@ -94,6 +94,10 @@ pub enum Event {
     /// A call changed state or negotiated media (RFC 3261 §13, RFC 3264);
     /// its last report is `closed` and has the final RTP statistics.
     Call(Arc<Call>),
+    /// An RTCP packet (RFC 3550 §6, compound as captured; told from RTP
+    /// by RFC 5761 §4) from a media port, for exporters that forward it
+    /// (HEP). The calls read its reports themselves.
+    Rtcp(Arc<Datagram>),
 }
 
 impl From<Finding> for Event {
@@ -173,7 +177,12 @@ impl Pipeline {
         self.decoder.take_media(&mut self.media);
         self.analyses
             .analyse(self.media.iter().map(Input::Rtp), &mut self.found);
-        self.media.clear();
+        // RTCP also goes to the exporters that forward it (HEP), as captured.
+        for d in self.media.drain(..) {
+            if crate::analysis::media::rtcp::is_rtcp(&d.payload) {
+                out.push(Event::Rtcp(Arc::new(d)));
+            }
+        }
         self.analyse_sip(out);
         self.decoder.take_icmp(&mut self.icmp);
         self.analyses

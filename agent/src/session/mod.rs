@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::capture::live::RtpPoll;
 use crate::export::calls::{CallsReport, table};
 use crate::export::console::{self, CallFlow};
+use crate::export::hep::{HepSink, HepStats};
 use crate::export::json;
 use crate::export::registrations::RegistrationReport;
 use crate::export::trace_builder::TraceStats;
@@ -109,6 +110,8 @@ pub enum Request {
 pub struct Finished<W> {
     pub stats: Stats,
     pub traces: TraceStats,
+    /// HEP export's counters, when it was on ([`Session::with_hep`]).
+    pub hep: Option<HepStats>,
     pub out: W,
 }
 
@@ -129,6 +132,9 @@ pub struct Session<W: Write> {
     out: W,
     view: View,
     spans: Spans,
+    /// The HOMER sink: every event, encoded on this thread, sent on the
+    /// sender's (never waits for the collector in `run`).
+    hep: Option<HepSink>,
     rtp: Option<rtp::RtpSchedule>,
     requests: VecDeque<Request>,
     events: Vec<Event>,
@@ -153,12 +159,19 @@ impl<W: Write> Session<W> {
             out,
             view,
             spans,
+            hep: None,
             rtp: config.rtp_interval.map(rtp::RtpSchedule::new),
             requests: VecDeque::new(),
             events: Vec::new(),
             now: Timestamp(0),
             tick_waiting: false,
         }
+    }
+
+    /// Also exports every event over HEP (`--hep-endpoint`).
+    pub fn with_hep(mut self, hep: HepSink) -> Self {
+        self.hep = Some(hep);
+        self
     }
 
     fn console(&self) -> bool {
@@ -249,6 +262,8 @@ impl<W: Write> Session<W> {
         let mut rest = self.pipeline.finish();
         self.emit(&mut rest)?;
         let traces = self.spans.finish();
+        // What is still queued goes out (a dead collector's is counted).
+        let hep = self.hep.take().map(HepSink::finish);
         let stats = self.pipeline.stats();
         match self.view {
             View::Json => {}
@@ -269,13 +284,17 @@ impl<W: Write> Session<W> {
         Ok(Finished {
             stats,
             traces,
+            hep,
             out: self.out,
         })
     }
 
-    /// Every event to the spans, the RTP schedule and the view.
+    /// Every event to the spans, HEP, the RTP schedule and the view.
     fn emit(&mut self, events: &mut Vec<Event>) -> std::io::Result<()> {
         self.spans.on_events(events);
+        if let Some(h) = self.hep.as_mut() {
+            h.on_events(events);
+        }
         for e in events.drain(..) {
             if let Some(r) = self.rtp.as_mut() {
                 r.on_event(&e, &mut self.requests);

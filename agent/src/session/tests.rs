@@ -250,3 +250,49 @@ fn rtp_polls_are_asked_for_on_the_tick_clock_and_their_flows_printed() {
         stats.calls.rtp
     );
 }
+
+/// HEP is one more sink of the session: each message goes out as a HEP3
+/// SIP packet carrying it byte for byte, correlated by its Call-ID, and
+/// the counters come back with the session's.
+#[test]
+fn hep_export_gets_every_message() {
+    use crate::export::hep::{Endpoint, HepConfig, HepSink, SenderOptions, encode::Agent};
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    collector
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let config = HepConfig {
+        endpoint: Endpoint::parse(&format!("udp://{}", collector.local_addr().unwrap())).unwrap(),
+        agent: Agent::default(),
+        sender: SenderOptions::default(),
+    };
+    let mut s = session(Format::Json, None).with_hep(HepSink::start(&config).unwrap());
+    for packet in [
+        frame(T0, PHONE, PBX, UNANSWERED),
+        frame(T0 + Duration::from_millis(5), PBX, PHONE, UNAUTHORIZED),
+    ] {
+        s.feed(Input::Frame {
+            packet: &packet,
+            note: None,
+        })
+        .unwrap();
+    }
+    let done = s.finish(None).unwrap();
+    let hep = done.hep.expect("HEP was on");
+    assert_eq!(hep.sink.sip, 2);
+    assert_eq!(hep.sender.sent, hep.sender.submitted, "{hep:?}");
+    let mut buf = [0u8; 4096];
+    for sip in [UNANSWERED, UNAUTHORIZED] {
+        let n = collector.recv(&mut buf).unwrap();
+        let packet = &buf[..n];
+        assert!(packet.starts_with(b"HEP3"));
+        assert!(
+            packet.ends_with(sip.as_bytes()),
+            "the message, as captured, last"
+        );
+        assert!(
+            packet.windows(6).any(|w| w == b"tick-1"),
+            "Call-ID as correlation id"
+        );
+    }
+}

@@ -134,8 +134,7 @@ impl RtpObservations {
         dst: SocketAddr,
         payload: &[u8],
     ) {
-        // RFC 5761 section 4: 192..=223 in the second octet is RTCP.
-        if payload.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
+        if super::rtcp::is_rtcp(payload) {
             self.observe_rtcp(ts, src.ip(), payload);
         }
         if self.config.source != RtpSource::Packets {

@@ -64,6 +64,13 @@ fn ntp_middle32(t: Timestamp) -> u32 {
 const SR: u8 = 200;
 const RR: u8 = 201;
 
+/// RFC 5761 section 4: an RTP version 2 packet whose second octet is
+/// 192..=223 is RTCP (SR=200, RR=201, …), i.e. RTP's M=1 with PT 64..=95.
+pub(crate) fn is_rtcp(packet: &[u8]) -> bool {
+    packet.first().is_some_and(|b| b >> 6 == 2)
+        && packet.get(1).is_some_and(|pt| (192..=223).contains(pt))
+}
+
 fn be32(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
