@@ -53,11 +53,11 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let _edge = runtime.enter();
+    // Offline the export queue waits rather than drops, and JSON spans
+    // are written by the session in pipeline order: the same file gives
+    // the same output however busy the machine is.
     let mut out = SharedStdout::new();
-    let span_json = args
-        .json
-        .then(|| Box::new(out.handle()) as Box<dyn Write + Send>);
-    let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
+    let telemetry = Telemetry::start_offline(&args.otlp).context("OTLP export")?;
     let format = if args.json {
         Format::Json
     } else {
@@ -72,7 +72,12 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         format,
         rtp_interval: None,
     };
-    let mut session = Session::new(config, out.handle(), Spans::new(&telemetry));
+    let spans = if args.json {
+        Spans::json_lines(&telemetry, args.otlp.include_digest_response)
+    } else {
+        Spans::new(&telemetry)
+    };
+    let mut session = Session::new(config, out.handle(), spans);
     let mut damaged = 0;
     for (source, path) in sources.into_iter().zip(&args.files) {
         // One warning per file for interfaces of a link type we cannot
@@ -109,7 +114,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     // The rest of the call flow and its summary (console) are written
     // here; JSON's summary follows the spans the exporter flushes below.
     let done = session.finish(None).context("writing output")?;
-    let (stats, traces) = (done.stats, done.traces);
+    let (stats, traces, written) = (done.stats, done.traces, done.spans_written);
     let metrics = telemetry.metrics();
     metrics.set_capture_counters(CaptureCounters {
         seen: stats.packets.packets,
@@ -119,7 +124,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let target = super::telemetry::target(&telemetry);
     // Flushes what is queued (a dead collector is not waited for: its
     // spans are counted as dropped).
-    let export = runtime.block_on(telemetry.shutdown());
+    let export = runtime.block_on(telemetry.shutdown()).or(written);
     if args.json {
         json::write_summary(&mut out, &stats).context("writing output")?;
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())

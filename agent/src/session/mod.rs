@@ -30,6 +30,7 @@ use crate::capture::live::RtpPoll;
 use crate::export::calls::{CallsReport, table};
 use crate::export::console::{self, CallFlow};
 use crate::export::json;
+use crate::export::otel::ExportStats;
 use crate::export::registrations::RegistrationReport;
 use crate::export::trace_builder::TraceStats;
 use crate::packet::{DroppedPacket, Packet};
@@ -109,6 +110,9 @@ pub enum Request {
 pub struct Finished<W> {
     pub stats: Stats,
     pub traces: TraceStats,
+    /// Spans the session wrote into its output itself
+    /// ([`Spans::json_lines`]), as export counters.
+    pub spans_written: Option<ExportStats>,
     pub out: W,
 }
 
@@ -249,6 +253,7 @@ impl<W: Write> Session<W> {
         let mut rest = self.pipeline.finish();
         self.emit(&mut rest)?;
         let traces = self.spans.finish();
+        self.spans.write_lines(&mut self.out)?;
         let stats = self.pipeline.stats();
         match self.view {
             View::Json => {}
@@ -269,6 +274,7 @@ impl<W: Write> Session<W> {
         Ok(Finished {
             stats,
             traces,
+            spans_written: self.spans.written(),
             out: self.out,
         })
     }
@@ -296,6 +302,8 @@ impl<W: Write> Session<W> {
                 View::Flow(flow) => flow.push(&e),
             }
         }
+        // Spans after the records of the input that finished them.
+        self.spans.write_lines(&mut self.out)?;
         if let View::Flow(flow) = &mut self.view {
             flow.spill(&mut self.out)?;
         }
