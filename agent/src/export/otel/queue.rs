@@ -429,3 +429,7 @@ pub fn write_span_lines(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;
