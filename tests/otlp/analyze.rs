@@ -560,3 +560,96 @@ async fn digest_response_is_in_the_spans_only_with_the_flag() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["spans"]["redacted_attributes"], 1, "{last}");
 }
+
+/// `n` OPTIONS pings, each answered: `n` one-span traces.
+fn write_pings(path: &Path, n: u64) {
+    let file = std::fs::File::create(path).unwrap();
+    let header = PcapHeader {
+        datalink: DataLink::ETHERNET,
+        ts_resolution: TsResolution::NanoSecond,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(file, header).unwrap();
+    for i in 0..n {
+        let (branch, cid) = (format!("z9hG4bK-p{i}"), format!("ping-{i}@pbx"));
+        let ping = invite_like("OPTIONS", 1, &branch, &cid, false);
+        let pong = response("200 OK", 1, "OPTIONS", &branch, &cid, "");
+        for (ms, src, dst, text) in [
+            (10 * i, PBX_IP, PHONE_IP, ping),
+            (10 * i + 5, PHONE_IP, PBX_IP, pong),
+        ] {
+            let mut frame = Vec::new();
+            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
+                .ipv4(src, dst, 64)
+                .udp(5060, 5060)
+                .write(&mut frame, text.as_bytes())
+                .unwrap();
+            let ts = Duration::from_nanos(ns(ms));
+            w.write_packet(&PcapPacket::new(ts, frame.len() as u32, &frame))
+                .unwrap();
+        }
+    }
+}
+
+/// Offline the export queue waits for the exporter: with room for one
+/// span, every span of the file still reaches the receiver, the same
+/// spans `--json` writes, and none is counted dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_with_a_one_span_queue_exports_every_span() {
+    const PINGS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pings.pcap");
+    write_pings(&path, PINGS);
+    let pcap = path.to_str().unwrap().to_owned();
+    let key = |v: &serde_json::Value| {
+        (
+            v["trace_id"].as_str().unwrap().to_owned(),
+            v["start"].as_u64().unwrap(),
+        )
+    };
+
+    let json = analyze(vec![pcap.clone(), "--json".into()], vec![]).await;
+    assert!(json.status.success());
+    let mut written: Vec<(String, u64)> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("trace_id").is_some())
+        .map(|v| key(&v))
+        .collect();
+    assert_eq!(written.len() as u64, PINGS);
+
+    let rx = Receiver::grpc().await;
+    let out = analyze(
+        vec![
+            pcap,
+            "--otlp-endpoint".into(),
+            rx.endpoint(),
+            "--otlp-queue".into(),
+            "1".into(),
+        ],
+        vec![],
+    )
+    .await;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("exported {PINGS}, dropped 0")),
+        "{stdout}"
+    );
+    let spans = rx.store.wait_for_spans(PINGS as usize, WAIT).await;
+    let mut received: Vec<(String, u64)> = spans
+        .iter()
+        .map(|s| (hex(&s.span.trace_id), s.span.start_time_unix_nano))
+        .collect();
+    written.sort();
+    received.sort();
+    assert_eq!(received, written);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
