@@ -10,12 +10,20 @@
 //!
 //! The core is synchronous and runs on the packet clock; async lives only at
 //! the edges (`capture::live`, `export`).
+//!
+//! Vocabulary every stage may use: `time` (the packet clock) and
+//! `media_flow` (an RTP flow's key and its state at a moment).
+
+// pub(crate) by default: an item is `pub` only when a caller outside the
+// crate (the binary, tests, benches, fuzz targets) names it.
+#![warn(unreachable_pub)]
 
 pub mod analysis;
 pub mod capture;
 pub mod diagnosis;
 pub mod export;
 pub mod fuzzing;
+pub mod media_flow;
 pub mod memory_budget;
 pub mod packet;
 pub mod pipeline;

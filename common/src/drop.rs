@@ -94,76 +94,40 @@ pub struct DropHeader {
     pub cap_len: u32,
     /// `DROP_FLAG_*` bits.
     pub flags: u32,
-    pub src_addr: [u8; 16],
-    pub dst_addr: [u8; 16],
-    /// Host byte order.
-    pub src_port: u16,
-    pub dst_port: u16,
-    /// [`crate::Direction`] as u8: ingress if the skb was received on an
-    /// interface (`skb_iif != 0`), else egress (locally generated).
-    pub direction: u8,
-    /// [`crate::Family`] as u8.
-    pub family: u8,
-    /// [`crate::Transport`] as u8.
-    pub transport: u8,
-    pub _pad: u8,
+    /// The direction is ingress if the skb was received on an interface
+    /// (`skb_iif != 0`), else egress (locally generated).
+    pub endpoints: crate::Endpoints,
 }
 
 pub const DROP_HEADER_LEN: usize = core::mem::size_of::<DropHeader>();
 const _: () = assert!(DROP_HEADER_LEN == 72);
+const _: () = assert!(core::mem::offset_of!(DropHeader, endpoints) == 32);
 
 /// Size of the per-CPU drop scratch buffer.
 pub const DROP_SCRATCH_LEN: usize = DROP_HEADER_LEN + MAX_DROP_CAPTURE_LEN;
 
-/// Indices into the per-CPU drop counter array. Every `kfree_skb` call is
-/// `DropsSeen`, and ends in exactly one of the others.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DropCounter {
-    /// Every `kfree_skb` the program ran for (host-wide).
-    DropsSeen = 0,
-    /// Reason not among those reported (or the tracer is unconfigured).
-    FilteredReason = 1,
-    /// SIP/RTP, but in another network namespace or on an interface not
-    /// watched (checked after the ports, which are cheaper to read).
-    FilteredNamespace = 2,
-    /// Not IP, or no SIP/RTP port (in any namespace).
-    FilteredNotVoip = 3,
-    /// Sent to userspace.
-    DropsReported = 4,
-    /// Matched, but the drop ring was full: lost.
-    DropRingbufFull = 5,
-    /// The skb could not be read (headers not in the linear part, fault).
-    DropUnreadable = 6,
-    /// An RTP-range drop not sent to userspace: its flow had one reported
-    /// within the last second (the flow's RTP statistics count every one),
-    /// or the per-CPU budget of RTP drop reports was spent.
-    RtpDropsSuppressed = 7,
-}
-
-impl DropCounter {
-    pub const COUNT: u32 = 8;
-    pub const ALL: [DropCounter; Self::COUNT as usize] = [
-        Self::DropsSeen,
-        Self::FilteredReason,
-        Self::FilteredNamespace,
-        Self::FilteredNotVoip,
-        Self::DropsReported,
-        Self::DropRingbufFull,
-        Self::DropUnreadable,
-        Self::RtpDropsSuppressed,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::DropsSeen => "drops_seen",
-            Self::FilteredReason => "drops_filtered_reason",
-            Self::FilteredNamespace => "drops_filtered_netns",
-            Self::FilteredNotVoip => "drops_filtered_not_voip",
-            Self::DropsReported => "drops_reported",
-            Self::DropRingbufFull => "drop_ringbuf_full",
-            Self::DropUnreadable => "drop_unreadable",
-            Self::RtpDropsSuppressed => "rtp_drops_suppressed",
-        }
+crate::counter::counter_slots! {
+    /// Indices into the per-CPU drop counter array. Every `kfree_skb` call is
+    /// `DropsSeen`, and ends in exactly one of the others.
+    pub enum DropCounter {
+        /// Every `kfree_skb` the program ran for (host-wide).
+        DropsSeen = 0 => "drops_seen",
+        /// Reason not among those reported (or the tracer is unconfigured).
+        FilteredReason = 1 => "drops_filtered_reason",
+        /// SIP/RTP, but in another network namespace or on an interface not
+        /// watched (checked after the ports, which are cheaper to read).
+        FilteredNamespace = 2 => "drops_filtered_netns",
+        /// Not IP, or no SIP/RTP port (in any namespace).
+        FilteredNotVoip = 3 => "drops_filtered_not_voip",
+        /// Sent to userspace.
+        DropsReported = 4 => "drops_reported",
+        /// Matched, but the drop ring was full: lost.
+        DropRingbufFull = 5 => "drop_ringbuf_full",
+        /// The skb could not be read (headers not in the linear part, fault).
+        DropUnreadable = 6 => "drop_unreadable",
+        /// An RTP-range drop not sent to userspace: its flow had one reported
+        /// within the last second (the flow's RTP statistics count every one),
+        /// or the per-CPU budget of RTP drop reports was spent.
+        RtpDropsSuppressed = 7 => "rtp_drops_suppressed",
     }
 }

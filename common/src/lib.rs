@@ -41,7 +41,7 @@ pub mod names {
     pub const RTP_COUNTERS: &str = "RTP_COUNTERS";
     /// Ring buffer carrying [`super::CaptureHeader`] + frame bytes.
     pub const EVENTS: &str = "EVENTS";
-    /// Per-CPU counters indexed by [`super::Counter`].
+    /// Per-CPU counters indexed by [`super::CaptureCounter`].
     pub const COUNTERS: &str = "COUNTERS";
     /// SIP port set (`Array<u8>` indexed by port in host byte order; 1 = SIP).
     pub const SIP_PORTS: &str = "SIP_PORTS";
@@ -72,6 +72,9 @@ pub mod names {
 
 /// The SIP port used when none is configured (RFC 3261 section 19.1.2).
 pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+mod counter;
+pub use counter::CounterSlot;
 
 pub mod rtp;
 pub use rtp::*;
@@ -157,11 +160,25 @@ pub struct CaptureHeader {
     pub cap_len: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
+    /// Ports are zero for later fragments. For ICMP destination
+    /// unreachable errors: the ports of the quoted datagram.
+    pub endpoints: Endpoints,
+}
+
+pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
+const _: () = assert!(CAPTURE_HEADER_LEN == 64);
+const _: () = assert!(core::mem::offset_of!(CaptureHeader, endpoints) == 24);
+
+/// Who sent a packet to whom and which way it crossed the interface: the
+/// tail of every ring-buffer record ([`CaptureHeader`], [`DropHeader`]),
+/// filled from the same header walk and decoded by one function.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Endpoints {
     /// IPv4 addresses occupy the first 4 bytes, the rest is zero.
     pub src_addr: [u8; 16],
     pub dst_addr: [u8; 16],
-    /// Host byte order; zero for later fragments. For ICMP destination
-    /// unreachable errors: the ports of the quoted datagram.
+    /// Host byte order.
     pub src_port: u16,
     pub dst_port: u16,
     /// [`Direction`] as u8.
@@ -172,9 +189,7 @@ pub struct CaptureHeader {
     pub transport: u8,
     pub _pad: u8,
 }
-
-pub const CAPTURE_HEADER_LEN: usize = core::mem::size_of::<CaptureHeader>();
-const _: () = assert!(CAPTURE_HEADER_LEN == 64);
+const _: () = assert!(core::mem::size_of::<Endpoints>() == 40);
 
 /// Where a VLAN tag the kernel holds as skb metadata is put back into the
 /// copied frame: after the two MAC addresses.
@@ -203,46 +218,23 @@ pub struct FragmentKey {
 }
 const _: () = assert!(core::mem::size_of::<FragmentKey>() == 40);
 
-/// Indices into the per-CPU counter array.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Counter {
-    /// Every frame the programs looked at.
-    PacketsSeen = 0,
-    /// Frames copied to the ring buffer (including fragments).
-    SipCaptured = 1,
-    /// IP fragments of SIP datagrams copied (a subset of `SipCaptured`;
-    /// a fragment lost to a full ring counts as `RingbufFull` only).
-    FragmentsForwarded = 2,
-    /// Frames longer than `MAX_CAPTURE_LEN`, copied truncated.
-    Truncated = 3,
-    /// Frames that matched but found the ring buffer full: lost.
-    RingbufFull = 4,
-    /// IP frames whose headers could not be walked (too short, too many
-    /// extension headers): passed without inspection.
-    Unparsed = 5,
-}
-
-impl Counter {
-    pub const COUNT: u32 = 6;
-    pub const ALL: [Counter; Self::COUNT as usize] = [
-        Self::PacketsSeen,
-        Self::SipCaptured,
-        Self::FragmentsForwarded,
-        Self::Truncated,
-        Self::RingbufFull,
-        Self::Unparsed,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::PacketsSeen => "packets_seen",
-            Self::SipCaptured => "sip_captured",
-            Self::FragmentsForwarded => "fragments_forwarded",
-            Self::Truncated => "truncated",
-            Self::RingbufFull => "ringbuf_full",
-            Self::Unparsed => "unparsed",
-        }
+counter::counter_slots! {
+    /// Indices into the per-CPU capture counter array.
+    pub enum CaptureCounter {
+        /// Every frame the programs looked at.
+        PacketsSeen = 0 => "packets_seen",
+        /// Frames copied to the ring buffer (including fragments).
+        SipCaptured = 1 => "sip_captured",
+        /// IP fragments of SIP datagrams copied (a subset of `SipCaptured`;
+        /// a fragment lost to a full ring counts as `RingbufFull` only).
+        FragmentsForwarded = 2 => "fragments_forwarded",
+        /// Frames longer than `MAX_CAPTURE_LEN`, copied truncated.
+        Truncated = 3 => "truncated",
+        /// Frames that matched but found the ring buffer full: lost.
+        RingbufFull = 4 => "ringbuf_full",
+        /// IP frames whose headers could not be walked (too short, too many
+        /// extension headers): passed without inspection.
+        Unparsed = 5 => "unparsed",
     }
 }
 
@@ -251,9 +243,118 @@ pub use drop::*;
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+    use super::{Direction, Endpoints, Family, RtpFlowKey, Transport};
+
+    /// An address as a kernel record holds it (IPv4 in the first 4 bytes).
+    fn ip(family: u8, raw: [u8; 16]) -> IpAddr {
+        if family == Family::Ipv4 as u8 {
+            IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
+        } else {
+            IpAddr::V6(Ipv6Addr::from(raw))
+        }
+    }
+
+    /// Both addresses the way a kernel record holds them; `None` when the
+    /// families differ.
+    fn raw_pair(src: IpAddr, dst: IpAddr) -> Option<(Family, [u8; 16], [u8; 16])> {
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let (mut a, mut b) = ([0u8; 16], [0u8; 16]);
+                a[..4].copy_from_slice(&s.octets());
+                b[..4].copy_from_slice(&d.octets());
+                Some((Family::Ipv4, a, b))
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => Some((Family::Ipv6, s.octets(), d.octets())),
+            _ => None,
+        }
+    }
+
+    impl Direction {
+        /// The direction a record's `direction` byte names, if any.
+        pub const fn from_u8(v: u8) -> Option<Self> {
+            match v {
+                0 => Some(Self::Ingress),
+                1 => Some(Self::Egress),
+                _ => None,
+            }
+        }
+    }
+
+    impl Endpoints {
+        /// Endpoints of a packet from `src` to `dst`; `None` when the
+        /// address families differ.
+        pub fn new(
+            src: SocketAddr,
+            dst: SocketAddr,
+            direction: Direction,
+            transport: Transport,
+        ) -> Option<Self> {
+            let (family, src_addr, dst_addr) = raw_pair(src.ip(), dst.ip())?;
+            Some(Self {
+                src_addr,
+                dst_addr,
+                src_port: src.port(),
+                dst_port: dst.port(),
+                direction: direction as u8,
+                family: family as u8,
+                transport: transport as u8,
+                _pad: 0,
+            })
+        }
+        pub fn src_ip(&self) -> IpAddr {
+            ip(self.family, self.src_addr)
+        }
+        pub fn dst_ip(&self) -> IpAddr {
+            ip(self.family, self.dst_addr)
+        }
+        pub fn src(&self) -> SocketAddr {
+            SocketAddr::new(self.src_ip(), self.src_port)
+        }
+        pub fn dst(&self) -> SocketAddr {
+            SocketAddr::new(self.dst_ip(), self.dst_port)
+        }
+        pub const fn transport(&self) -> Transport {
+            Transport::from_u8(self.transport)
+        }
+    }
+
+    impl RtpFlowKey {
+        /// The kernel's key for `src -> dst` on `ifindex` in `direction`;
+        /// `None` when the address families differ.
+        pub fn new(
+            src: SocketAddr,
+            dst: SocketAddr,
+            ifindex: u32,
+            direction: Direction,
+        ) -> Option<Self> {
+            let packet = Endpoints::new(src, dst, direction, Transport::Udp)?;
+            Some(Self::of(&packet, ifindex))
+        }
+        pub fn src(&self) -> SocketAddr {
+            SocketAddr::new(ip(self.family, self.src_addr), self.src_port)
+        }
+        pub fn dst(&self) -> SocketAddr {
+            SocketAddr::new(ip(self.family, self.dst_addr), self.dst_port)
+        }
+    }
+
+    // SAFETY (each): plain #[repr(C)] data with explicit padding, no
+    // pointers; every bit pattern is a valid value.
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::CaptureHeader {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Endpoints {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::FragmentKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DropHeader {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::DropConfig {}
 }
+
+// The counter arrays' sizes are part of the ABI (map max_entries).
+const _: () = assert!(CaptureCounter::COUNT == 6);
+const _: () = assert!(DropCounter::COUNT == 8);
+const _: () = assert!(RtpCounter::COUNT == 7);

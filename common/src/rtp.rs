@@ -90,6 +90,23 @@ pub struct RtpFlowKey {
 }
 const _: () = assert!(core::mem::size_of::<RtpFlowKey>() == 44);
 
+impl RtpFlowKey {
+    /// The flow of a packet with these endpoints, seen on `ifindex`.
+    #[inline(always)]
+    pub const fn of(packet: &crate::Endpoints, ifindex: u32) -> Self {
+        Self {
+            src_addr: packet.src_addr,
+            dst_addr: packet.dst_addr,
+            src_port: packet.src_port,
+            dst_port: packet.dst_port,
+            ifindex,
+            family: packet.family,
+            direction: packet.direction,
+            _pad: [0; 2],
+        }
+    }
+}
+
 /// Per-port clock override key: a port negotiated in SDP and a payload
 /// type with its `a=rtpmap` clock (RFC 4566 section 6).
 #[repr(C)]
@@ -368,61 +385,41 @@ impl RtpFlowState {
     }
 }
 
-/// Indices into the per-CPU RTP counter array.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RtpCounter {
-    /// RTP packets accounted to a flow.
-    Packets = 0,
-    /// RTCP packets (RFC 5761 section 4: second octet 192..=223) on RTP
-    /// range ports; counted only, not kept per flow.
-    RtcpPackets = 1,
-    /// UDP datagrams on RTP range ports that are neither RTP v2 nor RTCP.
-    NotRtp = 2,
-    /// New flows inserted into the LRU map.
-    FlowsCreated = 3,
-    /// A flow could not be inserted (map error): its packet is lost to
-    /// the statistics, counted here.
-    FlowInsertFailed = 4,
-    /// Another CPU held the flow for longer than the bounded wait: the
-    /// packet is counted here instead of in the flow.
-    LockContended = 5,
-    /// RTCP SR/RR with report blocks copied to userspace (the far end's
-    /// view of the stream); a ring buffer full is `ringbuf_full`.
-    RtcpForwarded = 6,
-}
-
-impl RtpCounter {
-    pub const COUNT: u32 = 7;
-    pub const ALL: [RtpCounter; Self::COUNT as usize] = [
-        Self::Packets,
-        Self::RtcpPackets,
-        Self::NotRtp,
-        Self::FlowsCreated,
-        Self::FlowInsertFailed,
-        Self::LockContended,
-        Self::RtcpForwarded,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Self::Packets => "rtp_packets",
-            Self::RtcpPackets => "rtcp_packets",
-            Self::NotRtp => "rtp_not_rtp",
-            Self::FlowsCreated => "rtp_flows_created",
-            Self::FlowInsertFailed => "rtp_flow_insert_failed",
-            Self::LockContended => "rtp_lock_contended",
-            Self::RtcpForwarded => "rtcp_forwarded",
-        }
+crate::counter::counter_slots! {
+    /// Indices into the per-CPU RTP counter array.
+    pub enum RtpCounter {
+        /// RTP packets accounted to a flow.
+        Packets = 0 => "rtp_packets",
+        /// RTCP packets (RFC 5761 section 4: second octet 192..=223) on RTP
+        /// range ports; counted only, not kept per flow.
+        RtcpPackets = 1 => "rtcp_packets",
+        /// UDP datagrams on RTP range ports that are neither RTP v2 nor RTCP.
+        NotRtp = 2 => "rtp_not_rtp",
+        /// New flows inserted into the LRU map.
+        FlowsCreated = 3 => "rtp_flows_created",
+        /// A flow could not be inserted (map error): its packet is lost to
+        /// the statistics, counted here.
+        FlowInsertFailed = 4 => "rtp_flow_insert_failed",
+        /// Another CPU held the flow for longer than the bounded wait: the
+        /// packet is counted here instead of in the flow.
+        LockContended = 5 => "rtp_lock_contended",
+        /// RTCP SR/RR with report blocks copied to userspace (the far end's
+        /// view of the stream); a ring buffer full is `ringbuf_full`.
+        RtcpForwarded = 6 => "rtcp_forwarded",
     }
 }
 
 #[cfg(feature = "user")]
 mod user {
-    // SAFETY: plain #[repr(C)] data with explicit padding, no pointers.
+    // SAFETY (each): plain #[repr(C)] data with explicit padding, no
+    // pointers; every bit pattern is a valid value.
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpConfig {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpFlowKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpPortClockKey {}
+    // SAFETY: as above.
     unsafe impl aya::Pod for super::RtpFlowState {}
 
     /// Reporting in milliseconds: userspace only (the kernel has no floats).

@@ -12,8 +12,8 @@
 use aya_ebpf::{EbpfContext, helpers::bpf_ktime_get_ns};
 use aya_log_ebpf::error;
 use sipscope_common::{
-    CAPTURE_HEADER_LEN, CaptureHeader, Counter, Direction, FLAG_FRAGMENT, FLAG_RTCP,
-    FLAG_TRUNCATED, FLAG_VLAN, FragmentKey, MAX_CAPTURE_LEN, RtpCounter, Transport, VLAN_TAG_LEN,
+    CAPTURE_HEADER_LEN, CaptureCounter, CaptureHeader, Direction, FLAG_FRAGMENT, FLAG_RTCP,
+    FLAG_TRUNCATED, FLAG_VLAN, FragmentKey, MAX_CAPTURE_LEN, RtpCounter, VLAN_TAG_LEN,
     VLAN_TAG_OFFSET,
 };
 
@@ -35,12 +35,12 @@ pub fn inspect<C: EbpfContext, F: Frame, S: FlowStore>(
     direction: Direction,
     ifindex: u32,
 ) {
-    count(Counter::PacketsSeen);
+    count(CaptureCounter::PacketsSeen);
     let flow = match walk(frame) {
         Ok(flow) => flow,
         Err(Skip::NotIp) => return,
         Err(Skip::Unparsed) => {
-            count(Counter::Unparsed);
+            count(CaptureCounter::Unparsed);
             return;
         }
     };
@@ -81,9 +81,9 @@ pub fn inspect<C: EbpfContext, F: Frame, S: FlowStore>(
         }
     }
     if emit(ctx, frame, &flow, direction, ifindex, flags) {
-        count(Counter::SipCaptured);
+        count(CaptureCounter::SipCaptured);
         if flags & FLAG_FRAGMENT != 0 {
-            count(Counter::FragmentsForwarded);
+            count(CaptureCounter::FragmentsForwarded);
         }
     }
 }
@@ -165,7 +165,7 @@ fn emit<C: EbpfContext, F: Frame>(
     if cap_len > MAX_CAPTURE_LEN as u32 {
         cap_len = MAX_CAPTURE_LEN as u32;
         flags |= FLAG_TRUNCATED;
-        count(Counter::Truncated);
+        count(CaptureCounter::Truncated);
     }
     let Some(cap_len) = copy_len::<MAX_CAPTURE_LEN>(cap_len) else {
         return false;
@@ -176,7 +176,7 @@ fn emit<C: EbpfContext, F: Frame>(
         let base = scratch.cast::<u8>();
         if !copy_frame(frame, base.add(CAPTURE_HEADER_LEN), cap_len, tag) {
             // The frame is shorter than it claims: counted, never silent.
-            count(Counter::Unparsed);
+            count(CaptureCounter::Unparsed);
             return false;
         }
         base.cast::<CaptureHeader>().write_unaligned(CaptureHeader {
@@ -185,19 +185,12 @@ fn emit<C: EbpfContext, F: Frame>(
             orig_len,
             cap_len,
             flags,
-            src_addr: flow.src_addr,
-            dst_addr: flow.dst_addr,
-            src_port: flow.src_port,
-            dst_port: flow.dst_port,
-            direction: direction as u8,
-            family: flow.family as u8,
-            transport: Transport::from_u8(flow.protocol) as u8,
-            _pad: 0,
+            endpoints: flow.endpoints(direction),
         });
         let total = CAPTURE_HEADER_LEN + cap_len as usize;
         let bytes = core::slice::from_raw_parts(base, total);
         if EVENTS.output::<[u8]>(bytes, 0).is_err() {
-            count(Counter::RingbufFull);
+            count(CaptureCounter::RingbufFull);
             return false;
         }
     }

@@ -26,7 +26,7 @@ use aya_ebpf::{
 };
 use sipscope_common::{
     DROP_FLAG_RTP, DROP_FLAG_TRUNCATED, DROP_HEADER_LEN, DROP_REASON_SLOTS, Direction, DropConfig,
-    DropCounter, DropHeader, MAX_DROP_CAPTURE_LEN, Transport,
+    DropCounter, DropHeader, MAX_DROP_CAPTURE_LEN,
 };
 
 use crate::{
@@ -218,14 +218,7 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
         l3_len: frame.l3_len,
         cap_len: 0,
         flags,
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        direction: direction as u8,
-        family: flow.family as u8,
-        transport: Transport::from_u8(flow.protocol) as u8,
-        _pad: 0,
+        endpoints: flow.endpoints(direction),
     };
     emit(&frame, header)
 }

@@ -83,6 +83,8 @@ impl Frame for XdpFrame<'_> {
 
     #[inline(always)]
     unsafe fn load_raw(&self, off: u32, dst: *mut u8, n: u32) -> bool {
+        // SAFETY: the caller guarantees `dst` is writable for `n` bytes;
+        // the helper checks `off + n` against the frame.
         unsafe { bpf_xdp_load_bytes(self.0.ctx, off, dst.cast(), n) == 0 }
     }
 
@@ -120,6 +122,8 @@ impl Frame for SkbFrame<'_> {
 
     #[inline(always)]
     unsafe fn load_raw(&self, off: u32, dst: *mut u8, n: u32) -> bool {
+        // SAFETY: the caller guarantees `dst` is writable for `n` bytes;
+        // the helper checks `off + n` against the skb.
         unsafe { bpf_skb_load_bytes(self.0.skb.skb.cast_const().cast(), off, dst.cast(), n) == 0 }
     }
 

@@ -5,9 +5,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use sipscope_common::{
-    Counter, DEFAULT_DROP_RING_SIZE, DEFAULT_RING_SIZE, DROP_REASON_SLOTS, DROP_SCRATCH_LEN,
-    DropConfig, DropCounter, FragmentKey, MAX_DROP_IFACES, MAX_TRACKED_FRAGMENTS, PORT_COUNT,
-    SCRATCH_LEN,
+    CaptureCounter, CounterSlot, DEFAULT_DROP_RING_SIZE, DEFAULT_RING_SIZE, DROP_REASON_SLOTS,
+    DROP_SCRATCH_LEN, DropConfig, DropCounter, FragmentKey, MAX_DROP_IFACES, MAX_TRACKED_FRAGMENTS,
+    PORT_COUNT, SCRATCH_LEN,
 };
 
 /// Captured frames: `CaptureHeader` followed by `cap_len` frame bytes.
@@ -15,9 +15,9 @@ use sipscope_common::{
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_SIZE, 0);
 
-/// Counters indexed by `Counter`, one slot per CPU so no atomics are needed.
+/// Counters indexed by `CaptureCounter`, one slot per CPU so no atomics are needed.
 #[map]
-pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(Counter::COUNT, 0);
+pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CaptureCounter::COUNT, 0);
 
 /// SIP port set: index = port (host byte order), value 1 = SIP. Filled by
 /// userspace. An array rather than a hash map because the verifier inlines
@@ -39,12 +39,18 @@ pub static SIP_FRAGMENTS: LruHashMap<FragmentKey, u8> =
 #[map]
 pub static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
+/// Adds one to `counter`'s slot of a per-CPU counter array.
 #[inline(always)]
-pub fn count(counter: Counter) {
-    if let Some(slot) = COUNTERS.get_ptr_mut(counter as u32) {
+pub fn increment<C: CounterSlot>(map: &PerCpuArray<u64>, counter: C) {
+    if let Some(slot) = map.get_ptr_mut(counter.index()) {
         // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
         unsafe { *slot += 1 };
     }
+}
+
+#[inline(always)]
+pub fn count(counter: CaptureCounter) {
+    increment(&COUNTERS, counter);
 }
 
 /// Dropped packets: `DropHeader` followed by `cap_len` IP bytes. Separate
@@ -83,8 +89,5 @@ pub static DROP_RTP_BUDGET: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entrie
 
 #[inline(always)]
 pub fn count_drop(counter: DropCounter) {
-    if let Some(slot) = DROP_COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
-        unsafe { *slot += 1 };
-    }
+    increment(&DROP_COUNTERS, counter);
 }

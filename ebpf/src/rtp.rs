@@ -78,26 +78,14 @@ const BPF_NOEXIST: u64 = 1;
 
 #[inline(always)]
 pub fn count(counter: RtpCounter) {
-    if let Some(slot) = RTP_COUNTERS.get_ptr_mut(counter as u32) {
-        // SAFETY: per-CPU slot; programs do not migrate CPUs mid-run.
-        unsafe { *slot += 1 };
-    }
+    crate::maps::increment(&RTP_COUNTERS, counter);
 }
 
 /// The map key of `flow` as seen on `ifindex` in `direction` (the drop
 /// tracer finds the same flow by it).
 #[inline(always)]
 pub fn flow_key(flow: &Flow, ifindex: u32, direction: Direction) -> RtpFlowKey {
-    RtpFlowKey {
-        src_addr: flow.src_addr,
-        dst_addr: flow.dst_addr,
-        src_port: flow.src_port,
-        dst_port: flow.dst_port,
-        ifindex,
-        family: flow.family as u8,
-        direction: direction as u8,
-        _pad: [0; 2],
-    }
+    RtpFlowKey::of(&flow.endpoints(direction), ifindex)
 }
 
 /// True if the UDP datagram `flow` has a port in the configured RTP range.

@@ -8,7 +8,7 @@
 //! more than `MAX_IPV6_EXT` extension headers) is reported as `None` and
 //! passed uninspected (counted as `Unparsed`).
 
-use sipscope_common::{FLAG_VLAN, Family};
+use sipscope_common::{Direction, Endpoints, FLAG_VLAN, Family, Transport};
 
 use crate::frame::Frame;
 
@@ -61,6 +61,23 @@ pub struct Flow {
     pub flags: u32,
     /// Offset of the transport header in the frame.
     pub l4_off: u32,
+}
+
+impl Flow {
+    /// Who sent to whom, as the capture and drop records carry it.
+    #[inline(always)]
+    pub fn endpoints(&self, direction: Direction) -> Endpoints {
+        Endpoints {
+            src_addr: self.src_addr,
+            dst_addr: self.dst_addr,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            direction: direction as u8,
+            family: self.family as u8,
+            transport: Transport::from_u8(self.protocol) as u8,
+            _pad: 0,
+        }
+    }
 }
 
 #[inline(always)]

@@ -45,7 +45,7 @@ fn clock_of(poll: &RtpPoll, src_port: u16) -> Option<u32> {
     poll.active
         .iter()
         .find(|f| f.src.port() == src_port)
-        .map(|f| f.clock_rate())
+        .map(|f| f.state.transit_clock)
 }
 
 #[test]
@@ -111,7 +111,10 @@ fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
         "192.0.2.1:16000".parse::<SocketAddr>().unwrap(),
         "key in host byte order"
     );
-    assert_eq!((opus.ssrc(), opus.payload_type()), (0xcafe_0001, 111));
+    assert_eq!(
+        (opus.state.ssrc, opus.state.payload_type),
+        (0xcafe_0001, 111)
+    );
 
     // Turned off at run time: the next packet is not looked at.
     monitor.set_ports(RTP_OFF).unwrap();
@@ -123,5 +126,9 @@ fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
     run(&object, &frame(40_000, 16_000, &rtp(0x80, 111, 3, &g711)));
     let poll = monitor.poll().unwrap();
     let opus = poll.active.iter().find(|f| f.src.port() == 40_000).unwrap();
-    assert_eq!((opus.packets(), opus.lost()), (2, 1), "seq 2 never counted");
+    assert_eq!(
+        (opus.state.packets, opus.state.cumulative_lost()),
+        (2, 1),
+        "seq 2 never counted"
+    );
 }

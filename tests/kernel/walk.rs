@@ -9,10 +9,10 @@ use aya::{
     programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
 };
 use sipscope::capture::live::{
-    CaptureCounters, KtimeClock, LiveFrame, LoadedObject, decode_event, load_object, read_counters,
+    CaptureCounters, KtimeClock, LiveFrame, LoadedObject, decode_event, load_object,
 };
 use sipscope::packet::Direction;
-use sipscope_common::{Counter, DEFAULT_RING_SIZE, FLAG_FRAGMENT, Transport};
+use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, FLAG_FRAGMENT, Transport};
 
 use crate::require_root;
 
@@ -43,7 +43,7 @@ impl Kernel {
     }
 
     fn counters(&self) -> CaptureCounters {
-        read_counters(&self.counters).unwrap()
+        CaptureCounters::read(&self.counters).unwrap()
     }
 
     /// Runs the XDP (ingress) or TC (egress) program on `frame`; returns
@@ -52,7 +52,7 @@ impl Kernel {
         &mut self,
         direction: Direction,
         frame: &[u8],
-    ) -> (Vec<LiveFrame>, impl Fn(Counter) -> u64 + use<>) {
+    ) -> (Vec<LiveFrame>, impl Fn(CaptureCounter) -> u64 + use<>) {
         let before = self.counters();
         let opts = TestRunOptions {
             data_in: Some(frame),
@@ -156,13 +156,16 @@ fn ipv4_with_options_is_walked_to_the_udp_ports() {
     let (events, delta) = k.run(Direction::Ingress, &frame);
     assert_eq!(events.len(), 1);
     let e = &events[0];
-    assert_eq!((e.header.src_port, e.header.dst_port), (40000, 5060));
-    assert_eq!(e.header.transport, Transport::Udp as u8);
-    assert_eq!(e.src_addr().to_string(), "192.0.2.10");
+    assert_eq!(
+        (e.header.endpoints.src_port, e.header.endpoints.dst_port),
+        (40000, 5060)
+    );
+    assert_eq!(e.header.endpoints.transport, Transport::Udp as u8);
+    assert_eq!(e.header.endpoints.src_ip().to_string(), "192.0.2.10");
     assert_eq!(e.packet.data, frame, "copied from the Ethernet header on");
     assert_eq!(e.packet.orig_len as usize, frame.len());
     assert_eq!(e.packet.direction, Direction::Ingress);
-    assert_eq!(delta(Counter::SipCaptured), 1);
+    assert_eq!(delta(CaptureCounter::SipCaptured), 1);
 }
 
 #[test]
@@ -181,11 +184,14 @@ fn ipv6_extension_header_chain_is_walked_on_egress() {
     let (events, delta) = k.run(Direction::Egress, &frame);
     assert_eq!(events.len(), 1);
     let e = &events[0];
-    assert_eq!((e.header.src_port, e.header.dst_port), (5080, 33000));
-    assert_eq!(e.dst_addr().to_string(), "2001:db8::1");
+    assert_eq!(
+        (e.header.endpoints.src_port, e.header.endpoints.dst_port),
+        (5080, 33000)
+    );
+    assert_eq!(e.header.endpoints.dst_ip().to_string(), "2001:db8::1");
     assert_eq!(e.packet.direction, Direction::Egress);
     assert_eq!(e.packet.data, frame);
-    assert_eq!(delta(Counter::SipCaptured), 1);
+    assert_eq!(delta(CaptureCounter::SipCaptured), 1);
 }
 
 #[test]
@@ -205,8 +211,8 @@ fn too_many_ipv6_extension_headers_are_counted_as_unparsed() {
     .concat();
     let (events, delta) = k.run(Direction::Ingress, &frame);
     assert!(events.is_empty());
-    assert_eq!(delta(Counter::Unparsed), 1);
-    assert_eq!(delta(Counter::PacketsSeen), 1);
+    assert_eq!(delta(CaptureCounter::Unparsed), 1);
+    assert_eq!(delta(CaptureCounter::PacketsSeen), 1);
 }
 
 #[test]
@@ -231,10 +237,10 @@ fn ipv6_fragments_of_a_sip_datagram_are_forwarded_and_strangers_are_not() {
     assert_eq!(e1.len(), 1);
     assert!(e1[0].header.flags & FLAG_FRAGMENT != 0);
     assert_eq!(
-        e1[0].header.dst_port, 5060,
+        e1[0].header.endpoints.dst_port, 5060,
         "the first fragment carries the ports"
     );
-    assert_eq!(d1(Counter::FragmentsForwarded), 1);
+    assert_eq!(d1(CaptureCounter::FragmentsForwarded), 1);
 
     let (e2, d2) = k.run(Direction::Ingress, &frame2);
     assert_eq!(
@@ -242,16 +248,16 @@ fn ipv6_fragments_of_a_sip_datagram_are_forwarded_and_strangers_are_not() {
         1,
         "the later fragment of the same datagram follows"
     );
-    assert_eq!(e2[0].header.dst_port, 0);
+    assert_eq!(e2[0].header.endpoints.dst_port, 0);
     assert_eq!(e2[0].packet.data, frame2);
-    assert_eq!(d2(Counter::FragmentsForwarded), 1);
+    assert_eq!(d2(CaptureCounter::FragmentsForwarded), 1);
 
     let (e3, d3) = k.run(Direction::Ingress, &frame3);
     assert!(
         e3.is_empty(),
         "a fragment of an unknown datagram is not SIP"
     );
-    assert_eq!(d3(Counter::FragmentsForwarded), 0);
+    assert_eq!(d3(CaptureCounter::FragmentsForwarded), 0);
 }
 
 #[test]
@@ -286,7 +292,7 @@ fn ipv4_later_fragment_before_its_first_is_missed_as_documented() {
         1,
         "once the first fragment was seen, retransmitted tails are forwarded"
     );
-    assert_eq!(d(Counter::FragmentsForwarded), 1);
+    assert_eq!(d(CaptureCounter::FragmentsForwarded), 1);
 }
 
 #[test]
@@ -304,14 +310,20 @@ fn qinq_tcp_sip_is_captured_and_non_sip_and_arp_are_not() {
     frame.extend(tcp);
     let (e, _) = k.run(Direction::Ingress, &frame);
     assert_eq!(e.len(), 1);
-    assert_eq!(e[0].header.transport, Transport::Tcp as u8);
+    assert_eq!(e[0].header.endpoints.transport, Transport::Tcp as u8);
     assert!(e[0].is_vlan_tagged());
 
     let dns = udp(40000, 53, b"not sip");
     let frame = [eth(0x0800), ipv4(17, 3, 0, &[], dns.len()), dns].concat();
     let (e, d) = k.run(Direction::Egress, &frame);
     assert!(e.is_empty());
-    assert_eq!((d(Counter::PacketsSeen), d(Counter::SipCaptured)), (1, 0));
+    assert_eq!(
+        (
+            d(CaptureCounter::PacketsSeen),
+            d(CaptureCounter::SipCaptured)
+        ),
+        (1, 0)
+    );
 
     // An ARP request (RFC 826) for 192.0.2.1.
     let arp = [
@@ -329,7 +341,7 @@ fn qinq_tcp_sip_is_captured_and_non_sip_and_arp_are_not() {
     let (e, d) = k.run(Direction::Ingress, &arp);
     assert!(e.is_empty());
     assert_eq!(
-        (d(Counter::PacketsSeen), d(Counter::Unparsed)),
+        (d(CaptureCounter::PacketsSeen), d(CaptureCounter::Unparsed)),
         (1, 0),
         "ARP is not an error"
     );
@@ -338,7 +350,7 @@ fn qinq_tcp_sip_is_captured_and_non_sip_and_arp_are_not() {
     let (e, d) = k.run(Direction::Ingress, &runt);
     assert!(e.is_empty());
     assert_eq!(
-        d(Counter::Unparsed),
+        d(CaptureCounter::Unparsed),
         1,
         "a truncated IPv4 header is counted"
     );
@@ -360,8 +372,14 @@ fn icmp_unreachable_quoting_sip_is_captured_and_quoting_other_is_not() {
         1,
         "port unreachable about a SIP message is forwarded"
     );
-    assert_eq!(e[0].header.transport, Transport::Icmp as u8);
-    assert_eq!((e[0].header.src_port, e[0].header.dst_port), (5060, 5060));
+    assert_eq!(e[0].header.endpoints.transport, Transport::Icmp as u8);
+    assert_eq!(
+        (
+            e[0].header.endpoints.src_port,
+            e[0].header.endpoints.dst_port
+        ),
+        (5060, 5060)
+    );
     let (e, _) = k.run(Direction::Ingress, &quote(53));
     assert_eq!(e.len(), 1, "the quoted source port 5060 alone makes it SIP");
 
@@ -371,7 +389,7 @@ fn icmp_unreachable_quoting_sip_is_captured_and_quoting_other_is_not() {
     let frame = [eth(0x86DD), ipv6(58, icmp6.len()), icmp6].concat();
     let (e, d) = k.run(Direction::Ingress, &frame);
     assert!(e.is_empty(), "ICMPv6 about DNS is not SIP");
-    assert_eq!(d(Counter::PacketsSeen), 1);
+    assert_eq!(d(CaptureCounter::PacketsSeen), 1);
 
     let inner_udp = udp(40000, 5080, &[])[..8].to_vec();
     let inner6 = [ipv6(17, 8), inner_udp].concat();
@@ -383,6 +401,6 @@ fn icmp_unreachable_quoting_sip_is_captured_and_quoting_other_is_not() {
         1,
         "ICMPv6 unreachable about SIP on 5080 is forwarded"
     );
-    assert_eq!(e[0].header.transport, Transport::Icmpv6 as u8);
-    assert_eq!(e[0].header.dst_port, 5080);
+    assert_eq!(e[0].header.endpoints.transport, Transport::Icmpv6 as u8);
+    assert_eq!(e[0].header.endpoints.dst_port, 5080);
 }

@@ -22,7 +22,7 @@ use receiver::{ReceivedSpan, Receiver, attr_int, attr_str, reserved_port};
 use scenario::{MS, PBX, SBC, T0};
 use sipscope::export::otel::Telemetry;
 use sipscope::export::otel::{
-    CaptureCounters, Metrics, OtlpArgs, OtlpConfig, Protocol, QueueOptions, SpanExportService,
+    CaptureTotals, Metrics, OtlpArgs, OtlpConfig, Protocol, QueueOptions, SpanExportService,
     WhenFull,
 };
 use sipscope::export::spans::{SpanRecord, TraceId, attr, event, names};

@@ -22,7 +22,7 @@ async fn metrics_reach_the_collector_over_grpc_and_http() {
         metrics.record_rtp("PCMA/8000", 950, 50, Some(3.2));
         metrics.record_rtp("PCMU/8000", 1000, 0, Some(4.4));
         metrics.record_rtp("X-FLOOD-1/8000", 10, 0, None);
-        metrics.set_capture_counters(CaptureCounters {
+        metrics.set_capture_counters(CaptureTotals {
             seen: 10,
             captured: 9,
             lost: 1,

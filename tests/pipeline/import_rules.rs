@@ -16,20 +16,27 @@ struct Rule {
 
 const IO_EDGES: &[&str] = &["capture", "export", "session"];
 
+const ABOVE_THE_CLOCK: &[&str] = &[
+    "packet",
+    "sip",
+    "analysis",
+    "diagnosis",
+    "pipeline",
+    "capture",
+    "export",
+    "session",
+];
+
 const RULES: &[Rule] = &[
     Rule {
         module: "time.rs",
-        forbidden: &[
-            "packet",
-            "sip",
-            "analysis",
-            "diagnosis",
-            "pipeline",
-            "capture",
-            "export",
-            "session",
-        ],
+        forbidden: ABOVE_THE_CLOCK,
         why: "the packet clock is the bottom of the core",
+    },
+    Rule {
+        module: "media_flow.rs",
+        forbidden: ABOVE_THE_CLOCK,
+        why: "RTP flow vocabulary, shared by the kernel reader and the media analysis",
     },
     Rule {
         module: "packet",

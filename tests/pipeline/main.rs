@@ -3,6 +3,7 @@
 
 mod captures;
 mod cli;
+mod clients;
 mod common;
 mod decode;
 mod fuzz;

@@ -42,14 +42,7 @@ fn sipp(ns: &Netns, dir: &TempDir, name: &str, file: &str, args: &[&str]) -> NsP
 }
 
 fn succeeded(p: &mut NsProcess) {
-    let status = p.wait_exit(PEER);
-    assert!(
-        status.success(),
-        "{} failed ({status})\nstdout:\n{}\nstderr:\n{}",
-        p.name,
-        p.stdout_text(),
-        p.stderr_text()
-    );
+    p.wait_success(PEER);
 }
 
 /// Drops inbound UDP to `port` whose payload starts with `INVITE`: the

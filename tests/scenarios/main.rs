@@ -15,6 +15,8 @@ mod support;
 mod agent;
 
 mod calls;
+mod clients;
+mod digest;
 mod flood;
 mod inbound;
 mod lab;

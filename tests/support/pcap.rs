@@ -77,7 +77,7 @@ impl Datagram {
     }
 }
 
-fn ip_pair(net: &NetSlice) -> Option<(IpAddr, IpAddr)> {
+fn ip_pair(net: &NetSlice<'_>) -> Option<(IpAddr, IpAddr)> {
     match net {
         NetSlice::Ipv4(v4) => Some((
             v4.header().source_addr().into(),
@@ -96,7 +96,7 @@ fn ip_pair(net: &NetSlice) -> Option<(IpAddr, IpAddr)> {
 /// IPv6 is read from the raw fragment header (RFC 8200 section 4.5):
 /// etherparse 0.19 decodes its offset and M flag from the wrong bits, so its
 /// `IpDefragPool` cannot reassemble IPv6.
-fn fragment_of(net: &NetSlice) -> Option<(u32, usize, bool)> {
+fn fragment_of(net: &NetSlice<'_>) -> Option<(u32, usize, bool)> {
     match net {
         NetSlice::Ipv4(v4) => {
             let h = v4.header();

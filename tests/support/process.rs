@@ -83,6 +83,19 @@ impl NsProcess {
         wait_for(timeout, &format!("{name} to exit"), || self.try_exit())
     }
 
+    /// Waits for the process to exit successfully; panics with both
+    /// outputs otherwise.
+    pub fn wait_success(&mut self, timeout: Duration) {
+        let status = self.wait_exit(timeout);
+        assert!(
+            status.success(),
+            "{} failed ({status})\nstdout:\n{}\nstderr:\n{}",
+            self.name,
+            self.stdout_text(),
+            self.stderr_text()
+        );
+    }
+
     /// Waits until stdout or stderr contains `needle`; panics with both
     /// outputs if the process exits first or the deadline passes.
     pub fn wait_output(&mut self, needle: &str, timeout: Duration) {

@@ -28,7 +28,13 @@ const APT_PACKAGES: &[&str] = &[
     "tshark", // reference decoder, dumpcap
     "nftables",
     "tcpdump",
+    "baresip-core", // real UA: two of them call each other through kamailio
+    "python3-pip",  // installs pjsua2-python below
 ];
+
+/// Python packages of real peers: PJSIP's own bindings (the SIP stack
+/// under Asterisk's chan_pjsip), driven by tests/fixtures/scenarios/pjsua.py.
+const PIP_PACKAGES: &[(&str, &str)] = &[("pjsua2", "pjsua2-python==2.15.1.post1")];
 
 /// Packages `cargo xtask vm` needs (see xtask/src/vm.rs): qemu alone is
 /// some 100 MB, which is why `setup` does not install them.
@@ -43,6 +49,7 @@ const NIGHTLY: &str = "nightly";
 
 pub fn run() -> Result<()> {
     apt_packages()?;
+    pip_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
     Ok(())
@@ -55,6 +62,24 @@ pub fn vm() -> Result<()> {
 
 fn apt_packages() -> Result<()> {
     apt_install(APT_PACKAGES)
+}
+
+/// Installs the Python modules of [`PIP_PACKAGES`] not importable yet
+/// (system-wide: the scenario tests run python3 as root).
+fn pip_packages() -> Result<()> {
+    for (module, spec) in PIP_PACKAGES {
+        let present = Command::new("python3")
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if present {
+            continue;
+        }
+        eprintln!("setup: installing Python package {spec}");
+        status(sudo("python3").args(["-m", "pip", "install", "--break-system-packages", spec]))
+            .with_context(|| format!("pip install {spec} failed"))?;
+    }
+    Ok(())
 }
 
 /// `apt-get update`, as root (through sudo when needed).

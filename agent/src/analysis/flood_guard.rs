@@ -11,6 +11,12 @@
 //! Findings that name no source are left alone (the analyses that raise
 //! them keep their own once-per-window suppression).
 //!
+//! A source that registered successfully within [`REGISTERED_TRUST`] is a
+//! working UA host, not a scanner: a PBX with fifty trunks, a few of them
+//! failing, sends every failing AOR's finding from one address, and each
+//! must be shown (once: the analyses deduplicate per binding). Its
+//! findings skip the per-source limit; the per-code limit still holds.
+//!
 //! Memory is bounded: at most [`FloodConfig::max_sources`] keys; when
 //! full, those whose window is over go first, then the least recently
 //! started sixteenth (one O(n) pass pays for n/16 insertions), counted.
@@ -87,15 +93,20 @@ impl Window {
 }
 
 /// See the module documentation.
-pub struct FloodGuard {
+pub(crate) struct FloodGuard {
     config: FloodConfig,
     by_source: HashMap<(Code, IpAddr), Window>,
     by_code: HashMap<Code, Window>,
+    /// Sources with a successful registration → when last seen.
+    registered: HashMap<IpAddr, Timestamp>,
     stats: FloodStats,
 }
 
+/// How long a successful registration vouches for its source.
+pub(crate) const REGISTERED_TRUST: Duration = Duration::from_secs(3600);
+
 impl FloodGuard {
-    pub fn new(config: FloodConfig) -> Self {
+    pub(crate) fn new(config: FloodConfig) -> Self {
         FloodGuard {
             config: FloodConfig {
                 max_sources: config.max_sources.max(16),
@@ -103,31 +114,63 @@ impl FloodGuard {
             },
             by_source: HashMap::new(),
             by_code: HashMap::new(),
+            registered: HashMap::new(),
             stats: FloodStats::default(),
         }
     }
 
-    pub fn stats(&self) -> FloodStats {
+    pub(crate) fn stats(&self) -> FloodStats {
         FloodStats {
             sources: self.by_source.len() as u64,
             ..self.stats.clone()
         }
     }
 
+    /// `source` registered successfully at `at`: see the module
+    /// documentation. Bounded like the windows (`max_sources`).
+    pub(crate) fn note_registered(&mut self, source: IpAddr, at: Timestamp) {
+        if !self.registered.contains_key(&source)
+            && self.registered.len() >= self.config.max_sources
+        {
+            self.registered
+                .retain(|_, t| at.since(*t) < REGISTERED_TRUST);
+            if self.registered.len() >= self.config.max_sources {
+                self.stats.evicted += 1;
+                return;
+            }
+        }
+        let t = self.registered.entry(source).or_insert(at);
+        *t = (*t).max(at);
+    }
+
+    fn trusted(&self, source: IpAddr, now: Timestamp) -> bool {
+        self.registered
+            .get(&source)
+            .is_some_and(|t| now.since(*t) < REGISTERED_TRUST)
+    }
+
     /// Whether `d` is shown; a suppressed one is counted.
-    pub fn admit(&mut self, d: &Diagnosis) -> bool {
+    pub(crate) fn admit(&mut self, d: &Diagnosis) -> bool {
         let Some(source) = d.source else {
             return true;
         };
         let window = self.config.window;
-        let key = (d.code, source);
-        if !self.by_source.contains_key(&key) && self.by_source.len() >= self.config.max_sources {
-            self.make_room(d.at);
-        }
         let fresh = Window {
             start: d.at,
             shown: 0,
         };
+        if self.trusted(source, d.at) {
+            let ok = self.by_code.entry(d.code).or_insert(fresh).admit(
+                d.at,
+                window,
+                self.config.per_code,
+            );
+            return self.tally(ok);
+        }
+        let key = (d.code, source);
+        if !self.by_source.contains_key(&key) && self.by_source.len() >= self.config.max_sources {
+            self.make_room(d.at);
+        }
         let ok =
             self.by_source
                 .entry(key)
@@ -138,6 +181,11 @@ impl FloodGuard {
                     window,
                     self.config.per_code,
                 );
+        self.tally(ok)
+    }
+
+    /// Counts a finding shown (`ok`) or suppressed; returns `ok`.
+    fn tally(&mut self, ok: bool) -> bool {
         if ok {
             self.stats.shown += 1;
         } else {
@@ -182,6 +230,23 @@ mod tests {
             per_code: 10,
             max_sources: 64,
         }
+    }
+
+    #[test]
+    fn a_registered_source_shows_each_failing_binding_a_scanner_does_not() {
+        // A PBX with many trunks: once one registered, its failing trunks
+        // are each shown.
+        let mut g = FloodGuard::new(config());
+        g.note_registered("198.51.100.9".parse().unwrap(), Timestamp(0));
+        let shown = (0..8)
+            .filter(|i| g.admit(&finding(Code::AuthRejected, "198.51.100.9", 1 + i)))
+            .count();
+        assert_eq!(shown, 8);
+        // A source that never registered is held to three.
+        let shown = (0..8)
+            .filter(|i| g.admit(&finding(Code::RegRejected, "198.51.100.7", 1 + i)))
+            .count();
+        assert_eq!(shown, 3);
     }
 
     #[test]

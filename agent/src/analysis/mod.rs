@@ -15,6 +15,8 @@
 //!   (`call.inbound_blocked`).
 //! - [`reachability`]: unanswered requests, ICMP unreachable and local
 //!   firewall drops.
+//! - [`unanswered`]: when a request still unanswered at the end of a
+//!   capture is judged (shared by reachability and inbound).
 //! - [`flood_guard`]: repeats of a finding about one source suppressed,
 //!   and counted, under a flood.
 //!
@@ -28,14 +30,15 @@
 //! These modules take header values as `&str` and small domain structs of
 //! their own, not `sip` types, so they stay independent of the parser.
 
-pub mod calls;
+pub(crate) mod calls;
 pub mod credentials;
-pub mod digest;
+pub(crate) mod digest;
 pub(crate) mod finding;
-pub mod flood_guard;
-pub mod inbound;
+pub(crate) mod flood_guard;
+pub(crate) mod inbound;
 pub mod media;
-pub mod nat;
-pub mod once_per_window;
-pub mod reachability;
+pub(crate) mod nat;
+pub(crate) mod once_per_window;
+pub(crate) mod reachability;
 pub mod registration;
+pub mod unanswered;

@@ -22,7 +22,7 @@ use crate::time::Timestamp;
 
 /// Where an IP address can be reached from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum AddressScope {
+pub(crate) enum AddressScope {
     /// Globally routable (anything not below).
     Public,
     /// RFC 1918: 10/8, 172.16/12, 192.168/16.
@@ -43,7 +43,7 @@ pub enum AddressScope {
 
 impl AddressScope {
     /// Classifies `ip`; IPv4-mapped IPv6 (`::ffff:a.b.c.d`) by its IPv4.
-    pub fn of(ip: IpAddr) -> AddressScope {
+    pub(crate) fn of(ip: IpAddr) -> AddressScope {
         match ip.to_canonical() {
             IpAddr::V4(v4) => Self::of_v4(v4),
             IpAddr::V6(v6) => Self::of_v6(v6),
@@ -81,12 +81,12 @@ impl AddressScope {
     }
 
     /// Reachable from the Internet.
-    pub fn is_public(self) -> bool {
+    pub(crate) fn is_public(self) -> bool {
         self == AddressScope::Public
     }
 
     /// Plain-language name with its RFC, for summaries.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             AddressScope::Public => "public",
             AddressScope::Private => "private (RFC 1918)",
@@ -102,7 +102,7 @@ impl AddressScope {
 
 /// The non-public block `ip` belongs to, in CIDR form (a `local_net=`
 /// suggestion), or `None` for public addresses.
-pub fn local_network(ip: IpAddr) -> Option<&'static str> {
+pub(crate) fn local_network(ip: IpAddr) -> Option<&'static str> {
     let ip = ip.to_canonical();
     Some(match (AddressScope::of(ip), ip) {
         (AddressScope::Private, IpAddr::V4(v4)) => match v4.octets()[0] {
@@ -121,7 +121,7 @@ pub fn local_network(ip: IpAddr) -> Option<&'static str> {
 
 /// Addresses of a request as seen on the wire.
 #[derive(Clone, Copy, Debug)]
-pub struct RequestAddresses<'a> {
+pub(crate) struct RequestAddresses<'a> {
     pub method: &'a str,
     /// Observed L3/L4 source of the packet.
     pub source: SocketAddr,
@@ -162,7 +162,7 @@ fn origin(req: &RequestAddresses<'_>) -> Option<(IpAddr, u16, &'static str)> {
 /// `nat.private_contact` / `nat.contact_port_mismatch` for a request: a
 /// private Contact or top-Via sent-by that differs from where the request
 /// came from, or (UDP) a Contact port other than the source port.
-pub fn check_request(at: Timestamp, req: &RequestAddresses<'_>) -> Vec<Diagnosis> {
+pub(crate) fn check_request(at: Timestamp, req: &RequestAddresses<'_>) -> Vec<Diagnosis> {
     let transport = req.vias.first().map_or(SipTransport::Udp, |v| v.transport);
     let src_ip = req.source.ip().to_canonical();
     let mut evidence = Vec::new();
@@ -251,7 +251,11 @@ pub fn check_request(at: Timestamp, req: &RequestAddresses<'_>) -> Vec<Diagnosis
 /// from the sent-by port, shows a NAT between this host and the peer.
 /// `contacts` are the Contact addresses of the request: if they still
 /// advertise a private address the finding is a warning, else information.
-pub fn check_response_via(at: Timestamp, via: &Via, contacts: &[HostPort]) -> Option<Diagnosis> {
+pub(crate) fn check_response_via(
+    at: Timestamp,
+    via: &Via,
+    contacts: &[HostPort],
+) -> Option<Diagnosis> {
     let sent_ip = ip_literal(&via.sent_by.host);
     let received = via.received.as_deref().and_then(ip_literal);
     let sent_port = via.sent_by.port.unwrap_or(via.transport.default_port());
@@ -315,7 +319,8 @@ pub fn check_response_via(at: Timestamp, via: &Via, contacts: &[HostPort]) -> Op
 /// differs from `signalling_source`, the address the peer sees this side's
 /// signalling come from (the packet source, or `received=` learned from a
 /// response Via). `c=0.0.0.0` (hold, RFC 3264 §8.4) and FQDNs are not flagged.
-pub fn check_sdp(
+#[cfg(test)]
+pub(crate) fn check_sdp(
     at: Timestamp,
     connection_address: &str,
     media_port: Option<u16>,

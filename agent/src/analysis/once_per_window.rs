@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::time::Timestamp;
 
-pub struct OncePerWindow<K> {
+pub(crate) struct OncePerWindow<K> {
     window: Duration,
     capacity: usize,
     raised: HashMap<K, Timestamp>,
@@ -21,7 +21,7 @@ pub struct OncePerWindow<K> {
 }
 
 impl<K: Eq + Hash + Clone> OncePerWindow<K> {
-    pub fn new(window: Duration, capacity: usize) -> Self {
+    pub(crate) fn new(window: Duration, capacity: usize) -> Self {
         Self {
             window,
             capacity: capacity.max(1),
@@ -33,7 +33,7 @@ impl<K: Eq + Hash + Clone> OncePerWindow<K> {
 
     /// True when `key` was not raised within the window before `now` (and
     /// records it as raised now).
-    pub fn first(&mut self, key: K, now: Timestamp) -> bool {
+    pub(crate) fn first(&mut self, key: K, now: Timestamp) -> bool {
         if let Some(last) = self.raised.get(&key)
             && now.since(*last) < self.window
         {

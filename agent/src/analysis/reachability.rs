@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use crate::analysis::finding::Finding;
 use crate::analysis::once_per_window::OncePerWindow;
+use crate::analysis::unanswered;
 use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef};
 use crate::packet::{IcmpUnreachable, Meta};
 use crate::sip::{MessageRecord, TimeoutCause, Transaction, TransactionId};
@@ -93,9 +94,11 @@ struct Open {
     /// Set when the capture saw the final response (it may still have
     /// been dropped before the UA got it).
     completed: Option<Arc<Transaction>>,
+    /// An ICMP unreachable quoted this request: that finding explains it.
+    icmp: bool,
 }
 
-pub struct Reachability {
+pub(crate) struct Reachability {
     config: ReachabilityConfig,
     open: HashMap<TransactionId, Open>,
     /// (src, dst) of a request → its transaction, for ICMP matching.
@@ -109,7 +112,7 @@ pub struct Reachability {
 }
 
 impl Reachability {
-    pub fn new(config: ReachabilityConfig) -> Self {
+    pub(crate) fn new(config: ReachabilityConfig) -> Self {
         Self {
             raised: OncePerWindow::new(config.window, config.max_suppressions),
             config,
@@ -120,7 +123,7 @@ impl Reachability {
         }
     }
 
-    pub fn stats(&self) -> ReachabilityStats {
+    pub(crate) fn stats(&self) -> ReachabilityStats {
         ReachabilityStats {
             suppressed: self.raised.suppressed,
             suppressions_evicted: self.raised.evicted,
@@ -149,8 +152,21 @@ impl Reachability {
         out: &mut Vec<Finding>,
     ) {
         let open = self.close(t.id);
-        if cause == TimeoutCause::NoFinalResponse {
-            self.no_response(t, open, out);
+        match cause {
+            TimeoutCause::NoFinalResponse => self.no_response(t, open, false, out),
+            TimeoutCause::EndOfCapture => {
+                // Judged on what the capture shows: retransmitted for
+                // seconds, no response at all, no ICMP ([`unanswered`]).
+                let clear = open.as_ref().is_some_and(|o| {
+                    !o.icmp
+                        && o.local_drop.is_none()
+                        && unanswered::judged_at_end_of_capture(&o.sends, o.sends_dropped)
+                });
+                if clear && t.provisionals.is_empty() {
+                    self.no_response(t, open, true, out);
+                }
+            }
+            TimeoutCause::Evicted => {}
         }
     }
 
@@ -187,6 +203,7 @@ impl Reachability {
                 sends_dropped: 0,
                 local_drop: None,
                 completed: None,
+                icmp: false,
             },
         );
     }
@@ -218,7 +235,7 @@ impl Reachability {
         };
         let final_dropped = open.local_drop.as_ref().is_some_and(|l| l.final_response);
         if final_dropped {
-            self.no_response(&t, Some(open), out);
+            self.no_response(&t, Some(open), false, out);
         }
     }
 
@@ -236,7 +253,15 @@ impl Reachability {
         self.raised.first(key, now)
     }
 
-    fn no_response(&mut self, t: &Transaction, open: Option<Open>, out: &mut Vec<Finding>) {
+    /// `net.no_response` for `t`; `capture_ended`: judged when the capture
+    /// ended before the UA gave up ([`unanswered`]).
+    fn no_response(
+        &mut self,
+        t: &Transaction,
+        open: Option<Open>,
+        capture_ended: bool,
+        out: &mut Vec<Finding>,
+    ) {
         let Some(request) = t
             .request
             .clone()
@@ -281,6 +306,19 @@ impl Reachability {
                 d.what,
                 d.reason
             ),
+            None if capture_ended => format!(
+                "{} to {} ({}) was {}: nothing answers there (remote firewall, wrong address \
+                 or outbound proxy, host down).",
+                t.method,
+                meta.dst,
+                meta.transport.as_str(),
+                unanswered::capture_ended_clause(
+                    &open
+                        .as_ref()
+                        .map_or_else(|| vec![meta.ts], |o| o.sends.clone()),
+                    open.as_ref().map_or(0, |o| o.sends_dropped)
+                )
+            ),
             None => format!(
                 "{} to {} ({}) was sent {} time(s) and never answered.",
                 t.method,
@@ -306,6 +344,15 @@ impl Reachability {
         if let Some(cid) = t.call_id() {
             d = d.with_evidence(Evidence::new("call_id", cid));
         }
+        if capture_ended {
+            d = d.with_evidence(Evidence::new(
+                "capture_ended",
+                format!(
+                    "before the client gave up (Timer B/F, {} s)",
+                    unanswered::CLIENT_TIMEOUT.as_secs()
+                ),
+            ));
+        }
         if let Some(l) = local {
             d = d.with_evidence(
                 Evidence::new(
@@ -325,8 +372,11 @@ impl Reachability {
         let request = self
             .by_flow
             .get(&flow)
-            .and_then(|id| self.open.get(id))
-            .map(|o| o.request.clone());
+            .and_then(|id| self.open.get_mut(id))
+            .map(|o| {
+                o.icmp = true;
+                o.request.clone()
+            });
         if request.is_none() {
             self.stats.icmp_unmatched += 1;
         }

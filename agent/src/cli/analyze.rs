@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use sipscope::capture::file::CaptureFile;
 use sipscope::export::json;
-use sipscope::export::otel::{CaptureCounters, OtlpArgs, Telemetry};
+use sipscope::export::otel::{CaptureTotals, OtlpArgs, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
 use sipscope::pipeline::PipelineConfig;
 use sipscope::session::{Format, Input, Session, SessionConfig, Spans};
@@ -116,7 +116,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let done = session.finish(None).context("writing output")?;
     let (stats, traces, written) = (done.stats, done.traces, done.spans_written);
     let metrics = telemetry.metrics();
-    metrics.set_capture_counters(CaptureCounters {
+    metrics.set_capture_counters(CaptureTotals {
         seen: stats.packets.packets,
         captured: stats.packets.packets,
         lost: 0,

@@ -16,7 +16,7 @@ pub fn describe_drop(d: &LiveDrop) -> String {
         Direction::Egress => "out",
         Direction::Unknown => "?  ",
     };
-    let proto = match Transport::from_u8(d.header.transport) {
+    let proto = match d.header.endpoints.transport() {
         Transport::Tcp => "tcp",
         _ => "udp",
     };
@@ -28,8 +28,8 @@ pub fn describe_drop(d: &LiveDrop) -> String {
     let mut line = format!(
         "{} DROP {dir} {} -> {} {proto} {} {what}",
         p.ts,
-        d.src(),
-        d.dst(),
+        d.header.endpoints.src(),
+        d.header.endpoints.dst(),
         d.dropped.reason
     );
     if p.is_truncated() {
@@ -71,8 +71,8 @@ pub fn drop_record(d: &LiveDrop) -> Sorted<DropRecord> {
         r#type: "drop",
         ts: p.ts.as_nanos(),
         direction: p.direction,
-        src: d.src().to_string(),
-        dst: d.dst().to_string(),
+        src: d.header.endpoints.src().to_string(),
+        dst: d.header.endpoints.dst().to_string(),
         reason: d.dropped.reason.to_string(),
         rtp: d.is_rtp(),
         start_line: if d.is_rtp() {
@@ -108,7 +108,7 @@ mod tests {
 
     fn live_drop(ip: Vec<u8>, flags: u32, reason: &str) -> LiveDrop {
         use sipscope::packet::{DropReason, DroppedPacket};
-        use sipscope_common::{DropHeader, Family};
+        use sipscope_common::{DropHeader, Endpoints};
         LiveDrop {
             header: DropHeader {
                 ktime_ns: 0,
@@ -118,14 +118,13 @@ mod tests {
                 l3_len: ip.len() as u32,
                 cap_len: ip.len() as u32,
                 flags,
-                src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                src_port: 5060,
-                dst_port: 5060,
-                direction: sipscope_common::Direction::Ingress as u8,
-                family: Family::Ipv4 as u8,
-                transport: Transport::Udp as u8,
-                _pad: 0,
+                endpoints: Endpoints::new(
+                    ([10, 0, 0, 1], 5060).into(),
+                    ([10, 0, 0, 2], 5060).into(),
+                    sipscope_common::Direction::Ingress,
+                    Transport::Udp,
+                )
+                .unwrap(),
             },
             dropped: DroppedPacket {
                 packet: Packet {

@@ -13,7 +13,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use sipscope::capture::live::{CaptureCounters, DropCounters, FeatureLine};
-use sipscope_common::Counter;
+use sipscope_common::CaptureCounter;
 
 /// Serializes `T` with every object's keys in sorted order.
 pub struct Sorted<T>(pub T);
@@ -73,7 +73,7 @@ impl CaptureRecord {
     ) -> Sorted<Self> {
         Sorted(Self {
             r#type: "capture",
-            counters: Counter::ALL
+            counters: CaptureCounter::ALL
                 .iter()
                 .map(|&c| (c.name(), counters.get(c)))
                 .collect(),

@@ -31,7 +31,7 @@ use sipscope::{
     capture::live::{DropTracing, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame},
     export::{
         json,
-        otel::{CaptureCounters, OtlpArgs, Telemetry},
+        otel::{CaptureTotals, OtlpArgs, Telemetry},
         pcap_writer::PcapFileWriter,
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
@@ -41,7 +41,7 @@ use sipscope::{
     session::{Format, Input, Session, SessionConfig, Spans},
     time::Timestamp,
 };
-use sipscope_common::{Counter, DEFAULT_RING_SIZE, Transport};
+use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
@@ -267,10 +267,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 // `now` is (nearly always) already in the channel.
                 let _ = tx.try_send(CoreInput::Tick(capture.now()));
                 if let Ok(c) = capture.counters() {
-                    metrics.set_capture_counters(CaptureCounters {
-                        seen: c.get(Counter::PacketsSeen),
-                        captured: c.get(Counter::SipCaptured),
-                        lost: c.get(Counter::RingbufFull) + core_drops,
+                    metrics.set_capture_counters(CaptureTotals {
+                        seen: c.get(CaptureCounter::PacketsSeen),
+                        captured: c.get(CaptureCounter::SipCaptured),
+                        lost: c.get(CaptureCounter::RingbufFull) + core_drops,
                     });
                 }
                 false
@@ -310,10 +310,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .await
         .context("waiting for the analysis thread")?
         .map_err(|_| anyhow::anyhow!("the analysis thread panicked"))??;
-    metrics.set_capture_counters(CaptureCounters {
-        seen: counters.get(Counter::PacketsSeen),
-        captured: counters.get(Counter::SipCaptured),
-        lost: counters.get(Counter::RingbufFull) + core_drops,
+    metrics.set_capture_counters(CaptureTotals {
+        seen: counters.get(CaptureCounter::PacketsSeen),
+        captured: counters.get(CaptureCounter::SipCaptured),
+        lost: counters.get(CaptureCounter::RingbufFull) + core_drops,
     });
     let target = target(&telemetry);
     let export = telemetry.shutdown().await;
@@ -432,7 +432,7 @@ fn core<W: std::io::Write>(
 /// errors quoting SIP and truncated copies.
 fn notable(frame: &LiveFrame) -> bool {
     matches!(
-        Transport::from_u8(frame.header.transport),
+        frame.header.endpoints.transport(),
         Transport::Icmp | Transport::Icmpv6
     ) || frame.is_truncated()
 }
@@ -445,7 +445,7 @@ fn describe(frame: &LiveFrame) -> String {
         Direction::Egress => "out",
         Direction::Unknown => "?  ",
     };
-    let proto = match Transport::from_u8(h.transport) {
+    let proto = match h.endpoints.transport() {
         Transport::Udp => "udp",
         Transport::Tcp => "tcp",
         Transport::Icmp | Transport::Icmpv6 => "icmp",
@@ -456,14 +456,14 @@ fn describe(frame: &LiveFrame) -> String {
         format!(
             "{} {dir} {} -> {} icmp unreachable, about port {} -> {}",
             frame.packet.ts,
-            frame.src_addr(),
-            frame.dst_addr(),
-            h.src_port,
-            h.dst_port
+            h.endpoints.src_ip(),
+            h.endpoints.dst_ip(),
+            h.endpoints.src_port,
+            h.endpoints.dst_port
         )
     } else {
-        let src = SocketAddr::new(frame.src_addr(), h.src_port);
-        let dst = SocketAddr::new(frame.dst_addr(), h.dst_port);
+        let src = SocketAddr::new(h.endpoints.src_ip(), h.endpoints.src_port);
+        let dst = SocketAddr::new(h.endpoints.dst_ip(), h.endpoints.dst_port);
         let first = first_line(frame).unwrap_or_else(|| "(no SIP start line)".into());
         format!("{} {dir} {src} -> {dst} {proto} {first}", frame.packet.ts)
     };
@@ -490,7 +490,7 @@ fn first_line(frame: &LiveFrame) -> Option<String> {
     let payload = match &sliced.transport {
         Some(TransportSlice::Udp(u)) => u.payload(),
         Some(TransportSlice::Tcp(t)) => t.payload(),
-        _ if frame.is_fragment() && frame.header.src_port != 0 => {
+        _ if frame.is_fragment() && frame.header.endpoints.src_port != 0 => {
             sliced.net.as_ref()?.ip_payload_ref()?.payload.get(8..)?
         }
         _ => return None,
@@ -504,7 +504,7 @@ mod tests {
         packet::{LinkType, Packet},
         time::Timestamp,
     };
-    use sipscope_common::{CaptureHeader, FLAG_FRAGMENT, FLAG_TRUNCATED, Family};
+    use sipscope_common::{CaptureHeader, Endpoints, FLAG_FRAGMENT, FLAG_TRUNCATED};
 
     use super::*;
 
@@ -521,14 +521,13 @@ mod tests {
                 orig_len,
                 cap_len: data.len() as u32,
                 flags,
-                src_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                dst_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-                src_port: ports.0,
-                dst_port: ports.1,
-                direction: sipscope_common::Direction::Ingress as u8,
-                family: Family::Ipv4 as u8,
-                transport: transport as u8,
-                _pad: 0,
+                endpoints: Endpoints::new(
+                    ([10, 0, 0, 2], ports.0).into(),
+                    ([10, 0, 0, 1], ports.1).into(),
+                    sipscope_common::Direction::Ingress,
+                    transport,
+                )
+                .unwrap(),
             },
             packet: Packet {
                 ts: Timestamp::from_nanos(3_600_000_000_000 + 1_500),

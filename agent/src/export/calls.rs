@@ -16,7 +16,7 @@ const MAX_ROWS: usize = 1000;
 
 /// `12:00:01.000000 CALL answered sip:alice@a → sip:bob@b  200  Call-ID x`,
 /// then, for a closed call, one indented line per stream direction.
-pub fn call_line(call: &Call) -> String {
+pub(crate) fn call_line(call: &Call) -> String {
     let mut s = format!(
         "{} CALL {} {} → {}{}{}  Call-ID {}",
         call.at,
@@ -94,20 +94,20 @@ fn direction_cells(st: &StreamReport, d: &DirectionReport) -> String {
 
 /// Collects call reports and renders the table.
 #[derive(Default)]
-pub struct CallsReport {
+pub(crate) struct CallsReport {
     order: VecDeque<String>,
     calls: HashMap<String, Arc<Call>>,
     not_shown: u64,
 }
 
 impl CallsReport {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Keeps the latest report of the last [`MAX_ROWS`] calls; older ones
     /// leave the table (counted in a closing line).
-    pub fn push(&mut self, event: &Event) {
+    pub(crate) fn push(&mut self, event: &Event) {
         let Event::Call(c) = event else { return };
         if !self.calls.contains_key(&c.call_id) {
             if self.calls.len() >= MAX_ROWS
@@ -122,7 +122,7 @@ impl CallsReport {
     }
 
     /// The table of every call.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let rows: Vec<&Call> = self.order.iter().map(|id| &*self.calls[id]).collect();
         let mut s = table("Calls", &rows);
         if self.not_shown > 0 {
@@ -134,7 +134,7 @@ impl CallsReport {
 
 /// `title:` and one row per call (from, to, state, talk time, findings),
 /// each stream direction under it; empty without calls.
-pub fn table(title: &str, calls: &[&Call]) -> String {
+pub(crate) fn table(title: &str, calls: &[&Call]) -> String {
     let mut s = String::new();
     if calls.is_empty() {
         return s;

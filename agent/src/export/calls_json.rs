@@ -11,7 +11,7 @@ use crate::diagnosis::Code;
 use crate::time::Timestamp;
 
 #[derive(Serialize)]
-pub struct CallJson<'a> {
+pub(crate) struct CallJson<'a> {
     r#type: &'static str,
     call_id: &'a str,
     from: &'a str,
@@ -130,7 +130,7 @@ fn stream_json(s: &StreamReport) -> StreamJson {
     }
 }
 
-pub fn call_json(c: &Call) -> CallJson<'_> {
+pub(crate) fn call_json(c: &Call) -> CallJson<'_> {
     CallJson {
         r#type: "call",
         call_id: &c.call_id,

@@ -20,7 +20,7 @@ use crate::sip::{MessageRecord, TimeoutCause, Transaction};
 /// up again starts a new group, and the end says how many groups were
 /// written early. Unanswered transactions and unreadable payloads are
 /// listed up to [`MAX_LISTED`] each, then counted.
-pub struct CallFlow {
+pub(crate) struct CallFlow {
     /// Call-IDs in order of first appearance.
     order: VecDeque<String>,
     by_call: HashMap<String, Group>,
@@ -49,7 +49,7 @@ struct Group {
 const GROUP_OVERHEAD: usize = 128;
 
 /// Unanswered transactions and unreadable payloads listed at most (each).
-pub const MAX_LISTED: usize = 10_000;
+pub(crate) const MAX_LISTED: usize = 10_000;
 
 const NO_CALL_ID: &str = "(no Call-ID)";
 
@@ -61,12 +61,12 @@ impl Default for CallFlow {
 
 impl CallFlow {
     /// A call flow holding up to 64 MB of lines.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_limit(64 << 20)
     }
 
     /// A call flow holding up to `max_bytes` of rendered lines.
-    pub fn with_limit(max_bytes: usize) -> Self {
+    pub(crate) fn with_limit(max_bytes: usize) -> Self {
         CallFlow {
             order: VecDeque::new(),
             by_call: HashMap::new(),
@@ -81,7 +81,7 @@ impl CallFlow {
         }
     }
 
-    pub fn push(&mut self, event: &Event) {
+    pub(crate) fn push(&mut self, event: &Event) {
         self.registrations.push(event);
         match event {
             Event::Message(m) => {
@@ -126,7 +126,7 @@ impl CallFlow {
     }
 
     /// Writes out the groups seen first while more than the limit is held.
-    pub fn spill(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    pub(crate) fn spill(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         while self.held_bytes > self.max_bytes {
             let Some(cid) = self.order.pop_front() else {
                 break;
@@ -148,7 +148,11 @@ impl CallFlow {
     }
 
     /// The rest of the call flow and the summary.
-    pub fn finish(mut self, stats: &Stats, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    pub(crate) fn finish(
+        mut self,
+        stats: &Stats,
+        out: &mut impl std::io::Write,
+    ) -> std::io::Result<()> {
         while let Some(cid) = self.order.pop_front() {
             self.write_group(&cid, out)?;
         }
@@ -192,7 +196,8 @@ impl CallFlow {
     }
 
     /// The call flow and summary as text (small captures and tests).
-    pub fn render(self, stats: &Stats) -> String {
+    #[cfg(test)]
+    pub(crate) fn render(self, stats: &Stats) -> String {
         let mut out = Vec::new();
         self.finish(stats, &mut out).expect("writing to memory");
         String::from_utf8_lossy(&out).into_owned()
@@ -268,7 +273,7 @@ fn write_message_line(line: &mut String, m: &MessageRecord) {
 }
 
 /// The counters block printed after the call flow.
-pub fn summary(stats: &Stats) -> String {
+pub(crate) fn summary(stats: &Stats) -> String {
     let p = &stats.packets;
     let sip = &stats.sip;
     let t = &stats.transactions;
@@ -422,7 +427,7 @@ pub fn summary(stats: &Stats) -> String {
 /// as seen by the capturing host) and its Call-ID; a transaction that got
 /// no final response; an unreadable payload. `None` for events that add
 /// nothing to the flow (a completed transaction: its messages are shown).
-pub fn live_line(event: &Event) -> Option<String> {
+pub(crate) fn live_line(event: &Event) -> Option<String> {
     match event {
         Event::Message(m) => {
             let line = message_line(m);

@@ -15,7 +15,7 @@ use crate::diagnosis::Code;
 use crate::export::spans::{SpanId, SpanKind, SpanRecord, Status, TraceId, attr, names};
 
 /// One direction of a stream: who sends, and the report.
-pub struct MediaDirection<'a> {
+pub(crate) struct MediaDirection<'a> {
     pub stream: &'a StreamReport,
     pub report: &'a DirectionReport,
     pub sender: Party,
@@ -24,7 +24,7 @@ pub struct MediaDirection<'a> {
 impl MediaDirection<'_> {
     /// `caller_to_callee` or `callee_to_caller`: the `rtp.direction`
     /// attribute and part of the span id.
-    pub fn label(&self) -> &'static str {
+    pub(crate) fn label(&self) -> &'static str {
         match self.sender {
             Party::Caller => "caller_to_callee",
             Party::Callee => "callee_to_caller",
@@ -47,7 +47,7 @@ impl MediaDirection<'_> {
 /// to, and those the SDP negotiated to carry RTP on an answered call
 /// (early media that never came on a call that failed is not a finding,
 /// and not a span). Non-RTP streams (T.38 over UDPTL) only when observed.
-pub fn media_directions(call: &Call) -> Vec<MediaDirection<'_>> {
+pub(crate) fn media_directions(call: &Call) -> Vec<MediaDirection<'_>> {
     let mut out = Vec::new();
     for stream in &call.streams {
         let rtp = stream.negotiated.offer.protocol.is_rtp();
@@ -71,7 +71,7 @@ pub fn media_directions(call: &Call) -> Vec<MediaDirection<'_>> {
 }
 
 /// The span of one stream direction, child of the call's root.
-pub fn media_span(
+pub(crate) fn media_span(
     call: &Call,
     d: &MediaDirection<'_>,
     observer: &str,

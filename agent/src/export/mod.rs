@@ -3,16 +3,16 @@
 //! sends spans and metrics to an OTLP collector, [`pcap_writer`] keeps the
 //! captured frames.
 
-pub mod calls;
-pub mod calls_json;
-pub mod console;
+pub(crate) mod calls;
+pub(crate) mod calls_json;
+pub(crate) mod console;
 pub mod json;
-pub mod media_spans;
+pub(crate) mod media_spans;
 pub mod otel;
 pub mod pcap_writer;
-pub mod registrations;
+pub(crate) mod registrations;
 pub mod shared_stdout;
-pub mod sip_spans;
+pub(crate) mod sip_spans;
 pub mod spans;
 #[cfg(test)]
 mod test_sip;

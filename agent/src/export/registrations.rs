@@ -29,7 +29,7 @@ struct Row {
 
 /// Collects registration events and renders the table.
 #[derive(Default)]
-pub struct RegistrationReport {
+pub(crate) struct RegistrationReport {
     order: Vec<(String, String)>,
     rows: HashMap<(String, String), Row>,
     rows_not_shown: u64,
@@ -48,11 +48,11 @@ fn failure(o: &Outcome) -> Option<String> {
 }
 
 impl RegistrationReport {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
-    pub fn push(&mut self, event: &Event) {
+    pub(crate) fn push(&mut self, event: &Event) {
         match event {
             Event::Message(m) => self.last_packet = self.last_packet.max(m.meta.ts),
             Event::Diagnosis(d) => {
@@ -98,12 +98,12 @@ impl RegistrationReport {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.rows.is_empty() && self.diagnoses.is_empty()
     }
 
     /// The table and the findings as text ("" when there is nothing).
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut s = String::new();
         if !self.order.is_empty() {
             let _ = writeln!(

@@ -21,7 +21,7 @@ use crate::{packet::Direction, time::Timestamp};
 
 /// How a transaction ended, as far as its span is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransactionEnd {
+pub(crate) enum TransactionEnd {
     /// A final response arrived (`Event::TransactionCompleted`).
     Completed,
     /// No final response (`Event::TransactionTimedOut`).
@@ -30,7 +30,7 @@ pub enum TransactionEnd {
 
 /// The top Via branch of a transaction, the part of its span id that
 /// tells transactions of one trace apart (RFC 3261 §17.1.3).
-pub fn branch_of(t: &Transaction) -> String {
+pub(crate) fn branch_of(t: &Transaction) -> String {
     match &t.key {
         TransactionKey::Branch { branch, .. } => String::from_utf8_lossy(branch).into_owned(),
         TransactionKey::Legacy { .. } => String::new(),
@@ -77,7 +77,7 @@ fn peer_of(t: &Transaction) -> Option<SocketAddr> {
 /// of 400 or more other than a challenge, and for a transaction that timed out;
 /// a challenge is the normal first half of a digest exchange and stays
 /// `Unset` (the registration or call root judges the outcome).
-pub fn transaction_span(
+pub(crate) fn transaction_span(
     t: &Transaction,
     end: TransactionEnd,
     trace: TraceId,
@@ -232,7 +232,7 @@ fn challenge_attributes(f: &MessageRecord, code: u16) -> Vec<(Key, Value)> {
 
 /// A diagnosis as a span event (`sipscope.diagnosis`) at the time it was
 /// raised: code, severity, summary, the general remedy.
-pub fn diagnosis_event(span: &mut SpanRecord, d: &Diagnosis) {
+pub(crate) fn diagnosis_event(span: &mut SpanRecord, d: &Diagnosis) {
     span.event(
         event::DIAGNOSIS,
         d.at,
@@ -258,14 +258,15 @@ pub fn diagnosis_event(span: &mut SpanRecord, d: &Diagnosis) {
 /// the attempt's first CSeq and the AOR, so every agent that sees the
 /// attempt joins the same trace; `observer` (the agent's host name) makes
 /// the span ids of each agent distinct. The first span is the root.
-pub fn spans_for_registration(a: &RegistrationAttempt, observer: &str) -> Vec<SpanRecord> {
+#[cfg(test)]
+pub(crate) fn spans_for_registration(a: &RegistrationAttempt, observer: &str) -> Vec<SpanRecord> {
     spans_for_registration_with(a, observer, &|_| &[])
 }
 
 /// [`spans_for_registration`] with the capture times of each transaction's
 /// retransmitted requests (the pipeline reports them as messages, the
 /// [`Transaction`] only counts them), for `sip.retransmission` events.
-pub fn spans_for_registration_with<'a>(
+pub(crate) fn spans_for_registration_with<'a>(
     a: &RegistrationAttempt,
     observer: &str,
     retransmissions: &dyn Fn(TransactionId) -> &'a [Timestamp],

@@ -13,16 +13,16 @@ use crate::pipeline::{Event, PipelineConfig, transaction_fact};
 use crate::sip::{Framing, SipMessage, Transaction, TransactionConfig, TransactionTable};
 use crate::{packet::Direction, time::Timestamp};
 
-pub const PBX: &str = "192.0.2.10:5060";
-pub const REGISTRAR: &str = "198.51.100.20:5060";
+pub(super) const PBX: &str = "192.0.2.10:5060";
+pub(super) const REGISTRAR: &str = "198.51.100.20:5060";
 /// 2025-11-25T12:00:00Z.
-pub const T0: u64 = 1_764_072_000_000_000_000;
-pub const MS: u64 = 1_000_000;
+pub(super) const T0: u64 = 1_764_072_000_000_000_000;
+pub(super) const MS: u64 = 1_000_000;
 
 /// Messages through the real transaction table and the pipeline's
 /// analyses and wiring, as the pipeline would feed them (without the
 /// packet stage), on the packet clock of the messages.
-pub struct Exchange {
+pub(super) struct Exchange {
     table: TransactionTable,
     analyses: Analyses,
     pub events: Vec<Event>,
@@ -30,12 +30,12 @@ pub struct Exchange {
 }
 
 impl Exchange {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         Self::with_calls(CallConfig::default())
     }
 
     /// With the call tracker's limits and timers.
-    pub fn with_calls(calls: CallConfig) -> Self {
+    pub(super) fn with_calls(calls: CallConfig) -> Self {
         Self {
             table: TransactionTable::new(TransactionConfig::default()),
             analyses: Analyses::new(&PipelineConfig {
@@ -48,20 +48,20 @@ impl Exchange {
     }
 
     /// The call tracker's counters.
-    pub fn call_stats(&self) -> CallStats {
+    pub(super) fn call_stats(&self) -> CallStats {
         self.analyses.calls.stats()
     }
 
     /// The packet clock reaches T0 + `ms` without a message: the
     /// analyses' timers run (the pipeline's `tick`).
-    pub fn tick(&mut self, ms: u64) -> &mut Self {
+    pub(super) fn tick(&mut self, ms: u64) -> &mut Self {
         self.analyse(Vec::new(), vec![Input::Tick(Timestamp(T0 + ms * MS))]);
         self
     }
 
     /// One message from `src` to `dst` at T0 + `ms`, sent by the observed
     /// host when `src` is the PBX.
-    pub fn msg(&mut self, ms: u64, src: &str, dst: &str, text: &str) -> &mut Self {
+    pub(super) fn msg(&mut self, ms: u64, src: &str, dst: &str, text: &str) -> &mut Self {
         let src: SocketAddr = src.parse().unwrap();
         let dst: SocketAddr = dst.parse().unwrap();
         let meta = Meta {
@@ -90,7 +90,7 @@ impl Exchange {
     }
 
     /// End of input, once (the pipeline's `finish`).
-    pub fn finish(&mut self) -> &mut Self {
+    pub(super) fn finish(&mut self) -> &mut Self {
         if std::mem::replace(&mut self.finished, true) {
             return self;
         }
@@ -112,7 +112,7 @@ impl Exchange {
     }
 
     /// The completed transactions, in completion order.
-    pub fn transactions(&self) -> Vec<Arc<Transaction>> {
+    pub(super) fn transactions(&self) -> Vec<Arc<Transaction>> {
         self.events
             .iter()
             .filter_map(|e| match e {
@@ -125,10 +125,10 @@ impl Exchange {
 }
 
 /// A phone the PBX calls.
-pub const PHONE: &str = "203.0.113.5:5060";
+pub(super) const PHONE: &str = "203.0.113.5:5060";
 
 /// A request from the PBX to [`PHONE`], in the dialog when `to_tag`.
-pub fn request(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -> String {
+pub(super) fn request(method: &str, cseq: u32, branch: &str, cid: &str, to_tag: bool) -> String {
     let tag = if to_tag { ";tag=t1" } else { "" };
     format!(
         "{method} sip:bob@203.0.113.5 SIP/2.0\n\
@@ -141,7 +141,7 @@ Content-Length: 0\n\n"
     )
 }
 
-pub fn register(cseq: u32, branch: &str, auth: bool) -> String {
+pub(super) fn register(cseq: u32, branch: &str, auth: bool) -> String {
     let auth = if auth {
         "Authorization: Digest username=\"1001\", realm=\"sip.provider.example\", nonce=\"abc\", uri=\"sip:sip.provider.example\", response=\"0123456789abcdef0123456789abcdef\", algorithm=MD5\n"
     } else {
@@ -160,7 +160,7 @@ Content-Length: 0\n\n"
     )
 }
 
-pub fn response(
+pub(super) fn response(
     status: &str,
     cseq: u32,
     method: &str,
@@ -179,11 +179,11 @@ CSeq: {cseq} {method}\n\
     )
 }
 
-pub const CHALLENGE: &str =
+pub(super) const CHALLENGE: &str =
     "WWW-Authenticate: Digest realm=\"sip.provider.example\", nonce=\"abc\", algorithm=MD5\n";
 
 /// REGISTER (retransmitted once) → 401 → REGISTER with credentials → 200.
-pub fn challenged_registration() -> Exchange {
+pub(super) fn challenged_registration() -> Exchange {
     let mut x = Exchange::new();
     x.msg(0, PBX, REGISTRAR, &register(1, "z9hG4bK-r1", false))
         .msg(500, PBX, REGISTRAR, &register(1, "z9hG4bK-r1", false))

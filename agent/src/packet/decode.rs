@@ -438,12 +438,9 @@ impl Decoder {
     }
 
     fn tcp(&mut self, ctx: Ctx, src: IpAddr, dst: IpAddr, d: &[u8], out: &mut Vec<Datagram>) {
-        let tcp = match TcpSlice::from_slice(d) {
-            Ok(t) => t,
-            Err(_) => {
-                self.stats.ip_errors += 1;
-                return;
-            }
+        let Ok(tcp) = TcpSlice::from_slice(d) else {
+            self.stats.ip_errors += 1;
+            return;
         };
         let (sport, dport) = (tcp.source_port(), tcp.destination_port());
         let payload = tcp.payload();

@@ -18,7 +18,7 @@ use crate::time::Timestamp;
 /// Identifies the fragments of one datagram (RFC 791 §3.2: source,
 /// destination, protocol, identification).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct FragKey {
+pub(crate) struct FragKey {
     pub src: IpAddr,
     pub dst: IpAddr,
     pub id: u32,
@@ -60,7 +60,7 @@ struct Pending {
     first: Timestamp,
 }
 
-pub struct Defragmenter {
+pub(crate) struct Defragmenter {
     config: FragConfig,
     table: HashMap<FragKey, Pending>,
     bytes: usize,
@@ -69,7 +69,7 @@ pub struct Defragmenter {
 }
 
 impl Defragmenter {
-    pub fn new(config: FragConfig) -> Self {
+    pub(crate) fn new(config: FragConfig) -> Self {
         Defragmenter {
             config,
             table: HashMap::new(),
@@ -79,13 +79,13 @@ impl Defragmenter {
         }
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.table.len()
     }
 
     /// Add one fragment; returns the whole transport payload when this
     /// fragment completed it.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         ts: Timestamp,
         key: FragKey,
@@ -147,7 +147,7 @@ impl Defragmenter {
 
     /// [`Defragmenter::expire`] at most every 100 ms of packet time, so a
     /// full table is not scanned for every packet.
-    pub fn maybe_expire(&mut self, now: Timestamp) {
+    pub(crate) fn maybe_expire(&mut self, now: Timestamp) {
         if !self.table.is_empty()
             && now.since(self.last_sweep) >= std::time::Duration::from_millis(100)
         {
@@ -157,7 +157,7 @@ impl Defragmenter {
     }
 
     /// Drop datagrams whose first fragment is older than the timeout.
-    pub fn expire(&mut self, now: Timestamp) {
+    pub(crate) fn expire(&mut self, now: Timestamp) {
         let timeout = self.config.timeout;
         let before = self.table.len();
         let mut freed = 0;

@@ -11,7 +11,7 @@
 use std::net::Ipv6Addr;
 
 /// Fixed header length (RFC 8200 §3).
-pub const HEADER_LEN: usize = 40;
+pub(crate) const HEADER_LEN: usize = 40;
 
 /// Extension headers followed at most: a chain longer than this is not a
 /// real packet (RFC 8200 §4.1 lists at most one of each type, Destination
@@ -31,7 +31,7 @@ const EXPERIMENT_2: u8 = 254;
 
 /// The fields of an IPv6 Fragment header (RFC 8200 §4.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Fragment {
+pub(crate) struct Fragment {
     pub id: u32,
     /// Offset of the data after this header, in 8-octet units.
     pub offset: u16,
@@ -41,7 +41,7 @@ pub struct Fragment {
 
 /// An IPv6 packet with its extension headers skipped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ipv6Packet<'a> {
+pub(crate) struct Ipv6Packet<'a> {
     pub src: Ipv6Addr,
     pub dst: Ipv6Addr,
     /// The Next Header value that ends the walk: the upper-layer protocol,
@@ -60,7 +60,7 @@ pub struct Ipv6Packet<'a> {
 /// Why an IPv6 packet could not be walked.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum Ipv6Error {
+pub(crate) enum Ipv6Error {
     #[error("IPv6 header cut short: {captured} of {HEADER_LEN} bytes")]
     ShortHeader { captured: usize },
     #[error("IP version {0} where IPv6 was expected")]
@@ -83,7 +83,7 @@ pub enum Ipv6Error {
 }
 
 /// Parse the fixed header of `d` and walk its extension headers.
-pub fn parse(d: &[u8]) -> Result<Ipv6Packet<'_>, Ipv6Error> {
+pub(crate) fn parse(d: &[u8]) -> Result<Ipv6Packet<'_>, Ipv6Error> {
     let Some(h) = d.get(..HEADER_LEN) else {
         return Err(Ipv6Error::ShortHeader { captured: d.len() });
     };
@@ -115,7 +115,7 @@ pub fn parse(d: &[u8]) -> Result<Ipv6Packet<'_>, Ipv6Error> {
 /// Walk the extension headers that follow a reassembled IPv6 fragment
 /// (the fragmentable part may start with Destination Options or Routing,
 /// RFC 8200 §4.5). A second Fragment header there is not followed.
-pub fn skip_extensions(first: u8, d: &[u8]) -> Result<(u8, &[u8]), Ipv6Error> {
+pub(crate) fn skip_extensions(first: u8, d: &[u8]) -> Result<(u8, &[u8]), Ipv6Error> {
     match walk(first, d, 0)? {
         (protocol, payload, None) => Ok((protocol, payload)),
         (_, _, Some(_)) => Err(Ipv6Error::NestedFragment),

@@ -5,9 +5,9 @@
 
 mod captured;
 mod decode;
-pub mod frag;
-pub mod ipv6;
-pub mod tcp;
+pub(crate) mod frag;
+pub(crate) mod ipv6;
+pub(crate) mod tcp;
 
 use std::net::SocketAddr;
 

@@ -71,7 +71,7 @@ pub struct TcpStats {
 
 /// One direction of a TCP connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct StreamKey {
+pub(crate) struct StreamKey {
     pub src: SocketAddr,
     pub dst: SocketAddr,
 }
@@ -114,7 +114,7 @@ fn seq_diff(a: u32, b: u32) -> i64 {
     i64::from(a.wrapping_sub(b) as i32)
 }
 
-pub struct TcpReassembler {
+pub(crate) struct TcpReassembler {
     config: TcpConfig,
     streams: HashMap<StreamKey, Stream>,
     total_bytes: usize,
@@ -123,7 +123,7 @@ pub struct TcpReassembler {
 }
 
 /// A segment as the reassembler needs it.
-pub struct SegmentInfo<'a> {
+pub(crate) struct SegmentInfo<'a> {
     pub seq: u32,
     pub syn: bool,
     pub fin: bool,
@@ -132,7 +132,7 @@ pub struct SegmentInfo<'a> {
 }
 
 impl TcpReassembler {
-    pub fn new(config: TcpConfig) -> Self {
+    pub(crate) fn new(config: TcpConfig) -> Self {
         TcpReassembler {
             config,
             streams: HashMap::new(),
@@ -142,18 +142,18 @@ impl TcpReassembler {
         }
     }
 
-    pub fn streams(&self) -> usize {
+    pub(crate) fn streams(&self) -> usize {
         self.streams.len()
     }
 
-    pub fn buffered_bytes(&self) -> usize {
+    pub(crate) fn buffered_bytes(&self) -> usize {
         self.total_bytes
     }
 
     /// Feed one segment. `track_new` says whether an unknown stream may be
     /// opened for it (SIP port, or the payload starts like SIP); framed
     /// messages are appended to `out`.
-    pub fn segment(
+    pub(crate) fn segment(
         &mut self,
         ts: Timestamp,
         key: StreamKey,
@@ -252,7 +252,7 @@ impl TcpReassembler {
     }
 
     /// Drop idle streams; runs at most once per second of packet time.
-    pub fn sweep(&mut self, now: Timestamp) {
+    pub(crate) fn sweep(&mut self, now: Timestamp) {
         if now.since(self.last_sweep) < Duration::from_secs(1) {
             return;
         }
@@ -271,7 +271,7 @@ impl TcpReassembler {
     }
 
     /// End of input: bytes still buffered never formed a message.
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let keys: Vec<StreamKey> = self.streams.keys().copied().collect();
         for k in keys {
             self.close(&k);

@@ -191,6 +191,13 @@ impl Pipeline {
         for i in from..out.len() {
             let shown = match &out[i] {
                 Event::Diagnosis(d) => self.flood.admit(d),
+                // A source that registers is a UA host, not a scanner.
+                Event::RegistrationAttempt(a) => {
+                    if a.outcome.is_success() {
+                        self.flood.note_registered(a.client.ip(), a.ended);
+                    }
+                    true
+                }
                 _ => true,
             };
             if shown {
@@ -369,6 +376,7 @@ impl Pipeline {
             reachability: self.analyses.reachability.stats(),
             calls: self.analyses.calls.stats(),
             inbound: self.analyses.inbound.stats(),
+            auth: self.analyses.exchanges.stats(),
             findings: self.flood.stats(),
         }
     }

@@ -1,6 +1,7 @@
 //! The pipeline's counters: nothing is dropped without a count.
 
 use crate::analysis::calls::CallStats;
+use crate::analysis::digest::exchanges::ExchangeStats;
 use crate::analysis::flood_guard::FloodStats;
 use crate::analysis::inbound::InboundStats;
 use crate::analysis::reachability::ReachabilityStats;
@@ -34,6 +35,8 @@ pub struct Stats {
     pub reachability: ReachabilityStats,
     pub calls: CallStats,
     pub inbound: InboundStats,
+    /// Digest authentication of requests other than REGISTER.
+    pub auth: ExchangeStats,
     /// Findings shown and suppressed by the flood guard.
     pub findings: FloodStats,
 }

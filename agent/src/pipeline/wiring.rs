@@ -2,7 +2,8 @@
 //! input and passes what one analysis found to the others.
 //!
 //! Every input goes to the analyses in one fixed order — registrations,
-//! reachability, calls, inbound — skipping those that do not take it
+//! digest exchanges (requests other than REGISTER), reachability, calls,
+//! inbound — skipping those that do not take it
 //! (the `match` in [`Analyses::dispatch`] lists, per input, exactly who
 //! does). Their findings come out in that order too, which is the order
 //! callers (console, JSON, traces) see them in.
@@ -28,6 +29,7 @@
 use std::sync::Arc;
 
 use crate::analysis::calls::CallTracker;
+use crate::analysis::digest::exchanges::Exchanges;
 use crate::analysis::finding::Finding;
 use crate::analysis::inbound::Inbound;
 use crate::analysis::media::FlowSnapshot;
@@ -69,6 +71,7 @@ pub(crate) enum Input<'a> {
 /// The analyses the pipeline runs, and their wiring.
 pub(crate) struct Analyses {
     pub(crate) registrations: RegistrationTracker,
+    pub(crate) exchanges: Exchanges,
     pub(crate) reachability: Reachability,
     pub(crate) calls: CallTracker,
     pub(crate) inbound: Inbound,
@@ -78,6 +81,9 @@ impl Analyses {
     pub(crate) fn new(config: &PipelineConfig) -> Self {
         Self {
             registrations: RegistrationTracker::new(config.registration.clone()),
+            // Every challenged request is checked with the same
+            // credentials and loop threshold as REGISTER.
+            exchanges: Exchanges::new(&config.registration),
             reachability: Reachability::new(ReachabilityConfig {
                 // The UA gives up when the transaction layer does.
                 answer_timeout: config.transactions.timeout,
@@ -111,6 +117,7 @@ impl Analyses {
     fn dispatch(&mut self, input: Input<'_>, found: &mut Vec<Finding>) {
         let Analyses {
             registrations,
+            exchanges,
             reachability,
             calls,
             inbound,
@@ -120,6 +127,7 @@ impl Analyses {
             Input::Message(r) => {
                 registrations.on_message(&r, found);
                 learn(inbound, &found[learned..]);
+                exchanges.on_message(&r, found);
                 reachability.on_message(&r);
                 calls.on_message(&r, found);
                 inbound.on_message(&r);
@@ -154,6 +162,7 @@ impl Analyses {
             Input::Tick(now) => {
                 registrations.tick(now, found);
                 learn(inbound, &found[learned..]);
+                exchanges.tick(now);
                 reachability.tick(now, found);
                 calls.tick(now, found);
                 inbound.tick(now, found);

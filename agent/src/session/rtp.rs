@@ -173,11 +173,17 @@ pub(crate) fn print_active(out: &mut impl Write, active: &[RtpFlowStats]) -> std
         }
         return Ok(());
     }
-    let packets: u64 = active.iter().map(RtpFlowStats::packets).sum();
-    let lost: i64 = active.iter().map(|f| f.lost().max(0)).sum();
+    let packets: u64 = active.iter().map(|f| f.state.packets).sum();
+    let lost: i64 = active
+        .iter()
+        .map(|f| f.state.cumulative_lost().max(0))
+        .sum();
     let newest = active.iter().map(|f| f.last_seen).max().unwrap_or_default();
-    let mut worst: Vec<&RtpFlowStats> = active.iter().filter(|f| f.lost() > 0).collect();
-    worst.sort_by_key(|f| std::cmp::Reverse(f.lost()));
+    let mut worst: Vec<&RtpFlowStats> = active
+        .iter()
+        .filter(|f| f.state.cumulative_lost() > 0)
+        .collect();
+    worst.sort_by_key(|f| std::cmp::Reverse(f.state.cumulative_lost()));
     writeln!(
         out,
         "{newest} rtp: {} flows active, {packets} packets, {lost} lost{}",

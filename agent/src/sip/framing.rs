@@ -6,7 +6,7 @@ use super::message::looks_like_start_line;
 
 /// What the front of a stream buffer holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MessageBoundary {
+pub(crate) enum MessageBoundary {
     /// A whole message of this many bytes.
     Message(usize),
     /// CRLF keep-alives (RFC 5626 §3.5.1) to discard.
@@ -29,7 +29,8 @@ const MAX_START_LINE: usize = 1024;
 /// Find the next message boundary at the front of `buf` in one shot
 /// (a [`StreamFramer`] with nothing remembered). `max` bounds one message
 /// (headers + body).
-pub fn frame(buf: &[u8], max: usize) -> MessageBoundary {
+#[cfg(test)]
+pub(crate) fn frame(buf: &[u8], max: usize) -> MessageBoundary {
     StreamFramer::default().next(buf, max)
 }
 
@@ -44,7 +45,7 @@ pub fn frame(buf: &[u8], max: usize) -> MessageBoundary {
 /// front, and [`StreamFramer::reset`] when their front changes any other
 /// way. Bytes appended at the end keep what was learned valid.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StreamFramer {
+pub(crate) struct StreamFramer {
     scan: Scan,
 }
 
@@ -92,7 +93,7 @@ impl StreamFramer {
     /// bytes; `max` bounds one message (headers + body). Nothing is
     /// consumed until [`StreamFramer::consumed`] says so: a caller may
     /// keep junk and ask again when more bytes arrived.
-    pub fn next(&mut self, buf: &[u8], max: usize) -> MessageBoundary {
+    pub(crate) fn next(&mut self, buf: &[u8], max: usize) -> MessageBoundary {
         if self.scan.reach() > buf.len() {
             // The front changed without a reset: start over rather than
             // index past the end.
@@ -187,7 +188,7 @@ impl StreamFramer {
 
     /// `n` bytes were removed from the front of the buffer (after a frame
     /// was acted on). What was learned about the bytes after them is kept.
-    pub fn consumed(&mut self, n: usize) {
+    pub(crate) fn consumed(&mut self, n: usize) {
         self.scan = match self.scan {
             Scan::Lines {
                 junk,
@@ -214,7 +215,7 @@ impl StreamFramer {
 
     /// The front of the buffer changed (bytes put in front, or dropped):
     /// forget what was learned.
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.scan = Scan::default();
     }
 }

@@ -6,7 +6,7 @@ use std::borrow::Cow;
 /// The headers the pipeline looks at on the hot path. Everything else is
 /// `Other` and stays available by name through `SipMessage::header`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum HeaderName {
+pub(crate) enum HeaderName {
     CallId,
     Cseq,
     Via,
@@ -24,7 +24,7 @@ pub enum HeaderName {
 /// Compact form → full name (RFC 3261 §7.3.3, §20; and the extension RFCs
 /// that registered one: 3265 o/u, 3515 r, 3892 b, 3841 a/j/d, 4028 x,
 /// 4474 y/n). Compact names are single letters, case-insensitive.
-pub fn expand_compact(c: u8) -> Option<&'static str> {
+pub(crate) fn expand_compact(c: u8) -> Option<&'static str> {
     Some(match c.to_ascii_lowercase() {
         b'a' => "Accept-Contact",
         b'b' => "Referred-By",
@@ -51,7 +51,7 @@ pub fn expand_compact(c: u8) -> Option<&'static str> {
 }
 
 /// Classify a header name as written on the wire (long or compact form).
-pub fn classify(name: &[u8]) -> HeaderName {
+pub(crate) fn classify(name: &[u8]) -> HeaderName {
     let full: &[u8] = if name.len() == 1 {
         match expand_compact(name[0]) {
             Some(f) => f.as_bytes(),
@@ -80,7 +80,7 @@ pub fn classify(name: &[u8]) -> HeaderName {
 
 /// Whether `wire` (as written, maybe compact) names the header `wanted`
 /// (full name, any case).
-pub fn name_matches(wire: &[u8], wanted: &str) -> bool {
+pub(crate) fn name_matches(wire: &[u8], wanted: &str) -> bool {
     if wire.eq_ignore_ascii_case(wanted.as_bytes()) {
         return true;
     }
@@ -97,11 +97,11 @@ pub fn name_matches(wire: &[u8], wanted: &str) -> bool {
     false
 }
 
-pub fn is_lws(c: u8) -> bool {
+pub(crate) fn is_lws(c: u8) -> bool {
     matches!(c, b' ' | b'\t' | b'\r' | b'\n')
 }
 
-pub fn trim(mut b: &[u8]) -> &[u8] {
+pub(crate) fn trim(mut b: &[u8]) -> &[u8] {
     while let [first, rest @ ..] = b {
         if is_lws(*first) {
             b = rest;
@@ -121,7 +121,7 @@ pub fn trim(mut b: &[u8]) -> &[u8] {
 
 /// Replace folded line breaks (CRLF or LF followed by SP/HT, RFC 3261
 /// §7.3.1) with a single space. Borrowed when there is nothing to unfold.
-pub fn unfold(b: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn unfold(b: &[u8]) -> Cow<'_, [u8]> {
     if !b.contains(&b'\n') {
         return Cow::Borrowed(b);
     }
@@ -144,17 +144,9 @@ pub fn unfold(b: &[u8]) -> Cow<'_, [u8]> {
     Cow::Owned(out)
 }
 
-/// Find `needle` in `hay` (small needles; headers are short).
-pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    hay.windows(needle.len()).position(|w| w == needle)
-}
-
 /// Parse a non-negative decimal that must fit in `u32` (RFC 3261 §25.1
 /// 1*DIGIT fields such as CSeq, Expires, Max-Forwards, Content-Length).
-pub fn parse_u32(b: &[u8]) -> Option<u32> {
+pub(crate) fn parse_u32(b: &[u8]) -> Option<u32> {
     if b.is_empty() || b.len() > 10 || !b.iter().all(u8::is_ascii_digit) {
         return None;
     }
@@ -168,7 +160,7 @@ pub fn parse_u32(b: &[u8]) -> Option<u32> {
 /// Iterate `;name=value` parameters of a header value tail (the part after
 /// the URI or sent-by). Yields trimmed (name, value) pairs; a missing value
 /// is empty. Quoted values keep their quotes.
-pub fn params(tail: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+pub(crate) fn params(tail: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
     split_outside_quotes(tail, b';').filter_map(|p| {
         let p = trim(p);
         if p.is_empty() {
@@ -182,7 +174,7 @@ pub fn params(tail: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
 }
 
 /// Split on `sep` except inside double quotes and angle brackets.
-pub fn split_outside_quotes(b: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
+pub(crate) fn split_outside_quotes(b: &[u8], sep: u8) -> impl Iterator<Item = &[u8]> {
     let mut start = 0;
     let mut i = 0;
     let mut quoted = false;

@@ -35,7 +35,7 @@ pub struct CSeq {
 
 /// One header field as found on the wire.
 #[derive(Clone, Copy, Debug)]
-pub struct HeaderField {
+pub(crate) struct HeaderField {
     pub kind: HeaderName,
     pub name: ByteRange,
     /// The value, leading/trailing LWS trimmed; folded lines included.
@@ -673,7 +673,7 @@ fn request_uri_ok(uri: &[u8]) -> bool {
 
 /// Whether a line looks like a SIP start line (used to find message
 /// boundaries in TCP streams and to tell SIP from other UDP payloads).
-pub fn looks_like_start_line(line: &[u8]) -> bool {
+pub(crate) fn looks_like_start_line(line: &[u8]) -> bool {
     let line = trim(line);
     if line.len() >= 12 && line[..4].eq_ignore_ascii_case(b"SIP/") {
         return line[4].is_ascii_digit();

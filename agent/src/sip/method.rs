@@ -81,7 +81,7 @@ impl serde::Serialize for Method {
 }
 
 /// RFC 3261 §25.1 `token`: the characters allowed in a method name.
-pub fn is_token(b: &[u8]) -> bool {
+pub(crate) fn is_token(b: &[u8]) -> bool {
     !b.is_empty()
         && b.iter()
             .all(|&c| c.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&c))

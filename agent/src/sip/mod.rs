@@ -8,19 +8,19 @@
 //! token ([`SipTransport`]) are read here and nowhere else, so every
 //! analysis reads a message the same way.
 
-pub mod byte_range;
+pub(crate) mod byte_range;
 pub(crate) mod contact;
-pub mod framing;
-pub mod headers;
+pub(crate) mod framing;
+pub(crate) mod headers;
 pub(crate) mod host_port;
-pub mod malformed;
-pub mod message;
-pub mod method;
-pub mod name_addr;
-pub mod transaction;
+pub(crate) mod malformed;
+pub(crate) mod message;
+pub(crate) mod method;
+pub(crate) mod name_addr;
+pub(crate) mod transaction;
 pub(crate) mod transport;
-pub mod uri;
-pub mod via;
+pub(crate) mod uri;
+pub(crate) mod via;
 
 pub use byte_range::ByteRange;
 pub(crate) use contact::Contact;

@@ -6,7 +6,7 @@ use super::headers::{is_lws, params, split_outside_quotes, trim};
 use super::method::is_token;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NameAddrRanges {
+pub(crate) struct NameAddrRanges {
     /// The URI, without angle brackets.
     pub uri: ByteRange,
     pub tag: Option<ByteRange>,
@@ -21,7 +21,7 @@ pub struct NameAddrRanges {
 /// characters in the display name, unbalanced quotes): the URI between the
 /// last `<` and the next `>`, else up to the first `;`, and the tag after
 /// it. The caller still records the defect.
-pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrRanges> {
+pub(crate) fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrRanges> {
     let s = trim(value);
     let (uri, tail) = match s.iter().rposition(|&c| c == b'<') {
         Some(lt) => {
@@ -51,7 +51,7 @@ pub fn parse_lenient(value: &[u8], base: usize) -> Option<NameAddrRanges> {
 /// Parse the first name-addr/addr-spec of a value (`base` = its offset in
 /// the raw message). `Err(())`: not valid per RFC 3261 §25.1.
 #[allow(clippy::result_unit_err)]
-pub fn parse_first(value: &[u8], base: usize) -> Result<NameAddrRanges, ()> {
+pub(crate) fn parse_first(value: &[u8], base: usize) -> Result<NameAddrRanges, ()> {
     let first = split_outside_quotes(value, b',').next().ok_or(())?;
     let s = trim(first);
     if s == b"*" {

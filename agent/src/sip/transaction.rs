@@ -172,7 +172,7 @@ pub enum TimeoutCause {
 }
 
 /// Provisional responses kept per transaction (further ones are counted).
-pub const MAX_PROVISIONALS: usize = 16;
+pub(crate) const MAX_PROVISIONALS: usize = 16;
 
 /// One request and its responses.
 #[derive(Clone, Debug)]

@@ -12,7 +12,7 @@ use super::transport::SipTransport;
 
 /// Where the parts of the top Via value are in the raw message.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ViaRanges {
+pub(crate) struct ViaRanges {
     pub transport: ByteRange,
     /// sent-by host (IPv6 references keep their brackets).
     pub host: ByteRange,
@@ -78,12 +78,12 @@ impl Rport {
 
 /// The RFC 3261 §8.1.1.7 magic cookie: a branch starting with it was made
 /// by an RFC 3261 element and is unique per transaction.
-pub const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
+pub(crate) const MAGIC_COOKIE: &[u8] = b"z9hG4bK";
 
 /// Parse the first via-parm of a Via header value. `base` is the offset of
 /// `value` in the raw message. `Err(())` means the value is unreadable.
 #[allow(clippy::result_unit_err)]
-pub fn parse_top(value: &[u8], base: usize) -> Result<ViaRanges, ()> {
+pub(crate) fn parse_top(value: &[u8], base: usize) -> Result<ViaRanges, ()> {
     let mut parts = split_outside_quotes(value, b',');
     let first = parts.next().ok_or(())?;
     // Empty elements (`a,,b` or a trailing comma) are syntax errors.

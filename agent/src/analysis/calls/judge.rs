@@ -18,7 +18,7 @@ use crate::diagnosis::{Code, Diagnosis, Evidence};
 use crate::time::Timestamp;
 
 /// A finding of one stream, before it becomes a [`Diagnosis`].
-pub struct Judged {
+pub(crate) struct Judged {
     pub code: Code,
     pub m_line: usize,
     /// Tells findings of the same code on one m-line apart (direction,
@@ -39,7 +39,7 @@ impl Judged {
         })
     }
 
-    pub fn into_diagnosis(self, at: Timestamp) -> Diagnosis {
+    pub(crate) fn into_diagnosis(self, at: Timestamp) -> Diagnosis {
         let f = self.finding;
         let mut d = Diagnosis::new(self.code, at, f.summary);
         d.remedy.general = f.remedy.into();
@@ -55,7 +55,7 @@ impl Judged {
 /// proxy and its phones share a LAN, and a PBX whose media server sits on
 /// another private address (rtpengine, a FreeSWITCH behind Kamailio) is
 /// normal.
-pub fn private_sdp(call_id: &str, sdp: &Sdp, out: &mut Vec<Judged>) {
+pub(crate) fn private_sdp(call_id: &str, sdp: &Sdp, out: &mut Vec<Judged>) {
     if findings::is_non_routable(sdp.source.ip()) {
         return;
     }
@@ -86,7 +86,7 @@ fn check<'a>(call: &'a Call, s: &'a StreamReport, now: Timestamp) -> Option<Stre
 
 /// `media.no_rtp` or `media.one_way` per stream, as of `now`. Streams on
 /// ports nothing measures (outside the kernel's RTP range) are skipped.
-pub fn flow_presence(
+pub(crate) fn flow_presence(
     call: &Call,
     now: Timestamp,
     cfg: &MediaCheckConfig,
@@ -111,7 +111,7 @@ pub fn flow_presence(
 }
 
 /// `media.quality` per stream direction, on the call's final statistics.
-pub fn quality(call: &Call, now: Timestamp, cfg: &MediaCheckConfig) -> Vec<Judged> {
+pub(crate) fn quality(call: &Call, now: Timestamp, cfg: &MediaCheckConfig) -> Vec<Judged> {
     let mut out = Vec::new();
     for s in &call.streams {
         let Some(check) = check(call, s, now) else {
@@ -132,7 +132,7 @@ pub fn quality(call: &Call, now: Timestamp, cfg: &MediaCheckConfig) -> Vec<Judge
 
 /// Links the flows on the stream's ports to its two directions (symmetric
 /// RTP and NAT included, see [`link_flows`]) and sums them per direction.
-pub fn link(
+pub(crate) fn link(
     s: &mut StreamReport,
     observations: &RtpObservations,
     start: Timestamp,

@@ -17,13 +17,13 @@ use serde::Serialize;
 
 use crate::analysis::media::{MediaCheckConfig, ObservationConfig, ObservationStats};
 
-pub mod call;
-pub mod judge;
-pub mod negotiation;
-pub mod tracker;
+pub(crate) mod call;
+pub(crate) mod judge;
+pub(crate) mod negotiation;
+pub(crate) mod tracker;
 
-pub use call::{Call, CallEnd, CallState, DirectionReport, Party, StreamReport};
-pub use tracker::CallTracker;
+pub(crate) use call::{Call, CallEnd, CallState, DirectionReport, Party, StreamReport};
+pub(crate) use tracker::CallTracker;
 
 /// Limits and timers of the call tracker.
 #[derive(Clone, Debug)]

@@ -10,21 +10,19 @@ use std::net::SocketAddr;
 
 use super::call::Party;
 use crate::analysis::media::sdp::SessionDescription;
-use crate::time::Timestamp;
 
 /// One SDP body the dialog carried.
 #[derive(Clone, Debug)]
-pub struct Sdp {
+pub(crate) struct Sdp {
     pub session: SessionDescription,
     pub party: Party,
     /// Where the SIP message carrying it came from (this hop).
     pub source: SocketAddr,
-    pub at: Timestamp,
 }
 
 /// The kind of message an SDP body rode on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Carrier {
+pub(crate) enum Carrier {
     /// INVITE, UPDATE or PRACK request.
     Request,
     /// ACK: only ever an answer (to an offer in a 2xx).
@@ -35,13 +33,13 @@ pub enum Carrier {
 
 /// A completed offer/answer exchange.
 #[derive(Clone, Debug)]
-pub struct Exchange {
+pub(crate) struct Exchange {
     pub offer: Sdp,
     pub answer: Sdp,
 }
 
 #[derive(Default)]
-pub struct Negotiation {
+pub(crate) struct Negotiation {
     /// The offer awaiting its answer, with its transaction's CSeq.
     pending: Option<(Sdp, u32)>,
     /// The last completed exchange: a 200 repeating the SDP of a reliable
@@ -52,7 +50,7 @@ pub struct Negotiation {
 impl Negotiation {
     /// One SDP body in CSeq `cseq`'s transaction. Returns the exchange it
     /// completes, if any.
-    pub fn on_sdp(&mut self, sdp: Sdp, carrier: Carrier, cseq: u32) -> Option<Exchange> {
+    pub(crate) fn on_sdp(&mut self, sdp: Sdp, carrier: Carrier, cseq: u32) -> Option<Exchange> {
         match carrier {
             Carrier::Ack => {
                 // Late offer: the 2xx offered, the ACK answers.
@@ -94,7 +92,7 @@ impl Negotiation {
 
     /// The transaction `cseq` failed (final response >= 300): its offer is
     /// withdrawn (RFC 3261 §14.1: the session stays as it was).
-    pub fn on_failure(&mut self, cseq: u32) {
+    pub(crate) fn on_failure(&mut self, cseq: u32) {
         if self.pending.as_ref().is_some_and(|(_, c)| *c == cseq) {
             self.pending = None;
         }
@@ -121,7 +119,6 @@ mod tests {
             session: parse_sdp(body.as_bytes()).unwrap(),
             party,
             source: "192.0.2.1:5060".parse().unwrap(),
-            at: Timestamp(0),
         }
     }
 

@@ -44,7 +44,7 @@ struct OpenCall {
     last_sip: Timestamp,
 }
 
-pub struct CallTracker {
+pub(crate) struct CallTracker {
     config: CallConfig,
     calls: HashMap<String, OpenCall>,
     /// Creation order, for eviction of the oldest when full.
@@ -63,7 +63,7 @@ pub struct CallTracker {
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl CallTracker {
-    pub fn new(config: CallConfig) -> Self {
+    pub(crate) fn new(config: CallConfig) -> Self {
         Self {
             observations: RtpObservations::new(config.observations.clone()),
             config,
@@ -77,7 +77,7 @@ impl CallTracker {
         }
     }
 
-    pub fn stats(&self) -> CallStats {
+    pub(crate) fn stats(&self) -> CallStats {
         CallStats {
             open: self.calls.len() as u64,
             rtp: self.observations.stats(),
@@ -218,7 +218,6 @@ impl CallTracker {
                         session,
                         party: sender,
                         source: r.meta.src,
-                        at: ts,
                     };
                     let mut found = Vec::new();
                     judge::private_sdp(&c.call.call_id, &sdp, &mut found);
@@ -464,13 +463,13 @@ impl CallTracker {
     }
 
     /// Table sizes: (open calls, eviction-queue entries).
-    pub fn in_flight(&self) -> (usize, usize) {
+    pub(crate) fn in_flight(&self) -> (usize, usize) {
         (self.calls.len(), self.order.len())
     }
 
     /// The calls up now, with their media as measured so far and `at` set
     /// to `now` (for a live view; nothing is judged or emitted).
-    pub fn calls_up(&self, now: Timestamp) -> Vec<Call> {
+    pub(crate) fn calls_up(&self, now: Timestamp) -> Vec<Call> {
         let mut up: Vec<Call> = self
             .calls
             .values()

@@ -10,7 +10,7 @@ use crate::analysis::credentials::SecretString;
 /// `response` is a [`SecretString`]: Debug, Display and Serialize never
 /// show it (a digest response can be brute-forced offline).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// The auth username (or its hash when `userhash` is true).
     pub username: String,
     pub realm: String,
@@ -34,22 +34,23 @@ pub struct Credentials {
 
 impl Credentials {
     /// Parses the Digest credentials of one header value.
-    pub fn parse(value: &str) -> Result<Credentials, DigestError> {
+    pub(crate) fn parse(value: &str) -> Result<Credentials, DigestError> {
         Self::from_header(single_digest(parse_auth_headers(value)?)?)
     }
 
     /// Like [`Credentials::parse`] for raw header bytes.
-    pub fn parse_bytes(value: &[u8]) -> Result<Credentials, DigestError> {
+    #[cfg(test)]
+    pub(crate) fn parse_bytes(value: &[u8]) -> Result<Credentials, DigestError> {
         Self::parse(std::str::from_utf8(value).map_err(|_| DigestError::NotUtf8)?)
     }
 
     /// The effective algorithm: MD5 when the parameter is absent.
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm.clone().unwrap_or(Algorithm::Md5)
     }
 
     /// `nc` as a number: 8 hex digits (`0000000a` is 10), RFC 7616 §3.4.
-    pub fn nonce_count(&self) -> Option<u32> {
+    pub(crate) fn nonce_count(&self) -> Option<u32> {
         let nc = self.nc.as_deref()?;
         if nc.is_empty() || nc.len() > 8 {
             return None;

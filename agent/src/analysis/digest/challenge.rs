@@ -6,7 +6,7 @@ use super::{Algorithm, DigestError, ParseWarning, Qop, quoting_warnings, single_
 
 /// A Digest challenge as the server sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Challenge {
+pub(crate) struct Challenge {
     pub realm: String,
     pub nonce: String,
     pub opaque: Option<String>,
@@ -30,19 +30,19 @@ impl Challenge {
     /// other schemes as well (`Basic realm=..., Digest ...`) yields its one
     /// Digest challenge; several Digest challenges are an error
     /// ([`DigestError::NotOne`]), use [`Challenge::parse_all`].
-    pub fn parse(value: &str) -> Result<Challenge, DigestError> {
+    pub(crate) fn parse(value: &str) -> Result<Challenge, DigestError> {
         Self::from_header(single_digest(parse_auth_headers(value)?)?)
     }
 
     /// Like [`Challenge::parse`] for raw header bytes.
-    pub fn parse_bytes(value: &[u8]) -> Result<Challenge, DigestError> {
+    pub(crate) fn parse_bytes(value: &[u8]) -> Result<Challenge, DigestError> {
         Self::parse(std::str::from_utf8(value).map_err(|_| DigestError::NotUtf8)?)
     }
 
     /// All Digest challenges in one header value (RFC 8760 §2.4 servers may
     /// offer SHA-256 and MD5 side by side). Other schemes are skipped; a
     /// value with no Digest challenge is [`DigestError::UnsupportedScheme`].
-    pub fn parse_all(value: &str) -> Result<Vec<Challenge>, DigestError> {
+    pub(crate) fn parse_all(value: &str) -> Result<Vec<Challenge>, DigestError> {
         let headers = parse_auth_headers(value)?;
         let first_scheme = headers[0].scheme.clone();
         let out: Vec<Challenge> = headers
@@ -57,7 +57,7 @@ impl Challenge {
     }
 
     /// The effective algorithm: MD5 when the parameter is absent.
-    pub fn algorithm(&self) -> Algorithm {
+    pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm.clone().unwrap_or(Algorithm::Md5)
     }
 

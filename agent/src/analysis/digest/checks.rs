@@ -12,7 +12,7 @@ use crate::time::Timestamp;
 
 /// The request that carried the credentials, and where its parts were seen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct AuthenticatedRequest<'a> {
+pub(crate) struct AuthenticatedRequest<'a> {
     /// Request method (`REGISTER`, `INVITE`, ...).
     pub method: &'a str,
     /// The Request-URI from the start line.
@@ -42,7 +42,7 @@ fn tie(mut e: Evidence, m: Option<&MessageRef>) -> Evidence {
 /// The challenge `creds` answer among those a 401/407 offered (RFC 8760
 /// lets a server offer one per algorithm): same realm and algorithm, else
 /// same realm, else the first.
-pub fn select_challenge<'c>(
+pub(crate) fn select_challenge<'c>(
     challenges: &'c [Challenge],
     creds: &Credentials,
 ) -> Option<&'c Challenge> {
@@ -61,7 +61,7 @@ fn quoted(s: &str) -> String {
 /// carrying them: realm, nonce, digest uri vs Request-URI, algorithm and
 /// qop (RFC 7616 §3.4, RFC 3261 §22.4). Returns one finding per problem,
 /// none when the answer is consistent.
-pub fn check_credentials(
+pub(crate) fn check_credentials(
     at: Timestamp,
     challenge: &Challenge,
     creds: &Credentials,
@@ -183,7 +183,7 @@ fn algorithm_or_qop_mismatch(
 /// when `store` knows the account, the password verdict
 /// ([`password_finding`]). `body` is the request body (only auth-int needs
 /// it). Returns no finding for a consistent answer without a store entry.
-pub fn diagnose_answer(
+pub(crate) fn diagnose_answer(
     at: Timestamp,
     challenges: &[Challenge],
     creds: &Credentials,
@@ -210,7 +210,7 @@ pub fn diagnose_answer(
 /// `auth.stale_nonce` for a challenge with `stale=true` (RFC 7616 §3.3):
 /// the password was right, the nonce had expired. `client_recovered` says
 /// whether the next attempt succeeded (`None` = not yet known).
-pub fn stale_nonce(
+pub(crate) fn stale_nonce(
     at: Timestamp,
     challenge: &Challenge,
     client_recovered: Option<bool>,
@@ -253,7 +253,7 @@ pub fn stale_nonce(
 /// The finding for a password [`Verdict`]: `auth.password_mismatch`
 /// (definitive) or the informational `auth.password_correct`; `None` when
 /// the response could not be checked (the reason is in the verdict).
-pub fn password_finding(
+pub(crate) fn password_finding(
     at: Timestamp,
     creds: &Credentials,
     verdict: &Verdict,
@@ -304,7 +304,11 @@ pub fn password_finding(
 /// `auth.username_is_did`: the auth username equals the AOR user and looks
 /// like a phone number (DID). Call only for a failing registration; many
 /// providers issue a separate auth id.
-pub fn username_is_did(at: Timestamp, auth_username: &str, aor_user: &str) -> Option<Diagnosis> {
+pub(crate) fn username_is_did(
+    at: Timestamp,
+    auth_username: &str,
+    aor_user: &str,
+) -> Option<Diagnosis> {
     let digits = aor_user.strip_prefix('+').unwrap_or(aor_user);
     let looks_like_did = digits.len() >= 6 && digits.bytes().all(|b| b.is_ascii_digit());
     if auth_username != aor_user || !looks_like_did {

@@ -11,7 +11,7 @@ use crate::analysis::credentials::Secret;
 /// Everything a digest `response` is computed from, borrowed from the
 /// credentials and the request they authenticate.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DigestParams<'a> {
+pub(crate) struct DigestParams<'a> {
     /// The effective algorithm (absent in the header = MD5).
     pub algorithm: Algorithm,
     pub username: &'a str,
@@ -32,7 +32,7 @@ pub struct DigestParams<'a> {
 
 impl<'a> DigestParams<'a> {
     /// The inputs the server hashes for `creds` on a `method` request.
-    pub fn from_credentials(
+    pub(crate) fn from_credentials(
         creds: &'a Credentials,
         method: &'a str,
         body: Option<&'a [u8]>,
@@ -55,7 +55,7 @@ impl<'a> DigestParams<'a> {
 /// Why a response could not be checked (not a verdict on the password).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum CannotVerify {
+pub(crate) enum CannotVerify {
     #[error("digest algorithm `{0}` is not supported")]
     UnsupportedAlgorithm(String),
     #[error("qop `{0}` is not supported")]
@@ -74,7 +74,7 @@ pub enum CannotVerify {
 
 /// Result of checking a response against a known secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// The secret produces the client's response: the password is right.
     Match,
     /// The secret produces the response only under a known client
@@ -91,7 +91,8 @@ pub enum Verdict {
 /// the conformant computation failed, so a wrong password is never
 /// explained away by one of these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Deviation {
+#[allow(clippy::enum_variant_names)] // each says what the client ignored
+pub(crate) enum Deviation {
     /// A `-sess` algorithm answered with the plain HA1 (SIPp 3.6 does this
     /// for MD5-sess).
     SessionIgnored,
@@ -104,7 +105,7 @@ pub enum Deviation {
 
 impl Deviation {
     /// Plain-language description for summaries.
-    pub fn describe(self) -> &'static str {
+    pub(crate) fn describe(self) -> &'static str {
         match self {
             Deviation::SessionIgnored => {
                 "answers a -sess algorithm with the plain (non-session) HA1"
@@ -115,7 +116,7 @@ impl Deviation {
     }
 
     /// What the operator can change on the server side to interoperate.
-    pub fn workaround(self) -> &'static str {
+    pub(crate) fn workaround(self) -> &'static str {
         match self {
             Deviation::SessionIgnored => "challenge with algorithm=MD5 (without -sess)",
             Deviation::QopIgnored => "challenge without qop",
@@ -169,7 +170,8 @@ impl Hash {
 /// HA2 = H(method:uri), for auth-int H(method:uri:H(body));
 /// response = H(HA1:nonce:nc:cnonce:qop:HA2), or H(HA1:nonce:HA2) without
 /// qop (RFC 2069 compatibility, still common in SIP).
-pub fn compute_response(
+#[cfg(test)]
+pub(crate) fn compute_response(
     params: &DigestParams<'_>,
     secret: &Secret,
 ) -> Result<String, CannotVerify> {
@@ -245,7 +247,12 @@ fn compute(
 ///
 /// The qop token is hashed in its canonical lower-case form; a client
 /// sending `qop=AUTH` hashes its own spelling, which this does not model.
-pub fn verify(creds: &Credentials, method: &str, body: Option<&[u8]>, secret: &Secret) -> Verdict {
+pub(crate) fn verify(
+    creds: &Credentials,
+    method: &str,
+    body: Option<&[u8]>,
+    secret: &Secret,
+) -> Verdict {
     if creds.userhash {
         return Verdict::CannotVerify(CannotVerify::UserhashUnsupported);
     }

@@ -14,13 +14,13 @@ use super::{DigestError, ParseWarning};
 
 /// Longest header value accepted. Real digest headers are a few hundred
 /// bytes; 8 KiB leaves room for long nonces and `domain` lists.
-pub const MAX_HEADER_LEN: usize = 8 * 1024;
+pub(crate) const MAX_HEADER_LEN: usize = 8 * 1024;
 /// Most auth-params accepted in one header value.
-pub const MAX_PARAMS: usize = 64;
+pub(crate) const MAX_PARAMS: usize = 64;
 
 /// One `name=value` auth-param as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthParam {
+pub(crate) struct AuthParam {
     /// Lower-cased (auth-param names are case-insensitive, RFC 7235 §2.1).
     pub name: String,
     /// The value with quotes and quoted-pair escapes removed.
@@ -31,7 +31,7 @@ pub struct AuthParam {
 
 /// One challenge or credentials: the scheme and its params, in order.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct AuthHeader {
+pub(crate) struct AuthHeader {
     /// As received (compare case-insensitively).
     pub scheme: String,
     pub params: Vec<AuthParam>,
@@ -41,17 +41,17 @@ pub struct AuthHeader {
 
 impl AuthHeader {
     /// The first value of `name` (lower-case).
-    pub fn get(&self, name: &str) -> Option<&AuthParam> {
+    pub(crate) fn get(&self, name: &str) -> Option<&AuthParam> {
         self.params.iter().find(|p| p.name == name)
     }
 
-    pub fn is_digest(&self) -> bool {
+    pub(crate) fn is_digest(&self) -> bool {
         self.scheme.eq_ignore_ascii_case("Digest")
     }
 }
 
 /// Parses a header value that may hold several challenges/credentials.
-pub fn parse_auth_headers(input: &str) -> Result<Vec<AuthHeader>, DigestError> {
+pub(crate) fn parse_auth_headers(input: &str) -> Result<Vec<AuthHeader>, DigestError> {
     if input.len() > MAX_HEADER_LEN {
         return Err(DigestError::TooLong {
             len: input.len(),

@@ -15,6 +15,10 @@
 //!   [`username_is_did`] word the server-outcome findings the tracker
 //!   detects. [`uri::compare`] implements RFC 3261 §19.1.4 URI equality.
 //!
+//! - [`exchanges::Exchanges`] applies these checks to every challenged
+//!   request other than REGISTER (INVITE, BYE, SUBSCRIBE, MESSAGE,
+//!   OPTIONS...); REGISTER belongs to the registration tracker.
+//!
 //! Nothing here is Serialize and `Credentials` redacts its `response` in
 //! Debug: digest responses are offline-crackable and never leave the host.
 
@@ -22,21 +26,26 @@ mod authorization;
 mod challenge;
 mod checks;
 mod compute;
+pub(crate) mod exchanges;
 mod header;
 mod outcome;
-pub mod uri;
+pub(crate) mod uri;
 
 use std::fmt;
 
-pub use authorization::Credentials;
-pub use challenge::Challenge;
-pub use checks::{
+pub(crate) use authorization::Credentials;
+pub(crate) use challenge::Challenge;
+pub(crate) use checks::{
     AuthenticatedRequest, check_credentials, diagnose_answer, password_finding, select_challenge,
     stale_nonce, username_is_did,
 };
-pub use compute::{CannotVerify, Deviation, DigestParams, Verdict, compute_response, verify};
-pub use header::{AuthHeader, AuthParam, MAX_HEADER_LEN, MAX_PARAMS, parse_auth_headers};
-pub use outcome::{challenge_loop, forbidden_after_auth, rechallenged};
+#[cfg(test)]
+pub(crate) use compute::{CannotVerify, Deviation, DigestParams, compute_response};
+pub(crate) use compute::{Verdict, verify};
+pub(crate) use header::{AuthHeader, parse_auth_headers};
+#[cfg(test)]
+pub(crate) use header::{MAX_HEADER_LEN, MAX_PARAMS};
+pub(crate) use outcome::{challenge_loop, forbidden_after_auth, rechallenged};
 
 /// Digest algorithm (RFC 7616 §3.3 `algorithm`, IANA "HTTP Digest Hash
 /// Algorithms"; RFC 8760 for SIP). Absent in a header means MD5.
@@ -118,7 +127,7 @@ impl fmt::Display for Algorithm {
 
 /// Quality of protection (RFC 7616 §3.3 `qop`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Qop {
+pub(crate) enum Qop {
     Auth,
     /// Also protects the message body (`H(entity-body)` in HA2).
     AuthInt,
@@ -126,7 +135,7 @@ pub enum Qop {
 }
 
 impl Qop {
-    pub fn parse(s: &str) -> Qop {
+    pub(crate) fn parse(s: &str) -> Qop {
         let s = s.trim();
         if s.eq_ignore_ascii_case("auth") {
             Qop::Auth
@@ -137,7 +146,7 @@ impl Qop {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         match self {
             Qop::Auth => "auth",
             Qop::AuthInt => "auth-int",
@@ -155,7 +164,7 @@ impl fmt::Display for Qop {
 /// Why a header value could not be read as a digest challenge/credentials.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
-pub enum DigestError {
+pub(crate) enum DigestError {
     #[error(
         "authentication header is {len} bytes, more than the {max} accepted; it is not a real digest header"
     )]
@@ -187,7 +196,7 @@ pub enum DigestError {
 /// tracker may surface these; they often explain interop failures.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
-pub enum ParseWarning {
+pub(crate) enum ParseWarning {
     /// The parameter appears more than once; the first value is used.
     DuplicateParam(String),
     /// No comma before this parameter.

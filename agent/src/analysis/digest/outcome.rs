@@ -18,7 +18,7 @@ fn who(creds: &Credentials) -> [Evidence; 2] {
 /// (RFC 3261 §22.2/§22.3). With `stale=true` the password was right and
 /// only the nonce expired (`auth.stale_nonce`, the client should simply
 /// retry); otherwise the credentials were refused (`auth.rejected`).
-pub fn rechallenged(at: Timestamp, creds: &Credentials, next: &Challenge) -> Diagnosis {
+pub(crate) fn rechallenged(at: Timestamp, creds: &Credentials, next: &Challenge) -> Diagnosis {
     if next.stale {
         return Diagnosis::new(
             Code::AuthStaleNonce,
@@ -54,7 +54,7 @@ pub fn rechallenged(at: Timestamp, creds: &Credentials, next: &Challenge) -> Dia
 /// The same rejection repeated `rejections` times: the client keeps
 /// sending credentials that cannot work (an infinite 401 loop, which
 /// providers often punish by blocking the source IP).
-pub fn challenge_loop(at: Timestamp, creds: &Credentials, rejections: u32) -> Diagnosis {
+pub(crate) fn challenge_loop(at: Timestamp, creds: &Credentials, rejections: u32) -> Diagnosis {
     let mut d = Diagnosis::new(
         Code::AuthChallengeLoop,
         at,
@@ -73,7 +73,7 @@ pub fn challenge_loop(at: Timestamp, creds: &Credentials, rejections: u32) -> Di
 /// A 403 (or other final refusal, `status`) to a request that carried
 /// `creds`. The reason phrase and any Warning header (RFC 3261 §20.43)
 /// often name the cause, so both go into the evidence.
-pub fn forbidden_after_auth(
+pub(crate) fn forbidden_after_auth(
     at: Timestamp,
     creds: &Credentials,
     status: u16,

@@ -6,7 +6,7 @@
 
 /// How two URIs relate.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum UriComparison {
+pub(crate) enum UriComparison {
     /// Byte-identical.
     Identical,
     /// Different text, equal under RFC 3261 §19.1.4.
@@ -16,7 +16,8 @@ pub enum UriComparison {
 }
 
 impl UriComparison {
-    pub fn matches(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn matches(&self) -> bool {
         !matches!(self, UriComparison::Different(_))
     }
 }
@@ -32,7 +33,7 @@ struct SipUri<'a> {
 }
 
 /// Compares the digest `uri` with the Request-URI.
-pub fn compare(digest_uri: &str, request_uri: &str) -> UriComparison {
+pub(crate) fn compare(digest_uri: &str, request_uri: &str) -> UriComparison {
     let (a, b) = (trim(digest_uri), trim(request_uri));
     if a == b {
         return UriComparison::Identical;

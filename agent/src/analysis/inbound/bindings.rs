@@ -21,7 +21,7 @@ use crate::time::Timestamp;
 
 /// One live registration, as the INVITE findings quote it.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RegisteredContact {
+pub(crate) struct RegisteredContact {
     /// Address of record (To URI of the REGISTER).
     pub aor: String,
     /// Contact URI as registered.
@@ -38,7 +38,7 @@ pub struct RegisteredContact {
 
 impl RegisteredContact {
     /// `aor contact`: the identity findings are suppressed by.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{} {}", self.aor, self.contact)
     }
 }
@@ -46,7 +46,7 @@ impl RegisteredContact {
 /// How an INVITE was tied to a binding (evidence: why we think the call
 /// was meant for this registration).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MatchedBy {
+pub(crate) enum MatchedBy {
     /// Sent to the Contact's host:port.
     ContactAddress,
     /// Sent to the address the REGISTER came from (NAT traversal).
@@ -56,7 +56,7 @@ pub enum MatchedBy {
 }
 
 impl MatchedBy {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             MatchedBy::ContactAddress => "destination is the registered Contact address",
             MatchedBy::RegisteredFrom => "destination is the address the REGISTER came from",
@@ -67,14 +67,14 @@ impl MatchedBy {
 
 /// What happened to the table when a registration outcome was applied.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Applied {
+pub(crate) struct Applied {
     pub learned: bool,
     pub removed: u32,
     pub evicted: bool,
 }
 
 /// The live bindings, bounded; indexed by address and Contact URI.
-pub struct BindingTable {
+pub(crate) struct BindingTable {
     max: usize,
     next_id: u64,
     entries: HashMap<u64, Arc<RegisteredContact>>,
@@ -87,7 +87,7 @@ pub struct BindingTable {
 }
 
 impl BindingTable {
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             max: max.max(1),
             next_id: 1,
@@ -99,18 +99,14 @@ impl BindingTable {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
     }
 
     /// Applies a finished registration attempt: a 2xx with an expiry
     /// (re)starts the binding, a de-registration ends it; failures leave
     /// it alone (the registrar keeps the old binding until it expires).
-    pub fn apply(&mut self, a: &RegistrationAttempt) -> Applied {
+    pub(crate) fn apply(&mut self, a: &RegistrationAttempt) -> Applied {
         let mut applied = Applied::default();
         let Some(contact) = a.binding.contact.as_deref() else {
             return applied;
@@ -165,7 +161,7 @@ impl BindingTable {
     }
 
     /// Removes bindings whose expiry is at or before `now`; returns how many.
-    pub fn expire(&mut self, now: Timestamp) -> u64 {
+    pub(crate) fn expire(&mut self, now: Timestamp) -> u64 {
         let mut n = 0;
         while let Some(&(at, id)) = self.expiries.iter().next() {
             if at > now {
@@ -182,7 +178,7 @@ impl BindingTable {
     /// address (one PBX socket registering several trunks): the one whose
     /// registrar sent the INVITE wins, then one whose user is the
     /// Request-URI user, then the most recent.
-    pub fn find(
+    pub(crate) fn find(
         &self,
         invite: &MessageRecord,
         now: Timestamp,

@@ -21,7 +21,7 @@ use super::bindings::{MatchedBy, RegisteredContact};
 
 /// One challenged INVITE.
 #[derive(Debug)]
-pub struct Challenged {
+pub(crate) struct Challenged {
     pub binding: Arc<RegisteredContact>,
     pub matched: MatchedBy,
     pub request: Arc<MessageRecord>,
@@ -32,7 +32,7 @@ pub struct Challenged {
 
 /// The challenged INVITEs by Call-ID, bounded, in deadline order (the
 /// wait is constant and the packet clock does not go back).
-pub struct ChallengeTable {
+pub(crate) struct ChallengeTable {
     max: usize,
     wait: Duration,
     by_call: HashMap<String, Challenged>,
@@ -40,7 +40,7 @@ pub struct ChallengeTable {
 }
 
 impl ChallengeTable {
-    pub fn new(max: usize, wait: Duration) -> Self {
+    pub(crate) fn new(max: usize, wait: Duration) -> Self {
         Self {
             max: max.max(1),
             wait,
@@ -49,13 +49,13 @@ impl ChallengeTable {
         }
     }
 
-    pub fn wait(&self) -> Duration {
+    pub(crate) fn wait(&self) -> Duration {
         self.wait
     }
 
     /// Starts waiting for the caller to answer the challenge `response`;
     /// returns how many waits were forgotten to make room (at most one).
-    pub fn challenged(
+    pub(crate) fn challenged(
         &mut self,
         binding: Arc<RegisteredContact>,
         matched: MatchedBy,
@@ -100,12 +100,12 @@ impl ChallengeTable {
 
     /// A new INVITE in the Call-ID: the caller answered the challenge (or
     /// retried); it is judged on its own.
-    pub fn retried(&mut self, call_id: &str) -> bool {
+    pub(crate) fn retried(&mut self, call_id: &str) -> bool {
         self.by_call.remove(call_id).is_some()
     }
 
     /// Challenges nobody answered by `now`.
-    pub fn expired(&mut self, now: Timestamp) -> Vec<Challenged> {
+    pub(crate) fn expired(&mut self, now: Timestamp) -> Vec<Challenged> {
         let mut due = Vec::new();
         while let Some((deadline, _)) = self.order.front() {
             if *deadline > now {
@@ -127,7 +127,7 @@ impl ChallengeTable {
     }
 
     /// Forgets everything (end of input); returns how many were waiting.
-    pub fn clear(&mut self) -> u64 {
+    pub(crate) fn clear(&mut self) -> u64 {
         let n = self.by_call.len() as u64;
         self.by_call.clear();
         self.order.clear();

@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::analysis::unanswered;
 use crate::diagnosis::{Code, Diagnosis, Evidence, MessageRef};
 use crate::sip::MessageRecord;
 use crate::{packet::DropReason, time::Timestamp};
@@ -17,7 +18,7 @@ use super::bindings::{MatchedBy, RegisteredContact};
 /// 2xx, 3xx (the caller follows the redirect), 401/407 (judged by
 /// whether the caller authenticates: [`super::challenges`]), 486 busy, 487 cancelled, 600 busy everywhere, 603
 /// decline, and the rest.
-pub fn blocking_status(status: u16) -> Option<&'static str> {
+pub(crate) fn blocking_status(status: u16) -> Option<&'static str> {
     Some(match status {
         403 => {
             "the PBX refuses calls from this peer: usually an ACL (`permit=`/`deny=`, `acl=`) \
@@ -53,7 +54,7 @@ pub fn blocking_status(status: u16) -> Option<&'static str> {
 
 /// A packet of the call this host's kernel dropped.
 #[derive(Clone, Debug)]
-pub struct DropNote {
+pub(crate) struct DropNote {
     pub at: Timestamp,
     pub reason: DropReason,
     /// `INVITE (CSeq 1) from 10.0.0.1:5060`.
@@ -65,7 +66,7 @@ pub struct DropNote {
 
 impl DropNote {
     /// The reason as a clause: what the drop means for the call.
-    pub fn clause(&self) -> String {
+    pub(crate) fn clause(&self) -> String {
         match self.reason.name.as_str() {
             "netfilter_drop" => format!(
                 "the INVITE from {} reached this host and was dropped by the local firewall \
@@ -87,7 +88,7 @@ impl DropNote {
 
 /// An ICMP destination-unreachable returned for the INVITE.
 #[derive(Clone, Debug)]
-pub struct IcmpNote {
+pub(crate) struct IcmpNote {
     pub at: Timestamp,
     pub from: IpAddr,
     /// `type 3 code 3 (port unreachable)`.
@@ -98,13 +99,16 @@ pub struct IcmpNote {
 
 /// Why the call failed.
 #[derive(Clone, Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// No response at all before the transaction timed out.
     Unanswered {
         sends: Vec<Timestamp>,
         retransmissions: u32,
         local_drop: Option<DropNote>,
         icmp: Option<IcmpNote>,
+        /// Judged when the capture ended before Timer B
+        /// ([`crate::analysis::unanswered`]).
+        capture_ended: bool,
     },
     /// The contact answered with a status from [`blocking_status`].
     Rejected {
@@ -126,7 +130,7 @@ pub enum Failure {
 
 impl Failure {
     /// Findings for one binding are raised once per reason key per window.
-    pub fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         match self {
             // A timeout explained by a drop is the drop already raised.
             Failure::Unanswered {
@@ -143,7 +147,7 @@ impl Failure {
 }
 
 /// The `call.inbound_blocked` finding for `invite` to `binding`.
-pub fn diagnosis(
+pub(crate) fn diagnosis(
     binding: &RegisteredContact,
     matched: MatchedBy,
     invite: &MessageRecord,
@@ -162,9 +166,15 @@ pub fn diagnosis(
             sends,
             local_drop,
             icmp,
+            capture_ended,
             ..
         } => {
             let why = match (local_drop, icmp) {
+                (None, None) if *capture_ended => format!(
+                    "it was {}: inbound INVITEs do not reach the PBX (NAT binding closed, \
+                     firewall, or the Contact is not reachable from the provider)",
+                    unanswered::capture_ended_clause(sends, 0)
+                ),
                 (Some(d), _) => d.clause(),
                 (None, Some(i)) => format!(
                     "ICMP {} from the contact ({}): nothing receives SIP at {}",
@@ -236,6 +246,7 @@ pub fn diagnosis(
             retransmissions,
             local_drop,
             icmp,
+            capture_ended,
         } => {
             let first = sends.first().copied().unwrap_or(invite.meta.ts);
             let schedule = sends
@@ -251,6 +262,15 @@ pub fn diagnosis(
                 ));
             if let Some(l) = local_drop {
                 d = d.with_evidence(drop_evidence(l));
+            }
+            if *capture_ended {
+                d = d.with_evidence(Evidence::new(
+                    "capture_ended",
+                    format!(
+                        "before the caller gave up (Timer B, {} s)",
+                        unanswered::CLIENT_TIMEOUT.as_secs()
+                    ),
+                ));
             }
             if let Some(i) = icmp {
                 d = d.with_evidence(

@@ -15,7 +15,7 @@ use super::findings::{DropNote, IcmpNote};
 
 /// One initial INVITE towards a binding.
 #[derive(Debug)]
-pub struct TrackedInvite {
+pub(crate) struct TrackedInvite {
     pub binding: Arc<RegisteredContact>,
     pub matched: MatchedBy,
     pub request: Arc<MessageRecord>,
@@ -27,14 +27,14 @@ pub struct TrackedInvite {
 
 /// Why an INVITE could not be followed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Untracked {
+pub(crate) enum Untracked {
     /// The table was full.
     Full,
 }
 
 /// Whether a dropped INVITE is news.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NotedDrop {
+pub(crate) enum NotedDrop {
     /// The first drop of this INVITE; `evicted` early drops were
     /// forgotten to keep it.
     First { evicted: u64 },
@@ -43,7 +43,7 @@ pub enum NotedDrop {
 }
 
 /// The open INVITEs, bounded, and drops seen before their INVITE.
-pub struct InviteTable {
+pub(crate) struct InviteTable {
     max_open: usize,
     max_sends: usize,
     max_early_drops: usize,
@@ -57,7 +57,7 @@ pub struct InviteTable {
 }
 
 impl InviteTable {
-    pub fn new(max_open: usize, max_sends: usize, max_early_drops: usize) -> Self {
+    pub(crate) fn new(max_open: usize, max_sends: usize, max_early_drops: usize) -> Self {
         Self {
             max_open,
             max_sends: max_sends.max(1),
@@ -69,20 +69,12 @@ impl InviteTable {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.open.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.open.is_empty()
-    }
-
-    pub fn contains(&self, id: TransactionId) -> bool {
+    pub(crate) fn contains(&self, id: TransactionId) -> bool {
         self.open.contains_key(&id)
     }
 
     /// Starts following `request` (the first copy of an initial INVITE).
-    pub fn track(
+    pub(crate) fn track(
         &mut self,
         id: TransactionId,
         request: Arc<MessageRecord>,
@@ -115,7 +107,7 @@ impl InviteTable {
     }
 
     /// A retransmission of a tracked INVITE.
-    pub fn resent(&mut self, id: TransactionId, at: Timestamp) {
+    pub(crate) fn resent(&mut self, id: TransactionId, at: Timestamp) {
         if let Some(t) = self.open.get_mut(&id) {
             if t.sends.len() < self.max_sends {
                 t.sends.push(at);
@@ -125,7 +117,7 @@ impl InviteTable {
         }
     }
 
-    pub fn close(&mut self, id: TransactionId) -> Option<TrackedInvite> {
+    pub(crate) fn close(&mut self, id: TransactionId) -> Option<TrackedInvite> {
         let t = self.open.remove(&id)?;
         let flow = (t.request.meta.src, t.request.meta.dst);
         if self.by_flow.get(&flow) == Some(&id) {
@@ -136,7 +128,7 @@ impl InviteTable {
 
     /// Notes a dropped copy of an INVITE on its tracked transaction (same
     /// flow and Call-ID), or keeps it until the INVITE arrives.
-    pub fn note_drop(&mut self, record: &MessageRecord, note: DropNote) -> NotedDrop {
+    pub(crate) fn note_drop(&mut self, record: &MessageRecord, note: DropNote) -> NotedDrop {
         let call_id = record.message.call_id().map(|c| c.into_owned());
         let tracked = self
             .by_flow
@@ -177,7 +169,7 @@ impl InviteTable {
 
     /// Notes an ICMP unreachable quoting a tracked INVITE's flow; false if
     /// none matched.
-    pub fn note_icmp(&mut self, flow: (SocketAddr, SocketAddr), note: IcmpNote) -> bool {
+    pub(crate) fn note_icmp(&mut self, flow: (SocketAddr, SocketAddr), note: IcmpNote) -> bool {
         match self.by_flow.get(&flow).and_then(|id| self.open.get_mut(id)) {
             Some(t) => {
                 t.icmp.get_or_insert(note);
@@ -188,7 +180,7 @@ impl InviteTable {
     }
 
     /// Forgets everything (end of input); returns how many were open.
-    pub fn clear(&mut self) -> u64 {
+    pub(crate) fn clear(&mut self) -> u64 {
         let n = self.open.len() as u64;
         self.open.clear();
         self.by_flow.clear();

@@ -25,10 +25,10 @@
 //! A finding is raised once per (binding, reason) per window; repeats are
 //! counted. Every table is bounded and its evictions counted.
 
-pub mod bindings;
-pub mod challenges;
-pub mod findings;
-pub mod invites;
+pub(crate) mod bindings;
+pub(crate) mod challenges;
+pub(crate) mod findings;
+pub(crate) mod invites;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,7 @@ use std::time::Duration;
 use crate::analysis::finding::Finding;
 use crate::analysis::once_per_window::OncePerWindow;
 use crate::analysis::registration::RegistrationAttempt;
+use crate::analysis::unanswered;
 use crate::diagnosis::MessageRef;
 use crate::packet::IcmpUnreachable;
 use crate::sip::{MessageRecord, Method, TimeoutCause, Transaction};
@@ -120,7 +121,7 @@ pub struct InboundStats {
 }
 
 /// See the module documentation.
-pub struct Inbound {
+pub(crate) struct Inbound {
     bindings: BindingTable,
     invites: InviteTable,
     challenges: ChallengeTable,
@@ -130,7 +131,7 @@ pub struct Inbound {
 }
 
 impl Inbound {
-    pub fn new(config: InboundConfig) -> Self {
+    pub(crate) fn new(config: InboundConfig) -> Self {
         Self {
             bindings: BindingTable::new(config.max_bindings),
             invites: InviteTable::new(config.max_open, config.max_sends, config.max_early_drops),
@@ -140,7 +141,7 @@ impl Inbound {
         }
     }
 
-    pub fn stats(&self) -> InboundStats {
+    pub(crate) fn stats(&self) -> InboundStats {
         let mut s = self.stats.clone();
         s.bindings = self.bindings.len() as u64;
         s.suppressed = self.raised.suppressed;
@@ -171,7 +172,13 @@ impl Inbound {
             return;
         };
         let answered = !transaction.provisionals.is_empty();
-        if cause != TimeoutCause::NoFinalResponse || answered {
+        // Still open when the capture ended: judged when the capture shows
+        // a retransmitted INVITE nothing answered (no ICMP either, which
+        // would name another reason; see [`unanswered`]).
+        let capture_ended = cause == TimeoutCause::EndOfCapture
+            && open.icmp.is_none()
+            && unanswered::judged_at_end_of_capture(&open.sends, open.sends_dropped);
+        if (cause != TimeoutCause::NoFinalResponse && !capture_ended) || answered {
             // A 1xx means the INVITE arrived (the call rang out or
             // the capture ended): not a blocked path.
             self.stats.invites_unresolved += u64::from(!answered);
@@ -184,6 +191,7 @@ impl Inbound {
             retransmissions,
             local_drop: open.local_drop.clone(),
             icmp: open.icmp.clone(),
+            capture_ended,
         };
         let at = transaction.last_seen.max(open.request.meta.ts);
         self.raise(&open.binding, open.matched, &open.request, failure, at, out);

@@ -7,7 +7,7 @@
 ///
 /// Note G.722 (PT 9): its RTP clock is 8000 Hz although it samples at
 /// 16 kHz, an erratum kept for compatibility (RFC 3551 section 4.5.2).
-pub const fn static_clock_rate(payload_type: u8) -> Option<u32> {
+pub(crate) const fn static_clock_rate(payload_type: u8) -> Option<u32> {
     match payload_type {
         0 | 3 | 4 | 5 | 7 | 8 | 9 | 12 | 13 | 15 | 18 => Some(8000),
         6 => Some(16000),
@@ -20,7 +20,7 @@ pub const fn static_clock_rate(payload_type: u8) -> Option<u32> {
 }
 
 /// Encoding name of a static payload type (RFC 3551 tables 4 and 5).
-pub const fn static_encoding_name(payload_type: u8) -> Option<&'static str> {
+pub(crate) const fn static_encoding_name(payload_type: u8) -> Option<&'static str> {
     Some(match payload_type {
         0 => "PCMU",
         3 => "GSM",
@@ -49,7 +49,7 @@ pub const fn static_encoding_name(payload_type: u8) -> Option<&'static str> {
 /// The voice codecs the E-model distinguishes (ITU-T G.113 Appendix I gives
 /// their equipment impairment `Ie` and packet-loss robustness `Bpl`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum VoiceCodec {
+pub(crate) enum VoiceCodec {
     /// G.711 A-law or µ-law (PCMA/PCMU).
     G711,
     /// G.729 / G.729A (8 kbit/s CS-ACELP).
@@ -67,7 +67,7 @@ pub enum VoiceCodec {
 impl VoiceCodec {
     /// Classifies an SDP/RTP encoding name (case-insensitive, RFC 4855 media
     /// subtype names).
-    pub fn from_encoding_name(name: &str) -> Self {
+    pub(crate) fn from_encoding_name(name: &str) -> Self {
         let upper = name.to_ascii_uppercase();
         match upper.as_str() {
             "PCMA" | "PCMU" => Self::G711,
@@ -80,11 +80,12 @@ impl VoiceCodec {
     }
 
     /// Codec of a static payload type, if it is a voice codec.
-    pub fn from_static_payload_type(payload_type: u8) -> Self {
+    #[cfg(test)]
+    pub(crate) fn from_static_payload_type(payload_type: u8) -> Self {
         static_encoding_name(payload_type).map_or(Self::Other, Self::from_encoding_name)
     }
 
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::G711 => "G.711",
             Self::G729 => "G.729",

@@ -7,13 +7,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use super::codec::VoiceCodec;
-use super::flow::FlowKey;
+use super::findings_remedy;
 use super::matching::{MatchKind, StreamDirection};
 use super::quality::{CodecImpairment, QualityAssumptions, QualityThresholds, estimate};
-use super::remedy;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
-use super::snapshot::FlowSnapshot;
+use crate::media_flow::FlowKey;
+use crate::media_flow::FlowSnapshot;
 use crate::time::Timestamp;
 
 pub const MEDIA_NO_RTP: &str = "media.no_rtp";
@@ -91,7 +91,7 @@ pub struct DirectionObservation {
 
 impl DirectionObservation {
     pub fn from_stats(key: FlowKey, kind: MatchKind, stats: &RtpStreamStats) -> Self {
-        Self::from_snapshot(&FlowSnapshot::from_stats(key, stats), kind)
+        Self::from_snapshot(&stats.snapshot(key), kind)
     }
 
     pub fn from_snapshot(flow: &FlowSnapshot, kind: MatchKind) -> Self {
@@ -259,14 +259,42 @@ pub fn no_rtp(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaFi
             check.now.since(check.answered_at).as_secs_f64()
         ),
         evidence,
-        remedy: remedy::no_media(check.stream),
+        remedy: findings_remedy::no_media(check.stream),
     })
 }
 
+/// RTP in one direction for this long (and [`ONE_WAY_CLEAR_PACKETS`]),
+/// none in the other: one-way audio even on a call that ended within the
+/// grace period.
+pub const ONE_WAY_CLEAR_SPAN: Duration = Duration::from_secs(2);
+/// 2 s of 20 ms packets is 100; a 40 ms ptime gives 50.
+pub const ONE_WAY_CLEAR_PACKETS: u64 = 40;
+
 /// `media.one_way`: both directions are negotiated to send, RTP flows in
 /// one only. Hold (sendonly/inactive/0.0.0.0) is not one-way audio.
+///
+/// A call that ends within the grace period is judged too when the
+/// evidence is clear: people hang up on one-way audio after a few
+/// seconds, and a direction that carried [`ONE_WAY_CLEAR_SPAN`] of RTP
+/// while the other carried none is that shape. A shorter call is too
+/// short to tell and is not judged.
 pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaFinding> {
-    if !check.grace_over(cfg) || !DIRECTIONS.iter().all(|&d| check.expected(d)) {
+    if !DIRECTIONS.iter().all(|&d| check.expected(d)) {
+        return None;
+    }
+    let clear_before_grace = || {
+        let o2a = check.observed(StreamDirection::OffererToAnswerer);
+        let a2o = check.observed(StreamDirection::AnswererToOfferer);
+        match (o2a, a2o) {
+            (Some(o), None) | (None, Some(o)) => {
+                o.last_seen.since(o.first_seen) >= ONE_WAY_CLEAR_SPAN
+                    && o.packets >= ONE_WAY_CLEAR_PACKETS
+            }
+            _ => false,
+        }
+    };
+    let early = !check.grace_over(cfg);
+    if early && !clear_before_grace() {
         return None;
     }
     let (flowing, silent) = match (
@@ -289,6 +317,20 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
     evidence.push(("flowing_observed".into(), seen.observed_path()));
     evidence.push(("flowing_packets".into(), seen.packets.to_string()));
     evidence.push(("missing".into(), direction_text(check.stream, silent)));
+    evidence.push((
+        "flowing_for_s".into(),
+        format!("{:.1}", seen.last_seen.since(seen.first_seen).as_secs_f64()),
+    ));
+    if early {
+        evidence.push((
+            "call_length_s".into(),
+            format!(
+                "{:.1} after the answer (ended within the {:.1} s grace period)",
+                check.now.since(check.answered_at).as_secs_f64(),
+                cfg.grace.as_secs_f64()
+            ),
+        ));
+    }
     // The silent direction may have been on the wire and dropped here.
     let dropped = match silent {
         StreamDirection::OffererToAnswerer => check.offerer_to_answerer,
@@ -322,7 +364,7 @@ pub fn one_way(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Option<MediaF
             },
         ),
         evidence,
-        remedy: remedy::one_way(check.stream, silent),
+        remedy: findings_remedy::one_way(check.stream, silent),
     })
 }
 
@@ -423,7 +465,7 @@ pub fn quality(check: &StreamCheck<'_>, cfg: &MediaCheckConfig) -> Vec<MediaFind
                 q.mos
             ),
             evidence,
-            remedy: remedy::quality(),
+            remedy: findings_remedy::quality(),
         });
     }
     out
@@ -493,7 +535,7 @@ pub fn private_sdp(
             ("sdp_port".into(), media.port.to_string()),
             ("signalling_source".into(), signalling_source.to_string()),
         ],
-        remedy: remedy::private_sdp(media, signalling_source.ip()),
+        remedy: findings_remedy::private_sdp(media, signalling_source.ip()),
     })
 }
 

@@ -107,6 +107,30 @@ fn rtp_in_one_direction_is_one_way_naming_the_missing_direction() {
 }
 
 #[test]
+fn hanging_up_on_one_way_audio_within_the_grace_is_still_one_way() {
+    // Answered at 1 s, hung up at 4 s: 3 s of RTP one way, none back.
+    let s = stream("");
+    let cfg = MediaCheckConfig::default();
+    let mut a2o = obs("198.51.100.7:4000", "192.0.2.10:10000", 150, 150, 0, 1.0);
+    a2o.first_seen = Timestamp(S + S / 10);
+    a2o.last_seen = Timestamp(4 * S);
+    let found = check_stream(&check(&s, 4, None, Some(&a2o)), &cfg);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].code, "media.one_way");
+    assert!(ev(&found[0], "call_length_s").contains("grace"));
+    // Too short to tell: half a second of RTP before the hang-up.
+    let mut brief = a2o.clone();
+    brief.last_seen = Timestamp(S + 6 * S / 10);
+    brief.packets = 25;
+    assert!(check_stream(&check(&s, 2, None, Some(&brief)), &cfg).is_empty());
+    // Both directions flowing on a short call: nothing.
+    let o2a = obs("192.0.2.10:10000", "198.51.100.7:4000", 150, 150, 0, 1.0);
+    assert!(check_stream(&check(&s, 4, Some(&o2a), Some(&a2o)), &cfg).is_empty());
+    // Nothing at all on a short call is not judged either.
+    assert!(check_stream(&check(&s, 4, None, None), &cfg).is_empty());
+}
+
+#[test]
 fn hold_is_not_one_way_nor_no_rtp() {
     let s = stream("a=recvonly\r\n");
     let o2a = obs("192.0.2.10:10000", "198.51.100.7:4000", 500, 500, 0, 1.0);

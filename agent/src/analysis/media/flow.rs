@@ -11,35 +11,8 @@ use std::time::Duration;
 use super::codec::static_clock_rate;
 use super::rtp::{RtpError, parse_rtp};
 use super::rtp_stats::{RtpStreamStats, SeqVerdict};
+use crate::media_flow::FlowKey;
 use crate::time::Timestamp;
-
-/// A UDP flow: source and destination address and port (the protocol of
-/// the 5-tuple is always UDP here; RTP over TCP, RFC 4571, is not tracked).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowKey {
-    pub src: SocketAddr,
-    pub dst: SocketAddr,
-}
-
-impl FlowKey {
-    pub fn new(src: SocketAddr, dst: SocketAddr) -> Self {
-        Self { src, dst }
-    }
-
-    /// The flow in the opposite direction.
-    pub fn reversed(self) -> Self {
-        Self {
-            src: self.dst,
-            dst: self.src,
-        }
-    }
-}
-
-impl std::fmt::Display for FlowKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} -> {}", self.src, self.dst)
-    }
-}
 
 /// RTP clock per payload type: RFC 3551 static types by default, dynamic
 /// types as negotiated (a=rtpmap). A flat 128-entry array so the kernel can

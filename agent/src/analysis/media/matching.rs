@@ -21,10 +21,10 @@
 
 use std::net::SocketAddr;
 
-use super::flow::FlowKey;
 use super::rtp_stats::RtpStreamStats;
 use super::sdp::{MediaDescription, NegotiatedStream};
-use super::snapshot::FlowSnapshot;
+use crate::media_flow::FlowKey;
+use crate::media_flow::FlowSnapshot;
 use crate::time::Timestamp;
 
 /// What is known of one observed flow, from a [`super::flow::FlowTable`]
@@ -40,7 +40,7 @@ pub struct ObservedFlow {
 
 impl ObservedFlow {
     pub fn from_stats(key: FlowKey, stats: &RtpStreamStats) -> Self {
-        Self::from_snapshot(&FlowSnapshot::from_stats(key, stats))
+        Self::from_snapshot(&stats.snapshot(key))
     }
 
     pub fn from_snapshot(flow: &FlowSnapshot) -> Self {

@@ -6,24 +6,24 @@
 //! Pure and synchronous: SDP bodies come in as bytes, RTP as
 //! `(Timestamp, src, dst, payload)`, time is the packet clock.
 
-pub mod codec;
+pub(crate) mod codec;
 pub mod findings;
-pub mod flow;
-pub mod matching;
-pub mod observations;
-pub mod quality;
-pub mod remedy;
-pub mod rtcp;
-pub mod rtp;
-pub mod rtp_stats;
-pub mod sdp;
-pub mod snapshot;
+pub(crate) mod findings_remedy;
+pub(crate) mod flow;
+pub(crate) mod matching;
+pub(crate) mod observations;
+pub(crate) mod quality;
+pub(crate) mod rtcp;
+pub(crate) mod rtp;
+pub(crate) mod rtp_stats;
+pub(crate) mod sdp;
 
 pub use findings::{DirectionObservation, MediaCheckConfig, MediaFinding, StreamCheck};
-pub use flow::{ClockTable, FlowKey, FlowTable};
+pub use flow::{ClockTable, FlowTable};
 pub use matching::{FlowMatch, MatchKind, ObservedFlow, StreamDirection, TimeWindow, link_flows};
 pub use observations::{ObservationConfig, ObservationStats, RtpObservations, RtpSource};
 pub use rtp::{RtpError, RtpHeader, parse_rtp};
 pub use rtp_stats::{RtpStreamStats, SeqVerdict};
 pub use sdp::{MediaDescription, NegotiatedStream, SdpError, negotiated_streams, parse_sdp};
-pub use snapshot::FlowSnapshot;
+// Flow vocabulary shared with capture (see `crate::media_flow`).
+pub use crate::media_flow::{FlowKey, FlowSnapshot};

@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use super::flow::{FlowKey, FlowTable};
+use super::flow::FlowTable;
 use super::rtcp::{ReceptionReport, reception_reports};
-use super::snapshot::FlowSnapshot;
+use crate::media_flow::FlowKey;
+use crate::media_flow::FlowSnapshot;
 use crate::time::Timestamp;
 
 /// Where RTP statistics come from.
@@ -235,7 +236,7 @@ impl RtpObservations {
                 .table
                 .iter()
                 .filter(|(k, _)| hit(k))
-                .map(|(k, s)| FlowSnapshot::from_stats(*k, s))
+                .map(|(k, s)| s.snapshot(*k))
                 .collect(),
             RtpSource::Kernel => self
                 .kernel

@@ -21,7 +21,7 @@ use super::codec::VoiceCodec;
 
 /// Equipment impairment and loss robustness of a codec (G.113 Appendix I).
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct CodecImpairment {
+pub(crate) struct CodecImpairment {
     /// Equipment impairment factor Ie.
     pub ie: f64,
     /// Packet-loss robustness factor Bpl.
@@ -34,7 +34,7 @@ impl CodecImpairment {
     /// G.113 Appendix I values. G.711 assumes packet loss concealment
     /// (G.711 Appendix I, Bpl 25.1), which every PBX stack implements; see
     /// [`CodecImpairment::G711_WITHOUT_PLC`] for the other case.
-    pub fn for_codec(codec: VoiceCodec) -> Self {
+    pub(crate) fn for_codec(codec: VoiceCodec) -> Self {
         match codec {
             VoiceCodec::G711 | VoiceCodec::G722 => Self {
                 ie: 0.0,
@@ -67,7 +67,8 @@ impl CodecImpairment {
     }
 
     /// G.711 without packet loss concealment (G.113 Appendix I: Bpl 4.3).
-    pub const G711_WITHOUT_PLC: Self = Self {
+    #[cfg(test)]
+    pub(crate) const G711_WITHOUT_PLC: Self = Self {
         ie: 0.0,
         bpl: 4.3,
         codec_delay_ms: 20.0,
@@ -115,7 +116,7 @@ impl Default for QualityThresholds {
 
 /// The E-model result for one direction of a stream.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct QualityEstimate {
+pub(crate) struct QualityEstimate {
     pub r_factor: f64,
     pub mos: f64,
     /// The estimated mouth-to-ear delay Ta the R factor used.
@@ -125,7 +126,7 @@ pub struct QualityEstimate {
 }
 
 /// G.107 (7.2) delay impairment Idd for mouth-to-ear delay `ta_ms`.
-pub fn delay_impairment(ta_ms: f64) -> f64 {
+pub(crate) fn delay_impairment(ta_ms: f64) -> f64 {
     if ta_ms <= 100.0 {
         return 0.0;
     }
@@ -135,13 +136,13 @@ pub fn delay_impairment(ta_ms: f64) -> f64 {
 }
 
 /// G.107 (7.8) effective equipment impairment with random loss (BurstR = 1).
-pub fn effective_equipment_impairment(codec: CodecImpairment, loss_percent: f64) -> f64 {
+pub(crate) fn effective_equipment_impairment(codec: CodecImpairment, loss_percent: f64) -> f64 {
     let ppl = loss_percent.clamp(0.0, 100.0);
     codec.ie + (95.0 - codec.ie) * ppl / (ppl + codec.bpl)
 }
 
 /// G.107 Annex B (B.4): MOS from R.
-pub fn mos_from_r(r: f64) -> f64 {
+pub(crate) fn mos_from_r(r: f64) -> f64 {
     if r.is_nan() || r <= 0.0 {
         1.0
     } else if r >= 100.0 {
@@ -153,7 +154,7 @@ pub fn mos_from_r(r: f64) -> f64 {
 
 /// Estimates R and MOS for a stream direction with `loss_percent` loss and
 /// `jitter_ms` interarrival jitter.
-pub fn estimate(
+pub(crate) fn estimate(
     codec: CodecImpairment,
     loss_percent: f64,
     jitter_ms: f64,

@@ -71,7 +71,7 @@ fn be32(b: &[u8], at: usize) -> Option<u32> {
 /// Every report block of a (compound) RTCP packet; empty when it is not
 /// RTCP v2 or holds no SR/RR. A truncated packet yields the blocks before
 /// the cut.
-pub fn reception_reports(packet: &[u8]) -> Vec<ReceptionReport> {
+pub(crate) fn reception_reports(packet: &[u8]) -> Vec<ReceptionReport> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(&first) = packet.get(at) {

@@ -34,10 +34,11 @@
 //! reordered packets (the RFC counts both as received, and so do we: the
 //! cumulative loss can go negative with duplicates, exactly as in A.3).
 
-pub use sipscope_common::{MAX_CLOCK_RATE, MAX_DROPOUT, MAX_MISORDER, SEEN_WINDOW};
+pub(crate) use sipscope_common::MAX_CLOCK_RATE;
 use sipscope_common::{RTP_FLOW_HAS_TRANSIT, RTP_FLOW_INITIALISED, RtpFlowState, RtpPacketFields};
 
 use super::rtp::RtpHeader;
+use crate::media_flow::{FlowKey, FlowSnapshot};
 use crate::time::Timestamp;
 
 /// What the sequence check made of one packet.
@@ -278,6 +279,16 @@ impl RtpStreamStats {
 
     pub fn last_seen(&self) -> Timestamp {
         Timestamp::from_nanos(self.state.last_seen_ns)
+    }
+
+    /// This flow's statistics as of its last packet, keyed `key`.
+    pub fn snapshot(&self, key: FlowKey) -> FlowSnapshot {
+        FlowSnapshot {
+            key,
+            state: self.state,
+            first_seen: self.first_seen(),
+            last_seen: self.last_seen(),
+        }
     }
 }
 

@@ -16,11 +16,11 @@ use super::codec::{static_clock_rate, static_encoding_name};
 
 /// Largest SDP body analysed. SIP over UDP keeps bodies far smaller; a body
 /// past this is hostile or broken, and parsing it would cost memory.
-pub const MAX_SDP_LEN: usize = 64 * 1024;
+pub(crate) const MAX_SDP_LEN: usize = 64 * 1024;
 /// Most m= lines analysed per SDP.
-pub const MAX_MEDIA: usize = 32;
+pub(crate) const MAX_MEDIA: usize = 32;
 /// Most payload types kept per m= line.
-pub const MAX_PAYLOAD_TYPES: usize = 64;
+pub(crate) const MAX_PAYLOAD_TYPES: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -36,7 +36,7 @@ pub(super) fn requested_expiry(request: &SipMessage) -> Option<u32> {
 /// The credentials a request carries (Authorization, else
 /// Proxy-Authorization, RFC 3261 §22.2/§22.3); `None` when absent or
 /// not readable Digest.
-pub(super) fn credentials(msg: &SipMessage) -> Option<Credentials> {
+pub(crate) fn credentials(msg: &SipMessage) -> Option<Credentials> {
     ["Authorization", "Proxy-Authorization"]
         .into_iter()
         .filter_map(|h| msg.header(h))
@@ -45,7 +45,7 @@ pub(super) fn credentials(msg: &SipMessage) -> Option<Credentials> {
 
 /// Every Digest challenge a 401/407 offers (RFC 8760 allows one per
 /// algorithm).
-pub(super) fn challenges(msg: &SipMessage) -> Vec<Challenge> {
+pub(crate) fn challenges(msg: &SipMessage) -> Vec<Challenge> {
     let name = if msg.status() == Some(407) {
         "Proxy-Authenticate"
     } else {

@@ -18,29 +18,41 @@ fn binding_evidence(d: Diagnosis, b: &Binding) -> Diagnosis {
     }
 }
 
-/// `reg.rejected`: a final error to a REGISTER that carried no credentials
-/// and was not challenged (RFC 3261 §10.3 steps 1-3: wrong domain, an
-/// address not allowed, an unknown account). The Warning header (§20.43)
-/// and reason phrase often say which, so both are evidence.
-pub fn rejected(
+/// `reg.rejected`: a final error to a REGISTER other than a challenge or
+/// a 403 to credentials (RFC 3261 §10.3 steps 1-3: wrong domain, an
+/// address not allowed, an unknown account; a 5xx: the registrar itself is
+/// in trouble, RFC 3261 §21.5). The Warning header (§20.43) and reason
+/// phrase often say which, so both are evidence. `authenticated`: the
+/// refused REGISTER carried credentials.
+pub(super) fn rejected(
     binding: &Binding,
     request_uri: Option<&str>,
     status: u16,
     reason: &str,
     warning: Option<&str>,
     response: &MessageRef,
+    authenticated: bool,
 ) -> Diagnosis {
-    let mut d = Diagnosis::new(
-        Code::RegRejected,
-        response.at,
+    let aor = &binding.aor;
+    let text = if status >= 500 {
         format!(
-            "The registrar refused the REGISTER for {} with {status} {reason} without asking \
-             for credentials: it does not accept this account, domain or source address \
-             here (or wants the provider's outbound proxy).",
-            binding.aor
-        ),
-    )
-    .with_evidence(
+            "The registrar answered the REGISTER for {aor} with {status} {reason}: the server \
+             (or the service behind it) is in trouble or overloaded, not the account; the \
+             client is not registered until it retries and succeeds."
+        )
+    } else if authenticated {
+        format!(
+            "The registrar refused the authenticated REGISTER for {aor} with {status} \
+             {reason}: it does not serve this account, domain or source address here."
+        )
+    } else {
+        format!(
+            "The registrar refused the REGISTER for {aor} with {status} {reason} without \
+             asking for credentials: it does not accept this account, domain or source \
+             address here (or wants the provider's outbound proxy)."
+        )
+    };
+    let mut d = Diagnosis::new(Code::RegRejected, response.at, text).with_evidence(
         Evidence::new("status", format!("{status} {reason}"))
             .in_message(response.at, response.label.clone()),
     );
@@ -58,7 +70,7 @@ pub fn rejected(
 /// `reg.expired`: the registrar granted `granted` seconds at `since` and no
 /// refresh reached it before `expired_at` (RFC 3261 §10.2.1: the binding is
 /// gone, calls to the AOR no longer reach the contact).
-pub fn expired(
+pub(super) fn expired(
     binding: &Binding,
     granted: u32,
     since: Timestamp,
@@ -81,7 +93,7 @@ pub fn expired(
 
 /// `reg.flapping`: `changes` alternations between success and failure
 /// within `window`.
-pub fn flapping(
+pub(super) fn flapping(
     binding: &Binding,
     at: Timestamp,
     changes: u32,

@@ -11,7 +11,8 @@
 //! findings.
 
 mod attempt;
-mod exchange;
+// Its digest readers are shared with `digest::exchanges` (other requests).
+pub(crate) mod exchange;
 mod findings;
 mod tracker;
 

@@ -15,7 +15,7 @@
 //! phones registering to it are the same exchange seen from either end.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use crate::analysis::digest::{
@@ -33,14 +33,44 @@ mod table;
 
 use super::{Binding, Outcome, RegistrationStats, TrackerConfig, exchange, findings};
 
-/// A binding is keyed by Call-ID and AOR (To URI): RFC 3261 §10.2.4 has a
-/// UA keep its Call-ID across refreshes, and a Contact change under the
-/// same Call-ID (a NAT rebinding) is the same registration moving.
+/// The Call-ID and AOR (To URI) of a REGISTER exchange: RFC 3261 §10.2.4
+/// has a UA keep its Call-ID across refreshes, and a Contact change under
+/// the same Call-ID (a NAT rebinding) is the same registration moving.
+/// Responses carry no usable Contact of their own, so every exchange is
+/// found through this key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct BindingKey {
     call_id: String,
     aor: String,
 }
+
+/// What a binding is (RFC 3261 §10.2, §10.3 step 7: the registrar binds
+/// the AOR to the Contact): the same AOR and Contact from the same client
+/// under a new Call-ID is the same binding. PJSIP takes a new Call-ID when
+/// it retries after a failure; the refresh under it keeps the binding
+/// alive and its outcomes belong to the same history (flapping).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct ContactKey {
+    aor: String,
+    /// Contact URI without parameters, lower-cased.
+    contact: String,
+    client: IpAddr,
+}
+
+impl ContactKey {
+    fn new(aor: &str, contact: &str, client: IpAddr) -> Self {
+        let bare = contact.split(';').next().unwrap_or(contact);
+        Self {
+            aor: aor.to_owned(),
+            contact: bare.trim().to_ascii_lowercase(),
+            client,
+        }
+    }
+}
+
+/// Call-IDs remembered per binding to find its responses (the newest are
+/// kept; a client does not go back to an old Call-ID).
+const MAX_CALL_IDS: usize = 4;
 
 /// The last challenge the binding drew, kept to pair the next
 /// Authorization with it.
@@ -89,6 +119,7 @@ impl OpenAttempt {
 /// What the tracker keeps of the binding's last REGISTER until its final
 /// response arrives.
 struct LastRequest {
+    call_id: String,
     cseq: u32,
     creds: Option<Credentials>,
     contacts: Vec<Contact>,
@@ -98,8 +129,12 @@ struct LastRequest {
 struct BindingState {
     binding: Binding,
     last_request: Option<LastRequest>,
-    /// CSeq of the last final response handled.
-    last_final_cseq: Option<u32>,
+    /// Call-ID and CSeq of the last final response handled.
+    last_final_cseq: Option<(String, u32)>,
+    /// The Call-IDs this binding was seen under, oldest first.
+    call_ids: VecDeque<String>,
+    /// Its entry in the Contact index, if its REGISTER named a Contact.
+    contact_key: Option<ContactKey>,
     client: SocketAddr,
     registrar: SocketAddr,
     request_uri: Option<String>,
@@ -142,6 +177,7 @@ pub struct RegistrationTracker {
     config: TrackerConfig,
     bindings: HashMap<u64, BindingState>,
     by_key: HashMap<BindingKey, u64>,
+    by_contact: HashMap<ContactKey, u64>,
     /// Least recently used first: lru sequence → binding id.
     lru: BTreeMap<u64, u64>,
     deadlines: BTreeSet<(Timestamp, u64)>,
@@ -156,6 +192,7 @@ impl RegistrationTracker {
             config,
             bindings: HashMap::new(),
             by_key: HashMap::new(),
+            by_contact: HashMap::new(),
             lru: BTreeMap::new(),
             deadlines: BTreeSet::new(),
             next_id: 1,
@@ -224,9 +261,11 @@ impl RegistrationTracker {
         if r.message.is_request() {
             b.last_request
                 .as_ref()
-                .is_some_and(|l| l.cseq != cseq.number)
+                .is_some_and(|l| l.cseq != cseq.number || l.call_id != key.call_id)
         } else {
-            b.last_final_cseq.is_some_and(|c| c != cseq.number)
+            b.last_final_cseq
+                .as_ref()
+                .is_some_and(|(id, c)| *c != cseq.number || *id != key.call_id)
         }
     }
 
@@ -289,12 +328,18 @@ impl RegistrationTracker {
         };
         let m = &r.message;
         let at = r.meta.ts;
-        let id = self.binding_id(key, r.meta.src, r.meta.dst, at);
         let contacts = m.contacts();
+        let contact_key = contacts
+            .iter()
+            .find(|c| !c.is_wildcard())
+            .map(|c| ContactKey::new(&key.aor, &c.uri, r.meta.src.ip()));
+        let call_id = key.call_id.clone();
+        let id = self.request_binding(key, contact_key, r.meta.src, r.meta.dst, at);
         let cseq = m.cseq().map_or(0, |c| c.number);
         let creds = exchange::credentials(m);
         {
             let b = self.bindings.get_mut(&id).expect("binding exists");
+            b.binding.call_id.clone_from(&call_id);
             b.client = r.meta.src;
             b.registrar = r.meta.dst;
             b.request_uri = m.request_uri().map(|u| u.into_owned());
@@ -305,6 +350,7 @@ impl RegistrationTracker {
                 self.stats.attempts += 1;
             }
             b.last_request = Some(LastRequest {
+                call_id,
                 cseq,
                 creds: creds.clone(),
                 contacts: contacts.clone(),
@@ -415,6 +461,7 @@ impl RegistrationTracker {
             return;
         };
         let at = resp.meta.ts;
+        let key_call_id = key.call_id.clone();
         let id = self.binding_id(key, resp.meta.dst, resp.meta.src, at);
         let m = &resp.message;
         let status = m.status().unwrap_or(0);
@@ -422,8 +469,11 @@ impl RegistrationTracker {
         let here = MessageRef::of(resp);
         let (creds, request_contacts, requested) = {
             let b = self.bindings.get_mut(&id).expect("binding exists");
-            b.last_final_cseq = Some(cseq);
-            let request = b.last_request.as_ref().filter(|l| l.cseq == cseq);
+            let request = b
+                .last_request
+                .as_ref()
+                .filter(|l| l.cseq == cseq && l.call_id == key_call_id);
+            b.last_final_cseq = Some((key_call_id, cseq));
             let found = (
                 request.and_then(|l| l.creds.clone()),
                 request.map(|l| l.contacts.clone()).unwrap_or_default(),
@@ -469,9 +519,16 @@ impl RegistrationTracker {
                 self.resolve_stale(id, false, out);
                 let reason = m.reason_phrase().unwrap_or_default().into_owned();
                 let warning = m.header("Warning");
+                // 403 to credentials: the account is refused
+                // (`auth.forbidden_after_auth`). Any other final error,
+                // with or without credentials, is the registrar's answer to
+                // the registration (a 5xx is the server's trouble, not the
+                // account's): `reg.rejected` with its status.
                 let d = match &creds {
-                    Some(c) => forbidden_after_auth(at, c, status, &reason, warning.as_deref()),
-                    None => {
+                    Some(c) if status == 403 => {
+                        forbidden_after_auth(at, c, status, &reason, warning.as_deref())
+                    }
+                    _ => {
                         let b = &self.bindings[&id];
                         findings::rejected(
                             &b.binding,
@@ -480,11 +537,14 @@ impl RegistrationTracker {
                             &reason,
                             warning.as_deref(),
                             &here,
+                            creds.is_some(),
                         )
                     }
                 };
                 self.raise(id, d, out);
-                self.maybe_username_is_did(id, at, creds.as_ref(), out);
+                if status < 500 {
+                    self.maybe_username_is_did(id, at, creds.as_ref(), out);
+                }
                 self.end_attempt(id, at, Outcome::Rejected { status, reason }, out);
             }
             _ => {}

@@ -103,7 +103,7 @@ pub fn ifindex(iface: &str) -> Result<u32, LiveError> {
 
 /// Attaches the ingress and egress programs to `iface`; the returned lock
 /// (netlink filters only) must be held while they are attached.
-pub fn attach(
+pub(super) fn attach(
     ebpf: &mut Ebpf,
     features: &KernelFeatures,
     iface: &str,
@@ -272,7 +272,7 @@ fn remove_leftover_filters(iface: &str) {
 /// An exclusive `flock` on `/run/sipscope/<netns>-<ifindex>.lock`, held
 /// while this agent has netlink filters on the interface.
 #[derive(Debug)]
-pub struct InterfaceLock {
+pub(super) struct InterfaceLock {
     _file: File,
 }
 

@@ -8,39 +8,31 @@
 //! and `bpf_probe_read_kernel` are older. On a kernel without the enum in
 //! its BTF the tracer is reported unavailable and capture carries on.
 
-use std::{
-    collections::HashMap,
-    fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
-    ops::RangeInclusive,
-    os::unix::fs::MetadataExt as _,
-    path::Path,
-};
+use std::{collections::HashMap, ops::RangeInclusive, os::unix::fs::MetadataExt as _, path::Path};
 
 use aya::{
     maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf},
     programs::RawTracePoint,
 };
 use sipscope_common::{
-    DROP_FLAG_RTP, DROP_FLAG_TRUNCATED, DROP_HEADER_LEN, DROP_REASON_SLOTS, DropConfig,
-    DropCounter, DropHeader, Family, names,
+    DROP_FLAG_RTP, DROP_FLAG_TRUNCATED, DROP_REASON_SLOTS, DropConfig, DropHeader, names,
 };
 
 use super::{
     attach::program,
     clock::KtimeClock,
-    error::LiveError,
     kernel_btf::{KernelBtf, ReasonName},
     load::LoadedObject,
+    record,
 };
-use crate::packet::{Direction, DropReason, DroppedPacket, LinkType, Packet};
+use crate::packet::{DropReason, DroppedPacket, LinkType, Packet};
 
 /// Drop reasons reported by default, by kernel name (lower case). Each
 /// says something an operator can act on for SIP/RTP; names this kernel
 /// does not have are skipped. Left out on purpose: `not_specified` and
 /// the many header-validation reasons (malformed packets, not a
 /// configuration problem), `otherhost` (not for us).
-pub const DEFAULT_DROP_REASONS: &[&str] = &[
+pub(crate) const DEFAULT_DROP_REASONS: &[&str] = &[
     // The local firewall.
     "netfilter_drop",
     // Nothing listens on the port: a registrar or PBX that is down, or a
@@ -75,7 +67,7 @@ pub const DEFAULT_DROP_REASONS: &[&str] = &[
 
 /// What the drop tracer reports and where.
 #[derive(Clone, Debug)]
-pub struct DropFilter {
+pub(crate) struct DropFilter {
     /// Interfaces whose drops are reported (the capture interfaces).
     pub ifindexes: Vec<u32>,
     /// RTP port range (inclusive); SIP ports come from the capture config.
@@ -99,7 +91,7 @@ pub(super) struct DropTracer {
 pub struct DropsUnavailable(pub String);
 
 /// The inode number identifying this process's network namespace.
-pub fn current_netns_inum() -> std::io::Result<u32> {
+pub(crate) fn current_netns_inum() -> std::io::Result<u32> {
     let ino = std::fs::metadata("/proc/self/ns/net")?.ino();
     u32::try_from(ino).map_err(|_| std::io::Error::other("namespace inode beyond 32 bits"))
 }
@@ -201,20 +193,8 @@ pub struct LiveDrop {
     pub header: DropHeader,
 }
 
+/// Addresses and ports: `header.endpoints` (`src()`, `dst()`).
 impl LiveDrop {
-    fn addr(&self, raw: [u8; 16]) -> IpAddr {
-        if self.header.family == Family::Ipv4 as u8 {
-            IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(raw))
-        }
-    }
-    pub fn src(&self) -> SocketAddr {
-        SocketAddr::new(self.addr(self.header.src_addr), self.header.src_port)
-    }
-    pub fn dst(&self) -> SocketAddr {
-        SocketAddr::new(self.addr(self.header.dst_addr), self.header.dst_port)
-    }
     /// Matched the RTP port range rather than a SIP port.
     pub fn is_rtp(&self) -> bool {
         self.header.flags & DROP_FLAG_RTP != 0
@@ -230,18 +210,7 @@ pub fn decode_drop(
     clock: KtimeClock,
     reasons: &HashMap<u32, String>,
 ) -> Option<LiveDrop> {
-    if bytes.len() < DROP_HEADER_LEN {
-        return None;
-    }
-    // SAFETY: DropHeader is plain #[repr(C)] data, any bit pattern is
-    // valid; the length was checked above.
-    let header: DropHeader = unsafe { bytes.as_ptr().cast::<DropHeader>().read_unaligned() };
-    let data = bytes.get(DROP_HEADER_LEN..DROP_HEADER_LEN + header.cap_len as usize)?;
-    let direction = if header.direction == sipscope_common::Direction::Ingress as u8 {
-        Direction::Ingress
-    } else {
-        Direction::Egress
-    };
+    let (header, data) = record::split::<DropHeader>(bytes)?;
     let name = reasons
         .get(&header.reason)
         .cloned()
@@ -251,7 +220,7 @@ pub fn decode_drop(
             packet: Packet {
                 ts: clock.to_timestamp(header.ktime_ns),
                 ifindex: header.ifindex,
-                direction,
+                direction: record::direction(header.endpoints.direction),
                 link: LinkType::RawIp,
                 data: data.to_vec(),
                 orig_len: header.l3_len.max(ip_total_len(data)),
@@ -277,45 +246,12 @@ fn ip_total_len(ip: &[u8]) -> u32 {
     }
 }
 
-/// Drop tracer counters summed over all CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct DropCounters([u64; DropCounter::COUNT as usize]);
-
-impl DropCounters {
-    pub fn get(&self, counter: DropCounter) -> u64 {
-        self.0[counter as usize]
-    }
-
-    pub(super) fn read(map: &PerCpuArray<MapData, u64>) -> Result<Self, LiveError> {
-        let mut out = Self::default();
-        for c in DropCounter::ALL {
-            let per_cpu = map
-                .get(&(c as u32), 0)
-                .map_err(|e| LiveError::kernel(format!("reading counter {}", c.name()), e))?;
-            out.0[c as usize] = per_cpu.iter().copied().fold(0u64, u64::wrapping_add);
-        }
-        Ok(out)
-    }
-}
-
-impl fmt::Display for DropCounters {
-    /// `name=value` pairs separated by spaces (stable, parsed by tests).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, c) in DropCounter::ALL.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            write!(f, "{}={}", c.name(), self.get(*c))?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use sipscope_common::Transport;
+    use sipscope_common::Direction::Ingress;
 
     use super::*;
+    use crate::packet::Direction;
 
     fn header(cap_len: u32) -> DropHeader {
         DropHeader {
@@ -326,30 +262,15 @@ mod tests {
             l3_len: 420,
             cap_len,
             flags: DROP_FLAG_TRUNCATED,
-            src_addr: [10, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            dst_addr: [10, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            src_port: 5060,
-            dst_port: 5062,
-            direction: sipscope_common::Direction::Ingress as u8,
-            family: Family::Ipv4 as u8,
-            transport: Transport::Udp as u8,
-            _pad: 0,
+            endpoints: record::endpoints("10.0.0.1:5060", "10.0.0.2:5062", Ingress),
         }
-    }
-
-    fn event(h: DropHeader, data: &[u8]) -> Vec<u8> {
-        // SAFETY: DropHeader is plain #[repr(C)] data without padding holes.
-        let raw = unsafe {
-            std::slice::from_raw_parts(std::ptr::from_ref(&h).cast::<u8>(), DROP_HEADER_LEN)
-        };
-        [raw, data].concat()
     }
 
     #[test]
     fn a_drop_event_becomes_a_raw_ip_packet_with_its_named_reason() {
         let reasons = HashMap::from([(12, "netfilter_drop".to_owned())]);
         let d = decode_drop(
-            &event(header(3), &[0x45, 0, 1, 9]),
+            &record::encode(&header(3), &[0x45, 0, 1, 9]),
             KtimeClock::new(),
             &reasons,
         )
@@ -359,8 +280,8 @@ mod tests {
         assert_eq!(d.dropped.packet.direction, Direction::Ingress);
         assert!(d.dropped.packet.is_truncated() && d.is_truncated());
         assert!(d.dropped.reason.is_netfilter());
-        assert_eq!(d.src().to_string(), "10.0.0.1:5060");
-        assert_eq!(d.dst().to_string(), "10.0.0.2:5062");
+        assert_eq!(d.header.endpoints.src().to_string(), "10.0.0.1:5060");
+        assert_eq!(d.header.endpoints.dst().to_string(), "10.0.0.2:5062");
     }
 
     #[test]
@@ -372,7 +293,7 @@ mod tests {
         let mut h = header(20);
         h.l3_len = 20;
         h.flags = 0;
-        let d = decode_drop(&event(h, &ip), KtimeClock::new(), &HashMap::new()).unwrap();
+        let d = decode_drop(&record::encode(&h, &ip), KtimeClock::new(), &HashMap::new()).unwrap();
         assert_eq!(d.dropped.packet.orig_len, 1200);
         assert!(d.dropped.packet.is_truncated());
         // IPv6: payload length + the fixed header.
@@ -384,7 +305,7 @@ mod tests {
     fn an_unknown_reason_number_keeps_its_number() {
         let mut h = header(0);
         h.reason = 999;
-        let d = decode_drop(&event(h, &[]), KtimeClock::new(), &HashMap::new()).unwrap();
+        let d = decode_drop(&record::encode(&h, &[]), KtimeClock::new(), &HashMap::new()).unwrap();
         assert_eq!(d.dropped.reason.name, "reason_999");
     }
 
@@ -392,17 +313,13 @@ mod tests {
     fn short_drop_events_are_rejected_not_panicked_on() {
         let none = HashMap::new();
         assert!(decode_drop(&[0u8; 8], KtimeClock::new(), &none).is_none());
-        assert!(decode_drop(&event(header(50), &[1, 2]), KtimeClock::new(), &none).is_none());
-    }
-
-    #[test]
-    fn drop_counters_print_as_stable_name_value_pairs() {
-        let mut c = DropCounters::default();
-        c.0[DropCounter::DropsReported as usize] = 2;
-        assert_eq!(
-            c.to_string(),
-            "drops_seen=0 drops_filtered_reason=0 drops_filtered_netns=0 \
-             drops_filtered_not_voip=0 drops_reported=2 drop_ringbuf_full=0 drop_unreadable=0 rtp_drops_suppressed=0"
+        assert!(
+            decode_drop(
+                &record::encode(&header(50), &[1, 2]),
+                KtimeClock::new(),
+                &none
+            )
+            .is_none()
         );
     }
 }

@@ -16,7 +16,7 @@ use sipscope_common::DropConfig;
 /// Why the kernel's BTF cannot drive the drop tracer.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum BtfError {
+pub(crate) enum BtfError {
     #[error("reading kernel BTF from {path}: {source}")]
     Read {
         path: String,
@@ -52,14 +52,14 @@ pub struct ReasonName {
 }
 
 /// The parts of the kernel's BTF the drop tracer uses.
-pub struct KernelBtf {
+pub(crate) struct KernelBtf {
     btf: Btf,
 }
 
 impl KernelBtf {
-    pub const PATH: &'static str = "/sys/kernel/btf/vmlinux";
+    pub(crate) const PATH: &'static str = "/sys/kernel/btf/vmlinux";
 
-    pub fn open(path: &Path) -> Result<Self, BtfError> {
+    pub(crate) fn open(path: &Path) -> Result<Self, BtfError> {
         let btf = Btf::from_file(path).map_err(|source| BtfError::Read {
             path: path.display().to_string(),
             source,
@@ -68,7 +68,7 @@ impl KernelBtf {
     }
 
     /// Every value of `enum skb_drop_reason`, in kernel order.
-    pub fn drop_reasons(&self) -> Result<Vec<ReasonName>, BtfError> {
+    pub(crate) fn drop_reasons(&self) -> Result<Vec<ReasonName>, BtfError> {
         let types = self
             .btf
             .resolve_types_by_name("skb_drop_reason")
@@ -103,7 +103,7 @@ impl KernelBtf {
     }
 
     /// Fills the offsets of `cfg` (not the filter fields).
-    pub fn fill_offsets(&self, cfg: &mut DropConfig) -> Result<(), BtfError> {
+    pub(crate) fn fill_offsets(&self, cfg: &mut DropConfig) -> Result<(), BtfError> {
         cfg.skb_head = self.offset("sk_buff", &["head"], 8)?;
         cfg.skb_network_header = self.offset("sk_buff", &["network_header"], 2)?;
         cfg.skb_tail = self.offset("sk_buff", &["tail"], 4)?;
@@ -242,7 +242,7 @@ impl KernelBtf {
 }
 
 /// `SKB_DROP_REASON_NETFILTER_DROP` -> `netfilter_drop`.
-pub fn reason_display_name(enum_name: &str) -> String {
+pub(crate) fn reason_display_name(enum_name: &str) -> String {
     enum_name
         .strip_prefix("SKB_DROP_REASON_")
         .unwrap_or(enum_name)

@@ -23,7 +23,7 @@ use aya::{
 use super::error::LiveError;
 
 /// The environment variable of the forced-compatibility switch.
-pub const COMPAT_ENV: &str = "SIPSCOPE_KERNEL_COMPAT";
+pub(crate) const COMPAT_ENV: &str = "SIPSCOPE_KERNEL_COMPAT";
 
 /// Which program variants to consider.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -269,7 +269,7 @@ fn atomics_supported() -> io::Result<bool> {
         libc::syscall(
             libc::SYS_bpf,
             BPF_PROG_LOAD,
-            &attr as *const ProgLoadAttr,
+            std::ptr::from_ref(&attr),
             std::mem::size_of::<ProgLoadAttr>(),
         )
     };

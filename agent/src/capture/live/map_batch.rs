@@ -27,7 +27,7 @@ struct BatchAttr {
 /// `K` and `V` (sizes as the map was created with). `Err` with
 /// `ErrorKind::Unsupported` when the kernel has no batch operations, so the
 /// caller can fall back to the entry-by-entry walk.
-pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
+pub(super) fn lookup_all<K: Copy + Default, V: Copy + Default>(
     fd: BorrowedFd<'_>,
 ) -> io::Result<Vec<(K, V)>> {
     let mut out = Vec::new();
@@ -42,9 +42,9 @@ pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
             in_batch: if first {
                 0
             } else {
-                &token as *const u32 as u64
+                std::ptr::from_ref(&token) as u64
             },
-            out_batch: &mut next as *mut u32 as u64,
+            out_batch: std::ptr::from_mut(&mut next) as u64,
             keys: keys.as_mut_ptr() as u64,
             values: values.as_mut_ptr() as u64,
             count: chunk as u32,
@@ -57,7 +57,7 @@ pub fn lookup_all<K: Copy + Default, V: Copy + Default>(
             libc::syscall(
                 libc::SYS_bpf,
                 BPF_MAP_LOOKUP_BATCH,
-                &mut attr as *mut BatchAttr,
+                std::ptr::from_mut(&mut attr),
                 std::mem::size_of::<BatchAttr>(),
             )
         };

@@ -17,30 +17,28 @@
 
 mod attach;
 mod clock;
-pub mod drops;
+mod counters;
+pub(crate) mod drops;
 mod error;
-pub mod kernel_btf;
-pub mod kernel_features;
+pub(crate) mod kernel_btf;
+pub(crate) mod kernel_features;
 mod load;
 mod map_batch;
+mod record;
 pub mod rtp;
 
-use std::{
-    collections::HashMap,
-    fmt,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
-};
+use std::collections::HashMap;
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use log::Log;
-use sipscope_common::{
-    CAPTURE_HEADER_LEN, CaptureHeader, Counter, FLAG_FRAGMENT, FLAG_TRUNCATED, FLAG_VLAN, Family,
-};
+use sipscope_common::{CaptureHeader, FLAG_FRAGMENT, FLAG_TRUNCATED, FLAG_VLAN};
 use tokio::io::unix::AsyncFd;
 
 pub use attach::{Attachment, IngressHook, TcAttachMode, ifindex};
 pub use clock::KtimeClock;
-pub use drops::{DropCounters, DropsUnavailable, LiveDrop, decode_drop};
+pub(crate) use counters::RtpKernelCounters;
+pub use counters::{CaptureCounters, DropCounters, KernelCounters};
+pub use drops::{DropsUnavailable, LiveDrop, decode_drop};
 pub use error::LiveError;
 pub use kernel_btf::ReasonName;
 pub use kernel_features::{CompatMode, FeatureLine, FlowStoreKind, KernelFeatures, Support};
@@ -49,7 +47,7 @@ pub use load::{
 };
 pub use rtp::{RtpCounters, RtpFlowStats, RtpMonitor, RtpPoll, RtpSettings};
 
-use crate::packet::{Direction, LinkType, Packet};
+use crate::packet::{LinkType, Packet};
 
 /// What to capture where.
 #[derive(Clone, Debug)]
@@ -117,20 +115,8 @@ pub struct LiveFrame {
     pub header: CaptureHeader,
 }
 
+/// Addresses and ports: `header.endpoints` (`src()`, `dst()`).
 impl LiveFrame {
-    fn addr(&self, raw: [u8; 16]) -> IpAddr {
-        if self.header.family == Family::Ipv4 as u8 {
-            IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3]))
-        } else {
-            IpAddr::V6(Ipv6Addr::from(raw))
-        }
-    }
-    pub fn src_addr(&self) -> IpAddr {
-        self.addr(self.header.src_addr)
-    }
-    pub fn dst_addr(&self) -> IpAddr {
-        self.addr(self.header.dst_addr)
-    }
     pub fn is_truncated(&self) -> bool {
         self.header.flags & FLAG_TRUNCATED != 0
     }
@@ -139,30 +125,6 @@ impl LiveFrame {
     }
     pub fn is_vlan_tagged(&self) -> bool {
         self.header.flags & FLAG_VLAN != 0
-    }
-}
-
-/// Kernel counters summed over all CPUs.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CaptureCounters([u64; Counter::COUNT as usize]);
-
-impl CaptureCounters {
-    /// The value of one counter.
-    pub fn get(&self, counter: Counter) -> u64 {
-        self.0[counter as usize]
-    }
-}
-
-impl fmt::Display for CaptureCounters {
-    /// `name=value` pairs separated by spaces (stable, parsed by tests).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, c) in Counter::ALL.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" ")?;
-            }
-            write!(f, "{}={}", c.name(), self.get(*c))?;
-        }
-        Ok(())
     }
 }
 
@@ -408,7 +370,7 @@ impl LiveCapture {
 
     /// Current kernel counters, summed over CPUs.
     pub fn counters(&self) -> Result<CaptureCounters, LiveError> {
-        read_counters(&self.counters)
+        CaptureCounters::read(&self.counters)
     }
 
     /// Ring entries that were too short to hold their header (a bug if
@@ -449,18 +411,6 @@ fn readable<T: std::os::fd::AsRawFd>(inner: T) -> Result<AsyncFd<T>, LiveError> 
     // AsyncFd that owns it.
     unsafe { AsyncFd::register_with_interest(inner, tokio::io::Interest::READABLE) }
         .map_err(|e| LiveError::Read(e.into()))
-}
-
-/// Sums each counter of the per-CPU counter map over all CPUs.
-pub fn read_counters(map: &PerCpuArray<MapData, u64>) -> Result<CaptureCounters, LiveError> {
-    let mut out = CaptureCounters::default();
-    for c in Counter::ALL {
-        let per_cpu = map
-            .get(&(c as u32), 0)
-            .map_err(|e| LiveError::kernel(format!("reading counter {}", c.name()), e))?;
-        out.0[c as usize] = per_cpu.iter().copied().fold(0u64, u64::wrapping_add);
-    }
-    Ok(out)
 }
 
 fn drain(
@@ -504,23 +454,12 @@ fn drain_drops(
 
 /// Parses one ring entry: [`CaptureHeader`] then `cap_len` frame bytes.
 pub fn decode_event(bytes: &[u8], clock: KtimeClock) -> Option<LiveFrame> {
-    if bytes.len() < CAPTURE_HEADER_LEN {
-        return None;
-    }
-    // SAFETY: CaptureHeader is plain #[repr(C)] data, any bit pattern is valid;
-    // the length was checked above.
-    let header: CaptureHeader = unsafe { bytes.as_ptr().cast::<CaptureHeader>().read_unaligned() };
-    let data = bytes.get(CAPTURE_HEADER_LEN..CAPTURE_HEADER_LEN + header.cap_len as usize)?;
-    let direction = match header.direction {
-        d if d == sipscope_common::Direction::Ingress as u8 => Direction::Ingress,
-        d if d == sipscope_common::Direction::Egress as u8 => Direction::Egress,
-        _ => Direction::Unknown,
-    };
+    let (header, data) = record::split::<CaptureHeader>(bytes)?;
     Some(LiveFrame {
         packet: Packet {
             ts: clock.to_timestamp(header.ktime_ns),
             ifindex: header.ifindex,
-            direction,
+            direction: record::direction(header.endpoints.direction),
             link: LinkType::Ethernet,
             data: data.to_vec(),
             orig_len: header.orig_len,
@@ -531,17 +470,10 @@ pub fn decode_event(bytes: &[u8], clock: KtimeClock) -> Option<LiveFrame> {
 
 #[cfg(test)]
 mod tests {
-    use sipscope_common::{FLAG_FRAGMENT, Transport};
+    use sipscope_common::{Direction::Egress, FLAG_FRAGMENT};
 
     use super::*;
-
-    fn event(header: CaptureHeader, data: &[u8]) -> Vec<u8> {
-        // SAFETY: CaptureHeader is plain #[repr(C)] data without padding holes.
-        let raw = unsafe {
-            std::slice::from_raw_parts(std::ptr::from_ref(&header).cast::<u8>(), CAPTURE_HEADER_LEN)
-        };
-        [raw, data].concat()
-    }
+    use crate::packet::Direction;
 
     fn header(cap_len: u32) -> CaptureHeader {
         CaptureHeader {
@@ -550,20 +482,13 @@ mod tests {
             orig_len: 9000,
             cap_len,
             flags: FLAG_TRUNCATED | FLAG_FRAGMENT,
-            src_addr: [192, 0, 2, 10, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            dst_addr: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-            src_port: 5060,
-            dst_port: 5080,
-            direction: sipscope_common::Direction::Egress as u8,
-            family: Family::Ipv4 as u8,
-            transport: Transport::Udp as u8,
-            _pad: 0,
+            endpoints: record::endpoints("192.0.2.10:5060", "192.0.2.20:5080", Egress),
         }
     }
 
     #[test]
     fn event_becomes_an_ethernet_packet_with_its_metadata() {
-        let bytes = event(header(4), &[1, 2, 3, 4, 0xEE]);
+        let bytes = record::encode(&header(4), &[1, 2, 3, 4, 0xEE]);
         let frame = decode_event(&bytes, KtimeClock::new()).expect("valid event");
         assert_eq!(frame.packet.data, [1, 2, 3, 4], "exactly cap_len bytes");
         assert_eq!(frame.packet.orig_len, 9000);
@@ -571,25 +496,15 @@ mod tests {
         assert_eq!(frame.packet.direction, Direction::Egress);
         assert_eq!(frame.packet.link, LinkType::Ethernet);
         assert_eq!(frame.packet.ifindex, 7);
-        assert_eq!(frame.src_addr().to_string(), "192.0.2.10");
+        assert_eq!(frame.header.endpoints.src_ip().to_string(), "192.0.2.10");
+        assert_eq!(frame.header.endpoints.dst().to_string(), "192.0.2.20:5080");
     }
 
     #[test]
     fn short_or_inconsistent_events_are_rejected_not_panicked_on() {
         let clock = KtimeClock::new();
         assert!(decode_event(&[0u8; 10], clock).is_none());
-        let claims_more = event(header(100), &[0u8; 10]);
+        let claims_more = record::encode(&header(100), &[0u8; 10]);
         assert!(decode_event(&claims_more, clock).is_none());
-    }
-
-    #[test]
-    fn counters_print_as_stable_name_value_pairs() {
-        let mut c = CaptureCounters::default();
-        c.0[Counter::SipCaptured as usize] = 3;
-        c.0[Counter::RingbufFull as usize] = 2;
-        assert_eq!(
-            c.to_string(),
-            "packets_seen=0 sip_captured=3 fragments_forwarded=0 truncated=0 ringbuf_full=2 unparsed=0"
-        );
     }
 }

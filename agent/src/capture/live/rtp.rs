@@ -23,7 +23,10 @@ use sipscope_common::{
 mod flow;
 pub use flow::{RtpCounters, RtpFlowStats, RtpPoll, flow_key};
 
-use super::{FlowStoreKind, KtimeClock, LiveCapture, LiveError, LoadedObject, load::missing};
+use super::{
+    FlowStoreKind, KtimeClock, LiveCapture, LiveError, LoadedObject, RtpKernelCounters,
+    load::missing,
+};
 use crate::{analysis::media::ClockTable, packet::Direction};
 
 /// RTP settings fixed when the object is loaded (the range can change at
@@ -395,19 +398,12 @@ impl RtpMonitor {
     /// The kernel counters, summed over CPUs, with the poller's own as of
     /// the last poll.
     pub fn read_counters(&self) -> Result<RtpCounters, LiveError> {
-        let mut out = RtpCounters {
+        Ok(RtpCounters {
+            kernel: RtpKernelCounters::read(&self.counters)?,
             flows_expired: self.expired,
             flows_evicted: self.evicted,
             ..RtpCounters::default()
-        };
-        for c in RtpCounter::ALL {
-            let per_cpu = self
-                .counters
-                .get(&(c as u32), 0)
-                .map_err(|e| LiveError::kernel(format!("reading counter {}", c.name()), e))?;
-            out.kernel[c as usize] = per_cpu.iter().copied().fold(0u64, u64::wrapping_add);
-        }
-        Ok(out)
+        })
     }
 }
 

@@ -159,7 +159,9 @@ fn http<B: WithHttpConfig + WithExportConfig>(
 
 /// The OTLP span exporter for `cfg`. Must run inside a tokio runtime (the
 /// gRPC channel spawns its connection task there).
-pub fn span_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
+pub(super) fn span_exporter(
+    cfg: &OtlpConfig,
+) -> Result<opentelemetry_otlp::SpanExporter, OtlpError> {
     use opentelemetry_sdk::trace::SpanExporter as _;
     tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
     install_crypto_provider();
@@ -191,7 +193,9 @@ pub fn span_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::SpanExporte
 
 /// The OTLP metric exporter for `cfg` (cumulative temporality, the
 /// OpenTelemetry default, which Prometheus-style backends expect).
-pub fn metric_exporter(cfg: &OtlpConfig) -> Result<opentelemetry_otlp::MetricExporter, OtlpError> {
+pub(super) fn metric_exporter(
+    cfg: &OtlpConfig,
+) -> Result<opentelemetry_otlp::MetricExporter, OtlpError> {
     tokio::runtime::Handle::try_current().map_err(|_| OtlpError::NoRuntime)?;
     install_crypto_provider();
     let endpoint = cfg.metrics_endpoint.clone();

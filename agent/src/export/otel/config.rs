@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use http::Uri;
 
-pub use super::resource::ResourceConfig;
+pub(crate) use super::resource::ResourceConfig;
 
 /// Wire protocol of the OTLP exporter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -272,7 +272,7 @@ fn parse_endpoint(raw: &str, source_name: &str, protocol: Protocol) -> Result<Ur
         .parse()
         .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
     match uri.scheme_str() {
-        Some("http") | Some("https") => {}
+        Some("http" | "https") => {}
         Some(other) => return Err(bad(&format!("scheme {other:?} is not http or https"))),
         None => return Err(bad("no scheme (http:// or https://)")),
     }

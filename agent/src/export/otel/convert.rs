@@ -126,12 +126,12 @@ fn to_otel_value(v: &Value) -> opentelemetry::Value {
 
 /// Packet-clock nanoseconds to `SystemTime`, exactly (the OTLP encoder
 /// writes `time_unix_nano` from it without rounding).
-pub fn to_system_time(ts: Timestamp) -> SystemTime {
+pub(crate) fn to_system_time(ts: Timestamp) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ts.as_nanos())
 }
 
 /// The instrumentation scope every span is exported under.
-pub fn scope() -> InstrumentationScope {
+pub(crate) fn scope() -> InstrumentationScope {
     InstrumentationScope::builder("sipscope")
         .with_version(env!("CARGO_PKG_VERSION"))
         .build()
@@ -139,7 +139,7 @@ pub fn scope() -> InstrumentationScope {
 
 /// Convert one record. Trace and span ids are carried over unchanged; the
 /// span is marked sampled (we export everything we built).
-pub fn to_span_data(
+pub(crate) fn to_span_data(
     rec: &SpanRecord,
     filter: &AttributeFilter,
     scope: &InstrumentationScope,

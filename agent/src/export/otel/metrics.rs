@@ -23,10 +23,11 @@ use super::config::OtlpConfig;
 use super::queue::SpanSink;
 use crate::export::spans::attr;
 
-/// Kernel/capture counters, cumulative since start (DESIGN: "capture
-/// counters (seen, captured, lost)").
+/// What the capture metric reports, cumulative since start (DESIGN:
+/// "capture counters (seen, captured, lost)"): from the kernel's
+/// `CaptureCounters` live, from the packet count of a file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CaptureCounters {
+pub struct CaptureTotals {
     /// SIP packets the kernel program saw.
     pub seen: u64,
     /// Copied to userspace.
@@ -268,7 +269,7 @@ impl Metrics {
     }
 
     /// The latest cumulative capture counters (reported at the next export).
-    pub fn set_capture_counters(&self, c: CaptureCounters) {
+    pub fn set_capture_counters(&self, c: CaptureTotals) {
         if let Some(i) = &self.inner {
             i.capture[0].store(c.seen, Ordering::Relaxed);
             i.capture[1].store(c.captured, Ordering::Relaxed);

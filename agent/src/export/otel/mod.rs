@@ -17,17 +17,17 @@
 //! ```
 
 mod build;
-pub mod config;
-pub mod convert;
-pub mod metrics;
-pub mod queue;
-pub mod resource;
+pub(crate) mod config;
+pub(crate) mod convert;
+pub(crate) mod metrics;
+pub(crate) mod queue;
+pub(crate) mod resource;
 mod telemetry;
 
 pub use build::OtlpError;
 pub use config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 pub use convert::AttributeFilter;
-pub use metrics::{CaptureCounters, Metrics};
+pub use metrics::{CaptureTotals, Metrics};
 pub use queue::{
     ExportStats, QueueOptions, SpanExportService, SpanSink, WhenFull, write_json_lines,
     write_span_lines,

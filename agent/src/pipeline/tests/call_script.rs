@@ -14,18 +14,18 @@ use crate::{
 };
 
 /// 2025-11-25T12:00:00Z.
-pub const T0: u64 = 1_764_072_000_000_000_000;
-pub const MS: u64 = 1_000_000;
+pub(crate) const T0: u64 = 1_764_072_000_000_000_000;
+pub(crate) const MS: u64 = 1_000_000;
 
 /// The caller (a phone) and the callee (the PBX).
-pub const PHONE: &str = "192.0.2.10";
-pub const PBX: &str = "198.51.100.20";
-pub const PHONE_RTP: &str = "192.0.2.10:10000";
-pub const PBX_RTP: &str = "198.51.100.20:20000";
-pub const CALL_ID: &str = "media-call-1@phone";
+pub(crate) const PHONE: &str = "192.0.2.10";
+pub(crate) const PBX: &str = "198.51.100.20";
+pub(crate) const PHONE_RTP: &str = "192.0.2.10:10000";
+pub(crate) const PBX_RTP: &str = "198.51.100.20:20000";
+pub(crate) const CALL_ID: &str = "media-call-1@phone";
 
 /// An SDP offering or answering PCMA (and telephone-event) at `ip:port`.
-pub fn sdp(ip: &str, port: u16) -> String {
+pub(crate) fn sdp(ip: &str, port: u16) -> String {
     format!(
         "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
          m=audio {port} RTP/AVP 8 101\r\na=rtpmap:8 PCMA/8000\r\n\
@@ -34,7 +34,7 @@ pub fn sdp(ip: &str, port: u16) -> String {
 }
 
 /// An RTP packet (RFC 3550 §5.1) of 20 ms PCMA.
-pub fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
+pub(crate) fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
     let mut p = vec![0x80, 8];
     p.extend_from_slice(&seq.to_be_bytes());
     p.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
@@ -43,11 +43,11 @@ pub fn rtp(seq: u16, ssrc: u32) -> Vec<u8> {
     p
 }
 
-pub const CALLER_SSRC: u32 = 0x1234;
-pub const CALLEE_SSRC: u32 = 0x5678;
+pub(crate) const CALLER_SSRC: u32 = 0x1234;
+pub(crate) const CALLEE_SSRC: u32 = 0x5678;
 
 /// A call scripted message by message, times in ms after [`T0`].
-pub struct CallScript {
+pub(crate) struct CallScript {
     pub pipeline: Pipeline,
     pub events: Vec<Event>,
     /// The caller's signalling address (its SIP comes from here).
@@ -56,11 +56,11 @@ pub struct CallScript {
 }
 
 impl CallScript {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_config(PipelineConfig::default())
     }
 
-    pub fn with_config(config: PipelineConfig) -> Self {
+    pub(crate) fn with_config(config: PipelineConfig) -> Self {
         Self {
             pipeline: Pipeline::new(config),
             events: Vec::new(),
@@ -70,7 +70,7 @@ impl CallScript {
     }
 
     /// A UDP datagram as a raw IPv4 packet at `ms` after [`T0`].
-    pub fn packet(ms: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Packet {
+    pub(crate) fn packet(ms: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Packet {
         let (IpAddr::V4(s), IpAddr::V4(d)) = (src.ip(), dst.ip()) else {
             unreachable!("IPv4 test addresses")
         };
@@ -83,7 +83,7 @@ impl CallScript {
     }
 
     /// A raw IP packet (any protocol) captured at `ms` after [`T0`].
-    pub fn raw_ip(ms: u64, data: Vec<u8>) -> Packet {
+    pub(crate) fn raw_ip(ms: u64, data: Vec<u8>) -> Packet {
         Packet {
             ts: Timestamp(T0 + ms * MS),
             ifindex: 1,
@@ -94,18 +94,25 @@ impl CallScript {
         }
     }
 
-    pub fn send(&mut self, ms: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
+    pub(crate) fn send(&mut self, ms: u64, src: SocketAddr, dst: SocketAddr, payload: &[u8]) {
         let packet = Self::packet(ms, src, dst, payload);
         self.pipeline.ingest_into(&packet, &mut self.events);
     }
 
     /// One SIP message; `from_caller` picks the direction. The branch is
     /// per CSeq number, as a UA's new transaction would have it.
-    pub fn sip(&mut self, ms: u64, from_caller: bool, start: &str, cseq: &str, to_tag: bool) {
+    pub(crate) fn sip(
+        &mut self,
+        ms: u64,
+        from_caller: bool,
+        start: &str,
+        cseq: &str,
+        to_tag: bool,
+    ) {
         self.sip_with(ms, from_caller, start, cseq, to_tag, "");
     }
 
-    pub fn sip_with(
+    pub(crate) fn sip_with(
         &mut self,
         ms: u64,
         from_caller: bool,
@@ -137,7 +144,7 @@ impl CallScript {
 
     /// An initial INVITE (CSeq `cseq`, no SDP) at `ms`, challenged with
     /// `status` (a 401 or 407 status line) 10 ms later.
-    pub fn challenged(&mut self, ms: u64, cseq: u32, status: &str) {
+    pub(crate) fn challenged(&mut self, ms: u64, cseq: u32, status: &str) {
         let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
         let c = format!("{cseq} INVITE");
         self.sip(ms, true, &invite, &c, false);
@@ -146,12 +153,12 @@ impl CallScript {
 
     /// INVITE (CSeq `cseq`) with an offer at `ms`, 180 10 ms later, 200
     /// with the answer at +1000 ms, ACK at +1010 ms.
-    pub fn answered_at(&mut self, ms: u64, cseq: u32) {
+    pub(crate) fn answered_at(&mut self, ms: u64, cseq: u32) {
         self.answered_with(ms, cseq, &sdp(PHONE, 10000), &sdp(PBX, 20000));
     }
 
     /// [`Self::answered_at`] with the given offer and answer.
-    pub fn answered_with(&mut self, ms: u64, cseq: u32, offer: &str, answer: &str) {
+    pub(crate) fn answered_with(&mut self, ms: u64, cseq: u32, offer: &str, answer: &str) {
         let invite = format!("INVITE sip:200@{PBX} SIP/2.0");
         self.sip_with(ms, true, &invite, &format!("{cseq} INVITE"), false, offer);
         let c = format!("{cseq} INVITE");
@@ -163,7 +170,7 @@ impl CallScript {
 
     /// `n` packets each way every 20 ms from `start_ms`; a direction that
     /// is `None` stays silent, else packet `i` is lost when it says so.
-    pub fn media(
+    pub(crate) fn media(
         &mut self,
         start_ms: u64,
         n: u16,
@@ -174,7 +181,7 @@ impl CallScript {
     }
 
     /// [`Self::media`] between other addresses (caller's, callee's).
-    pub fn media_between(
+    pub(crate) fn media_between(
         &mut self,
         start_ms: u64,
         n: u16,
@@ -195,20 +202,20 @@ impl CallScript {
     }
 
     /// BYE from the caller (CSeq `cseq`) at `ms`, its 200 5 ms later.
-    pub fn bye(&mut self, ms: u64, cseq: u32) {
+    pub(crate) fn bye(&mut self, ms: u64, cseq: u32) {
         let bye = format!("BYE sip:200@{PBX} SIP/2.0");
         let c = format!("{cseq} BYE");
         self.sip(ms, true, &bye, &c, true);
         self.sip(ms + 5, false, "SIP/2.0 200 OK", &c, true);
     }
 
-    pub fn finish(&mut self) {
+    pub(crate) fn finish(&mut self) {
         let mut rest = self.pipeline.finish();
         self.events.append(&mut rest);
     }
 
     /// The codes of every diagnosis so far, sorted.
-    pub fn codes(&self) -> Vec<crate::diagnosis::Code> {
+    pub(crate) fn codes(&self) -> Vec<crate::diagnosis::Code> {
         let mut c: Vec<_> = self
             .events
             .iter()
@@ -222,7 +229,7 @@ impl CallScript {
     }
 
     /// The call tracker's last report.
-    pub fn closed(&self) -> Arc<Call> {
+    pub(crate) fn closed(&self) -> Arc<Call> {
         let closed: Vec<&Arc<Call>> = self
             .events
             .iter()

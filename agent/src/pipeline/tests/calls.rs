@@ -255,17 +255,14 @@ fn cancel_busy_and_challenge_retry_end_as_they_should() {
 /// What the kernel's flow map holds after 400 packets (8 s from 1020 ms)
 /// of `ssrc` from `src` to `dst`.
 fn kernel_flow(src: &str, dst: &str, ssrc: u32) -> crate::analysis::media::FlowSnapshot {
-    use crate::analysis::media::{FlowKey, FlowSnapshot, RtpStreamStats, parse_rtp};
+    use crate::analysis::media::{FlowKey, RtpStreamStats, parse_rtp};
     let mut stats = RtpStreamStats::new();
     for i in 0..400u16 {
         let p = rtp(i, ssrc);
         let ts = Timestamp(T0 + (1020 + u64::from(i) * 20) * MS);
         stats.update(ts, &parse_rtp(&p).unwrap(), p.len(), 8000);
     }
-    FlowSnapshot::from_stats(
-        FlowKey::new(src.parse().unwrap(), dst.parse().unwrap()),
-        &stats,
-    )
+    stats.snapshot(FlowKey::new(src.parse().unwrap(), dst.parse().unwrap()))
 }
 
 /// `n` packets of `src -> dst`, `every_ms` apart from 1020 ms, reported

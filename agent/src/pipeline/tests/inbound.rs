@@ -184,6 +184,18 @@ impl Run {
         self.diagnoses().iter().map(|d| d.code.as_str()).collect()
     }
 
+    /// The one `call.inbound_blocked` of an INVITE nobody answered (with
+    /// its `net.no_response`, and nothing else).
+    fn blocked_unanswered(&self) -> Arc<Diagnosis> {
+        assert_eq!(
+            self.codes(),
+            set(&["call.inbound_blocked", "net.no_response"]),
+            "{:#?}",
+            self.diagnoses()
+        );
+        self.blocked()[0].clone()
+    }
+
     fn blocked(&self) -> Vec<Arc<Diagnosis>> {
         self.diagnoses()
             .into_iter()
@@ -337,13 +349,7 @@ fn unanswered_invite_is_blocked_with_its_send_schedule() {
     }
     assert_eq!(r.codes(), set(&[]), "nothing before Timer B");
     r.tick(34_000);
-    assert_eq!(
-        r.codes(),
-        set(&["call.inbound_blocked", "net.no_response"]),
-        "{:#?}",
-        r.diagnoses()
-    );
-    let d = &r.blocked()[0];
+    let d = &r.blocked_unanswered();
     assert!(
         d.summary
             .contains("was never answered: it was sent 4 time(s)"),
@@ -355,6 +361,30 @@ fn unanswered_invite_is_blocked_with_its_send_schedule() {
         "+0.000s +0.500s +1.500s +3.500s"
     );
     assert_eq!(evidence(d, "retransmissions"), "3");
+}
+
+#[test]
+fn invite_retransmitted_until_a_short_capture_ends_is_blocked() {
+    let mut r = Run::registered(CONTACT);
+    let text = invite(PROVIDER, CONTACT, "short1");
+    for ms in [1000, 1500, 2500, 4500, 8500] {
+        r.send(ms, PROVIDER, PBX, &text);
+    }
+    let e = r.p.finish();
+    r.events.extend(e);
+    let d = &r.blocked_unanswered();
+    assert!(
+        d.summary.contains("sent 5 time(s) over 7.5 s"),
+        "{}",
+        d.summary
+    );
+    assert!(evidence(d, "capture_ended").contains("Timer B"));
+    // Sent once just before the end: it may still be answered.
+    let mut r = Run::registered(CONTACT);
+    r.send(1000, PROVIDER, PBX, &invite(PROVIDER, CONTACT, "short2"));
+    let e = r.p.finish();
+    r.events.extend(e);
+    assert_eq!(r.codes(), set(&[]));
 }
 
 #[test]

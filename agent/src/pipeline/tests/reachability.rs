@@ -353,3 +353,62 @@ fn icmpv6_port_unreachable_quoting_sip_is_reported() {
     // No REGISTER was captured: unmatched, counted, still reported.
     assert_eq!(p.stats().reachability.icmp_unmatched, 1);
 }
+
+#[test]
+fn register_retransmitted_until_a_short_capture_ends_is_judged_no_response() {
+    // tcpdump for ten seconds: five sends on Timer E, no response, no
+    // ICMP; the client would give up only at 32 s.
+    let mut p = pipeline();
+    let mut events = Vec::new();
+    for offset in [0, 500, 1500, 3500, 7500] {
+        events.extend(p.ingest(&frame(offset, UA, REGISTRAR, &register(1, "e1"))));
+    }
+    events.extend(p.finish());
+    let found = diagnoses(&events);
+    assert_eq!(found.len(), 1, "{found:?}");
+    let d = &found[0];
+    assert_eq!(d.code, Code::NetNoResponse);
+    assert!(
+        d.summary.contains("sent 5 time(s) over 7.5 s"),
+        "{}",
+        d.summary
+    );
+    assert!(
+        d.summary
+            .contains("capture ended before the client gave up"),
+        "{}",
+        d.summary
+    );
+    assert!(evidence(d, "capture_ended").contains("32 s"));
+    assert_eq!(evidence(d, "retransmissions"), "4");
+}
+
+#[test]
+fn short_capture_with_icmp_or_a_provisional_is_not_no_response() {
+    // The ICMP says why: no second finding.
+    let mut p = pipeline();
+    let mut events = Vec::new();
+    let text = register(1, "f1");
+    for offset in [0, 500, 1500, 3500] {
+        events.extend(p.ingest(&frame(offset, UA, REGISTRAR, &text)));
+    }
+    events.extend(p.ingest(&icmp_port_unreachable(3501, &ip_udp(UA, REGISTRAR, &text))));
+    events.extend(p.finish());
+    let codes: Vec<_> = diagnoses(&events).iter().map(|d| d.code).collect();
+    assert_eq!(codes, vec![Code::NetIcmpUnreachable]);
+    // A 100 Trying: the server is there, only slow.
+    let mut p = pipeline();
+    let mut events = Vec::new();
+    let text = register(1, "g1");
+    for offset in [0, 500, 1500, 3500] {
+        events.extend(p.ingest(&frame(offset, UA, REGISTRAR, &text)));
+    }
+    events.extend(p.ingest(&frame(
+        3600,
+        REGISTRAR,
+        UA,
+        &response("100 Trying", 1, "g1"),
+    )));
+    events.extend(p.finish());
+    assert!(diagnoses(&events).is_empty());
+}

@@ -293,6 +293,13 @@ fn store(pw: &str) -> TrackerConfig {
     }
 }
 
+/// The packets of several flows in capture order.
+fn merged(flows: &[Flow]) -> Vec<Packet> {
+    let mut packets: Vec<Packet> = flows.iter().flat_map(|f| f.packets.clone()).collect();
+    packets.sort_by_key(|p| p.ts);
+    packets
+}
+
 fn set(codes: &[&'static str]) -> BTreeSet<&'static str> {
     codes.iter().copied().collect()
 }
@@ -459,14 +466,19 @@ fn refresh_reusing_an_old_nonce_that_draws_a_fresh_challenge_is_not_a_rejection(
     assert_eq!(run(&f.packets).codes(), set(&[]));
 }
 
-#[test]
-fn forbidden_after_credentials_over_tcp() {
-    let mut f = Flow::new(Proto::Tcp, "suspended", "c-403");
+/// REGISTER, 401, REGISTER with `user`'s credentials answered `status`.
+fn authenticated_then(proto: Proto, user: &str, status: &str) -> Run {
+    let mut f = Flow::new(proto, user, &format!("c-auth-{status}"));
     f.register(60, None);
     f.challenge("n0", false);
-    f.register(60, Some(("suspended", REALM, "n0", "pw-s")));
-    f.reply("403 Account suspended", "");
-    let r = run(&f.packets);
+    f.register(60, Some((user, REALM, "n0", "pw")));
+    f.reply(status, "");
+    run(&f.packets)
+}
+
+#[test]
+fn forbidden_after_credentials_over_tcp() {
+    let r = authenticated_then(Proto::Tcp, "suspended", "403 Account suspended");
     assert_eq!(r.codes(), set(&["auth.forbidden_after_auth"]));
     let a = r.attempts();
     assert_eq!(
@@ -476,6 +488,19 @@ fn forbidden_after_credentials_over_tcp() {
             reason: "Account suspended".into()
         }
     );
+}
+
+#[test]
+fn server_error_to_credentials_is_the_servers_trouble_not_the_accounts() {
+    // A 503 to an authenticated REGISTER: the registrar is in trouble, it
+    // said nothing about the account.
+    let r = authenticated_then(Proto::Udp, "1001", "503 Service Unavailable");
+    assert_eq!(r.codes(), set(&["reg.rejected"]));
+    let d = r.one(Code::RegRejected);
+    assert!(d.summary.contains("not the account"), "{}", d.summary);
+    // A 404 to credentials is not a 403 either.
+    let r = authenticated_then(Proto::Udp, "1001", "404 Not Found");
+    assert_eq!(r.codes(), set(&["reg.rejected"]));
 }
 
 #[test]
@@ -551,19 +576,32 @@ fn deregistration_ends_the_binding_without_expiry() {
     assert_eq!(r.stats.registrations.deregistered, 1);
 }
 
-#[test]
-fn flapping_is_raised_once_and_rejections_do_not_repeat_after_it() {
-    let mut f = Flow::new(Proto::Udp, "1001", "c-flap");
-    for _ in 0..5 {
+/// A registrar answering 200 and 503 in turn, five times each; with
+/// `new_call_ids` the client takes a new Call-ID after every failure, as
+/// PJSIP does.
+fn alternating_200_and_503(new_call_ids: bool) -> Run {
+    let mut f = Flow::new(Proto::Udp, "1001", "c-flap-0");
+    for i in 0..5 {
         f.register(60, None);
         f.ok(60);
         f.wait(5000);
         f.register(60, None);
         f.reply("503 Service Unavailable", "");
         f.wait(5000);
+        if new_call_ids {
+            f.call_id = format!("c-flap-{}", i + 1);
+        }
     }
     let r = run(&f.packets);
     assert_eq!(r.codes(), set(&["reg.flapping", "reg.rejected"]));
+    r.one(Code::RegFlapping);
+    assert_eq!(r.stats.registrations.bindings, 1);
+    r
+}
+
+#[test]
+fn flapping_is_raised_once_and_rejections_do_not_repeat_after_it() {
+    let r = alternating_200_and_503(false);
     r.one(Code::RegFlapping);
     // Before flapping is recognised each failure episode is reported
     // (2 of them: after 4 changes the flapping finding takes over).
@@ -574,6 +612,56 @@ fn flapping_is_raised_once_and_rejections_do_not_repeat_after_it() {
         .count();
     assert_eq!(rejected, 2);
     assert_eq!(r.attempts().len(), 10);
+}
+
+#[test]
+fn a_new_call_id_after_a_failure_is_the_same_binding_refreshed() {
+    // PJSIP: registered for 4 s, the refresh draws a 503, the client
+    // retries under a new Call-ID and registers again (RFC 3261 §10.2.4
+    // asks for one Call-ID, PJSIP starts a new one after a failure).
+    let mut f = Flow::new(Proto::Udp, "1001", "c-pj-1");
+    for (call_id, nonce, refresh) in [("c-pj-1", "n1", Some(3000)), ("c-pj-2", "n2", None)] {
+        f.call_id = call_id.into();
+        f.cseq = 0;
+        f.healthy("secret1001", nonce, 4);
+        if let Some(after) = refresh {
+            f.wait(after);
+            f.register(4, Some(("1001", REALM, nonce, "secret1001")));
+            f.reply("503 Service Unavailable", "");
+            f.wait(500);
+        }
+    }
+    let end = f.ms;
+    // Past the first grant, within the second: the binding is alive.
+    let r = run_with(&f.packets, TrackerConfig::default(), Some(end + 2000));
+    assert_eq!(r.codes(), set(&["reg.rejected"]));
+    assert_eq!(r.stats.registrations.bindings, 1);
+    assert_eq!(r.stats.registrations.expired, 0);
+    // Past the second grant with no refresh: expired, once.
+    let r = run_with(&f.packets, TrackerConfig::default(), Some(end + 6000));
+    assert_eq!(r.codes(), set(&["reg.expired", "reg.rejected"]));
+    assert!(r.one(Code::RegExpired).summary.contains("1001@"));
+}
+
+#[test]
+fn flapping_across_call_ids_is_one_binding_flapping() {
+    alternating_200_and_503(true);
+}
+
+#[test]
+fn two_contacts_of_one_aor_are_two_bindings() {
+    // Two devices of one account under their own Call-IDs: the second is
+    // not a refresh of the first.
+    let mut a = Flow::new(Proto::Udp, "1001", "c-dev-a");
+    a.healthy("secret1001", "n1", 2);
+    let mut b = Flow::new(Proto::Udp, "1001", "c-dev-b");
+    b.client = ([10, 0, 0, 3], 5062);
+    b.advertised = b.client;
+    b.ms = 1000;
+    b.healthy("secret1001", "n1", 60);
+    let r = run_with(&merged(&[a, b]), TrackerConfig::default(), Some(5000));
+    assert_eq!(r.codes(), set(&["reg.expired"]));
+    assert_eq!(r.stats.registrations.bindings, 2);
 }
 
 #[test]
@@ -613,9 +701,7 @@ fn pbx_as_registrar_tracks_each_phone_separately() {
     b.advertised = b.client;
     b.ms = 10;
     b.healthy("pb", "nb", 300);
-    let mut packets: Vec<Packet> = a.packets.iter().chain(&b.packets).cloned().collect();
-    packets.sort_by_key(|p| p.ts);
-    let r = run(&packets);
+    let r = run(&merged(&[a, b]));
     let attempts = r.attempts();
     assert_eq!(attempts.len(), 2);
     assert!(
@@ -656,7 +742,7 @@ fn pbx_as_registrar_tracks_each_phone_separately() {
 fn binding_table_is_bounded_and_evictions_are_counted() {
     let mut packets = Vec::new();
     for i in 0..10 {
-        let mut f = Flow::new(Proto::Udp, "1001", &format!("c-flood-{i}"));
+        let mut f = Flow::new(Proto::Udp, &format!("10{i:02}"), &format!("c-flood-{i}"));
         f.ms = i * 100;
         f.register(60, None);
         packets.extend(f.packets);
@@ -788,4 +874,63 @@ fn console_table_shows_state_expiry_and_last_failure() {
     );
     assert!(text.contains("[error] reg.rejected"), "{text}");
     assert!(text.contains("what to do:"), "{text}");
+}
+
+#[test]
+fn many_trunks_from_one_pbx_name_each_failing_aor_once_and_no_healthy_one() {
+    // 60 trunks of one PBX register to one provider at once; 4 have a
+    // wrong password, 3 are refused without a challenge.
+    let wrong: Vec<u32> = vec![7, 19, 33, 51];
+    let refused: Vec<u32> = vec![2, 28, 44];
+    let mut packets = Vec::new();
+    for i in 0..60u32 {
+        let user = format!("trunk{i:02}");
+        let mut f = Flow::new(Proto::Udp, &user, &format!("c-trunk-{i}"));
+        f.ms = u64::from(i) * 3;
+        if refused.contains(&i) {
+            f.register(60, None);
+            f.reply("404 Not Found", "");
+        } else if wrong.contains(&i) {
+            f.register(60, None);
+            f.challenge("n0", false);
+            for n in 0..3 {
+                f.register(60, Some((&user, REALM, &format!("n{n}"), "wrong")));
+                f.challenge(&format!("n{}", n + 1), false);
+            }
+        } else {
+            f.healthy("pw", "n0", 60);
+        }
+        packets.extend(f.packets);
+    }
+    packets.sort_by_key(|p| p.ts);
+    let r = run(&packets);
+    assert_eq!(
+        r.codes(),
+        set(&["auth.challenge_loop", "auth.rejected", "reg.rejected"])
+    );
+    let count = |code: Code| r.diagnoses().iter().filter(|d| d.code == code).count();
+    assert_eq!(count(Code::AuthRejected), wrong.len());
+    assert_eq!(count(Code::AuthChallengeLoop), wrong.len());
+    assert_eq!(count(Code::RegRejected), refused.len());
+    for a in r.attempts() {
+        let i: u32 = a.binding.aor[9..11].parse().unwrap();
+        let codes: BTreeSet<_> = a.diagnoses.iter().map(|d| d.code.as_str()).collect();
+        if wrong.contains(&i) || refused.contains(&i) {
+            assert!(!codes.is_empty(), "{} named", a.binding.aor);
+        } else {
+            assert!(
+                codes.is_empty(),
+                "healthy {} named: {codes:?}",
+                a.binding.aor
+            );
+        }
+    }
+    for d in r.diagnoses() {
+        let named = wrong
+            .iter()
+            .chain(&refused)
+            .filter(|i| d.summary.contains(&format!("trunk{i:02}")))
+            .count();
+        assert_eq!(named, 1, "{}", d.summary);
+    }
 }

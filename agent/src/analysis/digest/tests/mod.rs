@@ -2,6 +2,7 @@
 //! never-panic property tests.
 
 mod checks;
+mod exchanges;
 mod outcome;
 mod parse;
 mod proptests;

@@ -5,7 +5,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::net::SocketAddr;
 
-use super::{BindingKey, BindingState, RegistrationTracker};
+use super::{BindingKey, BindingState, ContactKey, MAX_CALL_IDS, RegistrationTracker};
 use crate::analysis::finding::Finding;
 use crate::analysis::registration::{Binding, findings};
 use crate::diagnosis::Diagnosis;
@@ -41,10 +41,12 @@ impl RegistrationTracker {
                 binding: Binding {
                     aor: key.aor,
                     contact: None,
-                    call_id: key.call_id,
+                    call_id: key.call_id.clone(),
                 },
                 last_request: None,
                 last_final_cseq: None,
+                call_ids: VecDeque::from([key.call_id]),
+                contact_key: None,
                 client,
                 registrar,
                 request_uri: None,
@@ -61,6 +63,57 @@ impl RegistrationTracker {
             },
         );
         self.touch(id, at);
+        id
+    }
+
+    /// The binding a REGISTER belongs to: the one its Call-ID was seen
+    /// under, else the one of its AOR and Contact from this client (a new
+    /// Call-ID for the same binding), else a new one. The Contact index
+    /// follows the binding's latest Contact.
+    pub(super) fn request_binding(
+        &mut self,
+        key: BindingKey,
+        contact: Option<ContactKey>,
+        client: SocketAddr,
+        registrar: SocketAddr,
+        at: Timestamp,
+    ) -> u64 {
+        let known = self.by_key.get(&key).copied().or_else(|| {
+            contact
+                .as_ref()
+                .and_then(|c| self.by_contact.get(c).copied())
+        });
+        let id = match known {
+            Some(id) if !self.by_key.contains_key(&key) => {
+                // The same binding under a new Call-ID.
+                self.touch(id, at);
+                self.by_key.insert(key.clone(), id);
+                let b = self.bindings.get_mut(&id).expect("binding exists");
+                b.call_ids.push_back(key.call_id);
+                while b.call_ids.len() > MAX_CALL_IDS {
+                    if let Some(old) = b.call_ids.pop_front() {
+                        self.by_key.remove(&BindingKey {
+                            call_id: old,
+                            aor: b.binding.aor.clone(),
+                        });
+                    }
+                }
+                id
+            }
+            _ => self.binding_id(key, client, registrar, at),
+        };
+        if let Some(c) = contact {
+            let b = self.bindings.get_mut(&id).expect("binding exists");
+            if b.contact_key.as_ref() != Some(&c) {
+                if let Some(old) = b.contact_key.take()
+                    && self.by_contact.get(&old) == Some(&id)
+                {
+                    self.by_contact.remove(&old);
+                }
+                b.contact_key = Some(c.clone());
+                self.by_contact.insert(c, id);
+            }
+        }
         id
     }
 
@@ -83,10 +136,17 @@ impl RegistrationTracker {
             if b.attempt.is_some() {
                 self.stats.attempts_evicted += 1;
             }
-            self.by_key.remove(&BindingKey {
-                call_id: b.binding.call_id,
-                aor: b.binding.aor,
-            });
+            for call_id in b.call_ids {
+                self.by_key.remove(&BindingKey {
+                    call_id,
+                    aor: b.binding.aor.clone(),
+                });
+            }
+            if let Some(k) = b.contact_key
+                && self.by_contact.get(&k) == Some(&id)
+            {
+                self.by_contact.remove(&k);
+            }
         }
     }
 

@@ -1,6 +1,7 @@
-//! Remedy texts for media findings, phrased for the common PBXs (Asterisk
-//! PJSIP, FreeSWITCH, Kamailio with rtpengine) and the local firewall, with
-//! the stream's own addresses and ports filled in.
+//! Remedy texts of [`super::MediaFinding`]s, phrased for the common PBXs
+//! (Asterisk PJSIP, FreeSWITCH, Kamailio with rtpengine) and the local
+//! firewall, with the stream's own addresses and ports filled in. (The
+//! catalogue's remedies per diagnosis code are in `diagnosis::remedy`.)
 
 use std::net::IpAddr;
 
@@ -25,7 +26,7 @@ const KAMAILIO_NAT: &str = "Kamailio: relay the media through rtpengine (rtpengi
      replace-origin replace-session-connection) so both ends send to a reachable address.";
 
 /// Neither side's RTP arrived.
-pub fn no_media(stream: &NegotiatedStream) -> String {
+pub(crate) fn no_media(stream: &NegotiatedStream) -> String {
     format!(
         "Check that RTP can reach {} and {}. {} {PJSIP_NAT} {FREESWITCH_NAT} {KAMAILIO_NAT}",
         stream.offer.rtp_address(),
@@ -35,7 +36,7 @@ pub fn no_media(stream: &NegotiatedStream) -> String {
 }
 
 /// RTP is missing in direction `silent`.
-pub fn one_way(stream: &NegotiatedStream, silent: StreamDirection) -> String {
+pub(crate) fn one_way(stream: &NegotiatedStream, silent: StreamDirection) -> String {
     let receiver = silent.receiver(stream);
     format!(
         "RTP toward {} never arrived: usually NAT (its SDP address is not where packets can reach) \
@@ -46,7 +47,7 @@ pub fn one_way(stream: &NegotiatedStream, silent: StreamDirection) -> String {
 }
 
 /// Loss, jitter or MOS beyond thresholds.
-pub fn quality() -> String {
+pub(crate) fn quality() -> String {
     "The network path loses or delays RTP: check link utilisation and errors on the path, mark \
      RTP with DSCP EF (46) and honour it on routers/WAN links, avoid Wi-Fi for the phone, and \
      prefer a loss-robust codec (G.711 with PLC, Opus) on lossy links. Asterisk/PJSIP: \
@@ -56,7 +57,7 @@ pub fn quality() -> String {
 }
 
 /// The SDP carries a private address.
-pub fn private_sdp(media: &MediaDescription, signalling_source: IpAddr) -> String {
+pub(crate) fn private_sdp(media: &MediaDescription, signalling_source: IpAddr) -> String {
     format!(
         "The sender is behind NAT and advertises {} in its SDP. Either make it advertise its \
          public address ({signalling_source} as seen here), or let the PBX ignore the SDP \
