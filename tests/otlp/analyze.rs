@@ -65,7 +65,7 @@ fn response(status: &str, cseq: u32, method: &str, branch: &str, cid: &str, extr
 /// and a call that is refused busy. Times in ms after T0.
 fn write_capture(path: &Path) {
     let challenge = "WWW-Authenticate: Digest realm=\"sip.provider.example\", nonce=\"n0nce\", algorithm=MD5\r\n";
-    let msgs: Vec<(u64, [u8; 4], [u8; 4], String)> = vec![
+    let msgs: Vec<Msg> = vec![
         (0, PBX_IP, REG_IP, register(1, "z9hG4bK-r1", false)),
         (
             20,
@@ -137,6 +137,13 @@ fn write_capture(path: &Path) {
             response("486 Busy Here", 1, "INVITE", "z9hG4bK-i2", "call-2@pbx", ""),
         ),
     ];
+    write_pcap(path, msgs);
+}
+
+/// One UDP frame per (ms after T0, source, destination, SIP text).
+type Msg = (u64, [u8; 4], [u8; 4], String);
+
+fn write_pcap(path: &Path, msgs: impl IntoIterator<Item = Msg>) {
     let file = std::fs::File::create(path).unwrap();
     let header = PcapHeader {
         datalink: DataLink::ETHERNET,
@@ -171,6 +178,17 @@ async fn analyze(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output 
     })
     .await
     .unwrap()
+}
+
+/// The run's stdout, once it is known to have succeeded.
+fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 fn capture() -> (tempfile::TempDir, String) {
@@ -214,12 +232,7 @@ async fn export_and_check(rx: Receiver, protocol: &str) {
         vec![("OTEL_RESOURCE_ATTRIBUTES", "host.name=pbx1".into())],
     )
     .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains(&format!("exported {EXPECTED_SPANS}, dropped 0")),
         "{stdout}"
@@ -470,12 +483,7 @@ async fn analyze_with_the_collector_down_completes_and_counts_the_dropped_spans(
         vec![],
     )
     .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     // The findings are all there...
     assert!(
         stdout.contains("REGISTER sip:sip.provider.example SIP/2.0"),
@@ -563,32 +571,24 @@ async fn digest_response_is_in_the_spans_only_with_the_flag() {
 
 /// `n` OPTIONS pings, each answered: `n` one-span traces.
 fn write_pings(path: &Path, n: u64) {
-    let file = std::fs::File::create(path).unwrap();
-    let header = PcapHeader {
-        datalink: DataLink::ETHERNET,
-        ts_resolution: TsResolution::NanoSecond,
-        ..PcapHeader::default()
-    };
-    let mut w = PcapWriter::with_header(file, header).unwrap();
-    for i in 0..n {
+    let msgs = (0..n).flat_map(|i| {
         let (branch, cid) = (format!("z9hG4bK-p{i}"), format!("ping-{i}@pbx"));
-        let ping = invite_like("OPTIONS", 1, &branch, &cid, false);
-        let pong = response("200 OK", 1, "OPTIONS", &branch, &cid, "");
-        for (ms, src, dst, text) in [
-            (10 * i, PBX_IP, PHONE_IP, ping),
-            (10 * i + 5, PHONE_IP, PBX_IP, pong),
-        ] {
-            let mut frame = Vec::new();
-            etherparse::PacketBuilder::ethernet2([2; 6], [4; 6])
-                .ipv4(src, dst, 64)
-                .udp(5060, 5060)
-                .write(&mut frame, text.as_bytes())
-                .unwrap();
-            let ts = Duration::from_nanos(ns(ms));
-            w.write_packet(&PcapPacket::new(ts, frame.len() as u32, &frame))
-                .unwrap();
-        }
-    }
+        [
+            (
+                10 * i,
+                PBX_IP,
+                PHONE_IP,
+                invite_like("OPTIONS", 1, &branch, &cid, false),
+            ),
+            (
+                10 * i + 5,
+                PHONE_IP,
+                PBX_IP,
+                response("200 OK", 1, "OPTIONS", &branch, &cid, ""),
+            ),
+        ]
+    });
+    write_pcap(path, msgs);
 }
 
 /// Offline the export queue waits for the exporter: with room for one
@@ -618,24 +618,12 @@ async fn analyze_with_a_one_span_queue_exports_every_span() {
         .collect();
     assert_eq!(written.len() as u64, PINGS);
 
+    // Room for one span: every other one waits for the exporter.
     let rx = Receiver::grpc().await;
-    let out = analyze(
-        vec![
-            pcap,
-            "--otlp-endpoint".into(),
-            rx.endpoint(),
-            "--otlp-queue".into(),
-            "1".into(),
-        ],
-        vec![],
-    )
-    .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let endpoint = rx.endpoint();
+    let flags = ["--otlp-endpoint", &endpoint, "--otlp-queue", "1"];
+    let args = std::iter::once(pcap).chain(flags.map(String::from));
+    let stdout = succeeded(&analyze(args.collect(), vec![]).await);
     assert!(
         stdout.contains(&format!("exported {PINGS}, dropped 0")),
         "{stdout}"

@@ -112,7 +112,8 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // The rest of the call flow and its summary (console) are written
-    // here; JSON's summary follows the spans the exporter flushes below.
+    // here; with JSON the session has written its spans (or the OTLP
+    // queue holds them), and the summary follows below.
     let done = session.finish(None).context("writing output")?;
     let (stats, traces, written) = (done.stats, done.traces, done.spans_written);
     let metrics = telemetry.metrics();

@@ -53,26 +53,26 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn one_span_queue(when_full: WhenFull) -> QueueOptions {
-    QueueOptions {
+/// A JSON-lines export with room for one span, its writer stuck until
+/// the gate opens, on its own runtime.
+fn stuck_export(when_full: WhenFull) -> (tokio::runtime::Runtime, SpanExportService, Gate) {
+    let rt = runtime();
+    let _edge = rt.enter();
+    let gate = Gate::default();
+    let opts = QueueOptions {
         when_full,
         queue_capacity: 1,
         max_batch: 1,
         linger: Duration::ZERO,
         ..QueueOptions::default()
-    }
+    };
+    let svc = SpanExportService::json_lines(Box::new(gate.clone()), opts, false);
+    (rt, svc, gate)
 }
 
 #[test]
 fn live_a_full_queue_drops_and_counts_without_waiting() {
-    let rt = runtime();
-    let _edge = rt.enter();
-    let gate = Gate::default();
-    let svc = SpanExportService::json_lines(
-        Box::new(gate.clone()),
-        one_span_queue(WhenFull::Drop),
-        false,
-    );
+    let (rt, svc, gate) = stuck_export(WhenFull::Drop);
     let sink = svc.sink();
     // The exporter is stuck: this returns at once, most spans dropped.
     let accepted = (0..SPANS).filter(|&i| sink.submit(span(i))).count() as u64;
@@ -85,14 +85,7 @@ fn live_a_full_queue_drops_and_counts_without_waiting() {
 
 #[test]
 fn offline_a_full_queue_waits_for_the_exporter_and_loses_nothing() {
-    let rt = runtime();
-    let _edge = rt.enter();
-    let gate = Gate::default();
-    let svc = SpanExportService::json_lines(
-        Box::new(gate.clone()),
-        one_span_queue(WhenFull::Wait),
-        false,
-    );
+    let (rt, svc, gate) = stuck_export(WhenFull::Wait);
     let sink = svc.sink();
     let core = std::thread::spawn(move || (0..SPANS).all(|i| sink.submit(span(i))));
     std::thread::sleep(Duration::from_millis(200));
