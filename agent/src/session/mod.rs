@@ -47,7 +47,8 @@ const CALLS_VIEW_ROWS: usize = 50;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// One JSON object per line (`--json`); the summary is the driver's,
-    /// after the span exporter has flushed.
+    /// after the span exporter has flushed. Offline the session writes
+    /// the span lines itself ([`Spans::json_lines`]).
     Json,
     /// `run`: a line per event as it happens, the calls up every
     /// [`CALLS_VIEW`], the calls and registrations tables and the summary
