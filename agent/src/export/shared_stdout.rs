@@ -46,10 +46,15 @@ impl Default for SharedStdout {
 
 impl Write for SharedStdout {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // Only the new bytes are searched: serde writes a record in many
+        // small pieces, and rescanning the pending line for each was
+        // quadratic in the record's length.
+        let before = self.pending.len();
         self.pending.extend_from_slice(buf);
-        if let Some(end) = self.pending.iter().rposition(|&b| b == b'\n') {
-            let lines: Vec<u8> = self.pending.drain(..=end).collect();
-            self.lock().write_all(&lines)?;
+        if let Some(at) = buf.iter().rposition(|&b| b == b'\n') {
+            let end = before + at + 1;
+            self.lock().write_all(&self.pending[..end])?;
+            self.pending.drain(..end);
         }
         Ok(buf.len())
     }
