@@ -18,7 +18,9 @@ mod scenario;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use sipscope::export::otel::{OtlpArgs, OtlpConfig, Protocol, QueueOptions, SpanExportService};
+use sipscope::export::otel::{
+    OtlpArgs, OtlpConfig, Protocol, QueueOptions, SpanExportService, WhenFull,
+};
 use sipscope::export::spans::SpanRecord;
 
 const N: usize = 100_000;
@@ -30,6 +32,7 @@ fn spans() -> Vec<SpanRecord> {
 
 fn opts() -> QueueOptions {
     QueueOptions {
+        when_full: WhenFull::Drop,
         queue_capacity: N,
         max_batch: 512,
         linger: Duration::from_millis(5),

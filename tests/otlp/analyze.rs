@@ -65,7 +65,7 @@ fn response(status: &str, cseq: u32, method: &str, branch: &str, cid: &str, extr
 /// and a call that is refused busy. Times in ms after T0.
 fn write_capture(path: &Path) {
     let challenge = "WWW-Authenticate: Digest realm=\"sip.provider.example\", nonce=\"n0nce\", algorithm=MD5\r\n";
-    let msgs: Vec<(u64, [u8; 4], [u8; 4], String)> = vec![
+    let msgs: Vec<Msg> = vec![
         (0, PBX_IP, REG_IP, register(1, "z9hG4bK-r1", false)),
         (
             20,
@@ -137,6 +137,13 @@ fn write_capture(path: &Path) {
             response("486 Busy Here", 1, "INVITE", "z9hG4bK-i2", "call-2@pbx", ""),
         ),
     ];
+    write_pcap(path, msgs);
+}
+
+/// One UDP frame per (ms after T0, source, destination, SIP text).
+type Msg = (u64, [u8; 4], [u8; 4], String);
+
+fn write_pcap(path: &Path, msgs: impl IntoIterator<Item = Msg>) {
     let file = std::fs::File::create(path).unwrap();
     let header = PcapHeader {
         datalink: DataLink::ETHERNET,
@@ -171,6 +178,17 @@ async fn analyze(args: Vec<String>, env: Vec<(&'static str, String)>) -> Output 
     })
     .await
     .unwrap()
+}
+
+/// The run's stdout, once it is known to have succeeded.
+fn succeeded(out: &Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 fn capture() -> (tempfile::TempDir, String) {
@@ -214,12 +232,7 @@ async fn export_and_check(rx: Receiver, protocol: &str) {
         vec![("OTEL_RESOURCE_ATTRIBUTES", "host.name=pbx1".into())],
     )
     .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains(&format!("exported {EXPECTED_SPANS}, dropped 0")),
         "{stdout}"
@@ -470,12 +483,7 @@ async fn analyze_with_the_collector_down_completes_and_counts_the_dropped_spans(
         vec![],
     )
     .await;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let stdout = succeeded(&out);
     // The findings are all there...
     assert!(
         stdout.contains("REGISTER sip:sip.provider.example SIP/2.0"),
@@ -559,4 +567,77 @@ async fn digest_response_is_in_the_spans_only_with_the_flag() {
     assert!(!stdout.contains(SECRET_RESPONSE));
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["spans"]["redacted_attributes"], 1, "{last}");
+}
+
+/// `n` OPTIONS pings, each answered: `n` one-span traces.
+fn write_pings(path: &Path, n: u64) {
+    let msgs = (0..n).flat_map(|i| {
+        let (branch, cid) = (format!("z9hG4bK-p{i}"), format!("ping-{i}@pbx"));
+        [
+            (
+                10 * i,
+                PBX_IP,
+                PHONE_IP,
+                invite_like("OPTIONS", 1, &branch, &cid, false),
+            ),
+            (
+                10 * i + 5,
+                PHONE_IP,
+                PBX_IP,
+                response("200 OK", 1, "OPTIONS", &branch, &cid, ""),
+            ),
+        ]
+    });
+    write_pcap(path, msgs);
+}
+
+/// Offline the export queue waits for the exporter: with room for one
+/// span, every span of the file still reaches the receiver, the same
+/// spans `--json` writes, and none is counted dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn analyze_with_a_one_span_queue_exports_every_span() {
+    const PINGS: u64 = 300;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pings.pcap");
+    write_pings(&path, PINGS);
+    let pcap = path.to_str().unwrap().to_owned();
+    let key = |v: &serde_json::Value| {
+        (
+            v["trace_id"].as_str().unwrap().to_owned(),
+            v["start"].as_u64().unwrap(),
+        )
+    };
+
+    let json = analyze(vec![pcap.clone(), "--json".into()], vec![]).await;
+    assert!(json.status.success());
+    let mut written: Vec<(String, u64)> = String::from_utf8_lossy(&json.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v.get("trace_id").is_some())
+        .map(|v| key(&v))
+        .collect();
+    assert_eq!(written.len() as u64, PINGS);
+
+    // Room for one span: every other one waits for the exporter.
+    let rx = Receiver::grpc().await;
+    let endpoint = rx.endpoint();
+    let flags = ["--otlp-endpoint", &endpoint, "--otlp-queue", "1"];
+    let args = std::iter::once(pcap).chain(flags.map(String::from));
+    let stdout = succeeded(&analyze(args.collect(), vec![]).await);
+    assert!(
+        stdout.contains(&format!("exported {PINGS}, dropped 0")),
+        "{stdout}"
+    );
+    let spans = rx.store.wait_for_spans(PINGS as usize, WAIT).await;
+    let mut received: Vec<(String, u64)> = spans
+        .iter()
+        .map(|s| (hex(&s.span.trace_id), s.span.start_time_unix_nano))
+        .collect();
+    written.sort();
+    received.sort();
+    assert_eq!(received, written);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }

@@ -23,6 +23,7 @@ use scenario::{MS, PBX, SBC, T0};
 use sipscope::export::otel::Telemetry;
 use sipscope::export::otel::{
     CaptureTotals, Metrics, OtlpArgs, OtlpConfig, Protocol, QueueOptions, SpanExportService,
+    WhenFull,
 };
 use sipscope::export::spans::{SpanRecord, TraceId, attr, event, names};
 
@@ -55,6 +56,7 @@ fn config(
 
 fn fast() -> QueueOptions {
     QueueOptions {
+        when_full: WhenFull::Drop,
         queue_capacity: 1024,
         max_batch: 64,
         linger: Duration::from_millis(20),

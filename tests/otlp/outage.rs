@@ -7,6 +7,7 @@ use super::*;
 async fn collector_outage_never_blocks_bounds_the_queue_and_delivers_what_fit() {
     let (socket, addr) = reserved_port();
     let opts = QueueOptions {
+        when_full: WhenFull::Drop,
         queue_capacity: 32,
         max_batch: 8,
         linger: Duration::from_millis(5),
@@ -73,6 +74,7 @@ async fn collector_outage_never_blocks_bounds_the_queue_and_delivers_what_fit() 
 async fn a_batch_failing_past_the_retry_window_is_given_up_and_counted() {
     let (_socket, addr) = reserved_port(); // never listens
     let opts = QueueOptions {
+        when_full: WhenFull::Drop,
         retry_for: Duration::from_millis(300),
         ..fast()
     };

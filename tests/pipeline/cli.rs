@@ -273,3 +273,83 @@ fn the_memory_budget_sets_the_table_caps_and_evictions_are_counted() {
     assert!(!ok);
     assert!(err.contains("--memory-budget"), "{err}");
 }
+
+/// Spins until dropped: the machine is busy while `analyze` runs.
+struct Load(
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    Vec<std::thread::JoinHandle<()>>,
+);
+
+impl Load {
+    fn start(threads: usize) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let spinners = (0..threads)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        Self(stop, spinners)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        for t in self.1.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The same file gives the same bytes on every run, however busy the
+/// machine: span lines sit at fixed points among the records (after the
+/// input that finished them; spans of what was still open at the end
+/// before the summary), and none is lost.
+#[test]
+fn analyze_output_is_byte_identical_across_runs_under_load() {
+    let mut files: Vec<String> = [
+        "suricata-verify_public-cloudshark-sip-s0.pcap",
+        "pcapplusplus_sip_resp.pcap",
+        "suricata-verify_sip-tcp.pcap",
+    ]
+    .iter()
+    .map(|f| fixture(f))
+    .collect();
+    if let Some(ext) = crate::common::shared_external() {
+        for f in ["heplify_sip_ipv4_tcp_fragmented.pcap", "sngrep_aaa.pcap"] {
+            let p = ext.join("pcap").join(f);
+            if p.is_file() {
+                files.push(p.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let _load = Load::start(2);
+    for file in &files {
+        for mode in [&["--json"][..], &[][..]] {
+            let args: Vec<&str> = mode.iter().copied().chain([file.as_str()]).collect();
+            let (ok1, first, _) = analyze(&args);
+            let (ok2, second, _) = analyze(&args);
+            assert!(ok1 && ok2, "{file}");
+            assert!(first == second, "{file} {mode:?} differs between runs");
+        }
+        let (_, out, _) = analyze(&["--json", file]);
+        let spans = out.lines().filter(|l| l.contains("\"trace_id\"")).count() as u64;
+        let export: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+        assert_eq!(export["type"], "export", "{file}");
+        assert_eq!(export["spans"]["exported"], spans, "{file}");
+        assert_eq!(export["spans"]["dropped"], 0, "{file}");
+        assert_eq!(
+            export["traces"]["spans"], spans,
+            "{file}: every span built is written"
+        );
+    }
+}

@@ -59,11 +59,11 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         .build()
         .context("starting the async runtime")?;
     let _edge = runtime.enter();
+    // Offline the export queue waits rather than drops, and JSON spans
+    // are written by the session in pipeline order: the same file gives
+    // the same output however busy the machine is.
     let mut out = SharedStdout::new();
-    let span_json = args
-        .json
-        .then(|| Box::new(out.handle()) as Box<dyn Write + Send>);
-    let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
+    let telemetry = Telemetry::start_offline(&args.otlp).context("OTLP export")?;
     let format = if args.json {
         Format::Json
     } else {
@@ -78,7 +78,12 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         format,
         rtp_interval: None,
     };
-    let mut session = Session::new(config, out.handle(), Spans::new(&telemetry));
+    let spans = if args.json {
+        Spans::json_lines(&telemetry, args.otlp.include_digest_response)
+    } else {
+        Spans::new(&telemetry)
+    };
+    let mut session = Session::new(config, out.handle(), spans);
     if let Some(c) = &hep_config {
         session = session.with_hep(HepSink::start(c).context("starting HEP export")?);
     }
@@ -116,9 +121,11 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
         }
     }
     // The rest of the call flow and its summary (console) are written
-    // here; JSON's summary follows the spans the exporter flushes below.
+    // here; with JSON the session has written its spans (or the OTLP
+    // queue holds them), and the summary follows below.
     let done = session.finish(None).context("writing output")?;
-    let (stats, traces, hep_stats) = (done.stats, done.traces, done.hep);
+    let (stats, traces, hep_stats, written) =
+        (done.stats, done.traces, done.hep, done.spans_written);
     let metrics = telemetry.metrics();
     metrics.set_capture_counters(CaptureTotals {
         seen: stats.packets.packets,
@@ -128,7 +135,7 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let target = super::telemetry::target(&telemetry);
     // Flushes what is queued (a dead collector is not waited for: its
     // spans are counted as dropped).
-    let export = runtime.block_on(telemetry.shutdown());
+    let export = runtime.block_on(telemetry.shutdown()).or(written);
     if args.json {
         json::write_summary(&mut out, &stats).context("writing output")?;
         super::telemetry::write_export_json(&mut out, &traces, export.as_ref())

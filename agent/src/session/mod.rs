@@ -31,6 +31,7 @@ use crate::export::calls::{CallsReport, table};
 use crate::export::console::{self, CallFlow};
 use crate::export::hep::{HepSink, HepStats};
 use crate::export::json;
+use crate::export::otel::ExportStats;
 use crate::export::registrations::RegistrationReport;
 use crate::export::trace_builder::TraceStats;
 use crate::packet::{DroppedPacket, Packet};
@@ -47,7 +48,8 @@ const CALLS_VIEW_ROWS: usize = 50;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
     /// One JSON object per line (`--json`); the summary is the driver's,
-    /// after the span exporter has flushed.
+    /// after the span exporter has flushed. Offline the session writes
+    /// the span lines itself ([`Spans::json_lines`]).
     Json,
     /// `run`: a line per event as it happens, the calls up every
     /// [`CALLS_VIEW`], the calls and registrations tables and the summary
@@ -112,6 +114,9 @@ pub struct Finished<W> {
     pub traces: TraceStats,
     /// HEP export's counters, when it was on ([`Session::with_hep`]).
     pub hep: Option<HepStats>,
+    /// Spans the session wrote into its output itself
+    /// ([`Spans::json_lines`]), as export counters.
+    pub spans_written: Option<ExportStats>,
     pub out: W,
 }
 
@@ -262,6 +267,7 @@ impl<W: Write> Session<W> {
         let mut rest = self.pipeline.finish();
         self.emit(&mut rest)?;
         let traces = self.spans.finish();
+        self.spans.write_lines(&mut self.out)?;
         // What is still queued goes out (a dead collector's is counted).
         let hep = self.hep.take().map(HepSink::finish);
         let stats = self.pipeline.stats();
@@ -285,6 +291,7 @@ impl<W: Write> Session<W> {
             stats,
             traces,
             hep,
+            spans_written: self.spans.written(),
             out: self.out,
         })
     }
@@ -315,6 +322,8 @@ impl<W: Write> Session<W> {
                 View::Flow(flow) => flow.push(&e),
             }
         }
+        // Spans after the records of the input that finished them.
+        self.spans.write_lines(&mut self.out)?;
         if let View::Flow(flow) = &mut self.view {
             flow.spill(&mut self.out)?;
         }

@@ -1,36 +1,77 @@
 //! The session's telemetry sink: pipeline events → [`TraceBuilder`] →
-//! spans into the bounded export queue (never blocks; a full queue is a
-//! counted drop), metrics on the way.
+//! spans, metrics on the way. The spans go one of two ways:
+//!
+//! - into the bounded export queue ([`SpanSink`]; live it never blocks, a
+//!   full queue is a counted drop; offline it waits for the exporter);
+//! - offline `--json` without an endpoint, as JSON lines the session
+//!   writes itself into its own output right after the records of the
+//!   input that finished them: the same file gives the same bytes on
+//!   every run, with no exporter thread racing the session for stdout.
 
-use crate::export::otel::{SpanSink, Telemetry};
+use std::io::Write;
+
+use crate::export::otel::{AttributeFilter, ExportStats, SpanSink, Telemetry, write_span_lines};
 use crate::export::spans::SpanRecord;
 use crate::export::trace_builder::{TraceBuilder, TraceConfig, TraceStats};
 use crate::pipeline::Event;
 
+enum Target {
+    /// Nowhere to send spans (console without an endpoint): the call
+    /// flow shows everything, so the core is spared the work.
+    Nowhere,
+    Queue(SpanSink),
+    /// Written by the session into its output; `written` counts them.
+    Lines {
+        filter: AttributeFilter,
+        written: u64,
+    },
+}
+
 /// Lives beside the pipeline (same thread): builds spans, submits them.
 pub struct Spans {
     builder: TraceBuilder,
-    sink: Option<SpanSink>,
+    target: Target,
     buf: Vec<SpanRecord>,
 }
 
 impl Spans {
+    /// Spans to the telemetry's export queue (none without one).
     pub fn new(telemetry: &Telemetry) -> Self {
+        let target = match telemetry.span_sink() {
+            Some(s) => Target::Queue(s),
+            None => Target::Nowhere,
+        };
+        Self::with_target(telemetry, target)
+    }
+
+    /// Spans to the telemetry's OTLP export when an endpoint is
+    /// configured, else as JSON lines in the session's output (secrets
+    /// filtered as for OTLP; the digest response only when allowed).
+    pub fn json_lines(telemetry: &Telemetry, include_digest_response: bool) -> Self {
+        let target = match (&telemetry.config, telemetry.span_sink()) {
+            (Some(_), Some(s)) => Target::Queue(s),
+            _ => Target::Lines {
+                filter: AttributeFilter::new(include_digest_response),
+                written: 0,
+            },
+        };
+        Self::with_target(telemetry, target)
+    }
+
+    fn with_target(telemetry: &Telemetry, target: Target) -> Self {
         Self {
             builder: TraceBuilder::new(
                 telemetry.observer(),
                 TraceConfig::default(),
                 telemetry.metrics(),
             ),
-            sink: telemetry.span_sink(),
+            target,
             buf: Vec::new(),
         }
     }
 
     pub(crate) fn on_events(&mut self, events: &[Event]) {
-        // Nowhere to send spans (console without an endpoint): the call
-        // flow shows everything, so spare the core the work.
-        if self.sink.is_none() {
+        if matches!(self.target, Target::Nowhere) {
             return;
         }
         for e in events {
@@ -39,21 +80,48 @@ impl Spans {
         self.submit();
     }
 
+    /// Writes the spans finished so far as JSON lines (only when the
+    /// session writes them itself), in the order they were built.
+    pub(crate) fn write_lines(&mut self, out: &mut impl Write) -> std::io::Result<()> {
+        if let Target::Lines { filter, written } = &mut self.target
+            && !self.buf.is_empty()
+        {
+            *written += self.buf.len() as u64;
+            write_span_lines(out, self.buf.drain(..), filter)?;
+        }
+        Ok(())
+    }
+
     pub(crate) fn finish(&mut self) -> TraceStats {
         self.builder.finish(&mut self.buf);
         self.submit();
         self.builder.stats()
     }
 
+    /// Spans the session wrote itself, as export counters (`None` when
+    /// they went to a queue, whose service has the counters).
+    pub(crate) fn written(&self) -> Option<ExportStats> {
+        match &self.target {
+            Target::Lines { filter, written } => Some(ExportStats {
+                exported: *written,
+                redacted_attributes: filter.redacted(),
+                ..ExportStats::default()
+            }),
+            _ => None,
+        }
+    }
+
     fn submit(&mut self) {
-        match &self.sink {
+        match &self.target {
             // Dropped spans are counted by the sink.
-            Some(s) => {
+            Target::Queue(s) => {
                 for span in self.buf.drain(..) {
                     s.submit(span);
                 }
             }
-            None => self.buf.clear(),
+            // Kept for `write_lines`.
+            Target::Lines { .. } => {}
+            Target::Nowhere => self.buf.clear(),
         }
     }
 }

@@ -296,3 +296,56 @@ fn hep_export_gets_every_message() {
         );
     }
 }
+
+const PING: &str = "OPTIONS sip:pbx SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-p\r\n\
+    From: <sip:a@pbx>;tag=1\r\nTo: <sip:pbx>\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+const PONG: &str = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-p\r\n\
+    From: <sip:a@pbx>;tag=1\r\nTo: <sip:pbx>;tag=9\r\nCall-ID: ping-1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
+
+/// Offline `--json`: the session writes each span right after the records
+/// of the input that finished it, and the spans of what the input left
+/// open at the end, so the same file gives the same lines in the same
+/// order on every run.
+#[test]
+fn json_spans_follow_the_records_of_the_input_that_finished_them() {
+    let telemetry = Telemetry::start_with(None, &OtlpArgs::default(), None).unwrap();
+    let config = SessionConfig {
+        pipeline: PipelineConfig::default(),
+        format: Format::Json,
+        rtp_interval: None,
+    };
+    let spans = Spans::json_lines(&telemetry, false);
+    let mut s = Session::new(config, Vec::new(), spans);
+    feed_frame(&mut s, &frame(T0, PHONE, PBX, PING));
+    let pong_at = T0 + Duration::from_millis(3);
+    feed_frame(&mut s, &frame(pong_at, PBX, PHONE, PONG));
+    feed_frame(&mut s, &frame(pong_at, PHONE, PBX, UNANSWERED));
+    let done = s.finish(None).unwrap();
+    let text = String::from_utf8(done.out).unwrap();
+    let kinds: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| match v["name"].as_str() {
+            Some(name) if v.get("trace_id").is_some() => format!("span {name}"),
+            _ => v["type"].as_str().unwrap().to_owned(),
+        })
+        .collect();
+    let at = |k: &str| kinds.iter().position(|x| x == k).unwrap_or(usize::MAX);
+    assert_eq!(
+        kinds[..4],
+        ["message", "transaction", "message", "span OPTIONS 200"],
+        "{text}"
+    );
+    // The REGISTER was still unanswered when the input ended: its spans
+    // come last, after its message.
+    assert!(
+        at("span OPTIONS 200") < at("span SIP registration"),
+        "{text}"
+    );
+    assert!(kinds.last().unwrap().starts_with("span "), "{text}");
+    let written = kinds.iter().filter(|k| k.starts_with("span ")).count() as u64;
+    let export = done.spans_written.expect("the session wrote the spans");
+    assert_eq!((export.exported, export.dropped), (written, 0));
+    assert_eq!(done.traces.spans, written);
+}

@@ -28,6 +28,9 @@ pub use build::OtlpError;
 pub use config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 pub use convert::AttributeFilter;
 pub use metrics::{CaptureTotals, Metrics};
-pub use queue::{ExportStats, QueueOptions, SpanExportService, SpanSink, write_json_lines};
+pub use queue::{
+    ExportStats, QueueOptions, SpanExportService, SpanSink, WhenFull, write_json_lines,
+    write_span_lines,
+};
 pub use resource::{ResourceConfig, local_host_name, resource};
 pub use telemetry::Telemetry;

@@ -1,8 +1,12 @@
 //! The hand-over from the synchronous core to the async export edge.
 //!
-//! The core calls [`SpanSink::submit`], which never blocks and never
-//! fails loudly: it is a `try_send` into a bounded channel, and a full
-//! queue (collector slow or down) means the span is dropped and counted.
+//! The core calls [`SpanSink::submit`]. Live (`run`, [`WhenFull::Drop`])
+//! it never blocks and never fails loudly: it is a `try_send` into a
+//! bounded channel, and a full queue (collector slow or down) means the
+//! span is dropped and counted, so a PBX is never slowed by its monitor.
+//! Offline (`analyze`, [`WhenFull::Wait`]) there is no traffic to protect
+//! and a drop would make the output depend on machine load: a full queue
+//! makes the core wait for the exporter instead.
 //! A tokio task drains the queue in batches and hands them to the backend
 //! (OTLP or JSON lines). A failing OTLP batch is retried with backoff for
 //! a while (a collector restart loses nothing that fits in the queue), then
@@ -54,9 +58,25 @@ struct Counters {
     export_errors: AtomicU64,
 }
 
+/// What [`SpanSink::submit`] does when the queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Drop the span and count it: live capture, never slow the core.
+    #[default]
+    Drop,
+    /// Block the submitting thread until the exporter makes room: offline
+    /// analysis, where losing a span only because the machine was busy
+    /// would make two runs on the same file differ. Call `submit` from a
+    /// thread outside the runtime's workers (a runtime entered with
+    /// `Handle::enter` is fine).
+    Wait,
+}
+
 /// Batching knobs. Memory bound: `queue_capacity + max_batch` spans.
 #[derive(Clone, Copy, Debug)]
 pub struct QueueOptions {
+    /// Drop or wait when the queue is full.
+    pub when_full: WhenFull,
     pub queue_capacity: usize,
     pub max_batch: usize,
     /// How long a partial batch waits for more spans.
@@ -71,6 +91,7 @@ pub struct QueueOptions {
 impl Default for QueueOptions {
     fn default() -> Self {
         Self {
+            when_full: WhenFull::Drop,
             queue_capacity: 4096,
             max_batch: 512,
             linger: Duration::from_secs(1),
@@ -85,22 +106,26 @@ impl Default for QueueOptions {
 #[derive(Clone, Debug)]
 pub struct SpanSink {
     tx: mpsc::Sender<SpanRecord>,
+    when_full: WhenFull,
     counters: Arc<Counters>,
     filter: Arc<AttributeFilter>,
 }
 
 impl SpanSink {
     /// Hand a finished span to the exporter. Returns `false` (and counts a
-    /// drop) when the queue is full or the exporter has shut down.
+    /// drop) when the exporter has shut down, or, with [`WhenFull::Drop`],
+    /// when the queue is full; with [`WhenFull::Wait`] a full queue blocks
+    /// until there is room.
     pub fn submit(&self, span: SpanRecord) -> bool {
         self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(span) {
-            Ok(()) => true,
-            Err(_) => {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                false
-            }
+        let sent = match self.when_full {
+            WhenFull::Drop => self.tx.try_send(span).is_ok(),
+            WhenFull::Wait => self.tx.blocking_send(span).is_ok(),
+        };
+        if !sent {
+            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
         }
+        sent
     }
 
     /// Spans waiting in the queue now (at most the queue capacity).
@@ -144,9 +169,11 @@ pub struct SpanExportService {
 }
 
 impl SpanExportService {
-    /// OTLP export as configured. Call from inside the tokio runtime.
-    pub fn otlp(cfg: &OtlpConfig) -> Result<Self, OtlpError> {
+    /// OTLP export as configured; `when_full`: live drops, offline waits.
+    /// Call from inside the tokio runtime.
+    pub fn otlp(cfg: &OtlpConfig, when_full: WhenFull) -> Result<Self, OtlpError> {
         let opts = QueueOptions {
+            when_full,
             queue_capacity: cfg.queue_capacity,
             export_timeout: cfg.timeout,
             ..QueueOptions::default()
@@ -180,6 +207,7 @@ impl SpanExportService {
         let (stop, stop_rx) = watch::channel(false);
         let sink = SpanSink {
             tx,
+            when_full: opts.when_full,
             counters: Arc::default(),
             filter: Arc::new(AttributeFilter::new(include_digest_response)),
         };
@@ -192,6 +220,7 @@ impl SpanExportService {
             filter: sink.filter.clone(),
             failing: false,
             giving_up: false,
+            down: false,
         };
         let worker = tokio::spawn(worker.run());
         Self { sink, stop, worker }
@@ -227,6 +256,12 @@ struct Worker {
     failing: bool,
     /// Shutdown met a failing collector: drop the rest without trying.
     giving_up: bool,
+    /// A batch was given up and none exported since. With
+    /// [`WhenFull::Wait`] the core waits on every batch, so while the
+    /// collector stays down each batch gets one try, not `retry_for` of
+    /// them: a dead collector must not hold an offline analysis for
+    /// `retry_for` per batch.
+    down: bool,
 }
 
 const RETRY_INITIAL: Duration = Duration::from_millis(100);
@@ -289,6 +324,7 @@ impl Worker {
             let err = match self.attempt(&batch).await {
                 Ok(()) => {
                     self.counters.exported.fetch_add(n, Ordering::Relaxed);
+                    self.down = false;
                     if std::mem::take(&mut self.failing) {
                         log::info!("span export recovered");
                     }
@@ -304,6 +340,7 @@ impl Worker {
                 );
             }
             let retryable = matches!(self.backend, Backend::Otlp { .. })
+                && !(self.down && self.opts.when_full == WhenFull::Wait)
                 && first_try.elapsed() + backoff <= self.opts.retry_for;
             if *self.stop.borrow() || !retryable {
                 if *self.stop.borrow() {
@@ -325,6 +362,7 @@ impl Worker {
     }
 
     fn give_up(&mut self, n: u64) {
+        self.down = true;
         self.counters.failed_batches.fetch_add(1, Ordering::Relaxed);
         self.counters.dropped.fetch_add(n, Ordering::Relaxed);
     }
@@ -373,10 +411,25 @@ pub fn write_json_lines(
     batch: Vec<SpanRecord>,
     filter: &AttributeFilter,
 ) -> std::io::Result<()> {
-    for mut rec in batch {
+    write_span_lines(out, batch, filter)?;
+    out.flush()
+}
+
+/// Write records as JSON lines after filtering secrets, one per line, in
+/// the order given (no flush: the caller's writer decides).
+pub fn write_span_lines(
+    out: &mut dyn Write,
+    records: impl IntoIterator<Item = SpanRecord>,
+    filter: &AttributeFilter,
+) -> std::io::Result<()> {
+    for mut rec in records {
         filter.apply(&mut rec);
         serde_json::to_writer(&mut *out, &rec)?;
         out.write_all(b"\n")?;
     }
-    out.flush()
+    Ok(())
 }
+
+#[cfg(test)]
+#[path = "queue_tests.rs"]
+mod tests;

@@ -6,7 +6,7 @@ use std::io::Write;
 use super::build::OtlpError;
 use super::config::{OtlpArgs, OtlpConfig};
 use super::metrics::Metrics;
-use super::queue::{ExportStats, QueueOptions, SpanExportService, SpanSink};
+use super::queue::{ExportStats, QueueOptions, SpanExportService, SpanSink, WhenFull};
 
 /// The export edge of one agent run.
 pub struct Telemetry {
@@ -30,20 +30,41 @@ impl Telemetry {
         Self::start_with(config, args, json_out)
     }
 
+    /// Offline analysis (`analyze`): OTLP traces and metrics when an
+    /// endpoint is configured, with a queue that makes the core wait
+    /// rather than drop ([`WhenFull::Wait`]): the same file must give the
+    /// same spans however busy the machine is. No JSON-lines exporter: the
+    /// session writes JSON spans itself, in pipeline order
+    /// ([`crate::session::Spans::json_lines`]).
+    pub fn start_offline(args: &OtlpArgs) -> Result<Self, OtlpError> {
+        let config = OtlpConfig::from_args(args)?;
+        Self::start_full(config, args, None, WhenFull::Wait)
+    }
+
     /// As [`Telemetry::start`], with an already resolved configuration.
     pub fn start_with(
         config: Option<OtlpConfig>,
         args: &OtlpArgs,
         json_out: Option<Box<dyn Write + Send>>,
     ) -> Result<Self, OtlpError> {
+        Self::start_full(config, args, json_out, WhenFull::Drop)
+    }
+
+    fn start_full(
+        config: Option<OtlpConfig>,
+        args: &OtlpArgs,
+        json_out: Option<Box<dyn Write + Send>>,
+        when_full: WhenFull,
+    ) -> Result<Self, OtlpError> {
         let (spans, metrics) = match &config {
             Some(cfg) => {
-                let spans = SpanExportService::otlp(cfg)?;
+                let spans = SpanExportService::otlp(cfg, when_full)?;
                 let metrics = Metrics::otlp(cfg, cfg.metrics_interval, Some(spans.sink()))?;
                 (Some(spans), metrics)
             }
             None => {
                 let opts = QueueOptions {
+                    when_full,
                     queue_capacity: args.queue_capacity.max(1),
                     ..QueueOptions::default()
                 };
