@@ -157,18 +157,18 @@ impl Exchanges {
     fn on_request(&mut self, r: &Arc<MessageRecord>, method: Method, out: &mut Vec<Finding>) {
         let m = &r.message;
         let creds = wire::credentials(m);
-        let known = self.table.contains_key(&Key {
-            call_id: m.call_id().map(|c| c.into_owned()).unwrap_or_default(),
-            method: method.clone(),
-            client: r.meta.src,
-        });
-        // Only exchanges that involve authentication are followed.
-        if creds.is_none() && !known {
+        // Only exchanges that involve authentication are followed: most
+        // requests carry no credentials and belong to no exchange, and pay
+        // for no key.
+        if creds.is_none() && self.table.is_empty() {
             return;
         }
         let Some(key) = Self::key(r, method.clone(), r.meta.src) else {
             return;
         };
+        if creds.is_none() && !self.table.contains_key(&key) {
+            return;
+        }
         let at = r.meta.ts;
         let cseq = m.cseq().map_or(0, |c| c.number);
         let e = self.entry(key.clone(), at);
