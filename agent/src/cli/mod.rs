@@ -5,6 +5,7 @@
 mod analysis_args;
 mod analyze;
 mod drop_lines;
+mod readiness;
 mod records;
 mod rtp_summary;
 mod run;
@@ -27,7 +28,8 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Capture live on one or more interfaces (needs root or CAP_BPF+CAP_NET_ADMIN).
+    /// Capture live on one or more interfaces (needs root, or CAP_BPF CAP_NET_ADMIN
+    /// CAP_PERFMON; all but those later steps need are dropped once attached).
     Run(run::RunArgs),
     /// Analyse pcap/pcapng capture files with the same pipeline as live capture.
     Analyze(analyze::AnalyzeArgs),

@@ -30,6 +30,7 @@ use sipscope::{
     analysis::media::RtpSource,
     capture::live::{
         DropTracing, IngressChoice, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame,
+        privilege,
     },
     export::{
         json,
@@ -46,6 +47,7 @@ use sipscope::{
 use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::readiness;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::telemetry::{export_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
@@ -154,6 +156,9 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     distinct_interfaces(&args.ifaces)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Capabilities are per thread: the runtime's threads never touch
+        // BPF objects (run() itself runs on this thread), so they hold none.
+        .on_thread_start(privilege::drop_all_on_this_thread)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
@@ -237,6 +242,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{line}")?;
         }
     }
+    // Everything is attached: keep only what detaching and map reads need.
+    // Threads started from here on (the core, HEP) inherit the reduced set.
+    let dropped = capture
+        .drop_privileges()
+        .context("dropping capabilities after attaching")?;
+    if args.json {
+        eprintln!("{dropped}");
+    } else {
+        writeln!(out, "{dropped}")?;
+    }
     // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
         // stdout stays pure JSON lines with --json.
@@ -272,6 +287,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         .spawn(move || core(rx, session, rtp))
         .context("starting the analysis thread")?;
 
+    let ifaces: Vec<&str> = capture
+        .attachments()
+        .iter()
+        .map(|a| a.iface.as_str())
+        .collect();
+    readiness::ready(&format!("capturing on {}", ifaces.join(", ")));
+
     let metrics = telemetry.metrics();
     let mut core_drops = 0u64;
     let (mut frames, mut drops) = (Vec::new(), Vec::new());
@@ -297,6 +319,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             _ = sigterm.recv() => true,
         };
         if stopping {
+            readiness::stopping();
             // Everything the kernel handed over before the signal is
             // still analysed; detached first, so the counters read below
             // count exactly what was drained.

@@ -295,10 +295,12 @@ fn remove_leftover_filters(iface: &str) {
     }
 }
 
-/// An exclusive `flock` on `/run/sipscope/<netns>-<ifindex>.lock`, held
-/// while this agent has programs on the interface (so no second agent
-/// attaches beside it, and no start removes the netlink filters of an
-/// agent still running).
+/// An exclusive `flock` on `<dir>/<netns>-<ifindex>.lock`, held while
+/// this agent has programs on the interface (so no second agent attaches
+/// beside it, and no start removes the netlink filters of an agent still
+/// running). `<dir>` is `$RUNTIME_DIRECTORY` where systemd made one
+/// (`RuntimeDirectory=sipscope`: `/run/sipscope`, owned by the unit's
+/// user), else `/run/sipscope`.
 #[derive(Debug)]
 pub(super) struct InterfaceLock {
     _file: File,
@@ -307,21 +309,32 @@ pub(super) struct InterfaceLock {
 impl InterfaceLock {
     const DIR: &'static str = "/run/sipscope";
 
+    /// systemd's first `RuntimeDirectory=` (the variable lists them
+    /// separated by `:`), else [`Self::DIR`].
+    fn dir() -> String {
+        std::env::var("RUNTIME_DIRECTORY")
+            .ok()
+            .and_then(|v| v.split(':').next().map(str::to_owned))
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| Self::DIR.to_owned())
+    }
+
     fn take(iface: &str, ifindex: u32) -> Result<Self, LiveError> {
         // The same ifindex exists in every namespace: the namespace's
         // inode tells them apart.
         let netns = std::fs::metadata("/proc/self/ns/net")
             .map(|m| std::os::unix::fs::MetadataExt::ino(&m))
             .unwrap_or(0);
+        let dir = Self::dir();
         let io = |e: std::io::Error| LiveError::Kernel {
             op: format!(
-                "locking {iface} in {} (sipscope needs a writable /run)",
-                Self::DIR
+                "locking {iface} in {dir} (sipscope needs a directory it can write there: \
+                 run as root, or RuntimeDirectory=sipscope in the unit)"
             ),
             source: Box::new(e),
         };
-        std::fs::create_dir_all(Self::DIR).map_err(io)?;
-        let path = format!("{}/{netns}-{ifindex}.lock", Self::DIR);
+        std::fs::create_dir_all(&dir).map_err(io)?;
+        let path = format!("{dir}/{netns}-{ifindex}.lock");
         let mut file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)

@@ -15,15 +15,23 @@ pub enum LiveError {
     #[error("no such interface: {0}; see `ip link`")]
     UnknownInterface(String),
 
-    #[error(
-        "permission denied while {op}: run as root, or grant CAP_BPF, CAP_NET_ADMIN and \
-         CAP_PERFMON (e.g. `sudo setcap cap_bpf,cap_net_admin,cap_perfmon+ep sipscope`)"
-    )]
+    #[error("sipscope run lacks {missing}; {}", super::privilege::REMEDY)]
+    MissingCapabilities {
+        /// Each missing capability with what it is needed for.
+        missing: String,
+    },
+
+    #[error("permission denied while {op}: {why}")]
     PermissionDenied {
         op: &'static str,
+        /// The capability it needs, or what else refuses it.
+        why: String,
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
+
+    #[error("{op}: {reason}")]
+    Capabilities { op: &'static str, reason: String },
 
     #[error(
         "this kernel exposes no BTF (/sys/kernel/btf/vmlinux is missing); sipscope needs a \
@@ -99,12 +107,24 @@ impl LiveError {
             };
             return Self::PermissionDenied {
                 op,
+                why: super::privilege::explain_eperm(),
                 source: Box::new(err),
             };
         }
         Self::Kernel {
             op,
             source: Box::new(err),
+        }
+    }
+}
+
+impl LiveError {
+    /// Refused for lack of privilege (EPERM from the kernel).
+    pub(crate) fn is_eperm(&self) -> bool {
+        match self {
+            Self::PermissionDenied { .. } => true,
+            Self::Kernel { source, .. } => errno_of(source.as_ref()) == Some(libc::EPERM),
+            _ => false,
         }
     }
 }

@@ -25,6 +25,7 @@ pub(crate) mod kernel_btf;
 pub(crate) mod kernel_features;
 mod load;
 mod map_batch;
+pub mod privilege;
 mod record;
 pub mod rtp;
 
@@ -158,6 +159,9 @@ impl LiveCapture {
         for iface in &config.interfaces {
             ifindex(iface)?;
         }
+        // One error naming every missing capability, before any of them
+        // fails half-way through loading.
+        privilege::check()?;
         let mut object = load_object_with(config.ring_size, config.rtp.max_flows)?;
         object.set_sip_ports(&config.sip_ports)?;
         object.configure_rtp(&config.rtp)?;
@@ -212,6 +216,48 @@ impl LiveCapture {
             drop_tracing,
             malformed: 0,
         })
+    }
+
+    /// Drops every capability (on this thread, and so on the threads it
+    /// starts later) but those a later step needs, once everything is
+    /// attached: CAP_NET_ADMIN while a netlink clsact filter must be
+    /// removed at exit (tcx and XDP links detach when their fd closes),
+    /// and CAP_BPF where the kernel refuses `bpf(2)` map reads without it
+    /// (before 6.5 with `kernel.unprivileged_bpf_disabled` set) — probed
+    /// by reading the counters with it lowered. CAP_PERFMON was for the
+    /// verifier only. Reloads that only update maps keep working; a new
+    /// interface needs a restart.
+    pub fn drop_privileges(&mut self) -> Result<privilege::CapabilityDrop, LiveError> {
+        use caps::Capability::{CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN};
+        let mut keep = Vec::new();
+        let netlink = self.attachments.iter().any(|a| {
+            a.egress == TcAttachMode::Netlink || a.ingress == IngressHook::Tc(TcAttachMode::Netlink)
+        });
+        if netlink {
+            keep.push(privilege::Kept {
+                capability: CAP_NET_ADMIN,
+                reason: "remove the clsact filters at exit",
+            });
+        }
+        // CAP_SYS_ADMIN also passes the kernel's bpf_capable() check.
+        let lowered: Vec<_> = [CAP_BPF, CAP_SYS_ADMIN]
+            .into_iter()
+            .filter(|c| privilege::has(*c))
+            .collect();
+        for c in &lowered {
+            privilege::lower(*c)?;
+        }
+        let gated = matches!(self.counters(), Err(e) if e.is_eperm());
+        for c in &lowered {
+            privilege::raise(*c)?;
+        }
+        if gated {
+            keep.push(privilege::Kept {
+                capability: CAP_BPF,
+                reason: "map reads: this kernel gates bpf() on it",
+            });
+        }
+        privilege::drop_after_attach(&keep)
     }
 
     /// Whether the drop tracer runs, and for which reasons.
