@@ -290,8 +290,12 @@ fn unprivileged_user_is_told_which_capabilities_are_missing() {
         .expect("setpriv (util-linux)");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
+    // All three in one error, before anything touches the kernel.
     assert!(
-        stderr.contains("permission denied") && stderr.contains("CAP_BPF"),
+        stderr.contains("lacks CAP_BPF")
+            && stderr.contains("CAP_NET_ADMIN (")
+            && stderr.contains("CAP_PERFMON (")
+            && stderr.contains(sipscope::capture::live::privilege::REMEDY),
         "{stderr}"
     );
 }

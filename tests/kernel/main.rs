@@ -14,6 +14,7 @@ mod lifecycle;
 mod live_pipeline;
 mod losses;
 mod object;
+mod privilege;
 mod rawframes;
 mod rtp;
 mod rtp_frames;
