@@ -16,8 +16,10 @@ mod losses;
 mod object;
 mod privilege;
 mod rawframes;
+mod readiness;
 mod rtp;
 mod rtp_frames;
+mod syscall_filter;
 mod walk;
 
 // The OTLP test receiver, shared with the otlp tests.

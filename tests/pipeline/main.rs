@@ -10,6 +10,7 @@ mod fuzz;
 mod fuzz_corpus;
 mod hostile;
 mod import_rules;
+mod service_unit;
 mod tcp;
 mod torture;
 mod transactions;

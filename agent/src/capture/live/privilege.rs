@@ -94,13 +94,11 @@ pub(crate) fn check() -> Result<(), LiveError> {
 pub(crate) fn explain_eperm() -> String {
     match missing() {
         Ok(m) if !m.is_empty() => format!("this process lacks {}", describe_missing(&m)),
-        _ if !memlock_unlimited() => {
-            "the locked-memory limit is finite and kernels before \
-             5.11 charge BPF maps to it: set LimitMEMLOCK=infinity in the unit, or grant \
-             CAP_SYS_RESOURCE; on newer kernels"
-                .to_owned()
-                + OTHER_CAUSES
-        }
+        _ if !memlock_unlimited() => format!(
+            "the locked-memory limit is finite and kernels before 5.11 charge BPF maps to \
+             it: set LimitMEMLOCK=infinity in the unit, or grant CAP_SYS_RESOURCE; on newer \
+             kernels{OTHER_CAUSES}"
+        ),
         _ => format!("the process holds CAP_BPF CAP_NET_ADMIN CAP_PERFMON, so{OTHER_CAUSES}"),
     }
 }
