@@ -191,35 +191,51 @@ pub fn run_sipp_register(
     port: u16,
     calls: u32,
 ) {
+    run_sipp(
+        ns,
+        dir,
+        scenario,
+        (local, server, port),
+        calls,
+        &["-s", "alice"],
+    );
+}
+
+/// Runs a SIPp client scenario `calls` times from `local` against
+/// `server:port` with `keys` (`-s`, `-au`, `-key ...`), to completion.
+pub fn run_sipp(
+    ns: &Netns,
+    dir: &TempDir,
+    scenario: &std::path::Path,
+    (local, server, port): (IpAddr, IpAddr, u16),
+    calls: u32,
+    keys: &[&str],
+) {
     let remote = match server {
         IpAddr::V4(a) => format!("{a}:{port}"),
         IpAddr::V6(a) => format!("[{a}]:{port}"),
     };
     let local_port = crate::support::process::free_udp_port().to_string();
-    let mut sipp = NsProcess::spawn(
-        ns,
-        &dir.path,
-        "sipp",
-        "sipp",
-        &[
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-i",
-            &local.to_string(),
-            "-p",
-            &local_port,
-            "-s",
-            "alice",
-            "-m",
-            &calls.to_string(),
-            "-r",
-            "20",
-            "-timeout",
-            "15s",
-            "-nostdin",
-            &remote,
-        ],
-    );
+    let calls = calls.to_string();
+    let local = local.to_string();
+    let mut args = vec![
+        "-sf",
+        scenario.to_str().unwrap(),
+        "-i",
+        &local,
+        "-p",
+        &local_port,
+        "-m",
+        &calls,
+        "-r",
+        "20",
+        "-timeout",
+        "15s",
+        "-nostdin",
+    ];
+    args.extend_from_slice(keys);
+    args.push(&remote);
+    let mut sipp = NsProcess::spawn(ns, &dir.path, "sipp", "sipp", &args);
     let status = sipp.wait_exit(Duration::from_secs(30));
     assert!(
         status.success(),

@@ -5,18 +5,18 @@
 //! step does not need; without any one of the three it names it, says
 //! what to do, and attaches nothing.
 
-use std::{net::IpAddr, sync::Mutex, time::Duration};
+use std::{net::IpAddr, sync::Mutex};
 
 use sipscope::capture::live::privilege::REMEDY;
 
 use crate::{
-    agent::{START, STOP, spawn_kamailio, wait_udp_listening},
+    agent::{START, STOP, run_sipp, spawn_kamailio, wait_udp_listening},
     lifecycle::hooks,
     require_root,
     support::{
         TempDir, fixture,
         netns::{VethPair, run},
-        process::{NsProcess, free_udp_port},
+        process::NsProcess,
         unique_suffix,
     },
 };
@@ -170,6 +170,7 @@ fn an_unprivileged_user_with_the_three_capabilities_captures_a_registration_and_
         .lines()
         .find(|l| l.starts_with("capabilities: kept"))
         .unwrap_or_else(|| panic!("no capabilities line in\n{out}"));
+    eprintln!("{line}");
     let kept = kept_mask(line);
     // CAP_PERFMON is for the verifier only; CAP_NET_ADMIN stays exactly
     // when a netlink filter must be removed at exit.
@@ -211,40 +212,24 @@ fn an_unprivileged_user_with_the_three_capabilities_captures_a_registration_and_
 
     // A real digest registration after the drop: REGISTER, 401,
     // REGISTER with credentials, 200.
-    let scenario = fixture("scenarios/sipp/register.xml");
-    let local_port = free_udp_port().to_string();
-    let remote = format!("{host}:5060");
-    let peer = VethPair::PEER_V4.to_string();
-    let mut sipp = NsProcess::spawn(
+    run_sipp(
         &pair.peer,
-        &dir.path,
-        "sipp",
-        "sipp",
+        &dir,
+        &fixture("scenarios/sipp/register.xml"),
+        (VethPair::PEER_V4.into(), host, 5060),
+        1,
         &[
-            &remote,
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-i",
-            &peer,
-            "-p",
-            &local_port,
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-key",
-            "expires",
-            "60",
             "-s",
             "1001",
             "-au",
             "1001",
             "-ap",
             "secret1001",
+            "-key",
+            "expires",
+            "60",
         ],
     );
-    sipp.wait_success(Duration::from_secs(40));
     agent.wait_output("SIP/2.0 200 OK", START);
     let status = agent.interrupt(STOP);
     let out = agent.stdout_text();

@@ -18,6 +18,9 @@ use crate::{
     },
 };
 
+/// Called at full speed, not stopped on (see the strace flags).
+const UNTRACED: [&str; 2] = ["lseek", "read"];
+
 /// The unit file in the source tree.
 fn unit_text() -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../packaging/sipscope.service");
@@ -100,6 +103,12 @@ fn every_system_call_of_a_run_is_allowed_by_the_units_filter() {
         &[
             "-f",
             "-qq",
+            // Reading kernel BTF takes some 125 000 lseek(2) calls: stopping
+            // on each would take minutes in the emulated guests. Untraced,
+            // and checked below as if used.
+            "--seccomp-bpf",
+            "-e",
+            &format!("trace=!{}", UNTRACED.join(",")),
             "-o",
             trace.to_str().unwrap(),
             env!("CARGO_BIN_EXE_sipscope"),
@@ -136,7 +145,8 @@ fn every_system_call_of_a_run_is_allowed_by_the_units_filter() {
     assert!(status.success(), "{status}\n{}", strace.stderr_text());
 
     let text = std::fs::read_to_string(&trace).unwrap();
-    let used = calls_in(&text);
+    let mut used = calls_in(&text);
+    used.extend(UNTRACED.map(str::to_owned));
     assert!(used.contains("bpf") && used.contains("capset"), "{used:?}");
     let refused: Vec<&String> = used
         .iter()
