@@ -3,7 +3,8 @@
 //! start through a captured SIP message to a clean exit, every call
 //! checked against the unit's SystemCallFilter= (expanded by
 //! `systemd-analyze syscall-filter`) and the filters its other hardening
-//! options imply. A call outside would be EPERM under systemd.
+//! options imply, and the address family of every socket against
+//! RestrictAddressFamilies=. A call outside would fail under systemd.
 
 use std::{collections::BTreeSet, net::UdpSocket, process::Command};
 
@@ -77,6 +78,15 @@ fn unit_filter(unit: &str) -> (BTreeSet<String>, BTreeSet<String>) {
     (allowed, denied)
 }
 
+/// The unit's RestrictAddressFamilies= list.
+fn unit_text_families(unit: &str) -> Vec<&str> {
+    unit.lines()
+        .find_map(|l| l.strip_prefix("RestrictAddressFamilies="))
+        .expect("RestrictAddressFamilies= in the unit")
+        .split_whitespace()
+        .collect()
+}
+
 /// System call names in `strace -f -qq` output (`PID name(args...`).
 fn calls_in(trace: &str) -> BTreeSet<String> {
     trace
@@ -91,7 +101,8 @@ fn calls_in(trace: &str) -> BTreeSet<String> {
 #[test]
 fn every_system_call_of_a_run_is_allowed_by_the_units_filter() {
     require_root();
-    let (allowed, denied) = unit_filter(&unit_text());
+    let unit = unit_text();
+    let (allowed, denied) = unit_filter(&unit);
     let pair = VethPair::new();
     let dir = TempDir::new("syscalls");
     let trace = dir.join("strace.txt");
@@ -156,6 +167,15 @@ fn every_system_call_of_a_run_is_allowed_by_the_units_filter() {
         refused.is_empty(),
         "system calls the unit's filter refuses: {refused:?}"
     );
+    // RestrictAddressFamilies=: every socket the agent opens.
+    let families: Vec<&str> = unit_text_families(&unit);
+    for opened in text.split("socket(").skip(1) {
+        let family = opened.split(',').next().unwrap_or_default();
+        assert!(
+            families.contains(&family),
+            "socket({family}, ...) is outside RestrictAddressFamilies={families:?}"
+        );
+    }
     // MemoryDenyWriteExecute=yes: no writable and executable mapping.
     assert!(
         !text.contains("PROT_WRITE|PROT_EXEC"),
