@@ -63,11 +63,21 @@ pub(crate) fn describe_missing(missing: &[Capability]) -> String {
 
 /// The required capabilities missing from this thread's effective set.
 pub(crate) fn missing() -> Result<Vec<Capability>, LiveError> {
-    let effective = read(CapSet::Effective)?;
-    Ok(REQUIRED
+    Ok(missing_from(&read(CapSet::Effective)?))
+}
+
+/// The required capabilities `effective` does not grant. CAP_SYS_ADMIN
+/// stands in for CAP_BPF and CAP_PERFMON (the kernel's `bpf_capable()`
+/// and `perfmon_capable()`), not for CAP_NET_ADMIN.
+fn missing_from(effective: &CapsHashSet) -> Vec<Capability> {
+    let sys_admin = effective.contains(&Capability::CAP_SYS_ADMIN);
+    REQUIRED
         .into_iter()
-        .filter(|c| !effective.contains(c))
-        .collect())
+        .filter(|c| {
+            !effective.contains(c)
+                && !(sys_admin && matches!(c, Capability::CAP_BPF | Capability::CAP_PERFMON))
+        })
+        .collect()
 }
 
 /// Fails with one error naming every missing capability and the remedy,
@@ -272,6 +282,24 @@ mod tests {
         let msg = err.to_string();
         assert!(msg.contains("lacks CAP_NET_ADMIN"), "{msg}");
         assert!(msg.ends_with(REMEDY), "{msg}");
+    }
+
+    #[test]
+    fn each_missing_capability_is_found_and_cap_sys_admin_stands_in_for_bpf_and_perfmon() {
+        use Capability::*;
+        let set = |caps: &[Capability]| caps.iter().copied().collect::<CapsHashSet>();
+        assert_eq!(missing_from(&set(&REQUIRED)), vec![]);
+        assert_eq!(missing_from(&set(&[])), REQUIRED.to_vec());
+        assert_eq!(
+            missing_from(&set(&[CAP_BPF, CAP_PERFMON])),
+            vec![CAP_NET_ADMIN]
+        );
+        assert_eq!(
+            missing_from(&set(&[CAP_NET_ADMIN, CAP_BPF])),
+            vec![CAP_PERFMON]
+        );
+        assert_eq!(missing_from(&set(&[CAP_SYS_ADMIN, CAP_NET_ADMIN])), vec![]);
+        assert_eq!(missing_from(&set(&[CAP_SYS_ADMIN])), vec![CAP_NET_ADMIN]);
     }
 
     #[test]
