@@ -74,8 +74,8 @@ fn missing_from(effective: &CapsHashSet) -> Vec<Capability> {
     REQUIRED
         .into_iter()
         .filter(|c| {
-            !effective.contains(c)
-                && !(sys_admin && matches!(c, Capability::CAP_BPF | Capability::CAP_PERFMON))
+            let stood_in = sys_admin && matches!(c, Capability::CAP_BPF | Capability::CAP_PERFMON);
+            !(effective.contains(c) || stood_in)
         })
         .collect()
 }
