@@ -315,3 +315,23 @@ fn a_lock_folder_the_user_cannot_write_is_named_with_the_remedy() {
     );
     assert_eq!(hooks(&pair.host, &pair.host_if), [0, 0, 0], "{err}");
 }
+
+/// Root of a user namespace (a rootless container) holds every capability
+/// there, and none counts for BPF: the error says so instead of asking
+/// for capabilities the process appears to have.
+#[test]
+fn in_a_user_namespace_the_error_says_its_capabilities_do_not_count() {
+    require_root();
+    let out = std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user"])
+        .arg(env!("CARGO_BIN_EXE_sipscope"))
+        .args(["run", "--iface", "lo"])
+        .output()
+        .expect("unshare (util-linux)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("runs in a user namespace") && !err.contains("lacks CAP_"),
+        "{err}"
+    );
+}

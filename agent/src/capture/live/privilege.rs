@@ -104,6 +104,9 @@ pub(crate) fn check() -> Result<(), LiveError> {
 pub(crate) fn explain_eperm() -> String {
     match missing() {
         Ok(m) if !m.is_empty() => format!("this process lacks {}", describe_missing(&m)),
+        _ if in_user_namespace() => "this process runs in a user namespace (a rootless \
+             container?), where capabilities do not count for BPF: run it in the host's"
+            .to_owned(),
         _ if !memlock_unlimited() => format!(
             "the locked-memory limit is finite and kernels before 5.11 charge BPF maps to \
              it: set LimitMEMLOCK=infinity in the unit, or grant CAP_SYS_RESOURCE; on newer \
@@ -115,6 +118,16 @@ pub(crate) fn explain_eperm() -> String {
 
 const OTHER_CAUSES: &str = " a security module (SELinux, AppArmor), kernel lockdown, or a \
      user namespace (capabilities there do not count for BPF; run in the host's) refuses it";
+
+/// Whether this process is outside the initial user namespace: there the
+/// uid map is the identity over all 2^32 ids (user_namespaces(7)).
+fn in_user_namespace() -> bool {
+    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|map| !is_initial_uid_map(&map))
+}
+
+fn is_initial_uid_map(map: &str) -> bool {
+    map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
+}
 
 /// Whether `RLIMIT_MEMLOCK` is unlimited (the agent raises the soft limit
 /// to the hard one at start).
@@ -300,6 +313,13 @@ mod tests {
         );
         assert_eq!(missing_from(&set(&[CAP_SYS_ADMIN, CAP_NET_ADMIN])), vec![]);
         assert_eq!(missing_from(&set(&[CAP_SYS_ADMIN])), vec![CAP_NET_ADMIN]);
+    }
+
+    #[test]
+    fn only_the_identity_map_over_all_ids_is_the_initial_user_namespace() {
+        assert!(is_initial_uid_map("         0          0 4294967295\n"));
+        assert!(!is_initial_uid_map("         0     100000      65536\n"));
+        assert!(!is_initial_uid_map("0 1000 1\n"));
     }
 
     #[test]
