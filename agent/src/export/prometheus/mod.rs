@@ -134,7 +134,7 @@ impl PrometheusMetrics {
         r.register_with_unit(
             "rtp_loss",
             "RTP loss (RFC 3550 §6.4.1: lost / expected) per stream direction, observed at call end",
-            Unit::Ratios,
+            Unit::Other("ratio".into()),
             families.rtp_loss.clone(),
         );
         r.register_with_unit(
