@@ -113,13 +113,7 @@ fn prometheus_scrapes_the_counts_sipp_sent_and_the_finding() {
     let pair = VethPair::new();
     let dir = TempDir::new("prometheus");
     let listen = format!("udp:{}:5060", VethPair::HOST_V4);
-    let _kamailio = spawn_kamailio(
-        &pair.host,
-        &dir,
-        "scenarios/registrar.cfg",
-        &[&listen],
-        &[],
-    );
+    let _kamailio = spawn_kamailio(&pair.host, &dir, "scenarios/registrar.cfg", &[&listen], &[]);
     wait_udp_listening(&pair.host, 5060);
     let mut agent = Agent::start(&pair, &dir, &["--metrics-listen", METRICS_ADDR]);
 
@@ -185,10 +179,7 @@ fn prometheus_scrapes_the_counts_sipp_sent_and_the_finding() {
             r#"sum(sipscope_sip_transactions_total{method="REGISTER"})"#,
             4.0,
         ),
-        (
-            r#"sipscope_registrations_total{outcome="registered"}"#,
-            1.0,
-        ),
+        (r#"sipscope_registrations_total{outcome="registered"}"#, 1.0),
         (
             r#"sipscope_findings_total{code="auth.forbidden_after_auth"}"#,
             1.0,
@@ -203,12 +194,10 @@ fn prometheus_scrapes_the_counts_sipp_sent_and_the_finding() {
     }
     // What the agent captured agrees with what Prometheus counted.
     let (out, _) = agent.stop();
-    let registers = crate::support::pcap::datagrams(
-        &crate::support::pcap::read_frames(&agent.pcap),
-        &[5060],
-    )
-    .iter()
-    .filter(|d| d.first_line().starts_with("REGISTER "))
-    .count();
+    let registers =
+        crate::support::pcap::datagrams(&crate::support::pcap::read_frames(&agent.pcap), &[5060])
+            .iter()
+            .filter(|d| d.first_line().starts_with("REGISTER "))
+            .count();
     assert_eq!(registers, 4, "{out}");
 }

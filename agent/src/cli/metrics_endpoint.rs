@@ -78,6 +78,7 @@ impl MetricsEndpoint {
                 ("core_queue_full".into(), core_queue_full),
                 ("malformed_events".into(), malformed_events),
             ],
+            gauge: false,
         });
     }
 }
@@ -95,5 +96,6 @@ fn kernel_group<C: CounterSlot, const N: usize>(
             .iter()
             .map(|&s| (s.name().to_owned(), c.get(s)))
             .collect(),
+        gauge: false,
     }
 }

@@ -15,14 +15,17 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
-/// One family of counters: `sipscope_<name>_total{<label>="…"}`.
+/// One family of counters, `sipscope_<name>_total{<label>="…"}`, or of
+/// gauges (`gauge`: values that go down, such as table sizes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CounterGroup {
     pub name: &'static str,
     pub help: &'static str,
     pub label: &'static str,
     pub values: Vec<(String, u64)>,
+    pub gauge: bool,
 }
 
 impl CounterGroup {
@@ -43,6 +46,7 @@ impl CounterGroup {
             help,
             label,
             values,
+            gauge: false,
         }
     }
 }
@@ -120,11 +124,20 @@ impl std::fmt::Debug for GroupsCollector {
 impl Collector for GroupsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for g in self.0.groups() {
-            let mut family =
-                encoder.encode_descriptor(g.name, g.help, None, MetricType::Counter)?;
+            let kind = if g.gauge {
+                MetricType::Gauge
+            } else {
+                MetricType::Counter
+            };
+            let mut family = encoder.encode_descriptor(g.name, g.help, None, kind)?;
             for (value, n) in &g.values {
                 let labels = [(g.label, value.as_str())];
-                ConstCounter::new(*n).encode(family.encode_family(&labels)?)?;
+                let sample = family.encode_family(&labels)?;
+                if g.gauge {
+                    ConstGauge::new(i64::try_from(*n).unwrap_or(i64::MAX)).encode(sample)?;
+                } else {
+                    ConstCounter::new(*n).encode(sample)?;
+                }
             }
         }
         Ok(())

@@ -38,6 +38,14 @@ const LOSS_RATIO_BOUNDS: [f64; 9] = [0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0
 /// usual alarm line, past 100 ms jitter buffers give up).
 const JITTER_BOUNDS: [f64; 9] = [0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
 
+/// The fields of `Stats` that are sizes now (they go down), not counts.
+const PIPELINE_SIZES: [&str; 4] = [
+    "calls.open",
+    "registrations.bindings",
+    "inbound.bindings",
+    "findings.sources",
+];
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 struct Families {
@@ -249,15 +257,30 @@ impl PrometheusMetrics {
     }
 
     /// The core's tick: calls up now and the pipeline's counters
-    /// (`sipscope_pipeline_events_total`, the same numbers as the summary).
+    /// (`sipscope_pipeline_events_total`, the same numbers as the summary);
+    /// the fields that are sizes now, not counts, as gauges
+    /// (`sipscope_pipeline_entries`).
     pub fn publish_pipeline(&self, stats: &Stats, calls_up: usize) {
         self.families.calls_up.set(calls_up as i64);
-        self.publish(CounterGroup::from_serialize(
+        let mut counters = CounterGroup::from_serialize(
             "pipeline_events",
             "Pipeline counters (packets, SIP, transactions, registrations, calls, evictions, ...): the fields of the run summary",
             "counter",
             stats,
-        ));
+        );
+        let (now, counts) = counters
+            .values
+            .drain(..)
+            .partition(|(name, _)| PIPELINE_SIZES.contains(&name.as_str()));
+        counters.values = counts;
+        self.publish(counters);
+        self.publish(CounterGroup {
+            name: "pipeline_entries",
+            help: "Entries the pipeline's tables hold now (calls open, bindings tracked, flood-guard sources)",
+            label: "table",
+            values: now,
+            gauge: true,
+        });
     }
 
     /// Replaces the group of the same name.

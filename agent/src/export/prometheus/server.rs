@@ -97,6 +97,7 @@ impl MetricsServer {
                 ("refused_busy".into(), s.refused_busy.load(Ordering::Relaxed)),
                 ("accept_errors".into(), s.accept_errors.load(Ordering::Relaxed)),
             ],
+            gauge: false,
         }));
         tokio::spawn(accept_loop(listener, metrics, health, stats));
         Ok(())
