@@ -47,7 +47,7 @@ use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
-use super::telemetry::{export_line, target, write_export_json};
+use super::telemetry::{export_line, metrics_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
 use sipscope::export::prometheus::Health;
 
@@ -374,6 +374,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        if metrics.is_enabled() {
+            writeln!(out, "{}", metrics_line(&metrics.export_stats()))?;
+        }
         if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }

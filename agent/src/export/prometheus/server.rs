@@ -183,3 +183,118 @@ fn plain(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+
+    /// Reads until the server closes; `None` if it is still open at the
+    /// deadline.
+    async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
+        let t = Instant::now();
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(limit.saturating_sub(t.elapsed()), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return Some(t.elapsed()),
+                Ok(Ok(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    }
+
+    #[test]
+    fn a_taken_port_is_a_clear_error() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = MetricsServer::bind(taken.local_addr().unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot listen on {}: address in use; choose another --metrics-listen",
+                taken.local_addr().unwrap()
+            )
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn routes_answer_and_health_says_why_not() {
+        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr();
+        let health = Arc::new(Health::default());
+        server
+            .spawn(PrometheusMetrics::new(), health.clone())
+            .unwrap();
+        let r = get(addr, "/healthz").await;
+        assert!(r.starts_with("HTTP/1.0 503"), "{r}");
+        assert!(r.ends_with("capture programs not attached\n"), "{r}");
+        health.set_attached(true);
+        health.beat();
+        assert!(get(addr, "/healthz").await.ends_with("\r\n\r\nok\n"));
+        let m = get(addr, "/metrics").await;
+        assert!(m.contains(OPENMETRICS_CONTENT_TYPE), "{m}");
+        assert!(m.ends_with("# EOF\n"), "{m}");
+        assert!(get(addr, "/other").await.starts_with("HTTP/1.0 404"));
+    }
+
+    /// Slowloris: clients that open connections and send nothing (or half
+    /// a header) hold at most MAX_CONNECTIONS slots, one more is closed at
+    /// once and counted, and the silent ones are cut at HEADER_TIMEOUT;
+    /// then scrapes work again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn slow_clients_hold_bounded_slots_for_a_bounded_time() {
+        let server = MetricsServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr();
+        let metrics = PrometheusMetrics::new();
+        server
+            .spawn(metrics.clone(), Arc::new(Health::default()))
+            .unwrap();
+        let mut slow = Vec::new();
+        for _ in 0..MAX_CONNECTIONS {
+            let mut s = TcpStream::connect(addr).await.unwrap();
+            s.write_all(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+                .await
+                .unwrap();
+            slow.push(s);
+        }
+        // The accept loop takes them in order; wait until all are held.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !metrics
+            .encode()
+            .contains(&format!("result=\"accepted\"}} {MAX_CONNECTIONS}"))
+        {
+            assert!(Instant::now() < deadline, "{}", metrics.encode());
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut extra = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_within(&mut extra, Duration::from_secs(2))
+                .await
+                .is_some(),
+            "a connection over the limit is closed at once"
+        );
+        assert!(
+            metrics
+                .encode()
+                .contains(r#"sipscope_metrics_http_connections_total{result="refused_busy"} 1"#)
+        );
+        for s in &mut slow {
+            let held = closed_within(s, HEADER_TIMEOUT * 3).await;
+            assert!(held.is_some(), "a slow client kept its connection");
+        }
+        assert!(get(addr, "/metrics").await.contains("200 OK"));
+    }
+}
