@@ -39,10 +39,12 @@ const LOSS_RATIO_BOUNDS: [f64; 9] = [0.0, 0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0
 const JITTER_BOUNDS: [f64; 9] = [0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5];
 
 /// The fields of `Stats` that are sizes now (they go down), not counts.
-const PIPELINE_SIZES: [&str; 4] = [
+const PIPELINE_SIZES: [&str; 6] = [
+    "transactions.in_flight",
     "calls.open",
     "registrations.bindings",
     "inbound.bindings",
+    "auth.exchanges",
     "findings.sources",
 ];
 
@@ -276,7 +278,7 @@ impl PrometheusMetrics {
         self.publish(counters);
         self.publish(CounterGroup {
             name: "pipeline_entries",
-            help: "Entries the pipeline's tables hold now (calls open, bindings tracked, flood-guard sources)",
+            help: "Entries the pipeline's tables hold now (transactions in flight, calls open, bindings and digest exchanges tracked, flood-guard sources)",
             label: "table",
             values: now,
             gauge: true,
