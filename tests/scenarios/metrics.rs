@@ -9,10 +9,11 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use crate::agent::{Agent, START, spawn_kamailio, wait_udp_listening};
+use crate::lab::{Peer, spawn_sipp};
 use crate::require_root;
 use crate::support::netns::{Netns, VethPair, in_netns};
-use crate::support::process::{NsProcess, free_udp_port};
-use crate::support::{TempDir, fixture, time_scale, wait_for};
+use crate::support::process::NsProcess;
+use crate::support::{TempDir, time_scale, wait_for};
 
 const METRICS_ADDR: &str = "127.0.0.1:9464";
 const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
@@ -69,39 +70,10 @@ fn wait_for_value(ns: &Netns, query: &str, want: f64) {
 }
 
 fn sipp_register(pair: &VethPair, dir: &TempDir, user: &str, password: &str) {
-    let scenario = fixture("scenarios/sipp/register.xml");
-    let local_port = free_udp_port().to_string();
-    let remote = format!("{}:5060", VethPair::HOST_V4);
+    let peer = Peer::sipp("register.xml", &["-s", user, "-au", user, "-ap", password]);
+    let registrar = VethPair::HOST_V4.to_string();
     let local = VethPair::PEER_V4.to_string();
-    let mut sipp = NsProcess::spawn(
-        &pair.peer,
-        &dir.path,
-        &format!("sipp-{user}"),
-        "sipp",
-        &[
-            &remote,
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-i",
-            &local,
-            "-p",
-            &local_port,
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-key",
-            "expires",
-            "60",
-            "-s",
-            user,
-            "-au",
-            user,
-            "-ap",
-            password,
-        ],
-    );
+    let mut sipp = spawn_sipp(&pair.peer, dir, &registrar, &local, &peer);
     // The 403 of a suspended account ends SIPp's call as failed; either
     // way every message of the scenario was sent by then.
     sipp.wait_exit(Duration::from_secs(40));

@@ -210,7 +210,7 @@ mod tests {
         let mut buf = [0u8; 256];
         loop {
             match tokio::time::timeout(limit.saturating_sub(t.elapsed()), s.read(&mut buf)).await {
-                Ok(Ok(0)) | Ok(Err(_)) => return Some(t.elapsed()),
+                Ok(Ok(0) | Err(_)) => return Some(t.elapsed()),
                 Ok(Ok(_)) => continue,
                 Err(_) => return None,
             }
