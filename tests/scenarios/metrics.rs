@@ -15,11 +15,11 @@ use crate::support::netns::{Netns, VethPair, in_netns};
 use crate::support::process::NsProcess;
 use crate::support::{TempDir, time_scale, wait_for};
 
-const METRICS_ADDR: &str = "127.0.0.1:9464";
+pub const METRICS_ADDR: &str = "127.0.0.1:9464";
 const PROMETHEUS_ADDR: &str = "127.0.0.1:9090";
 
 /// A GET over HTTP/1.0 from inside `ns`: (status code, headers, body).
-fn http_get(ns: &Netns, addr: &'static str, path: String) -> Option<(u16, String, String)> {
+pub fn http_get(ns: &Netns, addr: &'static str, path: String) -> Option<(u16, String, String)> {
     in_netns(ns, move || {
         let mut s = TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -30,6 +30,14 @@ fn http_get(ns: &Netns, addr: &'static str, path: String) -> Option<(u16, String
         let code = head.split_whitespace().nth(1)?.parse().ok()?;
         Some((code, head.to_owned(), body.to_owned()))
     })
+}
+
+/// The value of `series` (name and labels exactly as exposed) in an
+/// OpenMetrics text.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
 /// The value of an instant PromQL query with one result, once Prometheus
