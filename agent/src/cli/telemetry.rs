@@ -28,7 +28,7 @@ pub fn export_line(traces: &TraceStats, export: Option<&ExportStats>, target: &s
             "\n  export             {target}: exported {}, dropped {}, failed batches {}, export errors {}, redacted attributes {}",
             e.exported, e.dropped, e.failed_batches, e.export_errors, e.redacted_attributes
         )),
-        None => s = "  spans              none built (no OTLP endpoint; use --otlp-endpoint URL, or --json for spans as JSON lines)".into(),
+        None => s = "  spans              none exported (no OTLP endpoint, or OTEL_TRACES_EXPORTER=none; use --otlp-endpoint URL, or --json for spans as JSON lines)".into(),
     }
     s
 }
