@@ -94,7 +94,7 @@ fn run(packets: &[Packet], metrics: Option<&PrometheusMetrics>) -> Duration {
             session.feed(Input::Tick(packet.ts)).unwrap();
         }
     }
-    drop(session.finish(None).unwrap());
+    session.finish(None).unwrap();
     t.elapsed()
 }
 

@@ -96,6 +96,14 @@ fn healthy_two_way_call_raises_nothing_and_counts_every_packet() {
             run.metrics
         );
     }
+    // Every RTP packet crossed the PBX's veth once, accounted to a flow by
+    // the kernel (the RTP counters of the last poll before the record).
+    assert_eq!(
+        m(r#"sipscope_kernel_rtp_total{counter="rtp_packets"}"#),
+        Some(f64::from(run.phone_sent.sent + run.pbx_sent.sent)),
+        "{}",
+        run.metrics
+    );
     assert_eq!(
         m(
             r#"sipscope_sip_messages_total{method="INVITE",kind="request",status_class="none",direction="in"}"#

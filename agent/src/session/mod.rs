@@ -204,6 +204,36 @@ impl<W: Write> Session<W> {
         }
     }
 
+    /// The kernel's RTP counters of a poll (the `rtp counters:` line), to
+    /// the Prometheus view.
+    fn publish_rtp_counters(&self, poll: &RtpPoll) {
+        use sipscope_common::RtpCounter;
+        let Some(p) = &self.prometheus else { return };
+        let c = &poll.counters;
+        let mut values: Vec<(String, u64)> = RtpCounter::ALL
+            .iter()
+            .map(|&k| (k.name().to_owned(), c.get(k)))
+            .collect();
+        values.extend([
+            ("flows_expired".to_owned(), c.flows_expired),
+            ("flows_evicted".to_owned(), c.flows_evicted),
+        ]);
+        p.publish(CounterGroup {
+            name: "kernel_rtp",
+            help: "The RTP programs' per-CPU counters summed, and flows the poller expired and the kernel's LRU evicted (the rtp counters line)",
+            label: "counter",
+            values,
+            gauge: false,
+        });
+        p.publish(CounterGroup {
+            name: "kernel_rtp_flows",
+            help: "RTP flows in the kernel's flow map at the last poll",
+            label: "state",
+            values: vec![("live".to_owned(), c.flows_live)],
+            gauge: true,
+        });
+    }
+
     fn console(&self) -> bool {
         !matches!(self.view, View::Json)
     }
@@ -244,6 +274,7 @@ impl<W: Write> Session<W> {
                 }
             }
             Input::RtpFlows(poll) => {
+                self.publish_rtp_counters(poll);
                 let print = self.console();
                 let Some(r) = self.rtp.as_mut() else {
                     return Ok(());
