@@ -31,6 +31,7 @@ const APT_PACKAGES: &[&str] = &[
     "baresip-core", // real UA: two of them call each other through kamailio
     "python3-pip",  // installs pjsua2-python below
     "sngrep",       // a second HEP decoder (its EEP parser) for the HEP export tests
+    "prometheus",   // real scraper of `run --metrics-listen` (tests/scenarios/metrics.rs)
     "systemd",      // systemd-analyze verify/security/syscall-filter on packaging/sipscope.service
     "strace",       // the agent's system calls against the unit's SystemCallFilter=
     "util-linux",   // setpriv: the agent as an unprivileged user with exactly its capabilities
