@@ -1,12 +1,18 @@
 //! The system calls `sipscope run` makes are the ones
 //! packaging/sipscope.service allows: the agent under `strace -f` from
-//! start through a captured SIP message to a clean exit, every call
+//! start through a captured SIP message and a `/healthz` request to a
+//! clean exit, every call
 //! checked against the unit's SystemCallFilter= (expanded by
 //! `systemd-analyze syscall-filter`) and the filters its other hardening
 //! options imply, and the address family of every socket against
 //! RestrictAddressFamilies=. A call outside would fail under systemd.
 
-use std::{collections::BTreeSet, net::UdpSocket, process::Command};
+use std::{
+    collections::BTreeSet,
+    io::{Read as _, Write as _},
+    net::{TcpStream, UdpSocket},
+    process::Command,
+};
 
 use crate::{
     agent::{START, STOP},
@@ -126,6 +132,8 @@ fn every_system_call_of_a_run_is_allowed_by_the_units_filter() {
             "run",
             "--iface",
             &pair.host_if,
+            "--metrics-listen",
+            "127.0.0.1:9464",
         ],
     );
     strace.wait_output("capturing on", START);
@@ -140,6 +148,16 @@ fn every_system_call_of_a_run_is_allowed_by_the_units_filter() {
         .unwrap();
     });
     strace.wait_output("OPTIONS sip:probe", START);
+    // One scrape through the metrics server (the namespace's own port).
+    let scrape = in_netns(&pair.host, || {
+        let mut c = TcpStream::connect(("127.0.0.1", 9464)).unwrap();
+        c.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut reply = String::new();
+        c.read_to_string(&mut reply).unwrap();
+        reply
+    });
+    assert!(scrape.starts_with("HTTP/1.1 200"), "{scrape}");
     // SIGINT to the agent itself (strace's child), as systemd's stop would.
     let children = format!("/proc/{0}/task/{0}/children", strace.pid());
     let agent: i32 = wait_for(START, "the traced agent's pid", || {
