@@ -21,6 +21,7 @@ mod flood;
 mod inbound;
 mod lab;
 mod reachability;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::path::Path;

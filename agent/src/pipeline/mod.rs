@@ -33,7 +33,7 @@ use crate::sip::{
     TransactionConfig, TransactionTable,
 };
 use crate::{
-    packet::{DroppedPacket, Packet},
+    packet::{DroppedPacket, Packet, Plaintext},
     time::Timestamp,
 };
 
@@ -188,6 +188,23 @@ impl Pipeline {
         self.analyses
             .analyse(self.icmp.iter().map(Input::Icmp), &mut self.found);
         self.icmp.clear();
+        self.emit_found(out);
+        self.guard(out, start);
+    }
+
+    /// Feed the plaintext of one TLS library call (live capture's TLS
+    /// tracer): framed like SIP over TCP, then the same path as a wire
+    /// message, with transport TLS.
+    pub fn ingest_plaintext_into(&mut self, p: &Plaintext, out: &mut Vec<Event>) {
+        let start = out.len();
+        self.tick_into(p.ts, out);
+        let mut datagrams = std::mem::take(&mut self.datagrams);
+        self.decoder.decode_plaintext(p, &mut datagrams);
+        for d in datagrams.drain(..) {
+            self.on_datagram(d, out);
+        }
+        self.datagrams = datagrams;
+        self.analyse_sip(out);
         self.emit_found(out);
         self.guard(out, start);
     }
@@ -419,6 +436,6 @@ pub(crate) fn transaction_fact(e: TransactionEvent) -> (Event, Input<'static>) {
 fn framing(meta: &Meta) -> Framing {
     match meta.transport {
         crate::packet::Transport::Udp => Framing::Datagram,
-        crate::packet::Transport::Tcp => Framing::Stream,
+        crate::packet::Transport::Tcp | crate::packet::Transport::Tls => Framing::Stream,
     }
 }
