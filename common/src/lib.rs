@@ -81,8 +81,6 @@ pub mod names {
     /// Raw tracepoint on `sys_enter`: which socket a probed thread reads
     /// and writes.
     pub const TLS_SYS_ENTER: &str = "sipscope_tls_sys_enter";
-    /// Uprobe that does nothing: the TLS benchmark's baseline.
-    pub const TLS_EMPTY: &str = "sipscope_ssl_empty";
     /// The raw tracepoint `TLS_SYS_ENTER` attaches to.
     pub const SYS_ENTER_TRACEPOINT: &str = "sys_enter";
     /// Ring buffer carrying [`super::TlsHeader`] + plaintext.

@@ -143,12 +143,6 @@ pub fn sipscope_tls_sys_enter(ctx: RawTracePointContext) -> i32 {
     0
 }
 
-/// Does nothing: the TLS benchmark's baseline (the cost of a uprobe hit).
-#[uprobe]
-pub fn sipscope_ssl_empty(_ctx: ProbeContext) -> u32 {
-    0
-}
-
 /// Does nothing but pass: the baseline the benchmark compares against.
 #[xdp]
 pub fn sipscope_xdp_empty(_ctx: XdpContext) -> u32 {

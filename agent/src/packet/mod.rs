@@ -37,6 +37,15 @@ impl Transport {
             Transport::Tls => "tls",
         }
     }
+
+    /// OpenTelemetry's `network.transport` (OSI layer 4: `tcp`, `udp`);
+    /// TLS rides on TCP.
+    pub fn network_transport(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp | Transport::Tls => "tcp",
+        }
+    }
 }
 
 /// Where and when a unit of SIP bytes was seen: the metadata every event

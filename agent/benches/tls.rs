@@ -1,0 +1,152 @@
+//! Cost of the TLS plaintext probes per `SSL_write`, as the calling
+//! process pays it (a uprobe traps into the kernel in the caller's
+//! thread): CPU time per `SSL_write_ex` of a ~600-byte SIP message in a
+//! Python `ssl` loop over memory BIOs (benches/tls_driver.py, linked to
+//! the system's OpenSSL), in the same run:
+//!
+//! - `no probes`: nothing attached;
+//! - `not probed`: the probes are on the library (another process is
+//!   probed) but this process is filtered out in the kernel;
+//! - `probed`: this process is probed, every call is copied to the ring,
+//!   which the bench drains meanwhile as the agent does.
+//!
+//! Run as root: `cargo xtask bench tls` (= `cargo bench -p sipscope --bench tls`).
+
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
+
+use sipscope::capture::live::{LiveCapture, LiveConfig, TlsMode};
+
+const ROUNDS: usize = 5;
+const CALLS: u64 = 20_000;
+
+struct Driver {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Driver {
+    fn start(cert: &str, key: &str) -> Self {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/tls_driver.py");
+        let mut child = Command::new("python3")
+            .args([script, cert, key])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (cargo xtask setup installs it)");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.starts_with("ready"), "driver: {line}");
+        Self {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU ns per call of one run of `CALLS` writes.
+    fn run(&mut self) -> u64 {
+        writeln!(self.stdin, "run {CALLS}").unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        line.strip_prefix("ns_per_call ")
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("driver: {line}"))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn median(mut v: Vec<u64>) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
+fn main() {
+    // SAFETY: geteuid has no preconditions.
+    assert_eq!(unsafe { libc::geteuid() }, 0, "run as root: cargo xtask bench tls");
+    let dir = std::env::temp_dir().join(format!("sipscope-bench-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let ok = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=bench", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl")
+        .success();
+    assert!(ok, "openssl req failed");
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let mut probed = Driver::start(cert, key);
+    let mut other = Driver::start(cert, key);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _enter = runtime.enter();
+
+    let (mut none, mut filtered, mut copied) = (Vec::new(), Vec::new(), Vec::new());
+    let mut messages = 0usize;
+    for _ in 0..ROUNDS {
+        none.push(probed.run());
+        none.push(other.run());
+        let config = LiveConfig {
+            trace_drops: false,
+            tls: TlsMode::Pids(vec![probed.pid()]),
+            ..LiveConfig::default()
+        };
+        let mut capture = LiveCapture::start(&config).expect("live capture");
+        let lines = capture.tls_rescan();
+        assert!(
+            lines.iter().any(|l| l.contains("tls: probing")),
+            "the driver was not probed: {lines:?}"
+        );
+        filtered.push(other.run());
+        // The agent drains the ring while the PBX writes.
+        let (mut frames, mut drops, mut plaintext) = (Vec::new(), Vec::new(), Vec::new());
+        std::thread::scope(|s| {
+            let run = s.spawn(|| probed.run());
+            while !run.is_finished() {
+                capture.drain_now(&mut frames, &mut drops);
+                capture.take_plaintext(&mut plaintext);
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            copied.push(run.join().unwrap());
+        });
+        let counters = capture.tls().unwrap().counters().unwrap();
+        messages += counters.get(sipscope_common::TlsCounter::Copied) as usize;
+        assert!(
+            counters.get(sipscope_common::TlsCounter::Copied) >= CALLS / 2,
+            "the probe copied too little: {counters}"
+        );
+        capture.stop();
+    }
+    let (none, filtered, copied) = (median(none), median(filtered), median(copied));
+    println!("SSL_write_ex of a SIP REGISTER, CPU time of the caller (median of {ROUNDS} rounds x {CALLS} calls)");
+    println!("  no probes:   {none:>6} ns/call");
+    println!(
+        "  not probed:  {filtered:>6} ns/call  ({:.2}x, +{} ns: uprobe trap, process filter)",
+        filtered as f64 / none as f64,
+        filtered.saturating_sub(none)
+    );
+    println!(
+        "  probed:      {copied:>6} ns/call  ({:.2}x, +{} ns: entry+return probes, copy to the ring)",
+        copied as f64 / none as f64,
+        copied.saturating_sub(none)
+    );
+    println!("  records copied in all probed runs: {messages}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
