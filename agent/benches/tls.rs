@@ -77,12 +77,18 @@ fn median(mut v: Vec<u64>) -> u64 {
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(unsafe { libc::geteuid() }, 0, "run as root: cargo xtask bench tls");
+    assert_eq!(
+        unsafe { libc::geteuid() },
+        0,
+        "run as root: cargo xtask bench tls"
+    );
     let dir = std::env::temp_dir().join(format!("sipscope-bench-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
     let ok = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
         .args(["-subj", "/CN=bench", "-keyout"])
         .arg(&key)
         .arg("-out")
@@ -135,7 +141,9 @@ fn main() {
         capture.stop();
     }
     let (none, filtered, copied) = (median(none), median(filtered), median(copied));
-    println!("SSL_write_ex of a SIP REGISTER, CPU time of the caller (median of {ROUNDS} rounds x {CALLS} calls)");
+    println!(
+        "SSL_write_ex of a SIP REGISTER, CPU time of the caller (median of {ROUNDS} rounds x {CALLS} calls)"
+    );
     println!("  no probes:   {none:>6} ns/call");
     println!(
         "  not probed:  {filtered:>6} ns/call  ({:.2}x, +{} ns: uprobe trap, process filter)",

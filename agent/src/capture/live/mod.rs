@@ -86,7 +86,8 @@ impl Default for LiveConfig {
                 .collect(),
             rtp: RtpSettings::default(),
             ingress: IngressChoice::Auto,
-            tls: TlsMode::Auto,
+            // Library users opt in; `sipscope run` defaults to auto.
+            tls: TlsMode::Off,
         }
     }
 }
