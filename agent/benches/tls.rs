@@ -77,11 +77,8 @@ fn median(mut v: Vec<u64>) -> u64 {
 
 fn main() {
     // SAFETY: geteuid has no preconditions.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "run as root: cargo xtask bench tls"
-    );
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "run as root: cargo xtask bench tls");
     let dir = std::env::temp_dir().join(format!("sipscope-bench-tls-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -146,7 +143,7 @@ fn main() {
     );
     println!("  no probes:   {none:>6} ns/call");
     println!(
-        "  not probed:  {filtered:>6} ns/call  ({:.2}x, +{} ns: uprobe trap, process filter)",
+        "  not probed:  {filtered:>6} ns/call  ({:.2}x, +{} ns: another process of the same libssl is probed)",
         filtered as f64 / none as f64,
         filtered.saturating_sub(none)
     );

@@ -3,8 +3,10 @@
 //! `SSL_read`/`SSL_write` (and `_ex`) entry saves the arguments per
 //! thread; the return probe copies the plaintext the call moved (the
 //! return value, or `*readbytes`/`*written` for `_ex`) into `TLS_EVENTS`.
-//! Only processes in `TLS_PROCESSES` are copied: the probes sit on a
-//! library file every process on the host may map.
+//! Userspace attaches the probes per process; `TLS_PROCESSES` (the same
+//! processes) is checked again here because a child forked before its
+//! own probes exist inherits the parent's breakpoints until it hits one,
+//! and because the `sys_enter` tracepoint sees every thread on the host.
 //!
 //! Which connection a session belongs to comes from the thread's socket
 //! syscalls (`sys_enter`): the fd it last read is where `SSL_read`'s

@@ -5,19 +5,10 @@
 //! (another mount namespace) is probed at the file it really maps.
 
 use std::fs;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 
 /// Command names (`/proc/PID/comm`) of the PBXs probed by default.
 pub(crate) const PBX_COMMANDS: [&str; 4] = ["asterisk", "freeswitch", "kamailio", "opensips"];
-
-/// A TLS library file, the same for every process that maps it
-/// (uprobes attach to the file: device and inode).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct LibraryId {
-    pub dev: u64,
-    pub ino: u64,
-}
 
 /// A process that maps a TLS library.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +19,6 @@ pub(crate) struct TlsProcess {
     pub library: PathBuf,
     /// The same file from here: `/proc/PID/root/<library>`.
     pub library_here: PathBuf,
-    pub library_id: LibraryId,
     /// libcrypto beside it (holds the version text), from here.
     pub crypto_here: Option<PathBuf>,
 }
@@ -68,16 +58,14 @@ pub(crate) fn tls_library(proc_root: &Path, pid: u32, comm: String) -> Option<Tl
     let library = PathBuf::from(ssl?);
     let root = proc_root.join(format!("{pid}/root"));
     let library_here = root.join(library.strip_prefix("/").ok()?);
-    let meta = fs::metadata(&library_here).ok()?;
+    if !library_here.exists() {
+        return None;
+    }
     Some(TlsProcess {
         pid,
         comm,
         library,
         library_here,
-        library_id: LibraryId {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        },
         crypto_here: crypto.and_then(|c| Some(root.join(Path::new(c).strip_prefix("/").ok()?))),
     })
 }

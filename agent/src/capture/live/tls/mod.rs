@@ -2,16 +2,18 @@
 //! running PBX processes (docs/tls.md).
 //!
 //! Every [`RESCAN`] the tracer looks for PBX processes (or the PIDs the
-//! operator named), finds the OpenSSL libssl each maps, attaches the
-//! probes to that file once (a uprobe is per file; the kernel filters by
-//! process through `TLS_PROCESSES`), and releases what exited. The
+//! operator named), finds the OpenSSL libssl each maps and attaches the
+//! probes to it for that process only (a process-scoped uprobe puts its
+//! breakpoint in that process's memory alone: other programs using the
+//! same libssl pay nothing), and releases what exited. `TLS_PROCESSES`
+//! also tells the `sys_enter` tracepoint whose socket I/O to follow. The
 //! records become [`Plaintext`] through [`sessions`].
 
 mod discovery;
 mod sessions;
 mod sockets;
 
-use std::collections::{BTreeMap, HashMap, hash_map::Entry};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -30,7 +32,7 @@ use super::{KernelCounters, LiveError, attach::program, record};
 use crate::packet::Plaintext;
 use crate::time::Timestamp;
 
-use discovery::{LibraryId, TlsProcess};
+use discovery::TlsProcess;
 pub use sessions::TlsMappingStats;
 
 /// The TLS tracer's kernel counters ([`TlsCounter`]).
@@ -94,9 +96,12 @@ const UPROBES: [&str; 5] = [
     names::TLS_FREE,
 ];
 
-struct ProbedLibrary {
+/// A probed process and its uprobe links (one set per process: a
+/// process-scoped uprobe puts its breakpoint in that process's memory
+/// only, so other users of the same libssl pay nothing).
+struct Probed {
+    process: TlsProcess,
     links: Vec<(&'static str, UProbeLinkId)>,
-    users: usize,
 }
 
 /// The running TLS tracer (see the module docs).
@@ -106,8 +111,7 @@ pub struct TlsTracer {
     processes: BpfHashMap<MapData, u32, u8>,
     counters: PerCpuArray<MapData, u64>,
     pub(super) ring: AsyncFd<RingBuf<MapData>>,
-    probed: BTreeMap<u32, TlsProcess>,
-    libraries: HashMap<LibraryId, ProbedLibrary>,
+    probed: BTreeMap<u32, Probed>,
     sys_enter: Option<RawTracePointLinkId>,
     pub(super) sessions: sessions::Sessions,
     /// PIDs that could not be probed, so it is said once.
@@ -155,7 +159,6 @@ impl TlsTracer {
             counters,
             ring: super::readable(ring)?,
             probed: BTreeMap::new(),
-            libraries: HashMap::new(),
             sys_enter: None,
             sessions: sessions::Sessions::new(PathBuf::from("/proc")),
             refused: BTreeMap::new(),
@@ -178,8 +181,8 @@ impl TlsTracer {
         for pid in gone {
             if let Some(p) = self.probed.remove(&pid) {
                 let _ = self.processes.remove(&pid);
-                lines.push(format!("tls: released {}[{pid}] (exited)", p.comm));
-                self.unuse(ebpf, p.library_id);
+                lines.push(format!("tls: released {}[{pid}] (exited)", p.process.comm));
+                self.release(ebpf, p.links);
             }
         }
         self.refused.retain(|pid, ()| alive.contains_key(pid));
@@ -199,13 +202,13 @@ impl TlsTracer {
                 continue;
             };
             match self.probe(ebpf, &process) {
-                Ok(()) => {
+                Ok(links) => {
                     lines.push(format!(
                         "tls: probing {comm}[{pid}] {} ({})",
                         process.library.display(),
                         discovery::library_version(&process)
                     ));
-                    self.probed.insert(pid, process);
+                    self.probed.insert(pid, Probed { process, links });
                 }
                 Err(e) => {
                     lines.push(format!("tls: cannot probe {comm}[{pid}]: {e}"));
@@ -216,11 +219,11 @@ impl TlsTracer {
         lines
     }
 
-    fn probe(&mut self, ebpf: &mut Ebpf, process: &TlsProcess) -> Result<(), LiveError> {
-        if let Entry::Vacant(slot) = self.libraries.entry(process.library_id) {
-            let links = attach_library(ebpf, process)?;
-            slot.insert(ProbedLibrary { links, users: 0 });
-        }
+    fn probe(
+        &mut self,
+        ebpf: &mut Ebpf,
+        process: &TlsProcess,
+    ) -> Result<Vec<(&'static str, UProbeLinkId)>, LiveError> {
         if self.sys_enter.is_none() {
             let p: &mut RawTracePoint = program(ebpf, names::TLS_SYS_ENTER)?;
             self.sys_enter = Some(
@@ -228,29 +231,20 @@ impl TlsTracer {
                     .map_err(|e| LiveError::kernel("attaching the sys_enter tracepoint", e))?,
             );
         }
+        // In the set before the breakpoints exist: no call is half seen.
         self.processes
             .insert(process.pid, 1, 0)
             .map_err(|e| LiveError::kernel("adding a process to the TLS process map", e))?;
-        if let Some(l) = self.libraries.get_mut(&process.library_id) {
-            l.users += 1;
-        }
-        Ok(())
+        attach_process(ebpf, process).inspect_err(|_| {
+            let _ = self.processes.remove(&process.pid);
+        })
     }
 
-    /// One user fewer of a library: its probes go with the last one, the
-    /// syscall tracepoint with the last library.
-    fn unuse(&mut self, ebpf: &mut Ebpf, id: LibraryId) {
-        let Some(lib) = self.libraries.get_mut(&id) else {
-            return;
-        };
-        lib.users = lib.users.saturating_sub(1);
-        if lib.users > 0 {
-            return;
-        }
-        if let Some(lib) = self.libraries.remove(&id) {
-            detach_library(ebpf, lib.links);
-        }
-        if self.libraries.is_empty()
+    /// An exited process's probes go; the syscall tracepoint goes with
+    /// the last process.
+    fn release(&mut self, ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
+        detach_links(ebpf, links);
+        if self.probed.is_empty()
             && let Some(link) = self.sys_enter.take()
             && let Ok(p) = program::<RawTracePoint>(ebpf, names::TLS_SYS_ENTER)
         {
@@ -262,7 +256,7 @@ impl TlsTracer {
     pub fn probed(&self) -> Vec<(u32, String)> {
         self.probed
             .iter()
-            .map(|(p, t)| (*p, t.comm.clone()))
+            .map(|(p, t)| (*p, t.process.comm.clone()))
             .collect()
     }
 
@@ -296,18 +290,25 @@ pub(super) fn drain(
     n
 }
 
-fn attach_library(
+fn attach_process(
     ebpf: &mut Ebpf,
     process: &TlsProcess,
 ) -> Result<Vec<(&'static str, UProbeLinkId)>, LiveError> {
     let mut links = Vec::new();
     for (function, name, required) in PROBES {
         let p: &mut UProbe = program(ebpf, name)?;
-        match p.attach(function, &process.library_here, UProbeScope::AllProcesses) {
+        let Some(pid) = std::num::NonZeroU32::new(process.pid) else {
+            break;
+        };
+        match p.attach(
+            function,
+            &process.library_here,
+            UProbeScope::OneProcess(pid),
+        ) {
             Ok(link) => links.push((name, link)),
             Err(_) if !required => {}
             Err(e) => {
-                detach_library(ebpf, links);
+                detach_links(ebpf, links);
                 return Err(LiveError::kernel(
                     format!("attaching to {function} in {}", process.library.display()),
                     e,
@@ -318,7 +319,7 @@ fn attach_library(
     Ok(links)
 }
 
-fn detach_library(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
+fn detach_links(ebpf: &mut Ebpf, links: Vec<(&'static str, UProbeLinkId)>) {
     for (name, link) in links {
         if let Ok(p) = program::<UProbe>(ebpf, name) {
             let _ = p.detach(link);
