@@ -8,7 +8,15 @@ use crate::cmd;
 
 /// Benchmarks in the order `all` runs them.
 const BENCHES: &[&str] = &[
-    "kernel", "drops", "pipeline", "export", "media", "live", "framing", "tls",
+    "kernel",
+    "drops",
+    "pipeline",
+    "export",
+    "media",
+    "live",
+    "framing",
+    "prometheus",
+    "tls",
 ];
 
 pub fn run(which: &str) -> Result<()> {
