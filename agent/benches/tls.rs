@@ -1,6 +1,6 @@
 //! Cost of the TLS plaintext probes per `SSL_write`, as the calling
 //! process pays it (a uprobe traps into the kernel in the caller's
-//! thread): CPU time per `SSL_write_ex` of a ~600-byte SIP message in a
+//! thread): CPU time per `SSL_write_ex` of a 548-byte SIP REGISTER in a
 //! Python `ssl` loop over memory BIOs (benches/tls_driver.py, linked to
 //! the system's OpenSSL), in the same run:
 //!

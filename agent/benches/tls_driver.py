@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The caller side of `cargo xtask bench tls`: a TLS client and server
 joined by memory BIOs in this one process (no network), so each
-SSLObject.write is one SSL_write_ex of a ~600-byte SIP message and its
+SSLObject.write is one SSL_write_ex of a 548-byte SIP REGISTER and its
 encryption, nothing else. Prints "ready", then for each "run N" line on
 stdin answers "ns_per_call X": CPU time (user + system, where a uprobe's
 cost lands) per write, the encrypted bytes drained after each.
