@@ -211,8 +211,15 @@ impl LiveCapture {
             mode => match tls::TlsTracer::start(&mut object.ebpf, mode) {
                 Ok(t) => (Some(t), None),
                 Err(e) => {
-                    log::warn!("{e}; capturing without SIP over TLS");
-                    (None, Some(e.to_string()))
+                    // The cause too: "loading X" alone says nothing.
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why = format!("{why}: {s}");
+                        source = s.source();
+                    }
+                    log::warn!("{why}; capturing without SIP over TLS");
+                    (None, Some(why))
                 }
             },
         };
