@@ -92,7 +92,8 @@ fn tls_register_is_read_in_clear_at_kamailio_and_never_on_the_wire() {
     let dir = TempDir::new("tls");
     let tls_cfg = tls_config(&dir);
     // The agent first: kamailio is a process started after it.
-    let mut agent = Agent::start(&pair, &dir, &[]);
+    // `auto` is the default; said here because the helper turns it off.
+    let mut agent = Agent::start(&pair, &dir, &["--tls", "auto"]);
     let mut dumpcap = Dumpcap::start(&pair, &dir);
     let listen = format!("tls:{}:5061", VethPair::HOST_V4);
     let define = format!("TLS_CONFIG=\"{tls_cfg}\"");
