@@ -108,6 +108,8 @@ fn main() {
     let mut messages = 0usize;
     // The probes' own run time per SSL_write (entry + return programs).
     let mut programs = Vec::new();
+    // The host-wide sys_enter program: (run time, runs) over the rounds.
+    let mut sys_enter = (0u128, 0u64);
     for _ in 0..ROUNDS {
         none.push(probed.run());
         none.push(other.run());
@@ -134,9 +136,12 @@ fn main() {
             }
             copied.push(run.join().unwrap());
         });
-        let ran: u128 = capture
-            .program_stats()
-            .unwrap()
+        let stats = capture.program_stats().unwrap();
+        for p in stats.iter().filter(|p| p.name == names::TLS_SYS_ENTER) {
+            sys_enter.0 += p.run_time.as_nanos();
+            sys_enter.1 += p.run_count;
+        }
+        let ran: u128 = stats
             .iter()
             .filter(|p| p.name == names::TLS_ENTRY_EX || p.name == names::TLS_WRITE_RET)
             .map(|p| p.run_time.as_nanos())
@@ -170,5 +175,11 @@ fn main() {
         median(programs)
     );
     println!("  records copied in all probed runs: {messages}");
+    println!(
+        "sys_enter tracepoint (every syscall on the host while a process is probed): \
+         {} ns per run over {} runs (program run time)",
+        sys_enter.0 / u128::from(sys_enter.1.max(1)),
+        sys_enter.1
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
