@@ -114,6 +114,17 @@ fn tls_register_is_read_in_clear_at_kamailio_and_never_on_the_wire() {
             .exec_stdout("ss", &["-Hltn", "sport", "=", ":5061"]);
         (!out.trim().is_empty()).then_some(())
     });
+    // Its workers (forked after the main process may have been probed)
+    // serve the connection: every one of them probed before the UA runs.
+    wait_for(START, "the agent to probe every kamailio process", || {
+        let out = agent.proc.stdout_text();
+        let group = process_group(kamailio.pid());
+        (!group.is_empty()
+            && group
+                .iter()
+                .all(|pid| out.contains(&format!("tls: probing kamailio[{pid}] "))))
+        .then_some(())
+    });
 
     let (ok, ua) = register(&pair, &dir, "ua-good", "secret1001");
     assert!(ok, "registration with the right password failed:\n{ua}");
@@ -212,6 +223,25 @@ fn tls_register_is_read_in_clear_at_kamailio_and_never_on_the_wire() {
             String::from_utf8_lossy(needle)
         );
     }
+}
+
+/// The live processes of process group `pgid` (kamailio and its workers).
+fn process_group(pgid: i32) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            // /proc/PID/stat: pid (comm) state ppid pgrp ...
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|st| {
+                    let rest = st.rsplit_once(')')?.1;
+                    rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
