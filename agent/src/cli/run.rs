@@ -30,8 +30,7 @@ use sipscope::{
     analysis::media::RtpSource,
     capture::live::{
         DropTracing, IngressChoice, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame,
-        TlsMode,
-        privilege,
+        TlsMode, privilege,
     },
     export::{
         json,

@@ -259,8 +259,8 @@ impl LiveCapture {
     /// and CAP_BPF where the kernel refuses `bpf(2)` map reads without it
     /// (before 6.5 with `kernel.unprivileged_bpf_disabled` set) — probed
     /// by reading the counters with it lowered. CAP_PERFMON was for the
-    /// verifier only, unless the TLS tracer runs (then it and
-    /// CAP_SYS_PTRACE, if held, stay for its rescans). Reloads that only
+    /// verifier only, unless the TLS tracer runs (then what its rescans
+    /// need stays, see below). Reloads that only
     /// update maps keep working; a new interface needs a restart.
     pub fn drop_privileges(&mut self) -> Result<privilege::CapabilityDrop, LiveError> {
         use caps::Capability::{
@@ -295,23 +295,21 @@ impl LiveCapture {
             });
         }
         if self.tls.is_some() {
-            // Rescans attach uprobes (a perf event of the uprobe PMU) to
-            // PBX processes that start later, and read their /proc maps,
-            // fds and root, which another user's process shows only to
-            // CAP_SYS_PTRACE.
-            for capability in [CAP_BPF, CAP_PERFMON] {
-                if !keep.iter().any(|k| k.capability == capability) {
-                    keep.push(privilege::Kept {
-                        capability,
-                        reason: "uprobes on PBXs started later, --tls",
-                    });
+            // Rescans attach uprobes to PBX processes that start later and
+            // read their /proc maps, fds and root. Measured on 6.18: a
+            // uprobe's perf_event_open(2) fails with EACCES unless
+            // CAP_SYS_ADMIN is held (CAP_PERFMON is not enough), and another
+            // user's /proc entries need CAP_SYS_PTRACE.
+            for (capability, reason) in [
+                (CAP_BPF, "uprobes on PBXs started later, --tls"),
+                (CAP_PERFMON, "uprobes on PBXs started later, --tls"),
+                (CAP_SYS_ADMIN, "uprobe perf events, --tls"),
+                (CAP_SYS_PTRACE, "other users' PBX processes in /proc, --tls"),
+            ] {
+                let known = keep.iter().any(|k| k.capability == capability);
+                if !known && privilege::has(capability) {
+                    keep.push(privilege::Kept { capability, reason });
                 }
-            }
-            if privilege::has(CAP_SYS_PTRACE) {
-                keep.push(privilege::Kept {
-                    capability: CAP_SYS_PTRACE,
-                    reason: "other users' PBX processes in /proc, --tls",
-                });
             }
         }
         privilege::drop_after_attach(&keep)
