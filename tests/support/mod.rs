@@ -81,6 +81,20 @@ impl Drop for TempDir {
     }
 }
 
+/// SIPp keys of the phone registering account 1001 for 60 s
+/// (tests/fixtures/scenarios/registrar.cfg, sipp/register.xml).
+pub const ACCOUNT_1001: &[&str] = &[
+    "-s",
+    "1001",
+    "-au",
+    "1001",
+    "-ap",
+    "secret1001",
+    "-key",
+    "expires",
+    "60",
+];
+
 /// `<workspace>/tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
