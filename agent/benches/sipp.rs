@@ -16,7 +16,8 @@
 //!
 //! `SIPSCOPE_BENCH_SECS` (default 60) and `SIPSCOPE_BENCH_MSGS` (SIP
 //! messages per second, default 20,000: three fifths calls, two fifths
-//! registrations) size the load. Run as root: `cargo xtask bench sipp`.
+//! registrations) size the load; `SIPSCOPE_AGENT_BIN` runs another build
+//! of the agent (to compare two). Run as root: `cargo xtask bench sipp`.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -246,7 +247,8 @@ fn main() {
         &pair.host,
         &dir.path,
         "sipscope",
-        env!("CARGO_BIN_EXE_sipscope"),
+        &std::env::var("SIPSCOPE_AGENT_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sipscope").to_owned()),
         &[
             &[
                 "run",
