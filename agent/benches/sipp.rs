@@ -37,10 +37,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
     trace_service_server::{TraceService, TraceServiceServer},
 };
 use support::{
-    TempDir, fixture,
+    TempDir, env_u64, fixture,
     flood::bench_start,
     netns::{VethPair, in_netns},
-    process::{NsProcess, free_udp_port},
+    process::{NsProcess, agent_bin, free_udp_port},
+    sipp::{ACCOUNT_1001, sipp_count},
     wait_for,
 };
 
@@ -50,13 +51,6 @@ const START: Duration = Duration::from_secs(30);
 /// Messages per call of SIPp's built-in uac/uas and per registration.
 const CALL_MSGS: u64 = 7;
 const REGISTER_MSGS: u64 = 4;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// An OTLP/gRPC trace receiver that counts spans and keeps nothing (a
 /// minute of load would not fit in memory otherwise).
@@ -121,15 +115,6 @@ fn process_cpu_ns(pid: i32) -> u64 {
             text.split_whitespace().next()?.parse::<u64>().ok()
         })
         .sum()
-}
-
-/// The cumulative count of SIPp's final statistics row `row`.
-fn sipp_count(stdout: &str, row: &str) -> u64 {
-    stdout
-        .lines()
-        .rfind(|l| l.trim_start().starts_with(row))
-        .and_then(|l| l.rsplit('|').find_map(|c| c.trim().parse().ok()))
-        .unwrap_or(0)
 }
 
 /// What the agent reported at exit.
@@ -233,13 +218,8 @@ fn main() {
 
     let pair = VethPair::new();
     let dir = TempDir::new("bench-sipp");
-    pair.host.ip(&[
-        "addr",
-        "add",
-        &format!("{CALLS_V4}/24"),
-        "dev",
-        &pair.host_if,
-    ]);
+    pair.host
+        .add_address(&pair.host_if, &format!("{CALLS_V4}/24"));
     let receiver = CountingReceiver::default();
     let endpoint = start_receiver(&pair, receiver.clone());
 
@@ -247,8 +227,7 @@ fn main() {
         &pair.host,
         &dir.path,
         "sipscope",
-        &std::env::var("SIPSCOPE_AGENT_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sipscope").to_owned()),
+        &agent_bin(),
         &[
             &[
                 "run",
@@ -312,32 +291,29 @@ fn main() {
             &dir,
             "phones",
             &[
-                &format!("{registrar_v4}:5060"),
-                "-sf",
-                register_sf.to_str().unwrap(),
-                "-i",
-                &peer_v4,
-                "-p",
-                &register_port,
-                "-s",
-                "1001",
-                "-au",
-                "1001",
-                "-ap",
-                "secret1001",
-                "-key",
-                "expires",
-                "3600",
-                "-r",
-                &register_rate_s,
-                "-m",
-                &register_total,
-                "-lost",
-                "1",
-                "-nostdin",
-                "-timeout",
-                &timeout,
-            ],
+                &[
+                    &format!("{registrar_v4}:5060"),
+                    "-sf",
+                    register_sf.to_str().unwrap(),
+                    "-i",
+                    &peer_v4,
+                    "-p",
+                    &register_port,
+                ][..],
+                ACCOUNT_1001,
+                &[
+                    "-r",
+                    &register_rate_s,
+                    "-m",
+                    &register_total,
+                    "-lost",
+                    "1",
+                    "-nostdin",
+                    "-timeout",
+                    &timeout,
+                ],
+            ]
+            .concat(),
         ),
         spawn_sipp(
             &pair.peer,
