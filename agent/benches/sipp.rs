@@ -235,6 +235,10 @@ fn main() {
                 &pair.host_if,
                 "--otlp-endpoint",
                 &endpoint,
+                // The TLS probes watch every process of the host: off, as
+                // in the tests, so only this load is measured.
+                "--tls",
+                "off",
             ][..],
             if json { &["--json"][..] } else { &[] },
         ]

@@ -71,7 +71,7 @@ fn floods_from_sipvicious_and_sipp_keep_memory_output_and_the_phone_in_view() {
         &dir.path,
         "sipscope",
         &agent_bin(),
-        &["run", "--iface", &pair.host_if, "--json"],
+        &["run", "--iface", &pair.host_if, "--json", "--tls", "off"],
     );
     agent.wait_output("capturing on", START);
 

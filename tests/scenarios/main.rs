@@ -20,7 +20,9 @@ mod digest;
 mod flood;
 mod inbound;
 mod lab;
+mod metrics;
 mod reachability;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -8,7 +8,16 @@ use crate::cmd;
 
 /// Benchmarks in the order `all` runs them.
 const BENCHES: &[&str] = &[
-    "kernel", "drops", "pipeline", "export", "media", "live", "sipp", "framing",
+    "kernel",
+    "drops",
+    "pipeline",
+    "export",
+    "media",
+    "live",
+    "sipp",
+    "framing",
+    "prometheus",
+    "tls",
 ];
 
 pub fn run(which: &str) -> Result<()> {

@@ -5,6 +5,7 @@
 mod analysis_args;
 mod analyze;
 mod drop_lines;
+mod metrics_endpoint;
 mod records;
 mod rtp_summary;
 mod run;

@@ -30,6 +30,7 @@ use sipscope::{
     analysis::media::RtpSource,
     capture::live::{
         DropTracing, IngressChoice, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame,
+        TlsMode,
     },
     export::{
         json,
@@ -38,7 +39,7 @@ use sipscope::{
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
-    packet::{Direction, DroppedPacket, LinkType, Packet},
+    packet::{Direction, DroppedPacket, LinkType, Packet, Plaintext},
     pipeline::{PipelineConfig, Stats},
     session::{Format, Input, Session, SessionConfig, Spans},
     time::Timestamp,
@@ -47,8 +48,9 @@ use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
-use super::telemetry::{export_line, target, write_export_json};
+use super::telemetry::{export_line, metrics_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
+use sipscope::export::prometheus::Health;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -92,11 +94,21 @@ pub struct RunArgs {
     /// `tc` TC ingress.
     #[arg(long, value_enum, default_value_t = IngressChoice::Auto)]
     ingress: IngressChoice,
+    /// SIP over TLS in clear (docs/tls.md): `auto` probes the OpenSSL
+    /// library of every asterisk, freeswitch, kamailio and opensips
+    /// process, also those started later; `off`; or the process ids to
+    /// probe, comma-separated.
+    #[arg(long, value_name = "off|auto|PID,...", default_value = "auto")]
+    tls: TlsMode,
     /// Seconds a request waits for its final response before it counts as
     /// unanswered (RFC 3261 Timer B/F, 64*T1 = 32 s). For tests and labs.
     #[arg(long = "transaction-timeout", value_name = "SECS", hide = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     transaction_timeout: Option<u64>,
+    /// Serve Prometheus/OpenMetrics `/metrics` and `/healthz` on this
+    /// address, e.g. 127.0.0.1:9464 or [::]:9464 (docs/metrics.md).
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     rtp: super::rtp_summary::RtpArgs,
     #[command(flatten)]
@@ -128,6 +140,8 @@ enum CoreInput {
     /// A packet the kernel dropped (fw.local_drop, and the reason behind
     /// a later net.no_response).
     Drop(DroppedPacket),
+    /// What a PBX's TLS library read or wrote.
+    Plaintext(Plaintext),
 }
 
 /// `--core-queue`: at least one frame. With none, every frame the core is
@@ -175,6 +189,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         trace_drops: !args.no_drops,
         ingress: args.ingress,
         rtp: args.rtp.settings(),
+        tls: args.tls.clone(),
         ..LiveConfig::default()
     };
     let mut pcap = match &args.write_pcap {
@@ -202,6 +217,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(secs) = args.transaction_timeout {
         pipeline_config.transactions.timeout = Duration::from_secs(secs);
     }
+    // Bound before anything is attached: a taken port fails the start.
+    let prometheus = match args.metrics_listen {
+        Some(addr) => Some(super::metrics_endpoint::start(addr, &telemetry)?),
+        None => None,
+    };
     let mut capture = match LiveCapture::start(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -244,6 +264,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{line}")?;
         }
     }
+    let tls_lines = tls_start_lines(&mut capture, &args.tls);
+    show_lines(&mut out, &tls_lines, args.json)?;
     // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
         // stdout stays pure JSON lines with --json.
@@ -254,6 +276,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     }
     out.flush()?;
+    if let Some(p) = &prometheus {
+        p.health.set_attached(true);
+    }
 
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue);
     let json_mode = args.json;
@@ -274,14 +299,21 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(c) => session.with_hep(HepSink::start(c).context("starting HEP export")?),
         None => session,
     };
+    let (session, health) = match &prometheus {
+        Some(p) => (
+            session.with_prometheus(p.metrics.clone()),
+            Some(p.health.clone()),
+        ),
+        None => (session, None),
+    };
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, session, rtp))
+        .spawn(move || core(rx, session, rtp, health))
         .context("starting the analysis thread")?;
 
     let metrics = telemetry.metrics();
     let mut core_drops = 0u64;
-    let (mut frames, mut drops) = (Vec::new(), Vec::new());
+    let (mut frames, mut drops, mut plaintext) = (Vec::new(), Vec::new(), Vec::new());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -299,12 +331,17 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
                 let _ = tx.try_send(CoreInput::Tick(capture.now()));
+                let lines = capture.tls_rescan();
+                show_lines(&mut out, &lines, json_mode)?;
                 if let Ok(c) = capture.counters() {
                     metrics.set_capture_counters(CaptureTotals {
                         seen: c.get(CaptureCounter::PacketsSeen),
                         captured: c.get(CaptureCounter::SipCaptured),
                         lost: c.get(CaptureCounter::RingbufFull) + core_drops,
                     });
+                    if let Some(p) = &prometheus {
+                        p.publish_capture(&c, capture.drop_counters().ok().flatten().as_ref(), capture.malformed_events(), core_drops);
+                    }
                 }
                 false
             }
@@ -316,9 +353,22 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             // still analysed; detached first, so the counters read below
             // count exactly what was drained.
             capture.detach();
+            if let Some(p) = &prometheus {
+                p.health.set_attached(false);
+            }
             capture.drain_now(&mut frames, &mut drops);
         }
         hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
+        capture.take_plaintext(&mut plaintext);
+        for p in plaintext.drain(..) {
+            match tx.try_send(CoreInput::Plaintext(p)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => core_drops += 1,
+                Err(TrySendError::Disconnected(_)) => {
+                    anyhow::bail!("the analysis thread stopped early")
+                }
+            }
+        }
         show_drops(
             &mut drops,
             &mut out,
@@ -334,6 +384,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let counters = capture.counters()?;
     let drop_counters = capture.drop_counters()?;
     let malformed = capture.malformed_events();
+    let tls_line = capture.tls().map(tls_counters_line).transpose()?;
     capture.stop();
     for p in [pcap, drops_pcap].into_iter().flatten() {
         p.finish()?;
@@ -363,6 +414,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        if metrics.is_enabled() {
+            writeln!(out, "{}", metrics_line(&metrics.export_stats()))?;
+        }
         if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }
@@ -372,8 +426,61 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             drop_counters.map(|d| format!(" {d}")).unwrap_or_default()
         )?;
     }
+    if let Some(line) = tls_line {
+        if json_mode {
+            eprintln!("{line}");
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the TLS tracer does at start: why it is off, or which
+/// processes it probes already (later ones are said as they come).
+fn tls_start_lines(capture: &mut LiveCapture, mode: &TlsMode) -> Vec<String> {
+    if let Some(why) = capture.tls_refused() {
+        return vec![format!("tls: off ({why})")];
+    }
+    if capture.tls().is_none() {
+        return Vec::new();
+    }
+    let mut lines = capture.tls_rescan();
+    if lines.is_empty() && *mode == TlsMode::Auto {
+        lines.push(
+            "tls: no asterisk, freeswitch, kamailio or opensips process maps OpenSSL yet; \
+             watching for one"
+                .to_owned(),
+        );
+    }
+    lines
+}
+
+/// The TLS tracer's counters at exit: the kernel's, then what userspace
+/// could not map to a connection.
+fn tls_counters_line(t: &sipscope::capture::live::tls::TlsTracer) -> anyhow::Result<String> {
+    let (m, sessions) = t.mapping();
+    Ok(format!(
+        "tls counters: {} unmapped={} sessions={sessions} sessions_evicted={} malformed={}",
+        t.counters()?,
+        m.unmapped,
+        m.sessions_evicted,
+        m.malformed
+    ))
+}
+
+/// Status lines: stdout, or stderr when stdout carries JSON lines.
+fn show_lines(out: &mut SharedStdout, lines: &[String], json: bool) -> anyhow::Result<()> {
+    for line in lines {
+        if json {
+            eprintln!("{line}");
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Pcap first (the file keeps every frame), then the core; a full core
@@ -443,9 +550,13 @@ fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
     mut session: Session<W>,
     mut rtp: Option<RtpKernel>,
+    health: Option<std::sync::Arc<Health>>,
 ) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
     while let Ok(first) = rx.recv() {
         for input in std::iter::once(first).chain(rx.try_iter()) {
+            if let (CoreInput::Tick(_), Some(h)) = (&input, &health) {
+                h.beat();
+            }
             match &input {
                 CoreInput::Frame { packet, note } => session.feed(Input::Frame {
                     packet,
@@ -453,6 +564,7 @@ fn core<W: std::io::Write>(
                 })?,
                 CoreInput::Tick(now) => session.feed(Input::Tick(*now))?,
                 CoreInput::Drop(dropped) => session.feed(Input::Drop(dropped))?,
+                CoreInput::Plaintext(p) => session.feed(Input::Plaintext(p))?,
             }
             match rtp.as_mut() {
                 Some(r) => r.serve(&mut session)?,
