@@ -222,7 +222,7 @@ fn an_unprivileged_user_with_the_three_capabilities_captures_a_registration_and_
         &fixture("scenarios/sipp/register.xml"),
         (VethPair::PEER_V4.into(), host, 5060),
         1,
-        crate::support::ACCOUNT_1001,
+        crate::support::sipp::ACCOUNT_1001,
     );
     agent.wait_output("SIP/2.0 200 OK", START);
     let status = agent.interrupt(STOP);

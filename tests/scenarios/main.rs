@@ -36,7 +36,7 @@ use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
 
 use lab::{Lab, Peer};
 
-pub use support::ACCOUNT_1001;
+pub use support::sipp::ACCOUNT_1001;
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

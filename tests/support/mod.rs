@@ -12,8 +12,18 @@ pub mod nft;
 pub mod pcap;
 pub mod process;
 pub mod rtp;
+pub mod sipp;
 
 use std::time::{Duration, Instant};
+
+/// The number in environment variable `name`, or `default` when it is
+/// unset or not a number (benchmark and load-test sizes).
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// Polls `cond` until it returns `Some`, or panics with `what` after
 /// `timeout` (times [`time_scale`]). Polling (not sleeping a fixed time)
@@ -80,20 +90,6 @@ impl Drop for TempDir {
         }
     }
 }
-
-/// SIPp keys of the phone registering account 1001 for 60 s
-/// (tests/fixtures/scenarios/registrar.cfg, sipp/register.xml).
-pub const ACCOUNT_1001: &[&str] = &[
-    "-s",
-    "1001",
-    "-au",
-    "1001",
-    "-ap",
-    "secret1001",
-    "-key",
-    "expires",
-    "60",
-];
 
 /// `<workspace>/tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> std::path::PathBuf {
