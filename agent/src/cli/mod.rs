@@ -5,6 +5,7 @@
 mod analysis_args;
 mod analyze;
 mod drop_lines;
+mod pcap_args;
 mod records;
 mod rtp_summary;
 mod run;

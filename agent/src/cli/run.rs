@@ -34,6 +34,7 @@ use sipscope::{
     export::{
         json,
         otel::{CaptureTotals, OtlpArgs, Telemetry},
+        pcap_ring::PcapRing,
         pcap_writer::PcapFileWriter,
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
@@ -46,6 +47,7 @@ use sipscope::{
 use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::pcap_args::{PcapRecord, line as pcap_line};
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::telemetry::{export_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
@@ -63,9 +65,8 @@ pub struct RunArgs {
     /// ring is full frames are lost and counted as ringbuf_full.
     #[arg(long = "ring-size", value_name = "BYTES", default_value_t = DEFAULT_RING_SIZE)]
     ring_size: u32,
-    /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
-    #[arg(long = "write-pcap", value_name = "FILE")]
-    write_pcap: Option<PathBuf>,
+    #[command(flatten)]
+    pcap: super::pcap_args::PcapArgs,
     /// One JSON object per line (messages, transactions, summary; and spans
     /// when no OTLP endpoint is set) instead of the call flow.
     #[arg(long)]
@@ -170,10 +171,6 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         rtp: args.rtp.settings(),
         ..LiveConfig::default()
     };
-    let mut pcap = match &args.write_pcap {
-        Some(path) => Some(PcapFileWriter::create(path)?),
-        None => None,
-    };
     let mut drops_pcap = match &args.write_drops_pcap {
         Some(path) => Some(PcapFileWriter::create_for(path, LinkType::RawIp)?),
         None => None,
@@ -206,6 +203,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             return Err(anyhow::Error::new(e).context("cannot start live capture"));
         }
     };
+    let pcap = args.pcap.start(capture.attachments())?;
     let rtp = RtpKernel::start(&mut capture, &args.rtp)?;
     // Calls are judged on the kernel's RTP statistics (none with RTP off).
     pipeline_config.calls.observations.ports = args.rtp.settings().ports;
@@ -303,7 +301,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             capture.detach();
             capture.drain_now(&mut frames, &mut drops);
         }
-        hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
+        hand_over(&mut frames, &tx, pcap.as_ref(), &mut core_drops)?;
         show_drops(
             &mut drops,
             &mut out,
@@ -320,7 +318,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let drop_counters = capture.drop_counters()?;
     let malformed = capture.malformed_events();
     capture.stop();
-    for p in [pcap, drops_pcap].into_iter().flatten() {
+    let pcap_stats = pcap.map(PcapRing::finish);
+    if let Some(p) = drops_pcap {
         p.finish()?;
     }
     drop(tx);
@@ -345,6 +344,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             &mut out,
             &CaptureRecord::new(&counters, malformed, core_drops, drop_counters.as_ref()),
         )?;
+        if let Some(p) = pcap_stats {
+            write_record(&mut out, &PcapRecord::new(p))?;
+        }
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
@@ -356,22 +358,26 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             "capture counters: {counters}{} malformed_events={malformed} core_queue_full={core_drops}",
             drop_counters.map(|d| format!(" {d}")).unwrap_or_default()
         )?;
+        if let Some(p) = &pcap_stats {
+            writeln!(out, "{}", pcap_line(p))?;
+        }
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Pcap first (the file keeps every frame), then the core; a full core
-/// queue drops the frame for analysis and counts it.
+/// Pcap first (a copy to the writer thread, which never makes the
+/// reader wait), then the core; a full core queue drops the frame for
+/// analysis and counts it.
 fn hand_over(
     frames: &mut Vec<LiveFrame>,
     tx: &SyncSender<CoreInput>,
-    mut pcap: Option<&mut PcapFileWriter>,
+    pcap: Option<&PcapRing>,
     drops: &mut u64,
 ) -> anyhow::Result<()> {
     for frame in frames.drain(..) {
-        if let Some(p) = pcap.as_deref_mut() {
-            p.write(&frame.packet)?;
+        if let Some(p) = pcap {
+            p.submit(frame.packet.clone());
         }
         let note = notable(&frame).then(|| describe(&frame));
         match tx.try_send(CoreInput::Frame {
