@@ -4,6 +4,7 @@
 
 mod analysis_args;
 mod analyze;
+mod console_choice;
 mod drop_lines;
 mod pcap_args;
 mod records;
@@ -35,8 +36,30 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // Under a service manager the agent's own lines (warnings, the pcap
+    // writer's reports) take the events' format, so one parser reads all.
+    if let Command::Run(args) = &cli.command
+        && let Ok(output) = args.output()
+        && let Some(format) = output.log_format()
+    {
+        logger.format(move |buf, record| {
+            use std::io::Write as _;
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warn",
+                log::Level::Info => "info",
+                log::Level::Debug | log::Level::Trace => "debug",
+            };
+            let line = sipscope::export::service_log::LogLine::now(level, "log")
+                .field("target", record.target())
+                .field("message", record.args().to_string());
+            writeln!(buf, "{}", line.render(format))
+        });
+    }
+    logger.init();
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Analyze(args) => analyze::main(args),

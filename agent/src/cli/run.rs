@@ -36,17 +36,19 @@ use sipscope::{
         otel::{CaptureTotals, OtlpArgs, Telemetry},
         pcap_ring::PcapRing,
         pcap_writer::PcapFileWriter,
+        service_log::{LogFormat, LogLine},
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
     packet::{Direction, DroppedPacket, LinkType, Packet},
     pipeline::{PipelineConfig, Stats},
-    session::{Format, Input, Session, SessionConfig, Spans},
+    session::{Input, Session, SessionConfig, Spans},
     time::Timestamp,
 };
 use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::console_choice::{ConsoleChoice, Output, Surroundings, choose};
 use super::pcap_args::{PcapRecord, line as pcap_line};
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::telemetry::{export_line, target, write_export_json};
@@ -71,6 +73,23 @@ pub struct RunArgs {
     /// when no OTLP endpoint is set) instead of the call flow.
     #[arg(long)]
     json: bool,
+    /// What stdout shows: `flow` (a line per SIP message, the calls up
+    /// every 10 s, tables at exit), `events` (one log line per finding and
+    /// per call or registration state change, nothing periodic), `auto`
+    /// (events when stdout is not a terminal and a service manager set
+    /// INVOCATION_ID or JOURNAL_STREAM, else flow).
+    #[arg(long, value_enum, default_value_t = ConsoleChoice::Auto, conflicts_with = "json")]
+    console: ConsoleChoice,
+    /// Format of the events and of the agent's own log lines (stderr):
+    /// `text` (logfmt) or `json` (one object per line, for journald and
+    /// Loki). `json` alone selects the events console.
+    #[arg(
+        long = "log-format",
+        value_enum,
+        value_name = "FORMAT",
+        conflicts_with = "json"
+    )]
+    log_format: Option<LogFormat>,
     /// Print details for bug reports, such as the kernel verifier's log
     /// when it rejects a program.
     #[arg(long)]
@@ -151,6 +170,20 @@ fn distinct_interfaces(ifaces: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(seen)
 }
 
+impl RunArgs {
+    /// What stdout shows and how log lines look, decided once from the
+    /// flags and the surroundings (a terminal, a service manager).
+    pub fn output(&self) -> anyhow::Result<Output> {
+        choose(
+            self.json,
+            self.console,
+            self.log_format,
+            &Surroundings::of_this_process(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+}
+
 pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
     distinct_interfaces(&args.ifaces)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -162,6 +195,7 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let output = args.output()?;
     let config = LiveConfig {
         interfaces: args.ifaces.clone(),
         sip_ports: args.sip_ports.clone(),
@@ -214,10 +248,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     };
     // What runs for each kernel feature, and why when it is not the best.
     for line in capture.feature_lines() {
-        if args.json {
-            write_record(&mut out, &KernelFeatureRecord::new(&line))?;
-        } else {
-            writeln!(out, "{line}")?;
+        match output {
+            Output::Json => write_record(&mut out, &KernelFeatureRecord::new(&line))?,
+            Output::Flow => writeln!(out, "{line}")?,
+            Output::Events(f) => writeln!(
+                out,
+                "{}",
+                LogLine::now("info", "kernel_feature")
+                    .fields_of(&line)
+                    .render(f)
+            )?,
         }
     }
     let tracing = match capture.drop_tracing() {
@@ -229,33 +269,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         DropTracing::Unavailable(e) => Some(format!("{e}; capturing SIP without it")),
     };
     if let Some(line) = tracing {
-        if args.json {
-            eprintln!("{line}");
-        } else {
-            writeln!(out, "{line}")?;
-        }
+        agent_line(&mut out, output, "drop_tracing", &line)?;
     }
     // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
-        // stdout stays pure JSON lines with --json.
-        if args.json {
-            eprintln!("capturing on {a}");
-        } else {
-            writeln!(out, "capturing on {a}")?;
-        }
+        agent_line(&mut out, output, "capturing", &format!("capturing on {a}"))?;
     }
     out.flush()?;
 
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue);
-    let json_mode = args.json;
     let session = Session::new(
         SessionConfig {
             pipeline: pipeline_config,
-            format: if json_mode {
-                Format::Json
-            } else {
-                Format::Live
-            },
+            format: output.format(),
             rtp_interval: rtp.as_ref().map(|r| r.interval),
         },
         out.handle(),
@@ -306,7 +332,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             &mut drops,
             &mut out,
             drops_pcap.as_mut(),
-            json_mode,
+            output,
             &tx,
             &mut core_drops,
         )?;
@@ -334,7 +360,35 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let target = target(&telemetry);
     let export = telemetry.shutdown().await;
-    if json_mode {
+    if let Output::Events(f) = output {
+        let export = export_line(&traces, export.as_ref(), &target);
+        writeln!(
+            out,
+            "{}",
+            LogLine::now("info", "export")
+                .field("message", export)
+                .render(f)
+        )?;
+        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
+            let line = LogLine::now("info", "hep").field("message", h.line(&c.endpoint.url));
+            writeln!(out, "{}", line.render(f))?;
+        }
+        let capture = CaptureRecord::new(&counters, malformed, core_drops, drop_counters.as_ref());
+        writeln!(
+            out,
+            "{}",
+            LogLine::now("info", "capture")
+                .fields_of(&capture)
+                .render(f)
+        )?;
+        if let Some(p) = pcap_stats {
+            writeln!(
+                out,
+                "{}",
+                LogLine::now("info", "pcap").fields_of(&p).render(f)
+            )?;
+        }
+    } else if output == Output::Json {
         json::write_summary(&mut out, &stats)?;
         write_export_json(&mut out, &traces, export.as_ref())?;
         if let Some(h) = &hep_stats {
@@ -364,6 +418,28 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line about the agent itself: plain on the call flow, on stderr with
+/// `--json` (stdout stays JSON records), a log line among the events.
+fn agent_line(
+    out: &mut SharedStdout,
+    output: Output,
+    event: &'static str,
+    text: &str,
+) -> std::io::Result<()> {
+    match output {
+        Output::Json => {
+            eprintln!("{text}");
+            Ok(())
+        }
+        Output::Flow => writeln!(out, "{text}"),
+        Output::Events(f) => writeln!(
+            out,
+            "{}",
+            LogLine::now("info", event).field("message", text).render(f)
+        ),
+    }
 }
 
 /// Pcap first (a copy to the writer thread, which never makes the
@@ -400,7 +476,7 @@ fn show_drops(
     drops: &mut Vec<LiveDrop>,
     out: &mut SharedStdout,
     mut pcap: Option<&mut PcapFileWriter>,
-    json_mode: bool,
+    output: Output,
     tx: &SyncSender<CoreInput>,
     core_drops: &mut u64,
 ) -> anyhow::Result<()> {
@@ -416,11 +492,14 @@ fn show_drops(
                 anyhow::bail!("the analysis thread stopped early")
             }
         }
-        if json_mode {
-            serde_json::to_writer(&mut *out, &super::drop_lines::drop_record(&drop))?;
-            writeln!(out)?;
-        } else {
-            writeln!(out, "{}", super::drop_lines::describe_drop(&drop))?;
+        match output {
+            Output::Json => {
+                serde_json::to_writer(&mut *out, &super::drop_lines::drop_record(&drop))?;
+                writeln!(out)?;
+            }
+            Output::Flow => writeln!(out, "{}", super::drop_lines::describe_drop(&drop))?,
+            // Every drop is counted; the finding (fw.local_drop) is the line.
+            Output::Events(_) => {}
         }
     }
     out.flush()?;

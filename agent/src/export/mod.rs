@@ -15,6 +15,7 @@ pub mod otel;
 pub mod pcap_ring;
 pub mod pcap_writer;
 pub(crate) mod registrations;
+pub mod service_log;
 pub mod shared_stdout;
 pub(crate) mod sip_spans;
 pub mod spans;
