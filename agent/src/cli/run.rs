@@ -366,7 +366,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             out,
             "{}",
             LogLine::now("info", "export")
-                .field("message", export)
+                .field("message", export.trim())
                 .render(f)
         )?;
         if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
