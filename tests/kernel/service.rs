@@ -4,7 +4,6 @@
 //! the analysis.
 
 use std::{
-    net::IpAddr,
     path::{Path, PathBuf},
     process::Command,
     time::Duration,
@@ -13,7 +12,7 @@ use std::{
 use serde_json::Value;
 
 use crate::{
-    agent::{START, STOP, run_sipp_register, start_kamailio, wait_udp_listening},
+    agent::{START, STOP, register_alice, start_kamailio, wait_udp_listening},
     require_root,
     support::{
         TempDir, fixture,
@@ -37,6 +36,20 @@ fn start_agent(pair: &VethPair, dir: &TempDir, env: &[&str], args: &[&str]) -> N
     let mut proc = NsProcess::spawn(&pair.host, &dir.path, "sipscope", "env", &all);
     proc.wait_output("capturing on", START);
     proc
+}
+
+/// The events console as JSON lines, capturing into `pcap`.
+fn start_json_agent(pair: &VethPair, dir: &TempDir, pcap: &Path, rotation: &[&str]) -> NsProcess {
+    let mut args = vec![
+        "--console",
+        "events",
+        "--log-format",
+        "json",
+        "--write-pcap",
+        pcap.to_str().unwrap(),
+    ];
+    args.extend_from_slice(rotation);
+    start_agent(pair, dir, &[], &args)
 }
 
 fn stop(proc: &mut NsProcess) -> (String, String) {
@@ -156,15 +169,7 @@ fn under_a_service_manager_the_agent_logs_one_line_per_finding_and_state_change(
         &["--sip-port", "5062", "--media-grace", "1"],
     );
     // Two registrations of one binding: one state change.
-    run_sipp_register(
-        &pair.peer,
-        &dir,
-        &fixture("sipp/uac_register.xml"),
-        VethPair::PEER_V4.into(),
-        VethPair::HOST_V4.into(),
-        5060,
-        2,
-    );
+    register_alice(&pair, &dir, 2);
     // Up for 12 s: more than the 10 s of the flow console's calls table,
     // and than the media grace, so media.no_rtp is raised mid-call.
     call(&pair, &dir, Duration::from_secs(12));
@@ -296,32 +301,13 @@ fn rotating_pcapng_files_hold_every_frame_with_interface_name_and_direction() {
     let ring = dir.join("ring");
     std::fs::create_dir(&ring).unwrap();
     let _kamailio = start_kamailio(&pair.host, &dir, VethPair::HOST_V4.into(), 5060);
-    let mut agent = start_agent(
+    let mut agent = start_json_agent(
         &pair,
         &dir,
-        &[],
-        &[
-            "--console",
-            "events",
-            "--log-format",
-            "json",
-            "--write-pcap",
-            ring.to_str().unwrap(),
-            "--pcap-rotate-size",
-            "2KB",
-            "--pcap-keep",
-            "100",
-        ],
+        &ring,
+        &["--pcap-rotate-size", "2KB", "--pcap-keep", "100"],
     );
-    run_sipp_register(
-        &pair.peer,
-        &dir,
-        &fixture("sipp/uac_register.xml"),
-        VethPair::PEER_V4.into(),
-        VethPair::HOST_V4.into(),
-        5060,
-        12,
-    );
+    register_alice(&pair, &dir, 12);
     let (out, err) = stop(&mut agent);
     let lines = json_lines(&out);
     assert!(
@@ -404,32 +390,8 @@ fn a_full_disk_costs_counted_frames_is_reported_once_and_analysis_goes_on() {
     let disk = Tmpfs::mount(dir.join("disk"), "256k");
     let filler = fill(&disk.0);
     let _kamailio = start_kamailio(&pair.host, &dir, VethPair::HOST_V4.into(), 5060);
-    let mut agent = start_agent(
-        &pair,
-        &dir,
-        &[],
-        &[
-            "--console",
-            "events",
-            "--log-format",
-            "json",
-            "--write-pcap",
-            disk.0.to_str().unwrap(),
-            "--pcap-rotate-size",
-            "16KB",
-        ],
-    );
-    let register = |n: u32| {
-        run_sipp_register(
-            &pair.peer,
-            &dir,
-            &fixture("sipp/uac_register.xml"),
-            IpAddr::from(VethPair::PEER_V4),
-            VethPair::HOST_V4.into(),
-            5060,
-            n,
-        )
-    };
+    let mut agent = start_json_agent(&pair, &dir, &disk.0, &["--pcap-rotate-size", "16KB"]);
+    let register = |n: u32| register_alice(&pair, &dir, n);
     // Disk full: nothing is written, the registration is still seen.
     register(5);
     wait_for(START, "the agent's report of the full disk", || {

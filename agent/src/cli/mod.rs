@@ -33,6 +33,13 @@ enum Command {
     Run(run::RunArgs),
     /// Analyse pcap/pcapng capture files with the same pipeline as live capture.
     Analyze(analyze::AnalyzeArgs),
+    /// Write the manual pages (sipscope.1 and one per subcommand) into DIR;
+    /// `cargo xtask package` puts them in the Debian package.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -63,6 +70,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Analyze(args) => analyze::main(args),
+        Command::Man { dir } => man_pages(&dir),
     };
     match result {
         Ok(code) => code,
@@ -71,6 +79,29 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sipscope.1` and `sipscope-SUB.1` for each visible subcommand, from
+/// the same clap definitions as `--help` (so they never disagree).
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    let top = Cli::command();
+    let mut pages = vec![("sipscope".to_owned(), top.clone())];
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("sipscope-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().bin_name(name)));
+    }
+    for (name, cmd) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.version(env!("CARGO_PKG_VERSION")))
+            .title(name.as_str())
+            .render(&mut out)
+            .with_context(|| format!("rendering {name}.1"))?;
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An error and its causes on one line, each said once: library errors

@@ -4,7 +4,6 @@
 use std::{collections::HashMap, path::PathBuf};
 
 use anyhow::Context as _;
-use serde::Serialize;
 use sipscope::{
     capture::live::Attachment,
     export::pcap_ring::{PcapRing, PcapRingStats, Rotation, parse_duration, parse_size},
@@ -51,23 +50,6 @@ impl PcapArgs {
         PcapRing::start(path, rotation, names, report)
             .map(Some)
             .context("cannot write the capture files")
-    }
-}
-
-/// `"type": "pcap"`: what `--write-pcap` wrote and lost.
-#[derive(Serialize)]
-pub struct PcapRecord {
-    r#type: &'static str,
-    #[serde(flatten)]
-    stats: PcapRingStats,
-}
-
-impl PcapRecord {
-    pub fn new(stats: PcapRingStats) -> Self {
-        Self {
-            r#type: "pcap",
-            stats,
-        }
     }
 }
 

@@ -49,7 +49,7 @@ use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::console_choice::{ConsoleChoice, Output, Surroundings, choose};
-use super::pcap_args::{PcapRecord, line as pcap_line};
+use super::pcap_args::line as pcap_line;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::telemetry::{export_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
@@ -373,7 +373,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             let line = LogLine::now("info", "hep").field("message", h.line(&c.endpoint.url));
             writeln!(out, "{}", line.render(f))?;
         }
-        let capture = CaptureRecord::new(&counters, malformed, core_drops, drop_counters.as_ref());
+        let capture = CaptureRecord::new(
+            &counters,
+            malformed,
+            core_drops,
+            drop_counters.as_ref(),
+            None,
+        );
         writeln!(
             out,
             "{}",
@@ -396,11 +402,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         write_record(
             &mut out,
-            &CaptureRecord::new(&counters, malformed, core_drops, drop_counters.as_ref()),
+            &CaptureRecord::new(
+                &counters,
+                malformed,
+                core_drops,
+                drop_counters.as_ref(),
+                pcap_stats,
+            ),
         )?;
-        if let Some(p) = pcap_stats {
-            write_record(&mut out, &PcapRecord::new(p))?;
-        }
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;

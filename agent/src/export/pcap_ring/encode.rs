@@ -8,8 +8,7 @@
 use std::{borrow::Cow, collections::HashMap, time::Duration};
 
 use pcap_file::{
-    DataLink, Endianness, TsResolution,
-    pcap::PcapHeader,
+    DataLink, Endianness,
     pcapng::{
         PcapNgWriter,
         blocks::{
@@ -19,10 +18,8 @@ use pcap_file::{
     },
 };
 
+use crate::export::pcap_writer::{SNAPLEN, classic_header};
 use crate::packet::{Direction, LinkType, Packet};
-
-/// Snap length in the headers: larger than any frame the kernel copies.
-pub(crate) const SNAPLEN: u32 = 262_144;
 
 /// The file format, chosen by the file name (`.pcap`: classic pcap).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -75,16 +72,7 @@ impl Encoder {
     pub(crate) fn new(format: FileFormat, names: &HashMap<u32, String>) -> Self {
         match format {
             FileFormat::Pcap => {
-                let header = PcapHeader {
-                    version_major: 2,
-                    version_minor: 4,
-                    ts_correction: 0,
-                    ts_accuracy: 0,
-                    snaplen: SNAPLEN,
-                    datalink: DataLink::ETHERNET,
-                    ts_resolution: TsResolution::NanoSecond,
-                    endianness: Endianness::native(),
-                };
+                let header = classic_header(DataLink::ETHERNET);
                 let mut bytes = Vec::with_capacity(64 << 10);
                 // Writing into a Vec cannot fail.
                 let _ = header.write_to(&mut bytes);

@@ -47,7 +47,8 @@ pub struct Naming {
 
 impl Naming {
     /// `path` is a directory (files `sipscope_NNNNN_YYYYmmddHHMMSS.pcapng`
-    /// in it) or a file name: that very file without rotation, else
+    /// in it) or a file name: that very file without rotation (the next
+    /// ones numbered beside it only after a write error), else
     /// `STEM_NNNNN_YYYYmmddHHMMSS.EXT` beside it, as dumpcap names its ring.
     pub fn new(path: &Path, rotates: bool) -> Self {
         if path.is_dir() {
@@ -78,9 +79,13 @@ impl Naming {
         }
     }
 
-    /// The `seq`-th file (from 1), whose first frame is at `first`.
+    /// The `seq`-th file (from 1), whose first frame is at `first`. A
+    /// single named file is the first; should it fail, the next ones are
+    /// numbered beside it rather than truncating what it holds.
     pub(crate) fn file(&self, seq: u64, first: Timestamp) -> PathBuf {
-        if let Some(p) = &self.single {
+        if let Some(p) = &self.single
+            && seq == 1
+        {
             return p.clone();
         }
         self.dir.join(format!(
@@ -199,9 +204,14 @@ mod tests {
             PathBuf::from("./out_00001_20261205063015.pcap")
         );
         assert_eq!(n.format, FileFormat::Pcap);
-        // Without rotation the named file itself.
+        // Without rotation the named file itself; after a write error
+        // the next file beside it.
         let n = Naming::new(Path::new("/tmp/x.pcapng"), false);
-        assert_eq!(n.file(3, t), PathBuf::from("/tmp/x.pcapng"));
+        assert_eq!(n.file(1, t), PathBuf::from("/tmp/x.pcapng"));
+        assert_eq!(
+            n.file(2, t),
+            PathBuf::from("/tmp/x_00002_20261205063015.pcapng")
+        );
         // A directory gets sipscope_ files.
         let dir = tempfile::tempdir().unwrap();
         let n = Naming::new(dir.path(), false);
