@@ -103,6 +103,11 @@ fn main() -> Result<()> {
     }
 }
 
+/// Kernel tests that exercise no kernel feature of their own (the service
+/// console, the capture file writer): run once, on the host, not again
+/// with the oldest program variants or in the kernel matrix's guests.
+const NOT_KERNEL_DEPENDENT: &str = "service::";
+
 fn test(args: &[String], kernel_matrix: bool) -> Result<()> {
     cmd::cargo(&["fmt", "--all", "--check"])?;
     // Host crates (the default members), then the eBPF crate for its own
@@ -134,11 +139,9 @@ fn test(args: &[String], kernel_matrix: bool) -> Result<()> {
     cmd::cargo_privileged_env(&test, &[("SIPSCOPE_DEB", &deb)])?;
     // The oldest kernels' program variants on this kernel too, so their
     // paths run on every CI run (README: kernels).
-    let mut oldest: Vec<&str> = vec!["test", "-p", "sipscope", "--test", "kernel"];
-    if !args.is_empty() {
-        oldest.push("--");
-        oldest.extend(args.iter().map(String::as_str));
-    }
+    let mut oldest: Vec<&str> = vec!["test", "-p", "sipscope", "--test", "kernel", "--"];
+    oldest.extend(args.iter().map(String::as_str));
+    oldest.extend(["--skip", NOT_KERNEL_DEPENDENT]);
     cmd::cargo_privileged_env(&oldest, &[("SIPSCOPE_KERNEL_COMPAT", "oldest")])?;
     if kernel_matrix {
         matrix::run()?;
