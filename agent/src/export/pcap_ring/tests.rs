@@ -230,3 +230,44 @@ fn bad_destinations_are_refused_before_capture() {
         .unwrap();
     assert!(err.to_string().contains("keep at least 1"), "{err}");
 }
+
+#[test]
+fn a_stalled_disk_never_makes_the_capture_reader_wait_and_drops_are_counted() {
+    // A FIFO whose reader does not read: the writer thread blocks in
+    // write(2) once the pipe is full, as on a hung disk.
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("stalled.pcapng");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let (opened, release) = (
+        std::sync::mpsc::channel::<()>(),
+        std::sync::mpsc::channel::<()>(),
+    );
+    let reader_path = fifo.clone();
+    let reader = std::thread::spawn(move || {
+        use std::io::Read as _;
+        let mut f = std::fs::File::open(reader_path).unwrap();
+        opened.0.send(()).unwrap();
+        release.1.recv().unwrap();
+        let mut sink = Vec::new();
+        f.read_to_end(&mut sink).unwrap();
+        sink.len()
+    });
+    let (report, _) = reports();
+    let ring = PcapRing::start(&fifo, Rotation::default(), names(), report).unwrap();
+    opened.1.recv().unwrap();
+    const FRAMES: u64 = 50_000;
+    for i in 0..FRAMES {
+        // Returns at once whatever the writer is doing.
+        ring.submit(frame(i, 2, Direction::Ingress));
+    }
+    let stalled = ring.stats();
+    assert!(stalled.queue_full > 0, "{stalled:?}");
+    release.0.send(()).unwrap();
+    let stats = ring.finish();
+    let bytes = reader.join().unwrap();
+    assert_eq!(stats.written + stats.queue_full, FRAMES, "{stats:?}");
+    assert_eq!(stats.not_written, 0);
+    assert!(bytes > 0);
+}
