@@ -144,7 +144,7 @@ impl PcapRing {
         // One named file: created now, so a bad path fails before capture.
         let first = match rotation.rotates() || path.is_dir() {
             true => None,
-            false => Some(File::create(path).map_err(|source| PcapRingError::Create {
+            false => Some(create(path).map_err(|source| PcapRingError::Create {
                 path: shown,
                 source,
             })?),
@@ -193,6 +193,18 @@ impl PcapRing {
         let _ = self.thread.join();
         self.counters.snapshot()
     }
+}
+
+/// A capture file readable by its owner only: it holds SIP as captured,
+/// digest responses included.
+fn create(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
 }
 
 struct Current {
@@ -274,7 +286,7 @@ impl Ring {
         let path = self.naming.file(self.seq, now);
         let file = match self.precreated.take() {
             Some(f) => Ok(f),
-            None => File::create(&path),
+            None => create(&path),
         };
         let file = match file {
             Ok(f) => f,

@@ -109,6 +109,10 @@ fn pcapng_names_each_interface_and_marks_direction_with_ns_times() {
         rows[0]
     );
     assert!(seen.lock().unwrap().is_empty());
+    // SIP with digest responses: for its owner only.
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
     // Our own reader takes it back too (the same file `analyze` reads).
     let back: Vec<Packet> = crate::capture::file::CaptureFile::open(&path)
         .unwrap()
