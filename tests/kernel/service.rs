@@ -16,6 +16,7 @@ use crate::{
     require_root,
     support::{
         TempDir, fixture,
+        http::{http_get, sample},
         netns::VethPair,
         process::{NsProcess, free_udp_port},
         wait_for,
@@ -347,7 +348,13 @@ fn rotating_pcapng_files_hold_every_frame_with_interface_name_and_direction() {
         12,
         "{frames:#?}"
     );
-    assert!(err.is_empty(), "{err}");
+    // The agent's own log lines are JSON too; none about the capture files.
+    let logs = json_lines(&err);
+    assert!(
+        logs.iter()
+            .all(|v| v["event"] == "log" && !v["message"].as_str().unwrap().contains("pcap")),
+        "{err}"
+    );
 }
 
 /// A tmpfs of `size` mounted on `path` for the test's life.
@@ -372,6 +379,9 @@ impl Drop for Tmpfs {
     }
 }
 
+/// The agent's `/metrics` on its namespace's loopback.
+const METRICS: &str = "127.0.0.1:9464";
+
 /// Fills the file system of `dir` with one file until it is full.
 fn fill(dir: &Path) -> PathBuf {
     use std::io::Write as _;
@@ -390,7 +400,12 @@ fn a_full_disk_costs_counted_frames_is_reported_once_and_analysis_goes_on() {
     let disk = Tmpfs::mount(dir.join("disk"), "256k");
     let filler = fill(&disk.0);
     let _kamailio = start_kamailio(&pair.host, &dir, VethPair::HOST_V4.into(), 5060);
-    let mut agent = start_json_agent(&pair, &dir, &disk.0, &["--pcap-rotate-size", "16KB"]);
+    let mut agent = start_json_agent(
+        &pair,
+        &dir,
+        &disk.0,
+        &["--pcap-rotate-size", "16KB", "--metrics-listen", METRICS],
+    );
     let register = |n: u32| register_alice(&pair, &dir, n);
     // Disk full: nothing is written, the registration is still seen.
     register(5);
@@ -416,6 +431,14 @@ fn a_full_disk_costs_counted_frames_is_reported_once_and_analysis_goes_on() {
         register(2);
         agent.stderr_text().contains("writing again").then_some(())
     });
+    // The loss is in the metrics as it happens.
+    let (code, _, metrics) = http_get(&pair.host, METRICS, "/metrics".into()).expect("/metrics");
+    assert_eq!(code, 200, "{metrics}");
+    for counter in ["written", "not_written", "write_errors"] {
+        let series = format!("sipscope_pcap_writer_total{{counter=\"{counter}\"}}");
+        let v = sample(&metrics, &series).unwrap_or_else(|| panic!("{series} in\n{metrics}"));
+        assert!(v > 0.0, "{series} = {v}");
+    }
     let (out, err) = stop(&mut agent);
     let lines = json_lines(&out);
     let pcap = pcap_record(&lines);
@@ -441,7 +464,10 @@ fn a_full_disk_costs_counted_frames_is_reported_once_and_analysis_goes_on() {
     assert_eq!(in_files as u64, written);
     // Reported once when it broke and once when it recovered, as JSON log
     // lines like the events.
-    let logs = json_lines(&err);
+    let logs: Vec<Value> = json_lines(&err)
+        .into_iter()
+        .filter(|v| v["event"] == "log" && v["target"] != "sipscope::cli::metrics_endpoint")
+        .collect();
     let broke: Vec<&Value> = logs
         .iter()
         .filter(|v| v["message"].as_str().unwrap_or("").contains("cannot write"))

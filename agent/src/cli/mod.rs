@@ -6,6 +6,7 @@ mod analysis_args;
 mod analyze;
 mod console_choice;
 mod drop_lines;
+mod metrics_endpoint;
 mod pcap_args;
 mod records;
 mod rtp_summary;

@@ -51,8 +51,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::console_choice::{ConsoleChoice, Output, Surroundings, choose};
 use super::pcap_args::line as pcap_line;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
-use super::telemetry::{export_line, target, write_export_json};
+use super::telemetry::{export_line, metrics_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
+use sipscope::export::prometheus::{CounterGroup, Health};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -117,6 +118,10 @@ pub struct RunArgs {
     #[arg(long = "transaction-timeout", value_name = "SECS", hide = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     transaction_timeout: Option<u64>,
+    /// Serve Prometheus/OpenMetrics `/metrics` and `/healthz` on this
+    /// address, e.g. 127.0.0.1:9464 or [::]:9464 (docs/metrics.md).
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     rtp: super::rtp_summary::RtpArgs,
     #[command(flatten)]
@@ -226,6 +231,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(secs) = args.transaction_timeout {
         pipeline_config.transactions.timeout = Duration::from_secs(secs);
     }
+    // Bound before anything is attached: a taken port fails the start.
+    let prometheus = match args.metrics_listen {
+        Some(addr) => Some(super::metrics_endpoint::start(addr, &telemetry)?),
+        None => None,
+    };
     let mut capture = match LiveCapture::start(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -238,6 +248,18 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let pcap = args.pcap.start(capture.attachments())?;
+    if let (Some(p), Some(w)) = (&prometheus, &pcap) {
+        let counters = w.counters();
+        p.metrics.add_live(Box::new(move || {
+            CounterGroup::from_serialize(
+                "pcap_writer",
+                "--write-pcap: frames written, not_written (write errors such as a full disk), \
+                 queue_full (the writer fell behind), files started and deleted (--pcap-keep), write_errors",
+                "counter",
+                &counters.snapshot(),
+            )
+        }));
+    }
     let rtp = RtpKernel::start(&mut capture, &args.rtp)?;
     // Calls are judged on the kernel's RTP statistics (none with RTP off).
     pipeline_config.calls.observations.ports = args.rtp.settings().ports;
@@ -276,6 +298,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         agent_line(&mut out, output, "capturing", &format!("capturing on {a}"))?;
     }
     out.flush()?;
+    if let Some(p) = &prometheus {
+        p.health.set_attached(true);
+    }
 
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue);
     let session = Session::new(
@@ -291,9 +316,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(c) => session.with_hep(HepSink::start(c).context("starting HEP export")?),
         None => session,
     };
+    let (session, health) = match &prometheus {
+        Some(p) => (
+            session.with_prometheus(p.metrics.clone()),
+            Some(p.health.clone()),
+        ),
+        None => (session, None),
+    };
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, session, rtp))
+        .spawn(move || core(rx, session, rtp, health))
         .context("starting the analysis thread")?;
 
     let metrics = telemetry.metrics();
@@ -314,6 +346,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                         captured: c.get(CaptureCounter::SipCaptured),
                         lost: c.get(CaptureCounter::RingbufFull) + core_drops,
                     });
+                    if let Some(p) = &prometheus {
+                        p.publish_capture(&c, capture.drop_counters().ok().flatten().as_ref(), capture.malformed_events(), core_drops);
+                    }
                 }
                 false
             }
@@ -325,6 +360,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             // still analysed; detached first, so the counters read below
             // count exactly what was drained.
             capture.detach();
+            if let Some(p) = &prometheus {
+                p.health.set_attached(false);
+            }
             capture.drain_now(&mut frames, &mut drops);
         }
         hand_over(&mut frames, &tx, pcap.as_ref(), &mut core_drops)?;
@@ -413,6 +451,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        if metrics.is_enabled() {
+            writeln!(out, "{}", metrics_line(&metrics.export_stats()))?;
+        }
         if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }
@@ -522,9 +563,13 @@ fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
     mut session: Session<W>,
     mut rtp: Option<RtpKernel>,
+    health: Option<std::sync::Arc<Health>>,
 ) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
     while let Ok(first) = rx.recv() {
         for input in std::iter::once(first).chain(rx.try_iter()) {
+            if let (CoreInput::Tick(_), Some(h)) = (&input, &health) {
+                h.beat();
+            }
             match &input {
                 CoreInput::Frame { packet, note } => session.feed(Input::Frame {
                     packet,

@@ -14,6 +14,7 @@ pub(crate) mod media_spans;
 pub mod otel;
 pub mod pcap_ring;
 pub mod pcap_writer;
+pub mod prometheus;
 pub(crate) mod registrations;
 pub mod service_log;
 pub mod shared_stdout;

@@ -107,6 +107,16 @@ impl Counters {
     }
 }
 
+/// A shared view of a [`PcapRing`]'s counters.
+#[derive(Clone)]
+pub struct PcapRingCounters(Arc<Counters>);
+
+impl PcapRingCounters {
+    pub fn snapshot(&self) -> PcapRingStats {
+        self.0.snapshot()
+    }
+}
+
 /// Receives the one-line reports (write failed, writing again).
 pub type Report = Box<dyn FnMut(&str) + Send>;
 
@@ -185,6 +195,12 @@ impl PcapRing {
 
     pub fn stats(&self) -> PcapRingStats {
         self.counters.snapshot()
+    }
+
+    /// The counters, readable from elsewhere (a metrics scrape) while the
+    /// writer runs.
+    pub fn counters(&self) -> PcapRingCounters {
+        PcapRingCounters(Arc::clone(&self.counters))
     }
 
     /// Writes what is queued, closes the file and returns the counters.
