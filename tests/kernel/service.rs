@@ -32,6 +32,9 @@ fn start_agent(pair: &VethPair, dir: &TempDir, env: &[&str], args: &[&str]) -> N
         "run",
         "--iface",
         pair.host_if.as_str(),
+        // TLS probing follows PBX processes host-wide, not the interface.
+        "--tls",
+        "off",
     ]);
     all.extend_from_slice(args);
     let mut proc = NsProcess::spawn(&pair.host, &dir.path, "sipscope", "env", &all);

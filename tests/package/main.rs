@@ -226,6 +226,8 @@ fn captures_a_registration_as_the_service_user() {
             &pair.host_if,
             "--console",
             "events",
+            "--tls",
+            "off",
             "--write-pcap",
             STATE,
         ],

@@ -30,6 +30,7 @@ use sipscope::{
     analysis::media::RtpSource,
     capture::live::{
         DropTracing, IngressChoice, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame,
+        TlsMode,
     },
     export::{
         json,
@@ -40,7 +41,7 @@ use sipscope::{
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
-    packet::{Direction, DroppedPacket, LinkType, Packet},
+    packet::{Direction, DroppedPacket, LinkType, Packet, Plaintext},
     pipeline::{PipelineConfig, Stats},
     session::{Input, Session, SessionConfig, Spans},
     time::Timestamp,
@@ -113,6 +114,12 @@ pub struct RunArgs {
     /// `tc` TC ingress.
     #[arg(long, value_enum, default_value_t = IngressChoice::Auto)]
     ingress: IngressChoice,
+    /// SIP over TLS in clear (docs/tls.md): `auto` probes the OpenSSL
+    /// library of every asterisk, freeswitch, kamailio and opensips
+    /// process, also those started later; `off`; or the process ids to
+    /// probe, comma-separated.
+    #[arg(long, value_name = "off|auto|PID,...", default_value = "auto")]
+    tls: TlsMode,
     /// Seconds a request waits for its final response before it counts as
     /// unanswered (RFC 3261 Timer B/F, 64*T1 = 32 s). For tests and labs.
     #[arg(long = "transaction-timeout", value_name = "SECS", hide = true,
@@ -146,6 +153,8 @@ enum CoreInput {
     /// A packet the kernel dropped (fw.local_drop, and the reason behind
     /// a later net.no_response).
     Drop(DroppedPacket),
+    /// What a PBX's TLS library read or wrote.
+    Plaintext(Plaintext),
 }
 
 /// `--core-queue`: at least one frame. With none, every frame the core is
@@ -208,6 +217,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         trace_drops: !args.no_drops,
         ingress: args.ingress,
         rtp: args.rtp.settings(),
+        tls: args.tls.clone(),
         ..LiveConfig::default()
     };
     let mut drops_pcap = match &args.write_drops_pcap {
@@ -293,6 +303,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if let Some(line) = tracing {
         agent_line(&mut out, output, "drop_tracing", &line)?;
     }
+    let tls_lines = tls_start_lines(&mut capture, &args.tls);
+    show_lines(&mut out, output, &tls_lines)?;
     // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
         agent_line(&mut out, output, "capturing", &format!("capturing on {a}"))?;
@@ -330,7 +342,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
     let metrics = telemetry.metrics();
     let mut core_drops = 0u64;
-    let (mut frames, mut drops) = (Vec::new(), Vec::new());
+    let (mut frames, mut drops, mut plaintext) = (Vec::new(), Vec::new(), Vec::new());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -340,6 +352,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
                 let _ = tx.try_send(CoreInput::Tick(capture.now()));
+                let lines = capture.tls_rescan();
+                show_lines(&mut out, output, &lines)?;
                 if let Ok(c) = capture.counters() {
                     metrics.set_capture_counters(CaptureTotals {
                         seen: c.get(CaptureCounter::PacketsSeen),
@@ -366,6 +380,16 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             capture.drain_now(&mut frames, &mut drops);
         }
         hand_over(&mut frames, &tx, pcap.as_ref(), &mut core_drops)?;
+        capture.take_plaintext(&mut plaintext);
+        for p in plaintext.drain(..) {
+            match tx.try_send(CoreInput::Plaintext(p)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => core_drops += 1,
+                Err(TrySendError::Disconnected(_)) => {
+                    anyhow::bail!("the analysis thread stopped early")
+                }
+            }
+        }
         show_drops(
             &mut drops,
             &mut out,
@@ -381,6 +405,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let counters = capture.counters()?;
     let drop_counters = capture.drop_counters()?;
     let malformed = capture.malformed_events();
+    let tls_line = capture.tls().map(tls_counters_line).transpose()?;
     capture.stop();
     let pcap_stats = pcap.map(PcapRing::finish);
     if let Some(p) = drops_pcap {
@@ -407,6 +432,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
                 .field("message", export.trim())
                 .render(f)
         )?;
+        if metrics.is_enabled() {
+            let line = metrics_line(&metrics.export_stats());
+            agent_line(&mut out, output, "metrics_export", line.trim())?;
+        }
         if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
             let line = LogLine::now("info", "hep").field("message", h.line(&c.endpoint.url));
             writeln!(out, "{}", line.render(f))?;
@@ -466,6 +495,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             writeln!(out, "{}", pcap_line(p))?;
         }
     }
+    if let Some(line) = tls_line {
+        agent_line(&mut out, output, "tls", &line)?;
+    }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
@@ -490,6 +522,48 @@ fn agent_line(
             LogLine::now("info", event).field("message", text).render(f)
         ),
     }
+}
+
+/// What the TLS tracer does at start: why it is off, or which
+/// processes it probes already (later ones are said as they come).
+fn tls_start_lines(capture: &mut LiveCapture, mode: &TlsMode) -> Vec<String> {
+    if let Some(why) = capture.tls_refused() {
+        return vec![format!("tls: off ({why})")];
+    }
+    if capture.tls().is_none() {
+        return Vec::new();
+    }
+    let mut lines = capture.tls_rescan();
+    if lines.is_empty() && *mode == TlsMode::Auto {
+        lines.push(
+            "tls: no asterisk, freeswitch, kamailio or opensips process maps OpenSSL yet; \
+             watching for one"
+                .to_owned(),
+        );
+    }
+    lines
+}
+
+/// The TLS tracer's counters at exit: the kernel's, then what userspace
+/// could not map to a connection.
+fn tls_counters_line(t: &sipscope::capture::live::tls::TlsTracer) -> anyhow::Result<String> {
+    let (m, sessions) = t.mapping();
+    Ok(format!(
+        "tls counters: {} unmapped={} sessions={sessions} sessions_evicted={} malformed={}",
+        t.counters()?,
+        m.unmapped,
+        m.sessions_evicted,
+        m.malformed
+    ))
+}
+
+/// The TLS tracer's status lines, each an [`agent_line`].
+fn show_lines(out: &mut SharedStdout, output: Output, lines: &[String]) -> anyhow::Result<()> {
+    for line in lines {
+        agent_line(out, output, "tls", line)?;
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Pcap first (a copy to the writer thread, which never makes the
@@ -577,6 +651,7 @@ fn core<W: std::io::Write>(
                 })?,
                 CoreInput::Tick(now) => session.feed(Input::Tick(*now))?,
                 CoreInput::Drop(dropped) => session.feed(Input::Drop(dropped))?,
+                CoreInput::Plaintext(p) => session.feed(Input::Plaintext(p))?,
             }
             match rtp.as_mut() {
                 Some(r) => r.serve(&mut session)?,
