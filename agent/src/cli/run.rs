@@ -141,6 +141,13 @@ pub struct RunArgs {
 
 /// How often the core is ticked with the capture clock when idle.
 const TICK: Duration = Duration::from_millis(500);
+/// A batch smaller than this is handed over, then the ring is left alone
+/// for [`COALESCE`], so that at moderate rates one wake-up of this task and
+/// of the analysis thread carries many messages instead of one each (the
+/// kernel only signals a ring the reader has caught up with). Frames wait
+/// at most that long; the ring holds far more than that at any rate.
+const SMALL_BATCH: usize = 64;
+const COALESCE: Duration = Duration::from_millis(2);
 
 /// What the async edge hands to the core.
 enum CoreInput {
@@ -347,7 +354,15 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let stopping = tokio::select! {
-            r = capture.next_batch(&mut frames, &mut drops) => { r?; false }
+            r = capture.next_batch(&mut frames, &mut drops) => {
+                r?;
+                let small = frames.len() < SMALL_BATCH;
+                hand_over(&mut frames, &tx, pcap.as_ref(), &mut core_drops)?;
+                if small {
+                    tokio::time::sleep(COALESCE).await;
+                }
+                false
+            }
             _ = tick.tick() => {
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
