@@ -19,6 +19,7 @@ mod rawframes;
 mod readiness;
 mod rtp;
 mod rtp_frames;
+mod service;
 mod syscall_filter;
 mod walk;
 

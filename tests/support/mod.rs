@@ -7,6 +7,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod flood;
+pub mod http;
 pub mod netns;
 pub mod nft;
 pub mod pcap;

@@ -13,13 +13,16 @@ use crate::{cmd, vm};
 /// (kernel, forced oldest variants) in the order they run.
 const RUNS: &[(&str, bool)] = &[("6.1", false), ("6.1", true), ("6.12", false)];
 
-/// Tests that depend on the host's speed, not on the kernel; and tests of
-/// the agent's own behaviour that no kernel changes, each a minute of
+/// Tests that depend on the host's speed, not on the kernel; the service
+/// tests (log lines, the capture file writer), which test no kernel
+/// feature the other tests do not, and take a 12 s call; and tests of the
+/// agent's own behaviour that no kernel changes, each a minute of
 /// emulation (the host runs them, also with the oldest variants): the
 /// system calls of a run under strace, a failed start's readiness, the
 /// lock folder's permissions.
 const SKIPPED_IN_GUESTS: &[&str] = &[
     "drops::a_non_rtp_flood_on_the_rtp_range_is_reported_within_budget",
+    crate::NOT_KERNEL_DEPENDENT,
     "syscall_filter::every_system_call_of_a_run_is_allowed_by_the_units_filter",
     "readiness::a_start_that_fails_never_says_ready",
     "privilege::a_lock_folder_the_user_cannot_write_is_named_with_the_remedy",

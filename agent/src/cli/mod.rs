@@ -4,8 +4,10 @@
 
 mod analysis_args;
 mod analyze;
+mod console_choice;
 mod drop_lines;
 mod metrics_endpoint;
+mod pcap_args;
 mod readiness;
 mod records;
 mod rtp_summary;
@@ -27,6 +29,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the `run` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Capture live on one or more interfaces (needs root, or CAP_BPF CAP_NET_ADMIN
@@ -34,14 +38,44 @@ enum Command {
     Run(run::RunArgs),
     /// Analyse pcap/pcapng capture files with the same pipeline as live capture.
     Analyze(analyze::AnalyzeArgs),
+    /// Write the manual pages (sipscope.1 and one per subcommand) into DIR;
+    /// `cargo xtask package` puts them in the Debian package.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let cli = Cli::parse();
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    // Under a service manager the agent's own lines (warnings, the pcap
+    // writer's reports) take the events' format, so one parser reads all.
+    if let Command::Run(args) = &cli.command
+        && let Ok(output) = args.output()
+        && let Some(format) = output.log_format()
+    {
+        logger.format(move |buf, record| {
+            use std::io::Write as _;
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warn",
+                log::Level::Info => "info",
+                log::Level::Debug | log::Level::Trace => "debug",
+            };
+            let line = sipscope::export::service_log::LogLine::now(level, "log")
+                .field("target", record.target())
+                .field("message", record.args().to_string());
+            writeln!(buf, "{}", line.render(format))
+        });
+    }
+    logger.init();
     let result = match cli.command {
         Command::Run(args) => run::main(args),
         Command::Analyze(args) => analyze::main(args),
+        Command::Man { dir } => man_pages(&dir),
     };
     match result {
         Ok(code) => code,
@@ -50,6 +84,29 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sipscope.1` and `sipscope-SUB.1` for each visible subcommand, from
+/// the same clap definitions as `--help` (so they never disagree).
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    let top = Cli::command();
+    let mut pages = vec![("sipscope".to_owned(), top.clone())];
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("sipscope-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().bin_name(name)));
+    }
+    for (name, cmd) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.version(env!("CARGO_PKG_VERSION")))
+            .title(name.as_str())
+            .render(&mut out)
+            .with_context(|| format!("rendering {name}.1"))?;
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// An error and its causes on one line, each said once: library errors
