@@ -4,6 +4,7 @@
 
 mod analysis_args;
 mod analyze;
+mod config;
 mod drop_lines;
 mod records;
 mod rtp_summary;
@@ -31,14 +32,26 @@ enum Command {
     Run(run::RunArgs),
     /// Analyse pcap/pcapng capture files with the same pipeline as live capture.
     Analyze(analyze::AnalyzeArgs),
+    /// The configuration of `run`: file, environment and flags (docs/config.md).
+    #[command(subcommand)]
+    Config(config::check::ConfigCommand),
 }
 
 pub fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::parse_from(&argv);
     let result = match cli.command {
-        Command::Run(args) => run::main(args),
+        // Read again with the file and SIPSCOPE_* environment: `run` is
+        // the first argument (the top level has no options of its own).
+        Command::Run(_) => {
+            let run_argv = argv[1..].to_vec();
+            config::resolve(&run_argv, &|name| std::env::var(name).ok())
+                .map_err(anyhow::Error::new)
+                .and_then(|resolved| run::main(resolved, run_argv))
+        }
         Command::Analyze(args) => analyze::main(args),
+        Command::Config(command) => config::check::main(command),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,7 @@
 //! (ICMP errors about SIP, truncated copies) get a frame line of their own.
 
 use std::{
+    ffi::OsString,
     io::Write as _,
     net::SocketAddr,
     path::PathBuf,
@@ -33,7 +34,7 @@ use sipscope::{
     },
     export::{
         json,
-        otel::{CaptureTotals, OtlpArgs, Telemetry},
+        otel::{CaptureTotals, OtlpArgs, OtlpConfig, Telemetry},
         pcap_writer::PcapFileWriter,
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
@@ -46,14 +47,22 @@ use sipscope::{
 use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::config::{self, Resolved, Setting, reload};
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::telemetry::{export_line, target, write_export_json};
-use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
+use sipscope::export::hep::{HepArgs, HepConfig, HepSink, HepStats, Overflow};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Interface to capture on (repeatable).
-    #[arg(long = "iface", short = 'i', required = true, value_name = "IFACE")]
+    /// TOML file of settings, keys named like these flags (docs/config.md);
+    /// flags and SIPSCOPE_* variables override it [default:
+    /// /etc/sipscope/sipscope.toml, or SIPSCOPE_CONFIG; absent there is
+    /// fine, a file named here must exist].
+    #[arg(long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Interface to capture on (repeatable; at least one, from a flag,
+    /// SIPSCOPE_IFACE or the file).
+    #[arg(long = "iface", short = 'i', value_name = "IFACE")]
     ifaces: Vec<String>,
     /// Additional SIP port (repeatable); 5060 is always included.
     #[arg(long = "sip-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -121,6 +130,74 @@ enum CoreInput {
     /// A packet the kernel dropped (fw.local_drop, and the reason behind
     /// a later net.no_response).
     Drop(DroppedPacket),
+    /// A reloaded configuration (SIGHUP): its live settings apply from
+    /// the next input on.
+    Retune(Box<PipelineConfig>),
+}
+
+/// SIGHUP: the command line, file and environment read again; what can
+/// change live is handed to the core, the rest waits for a restart.
+struct Reloader {
+    /// `run`'s command line (flags keep winning over the file).
+    argv: Vec<OsString>,
+    /// The settings running now.
+    running: Vec<Setting>,
+}
+
+impl Reloader {
+    /// Lines saying what the reload did; a broken configuration changes
+    /// nothing and says why in one line.
+    fn reload(&mut self, tx: &SyncSender<CoreInput>) -> anyhow::Result<Vec<String>> {
+        let reloaded = match self.read() {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(vec![format!(
+                    "config reload failed, kept the old configuration: {}",
+                    super::describe(&e)
+                )]);
+            }
+        };
+        let (resolved, pipeline) = reloaded;
+        // Blocking, unlike frames: a reload must not be lost to a full
+        // queue. The core drains it within a batch.
+        tokio::task::block_in_place(|| tx.send(CoreInput::Retune(Box::new(pipeline))))
+            .map_err(|_| anyhow::anyhow!("the analysis thread stopped early"))?;
+        let changes = reload::changes(&self.running, &resolved.settings);
+        let mut lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        let applied = changes.iter().filter(|c| c.live).count();
+        let mut summary = format!(
+            "config reloaded from {}: {applied} applied, {} need a restart",
+            config::file_label(resolved.file.as_deref()),
+            changes.len() - applied
+        );
+        if let Some(c) = resolved.setting("credentials").filter(|c| !c.values.is_empty()) {
+            summary.push_str(&format!("; credentials re-read from {}", c.values.join(",")));
+        }
+        lines.push(summary);
+        self.running = reload::running_after(&self.running, &resolved.settings);
+        Ok(lines)
+    }
+
+    /// The new configuration, checked like at start.
+    fn read(&self) -> anyhow::Result<(Resolved, PipelineConfig)> {
+        let resolved = config::resolve(&self.argv, &|name| std::env::var(name).ok())?;
+        let (pipeline, _) = preflight(&resolved.args)?;
+        Ok((resolved, pipeline))
+    }
+}
+
+/// Status lines: on the console with the rest, on stderr with `--json`
+/// (stdout stays pure JSON lines).
+fn status_lines(out: &mut SharedStdout, json: bool, lines: &[String]) -> anyhow::Result<()> {
+    for line in lines {
+        if json {
+            eprintln!("{line}");
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// `--core-queue`: at least one frame. With none, every frame the core is
@@ -150,17 +227,44 @@ fn distinct_interfaces(ifaces: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(seen)
 }
 
-pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// What `run` checks before it creates a file or attaches anything:
+/// interfaces, analysis options (credentials file mode included), the
+/// HEP and OTLP endpoints. `sipscope config check` makes the same checks.
+pub(super) fn preflight(args: &RunArgs) -> anyhow::Result<(PipelineConfig, Option<HepConfig>)> {
     distinct_interfaces(&args.ifaces)?;
+    let mut pipeline_config = PipelineConfig::default();
+    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
+    args.analysis.apply(&mut pipeline_config)?;
+    if let Some(secs) = args.transaction_timeout {
+        pipeline_config.transactions.timeout = Duration::from_secs(secs);
+    }
+    // Capture never waits for the collector: a full queue drops.
+    let hep_config = args.hep.resolve(Overflow::Drop)?;
+    OtlpConfig::from_args(&args.otlp).context("OTLP export")?;
+    Ok((pipeline_config, hep_config))
+}
+
+/// `run` with its resolved configuration; `argv` (from `run` on) is read
+/// again with the file and environment on SIGHUP.
+pub fn main(config: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    preflight(&config.args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(args))
+    runtime.block_on(run(config, argv))
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    // Bad options (e.g. a credentials file others can read) fail before
+    // anything is attached or created.
+    let (mut pipeline_config, hep_config) = preflight(&resolved.args)?;
+    let mut reloader = Reloader {
+        argv,
+        running: resolved.settings,
+    };
+    let args = resolved.args;
     let config = LiveConfig {
         interfaces: args.ifaces.clone(),
         sip_ports: args.sip_ports.clone(),
@@ -185,16 +289,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    // Bad options (e.g. a credentials file others can read) fail before
-    // anything is attached.
-    let mut pipeline_config = PipelineConfig::default();
-    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
-    args.analysis.apply(&mut pipeline_config)?;
-    // Capture never waits for the collector: a full queue drops.
-    let hep_config = args.hep.resolve(Overflow::Drop)?;
-    if let Some(secs) = args.transaction_timeout {
-        pipeline_config.transactions.timeout = Duration::from_secs(secs);
-    }
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     let mut capture = match LiveCapture::start(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -295,6 +390,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ = sigint.recv() => true,
             _ = sigterm.recv() => true,
+            _ = sighup.recv() => {
+                let lines = reloader.reload(&tx)?;
+                status_lines(&mut out, json_mode, &lines)?;
+                false
+            }
         };
         if stopping {
             // Everything the kernel handed over before the signal is
@@ -438,6 +538,7 @@ fn core<W: std::io::Write>(
                 })?,
                 CoreInput::Tick(now) => session.feed(Input::Tick(*now))?,
                 CoreInput::Drop(dropped) => session.feed(Input::Drop(dropped))?,
+                CoreInput::Retune(config) => session.retune(config),
             }
             match rtp.as_mut() {
                 Some(r) => r.serve(&mut session)?,

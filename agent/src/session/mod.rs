@@ -179,6 +179,11 @@ impl<W: Write> Session<W> {
         self
     }
 
+    /// A reloaded configuration's live settings ([`Pipeline::retune`]).
+    pub fn retune(&mut self, config: &PipelineConfig) {
+        self.pipeline.retune(config);
+    }
+
     fn console(&self) -> bool {
         !matches!(self.view, View::Json)
     }
