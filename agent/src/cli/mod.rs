@@ -117,14 +117,11 @@ mod tests {
             .to_string();
         assert!(err.contains("must be at least 1"), "{err}");
         assert!(Cli::try_parse_from(["sipscope", "run", "-i", "lo", "--core-queue", "1"]).is_ok());
-        let Command::Run(args) =
-            Cli::try_parse_from(["sipscope", "run", "-i", "lo", "-i", "eth0", "-i", "lo"])
-                .unwrap()
-                .command
-        else {
-            panic!("not run")
-        };
-        let err = run::main(args).unwrap_err().to_string();
+        let argv: Vec<std::ffi::OsString> = ["run", "-i", "lo", "-i", "eth0", "-i", "lo"]
+            .map(Into::into)
+            .to_vec();
+        let resolved = config::resolve(&argv, &|_| None).unwrap();
+        let err = run::preflight(&resolved.args).unwrap_err().to_string();
         assert_eq!(err, "--iface lo is given twice; name each interface once");
     }
 }

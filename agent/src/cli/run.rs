@@ -170,8 +170,14 @@ impl Reloader {
             config::file_label(resolved.file.as_deref()),
             changes.len() - applied
         );
-        if let Some(c) = resolved.setting("credentials").filter(|c| !c.values.is_empty()) {
-            summary.push_str(&format!("; credentials re-read from {}", c.values.join(",")));
+        if let Some(c) = resolved
+            .setting("credentials")
+            .filter(|c| !c.values.is_empty())
+        {
+            summary.push_str(&format!(
+                "; credentials re-read from {}",
+                c.values.join(",")
+            ));
         }
         lines.push(summary);
         self.running = reload::running_after(&self.running, &resolved.settings);

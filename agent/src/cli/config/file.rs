@@ -199,7 +199,11 @@ fn flag_values(arg: &Arg, value: &DeValue<'_>) -> Result<Vec<String>, (String, &
                 .collect::<Result<_, _>>()
                 .map_err(|(_, found)| {
                     (
-                        format!("a list of {}, e.g. {key} = [{}]", item_kind(arg), example(arg)),
+                        format!(
+                            "a list of {}, e.g. {key} = [{}]",
+                            item_kind(arg),
+                            example(arg)
+                        ),
                         found,
                     )
                 }),
@@ -236,7 +240,7 @@ fn item_kind(arg: &Arg) -> &'static str {
 }
 
 /// An example element for a list key's message.
-fn example(arg: &Arg) -> String {
+pub(super) fn example(arg: &Arg) -> String {
     let name = arg
         .get_value_names()
         .and_then(|n| n.first())

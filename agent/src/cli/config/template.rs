@@ -39,6 +39,10 @@ pub(crate) fn render() -> String {
             .map(|h| h.to_string())
             .unwrap_or_default();
         let mut text = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        // clap drops a help text's final period.
+        if !text.is_empty() && !text.ends_with(['.', ']', ')']) {
+            text.push('.');
+        }
         let possible: Vec<String> = arg
             .get_possible_values()
             .iter()
@@ -66,14 +70,7 @@ fn default_value(arg: &Arg, shape: Shape) -> String {
         .iter()
         .map(|v| toml_scalar(&v.to_string_lossy(), text))
         .collect();
-    let placeholder = || {
-        let name = arg
-            .get_value_names()
-            .and_then(|n| n.first())
-            .map(|n| n.to_string())
-            .unwrap_or_else(|| "VALUE".into());
-        format!("\"{name}\"")
-    };
+    let placeholder = || super::file::example(arg);
     match shape {
         Shape::Switch => "false".into(),
         Shape::List if defaults.is_empty() => format!("[]  # e.g. [{}]", placeholder()),
