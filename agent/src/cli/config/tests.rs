@@ -134,6 +134,9 @@ fn environment_names_follow_the_long_flag() {
     assert_eq!(env_name("max-loss"), "SIPSCOPE_MAX_LOSS");
 }
 
+/// Flags, environment, the expected value and its origin.
+type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, Origin);
+
 /// Each pair of sources: the higher one wins, and says so.
 #[test]
 fn precedence_is_flag_then_env_then_file_then_default() {
@@ -141,7 +144,7 @@ fn precedence_is_flag_then_env_then_file_then_default() {
     let file = dir.file("p.toml", "iface = [\"lo\"]\n\nmax-loss = 2.0\n");
     let f = path_str(&file);
     let env = [("SIPSCOPE_MAX_LOSS", "3.0")];
-    let cases: [(&[&str], &[(&str, &str)], &str, Origin); 5] = [
+    let cases: [Case; 5] = [
         (
             &["--config", f, "--max-loss", "4.0"],
             &env,
