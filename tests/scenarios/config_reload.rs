@@ -15,7 +15,13 @@ use crate::{credentials, register};
 /// Raised only when the agent knows the account's password.
 const CONFIRMED: &str = "auth.password_correct";
 
-fn write_config(path: &Path, text: &str) {
+/// The agent's file: capture on `iface`, then `settings` from line 2 on.
+fn write_config(path: &Path, iface: &str, settings: &[String]) {
+    let mut text = format!("iface = [\"{iface}\"]\n");
+    for s in settings {
+        text.push_str(s);
+        text.push('\n');
+    }
     // Rewritten in place, as an operator's editor or config management does.
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
@@ -52,7 +58,7 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     let iface = &lab.pair().host_if;
     let config = dir.join("sipscope.toml");
     // Start without credentials: nothing to say about the password.
-    write_config(&config, &format!("iface = [\"{iface}\"]\nmax-loss = 2.0\n"));
+    write_config(&config, iface, &["max-loss = 2.0".into()]);
     let mut agent = NsProcess::spawn(
         &lab.pair().host,
         &dir.path,
@@ -73,12 +79,15 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     // Credentials and a new loss threshold apply live; the ring size
     // needs a restart, and the agent says so.
     let (creds, _) = credentials(dir, "secret1001");
+    let creds_line = format!("credentials = \"{}\"", creds.display());
     write_config(
         &config,
-        &format!(
-            "iface = [\"{iface}\"]\nmax-loss = 3.5\nring-size = 8388608\ncredentials = \"{}\"\n",
-            creds.display()
-        ),
+        iface,
+        &[
+            "max-loss = 3.5".into(),
+            "ring-size = 8388608".into(),
+            creds_line.clone(),
+        ],
     );
     agent.signal(libc::SIGHUP);
     let reloaded = "config reloaded from";
@@ -108,13 +117,7 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     // with the configuration it has, credentials as they were read: the
     // file now holds a wrong password, which a reload would have taken.
     credentials(dir, "not-the-password");
-    write_config(
-        &config,
-        &format!(
-            "iface = [\"{iface}\"]\nmax-los = 5\ncredentials = \"{}\"\n",
-            creds.display()
-        ),
-    );
+    write_config(&config, iface, &["max-los = 5".into(), creds_line]);
     agent.signal(libc::SIGHUP);
     let kept = "config reload failed, kept the old configuration: ";
     agent.wait_output(kept, START);

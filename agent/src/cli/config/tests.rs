@@ -293,8 +293,13 @@ fn a_wrong_type_names_the_line_and_what_is_expected() {
             "1:17: `otlp-endpoint` must be a quoted string, found integer",
         ),
     ];
+    assert_refused(&dir, "", &cases);
+}
+
+/// Each file `before` + text is refused with `path:` + message.
+fn assert_refused(dir: &Dir, before: &str, cases: &[(&str, &str)]) {
     for (text, message) in cases {
-        let f = dir.file("t.toml", &format!("{text}\n"));
+        let f = dir.file("case.toml", &format!("{before}{text}\n"));
         assert_eq!(
             err(&["--config", path_str(&f), "-i", "lo"], &[]),
             format!("{}:{message}", f.display()),
@@ -320,14 +325,7 @@ fn a_bad_value_gets_the_flags_own_message_and_accepted_values() {
             "2:12: `max-loss`: invalid value 'lots' for '--max-loss <PERCENT>': invalid float literal",
         ),
     ];
-    for (text, message) in cases {
-        let f = dir.file("v.toml", &format!("# comment\n{text}\n"));
-        assert_eq!(
-            err(&["--config", path_str(&f), "-i", "lo"], &[]),
-            format!("{}:{message}", f.display()),
-            "{text}"
-        );
-    }
+    assert_refused(&dir, "# comment\n", &cases);
     // Numbers in any TOML notation reach the parser as numbers.
     let f = dir.file(
         "n.toml",
