@@ -15,6 +15,7 @@
 mod common;
 mod decode;
 mod outage;
+mod redaction;
 mod scenario;
 mod tools;
 

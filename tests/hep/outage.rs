@@ -185,6 +185,7 @@ fn outage(down_for: Duration) {
             backoff_max: Duration::from_secs(1),
             ..SenderOptions::default()
         },
+        include_digest_response: false,
     };
     let mut a = Agents {
         with_hep: Pipeline::new(PipelineConfig::default()),

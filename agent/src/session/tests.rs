@@ -265,6 +265,7 @@ fn hep_export_gets_every_message() {
         endpoint: Endpoint::parse(&format!("udp://{}", collector.local_addr().unwrap())).unwrap(),
         agent: Agent::default(),
         sender: SenderOptions::default(),
+        include_digest_response: false,
     };
     let mut s = session(Format::Json, None).with_hep(HepSink::start(&config).unwrap());
     for packet in [

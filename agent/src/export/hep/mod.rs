@@ -8,6 +8,7 @@
 //! queue; [`sink`] turns pipeline events into packets.
 
 pub mod encode;
+mod redact;
 mod sender;
 mod sink;
 
@@ -125,6 +126,14 @@ pub struct HepArgs {
     #[arg(long = "hep-queue", id = "hep_queue", value_name = "PACKETS", default_value_t = 8192,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub queue: u32,
+    /// Also send digest `response` values in Authorization headers. Off
+    /// by default: they are replaced by "redacted", because a response
+    /// with its challenge allows an offline attack on the password.
+    #[arg(
+        long = "hep-include-digest-response",
+        id = "hep_include_digest_response"
+    )]
+    pub include_digest_response: bool,
 }
 
 /// A resolved HEP configuration.
@@ -133,6 +142,8 @@ pub struct HepConfig {
     pub endpoint: Endpoint,
     pub agent: encode::Agent,
     pub sender: SenderOptions,
+    /// Send digest responses as captured instead of redacted.
+    pub include_digest_response: bool,
 }
 
 impl HepArgs {
@@ -155,6 +166,7 @@ impl HepArgs {
                 overflow,
                 ..SenderOptions::default()
             },
+            include_digest_response: self.include_digest_response,
         }))
     }
 }

@@ -18,12 +18,12 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::Serialize;
 
 use super::encode::{self, Agent, ProtocolType, Record};
-use super::{HepConfig, HepSender, SenderStats};
+use super::{HepConfig, HepSender, SenderStats, redact};
 use crate::analysis::calls::Call;
 use crate::analysis::media::rtcp::reception_reports;
 use crate::diagnosis::Diagnosis;
 use crate::export::calls_json::{DirectionJson, direction_json};
-use crate::packet::{Datagram, Transport};
+use crate::packet::{Datagram, Meta, Transport};
 use crate::pipeline::Event;
 use crate::sip::MessageRecord;
 
@@ -44,6 +44,8 @@ pub struct SinkStats {
     pub too_long: u64,
     /// Calls or media addresses not followed: the tables were full.
     pub untracked: u64,
+    /// SIP messages sent with their digest `response` values redacted.
+    pub redacted: u64,
 }
 
 /// The HEP exporter: encodes on the pipeline's thread (cheap), sends on
@@ -51,6 +53,7 @@ pub struct SinkStats {
 pub struct HepSink {
     agent: Agent,
     sender: HepSender,
+    include_digest_response: bool,
     stats: SinkStats,
     /// Call-ID → (caller, callee) of the initial INVITE.
     calls: HashMap<String, (SocketAddr, SocketAddr)>,
@@ -72,12 +75,13 @@ impl HepStats {
     pub fn line(&self, url: &str) -> String {
         let (k, s) = (&self.sink, &self.sender);
         format!(
-            "  HEP                {url}: packets {} (SIP {}, RTCP {}, QoS reports {}, logs {}): sent {}, dropped {} (queue full {}, send failed {}, too long {}), send errors {}, reconnects {}",
+            "  HEP                {url}: packets {} (SIP {}, RTCP {}, QoS reports {}, logs {}; digest responses redacted in {}): sent {}, dropped {} (queue full {}, send failed {}, too long {}), send errors {}, reconnects {}",
             k.sip + k.rtcp + k.qos_reports + k.logs,
             k.sip,
             k.rtcp,
             k.qos_reports,
             k.logs,
+            k.redacted,
             s.sent,
             s.dropped() + k.too_long,
             s.dropped_queue_full,
@@ -99,6 +103,7 @@ impl HepSink {
         Ok(Self {
             agent: config.agent.clone(),
             sender: HepSender::start(&config.endpoint, config.sender)?,
+            include_digest_response: config.include_digest_response,
             stats: SinkStats::default(),
             calls: HashMap::new(),
             media: HashMap::new(),
@@ -130,30 +135,10 @@ impl HepSink {
     pub(crate) fn on_event(&mut self, event: &Event) {
         match event {
             Event::Message(r) => {
-                self.stats.sip += 1;
                 let m = &r.message;
-                self.send(Record {
-                    ts: r.meta.ts,
-                    src: r.meta.src,
-                    dst: r.meta.dst,
-                    transport: r.meta.transport,
-                    protocol: ProtocolType::Sip,
-                    correlation_id: m.call_id_bytes(),
-                    payload: m.raw(),
-                });
+                self.send_sip(&r.meta, m.call_id_bytes(), m.raw());
             }
-            Event::Malformed(m) => {
-                self.stats.sip += 1;
-                self.send(Record {
-                    ts: m.meta.ts,
-                    src: m.meta.src,
-                    dst: m.meta.dst,
-                    transport: m.meta.transport,
-                    protocol: ProtocolType::Sip,
-                    correlation_id: None,
-                    payload: &m.raw,
-                });
-            }
+            Event::Malformed(m) => self.send_sip(&m.meta, None, &m.raw),
             Event::Rtcp(d) => self.on_rtcp(d),
             Event::Call(c) => self.on_call(c),
             Event::Diagnosis(d) => self.on_diagnosis(d, None),
@@ -275,6 +260,28 @@ impl HepSink {
                 self.stats.untracked += 1;
             }
         }
+    }
+
+    /// A SIP message as captured, digest responses redacted unless allowed.
+    fn send_sip(&mut self, meta: &Meta, correlation_id: Option<&[u8]>, raw: &[u8]) {
+        self.stats.sip += 1;
+        let redacted = if self.include_digest_response {
+            None
+        } else {
+            redact::digest_responses(raw)
+        };
+        if redacted.is_some() {
+            self.stats.redacted += 1;
+        }
+        self.send(Record {
+            ts: meta.ts,
+            src: meta.src,
+            dst: meta.dst,
+            transport: meta.transport,
+            protocol: ProtocolType::Sip,
+            correlation_id,
+            payload: redacted.as_deref().unwrap_or(raw),
+        });
     }
 
     fn send(&mut self, record: Record<'_>) {
