@@ -142,6 +142,8 @@ struct Reloader {
     argv: Vec<OsString>,
     /// The settings running now.
     running: Vec<Setting>,
+    /// Reads an environment variable (the process's; a test's own).
+    env: fn(&str) -> Option<String>,
 }
 
 impl Reloader {
@@ -186,7 +188,7 @@ impl Reloader {
 
     /// The new configuration, checked like at start.
     fn read(&self) -> anyhow::Result<(Resolved, PipelineConfig)> {
-        let resolved = config::resolve(&self.argv, &|name| std::env::var(name).ok())?;
+        let resolved = config::resolve(&self.argv, &self.env)?;
         let (pipeline, _) = preflight(&resolved.args)?;
         Ok((resolved, pipeline))
     }
@@ -269,6 +271,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     let mut reloader = Reloader {
         argv,
         running: resolved.settings,
+        env: |name| std::env::var(name).ok(),
     };
     let args = resolved.args;
     let config = LiveConfig {
@@ -638,6 +641,77 @@ mod tests {
     use sipscope_common::{CaptureHeader, Endpoints, FLAG_FRAGMENT, FLAG_TRUNCATED};
 
     use super::*;
+
+    /// The reload path without a kernel: a valid file hands the core new
+    /// thresholds; a credentials file others can read is refused and
+    /// nothing reaches the core.
+    #[test]
+    fn a_reload_hands_the_core_new_thresholds_or_keeps_the_old_ones() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sipscope.toml");
+        std::fs::write(&file, "iface = [\"lo\"]\n").unwrap();
+        let argv: Vec<OsString> = vec!["run".into(), "--config".into(), file.clone().into()];
+        let resolved = config::resolve(&argv, &|_| None).unwrap();
+        let mut reloader = Reloader {
+            argv,
+            running: resolved.settings,
+            env: |_| None,
+        };
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+
+        std::fs::write(&file, "iface = [\"lo\"]\nmin-mos = 4.1\n").unwrap();
+        let lines = reloader.reload(&tx).unwrap();
+        assert_eq!(
+            lines,
+            [
+                format!(
+                    "config reload: min-mos 3.6 -> 4.1 (file {}:2): applied",
+                    file.display()
+                ),
+                format!(
+                    "config reloaded from {}: 1 applied, 0 need a restart",
+                    file.display()
+                ),
+            ]
+        );
+        match rx.try_recv() {
+            Ok(CoreInput::Retune(c)) => assert_eq!(c.calls.checks.thresholds.min_mos, 4.1),
+            _ => panic!("no new configuration for the core"),
+        }
+
+        let creds = dir.path().join("creds.toml");
+        std::fs::write(
+            &creds,
+            "[[credential]]\nusername = \"1001\"\npassword = \"x\"\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o604)).unwrap();
+        std::fs::write(
+            &file,
+            format!("iface = [\"lo\"]\ncredentials = \"{}\"\n", creds.display()),
+        )
+        .unwrap();
+        let lines = reloader.reload(&tx).unwrap();
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert!(
+            lines[0].starts_with(
+                "config reload failed, kept the old configuration: cannot use the credentials file"
+            ) && lines[0].ends_with(&format!(
+                "run `chmod 600 {}` and try again",
+                creds.display()
+            )),
+            "{lines:?}"
+        );
+        assert!(rx.try_recv().is_err(), "a refused reload reached the core");
+        // What runs is what the last good reload applied.
+        let min_mos = reloader
+            .running
+            .iter()
+            .find(|s| s.key == "min-mos")
+            .unwrap();
+        assert_eq!(min_mos.values, ["4.1"]);
+    }
 
     fn frame(data: Vec<u8>, flags: u32, transport: Transport, ports: (u16, u16)) -> LiveFrame {
         let orig_len = if flags & FLAG_TRUNCATED != 0 {
