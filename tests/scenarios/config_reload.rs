@@ -2,13 +2,16 @@
 //! (SIPp) registers with kamailio three times; between the runs the file
 //! is rewritten and the agent told to reload. Known credentials change
 //! what the agent says about the same REGISTER, so the output shows
-//! which configuration judged each run.
+//! which configuration judged each run; HEP export switched on by the
+//! reload reaches a collector socket.
 
+use std::net::UdpSocket;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 
 use crate::agent::START;
 use crate::lab::Lab;
+use crate::support::netns::in_netns;
 use crate::support::process::NsProcess;
 use crate::{credentials, register};
 
@@ -76,10 +79,15 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
         agent.stdout_text()
     );
 
-    // Credentials and a new loss threshold apply live; the ring size
-    // needs a restart, and the agent says so.
+    // Credentials, a new loss threshold and HEP export apply live; the
+    // ring size needs a restart, and the agent says so.
     let (creds, _) = credentials(dir, "secret1001");
     let creds_line = format!("credentials = \"{}\"", creds.display());
+    let homer = in_netns(&lab.pair().host, || {
+        UdpSocket::bind("127.0.0.1:0").expect("HEP collector socket")
+    });
+    homer.set_nonblocking(true).unwrap();
+    let hep_url = format!("udp://{}", homer.local_addr().unwrap());
     write_config(
         &config,
         iface,
@@ -87,6 +95,7 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
             "max-loss = 3.5".into(),
             "ring-size = 8388608".into(),
             creds_line.clone(),
+            format!("hep-endpoint = \"{hep_url}\""),
         ],
     );
     agent.signal(libc::SIGHUP);
@@ -104,7 +113,10 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
             "config reload: ring-size 4194304 -> 8388608 (file {config_path}:3): needs a restart, still running with ring-size = 4194304"
         ),
         format!(
-            "config reloaded from {config_path}: 2 applied, 1 need a restart; credentials re-read from {}",
+            "config reload: hep-endpoint (not set) -> \"{hep_url}\" (file {config_path}:5): applied"
+        ),
+        format!(
+            "config reloaded from {config_path}: 3 applied, 1 need a restart; credentials re-read from {}",
             creds.display()
         ),
     ] {
@@ -112,6 +124,14 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     }
     lab.sipp(&register("1001", "1001", "secret1001"));
     wait_after(&mut agent, reloaded, CONFIRMED);
+    // The REGISTERs after the reload reach the collector as HEP v3.
+    let mut packet = [0u8; 65536];
+    crate::support::wait_for(START, "a HEP packet at the collector", || {
+        match homer.recv(&mut packet) {
+            Ok(n) => packet[..n].starts_with(b"HEP3").then_some(()),
+            Err(_) => None,
+        }
+    });
 
     // A typo: the reload is refused with file and line, the agent goes on
     // with the configuration it has, credentials as they were read: the

@@ -7,6 +7,7 @@ mod analyze;
 mod config;
 mod drop_lines;
 mod records;
+mod reloader;
 mod rtp_summary;
 mod run;
 mod telemetry;

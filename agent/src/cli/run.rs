@@ -47,8 +47,9 @@ use sipscope::{
 use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
-use super::config::{self, Resolved, Setting, reload};
+use super::config::Resolved;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
+use super::reloader::{Reloader, RetiredHep, Retune, status_lines};
 use super::telemetry::{export_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepConfig, HepSink, HepStats, Overflow};
 
@@ -120,7 +121,7 @@ pub struct RunArgs {
 const TICK: Duration = Duration::from_millis(500);
 
 /// What the async edge hands to the core.
-enum CoreInput {
+pub(super) enum CoreInput {
     Frame {
         packet: Packet,
         /// A frame line for what the kernel flagged (ICMP, truncation).
@@ -132,80 +133,7 @@ enum CoreInput {
     Drop(DroppedPacket),
     /// A reloaded configuration (SIGHUP): its live settings apply from
     /// the next input on.
-    Retune(Box<PipelineConfig>),
-}
-
-/// SIGHUP: the command line, file and environment read again; what can
-/// change live is handed to the core, the rest waits for a restart.
-struct Reloader {
-    /// `run`'s command line (flags keep winning over the file).
-    argv: Vec<OsString>,
-    /// The settings running now.
-    running: Vec<Setting>,
-    /// Reads an environment variable (the process's; a test's own).
-    env: fn(&str) -> Option<String>,
-}
-
-impl Reloader {
-    /// Lines saying what the reload did; a broken configuration changes
-    /// nothing and says why in one line.
-    fn reload(&mut self, tx: &SyncSender<CoreInput>) -> anyhow::Result<Vec<String>> {
-        let reloaded = match self.read() {
-            Ok(r) => r,
-            Err(e) => {
-                return Ok(vec![format!(
-                    "config reload failed, kept the old configuration: {}",
-                    super::describe(&e)
-                )]);
-            }
-        };
-        let (resolved, pipeline) = reloaded;
-        // Blocking, unlike frames: a reload must not be lost to a full
-        // queue. The core drains it within a batch.
-        tokio::task::block_in_place(|| tx.send(CoreInput::Retune(Box::new(pipeline))))
-            .map_err(|_| anyhow::anyhow!("the analysis thread stopped early"))?;
-        let changes = reload::changes(&self.running, &resolved.settings);
-        let mut lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
-        let applied = changes.iter().filter(|c| c.live).count();
-        let mut summary = format!(
-            "config reloaded from {}: {applied} applied, {} need a restart",
-            config::file_label(resolved.file.as_deref()),
-            changes.len() - applied
-        );
-        if let Some(c) = resolved
-            .setting("credentials")
-            .filter(|c| !c.values.is_empty())
-        {
-            summary.push_str(&format!(
-                "; credentials re-read from {}",
-                c.values.join(",")
-            ));
-        }
-        lines.push(summary);
-        self.running = reload::running_after(&self.running, &resolved.settings);
-        Ok(lines)
-    }
-
-    /// The new configuration, checked like at start.
-    fn read(&self) -> anyhow::Result<(Resolved, PipelineConfig)> {
-        let resolved = config::resolve(&self.argv, &self.env)?;
-        let (pipeline, _) = preflight(&resolved.args)?;
-        Ok((resolved, pipeline))
-    }
-}
-
-/// Status lines: on the console with the rest, on stderr with `--json`
-/// (stdout stays pure JSON lines).
-fn status_lines(out: &mut SharedStdout, json: bool, lines: &[String]) -> anyhow::Result<()> {
-    for line in lines {
-        if json {
-            eprintln!("{line}");
-        } else {
-            writeln!(out, "{line}")?;
-        }
-    }
-    out.flush()?;
-    Ok(())
+    Retune(Box<Retune>),
 }
 
 /// `--core-queue`: at least one frame. With none, every frame the core is
@@ -268,11 +196,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     // Bad options (e.g. a credentials file others can read) fail before
     // anything is attached or created.
     let (mut pipeline_config, hep_config) = preflight(&resolved.args)?;
-    let mut reloader = Reloader {
-        argv,
-        running: resolved.settings,
-        env: |name| std::env::var(name).ok(),
-    };
+    let mut reloader = Reloader::new(argv, resolved.settings, hep_config.clone());
     let args = resolved.args;
     let config = LiveConfig {
         interfaces: args.ifaces.clone(),
@@ -371,9 +295,10 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         Some(c) => session.with_hep(HepSink::start(c).context("starting HEP export")?),
         None => session,
     };
+    let retired = RetiredHep::new(out.handle(), json_mode);
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, session, rtp))
+        .spawn(move || core(rx, session, rtp, retired))
         .context("starting the analysis thread")?;
 
     let metrics = telemetry.metrics();
@@ -457,7 +382,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
-        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
+        if let (Some(h), Some(c)) = (&hep_stats, reloader.hep()) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }
         writeln!(
@@ -537,17 +462,18 @@ fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
     mut session: Session<W>,
     mut rtp: Option<RtpKernel>,
+    mut retired: RetiredHep,
 ) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
     while let Ok(first) = rx.recv() {
         for input in std::iter::once(first).chain(rx.try_iter()) {
-            match &input {
+            match input {
                 CoreInput::Frame { packet, note } => session.feed(Input::Frame {
-                    packet,
+                    packet: &packet,
                     note: note.as_deref(),
                 })?,
-                CoreInput::Tick(now) => session.feed(Input::Tick(*now))?,
-                CoreInput::Drop(dropped) => session.feed(Input::Drop(dropped))?,
-                CoreInput::Retune(config) => session.retune(config),
+                CoreInput::Tick(now) => session.feed(Input::Tick(now))?,
+                CoreInput::Drop(dropped) => session.feed(Input::Drop(&dropped))?,
+                CoreInput::Retune(r) => r.apply(&mut session, &mut retired),
             }
             match rtp.as_mut() {
                 Some(r) => r.serve(&mut session)?,
@@ -559,6 +485,7 @@ fn core<W: std::io::Write>(
     }
     let last = rtp.as_mut().map(RtpKernel::last_poll).transpose()?;
     let done = session.finish(last.as_ref())?;
+    retired.join();
     Ok((done.stats, done.traces, done.hep))
 }
 
@@ -641,77 +568,6 @@ mod tests {
     use sipscope_common::{CaptureHeader, Endpoints, FLAG_FRAGMENT, FLAG_TRUNCATED};
 
     use super::*;
-
-    /// The reload path without a kernel: a valid file hands the core new
-    /// thresholds; a credentials file others can read is refused and
-    /// nothing reaches the core.
-    #[test]
-    fn a_reload_hands_the_core_new_thresholds_or_keeps_the_old_ones() {
-        use std::os::unix::fs::PermissionsExt as _;
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("sipscope.toml");
-        std::fs::write(&file, "iface = [\"lo\"]\n").unwrap();
-        let argv: Vec<OsString> = vec!["run".into(), "--config".into(), file.clone().into()];
-        let resolved = config::resolve(&argv, &|_| None).unwrap();
-        let mut reloader = Reloader {
-            argv,
-            running: resolved.settings,
-            env: |_| None,
-        };
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-
-        std::fs::write(&file, "iface = [\"lo\"]\nmin-mos = 4.1\n").unwrap();
-        let lines = reloader.reload(&tx).unwrap();
-        assert_eq!(
-            lines,
-            [
-                format!(
-                    "config reload: min-mos 3.6 -> 4.1 (file {}:2): applied",
-                    file.display()
-                ),
-                format!(
-                    "config reloaded from {}: 1 applied, 0 need a restart",
-                    file.display()
-                ),
-            ]
-        );
-        match rx.try_recv() {
-            Ok(CoreInput::Retune(c)) => assert_eq!(c.calls.checks.thresholds.min_mos, 4.1),
-            _ => panic!("no new configuration for the core"),
-        }
-
-        let creds = dir.path().join("creds.toml");
-        std::fs::write(
-            &creds,
-            "[[credential]]\nusername = \"1001\"\npassword = \"x\"\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o604)).unwrap();
-        std::fs::write(
-            &file,
-            format!("iface = [\"lo\"]\ncredentials = \"{}\"\n", creds.display()),
-        )
-        .unwrap();
-        let lines = reloader.reload(&tx).unwrap();
-        assert_eq!(lines.len(), 1, "{lines:?}");
-        assert!(
-            lines[0].starts_with(
-                "config reload failed, kept the old configuration: cannot use the credentials file"
-            ) && lines[0].ends_with(&format!(
-                "run `chmod 600 {}` and try again",
-                creds.display()
-            )),
-            "{lines:?}"
-        );
-        assert!(rx.try_recv().is_err(), "a refused reload reached the core");
-        // What runs is what the last good reload applied.
-        let min_mos = reloader
-            .running
-            .iter()
-            .find(|s| s.key == "min-mos")
-            .unwrap();
-        assert_eq!(min_mos.values, ["4.1"]);
-    }
 
     fn frame(data: Vec<u8>, flags: u32, transport: Transport, ports: (u16, u16)) -> LiveFrame {
         let orig_len = if flags & FLAG_TRUNCATED != 0 {

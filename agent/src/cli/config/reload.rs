@@ -6,9 +6,10 @@ use std::fmt;
 use super::{Origin, Setting};
 
 /// Settings applied to the running analysis without reattaching
-/// (`Session::retune`): the diagnosis thresholds and known credentials.
-/// Everything else (interfaces, ports, ring and table sizes, exporters,
-/// output format) is fixed when `run` starts.
+/// (`Session::retune`): the diagnosis thresholds and known credentials;
+/// and the HEP settings ([`is_hep`]). Everything else (interfaces,
+/// ports, ring and table sizes, OTLP, output format) is fixed when `run`
+/// starts.
 pub(crate) const LIVE: &[&str] = &[
     "credentials",
     "challenge-loop-after",
@@ -17,6 +18,20 @@ pub(crate) const LIVE: &[&str] = &[
     "max-jitter",
     "min-mos",
 ];
+
+/// HEP settings: a reload that changes any starts a new HEP sink (the
+/// old one drains and reports its counters).
+const HEP_PREFIX: &str = "hep-";
+
+/// Whether a HEP setting (applied live by replacing the sink).
+pub(crate) fn is_hep(key: &str) -> bool {
+    key.starts_with(HEP_PREFIX)
+}
+
+/// Whether a change of `key` applies without a restart.
+pub(crate) fn is_live(key: &str) -> bool {
+    LIVE.contains(&key) || is_hep(key)
+}
 
 /// One setting whose value differs after a reload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,7 +74,7 @@ pub(crate) fn changes(running: &[Setting], reloaded: &[Setting]) -> Vec<Change> 
                 from: old.toml_value(),
                 to: new.toml_value(),
                 origin: new.origin.clone(),
-                live: LIVE.contains(&new.key.as_str()),
+                live: is_live(&new.key),
             })
         })
         .collect()
@@ -74,7 +89,7 @@ pub(crate) fn running_after(running: &[Setting], reloaded: &[Setting]) -> Vec<Se
         .map(|old| {
             match reloaded
                 .iter()
-                .find(|s| s.key == old.key && LIVE.contains(&s.key.as_str()))
+                .find(|s| s.key == old.key && is_live(&s.key))
             {
                 Some(new) => new.clone(),
                 None => old.clone(),
