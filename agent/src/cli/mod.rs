@@ -43,10 +43,11 @@ pub fn main() -> ExitCode {
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = Cli::parse_from(&argv);
     let result = match cli.command {
-        // Read again with the file and SIPSCOPE_* environment: `run` is
-        // the first argument (the top level has no options of its own).
+        // Read again with the file and SIPSCOPE_* environment, from the
+        // subcommand on (the top level has no options of its own).
         Command::Run(_) => {
-            let run_argv = argv[1..].to_vec();
+            let at = argv.iter().position(|a| a == "run").unwrap_or(1);
+            let run_argv = argv[at..].to_vec();
             config::resolve(&run_argv, &|name| std::env::var(name).ok())
                 .map_err(anyhow::Error::new)
                 .and_then(|resolved| run::main(resolved, run_argv))

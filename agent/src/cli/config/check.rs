@@ -77,41 +77,43 @@ pub(crate) fn text(r: &Resolved) -> String {
     s
 }
 
-/// `{"file": ..., "settings": [{"key", "value", "source", ...}]}`.
+/// `{"file": ..., "settings": [{"key", "value", "source", ...}]}`: the
+/// value typed as in TOML (`null` when unset), the source as `flag`,
+/// `env` (+ `env`), `file` (+ `path`, `line`) or `default`.
 pub(crate) fn json(r: &Resolved) -> serde_json::Value {
+    use serde_json::json;
     let settings: Vec<serde_json::Value> = r
         .settings
         .iter()
         .map(|s| {
-            let value: toml::Value = if s.values.is_empty() {
-                toml::Value::Array(Vec::new())
+            let value = if s.values.is_empty() {
+                serde_json::Value::Null
             } else {
+                // The TOML rendering read back: numbers, booleans, lists.
                 toml::from_str::<toml::Table>(&format!("v = {}", s.toml_value()))
                     .ok()
                     .and_then(|mut t| t.remove("v"))
-                    .unwrap_or_else(|| toml::Value::String(s.values.join(",")))
+                    .and_then(|v| serde_json::to_value(v).ok())
+                    .unwrap_or_else(|| s.values.join(",").into())
             };
-            let mut o = serde_json::json!({
-                "key": s.key,
-                "value": if s.values.is_empty() { serde_json::Value::Null } else { serde_json::to_value(value).unwrap_or_default() },
-            });
-            let (source, extra) = match &s.origin {
-                Origin::Flag => ("flag", serde_json::json!({})),
-                Origin::Env(name) => ("env", serde_json::json!({ "env": name })),
-                Origin::File { path, line } => (
-                    "file",
-                    serde_json::json!({ "path": path.display().to_string(), "line": line }),
-                ),
-                Origin::Default => ("default", serde_json::json!({})),
-            };
-            o["source"] = source.into();
-            if let (Some(o), Some(extra)) = (o.as_object_mut(), extra.as_object()) {
-                o.extend(extra.clone());
+            let mut o = json!({ "key": s.key, "value": value });
+            match &s.origin {
+                Origin::Flag => o["source"] = "flag".into(),
+                Origin::Env(name) => {
+                    o["source"] = "env".into();
+                    o["env"] = name.as_str().into();
+                }
+                Origin::File { path, line } => {
+                    o["source"] = "file".into();
+                    o["path"] = path.display().to_string().into();
+                    o["line"] = (*line).into();
+                }
+                Origin::Default => o["source"] = "default".into(),
             }
             o
         })
         .collect();
-    serde_json::json!({
+    json!({
         "file": r.file.as_ref().map(|p| p.display().to_string()),
         "settings": settings,
     })
