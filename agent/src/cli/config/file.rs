@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, Command};
 use toml::de::{DeTable, DeValue};
 
-use super::{CONFIG_FLAG, Layered, Shape, check_values, parses_to_text, shape, suggest};
+use super::{CONFIG_FLAG, Layered, Origin, Shape, check_values, parses_to_text, shape, suggest};
 
 /// A configuration file is a page of settings; anything this large is
 /// certainly not one.
@@ -83,6 +83,22 @@ pub(super) struct Located<'a> {
     pub(super) path: &'a Path,
     pub(super) key: &'a str,
     pub(super) line: usize,
+}
+
+impl Located<'_> {
+    /// This key's checked values, with where they were written.
+    fn layered(self, values: Vec<String>) -> (String, Layered) {
+        (
+            self.key.to_owned(),
+            Layered {
+                values,
+                origin: Origin::File {
+                    path: self.path.to_owned(),
+                    line: self.line,
+                },
+            },
+        )
+    }
 }
 
 impl ConfigFile {

@@ -30,7 +30,7 @@ use clap::parser::ValueSource;
 use clap::{Arg, ArgAction, ArgMatches, Args as _, Command, FromArgMatches as _};
 
 use super::run::RunArgs;
-use file::{ConfigFile, Located};
+use file::ConfigFile;
 
 pub(crate) use file::FileError;
 
@@ -398,20 +398,5 @@ pub(crate) fn file_label(file: Option<&Path>) -> String {
     match file {
         Some(p) => p.display().to_string(),
         None => format!("{DEFAULT_PATH} (absent)"),
-    }
-}
-
-impl Located<'_> {
-    fn layered(self, values: Vec<String>) -> (String, Layered) {
-        (
-            self.key.to_owned(),
-            Layered {
-                values,
-                origin: Origin::File {
-                    path: self.path.to_owned(),
-                    line: self.line,
-                },
-            },
-        )
     }
 }
