@@ -7,6 +7,7 @@ mod media;
 mod metrics;
 mod outage;
 mod receiver;
+mod routing;
 mod scenario;
 mod setup;
 mod tls;

@@ -137,16 +137,29 @@ impl Receiver {
             .expect("bind receiver");
         let tls = tonic::transport::ServerTlsConfig::new()
             .identity(tonic::transport::Identity::from_pem(cert_pem, key_pem));
-        Self::serve(listener, Some(tls))
+        Self::serve(listener, Some(tls), true)
     }
 
     /// OTLP/gRPC on an existing listener (the outage test reserves the
     /// port first and starts listening later).
     pub fn grpc_on(listener: TcpListener) -> Self {
-        Self::serve(listener, None)
+        Self::serve(listener, None, true)
     }
 
-    fn serve(listener: TcpListener, tls: Option<tonic::transport::ServerTlsConfig>) -> Self {
+    /// OTLP/gRPC with the TraceService only, as Jaeger v2 serves it: a
+    /// metrics export gets UNIMPLEMENTED.
+    pub async fn grpc_traces_only() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind receiver");
+        Self::serve(listener, None, false)
+    }
+
+    fn serve(
+        listener: TcpListener,
+        tls: Option<tonic::transport::ServerTlsConfig>,
+        metrics: bool,
+    ) -> Self {
         let addr = listener.local_addr().unwrap();
         let store = Arc::new(Store::default());
         let (stop, stopped) = oneshot::channel::<()>();
@@ -158,7 +171,7 @@ impl Receiver {
         tokio::spawn(async move {
             server
                 .add_service(TraceServiceServer::new(svc.clone()))
-                .add_service(MetricsServiceServer::new(svc))
+                .add_optional_service(metrics.then(|| MetricsServiceServer::new(svc)))
                 .serve_with_incoming_shutdown(
                     // As collectors do: without TCP_NODELAY each response waits
                     // for the delayed ACK (~40 ms per batch).
@@ -195,7 +208,7 @@ impl Receiver {
             .with_single_cert(vec![cert], PrivatePkcs8KeyDer::from(key_pkcs8).into())
             .expect("server certificate");
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let app = router(store.clone());
+        let app = router(store.clone(), true);
         tokio::spawn(async move {
             loop {
                 let tcp = tokio::select! {
@@ -228,13 +241,23 @@ impl Receiver {
 
     /// OTLP/HTTP (protobuf) on a fresh port: POST /v1/traces, /v1/metrics.
     pub async fn http() -> Self {
+        Self::http_with(true).await
+    }
+
+    /// OTLP/HTTP with /v1/traces only, as Jaeger v2 serves it: a metrics
+    /// export gets 404.
+    pub async fn http_traces_only() -> Self {
+        Self::http_with(false).await
+    }
+
+    async fn http_with(metrics: bool) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind receiver");
         let addr = listener.local_addr().unwrap();
         let store = Arc::new(Store::default());
         let (stop, stopped) = oneshot::channel::<()>();
-        let app = router(store.clone());
+        let app = router(store.clone(), metrics);
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
@@ -251,48 +274,51 @@ impl Receiver {
     }
 }
 
-/// The OTLP/HTTP routes, storing what they decode in `store`.
-fn router(store: Arc<Store>) -> axum::Router {
+/// The OTLP/HTTP routes, storing what they decode in `store`; without
+/// `metrics`, /v1/metrics is not found.
+fn router(store: Arc<Store>, metrics: bool) -> axum::Router {
     let (s1, s2) = (store.clone(), store.clone());
-    axum::Router::new()
-        .route(
-            "/v1/traces",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
-                if !is_protobuf(&headers) {
-                    return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+    let traces = axum::Router::new().route(
+        "/v1/traces",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| async move {
+            if !is_protobuf(&headers) {
+                return (StatusCode::UNSUPPORTED_MEDIA_TYPE, Vec::new());
+            }
+            match ExportTraceServiceRequest::decode(body) {
+                Ok(req) => {
+                    let tenant = headers
+                        .get("x-tenant")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned);
+                    s1.tenants.lock().unwrap().push(tenant);
+                    s1.traces.lock().unwrap().push(req);
+                    (
+                        StatusCode::OK,
+                        ExportTraceServiceResponse::default().encode_to_vec(),
+                    )
                 }
-                match ExportTraceServiceRequest::decode(body) {
-                    Ok(req) => {
-                        let tenant = headers
-                            .get("x-tenant")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned);
-                        s1.tenants.lock().unwrap().push(tenant);
-                        s1.traces.lock().unwrap().push(req);
-                        (
-                            StatusCode::OK,
-                            ExportTraceServiceResponse::default().encode_to_vec(),
-                        )
-                    }
-                    Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
+                Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
+            }
+        }),
+    );
+    if !metrics {
+        return traces;
+    }
+    traces.route(
+        "/v1/metrics",
+        axum::routing::post(move |body: Bytes| async move {
+            match ExportMetricsServiceRequest::decode(body) {
+                Ok(req) => {
+                    s2.metrics.lock().unwrap().push(req);
+                    (
+                        StatusCode::OK,
+                        ExportMetricsServiceResponse::default().encode_to_vec(),
+                    )
                 }
-            }),
-        )
-        .route(
-            "/v1/metrics",
-            axum::routing::post(move |body: Bytes| async move {
-                match ExportMetricsServiceRequest::decode(body) {
-                    Ok(req) => {
-                        s2.metrics.lock().unwrap().push(req);
-                        (
-                            StatusCode::OK,
-                            ExportMetricsServiceResponse::default().encode_to_vec(),
-                        )
-                    }
-                    Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
-                }
-            }),
-        )
+                Err(_) => (StatusCode::BAD_REQUEST, Vec::new()),
+            }
+        }),
+    )
 }
 
 fn is_protobuf(headers: &HeaderMap) -> bool {

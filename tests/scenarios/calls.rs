@@ -67,6 +67,51 @@ fn healthy_two_way_call_raises_nothing_and_counts_every_packet() {
     assert_eq!(codes(&run.live), set(&[]), "{}", run.live_text);
     let live = final_call(&run.live, &run.live_text);
     assert_call_ended(&live, &clean);
+    // The Prometheus view: one observation per direction at call end,
+    // no loss, a good MOS; the INVITE counted.
+    let m = |series: &str| crate::metrics::sample(&run.metrics, series);
+    for dir in ["caller_to_callee", "callee_to_caller"] {
+        let d = format!("{{direction=\"{dir}\"}}");
+        let zero_loss = format!("{{le=\"0.0\",direction=\"{dir}\"}}");
+        assert_eq!(
+            m(&format!("sipscope_rtp_loss_ratio_count{d}")),
+            Some(1.0),
+            "{}",
+            run.metrics
+        );
+        assert_eq!(
+            m(&format!("sipscope_rtp_loss_ratio_bucket{zero_loss}")),
+            Some(1.0),
+            "{}",
+            run.metrics
+        );
+        assert_eq!(
+            m(&format!("sipscope_rtp_jitter_seconds_count{d}")),
+            Some(1.0)
+        );
+        assert_eq!(m(&format!("sipscope_rtp_mos_count{d}")), Some(1.0));
+        assert!(
+            m(&format!("sipscope_rtp_mos_sum{d}")).unwrap() > 4.0,
+            "{}",
+            run.metrics
+        );
+    }
+    // Every RTP packet crossed the PBX's veth once, accounted to a flow by
+    // the kernel (the RTP counters of the last poll before the record).
+    assert_eq!(
+        m(r#"sipscope_kernel_rtp_total{counter="rtp_packets"}"#),
+        Some(f64::from(run.phone_sent.sent + run.pbx_sent.sent)),
+        "{}",
+        run.metrics
+    );
+    assert_eq!(
+        m(
+            r#"sipscope_sip_messages_total{method="INVITE",kind="request",status_class="none",direction="in"}"#
+        ),
+        Some(1.0),
+        "{}",
+        run.metrics
+    );
 
     let (offline_records, offline_text) = analyze(&run.dumpcap_pcap);
     assert_eq!(codes(&offline_records), set(&[]), "{offline_text}");
@@ -277,6 +322,23 @@ fn five_percent_loss_is_media_quality_with_the_true_loss_rate() {
         );
         assert_agrees_with_tshark(&call, &run.dumpcap_pcap, jitter_tolerance_ms);
     }
+    // The Prometheus view: the lossy direction's one observation is the
+    // true loss rate; the finding is counted once.
+    let m = |series: &str| crate::metrics::sample(&run.metrics, series);
+    let d = r#"{direction="caller_to_callee"}"#;
+    assert_eq!(m(&format!("sipscope_rtp_loss_ratio_count{d}")), Some(1.0));
+    let ratio = m(&format!("sipscope_rtp_loss_ratio_sum{d}")).unwrap();
+    assert!(
+        (ratio * 100.0 - truth).abs() <= 1.0,
+        "loss ratio {ratio} vs {truth:.2} %\n{}",
+        run.metrics
+    );
+    assert_eq!(
+        m(r#"sipscope_findings_total{code="media.quality"}"#),
+        Some(1.0),
+        "{}",
+        run.metrics
+    );
 }
 
 /// Answered, and nobody sends RTP (media never set up): after the grace

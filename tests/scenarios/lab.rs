@@ -150,32 +150,7 @@ impl Lab {
     /// Runs `peer` (SIPp, from the PBX's namespace) once to completion.
     pub fn sipp(&self, peer: &Peer) {
         let ns = self.pbx_ns.as_ref().unwrap_or(&self.pair.peer);
-        let scenario = fixture(&format!("scenarios/sipp/{}", peer.file));
-        let local_port = free_udp_port().to_string();
-        let remote = format!("{}:5060", self.registrar);
-        let expires = peer.expires.to_string();
-        let mut args = vec![
-            remote.as_str(),
-            "-sf",
-            scenario.to_str().unwrap(),
-            "-i",
-            &self.pbx_addr,
-            "-p",
-            &local_port,
-            "-m",
-            "1",
-            "-nostdin",
-            "-timeout",
-            "30s",
-            "-key",
-            "expires",
-            &expires,
-        ];
-        if peer.tcp {
-            args.extend(["-t", "t1"]);
-        }
-        args.extend(peer.args.iter().map(String::as_str));
-        let mut sipp = NsProcess::spawn(ns, &self.dir.path, "sipp", "sipp", &args);
+        let mut sipp = spawn_sipp(ns, &self.dir, &self.registrar, &self.pbx_addr, peer);
         let status = sipp.wait_exit(Duration::from_secs(40));
         assert!(
             status.success(),
@@ -184,6 +159,43 @@ impl Lab {
             sipp.stderr_text()
         );
     }
+}
+
+/// SIPp running `peer` once from `pbx_addr` in `ns` against
+/// `registrar:5060`; its logs in `dir`.
+pub fn spawn_sipp(
+    ns: &Netns,
+    dir: &TempDir,
+    registrar: &str,
+    pbx_addr: &str,
+    peer: &Peer,
+) -> NsProcess {
+    let scenario = fixture(&format!("scenarios/sipp/{}", peer.file));
+    let local_port = free_udp_port().to_string();
+    let remote = format!("{registrar}:5060");
+    let expires = peer.expires.to_string();
+    let mut args = vec![
+        remote.as_str(),
+        "-sf",
+        scenario.to_str().unwrap(),
+        "-i",
+        pbx_addr,
+        "-p",
+        &local_port,
+        "-m",
+        "1",
+        "-nostdin",
+        "-timeout",
+        "30s",
+        "-key",
+        "expires",
+        &expires,
+    ];
+    if peer.tcp {
+        args.extend(["-t", "t1"]);
+    }
+    args.extend(peer.args.iter().map(String::as_str));
+    NsProcess::spawn(ns, &dir.path, "sipp", "sipp", &args)
 }
 
 /// The NAT topology: `pair.host` (registrar or PBX) gets the public-scope

@@ -21,6 +21,7 @@ mod digest;
 mod flood;
 mod inbound;
 mod lab;
+mod metrics;
 mod reachability;
 
 use std::collections::BTreeSet;

@@ -8,7 +8,14 @@ use crate::cmd;
 
 /// Benchmarks in the order `all` runs them.
 const BENCHES: &[&str] = &[
-    "kernel", "drops", "pipeline", "export", "media", "live", "framing",
+    "kernel",
+    "drops",
+    "pipeline",
+    "export",
+    "media",
+    "live",
+    "framing",
+    "prometheus",
 ];
 
 pub fn run(which: &str) -> Result<()> {

@@ -31,6 +31,7 @@ const APT_PACKAGES: &[&str] = &[
     "baresip-core", // real UA: two of them call each other through kamailio
     "python3-pip",  // installs pjsua2-python below
     "sngrep",       // a second HEP decoder (its EEP parser) for the HEP export tests
+    "prometheus",   // real scraper of `run --metrics-listen` (tests/scenarios/metrics.rs)
 ];
 
 /// Python packages of real peers: PJSIP's own bindings (the SIP stack

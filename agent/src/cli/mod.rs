@@ -6,6 +6,7 @@ mod analysis_args;
 mod analyze;
 mod config;
 mod drop_lines;
+mod metrics_endpoint;
 mod records;
 mod reloader;
 mod rtp_summary;

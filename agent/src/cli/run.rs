@@ -50,8 +50,9 @@ use tokio::signal::unix::{SignalKind, signal};
 use super::config::Resolved;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::reloader::{Reloader, RetiredHep, Retune, status_lines};
-use super::telemetry::{export_line, target, write_export_json};
+use super::telemetry::{export_line, metrics_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepConfig, HepSink, HepStats, Overflow};
+use sipscope::export::prometheus::Health;
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -107,6 +108,10 @@ pub struct RunArgs {
     #[arg(long = "transaction-timeout", value_name = "SECS", hide = true,
           value_parser = clap::value_parser!(u64).range(1..))]
     transaction_timeout: Option<u64>,
+    /// Serve Prometheus/OpenMetrics `/metrics` and `/healthz` on this
+    /// address, e.g. 127.0.0.1:9464 or [::]:9464 (docs/metrics.md).
+    #[arg(long = "metrics-listen", value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     #[command(flatten)]
     rtp: super::rtp_summary::RtpArgs,
     #[command(flatten)]
@@ -223,6 +228,11 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    // Bound before anything is attached: a taken port fails the start.
+    let prometheus = match args.metrics_listen {
+        Some(addr) => Some(super::metrics_endpoint::start(addr, &telemetry)?),
+        None => None,
+    };
     let mut capture = match LiveCapture::start(&config) {
         Ok(c) => c,
         Err(e) => {
@@ -275,6 +285,9 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         }
     }
     out.flush()?;
+    if let Some(p) = &prometheus {
+        p.health.set_attached(true);
+    }
 
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue);
     let json_mode = args.json;
@@ -295,10 +308,17 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         Some(c) => session.with_hep(HepSink::start(c).context("starting HEP export")?),
         None => session,
     };
+    let (session, health) = match &prometheus {
+        Some(p) => (
+            session.with_prometheus(p.metrics.clone()),
+            Some(p.health.clone()),
+        ),
+        None => (session, None),
+    };
     let retired = RetiredHep::new(out.handle(), json_mode);
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, session, rtp, retired))
+        .spawn(move || core(rx, session, rtp, health, retired))
         .context("starting the analysis thread")?;
 
     let metrics = telemetry.metrics();
@@ -319,6 +339,9 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
                         captured: c.get(CaptureCounter::SipCaptured),
                         lost: c.get(CaptureCounter::RingbufFull) + core_drops,
                     });
+                    if let Some(p) = &prometheus {
+                        p.publish_capture(&c, capture.drop_counters().ok().flatten().as_ref(), capture.malformed_events(), core_drops);
+                    }
                 }
                 false
             }
@@ -335,6 +358,9 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             // still analysed; detached first, so the counters read below
             // count exactly what was drained.
             capture.detach();
+            if let Some(p) = &prometheus {
+                p.health.set_attached(false);
+            }
             capture.drain_now(&mut frames, &mut drops);
         }
         hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
@@ -382,6 +408,9 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     } else {
         // The session wrote the summary when the input ended.
         writeln!(out, "{}", export_line(&traces, export.as_ref(), &target))?;
+        if metrics.is_enabled() {
+            writeln!(out, "{}", metrics_line(&metrics.export_stats()))?;
+        }
         if let (Some(h), Some(c)) = (&hep_stats, reloader.hep()) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }
@@ -462,10 +491,14 @@ fn core<W: std::io::Write>(
     rx: Receiver<CoreInput>,
     mut session: Session<W>,
     mut rtp: Option<RtpKernel>,
+    health: Option<std::sync::Arc<Health>>,
     mut retired: RetiredHep,
 ) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
     while let Ok(first) = rx.recv() {
         for input in std::iter::once(first).chain(rx.try_iter()) {
+            if let (CoreInput::Tick(_), Some(h)) = (&input, &health) {
+                h.beat();
+            }
             match input {
                 CoreInput::Frame { packet, note } => session.feed(Input::Frame {
                     packet: &packet,

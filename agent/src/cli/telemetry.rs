@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use sipscope::export::otel::{ExportStats, Telemetry};
+use sipscope::export::otel::{ExportStats, MetricExportStats, Telemetry};
 use sipscope::export::trace_builder::TraceStats;
 
 use super::records::{Sorted, write_record};
@@ -28,9 +28,17 @@ pub fn export_line(traces: &TraceStats, export: Option<&ExportStats>, target: &s
             "\n  export             {target}: exported {}, dropped {}, failed batches {}, export errors {}, redacted attributes {}",
             e.exported, e.dropped, e.failed_batches, e.export_errors, e.redacted_attributes
         )),
-        None => s = "  spans              none built (no OTLP endpoint; use --otlp-endpoint URL, or --json for spans as JSON lines)".into(),
+        None => s = "  spans              none exported (no OTLP endpoint, or OTEL_TRACES_EXPORTER=none; use --otlp-endpoint URL, or --json for spans as JSON lines)".into(),
     }
     s
+}
+
+/// Where OTLP metrics went (only when they were on).
+pub fn metrics_line(m: &MetricExportStats) -> String {
+    format!(
+        "  metric exports     exported {}, failed {}, not accepted by the endpoint {}",
+        m.exported, m.failed, m.not_accepted
+    )
 }
 
 /// The export counters as a JSON-lines record (`"type":"export"`).

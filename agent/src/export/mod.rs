@@ -12,6 +12,7 @@ pub mod json;
 pub(crate) mod media_spans;
 pub mod otel;
 pub mod pcap_writer;
+pub mod prometheus;
 pub(crate) mod registrations;
 pub mod shared_stdout;
 pub(crate) mod sip_spans;

@@ -200,6 +200,11 @@ impl TraceBuilder {
         self.retransmissions.clear();
     }
 
+    /// Whether the OTLP metrics it records go anywhere.
+    pub(crate) fn records_metrics(&self) -> bool {
+        self.metrics.is_enabled()
+    }
+
     fn note_retransmission(&mut self, id: TransactionId, ts: Timestamp) {
         let full = self.retransmissions.len() >= self.config.max_retransmission_entries;
         match self.retransmissions.get_mut(&id) {

@@ -32,6 +32,7 @@ use crate::export::console::{self, CallFlow};
 use crate::export::hep::{HepSink, HepStats};
 use crate::export::json;
 use crate::export::otel::ExportStats;
+use crate::export::prometheus::{CounterGroup, PrometheusMetrics};
 use crate::export::registrations::RegistrationReport;
 use crate::export::trace_builder::TraceStats;
 use crate::packet::{DroppedPacket, Packet};
@@ -140,6 +141,8 @@ pub struct Session<W: Write> {
     /// The HOMER sink: every event, encoded on this thread, sent on the
     /// sender's (never waits for the collector in `run`).
     hep: Option<HepSink>,
+    /// The `/metrics` view: updated per event, counters published per tick.
+    prometheus: Option<PrometheusMetrics>,
     rtp: Option<rtp::RtpSchedule>,
     requests: VecDeque<Request>,
     events: Vec<Event>,
@@ -165,6 +168,7 @@ impl<W: Write> Session<W> {
             view,
             spans,
             hep: None,
+            prometheus: None,
             rtp: config.rtp_interval.map(rtp::RtpSchedule::new),
             requests: VecDeque::new(),
             events: Vec::new(),
@@ -190,6 +194,57 @@ impl<W: Write> Session<W> {
     /// A reloaded configuration's live settings ([`Pipeline::retune`]).
     pub fn retune(&mut self, config: &PipelineConfig) {
         self.pipeline.retune(config);
+    }
+
+    /// Also keeps the Prometheus view (`--metrics-listen`) up to date.
+    pub fn with_prometheus(mut self, metrics: PrometheusMetrics) -> Self {
+        self.prometheus = Some(metrics);
+        self
+    }
+
+    /// Publishes the counters to the Prometheus view (on each tick and at
+    /// the end): the same `Stats` the summary prints.
+    fn publish_counters(&self) {
+        let Some(p) = &self.prometheus else { return };
+        p.publish_pipeline(&self.pipeline.stats(), self.pipeline.calls_in_flight().0);
+        if let Some(h) = &self.hep {
+            p.publish(CounterGroup::from_serialize(
+                "export_hep",
+                "HEP export to HOMER: packets by kind, sent, dropped (queue full, send failed, too long), send errors, reconnects",
+                "counter",
+                &h.stats(),
+            ));
+        }
+    }
+
+    /// The kernel's RTP counters of a poll (the `rtp counters:` line), to
+    /// the Prometheus view.
+    fn publish_rtp_counters(&self, poll: &RtpPoll) {
+        use sipscope_common::RtpCounter;
+        let Some(p) = &self.prometheus else { return };
+        let c = &poll.counters;
+        let mut values: Vec<(String, u64)> = RtpCounter::ALL
+            .iter()
+            .map(|&k| (k.name().to_owned(), c.get(k)))
+            .collect();
+        values.extend([
+            ("flows_expired".to_owned(), c.flows_expired),
+            ("flows_evicted".to_owned(), c.flows_evicted),
+        ]);
+        p.publish(CounterGroup {
+            name: "kernel_rtp",
+            help: "The RTP programs' per-CPU counters summed, and flows the poller expired and the kernel's LRU evicted (the rtp counters line)",
+            label: "counter",
+            values,
+            gauge: false,
+        });
+        p.publish(CounterGroup {
+            name: "kernel_rtp_flows",
+            help: "RTP flows in the kernel's flow map at the last poll",
+            label: "state",
+            values: vec![("live".to_owned(), c.flows_live)],
+            gauge: true,
+        });
     }
 
     fn console(&self) -> bool {
@@ -218,6 +273,7 @@ impl<W: Write> Session<W> {
                 self.now = self.now.max(t);
                 let mut events = self.pipeline.tick(self.now);
                 self.emit(&mut events)?;
+                self.publish_counters();
                 let calls_up = self.pipeline.calls_in_flight().0 > 0;
                 let poll = self
                     .rtp
@@ -231,6 +287,7 @@ impl<W: Write> Session<W> {
                 }
             }
             Input::RtpFlows(poll) => {
+                self.publish_rtp_counters(poll);
                 let print = self.console();
                 let Some(r) = self.rtp.as_mut() else {
                     return Ok(());
@@ -279,6 +336,7 @@ impl<W: Write> Session<W> {
         }
         let mut rest = self.pipeline.finish();
         self.emit(&mut rest)?;
+        self.publish_counters();
         let traces = self.spans.finish();
         self.spans.write_lines(&mut self.out)?;
         // What is still queued goes out (a dead collector's is counted).
@@ -312,6 +370,9 @@ impl<W: Write> Session<W> {
     /// Every event to the spans, HEP, the RTP schedule and the view.
     fn emit(&mut self, events: &mut Vec<Event>) -> std::io::Result<()> {
         self.spans.on_events(events);
+        if let Some(p) = &self.prometheus {
+            p.on_events(events);
+        }
         if let Some(h) = self.hep.as_mut() {
             h.on_events(events);
         }

@@ -71,7 +71,9 @@ impl Spans {
     }
 
     pub(crate) fn on_events(&mut self, events: &[Event]) {
-        if matches!(self.target, Target::Nowhere) {
+        // With spans going nowhere the builder still runs when OTLP
+        // metrics are on (OTEL_TRACES_EXPORTER=none): it records them.
+        if matches!(self.target, Target::Nowhere) && !self.builder.records_metrics() {
             return;
         }
         for e in events {

@@ -350,3 +350,50 @@ fn json_spans_follow_the_records_of_the_input_that_finished_them() {
     assert_eq!((export.exported, export.dropped), (written, 0));
     assert_eq!(done.traces.spans, written);
 }
+
+const FLOODED: &str = "FLOOD-1234 sip:pbx SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5062;branch=z9hG4bK-f\r\n\
+    From: <sip:a@pbx>;tag=1\r\nTo: <sip:pbx>\r\nCall-ID: flood-1\r\nCSeq: 1 FLOOD-1234\r\nContent-Length: 0\r\n\r\n";
+
+/// The Prometheus view is one more sink of the session: messages by
+/// method, kind and status class, transactions by outcome, the pipeline's
+/// counters published on the tick; an invented method is `other`, and
+/// nothing off the wire (Call-ID, addresses) becomes a label.
+#[test]
+fn prometheus_view_counts_by_closed_labels() {
+    use crate::export::prometheus::PrometheusMetrics;
+    let metrics = PrometheusMetrics::new();
+    let mut s = session(Format::Json, None).with_prometheus(metrics.clone());
+    for (i, sip) in [UNANSWERED, UNAUTHORIZED, FLOODED].into_iter().enumerate() {
+        let (src, dst) = if sip.starts_with("SIP/2.0") {
+            (PBX, PHONE)
+        } else {
+            (PHONE, PBX)
+        };
+        feed_frame(
+            &mut s,
+            &frame(T0 + Duration::from_millis(5 * i as u64), src, dst, sip),
+        );
+    }
+    s.feed(Input::Tick(T0 + Duration::from_secs(1))).unwrap();
+    let text = metrics.encode();
+    for line in [
+        r#"sipscope_sip_messages_total{method="REGISTER",kind="request",status_class="none",direction="in"} 1"#,
+        r#"sipscope_sip_messages_total{method="REGISTER",kind="response",status_class="4xx",direction="in"} 1"#,
+        r#"sipscope_sip_messages_total{method="other",kind="request",status_class="none",direction="in"} 1"#,
+        r#"sipscope_sip_transactions_total{method="REGISTER",outcome="4xx"} 1"#,
+        r#"sipscope_pipeline_events_total{counter="sip.messages"} 3"#,
+        "# TYPE sipscope_build info",
+    ] {
+        assert!(text.contains(line), "{line} not in\n{text}");
+    }
+    assert!(!text.contains("FLOOD"), "a method off the wire is no label");
+    assert!(!text.contains("tick-1") && !text.contains("10.0.0.2"));
+    assert!(text.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    // At the end, timed-out transactions are counted too.
+    drop(s.finish(None).unwrap());
+    let text = metrics.encode();
+    assert!(
+        text.contains(r#"sipscope_sip_transactions_total{method="other",outcome="timeout"} 1"#),
+        "{text}"
+    );
+}

@@ -46,6 +46,8 @@ pub(super) struct CallRun {
     /// the network really delivered to the applications.
     pub(super) pbx_received: u64,
     pub(super) phone_received: u64,
+    /// The agent's `/metrics` right after the call's final record.
+    pub(super) metrics: String,
 }
 
 /// The RTP of one call: what each side sends.
@@ -228,6 +230,8 @@ impl CallLab {
                 "--json",
                 "--media-grace",
                 &MEDIA_GRACE.as_secs().to_string(),
+                "--metrics-listen",
+                crate::metrics::METRICS_ADDR,
             ],
         );
         let mut dumpcap = Dumpcap::start(&self.pair, &self.dir);
@@ -269,6 +273,12 @@ impl CallLab {
             );
         }
         agent.proc.wait_output("\"final\":true", START);
+        // The Prometheus view observed the call's RTP with the same event
+        // that printed its final record.
+        let (code, _, metrics) =
+            crate::metrics::http_get(self.pbx(), crate::metrics::METRICS_ADDR, "/metrics".into())
+                .expect("the agent's /metrics");
+        assert_eq!(code, 200, "{metrics}");
 
         // `--json` prints its counters as a record, not the line
         // Agent::stop parses.
@@ -309,6 +319,7 @@ impl CallLab {
             pbx_sent,
             pbx_received,
             phone_received,
+            metrics,
         }
     }
 }

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 use clap::{Arg, Command};
 use toml::de::{DeTable, DeValue};
 
-use super::{CONFIG_FLAG, Layered, Origin, Shape, check_values, parses_to_text, shape, suggest};
+use super::{
+    CONFIG_FLAG, Layered, Origin, Shape, check_values, parses_to_number, parses_to_text, shape,
+    suggest,
+};
 
 /// A configuration file is a page of settings; anything this large is
 /// certainly not one.
@@ -262,9 +265,9 @@ pub(super) fn example(arg: &Arg) -> String {
         .and_then(|n| n.first())
         .map(|n| n.to_string())
         .unwrap_or_else(|| "VALUE".into());
-    if parses_to_text(arg) {
-        format!("\"{name}\"")
-    } else {
+    if parses_to_number(arg) {
         name
+    } else {
+        format!("\"{name}\"")
     }
 }

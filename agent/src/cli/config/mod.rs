@@ -197,6 +197,23 @@ fn parses_to_text(arg: &Arg) -> bool {
     t == std::any::TypeId::of::<String>() || t == std::any::TypeId::of::<PathBuf>()
 }
 
+/// Whether a flag's parser yields a number: its examples go unquoted.
+fn parses_to_number(arg: &Arg) -> bool {
+    use std::any::TypeId;
+    let t = arg.get_value_parser().type_id();
+    [
+        TypeId::of::<u8>(),
+        TypeId::of::<u16>(),
+        TypeId::of::<u32>(),
+        TypeId::of::<u64>(),
+        TypeId::of::<usize>(),
+        TypeId::of::<i64>(),
+        TypeId::of::<f64>(),
+    ]
+    .into_iter()
+    .any(|n| t == n)
+}
+
 /// The `run` command as clap defines it (no binary name: argv starts
 /// with `run`).
 pub(crate) fn run_command() -> Command {

@@ -40,7 +40,7 @@ pub(crate) fn render() -> String {
             .unwrap_or_default();
         let mut text = help.split_whitespace().collect::<Vec<_>>().join(" ");
         // clap drops a help text's final period.
-        if !text.is_empty() && !text.ends_with(['.', ']', ')']) {
+        if !text.is_empty() && !text.ends_with('.') {
             text.push('.');
         }
         let possible: Vec<String> = arg

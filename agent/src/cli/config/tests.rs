@@ -64,7 +64,8 @@ fn sample(cmd: &Command, arg: &Arg) -> String {
             .iter()
             .map(|v| v.to_string_lossy().into_owned()),
     );
-    candidates.extend(["7", "http://collector:4317", "k=v", "x"].map(String::from));
+    candidates
+        .extend(["7", "http://collector:4317", "k=v", "127.0.0.1:9464", "x"].map(String::from));
     candidates
         .into_iter()
         .find(|c| check_values(cmd, arg, std::slice::from_ref(c)).is_ok())

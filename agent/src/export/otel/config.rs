@@ -100,6 +100,8 @@ pub enum ConfigError {
     MalformedTimeout { name: String, value: String },
     #[error("--otlp-queue must be at least 1")]
     ZeroQueue,
+    #[error("{name}={value:?} is not supported: use otlp or none")]
+    UnsupportedExporter { name: String, value: String },
 }
 
 /// A fully resolved OTLP configuration.
@@ -120,6 +122,10 @@ pub struct OtlpConfig {
     pub queue_capacity: usize,
     pub include_digest_response: bool,
     pub resource: ResourceConfig,
+    /// Spans go over OTLP (OTEL_TRACES_EXPORTER, `otlp` unless `none`).
+    pub export_traces: bool,
+    /// Metrics go over OTLP (OTEL_METRICS_EXPORTER, `otlp` unless `none`).
+    pub export_metrics: bool,
 }
 
 impl OtlpConfig {
@@ -138,6 +144,9 @@ impl OtlpConfig {
         if args.queue_capacity == 0 {
             return Err(ConfigError::ZeroQueue);
         }
+        // Checked first, so a typo fails even while no endpoint is set.
+        let export_traces = exporter_on("OTEL_TRACES_EXPORTER", &env)?;
+        let export_metrics = exporter_on("OTEL_METRICS_EXPORTER", &env)?;
         // The spec's kill switch, for environments that set OTEL_* globally.
         if args.endpoint.is_none()
             && env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
@@ -240,11 +249,32 @@ impl OtlpConfig {
             queue_capacity: args.queue_capacity,
             include_digest_response: args.include_digest_response,
             resource: ResourceConfig::resolve(args.service_name.as_deref(), &env),
+            export_traces,
+            export_metrics,
         }))
     }
 
     pub fn is_tls(&self) -> bool {
         self.traces_endpoint.starts_with("https://")
+    }
+}
+
+/// OTEL_TRACES_EXPORTER / OTEL_METRICS_EXPORTER (OpenTelemetry
+/// specification, "Exporter Selection"): `otlp` (the default) or `none`.
+/// Other exporters the spec names (`console`, `zipkin`, `prometheus`) are
+/// not built in: `--json` writes spans, `--metrics-listen` serves
+/// Prometheus.
+fn exporter_on(name: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<bool, ConfigError> {
+    match env(name) {
+        None => Ok(true),
+        Some(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "otlp" => Ok(true),
+            "none" => Ok(false),
+            _ => Err(ConfigError::UnsupportedExporter {
+                name: name.to_owned(),
+                value: v,
+            }),
+        },
     }
 }
 

@@ -63,7 +63,7 @@ fn method_label(method: &str) -> &'static str {
 
 /// MOS buckets (ITU-T G.107 scale 1..4.5): 3.6 is the `media.quality`
 /// threshold, 4.0/4.3 the usual "good"/"toll quality" lines.
-const MOS_BOUNDS: &[f64] = &[1.5, 2.0, 2.5, 3.0, 3.3, 3.6, 3.8, 4.0, 4.2, 4.3, 4.4];
+pub(crate) const MOS_BOUNDS: &[f64] = &[1.5, 2.0, 2.5, 3.0, 3.3, 3.6, 3.8, 4.0, 4.2, 4.3, 4.4];
 
 /// A codec name off the wire mapped to the E-model's fixed set, so SDP
 /// cannot grow the number of time series.
@@ -77,6 +77,91 @@ fn codec_label(codec: &str) -> &'static str {
 const RESPONSE_TIME_BOUNDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0,
 ];
+
+/// What became of the periodic metric exports.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct MetricExportStats {
+    /// Batches the endpoint accepted.
+    pub exported: u64,
+    /// Batches that failed (unreachable, refused, timed out).
+    pub failed: u64,
+    /// Batches not sent because the endpoint accepts no metrics (a
+    /// traces-only backend such as Jaeger): the first refusal is logged
+    /// once, then metric export stops.
+    pub not_accepted: u64,
+}
+
+#[derive(Debug, Default)]
+struct ExportCounters {
+    exported: AtomicU64,
+    failed: AtomicU64,
+    not_accepted: AtomicU64,
+    /// The endpoint said it has no metrics service: stop sending.
+    refused_for_good: std::sync::atomic::AtomicBool,
+}
+
+/// Does this export error say the endpoint has no metrics service at all
+/// (gRPC UNIMPLEMENTED for MetricsService/Export, HTTP 404 on
+/// /v1/metrics; Jaeger v2 answers either way), as opposed to a passing
+/// failure? Matched on the exporter's message (opentelemetry-otlp 0.33
+/// keeps the status in its text only).
+fn endpoint_takes_no_metrics(error: &str) -> bool {
+    error.contains("gRPC code: Unimplemented") || error.contains("status code: 404")
+}
+
+/// The OTLP metric exporter, counting its batches and giving up for good
+/// on an endpoint that takes no metrics (instead of an error every
+/// interval).
+struct CountingExporter {
+    inner: opentelemetry_otlp::MetricExporter,
+    counters: Arc<ExportCounters>,
+    endpoint: String,
+}
+
+impl opentelemetry_sdk::metrics::exporter::PushMetricExporter for CountingExporter {
+    async fn export(
+        &self,
+        metrics: &opentelemetry_sdk::metrics::data::ResourceMetrics,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        let c = &self.counters;
+        if c.refused_for_good.load(Ordering::Relaxed) {
+            c.not_accepted.fetch_add(1, Ordering::Relaxed);
+            return Ok(());
+        }
+        match self.inner.export(metrics).await {
+            Ok(()) => {
+                c.exported.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) if endpoint_takes_no_metrics(&e.to_string()) => {
+                c.not_accepted.fetch_add(1, Ordering::Relaxed);
+                if !c.refused_for_good.swap(true, Ordering::Relaxed) {
+                    log::warn!(
+                        "OTLP endpoint {} accepts no metrics ({e}); metric export stopped, traces go on. Set OTEL_METRICS_EXPORTER=none to skip it, or --metrics-listen for Prometheus",
+                        self.endpoint
+                    );
+                }
+                Ok(())
+            }
+            Err(e) => {
+                c.failed.fetch_add(1, Ordering::Relaxed);
+                Err(e)
+            }
+        }
+    }
+
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> opentelemetry_sdk::metrics::Temporality {
+        self.inner.temporality()
+    }
+}
 
 struct Instruments {
     transactions: Counter<u64>,
@@ -94,6 +179,7 @@ struct Instruments {
 pub struct Metrics {
     inner: Option<Arc<Instruments>>,
     provider: Option<SdkMeterProvider>,
+    exports: Arc<ExportCounters>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -119,7 +205,12 @@ impl Metrics {
         interval: Duration,
         spans: Option<SpanSink>,
     ) -> Result<Self, OtlpError> {
-        let exporter = build::metric_exporter(cfg)?;
+        let exports = Arc::new(ExportCounters::default());
+        let exporter = CountingExporter {
+            inner: build::metric_exporter(cfg)?,
+            counters: exports.clone(),
+            endpoint: cfg.metrics_endpoint.clone(),
+        };
         let reader = PeriodicReader::builder(exporter, runtime::Tokio)
             .with_interval(interval)
             .with_timeout(cfg.timeout)
@@ -200,11 +291,22 @@ impl Metrics {
         Ok(Self {
             inner: Some(Arc::new(inner)),
             provider: Some(provider),
+            exports,
         })
     }
 
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
+    }
+
+    /// What became of the periodic exports so far.
+    pub fn export_stats(&self) -> MetricExportStats {
+        let c = &self.exports;
+        MetricExportStats {
+            exported: c.exported.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            not_accepted: c.not_accepted.load(Ordering::Relaxed),
+        }
     }
 
     /// A finished transaction: `status` is the final response code, `None`

@@ -27,7 +27,7 @@ mod telemetry;
 pub use build::OtlpError;
 pub use config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 pub use convert::AttributeFilter;
-pub use metrics::{CaptureTotals, Metrics};
+pub use metrics::{CaptureTotals, MetricExportStats, Metrics};
 pub use queue::{
     ExportStats, QueueOptions, SpanExportService, SpanSink, WhenFull, write_json_lines,
     write_span_lines,

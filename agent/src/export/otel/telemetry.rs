@@ -58,9 +58,20 @@ impl Telemetry {
     ) -> Result<Self, OtlpError> {
         let (spans, metrics) = match &config {
             Some(cfg) => {
-                let spans = SpanExportService::otlp(cfg, when_full)?;
-                let metrics = Metrics::otlp(cfg, cfg.metrics_interval, Some(spans.sink()))?;
-                (Some(spans), metrics)
+                let spans = cfg
+                    .export_traces
+                    .then(|| SpanExportService::otlp(cfg, when_full))
+                    .transpose()?;
+                let metrics = if cfg.export_metrics {
+                    Metrics::otlp(
+                        cfg,
+                        cfg.metrics_interval,
+                        spans.as_ref().map(SpanExportService::sink),
+                    )?
+                } else {
+                    Metrics::noop()
+                };
+                (spans, metrics)
             }
             None => {
                 let opts = QueueOptions {

@@ -1,0 +1,101 @@
+//! `run --metrics-listen`: binds the `/metrics` endpoint before anything
+//! is attached, and publishes the edge's own counters (the kernel's, the
+//! core queue's) beside the session's.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use sipscope::capture::live::KernelCounters;
+use sipscope::export::otel::Telemetry;
+use sipscope::export::prometheus::server::MetricsServer;
+use sipscope::export::prometheus::{CounterGroup, Health, PrometheusMetrics};
+use sipscope_common::CounterSlot;
+
+pub struct MetricsEndpoint {
+    pub metrics: PrometheusMetrics,
+    pub health: Arc<Health>,
+}
+
+/// Binds `addr` and serves; the span export queue's counters are read at
+/// each scrape.
+pub fn start(addr: SocketAddr, telemetry: &Telemetry) -> anyhow::Result<MetricsEndpoint> {
+    let server = MetricsServer::bind(addr)?;
+    let metrics = PrometheusMetrics::new();
+    if let Some(sink) = telemetry.span_sink() {
+        metrics.add_live(Box::new(move || {
+            CounterGroup::from_serialize(
+                "export_spans",
+                "Spans handed to the OTLP exporter: exported, dropped, failed_batches, export_errors, redacted_attributes",
+                "result",
+                &sink.stats(),
+            )
+        }));
+    }
+    let m = telemetry.metrics();
+    if m.is_enabled() {
+        metrics.add_live(Box::new(move || {
+            CounterGroup::from_serialize(
+                "export_metric_batches",
+                "OTLP metric exports: exported, failed, not_accepted (the endpoint takes no metrics, e.g. Jaeger; export stopped)",
+                "result",
+                &m.export_stats(),
+            )
+        }));
+    }
+    let health = Arc::new(Health::default());
+    let local = server.local_addr();
+    server.spawn(metrics.clone(), health.clone())?;
+    log::info!("serving /metrics and /healthz on http://{local}");
+    Ok(MetricsEndpoint { metrics, health })
+}
+
+impl MetricsEndpoint {
+    /// The kernel's counter arrays and the edge's losses, as of now.
+    pub fn publish_capture<C: CounterSlot, const N: usize, D: CounterSlot, const M: usize>(
+        &self,
+        capture: &KernelCounters<C, N>,
+        drops: Option<&KernelCounters<D, M>>,
+        malformed_events: u64,
+        core_queue_full: u64,
+    ) {
+        self.metrics.publish(kernel_group(
+            "kernel_capture",
+            "The capture programs' per-CPU counters summed: packets_seen, sip_captured, fragments_forwarded, truncated, ringbuf_full (lost), unparsed",
+            capture,
+        ));
+        if let Some(d) = drops {
+            self.metrics.publish(kernel_group(
+                "kernel_drops",
+                "The kernel drop tracer's counters (kfree_skb): seen, filtered, reported, lost (drop_ringbuf_full)",
+                d,
+            ));
+        }
+        self.metrics.publish(CounterGroup {
+            name: "agent_losses",
+            help: "Lost between kernel and core: core_queue_full (frames the core could not take), malformed_events (unreadable ring records)",
+            label: "counter",
+            values: vec![
+                ("core_queue_full".into(), core_queue_full),
+                ("malformed_events".into(), malformed_events),
+            ],
+            gauge: false,
+        });
+    }
+}
+
+fn kernel_group<C: CounterSlot, const N: usize>(
+    name: &'static str,
+    help: &'static str,
+    c: &KernelCounters<C, N>,
+) -> CounterGroup {
+    CounterGroup {
+        name,
+        help,
+        label: "counter",
+        values: C::ALL
+            .iter()
+            .map(|&s| (s.name().to_owned(), c.get(s)))
+            .collect(),
+        gauge: false,
+    }
+}
