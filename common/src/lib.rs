@@ -68,6 +68,27 @@ pub mod names {
     pub const DROP_IFACES: &str = "DROP_IFACES";
     /// Per-CPU scratch buffer a drop event is assembled in.
     pub const DROP_SCRATCH: &str = "DROP_SCRATCH";
+    /// Uprobe on `SSL_read(ssl, buf, num)` and `SSL_write` entry.
+    pub const TLS_ENTRY: &str = "sipscope_ssl_entry";
+    /// Uprobe on `SSL_read_ex(ssl, buf, num, &n)` and `SSL_write_ex` entry.
+    pub const TLS_ENTRY_EX: &str = "sipscope_ssl_entry_ex";
+    /// Uretprobe on `SSL_read`/`SSL_read_ex`: copies what was read.
+    pub const TLS_READ_RET: &str = "sipscope_ssl_read_ret";
+    /// Uretprobe on `SSL_write`/`SSL_write_ex`: copies what was written.
+    pub const TLS_WRITE_RET: &str = "sipscope_ssl_write_ret";
+    /// Uprobe on `SSL_free(ssl)`.
+    pub const TLS_FREE: &str = "sipscope_ssl_free";
+    /// Raw tracepoint on `sys_enter`: which socket a probed thread reads
+    /// and writes.
+    pub const TLS_SYS_ENTER: &str = "sipscope_tls_sys_enter";
+    /// The raw tracepoint `TLS_SYS_ENTER` attaches to.
+    pub const SYS_ENTER_TRACEPOINT: &str = "sys_enter";
+    /// Ring buffer carrying [`super::TlsHeader`] + plaintext.
+    pub const TLS_EVENTS: &str = "TLS_EVENTS";
+    /// Per-CPU counters indexed by [`super::TlsCounter`].
+    pub const TLS_COUNTERS: &str = "TLS_COUNTERS";
+    /// `HashMap<u32, u8>`: process ids whose TLS calls are copied.
+    pub const TLS_PROCESSES: &str = "TLS_PROCESSES";
 }
 
 /// The SIP port used when none is configured (RFC 3261 section 19.1.2).
@@ -241,6 +262,9 @@ counter::counter_slots! {
 pub mod drop;
 pub use drop::*;
 
+pub mod tls;
+pub use tls::*;
+
 #[cfg(feature = "user")]
 mod user {
     use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -352,6 +376,8 @@ mod user {
     unsafe impl aya::Pod for super::DropHeader {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::DropConfig {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TlsHeader {}
 }
 
 // The counter arrays' sizes are part of the ABI (map max_entries).

@@ -16,14 +16,15 @@ mod drops;
 mod frame;
 mod maps;
 mod rtp;
+mod tls;
 mod walk;
 
 use aya_ebpf::{
     bindings::{TC_ACT_OK, xdp_action},
-    macros::{classifier, raw_tracepoint, xdp},
-    programs::{RawTracePointContext, TcContext, XdpContext},
+    macros::{classifier, raw_tracepoint, uprobe, uretprobe, xdp},
+    programs::{ProbeContext, RawTracePointContext, RetProbeContext, TcContext, XdpContext},
 };
-use sipscope_common::Direction;
+use sipscope_common::{Direction, TLS_KIND_READ, TLS_KIND_WRITE};
 
 use crate::{
     frame::{SkbFrame, XdpFrame},
@@ -93,6 +94,52 @@ pub fn sipscope_kfree_skb(ctx: RawTracePointContext) -> i32 {
 /// of the raw tracepoint call itself, measured on the same events).
 #[raw_tracepoint(tracepoint = "kfree_skb")]
 pub fn sipscope_kfree_skb_empty(_ctx: RawTracePointContext) -> i32 {
+    0
+}
+
+// TLS plaintext (see `tls`): attached by userspace to the TLS library of
+// PBX processes. The return value of a uprobe program is ignored.
+
+/// Entry of `SSL_read(ssl, buf, num)` and `SSL_write(ssl, buf, num)`.
+#[uprobe]
+pub fn sipscope_ssl_entry(ctx: ProbeContext) -> u32 {
+    tls::on_entry(&ctx, false);
+    0
+}
+
+/// Entry of `SSL_read_ex(ssl, buf, num, &readbytes)` and `SSL_write_ex`.
+#[uprobe]
+pub fn sipscope_ssl_entry_ex(ctx: ProbeContext) -> u32 {
+    tls::on_entry(&ctx, true);
+    0
+}
+
+/// Return of `SSL_read`/`SSL_read_ex`: copies the plaintext received.
+#[uretprobe]
+pub fn sipscope_ssl_read_ret(ctx: RetProbeContext) -> u32 {
+    tls::on_return(&ctx, TLS_KIND_READ);
+    0
+}
+
+/// Return of `SSL_write`/`SSL_write_ex`: copies the plaintext sent.
+#[uretprobe]
+pub fn sipscope_ssl_write_ret(ctx: RetProbeContext) -> u32 {
+    tls::on_return(&ctx, TLS_KIND_WRITE);
+    0
+}
+
+/// `SSL_free(ssl)`: the session is gone.
+#[uprobe]
+pub fn sipscope_ssl_free(ctx: ProbeContext) -> u32 {
+    tls::on_free(&ctx);
+    0
+}
+
+/// Every syscall entry on the host: socket reads and writes of probed
+/// threads tie TLS sessions to their sockets.
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn sipscope_tls_sys_enter(ctx: RawTracePointContext) -> i32 {
+    tls::on_sys_enter(&ctx);
     0
 }
 

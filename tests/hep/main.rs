@@ -95,7 +95,7 @@ fn assert_sip_matches(sip: &[&Hep], r: &Reference, transport: Sip) {
                 assert_eq!(&h.payload, payload, "byte-identical SIP");
             }
         }
-        Sip::Tcp => {
+        Sip::Tcp | Sip::Tls => {
             assert!(r.datagrams.is_empty());
             let mut matched = 0;
             for ((src, dst), segments) in &r.streams {

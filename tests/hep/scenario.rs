@@ -129,6 +129,7 @@ fn message(
     let via = match sip {
         Sip::Udp => "UDP",
         Sip::Tcp => "TCP",
+        Sip::Tls => "TLS",
     };
     format!(
         "{start}\r\nVia: SIP/2.0/{via} {}:5062;branch=z9hG4bK-{cseq_n}\r\n\
@@ -235,7 +236,7 @@ pub fn write(path: &Path, family: Family, sip: Sip) {
                 b.tcp(*ms, s, d, *dir, false, a);
                 b.tcp(ms + 3, s, d, *dir, false, rest);
             }
-            Sip::Tcp => b.tcp(*ms, s, d, *dir, false, &msgs.concat()),
+            Sip::Tcp | Sip::Tls => b.tcp(*ms, s, d, *dir, false, &msgs.concat()),
         }
     }
     // 50 packets of RTP each way, 20 ms apart, and one RTCP RR each way.

@@ -54,7 +54,7 @@ impl Collector {
                 });
                 addr
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 let l = TcpListener::bind(bind).unwrap();
                 let addr = l.local_addr().unwrap();
                 std::thread::spawn(move || serve_tcp(l, r, e));

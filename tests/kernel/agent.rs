@@ -31,6 +31,12 @@ impl Agent {
             pcap_s.as_str(),
         ];
         args.extend_from_slice(extra);
+        // TLS probing is host-wide (it follows PBX processes, not the
+        // interface): only the tests about it turn it on, so another
+        // test's kamailio never shows up in this agent's output.
+        if !extra.contains(&"--tls") {
+            args.extend(["--tls", "off"]);
+        }
         let mut proc = NsProcess::spawn(
             &pair.host,
             &dir.path,

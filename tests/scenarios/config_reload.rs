@@ -18,9 +18,11 @@ use crate::{credentials, register};
 /// Raised only when the agent knows the account's password.
 const CONFIRMED: &str = "auth.password_correct";
 
-/// The agent's file: capture on `iface`, then `settings` from line 2 on.
+/// The agent's file: capture on `iface` (TLS probing off: it follows
+/// PBX processes host-wide, other tests' too), then `settings` from
+/// line 3 on.
 fn write_config(path: &Path, iface: &str, settings: &[String]) {
-    let mut text = format!("iface = [\"{iface}\"]\n");
+    let mut text = format!("iface = [\"{iface}\"]\ntls = \"off\"\n");
     for s in settings {
         text.push_str(s);
         text.push('\n');
@@ -105,15 +107,15 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     let config_path = config.display();
     for line in [
         format!(
-            "config reload: credentials (not set) -> \"{}\" (file {config_path}:4): applied",
+            "config reload: credentials (not set) -> \"{}\" (file {config_path}:5): applied",
             creds.display()
         ),
-        format!("config reload: max-loss 2.0 -> 3.5 (file {config_path}:2): applied"),
+        format!("config reload: max-loss 2.0 -> 3.5 (file {config_path}:3): applied"),
         format!(
-            "config reload: ring-size 4194304 -> 8388608 (file {config_path}:3): needs a restart, still running with ring-size = 4194304"
+            "config reload: ring-size 4194304 -> 8388608 (file {config_path}:4): needs a restart, still running with ring-size = 4194304"
         ),
         format!(
-            "config reload: hep-endpoint (not set) -> \"{hep_url}\" (file {config_path}:5): applied"
+            "config reload: hep-endpoint (not set) -> \"{hep_url}\" (file {config_path}:6): applied"
         ),
         format!(
             "config reloaded from {config_path}: 3 applied, 1 need a restart; credentials re-read from {}",
@@ -143,7 +145,7 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     agent.wait_output(kept, START);
     assert!(
         after(&agent, kept).starts_with(&format!(
-            "{kept}{config_path}:2:1: unknown key `max-los`, did you mean `max-loss`?"
+            "{kept}{config_path}:3:1: unknown key `max-los`, did you mean `max-loss`?"
         )),
         "{}",
         agent.stdout_text()

@@ -92,7 +92,7 @@ fn floods_from_sipvicious_and_sipp_keep_memory_output_and_the_phone_in_view() {
         "sipscope",
         &std::env::var("SIPSCOPE_AGENT_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sipscope").to_owned()),
-        &["run", "--iface", &pair.host_if, "--json"],
+        &["run", "--iface", &pair.host_if, "--json", "--tls", "off"],
     );
     agent.wait_output("capturing on", START);
 

@@ -23,6 +23,7 @@ mod inbound;
 mod lab;
 mod metrics;
 mod reachability;
+mod tls;
 
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -16,6 +16,7 @@ const BENCHES: &[&str] = &[
     "live",
     "framing",
     "prometheus",
+    "tls",
 ];
 
 pub fn run(which: &str) -> Result<()> {

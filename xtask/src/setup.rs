@@ -21,9 +21,12 @@ use crate::cmd::{self, is_root, probe, status};
 
 /// Packages the tests drive as real peers or reference tools.
 const APT_PACKAGES: &[&str] = &[
-    "iproute2",   // ip netns, veth
-    "kamailio",   // registrar with digest auth
-    "sip-tester", // SIPp
+    "iproute2",             // ip netns, veth
+    "kamailio",             // registrar with digest auth
+    "kamailio-tls-modules", // kamailio's tls.so: the SIP over TLS scenario (docs/tls.md)
+    "openssl",              // the TLS scenario's self-signed certificate
+    "python3",              // the TLS scenario's UA (tests/scenarios/tls/register.py)
+    "sip-tester",           // SIPp
     "sipsak",
     "tshark", // reference decoder, dumpcap
     "nftables",

@@ -31,6 +31,7 @@ use sipscope::{
     analysis::media::RtpSource,
     capture::live::{
         DropTracing, IngressChoice, LiveCapture, LiveConfig, LiveDrop, LiveError, LiveFrame,
+        TlsMode,
     },
     export::{
         json,
@@ -39,7 +40,7 @@ use sipscope::{
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
-    packet::{Direction, DroppedPacket, LinkType, Packet},
+    packet::{Direction, DroppedPacket, LinkType, Packet, Plaintext},
     pipeline::{PipelineConfig, Stats},
     session::{Format, Input, Session, SessionConfig, Spans},
     time::Timestamp,
@@ -103,6 +104,12 @@ pub struct RunArgs {
     /// `tc` TC ingress.
     #[arg(long, value_enum, default_value_t = IngressChoice::Auto)]
     ingress: IngressChoice,
+    /// SIP over TLS in clear (docs/tls.md): `auto` probes the OpenSSL
+    /// library of every asterisk, freeswitch, kamailio and opensips
+    /// process, also those started later; `off`; or the process ids to
+    /// probe, comma-separated.
+    #[arg(long, value_name = "off|auto|PID,...", default_value = "auto")]
+    tls: TlsMode,
     /// Seconds a request waits for its final response before it counts as
     /// unanswered (RFC 3261 Timer B/F, 64*T1 = 32 s). For tests and labs.
     #[arg(long = "transaction-timeout", value_name = "SECS", hide = true,
@@ -139,6 +146,8 @@ pub(super) enum CoreInput {
     /// A reloaded configuration (SIGHUP): its live settings apply from
     /// the next input on.
     Retune(Box<Retune>),
+    /// What a PBX's TLS library read or wrote.
+    Plaintext(Plaintext),
 }
 
 /// `--core-queue`: at least one frame. With none, every frame the core is
@@ -210,6 +219,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         trace_drops: !args.no_drops,
         ingress: args.ingress,
         rtp: args.rtp.settings(),
+        tls: args.tls.clone(),
         ..LiveConfig::default()
     };
     let mut pcap = match &args.write_pcap {
@@ -275,6 +285,8 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             writeln!(out, "{line}")?;
         }
     }
+    let tls_lines = tls_start_lines(&mut capture, &args.tls);
+    show_lines(&mut out, &tls_lines, args.json)?;
     // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
         // stdout stays pure JSON lines with --json.
@@ -323,7 +335,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
 
     let metrics = telemetry.metrics();
     let mut core_drops = 0u64;
-    let (mut frames, mut drops) = (Vec::new(), Vec::new());
+    let (mut frames, mut drops, mut plaintext) = (Vec::new(), Vec::new(), Vec::new());
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -333,6 +345,8 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
                 let _ = tx.try_send(CoreInput::Tick(capture.now()));
+                let lines = capture.tls_rescan();
+                show_lines(&mut out, &lines, json_mode)?;
                 if let Ok(c) = capture.counters() {
                     metrics.set_capture_counters(CaptureTotals {
                         seen: c.get(CaptureCounter::PacketsSeen),
@@ -364,6 +378,16 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             capture.drain_now(&mut frames, &mut drops);
         }
         hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
+        capture.take_plaintext(&mut plaintext);
+        for p in plaintext.drain(..) {
+            match tx.try_send(CoreInput::Plaintext(p)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => core_drops += 1,
+                Err(TrySendError::Disconnected(_)) => {
+                    anyhow::bail!("the analysis thread stopped early")
+                }
+            }
+        }
         show_drops(
             &mut drops,
             &mut out,
@@ -379,6 +403,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     let counters = capture.counters()?;
     let drop_counters = capture.drop_counters()?;
     let malformed = capture.malformed_events();
+    let tls_line = capture.tls().map(tls_counters_line).transpose()?;
     capture.stop();
     for p in [pcap, drops_pcap].into_iter().flatten() {
         p.finish()?;
@@ -420,8 +445,61 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             drop_counters.map(|d| format!(" {d}")).unwrap_or_default()
         )?;
     }
+    if let Some(line) = tls_line {
+        if json_mode {
+            eprintln!("{line}");
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the TLS tracer does at start: why it is off, or which
+/// processes it probes already (later ones are said as they come).
+fn tls_start_lines(capture: &mut LiveCapture, mode: &TlsMode) -> Vec<String> {
+    if let Some(why) = capture.tls_refused() {
+        return vec![format!("tls: off ({why})")];
+    }
+    if capture.tls().is_none() {
+        return Vec::new();
+    }
+    let mut lines = capture.tls_rescan();
+    if lines.is_empty() && *mode == TlsMode::Auto {
+        lines.push(
+            "tls: no asterisk, freeswitch, kamailio or opensips process maps OpenSSL yet; \
+             watching for one"
+                .to_owned(),
+        );
+    }
+    lines
+}
+
+/// The TLS tracer's counters at exit: the kernel's, then what userspace
+/// could not map to a connection.
+fn tls_counters_line(t: &sipscope::capture::live::tls::TlsTracer) -> anyhow::Result<String> {
+    let (m, sessions) = t.mapping();
+    Ok(format!(
+        "tls counters: {} unmapped={} sessions={sessions} sessions_evicted={} malformed={}",
+        t.counters()?,
+        m.unmapped,
+        m.sessions_evicted,
+        m.malformed
+    ))
+}
+
+/// Status lines: stdout, or stderr when stdout carries JSON lines.
+fn show_lines(out: &mut SharedStdout, lines: &[String], json: bool) -> anyhow::Result<()> {
+    for line in lines {
+        if json {
+            eprintln!("{line}");
+        } else {
+            writeln!(out, "{line}")?;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 /// Pcap first (the file keeps every frame), then the core; a full core
@@ -506,6 +584,7 @@ fn core<W: std::io::Write>(
                 })?,
                 CoreInput::Tick(now) => session.feed(Input::Tick(now))?,
                 CoreInput::Drop(dropped) => session.feed(Input::Drop(&dropped))?,
+                CoreInput::Plaintext(p) => session.feed(Input::Plaintext(&p))?,
                 CoreInput::Retune(r) => r.apply(&mut session, &mut retired),
             }
             match rtp.as_mut() {

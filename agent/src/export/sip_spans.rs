@@ -131,12 +131,18 @@ pub(crate) fn transaction_span(
                 span = span.with(attr::SERVER_PORT, p);
             }
         }
-        span = span.with(attr::NETWORK_TRANSPORT, r.meta.transport.as_str());
+        span = span.with(
+            attr::NETWORK_TRANSPORT,
+            r.meta.transport.network_transport(),
+        );
         if let Some(c) = digest_answer(r) {
             span = span.with(attr::SIP_AUTH_RESPONSE, c.response.expose_secret());
         }
     } else if let Some(r) = fin {
-        span = span.with(attr::NETWORK_TRANSPORT, r.meta.transport.as_str());
+        span = span.with(
+            attr::NETWORK_TRANSPORT,
+            r.meta.transport.network_transport(),
+        );
     }
     if let Some(peer) = peer_of(t) {
         span = span

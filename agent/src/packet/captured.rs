@@ -56,6 +56,25 @@ impl Packet {
     }
 }
 
+/// The bytes one call of a TLS library moved (`SSL_read`/`SSL_write`),
+/// with the connection's real addresses: what live capture hands over
+/// for SIP over TLS, where the wire only carries ciphertext. `src` sent
+/// `data` to `dst`; successive calls of a connection and direction are
+/// consecutive bytes of one stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Plaintext {
+    /// When the call returned (packet clock).
+    pub ts: Timestamp,
+    pub src: std::net::SocketAddr,
+    pub dst: std::net::SocketAddr,
+    /// [`Direction::Ingress`] for what this host read, else `Egress`.
+    pub direction: Direction,
+    pub data: Vec<u8>,
+    /// The call moved more than `data` holds (the kernel's copy limit):
+    /// the stream has a gap here.
+    pub truncated: bool,
+}
+
 /// Why the kernel dropped a packet: `enum skb_drop_reason` of the running
 /// kernel (include/net/dropreason-core.h). The number differs between
 /// kernel versions; the name is stable.

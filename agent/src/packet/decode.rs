@@ -15,7 +15,7 @@ use super::tcp::{SegmentInfo, StreamKey, TcpConfig, TcpReassembler, TcpStats};
 use super::{Datagram, IcmpUnreachable, Meta, Transport};
 use crate::sip::message::looks_like_start_line;
 use crate::{
-    packet::{Direction, LinkType, Packet},
+    packet::{Direction, LinkType, Packet, Plaintext},
     time::Timestamp,
 };
 
@@ -70,6 +70,8 @@ pub struct PacketStats {
     pub udp_keepalives: u64,
     pub frag: FragStats,
     pub tcp: TcpStats,
+    /// SIP over TLS: the plaintext streams of TLS library calls.
+    pub tls: TcpStats,
 }
 
 /// Where a frame came from, carried down the layers.
@@ -95,6 +97,9 @@ pub struct Decoder {
     config: DecoderConfig,
     frag: Defragmenter,
     tcp: TcpReassembler,
+    /// Plaintext streams of TLS connections, apart from the wire's TCP
+    /// streams (the same 4-tuple carries ciphertext there).
+    tls: TcpReassembler,
     stats: PacketStats,
     tcp_out: Vec<Bytes>,
     /// ICMP unreachables of the frame being decoded; the pipeline drains
@@ -113,6 +118,7 @@ impl Decoder {
         Decoder {
             frag: Defragmenter::new(config.frag),
             tcp: TcpReassembler::new(config.tcp),
+            tls: TcpReassembler::new(config.tcp),
             config,
             stats: PacketStats::default(),
             tcp_out: Vec::new(),
@@ -126,16 +132,45 @@ impl Decoder {
         let mut s = self.stats.clone();
         s.frag = self.frag.stats.clone();
         s.tcp = self.tcp.stats.clone();
+        s.tls = self.tls.stats.clone();
         s
     }
 
     /// Streams and fragment buffers in flight (for memory reporting).
     pub fn in_flight(&self) -> (usize, usize, usize) {
         (
-            self.tcp.streams(),
-            self.tcp.buffered_bytes(),
+            self.tcp.streams() + self.tls.streams(),
+            self.tcp.buffered_bytes() + self.tls.buffered_bytes(),
             self.frag.in_flight(),
         )
+    }
+
+    /// Frames the plaintext of one TLS library call into SIP messages,
+    /// with the same stream framer as SIP over TCP (RFC 3261 §18.3): a
+    /// message split over several calls is joined, several in one call
+    /// are split. Appended to `out` with transport TLS.
+    pub fn decode_plaintext(&mut self, p: &Plaintext, out: &mut Vec<Datagram>) {
+        let key = StreamKey {
+            src: p.src,
+            dst: p.dst,
+        };
+        let mut framed = std::mem::take(&mut self.tcp_out);
+        self.tls
+            .append(p.ts, key, &p.data, p.truncated, &mut framed);
+        for payload in framed.drain(..) {
+            out.push(Datagram {
+                meta: Meta {
+                    ts: p.ts,
+                    src: p.src,
+                    dst: p.dst,
+                    transport: Transport::Tls,
+                    direction: p.direction,
+                    ifindex: 0,
+                },
+                payload,
+            });
+        }
+        self.tcp_out = framed;
     }
 
     /// Decode one captured frame; SIP candidates are appended to `out`.
@@ -556,12 +591,14 @@ impl Decoder {
     /// Run the reassemblers' timers (packet clock).
     pub fn tick(&mut self, now: Timestamp) {
         self.tcp.sweep(now);
+        self.tls.sweep(now);
         self.frag.maybe_expire(now);
     }
 
     /// End of input: drop (and count) whatever is still buffered.
     pub fn finish(&mut self) {
         self.tcp.finish();
+        self.tls.finish();
     }
 }
 
@@ -573,5 +610,58 @@ fn meta(ctx: Ctx, src: IpAddr, sport: u16, dst: IpAddr, dport: u16, transport: T
         transport,
         direction: ctx.direction,
         ifindex: ctx.ifindex,
+    }
+}
+
+#[cfg(test)]
+mod plaintext_tests {
+    use super::*;
+
+    const REGISTER: &[u8] = b"REGISTER sip:sipscope.test SIP/2.0\r\nCall-ID: a\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+    const OK: &[u8] =
+        b"SIP/2.0 200 OK\r\nCall-ID: a\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n";
+
+    fn call(ms: u64, data: &[u8], truncated: bool) -> Plaintext {
+        Plaintext {
+            ts: Timestamp::from_nanos(ms * 1_000_000),
+            src: "10.0.0.2:40000".parse().unwrap(),
+            dst: "10.0.0.1:5061".parse().unwrap(),
+            direction: Direction::Ingress,
+            data: data.to_vec(),
+            truncated,
+        }
+    }
+
+    #[test]
+    fn a_message_split_over_two_calls_is_joined_and_two_in_one_call_are_split() {
+        let mut d = Decoder::new(DecoderConfig::default());
+        let mut out = Vec::new();
+        d.decode_plaintext(&call(1, &REGISTER[..20], false), &mut out);
+        assert!(out.is_empty(), "half a message waits for the rest");
+        d.decode_plaintext(&call(2, &REGISTER[20..], false), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(&out[0].payload[..], REGISTER);
+        assert_eq!(out[0].meta.transport, Transport::Tls);
+        assert_eq!(out[0].meta.dst.port(), 5061);
+        d.decode_plaintext(&call(3, &[REGISTER, OK].concat(), false), &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(&out[2].payload[..], OK);
+        assert_eq!(
+            d.stats().tcp.segments,
+            0,
+            "the wire's TCP streams are apart"
+        );
+    }
+
+    #[test]
+    fn a_truncated_call_drops_its_partial_message_and_the_stream_resynchronises() {
+        let mut d = Decoder::new(DecoderConfig::default());
+        let mut out = Vec::new();
+        d.decode_plaintext(&call(1, &REGISTER[..30], true), &mut out);
+        d.decode_plaintext(&call(2, b"tail of the long message\r\n", false), &mut out);
+        d.decode_plaintext(&call(3, OK, false), &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert_eq!(&out[0].payload[..], OK);
+        assert!(d.stats().tls.dropped_bytes >= 30);
     }
 }

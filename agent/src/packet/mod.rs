@@ -15,7 +15,7 @@ use bytes::Bytes;
 
 use crate::time::Timestamp;
 
-pub use captured::{Direction, DropReason, DroppedPacket, LinkType, Packet};
+pub use captured::{Direction, DropReason, DroppedPacket, LinkType, Packet, Plaintext};
 pub use decode::{Decoder, DecoderConfig, PacketStats};
 
 /// The transport a SIP message travelled over.
@@ -24,6 +24,9 @@ pub use decode::{Decoder, DecoderConfig, PacketStats};
 pub enum Transport {
     Udp,
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2): the plaintext as the PBX's TLS
+    /// library read or wrote it ([`Plaintext`]).
+    Tls,
 }
 
 impl Transport {
@@ -31,6 +34,16 @@ impl Transport {
         match self {
             Transport::Udp => "udp",
             Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
+
+    /// OpenTelemetry's `network.transport` (OSI layer 4: `tcp`, `udp`);
+    /// TLS rides on TCP.
+    pub fn network_transport(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp | Transport::Tls => "tcp",
         }
     }
 }

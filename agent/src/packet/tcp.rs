@@ -212,6 +212,36 @@ impl TcpReassembler {
         self.sweep(ts);
     }
 
+    /// Feeds bytes that follow whatever the stream `key` received before
+    /// (a TLS library call's plaintext: in order, no sequence numbers).
+    /// `gap` says bytes after these were not delivered: the stream drops
+    /// what it holds and resynchronises at the next message start.
+    pub(crate) fn append(
+        &mut self,
+        ts: Timestamp,
+        key: StreamKey,
+        payload: &[u8],
+        gap: bool,
+        out: &mut Vec<Bytes>,
+    ) {
+        let seq = self.streams.get(&key).map_or(0, |s| s.next_seq);
+        let seg = SegmentInfo {
+            seq,
+            syn: false,
+            fin: false,
+            rst: false,
+            payload,
+        };
+        self.segment(ts, key, seg, true, out);
+        if gap && let Some(stream) = self.streams.get_mut(&key) {
+            let held = stream.buf.len();
+            self.stats.dropped_bytes += held as u64;
+            self.total_bytes = self.total_bytes.saturating_sub(held);
+            stream.buf.clear();
+            stream.framer.reset();
+        }
+    }
+
     fn close(&mut self, key: &StreamKey) {
         if let Some(s) = self.streams.remove(key) {
             let n = s.buffered();

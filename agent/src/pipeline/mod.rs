@@ -33,7 +33,7 @@ use crate::sip::{
     TransactionConfig, TransactionTable,
 };
 use crate::{
-    packet::{DroppedPacket, Packet},
+    packet::{DroppedPacket, Packet, Plaintext},
     time::Timestamp,
 };
 
@@ -175,13 +175,7 @@ impl Pipeline {
     /// allocation per packet on the hot path).
     pub fn ingest_into(&mut self, pkt: &Packet, out: &mut Vec<Event>) {
         let start = out.len();
-        self.tick_into(pkt.ts, out);
-        let mut datagrams = std::mem::take(&mut self.datagrams);
-        self.decoder.decode(pkt, &mut datagrams);
-        for d in datagrams.drain(..) {
-            self.on_datagram(d, out);
-        }
-        self.datagrams = datagrams;
+        self.decode_into(pkt.ts, |d, datagrams| d.decode(pkt, datagrams), out);
         self.decoder.take_media(&mut self.media);
         self.analyses
             .analyse(self.media.iter().map(Input::Rtp), &mut self.found);
@@ -198,6 +192,34 @@ impl Pipeline {
         self.icmp.clear();
         self.emit_found(out);
         self.guard(out, start);
+    }
+
+    /// Feed the plaintext of one TLS library call (live capture's TLS
+    /// tracer): framed like SIP over TCP, then the same path as a wire
+    /// message, with transport TLS.
+    pub fn ingest_plaintext_into(&mut self, p: &Plaintext, out: &mut Vec<Event>) {
+        let start = out.len();
+        self.decode_into(p.ts, |d, datagrams| d.decode_plaintext(p, datagrams), out);
+        self.analyse_sip(out);
+        self.emit_found(out);
+        self.guard(out, start);
+    }
+
+    /// Timers up to `ts`, then the SIP candidates `decode` produces, each
+    /// parsed and matched to its transaction.
+    fn decode_into(
+        &mut self,
+        ts: Timestamp,
+        decode: impl FnOnce(&mut Decoder, &mut Vec<Datagram>),
+        out: &mut Vec<Event>,
+    ) {
+        self.tick_into(ts, out);
+        let mut datagrams = std::mem::take(&mut self.datagrams);
+        decode(&mut self.decoder, &mut datagrams);
+        for d in datagrams.drain(..) {
+            self.on_datagram(d, out);
+        }
+        self.datagrams = datagrams;
     }
 
     /// Removes the findings in `out[from..]` the flood guard holds back
@@ -427,6 +449,6 @@ pub(crate) fn transaction_fact(e: TransactionEvent) -> (Event, Input<'static>) {
 fn framing(meta: &Meta) -> Framing {
     match meta.transport {
         crate::packet::Transport::Udp => Framing::Datagram,
-        crate::packet::Transport::Tcp => Framing::Stream,
+        crate::packet::Transport::Tcp | crate::packet::Transport::Tls => Framing::Stream,
     }
 }

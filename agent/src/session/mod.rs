@@ -35,7 +35,7 @@ use crate::export::otel::ExportStats;
 use crate::export::prometheus::{CounterGroup, PrometheusMetrics};
 use crate::export::registrations::RegistrationReport;
 use crate::export::trace_builder::TraceStats;
-use crate::packet::{DroppedPacket, Packet};
+use crate::packet::{DroppedPacket, Packet, Plaintext};
 use crate::pipeline::{Event, Pipeline, PipelineConfig, Stats};
 use crate::time::Timestamp;
 
@@ -79,6 +79,8 @@ pub enum Input<'a> {
     },
     /// A packet this host's kernel dropped.
     Drop(&'a DroppedPacket),
+    /// What a PBX's TLS library read or wrote (SIP over TLS).
+    Plaintext(&'a Plaintext),
     /// The capture clock, periodically: packet-clock timers fire when
     /// traffic stops, and RTP polls and the calls view are scheduled.
     Tick(Timestamp),
@@ -262,6 +264,13 @@ impl<W: Write> Session<W> {
                 self.now = self.now.max(packet.ts);
                 let mut events = std::mem::take(&mut self.events);
                 self.pipeline.ingest_into(packet, &mut events);
+                self.emit(&mut events)?;
+                self.events = events;
+            }
+            Input::Plaintext(p) => {
+                self.now = self.now.max(p.ts);
+                let mut events = std::mem::take(&mut self.events);
+                self.pipeline.ingest_plaintext_into(p, &mut events);
                 self.emit(&mut events)?;
                 self.events = events;
             }

@@ -27,6 +27,7 @@ mod load;
 mod map_batch;
 mod record;
 pub mod rtp;
+pub mod tls;
 
 use std::collections::HashMap;
 
@@ -49,7 +50,8 @@ pub use load::{
 };
 pub use rtp::{RtpCounters, RtpFlowStats, RtpMonitor, RtpPoll, RtpSettings};
 
-use crate::packet::{LinkType, Packet};
+use crate::packet::{LinkType, Packet, Plaintext};
+pub use tls::{TlsCounters, TlsMappingStats, TlsMode};
 
 /// What to capture where.
 #[derive(Clone, Debug)]
@@ -67,6 +69,8 @@ pub struct LiveConfig {
     pub rtp: RtpSettings,
     /// Which hook captures received frames (`--ingress`).
     pub ingress: IngressChoice,
+    /// Whose TLS plaintext is read (`--tls`, docs/tls.md).
+    pub tls: TlsMode,
 }
 
 impl Default for LiveConfig {
@@ -82,6 +86,8 @@ impl Default for LiveConfig {
                 .collect(),
             rtp: RtpSettings::default(),
             ingress: IngressChoice::Auto,
+            // Library users opt in; `sipscope run` defaults to auto.
+            tls: TlsMode::Off,
         }
     }
 }
@@ -149,6 +155,13 @@ pub struct LiveCapture {
     drop_tracing: DropTracing,
     /// Ring entries too short for their own header (never expected).
     malformed: u64,
+    /// SIP over TLS from the PBXs' TLS library (`None`: off or refused).
+    tls: Option<tls::TlsTracer>,
+    /// Why TLS is not read, when it was asked for and could not start.
+    tls_refused: Option<String>,
+    /// TLS plaintext read by [`Self::next_batch`], for [`Self::take_plaintext`].
+    plaintext: Vec<Plaintext>,
+    last_tls_scan: Option<std::time::Instant>,
 }
 
 impl LiveCapture {
@@ -193,6 +206,23 @@ impl LiveCapture {
         } else {
             (None, DropTracing::Off)
         };
+        let (tls, tls_refused) = match &config.tls {
+            TlsMode::Off => (None, None),
+            mode => match tls::TlsTracer::start(&mut object.ebpf, mode) {
+                Ok(t) => (Some(t), None),
+                Err(e) => {
+                    // The cause too: "loading X" alone says nothing.
+                    let mut why = e.to_string();
+                    let mut source = std::error::Error::source(&e);
+                    while let Some(s) = source {
+                        why = format!("{why}: {s}");
+                        source = s.source();
+                    }
+                    log::warn!("{why}; capturing without SIP over TLS");
+                    (None, Some(why))
+                }
+            },
+        };
         let ring = object.take_ring()?;
         let ring = readable(ring)?;
         let counters = object.take_counters()?;
@@ -211,7 +241,41 @@ impl LiveCapture {
             drops,
             drop_tracing,
             malformed: 0,
+            tls,
+            tls_refused,
+            plaintext: Vec::new(),
+            last_tls_scan: None,
         })
+    }
+
+    /// Looks for PBX processes to probe and releases those that exited,
+    /// at most every [`tls::RESCAN`] (call it often: the first call scans
+    /// at once). Returns one console line per change.
+    pub fn tls_rescan(&mut self) -> Vec<String> {
+        let due = self
+            .last_tls_scan
+            .is_none_or(|t| t.elapsed() >= tls::RESCAN);
+        let Some(tracer) = self.tls.as_mut().filter(|_| due) else {
+            return Vec::new();
+        };
+        self.last_tls_scan = Some(std::time::Instant::now());
+        tracer.rescan(&mut self.object.ebpf, self.clock.now())
+    }
+
+    /// The TLS tracer, when it runs (its counters and probed processes).
+    pub fn tls(&self) -> Option<&tls::TlsTracer> {
+        self.tls.as_ref()
+    }
+
+    /// Why SIP over TLS is not read although it was asked for.
+    pub fn tls_refused(&self) -> Option<&str> {
+        self.tls_refused.as_deref()
+    }
+
+    /// Moves the TLS plaintext read so far (by [`Self::next_batch`] and
+    /// [`Self::drain_now`]) to `out`, in the order it was read.
+    pub fn take_plaintext(&mut self, out: &mut Vec<Plaintext>) {
+        out.append(&mut self.plaintext);
     }
 
     /// Whether the drop tracer runs, and for which reasons.
@@ -265,8 +329,19 @@ impl LiveCapture {
                 clock,
                 malformed,
                 drops: drop_source,
+                tls,
+                plaintext,
                 ..
             } = self;
+            let tls_ready = async {
+                match tls {
+                    Some(t) => {
+                        let tls::TlsTracer { ring, sessions, .. } = t;
+                        ring.readable_mut().await.map(|g| (g, sessions))
+                    }
+                    None => std::future::pending().await,
+                }
+            };
             let log_ready = async {
                 match logger {
                     Some(l) => l.readable_mut().await,
@@ -300,6 +375,15 @@ impl LiveCapture {
                         return Ok(());
                     }
                 }
+                r = tls_ready => {
+                    let (mut guard, sessions) = r.map_err(LiveError::Read)?;
+                    let mut n = tls::drain(guard.get_inner_mut(), sessions, *clock, plaintext);
+                    guard.clear_ready();
+                    n += tls::drain(guard.get_inner_mut(), sessions, *clock, plaintext);
+                    if n > 0 {
+                        return Ok(());
+                    }
+                }
                 guard = log_ready => {
                     let mut guard = guard.map_err(LiveError::Read)?;
                     guard.get_inner_mut().flush();
@@ -321,6 +405,10 @@ impl LiveCapture {
                 &mut self.malformed,
                 drops,
             );
+        }
+        if let Some(t) = &mut self.tls {
+            let tls::TlsTracer { ring, sessions, .. } = t;
+            n += tls::drain(ring.get_mut(), sessions, self.clock, &mut self.plaintext);
         }
         if let Some(l) = &mut self.logger {
             l.get_mut().flush();
@@ -401,6 +489,20 @@ impl LiveCapture {
         }
         if let Ok(p) = attach::program::<aya::programs::RawTracePoint>(ebpf, names::KFREE_SKB) {
             let _ = p.unload();
+        }
+        if let Ok(p) = attach::program::<aya::programs::RawTracePoint>(ebpf, names::TLS_SYS_ENTER) {
+            let _ = p.unload();
+        }
+        for name in [
+            names::TLS_ENTRY,
+            names::TLS_ENTRY_EX,
+            names::TLS_READ_RET,
+            names::TLS_WRITE_RET,
+            names::TLS_FREE,
+        ] {
+            if let Ok(p) = attach::program::<aya::programs::UProbe>(ebpf, name) {
+                let _ = p.unload();
+            }
         }
     }
 

@@ -3,7 +3,7 @@
 //! bytes) and the kernel's direction byte, read back in one place.
 //! Addresses and ports are read by [`sipscope_common::Endpoints`].
 
-use sipscope_common::{CaptureHeader, DropHeader};
+use sipscope_common::{CaptureHeader, DropHeader, TlsHeader};
 
 use crate::packet::Direction;
 
@@ -16,6 +16,12 @@ pub(crate) trait RingRecord: aya::Pod {
 impl RingRecord for CaptureHeader {
     fn cap_len(&self) -> u32 {
         self.cap_len
+    }
+}
+
+impl RingRecord for TlsHeader {
+    fn cap_len(&self) -> u32 {
+        self.len
     }
 }
 

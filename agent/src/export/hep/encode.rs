@@ -161,7 +161,8 @@ pub(crate) fn encode(
         chunk::IP_PROTOCOL,
         match record.transport {
             Transport::Udp => 17,
-            Transport::Tcp => 6,
+            // HEP has no TLS protocol id: the plaintext rode on TCP.
+            Transport::Tcp | Transport::Tls => 6,
         },
     );
     match (src_ip, dst_ip) {
