@@ -4,7 +4,6 @@
 //! input, the rest reported as waiting for a restart (docs/config.md).
 
 use std::ffi::OsString;
-use std::io::Write as _;
 use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 
@@ -14,7 +13,7 @@ use sipscope::pipeline::PipelineConfig;
 use sipscope::session::Session;
 
 use super::config::{self, Resolved, Setting, reload};
-use super::run::{CoreInput, preflight};
+use super::run::{CoreInput, preflight, show_lines};
 
 /// What a reload hands to the core.
 pub(super) struct Retune {
@@ -69,7 +68,7 @@ impl RetiredHep {
                 summary.split_whitespace().collect::<Vec<_>>().join(" ")
             );
             // Nothing left to tell if stdout is gone.
-            let _ = status_lines(&mut out, json, &[line]);
+            let _ = show_lines(&mut out, &[line], json);
         }));
     }
 
@@ -174,24 +173,6 @@ impl Reloader {
         retune.hep = Some((sink, self.hep.as_ref().map(|c| c.endpoint.url.clone())));
         Ok((resolved, retune, Some(hep_config)))
     }
-}
-
-/// Status lines: on the console with the rest, on stderr with `--json`
-/// (stdout stays pure JSON lines).
-pub(super) fn status_lines(
-    out: &mut SharedStdout,
-    json: bool,
-    lines: &[String],
-) -> anyhow::Result<()> {
-    for line in lines {
-        if json {
-            eprintln!("{line}");
-        } else {
-            writeln!(out, "{line}")?;
-        }
-    }
-    out.flush()?;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -50,7 +50,7 @@ use tokio::signal::unix::{SignalKind, signal};
 
 use super::config::Resolved;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
-use super::reloader::{Reloader, RetiredHep, Retune, status_lines};
+use super::reloader::{Reloader, RetiredHep, Retune};
 use super::telemetry::{export_line, metrics_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepConfig, HepSink, HepStats, Overflow};
 use sipscope::export::prometheus::Health;
@@ -363,7 +363,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             _ = sigterm.recv() => true,
             _ = sighup.recv() => {
                 let lines = reloader.reload(&tx)?;
-                status_lines(&mut out, json_mode, &lines)?;
+                show_lines(&mut out, &lines, json_mode)?;
                 false
             }
         };
@@ -490,7 +490,11 @@ fn tls_counters_line(t: &sipscope::capture::live::tls::TlsTracer) -> anyhow::Res
 }
 
 /// Status lines: stdout, or stderr when stdout carries JSON lines.
-fn show_lines(out: &mut SharedStdout, lines: &[String], json: bool) -> anyhow::Result<()> {
+pub(super) fn show_lines(
+    out: &mut SharedStdout,
+    lines: &[String],
+    json: bool,
+) -> anyhow::Result<()> {
     for line in lines {
         if json {
             eprintln!("{line}");
