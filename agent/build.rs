@@ -37,6 +37,11 @@ fn main() -> anyhow::Result<()> {
             fs::write(&stand_in, []).context("writing stand-in eBPF object")?;
         }
     }
+    // aya-build watches only the eBPF crate's folder; the kernel programs
+    // also compile `sipscope-common` (the RTP arithmetic, the record
+    // layouts), and a change there must rebuild the embedded object too.
+    let common_dir = std::path::Path::new(root_dir).join("../common");
+    println!("cargo:rerun-if-changed={}", common_dir.display());
     aya_build::build_ebpf(
         [aya_build::Package {
             name: name.as_str(),

@@ -132,6 +132,9 @@ fn main() {
         ),
     ];
     let per_round = TOTAL / ROUNDS;
+    // `BENCH_ONLY=text` keeps the variant/frame rows containing it (for
+    // profiling one case under `perf record`).
+    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     println!(
         "kernel bench: each capture variant vs the empty program of its type, {TOTAL} packets \
          each, median of {ROUNDS} rounds"
@@ -141,6 +144,12 @@ fn main() {
         "variant", "frame", "empty ns", "ns", "+ns", "ratio"
     );
     for (variant, baseline, features) in variants {
+        if !cases
+            .iter()
+            .any(|(label, _)| format!("{variant} {label}").contains(&only))
+        {
+            continue;
+        }
         let mut object =
             load_object_for(DEFAULT_RING_SIZE, 16_384, features).expect("loading the eBPF object");
         object.set_sip_ports(&[]).expect("SIP ports");
@@ -151,6 +160,9 @@ fn main() {
         object.load_empty_program().expect("empty programs");
         let mut ring = object.take_ring().expect("ring buffer");
         for (label, frame) in &cases {
+            if !format!("{variant} {label}").contains(&only) {
+                continue;
+            }
             let (mut empty, mut capture) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 empty.push(ns_per_packet(

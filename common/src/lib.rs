@@ -47,8 +47,6 @@ pub mod names {
     pub const SIP_PORTS: &str = "SIP_PORTS";
     /// Fragments of SIP datagrams seen so far (`LruHashMap<FragmentKey, u8>`).
     pub const SIP_FRAGMENTS: &str = "SIP_FRAGMENTS";
-    /// Per-CPU scratch buffer the event is assembled in before output.
-    pub const SCRATCH: &str = "SCRATCH";
     /// Raw tracepoint program on `kfree_skb`: packets the kernel dropped.
     pub const KFREE_SKB: &str = "sipscope_kfree_skb";
     /// Raw tracepoint program on `kfree_skb` that does nothing: the drop
@@ -217,12 +215,6 @@ const _: () = assert!(core::mem::size_of::<Endpoints>() == 40);
 pub const VLAN_TAG_OFFSET: usize = 12;
 /// Bytes of an 802.1Q/802.1ad tag (TPID + TCI).
 pub const VLAN_TAG_LEN: usize = 4;
-
-/// Size of the per-CPU scratch buffer: one header plus the largest copy,
-/// plus room for the verifier's bound on the copy that follows a put-back
-/// VLAN tag (it starts 16 bytes in and is bounded by a power of two).
-pub const SCRATCH_LEN: usize =
-    CAPTURE_HEADER_LEN + MAX_CAPTURE_LEN + VLAN_TAG_OFFSET + VLAN_TAG_LEN;
 
 /// Key of the fragment-tracking map: an IP datagram in flight
 /// (RFC 791 section 3.2: source, destination, protocol, identification;

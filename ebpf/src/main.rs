@@ -43,7 +43,7 @@ pub fn sipscope_ingress(ctx: XdpContext) -> u32 {
     let frame = XdpFrame(&ctx);
     // SAFETY: ctx points at the kernel's xdp_md for this invocation.
     let ifindex = unsafe { (*ctx.ctx).ingress_ifindex };
-    capture::inspect::<_, _, SharedFlows>(&ctx, &frame, Direction::Ingress, ifindex);
+    capture::inspect::<_, SharedFlows>(&frame, Direction::Ingress, ifindex);
     xdp_action::XDP_PASS
 }
 
@@ -77,7 +77,7 @@ fn tc<S: FlowStore>(ctx: &TcContext, direction: Direction, _store: S) -> i32 {
     let frame = SkbFrame(ctx);
     // SAFETY: ctx points at the kernel's __sk_buff for this invocation.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    capture::inspect::<_, _, S>(ctx, &frame, direction, ifindex);
+    capture::inspect::<_, S>(&frame, direction, ifindex);
     TC_ACT_OK
 }
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
 use sipscope_common::{
     CaptureCounter, CounterSlot, DEFAULT_DROP_RING_SIZE, DEFAULT_RING_SIZE, DROP_REASON_SLOTS,
     DROP_SCRATCH_LEN, DropConfig, DropCounter, FragmentKey, MAX_DROP_IFACES, MAX_TRACKED_FRAGMENTS,
-    PORT_COUNT, SCRATCH_LEN,
+    PORT_COUNT,
 };
 
 /// Captured frames: `CaptureHeader` followed by `cap_len` frame bytes.
@@ -32,12 +32,6 @@ pub static SIP_PORTS: Array<u8> = Array::with_max_entries(PORT_COUNT, 0);
 #[map]
 pub static SIP_FRAGMENTS: LruHashMap<FragmentKey, u8> =
     LruHashMap::with_max_entries(MAX_TRACKED_FRAGMENTS, 0);
-
-/// Per-CPU scratch space the event is assembled in: the ring buffer's
-/// reserve needs a constant size, `bpf_ringbuf_output` takes a variable one,
-/// so a 300-byte REGISTER costs 300 bytes of ring and not 8 KiB.
-#[map]
-pub static SCRATCH: PerCpuArray<[u8; SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
 
 /// Adds one to `counter`'s slot of a per-CPU counter array.
 #[inline(always)]
@@ -76,9 +70,8 @@ pub static DROP_REASONS: Array<u8> = Array::with_max_entries(DROP_REASON_SLOTS, 
 #[map]
 pub static DROP_IFACES: HashMap<u32, u8> = HashMap::with_max_entries(MAX_DROP_IFACES, 0);
 
-/// Per-CPU scratch space for a drop event. Not shared with `SCRATCH`: a
-/// drop can be traced while a capture program on the same CPU is between
-/// writing its scratch buffer and outputting it.
+/// Per-CPU scratch space a drop event is assembled in (read with
+/// `bpf_probe_read_kernel`, then output at its exact length).
 #[map]
 pub static DROP_SCRATCH: PerCpuArray<[u8; DROP_SCRATCH_LEN]> = PerCpuArray::with_max_entries(1, 0);
 

@@ -186,6 +186,20 @@ pub fn spawn_kamailio(
     NsProcess::spawn(ns, &dir.path, "kamailio", "kamailio", &all)
 }
 
+/// SIPp registers `alice` `times` times from the peer end of `pair` with
+/// the registrar on the host end (port 5060), to completion.
+pub fn register_alice(pair: &VethPair, dir: &TempDir, times: u32) {
+    run_sipp_register(
+        &pair.peer,
+        dir,
+        &fixture("sipp/uac_register.xml"),
+        VethPair::PEER_V4.into(),
+        VethPair::HOST_V4.into(),
+        5060,
+        times,
+    );
+}
+
 /// Runs SIPp's REGISTER scenario `calls` times from the peer namespace
 /// against `server:port`, to completion.
 pub fn run_sipp_register(

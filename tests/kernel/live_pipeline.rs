@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use crate::{
-    agent::{Agent, run_sipp_register, start_kamailio},
+    agent::{Agent, register_alice, start_kamailio},
     receiver::{Receiver, attr_int, attr_str},
     require_root,
     support::{
-        TempDir, fixture,
+        TempDir,
         netns::{VethPair, in_netns},
         pcap::{datagrams, read_frames},
     },
@@ -38,15 +38,7 @@ fn live_register_flows_through_the_pipeline_and_exports_spans() {
     });
     let endpoint = rx.endpoint();
     let mut agent = Agent::start(&pair, &dir, &["--otlp-endpoint", &endpoint]);
-    run_sipp_register(
-        &pair.peer,
-        &dir,
-        &fixture("sipp/uac_register.xml"),
-        VethPair::PEER_V4.into(),
-        VethPair::HOST_V4.into(),
-        5060,
-        2,
-    );
+    register_alice(&pair, &dir, 2);
     let (stdout, counters) = agent.stop();
     assert_eq!(counters["sip_captured"], 4, "{stdout}");
     assert_eq!(counters["core_queue_full"], 0);
@@ -132,15 +124,7 @@ fn live_json_mode_writes_records_and_spans_as_json_lines() {
     let dir = TempDir::new("livejson");
     let _kamailio = start_kamailio(&pair.host, &dir, VethPair::HOST_V4.into(), 5060);
     let mut agent = Agent::start(&pair, &dir, &["--json"]);
-    run_sipp_register(
-        &pair.peer,
-        &dir,
-        &fixture("sipp/uac_register.xml"),
-        VethPair::PEER_V4.into(),
-        VethPair::HOST_V4.into(),
-        5060,
-        2,
-    );
+    register_alice(&pair, &dir, 2);
     let status = agent.proc.interrupt(crate::agent::STOP);
     let stdout = agent.proc.stdout_text();
     assert!(status.success(), "{stdout}\n{}", agent.proc.stderr_text());
@@ -175,4 +159,7 @@ fn live_json_mode_writes_records_and_spans_as_json_lines() {
     let last: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(last["sip_captured"], 4);
     assert_eq!(last["core_queue_full"], 0);
+    // --write-pcap's counters ride in the capture record.
+    assert_eq!(last["pcap"]["written"], 4, "{last}");
+    assert_eq!(last["pcap"]["not_written"], 0);
 }

@@ -18,6 +18,7 @@ mod object;
 mod rawframes;
 mod rtp;
 mod rtp_frames;
+mod service;
 mod walk;
 
 // The OTLP test receiver, shared with the otlp tests.

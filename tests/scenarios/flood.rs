@@ -26,21 +26,15 @@ use std::time::{Duration, Instant};
 use crate::agent::{START, STOP, wait_udp_listening};
 use crate::require_root;
 use crate::support::netns::VethPair;
-use crate::support::process::{NsProcess, free_udp_port};
-use crate::support::{TempDir, fixture};
+use crate::support::process::{NsProcess, agent_bin, free_udp_port};
+use crate::support::sipp::sipp_count;
+use crate::support::{TempDir, env_u64, fixture};
 
 /// The phone's own address beside the attackers' (`PEER_V4`), so its
 /// findings are not taken for the flood's.
 const PHONE_V4: &str = "10.77.0.3";
 /// The agent's default memory budget (`--memory-budget`).
 const BUDGET_MB: u64 = 256;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Resident set size of `pid` in kB (VmRSS), if it still runs.
 fn rss_kb(pid: i32) -> Option<u64> {
@@ -54,15 +48,6 @@ fn rss_kb(pid: i32) -> Option<u64> {
         .ok()
 }
 
-/// The cumulative count of SIPp's final statistics row `row`.
-fn sipp_count(stdout: &str, row: &str) -> u64 {
-    stdout
-        .lines()
-        .rfind(|l| l.trim_start().starts_with(row))
-        .and_then(|l| l.rsplit('|').find_map(|c| c.trim().parse().ok()))
-        .unwrap_or(0)
-}
-
 #[test]
 fn floods_from_sipvicious_and_sipp_keep_memory_output_and_the_phone_in_view() {
     require_root();
@@ -70,13 +55,8 @@ fn floods_from_sipvicious_and_sipp_keep_memory_output_and_the_phone_in_view() {
     let rate = env_u64("SIPSCOPE_FLOOD_RATE", 500);
     let pair = VethPair::new();
     let dir = TempDir::new("flood");
-    pair.peer.ip(&[
-        "addr",
-        "add",
-        &format!("{PHONE_V4}/24"),
-        "dev",
-        &pair.peer_if,
-    ]);
+    pair.peer
+        .add_address(&pair.peer_if, &format!("{PHONE_V4}/24"));
     let registrar = VethPair::HOST_V4.to_string();
     let _kamailio = crate::agent::spawn_kamailio(
         &pair.host,
@@ -90,8 +70,7 @@ fn floods_from_sipvicious_and_sipp_keep_memory_output_and_the_phone_in_view() {
         &pair.host,
         &dir.path,
         "sipscope",
-        &std::env::var("SIPSCOPE_AGENT_BIN")
-            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sipscope").to_owned()),
+        &agent_bin(),
         &["run", "--iface", &pair.host_if, "--json", "--tls", "off"],
     );
     agent.wait_output("capturing on", START);

@@ -37,19 +37,7 @@ use sipscope::pipeline::{Event, Pipeline, PipelineConfig};
 
 use lab::{Lab, Peer};
 
-/// SIPp keys of the phone registering account 1001 for 60 s
-/// (tests/fixtures/scenarios/registrar.cfg, sipp/register.xml).
-pub const ACCOUNT_1001: &[&str] = &[
-    "-s",
-    "1001",
-    "-au",
-    "1001",
-    "-ap",
-    "secret1001",
-    "-key",
-    "expires",
-    "60",
-];
+pub use support::sipp::ACCOUNT_1001;
 
 pub fn require_root() {
     // SAFETY: geteuid has no preconditions.

@@ -7,13 +7,24 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod flood;
+pub mod http;
 pub mod netns;
 pub mod nft;
 pub mod pcap;
 pub mod process;
 pub mod rtp;
+pub mod sipp;
 
 use std::time::{Duration, Instant};
+
+/// The number in environment variable `name`, or `default` when it is
+/// unset or not a number (benchmark and load-test sizes).
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
 
 /// Polls `cond` until it returns `Some`, or panics with `what` after
 /// `timeout` (times [`time_scale`]). Polling (not sleeping a fixed time)

@@ -43,6 +43,11 @@ impl Netns {
         run("ip", &full)
     }
 
+    /// Adds `cidr` (`10.77.0.3/24`) to interface `ifname` in this namespace.
+    pub fn add_address(&self, ifname: &str, cidr: &str) -> Output {
+        self.ip(&["addr", "add", cidr, "dev", ifname])
+    }
+
     /// Runs a command inside the namespace and returns its output (not
     /// asserting success).
     pub fn exec(&self, program: &str, args: &[&str]) -> Output {

@@ -164,6 +164,13 @@ impl Drop for NsProcess {
     }
 }
 
+/// The agent binary to run: `SIPSCOPE_AGENT_BIN` when set (another build,
+/// e.g. the release one under a load test), else the one cargo built.
+pub fn agent_bin() -> String {
+    std::env::var("SIPSCOPE_AGENT_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sipscope").to_owned())
+}
+
 /// An ephemeral UDP port from the kernel. Namespaces created by the
 /// harness start with no sockets, so a port free here is free there too;
 /// tests use it to avoid fixed ports that might collide.

@@ -14,6 +14,7 @@ const BENCHES: &[&str] = &[
     "export",
     "media",
     "live",
+    "sipp",
     "framing",
     "prometheus",
     "tls",

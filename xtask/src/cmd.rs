@@ -71,6 +71,9 @@ pub fn cargo_privileged(args: &[&str]) -> Result<()> {
 pub fn cargo_privileged_env(args: &[&str], env: &[(&str, &str)]) -> Result<()> {
     let mut cmd = Command::new(cargo_bin());
     cmd.args(args).current_dir(workspace_root());
+    // Tests choose the agent's console themselves: under a service manager
+    // these would switch `run` to its events console (docs/service.md).
+    cmd.env_remove("INVOCATION_ID").env_remove("JOURNAL_STREAM");
     cmd.envs(env.iter().copied());
     if !is_root() {
         cmd.env("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER", "sudo -E");

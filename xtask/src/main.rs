@@ -7,6 +7,7 @@ mod bench;
 mod cmd;
 mod fuzz;
 mod matrix;
+mod package;
 mod setup;
 mod vm;
 
@@ -28,6 +29,15 @@ enum Task {
     Setup,
     /// Build the agent (and the eBPF object it embeds) in release mode.
     Build,
+    /// The Debian package: release binary, systemd unit, default
+    /// configuration, man pages, docs, maintainer scripts (docs/service.md).
+    /// Prints the .deb's path.
+    Package {
+        /// Package the dev-profile binary (what `cargo xtask test` does)
+        /// instead of a release build.
+        #[arg(long)]
+        dev: bool,
+    },
     /// Build, then run the agent with the privileges it needs:
     /// `cargo xtask run -- run --iface eth0`.
     Run {
@@ -73,6 +83,14 @@ fn main() -> Result<()> {
     match cli.task {
         Task::Setup => setup::run(),
         Task::Build => cmd::cargo(&["build", "--release", "--package", "sipscope"]),
+        Task::Package { dev } => {
+            let profile = if dev {
+                package::Profile::Dev
+            } else {
+                package::Profile::Release
+            };
+            package::run(profile).map(drop)
+        }
         Task::Run { args } => {
             cmd::cargo(&["build", "--release", "--package", "sipscope"])?;
             let bin = cmd::workspace_root().join("target/release/sipscope");
@@ -84,6 +102,11 @@ fn main() -> Result<()> {
         Task::Fuzz { target, seconds } => fuzz::run(&target, seconds).map(drop),
     }
 }
+
+/// Kernel tests that exercise no kernel feature of their own (the service
+/// console, the capture file writer): run once, on the host, not again
+/// with the oldest program variants or in the kernel matrix's guests.
+const NOT_KERNEL_DEPENDENT: &str = "service::";
 
 fn test(args: &[String], kernel_matrix: bool) -> Result<()> {
     cmd::cargo(&["fmt", "--all", "--check"])?;
@@ -102,6 +125,10 @@ fn test(args: &[String], kernel_matrix: bool) -> Result<()> {
         "-D",
         "warnings",
     ])?;
+    // The package test installs this .deb (built once here, so the test
+    // target does not build it itself).
+    let deb = package::run(package::Profile::Dev)?;
+    let deb = deb.to_string_lossy();
     // Kernel tests attach programs and create network namespaces: they run
     // as root (sudo through cargo's runner when we are not root).
     let mut test: Vec<&str> = vec!["test", "--no-fail-fast"];
@@ -109,14 +136,12 @@ fn test(args: &[String], kernel_matrix: bool) -> Result<()> {
         test.push("--");
         test.extend(args.iter().map(String::as_str));
     }
-    cmd::cargo_privileged(&test)?;
+    cmd::cargo_privileged_env(&test, &[("SIPSCOPE_DEB", &deb)])?;
     // The oldest kernels' program variants on this kernel too, so their
     // paths run on every CI run (README: kernels).
-    let mut oldest: Vec<&str> = vec!["test", "-p", "sipscope", "--test", "kernel"];
-    if !args.is_empty() {
-        oldest.push("--");
-        oldest.extend(args.iter().map(String::as_str));
-    }
+    let mut oldest: Vec<&str> = vec!["test", "-p", "sipscope", "--test", "kernel", "--"];
+    oldest.extend(args.iter().map(String::as_str));
+    oldest.extend(["--skip", NOT_KERNEL_DEPENDENT]);
     cmd::cargo_privileged_env(&oldest, &[("SIPSCOPE_KERNEL_COMPAT", "oldest")])?;
     if kernel_matrix {
         matrix::run()?;

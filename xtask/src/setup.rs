@@ -35,6 +35,8 @@ const APT_PACKAGES: &[&str] = &[
     "python3-pip",  // installs pjsua2-python below
     "sngrep",       // a second HEP decoder (its EEP parser) for the HEP export tests
     "prometheus",   // real scraper of `run --metrics-listen` (tests/scenarios/metrics.rs)
+    "dpkg-dev",     // dpkg-shlibdeps: the package's library dependencies (cargo deb)
+    "systemd",      // systemd-analyze verify of the packaged unit
 ];
 
 /// Python packages of real peers: PJSIP's own bindings (the SIP stack
@@ -57,7 +59,23 @@ pub fn run() -> Result<()> {
     pip_packages()?;
     nightly_rust_src()?;
     bpf_linker()?;
+    cargo_deb()?;
     Ok(())
+}
+
+/// cargo-deb builds the Debian package (`cargo xtask package`), pinned so
+/// the package's layout does not change under us.
+const CARGO_DEB: &str = "3.8.0";
+
+fn cargo_deb() -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let installed = probe(Command::new(&cargo).args(["deb", "--version"]))
+        .is_some_and(|v| v.contains(CARGO_DEB));
+    if installed {
+        return Ok(());
+    }
+    eprintln!("setup: installing cargo-deb {CARGO_DEB} (about a minute)");
+    status(Command::new(&cargo).args(["install", "--locked", "cargo-deb", "--version", CARGO_DEB]))
 }
 
 /// What `cargo xtask vm` needs on top of [`run`]. Idempotent.

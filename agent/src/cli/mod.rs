@@ -5,8 +5,10 @@
 mod analysis_args;
 mod analyze;
 mod config;
+mod console_choice;
 mod drop_lines;
 mod metrics_endpoint;
+mod pcap_args;
 mod records;
 mod reloader;
 mod rtp_summary;
@@ -28,6 +30,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once per process: the size of the `run` variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Capture live on one or more interfaces (needs root or CAP_BPF+CAP_NET_ADMIN).
@@ -37,24 +41,32 @@ enum Command {
     /// The configuration of `run`: file, environment and flags (docs/config.md).
     #[command(subcommand)]
     Config(config::check::ConfigCommand),
+    /// Write the manual pages (sipscope.1 and one per subcommand) into DIR;
+    /// `cargo xtask package` puts them in the Debian package.
+    #[command(hide = true)]
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let cli = Cli::parse_from(&argv);
     let result = match cli.command {
-        // Read again with the file and SIPSCOPE_* environment, from the
-        // subcommand on (the top level has no options of its own).
-        Command::Run(_) => {
-            let at = argv.iter().position(|a| a == "run").unwrap_or(1);
-            let run_argv = argv[at..].to_vec();
-            config::resolve(&run_argv, &|name| std::env::var(name).ok())
-                .map_err(anyhow::Error::new)
-                .and_then(|resolved| run::main(resolved, run_argv))
+        Command::Run(_) => run_with_config(&argv),
+        Command::Analyze(args) => {
+            init_logger(None);
+            analyze::main(args)
         }
-        Command::Analyze(args) => analyze::main(args),
-        Command::Config(command) => config::check::main(command),
+        Command::Config(command) => {
+            init_logger(None);
+            config::check::main(command)
+        }
+        Command::Man { dir } => {
+            init_logger(None);
+            man_pages(&dir)
+        }
     };
     match result {
         Ok(code) => code,
@@ -63,6 +75,66 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `sipscope.1` and `sipscope-SUB.1` for each visible subcommand, from
+/// the same clap definitions as `--help` (so they never disagree).
+fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
+    use anyhow::Context as _;
+    use clap::CommandFactory as _;
+    let top = Cli::command();
+    let mut pages = vec![("sipscope".to_owned(), top.clone())];
+    for sub in top.get_subcommands().filter(|s| !s.is_hide_set()) {
+        let name = format!("sipscope-{}", sub.get_name());
+        pages.push((name.clone(), sub.clone().bin_name(name)));
+    }
+    for (name, cmd) in pages {
+        let path = dir.join(format!("{name}.1"));
+        let mut out = Vec::new();
+        clap_mangen::Man::new(cmd.version(env!("CARGO_PKG_VERSION")))
+            .title(name.as_str())
+            .render(&mut out)
+            .with_context(|| format!("rendering {name}.1"))?;
+        std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `run` read again with the file and SIPSCOPE_* environment, from the
+/// subcommand on (the top level has no options of its own); the logger
+/// follows the resolved settings (the file may choose the log format).
+fn run_with_config(argv: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let at = argv.iter().position(|a| a == "run").unwrap_or(1);
+    let run_argv = argv[at..].to_vec();
+    let resolved = config::resolve(&run_argv, &|name| std::env::var(name).ok());
+    init_logger(resolved.as_ref().ok().map(|r| &r.args));
+    run::main(resolved?, run_argv)
+}
+
+/// The agent's own log lines; under a service manager (`run`) they take
+/// the events' format, so one parser reads all.
+fn init_logger(run: Option<&run::RunArgs>) {
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(format) = run
+        .and_then(|args| args.output().ok())
+        .and_then(|output| output.log_format())
+    {
+        logger.format(move |buf, record| {
+            use std::io::Write as _;
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warn",
+                log::Level::Info => "info",
+                log::Level::Debug | log::Level::Trace => "debug",
+            };
+            let line = sipscope::export::service_log::LogLine::now(level, "log")
+                .field("target", record.target())
+                .field("message", record.args().to_string());
+            writeln!(buf, "{}", line.render(format))
+        });
+    }
+    logger.init();
 }
 
 /// An error and its causes on one line, each said once: library errors

@@ -13,6 +13,7 @@ use std::io::Write;
 
 use serde::Serialize;
 use sipscope::capture::live::{CaptureCounters, DropCounters, FeatureLine};
+use sipscope::export::pcap_ring::PcapRingStats;
 use sipscope_common::CaptureCounter;
 
 /// Serializes `T` with every object's keys in sorted order.
@@ -62,6 +63,9 @@ pub struct CaptureRecord {
     /// The drop tracer's counters as `name=value` pairs, when it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     drops: Option<String>,
+    /// What `--write-pcap` wrote and lost, when it was on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pcap: Option<PcapRingStats>,
 }
 
 impl CaptureRecord {
@@ -70,6 +74,7 @@ impl CaptureRecord {
         malformed_events: u64,
         core_queue_full: u64,
         drops: Option<&DropCounters>,
+        pcap: Option<PcapRingStats>,
     ) -> Sorted<Self> {
         Sorted(Self {
             r#type: "capture",
@@ -80,6 +85,7 @@ impl CaptureRecord {
             malformed_events,
             core_queue_full,
             drops: drops.map(ToString::to_string),
+            pcap,
         })
     }
 }

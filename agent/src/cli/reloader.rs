@@ -13,7 +13,8 @@ use sipscope::pipeline::PipelineConfig;
 use sipscope::session::Session;
 
 use super::config::{self, Resolved, Setting, reload};
-use super::run::{CoreInput, preflight, show_lines};
+use super::console_choice::Output;
+use super::run::{CoreInput, agent_line, preflight};
 
 /// What a reload hands to the core.
 pub(super) struct Retune {
@@ -44,22 +45,22 @@ impl Retune {
 /// counters; joined when the core ends.
 pub(super) struct RetiredHep {
     out: SharedStdout,
-    json: bool,
+    output: Output,
     draining: Vec<JoinHandle<()>>,
 }
 
 impl RetiredHep {
-    pub(super) fn new(out: SharedStdout, json: bool) -> Self {
+    pub(super) fn new(out: SharedStdout, output: Output) -> Self {
         Self {
             out,
-            json,
+            output,
             draining: Vec::new(),
         }
     }
 
     fn finish(&mut self, sink: HepSink, url: String) {
         let mut out = self.out.handle();
-        let json = self.json;
+        let output = self.output;
         self.draining.push(std::thread::spawn(move || {
             let stats = sink.finish();
             let summary = stats.line(&url);
@@ -68,7 +69,8 @@ impl RetiredHep {
                 summary.split_whitespace().collect::<Vec<_>>().join(" ")
             );
             // Nothing left to tell if stdout is gone.
-            let _ = show_lines(&mut out, &[line], json);
+            let _ = agent_line(&mut out, output, "config", &line)
+                .and_then(|()| std::io::Write::flush(&mut out));
         }));
     }
 

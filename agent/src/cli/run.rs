@@ -36,24 +36,28 @@ use sipscope::{
     export::{
         json,
         otel::{CaptureTotals, OtlpArgs, OtlpConfig, Telemetry},
+        pcap_ring::PcapRing,
         pcap_writer::PcapFileWriter,
+        service_log::{LogFormat, LogLine},
         shared_stdout::SharedStdout,
         trace_builder::TraceStats,
     },
     packet::{Direction, DroppedPacket, LinkType, Packet, Plaintext},
     pipeline::{PipelineConfig, Stats},
-    session::{Format, Input, Session, SessionConfig, Spans},
+    session::{Input, Session, SessionConfig, Spans},
     time::Timestamp,
 };
 use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
 use super::config::Resolved;
+use super::console_choice::{ConsoleChoice, Output, Surroundings, choose};
+use super::pcap_args::line as pcap_line;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
 use super::reloader::{Reloader, RetiredHep, Retune};
 use super::telemetry::{export_line, metrics_line, target, write_export_json};
 use sipscope::export::hep::{HepArgs, HepConfig, HepSink, HepStats, Overflow};
-use sipscope::export::prometheus::Health;
+use sipscope::export::prometheus::{CounterGroup, Health};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
@@ -75,13 +79,29 @@ pub struct RunArgs {
     /// ring is full frames are lost and counted as ringbuf_full.
     #[arg(long = "ring-size", value_name = "BYTES", default_value_t = DEFAULT_RING_SIZE)]
     ring_size: u32,
-    /// Write every captured frame to this pcap file (Ethernet, ns timestamps).
-    #[arg(long = "write-pcap", value_name = "FILE")]
-    write_pcap: Option<PathBuf>,
+    #[command(flatten)]
+    pcap: super::pcap_args::PcapArgs,
     /// One JSON object per line (messages, transactions, summary; and spans
     /// when no OTLP endpoint is set) instead of the call flow.
     #[arg(long)]
     json: bool,
+    /// What stdout shows: `flow` (a line per SIP message, the calls up
+    /// every 10 s, tables at exit), `events` (one log line per finding and
+    /// per call or registration state change, nothing periodic), `auto`
+    /// (events when stdout is not a terminal and a service manager set
+    /// INVOCATION_ID or JOURNAL_STREAM, else flow).
+    #[arg(long, value_enum, default_value_t = ConsoleChoice::Auto, conflicts_with = "json")]
+    console: ConsoleChoice,
+    /// Format of the events and of the agent's own log lines (stderr):
+    /// `text` (logfmt) or `json` (one object per line, for journald and
+    /// Loki). `json` alone selects the events console.
+    #[arg(
+        long = "log-format",
+        value_enum,
+        value_name = "FORMAT",
+        conflicts_with = "json"
+    )]
+    log_format: Option<LogFormat>,
     /// Print details for bug reports, such as the kernel verifier's log
     /// when it rejects a program.
     #[arg(long)]
@@ -131,6 +151,13 @@ pub struct RunArgs {
 
 /// How often the core is ticked with the capture clock when idle.
 const TICK: Duration = Duration::from_millis(500);
+/// A batch smaller than this is handed over, then the ring is left alone
+/// for [`COALESCE`], so that at moderate rates one wake-up of this task and
+/// of the analysis thread carries many messages instead of one each (the
+/// kernel only signals a ring the reader has caught up with). Frames wait
+/// at most that long; the ring holds far more than that at any rate.
+const SMALL_BATCH: usize = 64;
+const COALESCE: Duration = Duration::from_millis(2);
 
 /// What the async edge hands to the core.
 pub(super) enum CoreInput {
@@ -177,10 +204,26 @@ fn distinct_interfaces(ifaces: &[String]) -> anyhow::Result<Vec<String>> {
     Ok(seen)
 }
 
+impl RunArgs {
+    /// What stdout shows and how log lines look, decided once from the
+    /// flags and the surroundings (a terminal, a service manager).
+    pub fn output(&self) -> anyhow::Result<Output> {
+        choose(
+            self.json,
+            self.console,
+            self.log_format,
+            &Surroundings::of_this_process(),
+        )
+        .map_err(anyhow::Error::msg)
+    }
+}
+
 /// What `run` checks before it creates a file or attaches anything:
-/// interfaces, analysis options (credentials file mode included), the
-/// HEP and OTLP endpoints. `sipscope config check` makes the same checks.
+/// interfaces, output choice, analysis options (credentials file mode
+/// included), the HEP and OTLP endpoints. `sipscope config check` makes
+/// the same checks.
 pub(super) fn preflight(args: &RunArgs) -> anyhow::Result<(PipelineConfig, Option<HepConfig>)> {
+    args.output()?;
     distinct_interfaces(&args.ifaces)?;
     let mut pipeline_config = PipelineConfig::default();
     pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
@@ -212,6 +255,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     let (mut pipeline_config, hep_config) = preflight(&resolved.args)?;
     let mut reloader = Reloader::new(argv, resolved.settings, hep_config.clone());
     let args = resolved.args;
+    let output = args.output()?;
     let config = LiveConfig {
         interfaces: args.ifaces.clone(),
         sip_ports: args.sip_ports.clone(),
@@ -221,10 +265,6 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         rtp: args.rtp.settings(),
         tls: args.tls.clone(),
         ..LiveConfig::default()
-    };
-    let mut pcap = match &args.write_pcap {
-        Some(path) => Some(PcapFileWriter::create(path)?),
-        None => None,
     };
     let mut drops_pcap = match &args.write_drops_pcap {
         Some(path) => Some(PcapFileWriter::create_for(path, LinkType::RawIp)?),
@@ -254,6 +294,19 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             return Err(anyhow::Error::new(e).context("cannot start live capture"));
         }
     };
+    let pcap = args.pcap.start(capture.attachments())?;
+    if let (Some(p), Some(w)) = (&prometheus, &pcap) {
+        let counters = w.counters();
+        p.metrics.add_live(Box::new(move || {
+            CounterGroup::from_serialize(
+                "pcap_writer",
+                "--write-pcap: frames written, not_written (write errors such as a full disk), \
+                 queue_full (the writer fell behind), files started and deleted (--pcap-keep), write_errors",
+                "counter",
+                &counters.snapshot(),
+            )
+        }));
+    }
     let rtp = RtpKernel::start(&mut capture, &args.rtp)?;
     // Calls are judged on the kernel's RTP statistics (none with RTP off).
     pipeline_config.calls.observations.ports = args.rtp.settings().ports;
@@ -264,10 +317,16 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     };
     // What runs for each kernel feature, and why when it is not the best.
     for line in capture.feature_lines() {
-        if args.json {
-            write_record(&mut out, &KernelFeatureRecord::new(&line))?;
-        } else {
-            writeln!(out, "{line}")?;
+        match output {
+            Output::Json => write_record(&mut out, &KernelFeatureRecord::new(&line))?,
+            Output::Flow => writeln!(out, "{line}")?,
+            Output::Events(f) => writeln!(
+                out,
+                "{}",
+                LogLine::now("info", "kernel_feature")
+                    .fields_of(&line)
+                    .render(f)
+            )?,
         }
     }
     let tracing = match capture.drop_tracing() {
@@ -279,22 +338,13 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         DropTracing::Unavailable(e) => Some(format!("{e}; capturing SIP without it")),
     };
     if let Some(line) = tracing {
-        if args.json {
-            eprintln!("{line}");
-        } else {
-            writeln!(out, "{line}")?;
-        }
+        agent_line(&mut out, output, "drop_tracing", &line)?;
     }
     let tls_lines = tls_start_lines(&mut capture, &args.tls);
-    show_lines(&mut out, &tls_lines, args.json)?;
+    show_lines(&mut out, output, &tls_lines)?;
     // Printed last: tests and scripts wait for it as "ready".
     for a in capture.attachments() {
-        // stdout stays pure JSON lines with --json.
-        if args.json {
-            eprintln!("capturing on {a}");
-        } else {
-            writeln!(out, "capturing on {a}")?;
-        }
+        agent_line(&mut out, output, "capturing", &format!("capturing on {a}"))?;
     }
     out.flush()?;
     if let Some(p) = &prometheus {
@@ -302,15 +352,10 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     }
 
     let (tx, rx) = std::sync::mpsc::sync_channel(args.core_queue);
-    let json_mode = args.json;
     let session = Session::new(
         SessionConfig {
             pipeline: pipeline_config,
-            format: if json_mode {
-                Format::Json
-            } else {
-                Format::Live
-            },
+            format: output.format(),
             rtp_interval: rtp.as_ref().map(|r| r.interval),
         },
         out.handle(),
@@ -327,7 +372,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         ),
         None => (session, None),
     };
-    let retired = RetiredHep::new(out.handle(), json_mode);
+    let retired = RetiredHep::new(out.handle(), output);
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
         .spawn(move || core(rx, session, rtp, health, retired))
@@ -340,13 +385,21 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let stopping = tokio::select! {
-            r = capture.next_batch(&mut frames, &mut drops) => { r?; false }
+            r = capture.next_batch(&mut frames, &mut drops) => {
+                r?;
+                let small = frames.len() < SMALL_BATCH;
+                hand_over(&mut frames, &tx, pcap.as_ref(), &mut core_drops)?;
+                if small {
+                    tokio::time::sleep(COALESCE).await;
+                }
+                false
+            }
             _ = tick.tick() => {
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
                 let _ = tx.try_send(CoreInput::Tick(capture.now()));
                 let lines = capture.tls_rescan();
-                show_lines(&mut out, &lines, json_mode)?;
+                show_lines(&mut out, output, &lines)?;
                 if let Ok(c) = capture.counters() {
                     metrics.set_capture_counters(CaptureTotals {
                         seen: c.get(CaptureCounter::PacketsSeen),
@@ -363,7 +416,10 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             _ = sigterm.recv() => true,
             _ = sighup.recv() => {
                 let lines = reloader.reload(&tx)?;
-                show_lines(&mut out, &lines, json_mode)?;
+                for line in &lines {
+                    agent_line(&mut out, output, "config", line)?;
+                }
+                out.flush()?;
                 false
             }
         };
@@ -377,7 +433,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             }
             capture.drain_now(&mut frames, &mut drops);
         }
-        hand_over(&mut frames, &tx, pcap.as_mut(), &mut core_drops)?;
+        hand_over(&mut frames, &tx, pcap.as_ref(), &mut core_drops)?;
         capture.take_plaintext(&mut plaintext);
         for p in plaintext.drain(..) {
             match tx.try_send(CoreInput::Plaintext(p)) {
@@ -392,7 +448,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             &mut drops,
             &mut out,
             drops_pcap.as_mut(),
-            json_mode,
+            output,
             &tx,
             &mut core_drops,
         )?;
@@ -405,7 +461,8 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     let malformed = capture.malformed_events();
     let tls_line = capture.tls().map(tls_counters_line).transpose()?;
     capture.stop();
-    for p in [pcap, drops_pcap].into_iter().flatten() {
+    let pcap_stats = pcap.map(PcapRing::finish);
+    if let Some(p) = drops_pcap {
         p.finish()?;
     }
     drop(tx);
@@ -420,7 +477,45 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     });
     let target = target(&telemetry);
     let export = telemetry.shutdown().await;
-    if json_mode {
+    if let Output::Events(f) = output {
+        let export = export_line(&traces, export.as_ref(), &target);
+        writeln!(
+            out,
+            "{}",
+            LogLine::now("info", "export")
+                .field("message", export.trim())
+                .render(f)
+        )?;
+        if metrics.is_enabled() {
+            let line = metrics_line(&metrics.export_stats());
+            agent_line(&mut out, output, "metrics_export", line.trim())?;
+        }
+        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
+            let line = LogLine::now("info", "hep").field("message", h.line(&c.endpoint.url));
+            writeln!(out, "{}", line.render(f))?;
+        }
+        let capture = CaptureRecord::new(
+            &counters,
+            malformed,
+            core_drops,
+            drop_counters.as_ref(),
+            None,
+        );
+        writeln!(
+            out,
+            "{}",
+            LogLine::now("info", "capture")
+                .fields_of(&capture)
+                .render(f)
+        )?;
+        if let Some(p) = pcap_stats {
+            writeln!(
+                out,
+                "{}",
+                LogLine::now("info", "pcap").fields_of(&p).render(f)
+            )?;
+        }
+    } else if output == Output::Json {
         json::write_summary(&mut out, &stats)?;
         write_export_json(&mut out, &traces, export.as_ref())?;
         if let Some(h) = &hep_stats {
@@ -428,7 +523,13 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         }
         write_record(
             &mut out,
-            &CaptureRecord::new(&counters, malformed, core_drops, drop_counters.as_ref()),
+            &CaptureRecord::new(
+                &counters,
+                malformed,
+                core_drops,
+                drop_counters.as_ref(),
+                pcap_stats,
+            ),
         )?;
     } else {
         // The session wrote the summary when the input ended.
@@ -444,16 +545,37 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             "capture counters: {counters}{} malformed_events={malformed} core_queue_full={core_drops}",
             drop_counters.map(|d| format!(" {d}")).unwrap_or_default()
         )?;
+        if let Some(p) = &pcap_stats {
+            writeln!(out, "{}", pcap_line(p))?;
+        }
     }
     if let Some(line) = tls_line {
-        if json_mode {
-            eprintln!("{line}");
-        } else {
-            writeln!(out, "{line}")?;
-        }
+        agent_line(&mut out, output, "tls", &line)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line about the agent itself: plain on the call flow, on stderr with
+/// `--json` (stdout stays JSON records), a log line among the events.
+pub(super) fn agent_line(
+    out: &mut SharedStdout,
+    output: Output,
+    event: &'static str,
+    text: &str,
+) -> std::io::Result<()> {
+    match output {
+        Output::Json => {
+            eprintln!("{text}");
+            Ok(())
+        }
+        Output::Flow => writeln!(out, "{text}"),
+        Output::Events(f) => writeln!(
+            out,
+            "{}",
+            LogLine::now("info", event).field("message", text).render(f)
+        ),
+    }
 }
 
 /// What the TLS tracer does at start: why it is off, or which
@@ -489,34 +611,27 @@ fn tls_counters_line(t: &sipscope::capture::live::tls::TlsTracer) -> anyhow::Res
     ))
 }
 
-/// Status lines: stdout, or stderr when stdout carries JSON lines.
-pub(super) fn show_lines(
-    out: &mut SharedStdout,
-    lines: &[String],
-    json: bool,
-) -> anyhow::Result<()> {
+/// The TLS tracer's status lines, each an [`agent_line`].
+fn show_lines(out: &mut SharedStdout, output: Output, lines: &[String]) -> anyhow::Result<()> {
     for line in lines {
-        if json {
-            eprintln!("{line}");
-        } else {
-            writeln!(out, "{line}")?;
-        }
+        agent_line(out, output, "tls", line)?;
     }
     out.flush()?;
     Ok(())
 }
 
-/// Pcap first (the file keeps every frame), then the core; a full core
-/// queue drops the frame for analysis and counts it.
+/// Pcap first (a copy to the writer thread, which never makes the
+/// reader wait), then the core; a full core queue drops the frame for
+/// analysis and counts it.
 fn hand_over(
     frames: &mut Vec<LiveFrame>,
     tx: &SyncSender<CoreInput>,
-    mut pcap: Option<&mut PcapFileWriter>,
+    pcap: Option<&PcapRing>,
     drops: &mut u64,
 ) -> anyhow::Result<()> {
     for frame in frames.drain(..) {
-        if let Some(p) = pcap.as_deref_mut() {
-            p.write(&frame.packet)?;
+        if let Some(p) = pcap {
+            p.submit(frame.packet.clone());
         }
         let note = notable(&frame).then(|| describe(&frame));
         match tx.try_send(CoreInput::Frame {
@@ -539,7 +654,7 @@ fn show_drops(
     drops: &mut Vec<LiveDrop>,
     out: &mut SharedStdout,
     mut pcap: Option<&mut PcapFileWriter>,
-    json_mode: bool,
+    output: Output,
     tx: &SyncSender<CoreInput>,
     core_drops: &mut u64,
 ) -> anyhow::Result<()> {
@@ -555,11 +670,14 @@ fn show_drops(
                 anyhow::bail!("the analysis thread stopped early")
             }
         }
-        if json_mode {
-            serde_json::to_writer(&mut *out, &super::drop_lines::drop_record(&drop))?;
-            writeln!(out)?;
-        } else {
-            writeln!(out, "{}", super::drop_lines::describe_drop(&drop))?;
+        match output {
+            Output::Json => {
+                serde_json::to_writer(&mut *out, &super::drop_lines::drop_record(&drop))?;
+                writeln!(out)?;
+            }
+            Output::Flow => writeln!(out, "{}", super::drop_lines::describe_drop(&drop))?,
+            // Every drop is counted; the finding (fw.local_drop) is the line.
+            Output::Events(_) => {}
         }
     }
     out.flush()?;

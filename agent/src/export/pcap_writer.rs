@@ -13,7 +13,7 @@ use crate::packet::{LinkType, Packet};
 
 /// Snap length written in the file header: large enough for any frame the
 /// kernel copies.
-const SNAPLEN: u32 = 262_144;
+pub(crate) const SNAPLEN: u32 = 262_144;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -38,6 +38,20 @@ pub enum PcapWriteError {
     },
     #[error("pcap files of {0:?} packets are not supported (Ethernet or raw IP only)")]
     UnsupportedLink(LinkType),
+}
+
+/// The classic pcap file header: nanosecond timestamps, native byte order.
+pub(crate) fn classic_header(datalink: DataLink) -> PcapHeader {
+    PcapHeader {
+        version_major: 2,
+        version_minor: 4,
+        ts_correction: 0,
+        ts_accuracy: 0,
+        snaplen: SNAPLEN,
+        datalink,
+        ts_resolution: TsResolution::NanoSecond,
+        endianness: Endianness::native(),
+    }
 }
 
 /// A pcap file of Ethernet frames (captures) or raw IP packets (drops).
@@ -66,22 +80,12 @@ impl PcapFileWriter {
             path: shown.clone(),
             source,
         })?;
-        let header = PcapHeader {
-            version_major: 2,
-            version_minor: 4,
-            ts_correction: 0,
-            ts_accuracy: 0,
-            snaplen: SNAPLEN,
-            datalink,
-            ts_resolution: TsResolution::NanoSecond,
-            endianness: Endianness::native(),
-        };
-        let inner = Inner::with_header(BufWriter::new(file), header).map_err(|source| {
-            PcapWriteError::Write {
+        let inner = Inner::with_header(BufWriter::new(file), classic_header(datalink)).map_err(
+            |source| PcapWriteError::Write {
                 path: shown.clone(),
                 source,
-            }
-        })?;
+            },
+        )?;
         Ok(Self {
             path: shown,
             link,

@@ -34,6 +34,7 @@ use crate::export::json;
 use crate::export::otel::ExportStats;
 use crate::export::prometheus::{CounterGroup, PrometheusMetrics};
 use crate::export::registrations::RegistrationReport;
+use crate::export::service_log::{LogFormat, LogLine, ServiceLog};
 use crate::export::trace_builder::TraceStats;
 use crate::packet::{DroppedPacket, Packet, Plaintext};
 use crate::pipeline::{Event, Pipeline, PipelineConfig, Stats};
@@ -59,6 +60,10 @@ pub enum Format {
     /// `analyze`: messages grouped per Call-ID, holding at most
     /// `max_bytes` of lines (older groups are written out early).
     CallFlow { max_bytes: usize },
+    /// `run` under a service manager: one log line per finding and per
+    /// call or registration state change, no tables, no periodic output
+    /// ([`crate::export::service_log`]); one summary line at the end.
+    Events(LogFormat),
 }
 
 pub struct SessionConfig {
@@ -133,6 +138,7 @@ enum View {
         last_view: Option<Timestamp>,
     },
     Flow(CallFlow),
+    Events(ServiceLog, LogFormat),
 }
 
 pub struct Session<W: Write> {
@@ -163,6 +169,7 @@ impl<W: Write> Session<W> {
                 last_view: None,
             },
             Format::CallFlow { max_bytes } => View::Flow(CallFlow::with_limit(max_bytes)),
+            Format::Events(format) => View::Events(ServiceLog::new(), format),
         };
         Self {
             pipeline: Pipeline::new(config.pipeline),
@@ -249,8 +256,9 @@ impl<W: Write> Session<W> {
         });
     }
 
+    /// Whether RTP flow summaries are printed (the consoles for people).
     fn console(&self) -> bool {
-        !matches!(self.view, View::Json)
+        matches!(self.view, View::Live { .. } | View::Flow(_))
     }
 
     pub fn feed(&mut self, input: Input<'_>) -> std::io::Result<()> {
@@ -365,6 +373,18 @@ impl<W: Write> Session<W> {
                 write!(self.out, "{}", console::summary(&stats))?;
             }
             View::Flow(flow) => flow.finish(&stats, &mut self.out)?,
+            View::Events(log, format) => {
+                let line = LogLine::at(self.now, "info", "summary")
+                    .field("packets", stats.packets.packets)
+                    .field("sip_messages", stats.sip.messages)
+                    .field("transactions", stats.transactions.created)
+                    .field("transactions_timed_out", stats.transactions.timed_out)
+                    .field("calls", stats.calls.calls)
+                    .field("findings_shown", stats.findings.shown)
+                    .field("findings_suppressed", stats.findings.suppressed)
+                    .field("log_state_evicted", log.evicted());
+                writeln!(self.out, "{}", line.render(format))?;
+            }
         }
         self.out.flush()?;
         Ok(Finished {
@@ -403,6 +423,11 @@ impl<W: Write> Session<W> {
                     }
                 }
                 View::Flow(flow) => flow.push(&e),
+                View::Events(log, format) => {
+                    if let Some(line) = log.line(&e) {
+                        writeln!(self.out, "{}", line.render(*format))?;
+                    }
+                }
             }
         }
         // Spans after the records of the input that finished them.

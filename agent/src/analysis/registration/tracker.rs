@@ -72,9 +72,10 @@ impl ContactKey {
 /// kept; a client does not go back to an old Call-ID).
 const MAX_CALL_IDS: usize = 4;
 
-/// The last challenge the binding drew, kept to pair the next
-/// Authorization with it.
+/// The last challenge a Call-ID of the binding drew, kept to pair the
+/// next Authorization with it.
 struct LastChallenge {
+    call_id: String,
     challenges: Vec<Challenge>,
     message: MessageRef,
 }
@@ -139,7 +140,12 @@ struct BindingState {
     registrar: SocketAddr,
     request_uri: Option<String>,
     attempt: Option<OpenAttempt>,
-    challenge: Option<LastChallenge>,
+    /// The last challenge of each recent Call-ID, newest last (at most
+    /// [`MAX_CALL_IDS`]): credentials answer the challenge their own
+    /// Call-ID drew (RFC 3261 §22.2), so clients registering one binding
+    /// under several Call-IDs at once are not paired with each other's
+    /// nonces. A new Call-ID answers the binding's newest.
+    challenges: VecDeque<LastChallenge>,
     /// Granted registration: (registered at, seconds, expires at).
     registered: Option<(Timestamp, u32, Timestamp)>,
     /// Codes already raised. Sticky codes stay; the others are cleared on
@@ -392,7 +398,13 @@ impl RegistrationTracker {
         // Digest: pair the credentials with the binding's last challenge.
         if let Some(creds) = creds {
             let b = &self.bindings[&id];
-            let found = match &b.challenge {
+            let call_id = m.call_id().unwrap_or_default();
+            let found = match b
+                .challenges
+                .iter()
+                .rfind(|c| c.call_id == call_id)
+                .or(b.challenges.back())
+            {
                 Some(ch) => {
                     let uri = m.request_uri().unwrap_or_default();
                     diagnose_answer(

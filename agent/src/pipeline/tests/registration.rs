@@ -934,3 +934,28 @@ fn many_trunks_from_one_pbx_name_each_failing_aor_once_and_no_healthy_one() {
         assert_eq!(named, 1, "{}", d.summary);
     }
 }
+
+/// Two Call-IDs registering one binding (AOR and Contact) at once, as a
+/// load generator or a UA with parallel registrations does: each answers
+/// the challenge its own Call-ID drew (RFC 3261 §22.2), so neither nonce
+/// is a mismatch. Answering the other Call-ID's nonce still is.
+#[test]
+fn parallel_call_ids_of_one_binding_answer_their_own_challenges() {
+    let exchange = |b_answers: &str| {
+        let mut a = Flow::new(Proto::Udp, "1001", "c-par-a");
+        let mut b = Flow::new(Proto::Udp, "1001", "c-par-b");
+        b.wait(10);
+        for (f, nonce, answer) in [(&mut a, "na", "na"), (&mut b, "nb", b_answers)] {
+            f.register(60, None);
+            f.challenge(nonce, false);
+            f.register(60, Some(("1001", REALM, answer, "secret1001")));
+            f.ok(60);
+        }
+        run(&merged(&[a, b]))
+    };
+    let r = exchange("nb");
+    assert_eq!(r.codes(), set(&[]));
+    assert_eq!(r.stats.registrations.bindings, 1);
+    let r = exchange("na");
+    assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]));
+}

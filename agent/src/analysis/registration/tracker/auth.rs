@@ -51,7 +51,13 @@ impl RegistrationTracker {
             a.challenged = true;
         }
         if !challenges.is_empty() {
-            b.challenge = Some(LastChallenge {
+            let call_id = resp.message.call_id().unwrap_or_default().into_owned();
+            b.challenges.retain(|c| c.call_id != call_id);
+            if b.challenges.len() >= super::MAX_CALL_IDS {
+                b.challenges.pop_front();
+            }
+            b.challenges.push_back(LastChallenge {
+                call_id,
                 challenges,
                 message: here,
             });

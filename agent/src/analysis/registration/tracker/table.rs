@@ -51,7 +51,7 @@ impl RegistrationTracker {
                 registrar,
                 request_uri: None,
                 attempt: None,
-                challenge: None,
+                challenges: VecDeque::new(),
                 registered: None,
                 raised: BTreeSet::new(),
                 rejections: 0,
