@@ -7,6 +7,7 @@ mod support;
 
 mod agent;
 mod capture;
+mod config;
 mod drops;
 mod hep;
 mod ingress;

@@ -85,7 +85,18 @@ impl Lab {
         }
     }
 
-    fn kamailio(&self) -> NsProcess {
+    /// The namespaces: the registrar's (and the agent's) is `pair().host`.
+    pub fn pair(&self) -> &VethPair {
+        &self.pair
+    }
+
+    /// The lab's files: captures, logs, configuration.
+    pub fn dir(&self) -> &TempDir {
+        &self.dir
+    }
+
+    /// Starts kamailio as the registrar, listening on UDP and TCP 5060.
+    pub fn kamailio(&self) -> NsProcess {
         let listen = format!("udp:{}:5060", self.registrar);
         let listen_tcp = format!("tcp:{}:5060", self.registrar);
         let defines: Vec<&str> = self.defines.iter().map(String::as_str).collect();
@@ -113,15 +124,7 @@ impl Lab {
         let _kamailio = self.kamailio();
         let mut agent = Agent::start(&self.pair, &self.dir, &[]);
         let mut dumpcap = with_dumpcap.then(|| Dumpcap::start(&self.pair, &self.dir));
-        let ns = self.pbx_ns.as_ref().unwrap_or(&self.pair.peer);
-        let mut sipp = spawn_sipp(ns, &self.dir, &self.registrar, &self.pbx_addr, peer);
-        let status = sipp.wait_exit(Duration::from_secs(40));
-        assert!(
-            status.success(),
-            "SIPp failed ({status})\nstdout:\n{}\nstderr:\n{}",
-            sipp.stdout_text(),
-            sipp.stderr_text()
-        );
+        self.sipp(peer);
         let (_, _) = agent.stop();
         let sip_frames = crate::support::pcap::datagrams(
             &crate::support::pcap::read_frames(&agent.pcap),
@@ -142,6 +145,19 @@ impl Lab {
             dumpcap_pcap,
             dir: self.dir,
         }
+    }
+
+    /// Runs `peer` (SIPp, from the PBX's namespace) once to completion.
+    pub fn sipp(&self, peer: &Peer) {
+        let ns = self.pbx_ns.as_ref().unwrap_or(&self.pair.peer);
+        let mut sipp = spawn_sipp(ns, &self.dir, &self.registrar, &self.pbx_addr, peer);
+        let status = sipp.wait_exit(Duration::from_secs(40));
+        assert!(
+            status.success(),
+            "SIPp failed ({status})\nstdout:\n{}\nstderr:\n{}",
+            sipp.stdout_text(),
+            sipp.stderr_text()
+        );
     }
 }
 

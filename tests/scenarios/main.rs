@@ -16,6 +16,7 @@ mod agent;
 
 mod calls;
 mod clients;
+mod config_reload;
 mod digest;
 mod flood;
 mod inbound;

@@ -4,12 +4,14 @@
 
 mod analysis_args;
 mod analyze;
+mod config;
 mod console_choice;
 mod drop_lines;
 mod metrics_endpoint;
 mod pcap_args;
 mod readiness;
 mod records;
+mod reloader;
 mod rtp_summary;
 mod run;
 mod telemetry;
@@ -38,6 +40,9 @@ enum Command {
     Run(run::RunArgs),
     /// Analyse pcap/pcapng capture files with the same pipeline as live capture.
     Analyze(analyze::AnalyzeArgs),
+    /// The configuration of `run`: file, environment and flags (docs/config.md).
+    #[command(subcommand)]
+    Config(config::check::ConfigCommand),
     /// Write the manual pages (sipscope.1 and one per subcommand) into DIR;
     /// `cargo xtask package` puts them in the Debian package.
     #[command(hide = true)]
@@ -48,34 +53,22 @@ enum Command {
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let mut logger =
-        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
-    // Under a service manager the agent's own lines (warnings, the pcap
-    // writer's reports) take the events' format, so one parser reads all.
-    if let Command::Run(args) = &cli.command
-        && let Ok(output) = args.output()
-        && let Some(format) = output.log_format()
-    {
-        logger.format(move |buf, record| {
-            use std::io::Write as _;
-            let level = match record.level() {
-                log::Level::Error => "error",
-                log::Level::Warn => "warn",
-                log::Level::Info => "info",
-                log::Level::Debug | log::Level::Trace => "debug",
-            };
-            let line = sipscope::export::service_log::LogLine::now(level, "log")
-                .field("target", record.target())
-                .field("message", record.args().to_string());
-            writeln!(buf, "{}", line.render(format))
-        });
-    }
-    logger.init();
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = Cli::parse_from(&argv);
     let result = match cli.command {
-        Command::Run(args) => run::main(args),
-        Command::Analyze(args) => analyze::main(args),
-        Command::Man { dir } => man_pages(&dir),
+        Command::Run(_) => run_with_config(&argv),
+        Command::Analyze(args) => {
+            init_logger(None);
+            analyze::main(args)
+        }
+        Command::Config(command) => {
+            init_logger(None);
+            config::check::main(command)
+        }
+        Command::Man { dir } => {
+            init_logger(None);
+            man_pages(&dir)
+        }
     };
     match result {
         Ok(code) => code,
@@ -107,6 +100,43 @@ fn man_pages(dir: &std::path::Path) -> anyhow::Result<ExitCode> {
         std::fs::write(&path, out).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `run` read again with the file and SIPSCOPE_* environment, from the
+/// subcommand on (the top level has no options of its own); the logger
+/// follows the resolved settings (the file may choose the log format).
+fn run_with_config(argv: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    let at = argv.iter().position(|a| a == "run").unwrap_or(1);
+    let run_argv = argv[at..].to_vec();
+    let resolved = config::resolve(&run_argv, &|name| std::env::var(name).ok());
+    init_logger(resolved.as_ref().ok().map(|r| &r.args));
+    run::main(resolved?, run_argv)
+}
+
+/// The agent's own log lines; under a service manager (`run`) they take
+/// the events' format, so one parser reads all.
+fn init_logger(run: Option<&run::RunArgs>) {
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    if let Some(format) = run
+        .and_then(|args| args.output().ok())
+        .and_then(|output| output.log_format())
+    {
+        logger.format(move |buf, record| {
+            use std::io::Write as _;
+            let level = match record.level() {
+                log::Level::Error => "error",
+                log::Level::Warn => "warn",
+                log::Level::Info => "info",
+                log::Level::Debug | log::Level::Trace => "debug",
+            };
+            let line = sipscope::export::service_log::LogLine::now(level, "log")
+                .field("target", record.target())
+                .field("message", record.args().to_string());
+            writeln!(buf, "{}", line.render(format))
+        });
+    }
+    logger.init();
 }
 
 /// An error and its causes on one line, each said once: library errors
@@ -164,14 +194,11 @@ mod tests {
             .to_string();
         assert!(err.contains("must be at least 1"), "{err}");
         assert!(Cli::try_parse_from(["sipscope", "run", "-i", "lo", "--core-queue", "1"]).is_ok());
-        let Command::Run(args) =
-            Cli::try_parse_from(["sipscope", "run", "-i", "lo", "-i", "eth0", "-i", "lo"])
-                .unwrap()
-                .command
-        else {
-            panic!("not run")
-        };
-        let err = run::main(args).unwrap_err().to_string();
+        let argv: Vec<std::ffi::OsString> = ["run", "-i", "lo", "-i", "eth0", "-i", "lo"]
+            .map(Into::into)
+            .to_vec();
+        let resolved = config::resolve(&argv, &|_| None).unwrap();
+        let err = run::preflight(&resolved.args).unwrap_err().to_string();
         assert_eq!(err, "--iface lo is given twice; name each interface once");
     }
 }

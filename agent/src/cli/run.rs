@@ -15,6 +15,7 @@
 //! (ICMP errors about SIP, truncated copies) get a frame line of their own.
 
 use std::{
+    ffi::OsString,
     io::Write as _,
     net::SocketAddr,
     path::PathBuf,
@@ -34,7 +35,7 @@ use sipscope::{
     },
     export::{
         json,
-        otel::{CaptureTotals, OtlpArgs, Telemetry},
+        otel::{CaptureTotals, OtlpArgs, OtlpConfig, Telemetry},
         pcap_ring::PcapRing,
         pcap_writer::PcapFileWriter,
         service_log::{LogFormat, LogLine},
@@ -49,18 +50,27 @@ use sipscope::{
 use sipscope_common::{CaptureCounter, DEFAULT_RING_SIZE, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
+use super::config::Resolved;
 use super::console_choice::{ConsoleChoice, Output, Surroundings, choose};
 use super::pcap_args::line as pcap_line;
 use super::readiness;
 use super::records::{CaptureRecord, KernelFeatureRecord, write_record};
+use super::reloader::{Reloader, RetiredHep, Retune};
 use super::telemetry::{export_line, metrics_line, target, write_export_json};
-use sipscope::export::hep::{HepArgs, HepSink, HepStats, Overflow};
+use sipscope::export::hep::{HepArgs, HepConfig, HepSink, HepStats, Overflow};
 use sipscope::export::prometheus::{CounterGroup, Health};
 
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
-    /// Interface to capture on (repeatable).
-    #[arg(long = "iface", short = 'i', required = true, value_name = "IFACE")]
+    /// TOML file of settings, keys named like these flags (docs/config.md);
+    /// flags and SIPSCOPE_* variables override it [default:
+    /// /etc/sipscope/sipscope.toml, or SIPSCOPE_CONFIG; absent there is
+    /// fine, a file named here must exist].
+    #[arg(long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Interface to capture on (repeatable; at least one, from a flag,
+    /// SIPSCOPE_IFACE or the file).
+    #[arg(long = "iface", short = 'i', value_name = "IFACE")]
     ifaces: Vec<String>,
     /// Additional SIP port (repeatable); 5060 is always included.
     #[arg(long = "sip-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
@@ -151,7 +161,7 @@ const SMALL_BATCH: usize = 64;
 const COALESCE: Duration = Duration::from_millis(2);
 
 /// What the async edge hands to the core.
-enum CoreInput {
+pub(super) enum CoreInput {
     Frame {
         packet: Packet,
         /// A frame line for what the kernel flagged (ICMP, truncation).
@@ -161,6 +171,9 @@ enum CoreInput {
     /// A packet the kernel dropped (fw.local_drop, and the reason behind
     /// a later net.no_response).
     Drop(DroppedPacket),
+    /// A reloaded configuration (SIGHUP): its live settings apply from
+    /// the next input on.
+    Retune(Box<Retune>),
     /// What a PBX's TLS library read or wrote.
     Plaintext(Plaintext),
 }
@@ -206,8 +219,29 @@ impl RunArgs {
     }
 }
 
-pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
+/// What `run` checks before it creates a file or attaches anything:
+/// interfaces, output choice, analysis options (credentials file mode
+/// included), the HEP and OTLP endpoints. `sipscope config check` makes
+/// the same checks.
+pub(super) fn preflight(args: &RunArgs) -> anyhow::Result<(PipelineConfig, Option<HepConfig>)> {
+    args.output()?;
     distinct_interfaces(&args.ifaces)?;
+    let mut pipeline_config = PipelineConfig::default();
+    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
+    args.analysis.apply(&mut pipeline_config)?;
+    if let Some(secs) = args.transaction_timeout {
+        pipeline_config.transactions.timeout = Duration::from_secs(secs);
+    }
+    // Capture never waits for the collector: a full queue drops.
+    let hep_config = args.hep.resolve(Overflow::Drop)?;
+    OtlpConfig::from_args(&args.otlp).context("OTLP export")?;
+    Ok((pipeline_config, hep_config))
+}
+
+/// `run` with its resolved configuration; `argv` (from `run` on) is read
+/// again with the file and environment on SIGHUP.
+pub fn main(config: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    preflight(&config.args)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         // Capabilities are per thread: the runtime's threads never touch
@@ -216,10 +250,15 @@ pub fn main(args: RunArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(run(args))
+    runtime.block_on(run(config, argv))
 }
 
-async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode> {
+    // Bad options (e.g. a credentials file others can read) fail before
+    // anything is attached or created.
+    let (mut pipeline_config, hep_config) = preflight(&resolved.args)?;
+    let mut reloader = Reloader::new(argv, resolved.settings, hep_config.clone());
+    let args = resolved.args;
     let output = args.output()?;
     let config = LiveConfig {
         interfaces: args.ifaces.clone(),
@@ -242,16 +281,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    // Bad options (e.g. a credentials file others can read) fail before
-    // anything is attached.
-    let mut pipeline_config = PipelineConfig::default();
-    pipeline_config.decoder.sip_ports.extend(&args.sip_ports);
-    args.analysis.apply(&mut pipeline_config)?;
-    // Capture never waits for the collector: a full queue drops.
-    let hep_config = args.hep.resolve(Overflow::Drop)?;
-    if let Some(secs) = args.transaction_timeout {
-        pipeline_config.transactions.timeout = Duration::from_secs(secs);
-    }
+    let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
     // Bound before anything is attached: a taken port fails the start.
     let prometheus = match args.metrics_listen {
         Some(addr) => Some(super::metrics_endpoint::start(addr, &telemetry)?),
@@ -352,9 +382,10 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         ),
         None => (session, None),
     };
+    let retired = RetiredHep::new(out.handle(), output);
     let core = std::thread::Builder::new()
         .name("sipscope-core".into())
-        .spawn(move || core(rx, session, rtp, health))
+        .spawn(move || core(rx, session, rtp, health, retired))
         .context("starting the analysis thread")?;
 
     let ifaces: Vec<&str> = capture
@@ -400,6 +431,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
             }
             _ = sigint.recv() => true,
             _ = sigterm.recv() => true,
+            _ = sighup.recv() => {
+                let lines = reloader.reload(&tx)?;
+                for line in &lines {
+                    agent_line(&mut out, output, "config", line)?;
+                }
+                out.flush()?;
+                false
+            }
         };
         if stopping {
             readiness::stopping();
@@ -516,7 +555,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         if metrics.is_enabled() {
             writeln!(out, "{}", metrics_line(&metrics.export_stats()))?;
         }
-        if let (Some(h), Some(c)) = (&hep_stats, &hep_config) {
+        if let (Some(h), Some(c)) = (&hep_stats, reloader.hep()) {
             writeln!(out, "{}", h.line(&c.endpoint.url))?;
         }
         writeln!(
@@ -537,7 +576,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 
 /// A line about the agent itself: plain on the call flow, on stderr with
 /// `--json` (stdout stays JSON records), a log line among the events.
-fn agent_line(
+pub(super) fn agent_line(
     out: &mut SharedStdout,
     output: Output,
     event: &'static str,
@@ -671,20 +710,22 @@ fn core<W: std::io::Write>(
     mut session: Session<W>,
     mut rtp: Option<RtpKernel>,
     health: Option<std::sync::Arc<Health>>,
+    mut retired: RetiredHep,
 ) -> anyhow::Result<(Stats, TraceStats, Option<HepStats>)> {
     while let Ok(first) = rx.recv() {
         for input in std::iter::once(first).chain(rx.try_iter()) {
             if let (CoreInput::Tick(_), Some(h)) = (&input, &health) {
                 h.beat();
             }
-            match &input {
+            match input {
                 CoreInput::Frame { packet, note } => session.feed(Input::Frame {
-                    packet,
+                    packet: &packet,
                     note: note.as_deref(),
                 })?,
-                CoreInput::Tick(now) => session.feed(Input::Tick(*now))?,
-                CoreInput::Drop(dropped) => session.feed(Input::Drop(dropped))?,
-                CoreInput::Plaintext(p) => session.feed(Input::Plaintext(p))?,
+                CoreInput::Tick(now) => session.feed(Input::Tick(now))?,
+                CoreInput::Drop(dropped) => session.feed(Input::Drop(&dropped))?,
+                CoreInput::Plaintext(p) => session.feed(Input::Plaintext(&p))?,
+                CoreInput::Retune(r) => r.apply(&mut session, &mut retired),
             }
             match rtp.as_mut() {
                 Some(r) => r.serve(&mut session)?,
@@ -696,6 +737,7 @@ fn core<W: std::io::Write>(
     }
     let last = rtp.as_mut().map(RtpKernel::last_poll).transpose()?;
     let done = session.finish(last.as_ref())?;
+    retired.join();
     Ok((done.stats, done.traces, done.hep))
 }
 

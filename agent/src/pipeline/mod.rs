@@ -156,6 +156,14 @@ impl Pipeline {
         }
     }
 
+    /// Applies what of a reloaded configuration can change while running:
+    /// known credentials, the challenge-loop threshold, the media grace
+    /// period and quality thresholds. Everything else in `config` (table
+    /// limits, ports, timeouts) is ignored: it needs a new pipeline.
+    pub fn retune(&mut self, config: &PipelineConfig) {
+        self.analyses.retune(config);
+    }
+
     /// Feed one captured packet; returns the events it caused.
     pub fn ingest(&mut self, pkt: &Packet) -> Vec<Event> {
         let mut out = Vec::new();

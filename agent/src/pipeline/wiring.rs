@@ -94,6 +94,14 @@ impl Analyses {
         }
     }
 
+    /// The settings of a reloaded configuration that change without a
+    /// restart ([`crate::pipeline::Pipeline::retune`]).
+    pub(crate) fn retune(&mut self, config: &PipelineConfig) {
+        self.registrations.retune(&config.registration);
+        self.exchanges.retune(&config.registration);
+        self.calls.retune(&config.calls);
+    }
+
     /// Hands a batch of inputs to the analyses in order, then lets the
     /// calls note what the batch raised (see the module documentation).
     /// Findings are appended to `found`.

@@ -192,6 +192,19 @@ impl<W: Write> Session<W> {
         self
     }
 
+    /// Exports over HEP to `hep` from now on (`None`: no more); returns
+    /// the sink replaced, for the caller to finish off this thread (its
+    /// queue may take a while to drain). The new sink follows calls from
+    /// their next INVITE on.
+    pub fn replace_hep(&mut self, hep: Option<HepSink>) -> Option<HepSink> {
+        std::mem::replace(&mut self.hep, hep)
+    }
+
+    /// A reloaded configuration's live settings ([`Pipeline::retune`]).
+    pub fn retune(&mut self, config: &PipelineConfig) {
+        self.pipeline.retune(config);
+    }
+
     /// Also keeps the Prometheus view (`--metrics-listen`) up to date.
     pub fn with_prometheus(mut self, metrics: PrometheusMetrics) -> Self {
         self.prometheus = Some(metrics);

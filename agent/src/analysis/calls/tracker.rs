@@ -63,6 +63,14 @@ pub(crate) struct CallTracker {
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl CallTracker {
+    /// A reloaded configuration's media grace and quality thresholds:
+    /// calls answered from now on wait the new grace, every call ending
+    /// from now on is judged by the new thresholds.
+    pub(crate) fn retune(&mut self, config: &CallConfig) {
+        self.config.checks.grace = config.checks.grace;
+        self.config.checks.thresholds = config.checks.thresholds;
+    }
+
     pub(crate) fn new(config: CallConfig) -> Self {
         Self {
             observations: RtpObservations::new(config.observations.clone()),

@@ -104,6 +104,13 @@ impl Exchanges {
         }
     }
 
+    /// A reloaded configuration's credentials and loop threshold; open
+    /// exchanges are judged by them from their next message on.
+    pub(crate) fn retune(&mut self, registration: &TrackerConfig) {
+        self.challenge_loop_after = registration.challenge_loop_after;
+        self.credentials = registration.credentials.clone();
+    }
+
     pub(crate) fn stats(&self) -> ExchangeStats {
         let mut s = self.stats.clone();
         s.exchanges = self.table.len() as u64;

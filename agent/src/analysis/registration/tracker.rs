@@ -193,6 +193,13 @@ pub struct RegistrationTracker {
 }
 
 impl RegistrationTracker {
+    /// Takes the thresholds and credentials of a reloaded configuration
+    /// (`sipscope run` on SIGHUP); tables and their limits stay.
+    pub fn retune(&mut self, config: &TrackerConfig) {
+        self.config.challenge_loop_after = config.challenge_loop_after;
+        self.config.credentials = config.credentials.clone();
+    }
+
     pub fn new(config: TrackerConfig) -> Self {
         Self {
             config,

@@ -79,12 +79,17 @@ pub fn load_object_for(
         .map_max_entries(names::RTP_FLOWS_PERCPU, per_cpu)
         .load(EBPF_OBJECT)
         .map_err(|e| LiveError::kernel("loading the eBPF object", e))?;
-    let logger = match aya_log::EbpfLogger::init(&mut ebpf) {
-        Ok(l) => Some(l),
-        Err(e) => {
-            warn!("kernel-side logging unavailable: {e}");
-            None
-        }
+    // The programs log nothing today; an object without the log map is
+    // not a fault worth a warning at every start.
+    let logger = match ebpf.map("AYA_LOGS") {
+        None => None,
+        Some(_) => match aya_log::EbpfLogger::init(&mut ebpf) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!("kernel-side logging unavailable: {e}");
+                None
+            }
+        },
     };
     Ok(LoadedObject {
         ebpf,

@@ -1,0 +1,162 @@
+//! `sipscope run --config FILE` and SIGHUP on the real agent: a PBX
+//! (SIPp) registers with kamailio three times; between the runs the file
+//! is rewritten and the agent told to reload. Known credentials change
+//! what the agent says about the same REGISTER, so the output shows
+//! which configuration judged each run; HEP export switched on by the
+//! reload reaches a collector socket.
+
+use std::net::UdpSocket;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+
+use crate::agent::START;
+use crate::lab::Lab;
+use crate::support::netns::in_netns;
+use crate::support::process::NsProcess;
+use crate::{credentials, register};
+
+/// Raised only when the agent knows the account's password.
+const CONFIRMED: &str = "auth.password_correct";
+
+/// The agent's file: capture on `iface` (TLS probing off: it follows
+/// PBX processes host-wide, other tests' too), then `settings` from
+/// line 3 on.
+fn write_config(path: &Path, iface: &str, settings: &[String]) {
+    let mut text = format!("iface = [\"{iface}\"]\ntls = \"off\"\n");
+    for s in settings {
+        text.push_str(s);
+        text.push('\n');
+    }
+    // Rewritten in place, as an operator's editor or config management does.
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+}
+
+/// What the agent printed after the last occurrence of `marker`.
+fn after(agent: &NsProcess, marker: &str) -> String {
+    let out = agent.stdout_text();
+    let at = out
+        .rfind(marker)
+        .unwrap_or_else(|| panic!("no {marker:?} in\n{out}"));
+    out[at..].to_owned()
+}
+
+/// Waits until `needle` appears after the last `marker`.
+fn wait_after(agent: &mut NsProcess, marker: &str, needle: &str) {
+    crate::support::wait_for(START, &format!("{needle:?} after {marker:?}"), || {
+        if let Some(status) = agent.try_exit() {
+            panic!(
+                "the agent exited ({status})\nstdout:\n{}\nstderr:\n{}",
+                agent.stdout_text(),
+                agent.stderr_text()
+            );
+        }
+        after(agent, marker).contains(needle).then_some(())
+    });
+}
+
+#[test]
+fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
+    let lab = Lab::new(false, &[]);
+    let _kamailio = lab.kamailio();
+    let dir = lab.dir();
+    let iface = &lab.pair().host_if;
+    let config = dir.join("sipscope.toml");
+    // Start without credentials: nothing to say about the password.
+    write_config(&config, iface, &["max-loss = 2.0".into()]);
+    let mut agent = NsProcess::spawn(
+        &lab.pair().host,
+        &dir.path,
+        "sipscope",
+        env!("CARGO_BIN_EXE_sipscope"),
+        &["run", "--config", config.to_str().unwrap()],
+    );
+    agent.wait_output("capturing on", START);
+    let registered = "REG sip:1001@";
+    lab.sipp(&register("1001", "1001", "secret1001"));
+    wait_after(&mut agent, "capturing on", registered);
+    assert!(
+        !after(&agent, "capturing on").contains(CONFIRMED),
+        "no credentials yet:\n{}",
+        agent.stdout_text()
+    );
+
+    // Credentials, a new loss threshold and HEP export apply live; the
+    // ring size needs a restart, and the agent says so.
+    let (creds, _) = credentials(dir, "secret1001");
+    let creds_line = format!("credentials = \"{}\"", creds.display());
+    let homer = in_netns(&lab.pair().host, || {
+        UdpSocket::bind("127.0.0.1:0").expect("HEP collector socket")
+    });
+    homer.set_nonblocking(true).unwrap();
+    let hep_url = format!("udp://{}", homer.local_addr().unwrap());
+    write_config(
+        &config,
+        iface,
+        &[
+            "max-loss = 3.5".into(),
+            "ring-size = 8388608".into(),
+            creds_line.clone(),
+            format!("hep-endpoint = \"{hep_url}\""),
+        ],
+    );
+    agent.signal(libc::SIGHUP);
+    let reloaded = "config reloaded from";
+    agent.wait_output(reloaded, START);
+    let text = agent.stdout_text();
+    let config_path = config.display();
+    for line in [
+        format!(
+            "config reload: credentials (not set) -> \"{}\" (file {config_path}:5): applied",
+            creds.display()
+        ),
+        format!("config reload: max-loss 2.0 -> 3.5 (file {config_path}:3): applied"),
+        format!(
+            "config reload: ring-size 4194304 -> 8388608 (file {config_path}:4): needs a restart, still running with ring-size = 4194304"
+        ),
+        format!(
+            "config reload: hep-endpoint (not set) -> \"{hep_url}\" (file {config_path}:6): applied"
+        ),
+        format!(
+            "config reloaded from {config_path}: 3 applied, 1 need a restart; credentials re-read from {}",
+            creds.display()
+        ),
+    ] {
+        assert!(text.contains(&line), "{line:?} missing in\n{text}");
+    }
+    lab.sipp(&register("1001", "1001", "secret1001"));
+    wait_after(&mut agent, reloaded, CONFIRMED);
+    // The REGISTERs after the reload reach the collector as HEP v3.
+    let mut packet = [0u8; 65536];
+    crate::support::wait_for(START, "a HEP packet at the collector", || {
+        match homer.recv(&mut packet) {
+            Ok(n) => packet[..n].starts_with(b"HEP3").then_some(()),
+            Err(_) => None,
+        }
+    });
+
+    // A typo: the reload is refused with file and line, the agent goes on
+    // with the configuration it has, credentials as they were read: the
+    // file now holds a wrong password, which a reload would have taken.
+    credentials(dir, "not-the-password");
+    write_config(&config, iface, &["max-los = 5".into(), creds_line]);
+    agent.signal(libc::SIGHUP);
+    let kept = "config reload failed, kept the old configuration: ";
+    agent.wait_output(kept, START);
+    assert!(
+        after(&agent, kept).starts_with(&format!(
+            "{kept}{config_path}:3:1: unknown key `max-los`, did you mean `max-loss`?"
+        )),
+        "{}",
+        agent.stdout_text()
+    );
+    lab.sipp(&register("1001", "1001", "secret1001"));
+    wait_after(&mut agent, kept, CONFIRMED);
+    assert!(
+        !after(&agent, kept).contains("auth.password_mismatch"),
+        "{}",
+        agent.stdout_text()
+    );
+    let status = agent.interrupt(START);
+    assert!(status.success(), "{}", agent.stderr_text());
+}
