@@ -160,3 +160,78 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     let status = agent.interrupt(START);
     assert!(status.success(), "{}", agent.stderr_text());
 }
+
+/// An OTLP receiver listening in the agent's namespace (its loopback).
+fn receiver_in(ns: &crate::support::netns::Netns) -> crate::otlp_receiver::Receiver {
+    let listener = in_netns(ns, || {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+        l.set_nonblocking(true).unwrap();
+        l
+    });
+    crate::otlp_receiver::Receiver::grpc_on(tokio::net::TcpListener::from_std(listener).unwrap())
+}
+
+/// The span export follows the file: SIGHUP with a new `otlp-endpoint`
+/// sends the spans of the next registration there, and the export it
+/// replaces flushes, says what it sent, and gets nothing more.
+#[test]
+fn sighup_moves_span_export_to_the_new_otlp_endpoint() {
+    let lab = Lab::new(false, &[]);
+    let _kamailio = lab.kamailio();
+    let dir = lab.dir();
+    let iface = &lab.pair().host_if;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let _in_runtime = runtime.enter();
+    let (first, second) = (receiver_in(&lab.pair().host), receiver_in(&lab.pair().host));
+    let config = dir.join("sipscope.toml");
+    let endpoint =
+        |r: &crate::otlp_receiver::Receiver| format!("otlp-endpoint = \"{}\"", r.endpoint());
+    write_config(&config, iface, &[endpoint(&first)]);
+    let mut agent = NsProcess::spawn(
+        &lab.pair().host,
+        &dir.path,
+        "sipscope",
+        env!("CARGO_BIN_EXE_sipscope"),
+        &["run", "--config", config.to_str().unwrap()],
+    );
+    agent.wait_output("capturing on", START);
+    lab.sipp(&register("1001", "1001", "secret1001"));
+    crate::support::wait_for(START, "spans at the first receiver", || {
+        (!first.store.spans().is_empty()).then_some(())
+    });
+
+    write_config(&config, iface, &[endpoint(&second)]);
+    agent.signal(libc::SIGHUP);
+    let ended = "config reload: previous span export to OTLP/grpc ";
+    agent.wait_output(ended, START);
+    let text = agent.stdout_text();
+    let change = format!(
+        "config reload: otlp-endpoint \"{}\" -> \"{}\" (file {}:3): applied",
+        first.endpoint(),
+        second.endpoint(),
+        config.display()
+    );
+    assert!(text.contains(&change), "{change:?} missing in\n{text}");
+    let sent_before = first.store.spans().len();
+    assert!(
+        after(&agent, ended).contains(&format!("exported {sent_before}, dropped 0")),
+        "the old export says what it sent:\n{text}"
+    );
+
+    lab.sipp(&register("1001", "1001", "secret1001"));
+    crate::support::wait_for(START, "spans at the second receiver", || {
+        (!second.store.spans().is_empty()).then_some(())
+    });
+    let status = agent.interrupt(START);
+    assert!(status.success(), "{}", agent.stderr_text());
+    assert_eq!(
+        first.store.spans().len(),
+        sent_before,
+        "nothing reaches the replaced endpoint after the reload"
+    );
+    assert!(
+        agent.stdout_text().contains(&second.endpoint()),
+        "the exit summary names the export running at the end:\n{}",
+        agent.stdout_text()
+    );
+}

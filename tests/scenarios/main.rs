@@ -22,6 +22,10 @@ mod flood;
 mod inbound;
 mod lab;
 mod metrics;
+// The real OTLP/gRPC receiver of the OTLP tests (the reload test's).
+#[path = "../otlp/receiver.rs"]
+#[allow(dead_code)]
+mod otlp_receiver;
 mod reachability;
 mod tls;
 

@@ -1,13 +1,14 @@
 //! SIGHUP in `sipscope run`: the file read again under the same command
 //! line and environment, checked as at start; the live settings
-//! (thresholds, credentials, HEP export) handed to the core as one
-//! input, the rest reported as waiting for a restart (docs/config.md).
+//! (thresholds, credentials, HEP and OTLP export) handed to the core as
+//! one input, the rest reported as waiting for a restart (docs/config.md).
 
 use std::ffi::OsString;
 use std::sync::mpsc::SyncSender;
 use std::thread::JoinHandle;
 
 use sipscope::export::hep::{HepConfig, HepSink};
+use sipscope::export::otel::{Metrics, SpanSink, Telemetry};
 use sipscope::export::shared_stdout::SharedStdout;
 use sipscope::pipeline::PipelineConfig;
 use sipscope::session::Session;
@@ -22,6 +23,24 @@ pub(super) struct Retune {
     /// HEP settings changed: the sink to export to from now on (`None`:
     /// HEP off) and the endpoint of the one it replaces.
     hep: Option<(Option<HepSink>, Option<String>)>,
+    /// OTLP settings changed: where spans and metrics go from now on, and
+    /// the signal that the core no longer hands spans to the old export
+    /// (which may then flush and stop).
+    otlp: Option<(Option<SpanSink>, Metrics, tokio::sync::oneshot::Sender<()>)>,
+}
+
+/// What a reload did: the lines to show, and the OTLP export that
+/// replaces the running one, if its settings changed.
+pub(super) struct Reloaded {
+    pub(super) lines: Vec<String>,
+    pub(super) otlp: Option<NewExport>,
+}
+
+/// An OTLP export started by a reload. The caller keeps it (for the
+/// summary at exit) and retires the one it replaces once `applied` fires.
+pub(super) struct NewExport {
+    pub(super) telemetry: Telemetry,
+    pub(super) applied: tokio::sync::oneshot::Receiver<()>,
 }
 
 impl Retune {
@@ -32,6 +51,11 @@ impl Retune {
         retired: &mut RetiredHep,
     ) {
         session.retune(&self.pipeline);
+        if let Some((sink, metrics, applied)) = self.otlp {
+            session.retarget_spans(sink, metrics);
+            // The receiver is gone only if run is already exiting.
+            let _ = applied.send(());
+        }
         if let Some((new, old_url)) = self.hep
             && let Some(old) = session.replace_hep(new)
         {
@@ -89,6 +113,8 @@ pub(super) struct Reloader {
     running: Vec<Setting>,
     /// The HEP export running now.
     hep: Option<HepConfig>,
+    /// Where spans go as JSON lines without an OTLP endpoint (`--json`).
+    span_json: Option<SharedStdout>,
     /// Reads an environment variable (the process's; a test's own).
     env: fn(&str) -> Option<String>,
 }
@@ -99,8 +125,15 @@ impl Reloader {
             argv,
             running,
             hep,
+            span_json: None,
             env: |name| std::env::var(name).ok(),
         }
+    }
+
+    /// With `--json`, an export a reload starts without an OTLP endpoint
+    /// writes spans as JSON lines here, as the one at start does.
+    pub(super) fn spans_as_json_to(&mut self, out: SharedStdout) {
+        self.span_json = Some(out);
     }
 
     /// The HEP export running now (for the summary at exit).
@@ -110,14 +143,17 @@ impl Reloader {
 
     /// Lines saying what the reload did; a broken configuration changes
     /// nothing and says why in one line.
-    pub(super) fn reload(&mut self, tx: &SyncSender<CoreInput>) -> anyhow::Result<Vec<String>> {
-        let (resolved, retune, hep) = match self.read() {
+    pub(super) fn reload(&mut self, tx: &SyncSender<CoreInput>) -> anyhow::Result<Reloaded> {
+        let (resolved, retune, hep, otlp) = match self.read() {
             Ok(r) => r,
             Err(e) => {
-                return Ok(vec![format!(
-                    "config reload failed, kept the old configuration: {}",
-                    super::describe(&e)
-                )]);
+                return Ok(Reloaded {
+                    lines: vec![format!(
+                        "config reload failed, kept the old configuration: {}",
+                        super::describe(&e)
+                    )],
+                    otlp: None,
+                });
             }
         };
         // Blocking, unlike frames: a reload must not be lost to a full
@@ -146,25 +182,47 @@ impl Reloader {
         if let Some(hep) = hep {
             self.hep = hep;
         }
-        Ok(lines)
+        Ok(Reloaded { lines, otlp })
     }
 
     /// The new configuration, checked like at start, and what the core
-    /// gets of it. A HEP sink is started only when its settings changed
-    /// (`Some` of the new HEP configuration).
+    /// gets of it. An OTLP export and a HEP sink are started only when
+    /// their settings changed (`Some` of the new HEP configuration); the
+    /// OTLP one first, so that a configuration it refuses starts nothing.
     #[allow(clippy::type_complexity)]
-    fn read(&self) -> anyhow::Result<(Resolved, Retune, Option<Option<HepConfig>>)> {
+    fn read(
+        &self,
+    ) -> anyhow::Result<(
+        Resolved,
+        Retune,
+        Option<Option<HepConfig>>,
+        Option<NewExport>,
+    )> {
         let resolved = config::resolve(&self.argv, &self.env)?;
         let (pipeline, hep_config) = preflight(&resolved.args)?;
-        let hep_changed = reload::changes(&self.running, &resolved.settings)
-            .iter()
-            .any(|c| reload::is_hep(&c.key));
+        let changes = reload::changes(&self.running, &resolved.settings);
+        let hep_changed = changes.iter().any(|c| reload::is_hep(&c.key));
+        let otlp_changed = changes.iter().any(|c| reload::is_otlp(&c.key));
         let mut retune = Retune {
             pipeline,
             hep: None,
+            otlp: None,
+        };
+        let otlp = if otlp_changed {
+            let json = self
+                .span_json
+                .as_ref()
+                .map(|o| Box::new(o.handle()) as Box<dyn std::io::Write + Send>);
+            let telemetry = Telemetry::start(&resolved.args.otlp, json)
+                .map_err(|e| anyhow::anyhow!("cannot start OTLP export: {e}"))?;
+            let (tx, applied) = tokio::sync::oneshot::channel();
+            retune.otlp = Some((telemetry.span_sink(), telemetry.metrics(), tx));
+            Some(NewExport { telemetry, applied })
+        } else {
+            None
         };
         if !hep_changed {
-            return Ok((resolved, retune, None));
+            return Ok((resolved, retune, None, otlp));
         }
         let sink = match &hep_config {
             Some(c) => Some(HepSink::start(c).map_err(|e| {
@@ -173,7 +231,7 @@ impl Reloader {
             None => None,
         };
         retune.hep = Some((sink, self.hep.as_ref().map(|c| c.endpoint.url.clone())));
-        Ok((resolved, retune, Some(hep_config)))
+        Ok((resolved, retune, Some(hep_config), otlp))
     }
 }
 
@@ -199,7 +257,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
 
         std::fs::write(&file, "iface = [\"lo\"]\nmin-mos = 4.1\n").unwrap();
-        let lines = reloader.reload(&tx).unwrap();
+        let lines = reloader.reload(&tx).unwrap().lines;
         assert_eq!(
             lines,
             [
@@ -233,7 +291,7 @@ mod tests {
             format!("iface = [\"lo\"]\ncredentials = \"{}\"\n", creds.display()),
         )
         .unwrap();
-        let lines = reloader.reload(&tx).unwrap();
+        let lines = reloader.reload(&tx).unwrap().lines;
         assert_eq!(lines.len(), 1, "{lines:?}");
         assert!(
             lines[0].starts_with(
@@ -259,7 +317,7 @@ mod tests {
             "iface = [\"lo\"]\nmin-mos = 4.1\nhep-endpoint = \"udp://127.0.0.1:9\"\n",
         )
         .unwrap();
-        let lines = reloader.reload(&tx).unwrap();
+        let lines = reloader.reload(&tx).unwrap().lines;
         assert_eq!(
             lines[0],
             format!(

@@ -145,7 +145,7 @@ pub struct RunArgs {
     #[command(flatten)]
     analysis: super::analysis_args::AnalysisArgs,
     #[command(flatten)]
-    otlp: OtlpArgs,
+    pub(super) otlp: OtlpArgs,
     #[command(flatten)]
     hep: HepArgs,
 }
@@ -278,7 +278,12 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     let span_json = args
         .json
         .then(|| Box::new(out.handle()) as Box<dyn std::io::Write + Send>);
-    let telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
+    let mut telemetry = Telemetry::start(&args.otlp, span_json).context("OTLP export")?;
+    if args.json {
+        reloader.spans_as_json_to(out.handle());
+    }
+    // OTLP exports a reload replaced, flushing on their own task.
+    let mut retired_exports = Vec::new();
     let mut sigint = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
     let mut sigterm = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut sighup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
@@ -395,7 +400,7 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         .collect();
     readiness::ready(&format!("capturing on {}", ifaces.join(", ")));
 
-    let metrics = telemetry.metrics();
+    let mut metrics = telemetry.metrics();
     let mut core_drops = 0u64;
     let (mut frames, mut drops, mut plaintext) = (Vec::new(), Vec::new(), Vec::new());
     let mut tick = tokio::time::interval(TICK);
@@ -432,11 +437,16 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             _ = sigint.recv() => true,
             _ = sigterm.recv() => true,
             _ = sighup.recv() => {
-                let lines = reloader.reload(&tx)?;
-                for line in &lines {
+                let reloaded = reloader.reload(&tx)?;
+                for line in &reloaded.lines {
                     agent_line(&mut out, output, "config", line)?;
                 }
                 out.flush()?;
+                if let Some(new) = reloaded.otlp {
+                    let old = std::mem::replace(&mut telemetry, new.telemetry);
+                    metrics = telemetry.metrics();
+                    retired_exports.push(tokio::spawn(retire_export(old, new.applied, out.handle(), output)));
+                }
                 false
             }
         };
@@ -493,6 +503,9 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
         captured: counters.get(CaptureCounter::SipCaptured),
         lost: counters.get(CaptureCounter::RingbufFull) + core_drops,
     });
+    for retired in retired_exports {
+        let _ = retired.await;
+    }
     let target = target(&telemetry);
     let export = telemetry.shutdown().await;
     if let Output::Events(f) = output {
@@ -627,6 +640,30 @@ fn tls_counters_line(t: &sipscope::capture::live::tls::TlsTracer) -> anyhow::Res
         m.sessions_evicted,
         m.malformed
     ))
+}
+
+/// An OTLP export a reload replaced: once the core hands its spans to the
+/// new one, what the old one holds is flushed (as at exit) and its
+/// counters said in one line.
+async fn retire_export(
+    old: Telemetry,
+    applied: tokio::sync::oneshot::Receiver<()>,
+    mut out: SharedStdout,
+    output: Output,
+) {
+    // An error: the core ended first, and no span reaches the queue anymore.
+    let _ = applied.await;
+    let target = target(&old);
+    let line = match old.shutdown().await {
+        Some(s) => format!(
+            "config reload: previous span export to {target} ended: exported {}, dropped {} \
+             (failed batches {}), export errors {}",
+            s.exported, s.dropped, s.failed_batches, s.export_errors
+        ),
+        None => format!("config reload: previous export to {target} ended"),
+    };
+    // Nothing left to tell if stdout is gone.
+    let _ = agent_line(&mut out, output, "config", &line).and_then(|()| out.flush());
 }
 
 /// The TLS tracer's status lines, each an [`agent_line`].

@@ -113,6 +113,11 @@ pub struct TraceBuilder {
 const MAX_RETRANSMISSION_EVENTS: usize = 16;
 
 impl TraceBuilder {
+    /// Metrics recorded from now on go to `metrics` (an OTLP reload).
+    pub(crate) fn set_metrics(&mut self, metrics: Metrics) {
+        self.metrics = metrics;
+    }
+
     /// `observer`: the agent's name in span ids (the exported host.name,
     /// see [`super::otel::Telemetry::observer`]).
     pub fn new(observer: impl Into<String>, config: TraceConfig, metrics: Metrics) -> Self {

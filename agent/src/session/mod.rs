@@ -31,7 +31,7 @@ use crate::export::calls::{CallsReport, table};
 use crate::export::console::{self, CallFlow};
 use crate::export::hep::{HepSink, HepStats};
 use crate::export::json;
-use crate::export::otel::ExportStats;
+use crate::export::otel::{ExportStats, Metrics, SpanSink};
 use crate::export::prometheus::{CounterGroup, PrometheusMetrics};
 use crate::export::registrations::RegistrationReport;
 use crate::export::service_log::{LogFormat, LogLine, ServiceLog};
@@ -198,6 +198,12 @@ impl<W: Write> Session<W> {
     /// their next INVITE on.
     pub fn replace_hep(&mut self, hep: Option<HepSink>) -> Option<HepSink> {
         std::mem::replace(&mut self.hep, hep)
+    }
+
+    /// A reloaded OTLP configuration: spans and metrics go to the new
+    /// export from the next event on ([`Spans`] keeps its open traces).
+    pub fn retarget_spans(&mut self, sink: Option<SpanSink>, metrics: Metrics) {
+        self.spans.retarget(sink, metrics);
     }
 
     /// A reloaded configuration's live settings ([`Pipeline::retune`]).

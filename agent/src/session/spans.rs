@@ -10,7 +10,9 @@
 
 use std::io::Write;
 
-use crate::export::otel::{AttributeFilter, ExportStats, SpanSink, Telemetry, write_span_lines};
+use crate::export::otel::{
+    AttributeFilter, ExportStats, Metrics, SpanSink, Telemetry, write_span_lines,
+};
 use crate::export::spans::SpanRecord;
 use crate::export::trace_builder::{TraceBuilder, TraceConfig, TraceStats};
 use crate::pipeline::Event;
@@ -68,6 +70,18 @@ impl Spans {
             target,
             buf: Vec::new(),
         }
+    }
+
+    /// A reloaded OTLP configuration: spans finished from now on go to
+    /// `sink` (nowhere without one) and metrics to `metrics`. Open traces
+    /// are kept, so a call up across the reload reaches the new endpoint
+    /// whole. Spans the session writes itself (`analyze --json`) stay so.
+    pub(crate) fn retarget(&mut self, sink: Option<SpanSink>, metrics: Metrics) {
+        if matches!(self.target, Target::Lines { .. }) {
+            return;
+        }
+        self.target = sink.map_or(Target::Nowhere, Target::Queue);
+        self.builder.set_metrics(metrics);
     }
 
     pub(crate) fn on_events(&mut self, events: &[Event]) {

@@ -7,9 +7,9 @@ use super::{Origin, Setting};
 
 /// Settings applied to the running analysis without reattaching
 /// (`Session::retune`): the diagnosis thresholds and known credentials;
-/// and the HEP settings ([`is_hep`]). Everything else (interfaces,
-/// ports, ring and table sizes, OTLP, output format) is fixed when `run`
-/// starts.
+/// and the HEP and OTLP settings ([`is_hep`], [`is_otlp`]). Everything
+/// else (interfaces, ports, ring and table sizes, output format) is fixed
+/// when `run` starts.
 pub(crate) const LIVE: &[&str] = &[
     "credentials",
     "challenge-loop-after",
@@ -28,9 +28,18 @@ pub(crate) fn is_hep(key: &str) -> bool {
     key.starts_with(HEP_PREFIX)
 }
 
+/// OTLP settings: a reload that changes any starts a new OTLP export
+/// (the old one flushes what it holds and reports its counters).
+const OTLP_PREFIX: &str = "otlp-";
+
+/// Whether an OTLP setting (applied live by replacing the export).
+pub(crate) fn is_otlp(key: &str) -> bool {
+    key.starts_with(OTLP_PREFIX)
+}
+
 /// Whether a change of `key` applies without a restart.
 pub(crate) fn is_live(key: &str) -> bool {
-    LIVE.contains(&key) || is_hep(key)
+    LIVE.contains(&key) || is_hep(key) || is_otlp(key)
 }
 
 /// One setting whose value differs after a reload.
