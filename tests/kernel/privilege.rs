@@ -15,7 +15,7 @@ use crate::{
     require_root,
     support::{
         TempDir, fixture,
-        netns::{VethPair, run},
+        netns::{VethPair, in_netns, run},
         process::NsProcess,
         unique_suffix,
     },
@@ -167,6 +167,20 @@ fn an_unprivileged_user_with_the_three_capabilities_captures_a_registration_and_
         &[],
     );
     wait_udp_listening(&pair.host, 5060);
+    // The interface's lock file as an agent run as root left it (a debug
+    // run before the service, or one killed): root's, the user can only
+    // read it, and a read-only open is enough to lock it.
+    let iface = pair.host_if.clone();
+    let (netns, ifindex) = in_netns(&pair.host, move || {
+        let ns = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: a valid C string.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        (std::os::unix::fs::MetadataExt::ino(&ns), index)
+    });
+    let stale = dir.join(&format!("{netns}-{ifindex}.lock"));
+    std::fs::write(&stale, "1\n").unwrap();
+    std::fs::set_permissions(&stale, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut agent = start_as(&user, None, &pair, &dir, &dir.path);
     agent.wait_output("capturing on", START);
     let out = agent.stdout_text();

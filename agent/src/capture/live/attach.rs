@@ -335,14 +335,24 @@ impl InterfaceLock {
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let path = format!("{dir}/{netns}-{ifindex}.lock");
-        let mut file = std::fs::OpenOptions::new()
+        // Readable by all: a file another user's agent left (a root run
+        // before the service, or one killed) is still locked through a
+        // read-only open (flock needs no write access), so the lock stays
+        // one per interface whoever made the file.
+        let (file, writable) = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
-            .mode(0o600)
+            .mode(0o644)
             .open(&path)
-            .map_err(io)?;
+        {
+            Ok(f) => (f, true),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                (File::open(&path).map_err(|_| io(e))?, false)
+            }
+            Err(e) => return Err(io(e)),
+        };
         use std::os::fd::AsRawFd as _;
         // SAFETY: a valid open fd.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
@@ -352,8 +362,11 @@ impl InterfaceLock {
                 pid: pid.trim().to_owned(),
             });
         }
-        file.set_len(0).map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        if writable {
+            let mut file = &file;
+            file.set_len(0).map_err(io)?;
+            writeln!(file, "{}", std::process::id()).map_err(io)?;
+        }
         Ok(Self { _file: file })
     }
 }
