@@ -55,6 +55,19 @@ fn wait_after(agent: &mut NsProcess, marker: &str, needle: &str) {
     });
 }
 
+/// `sipscope run --config FILE` in the lab's host namespace, capturing.
+fn start_agent(lab: &Lab, config: &Path) -> NsProcess {
+    let mut agent = NsProcess::spawn(
+        &lab.pair().host,
+        &lab.dir().path,
+        "sipscope",
+        env!("CARGO_BIN_EXE_sipscope"),
+        &["run", "--config", config.to_str().unwrap()],
+    );
+    agent.wait_output("capturing on", START);
+    agent
+}
+
 #[test]
 fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     let lab = Lab::new(false, &[]);
@@ -64,14 +77,7 @@ fn sighup_applies_new_credentials_and_keeps_running_on_a_broken_file() {
     let config = dir.join("sipscope.toml");
     // Start without credentials: nothing to say about the password.
     write_config(&config, iface, &["max-loss = 2.0".into()]);
-    let mut agent = NsProcess::spawn(
-        &lab.pair().host,
-        &dir.path,
-        "sipscope",
-        env!("CARGO_BIN_EXE_sipscope"),
-        &["run", "--config", config.to_str().unwrap()],
-    );
-    agent.wait_output("capturing on", START);
+    let mut agent = start_agent(&lab, &config);
     let registered = "REG sip:1001@";
     lab.sipp(&register("1001", "1001", "secret1001"));
     wait_after(&mut agent, "capturing on", registered);
@@ -187,14 +193,7 @@ fn sighup_moves_span_export_to_the_new_otlp_endpoint() {
     let endpoint =
         |r: &crate::otlp_receiver::Receiver| format!("otlp-endpoint = \"{}\"", r.endpoint());
     write_config(&config, iface, &[endpoint(&first)]);
-    let mut agent = NsProcess::spawn(
-        &lab.pair().host,
-        &dir.path,
-        "sipscope",
-        env!("CARGO_BIN_EXE_sipscope"),
-        &["run", "--config", config.to_str().unwrap()],
-    );
-    agent.wait_output("capturing on", START);
+    let mut agent = start_agent(&lab, &config);
     lab.sipp(&register("1001", "1001", "secret1001"));
     crate::support::wait_for(START, "spans at the first receiver", || {
         (!first.store.spans().is_empty()).then_some(())
