@@ -10,14 +10,30 @@
 
 use std::time::Duration;
 
-use aya::programs::{SchedClassifier, TestRun, TestRunOptions, Xdp};
+use aya::{
+    maps::{MapData, PerCpuArray},
+    programs::{SchedClassifier, TestRun, TestRunOptions, Xdp},
+};
 use etherparse::PacketBuilder;
 use sipscope::capture::live::{
-    CompatMode, KernelFeatures, LoadedObject, RtpSettings, Support, load_object_for,
+    CaptureCounters, CompatMode, KernelCounters, KernelFeatures, LoadedObject, RtpSettings,
+    Support, load_object_for,
 };
-use sipscope_common::{DEFAULT_RING_SIZE, names};
+use sipscope_common::{CaptureCounter, CounterSlot, DEFAULT_RING_SIZE, RtpCounter, names};
 
-/// Packets per program per frame kind.
+type RtpCounters = KernelCounters<RtpCounter, { RtpCounter::COUNT as usize }>;
+
+/// What every run of a frame must have done (its counter grew by one).
+#[derive(Clone, Copy)]
+enum Outcome {
+    /// Not SIP, not RTP: nothing to count.
+    Passed,
+    Captured,
+    RtpAccounted,
+}
+
+/// Packets per program per frame kind (`BENCH_PACKETS` overrides it, for
+/// a run long enough to profile under `perf record`).
 const TOTAL: u32 = 1_000_000;
 /// Runs per BPF_PROG_TEST_RUN call; the ring buffer is drained between
 /// calls so SIP frames take the real capture path, not the "ring full" one.
@@ -95,6 +111,12 @@ fn ns_per_packet(
     total.as_nanos() as f64 / f64::from(packets)
 }
 
+fn read_counters<C: CounterSlot, const N: usize>(
+    map: &PerCpuArray<MapData, u64>,
+) -> KernelCounters<C, N> {
+    KernelCounters::read(map).expect("reading the kernel counters")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -123,20 +145,32 @@ fn main() {
         (names::TC_EGRESS_510, names::TC_EMPTY, oldest),
     ];
     let sip = udp_frame(5060, SIP.as_bytes());
+    // Each case with the counter every one of its runs must bump: the
+    // figure is only the success path's cost if, say, no SIP frame met a
+    // full ring (that path skips the copy and is far cheaper).
     let cases = [
-        ("non-VoIP UDP (DNS, 53)", udp_frame(53, &[0u8; 40])),
-        ("SIP REGISTER (UDP 5060, captured)", sip),
+        (
+            "non-VoIP UDP (DNS, 53)",
+            udp_frame(53, &[0u8; 40]),
+            Outcome::Passed,
+        ),
+        ("SIP REGISTER (UDP 5060, captured)", sip, Outcome::Captured),
         (
             "RTP (16384, G.711, stats in kernel)",
             udp_frame(16_384, &rtp_payload()),
+            Outcome::RtpAccounted,
         ),
     ];
-    let per_round = TOTAL / ROUNDS;
+    let total = std::env::var("BENCH_PACKETS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(TOTAL);
+    let per_round = total / ROUNDS;
     // `BENCH_ONLY=text` keeps the variant/frame rows containing it (for
     // profiling one case under `perf record`).
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     println!(
-        "kernel bench: each capture variant vs the empty program of its type, {TOTAL} packets \
+        "kernel bench: each capture variant vs the empty program of its type, {total} packets \
          each, median of {ROUNDS} rounds"
     );
     println!(
@@ -146,7 +180,7 @@ fn main() {
     for (variant, baseline, features) in variants {
         if !cases
             .iter()
-            .any(|(label, _)| format!("{variant} {label}").contains(&only))
+            .any(|(label, ..)| format!("{variant} {label}").contains(&only))
         {
             continue;
         }
@@ -159,10 +193,16 @@ fn main() {
         object.load_all_variants().expect("verifier");
         object.load_empty_program().expect("empty programs");
         let mut ring = object.take_ring().expect("ring buffer");
-        for (label, frame) in &cases {
+        let counters = object.take_counters().expect("capture counters");
+        let rtp_counters = object.take_rtp_counters().expect("RTP counters");
+        let read = || -> (CaptureCounters, RtpCounters) {
+            (read_counters(&counters), read_counters(&rtp_counters))
+        };
+        for (label, frame, outcome) in &cases {
             if !format!("{variant} {label}").contains(&only) {
                 continue;
             }
+            let before = read();
             let (mut empty, mut capture) = (Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 empty.push(ns_per_packet(
@@ -179,6 +219,25 @@ fn main() {
                     frame,
                     per_round,
                 ));
+            }
+            let after = read();
+            let grew = match outcome {
+                Outcome::Passed => None,
+                Outcome::Captured => Some(
+                    after.0.get(CaptureCounter::SipCaptured)
+                        - before.0.get(CaptureCounter::SipCaptured),
+                ),
+                Outcome::RtpAccounted => {
+                    Some(after.1.get(RtpCounter::Packets) - before.1.get(RtpCounter::Packets))
+                }
+            };
+            if let Some(grew) = grew {
+                assert_eq!(
+                    grew,
+                    u64::from(per_round * ROUNDS),
+                    "{variant} {label}: not every run took the success path ({} ring full)",
+                    after.0.get(CaptureCounter::RingbufFull)
+                );
             }
             let (e, c) = (median(empty), median(capture));
             println!(

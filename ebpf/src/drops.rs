@@ -233,9 +233,7 @@ fn inspect(cfg: &DropConfig, skb: u64, reason: u32) -> DropCounter {
 fn rtp_report_due(frame: &DroppedFrame, flow: &Flow, ifindex: u32, direction: Direction) -> bool {
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    let Some(state) =
-        rtp::flow_key(frame, flow, ifindex, direction).and_then(|key| rtp::flow_state(&key))
-    else {
+    let Some(state) = rtp::flow_state_of(frame, flow, ifindex, direction) else {
         return within_budget(now);
     };
     // SAFETY: `state` points at a live map value (RCU keeps it valid for

@@ -37,19 +37,33 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use sipscope_common::{
-    DEFAULT_RTP_FLOWS, Direction, MAX_RTP_PORT_CLOCKS, RTP_FLOW_PER_CPU, RtpConfig, RtpCounter,
-    RtpFlowKey, RtpFlowState, RtpPacketFields, RtpPortClockKey,
+    DEFAULT_RTP_FLOWS, Direction, Family, MAX_RTP_PORT_CLOCKS, RTP_FLOW_PER_CPU, RtpConfig,
+    RtpCounter, RtpFlowKey, RtpFlowKeyV4, RtpFlowState, RtpPacketFields, RtpPortClockKey,
 };
 
 use crate::{frame::Frame, walk::Flow};
 
-/// Flows ([`SharedFlows`]); userspace sets the capacity at load time
-/// (one entry when the per-CPU store is used) and deletes idle ones.
+// One map per family and store: IPv4 flows (nearly all RTP) under a
+// 16-byte key, IPv6 flows under the 44-byte one. Userspace sets each
+// store's capacity at load time (one entry in the store not used) and
+// deletes idle flows.
+
+/// IPv4 flows ([`SharedFlows`]).
+#[map]
+pub static RTP_FLOWS_V4: LruHashMap<RtpFlowKeyV4, RtpFlowState> =
+    LruHashMap::with_max_entries(DEFAULT_RTP_FLOWS, 0);
+
+/// IPv6 flows ([`SharedFlows`]).
 #[map]
 pub static RTP_FLOWS: LruHashMap<RtpFlowKey, RtpFlowState> =
     LruHashMap::with_max_entries(DEFAULT_RTP_FLOWS, 0);
 
-/// Flows ([`PerCpuFlows`]); one entry unless userspace chose this store.
+/// IPv4 flows ([`PerCpuFlows`]).
+#[map]
+pub static RTP_FLOWS_V4_PERCPU: LruPerCpuHashMap<RtpFlowKeyV4, RtpFlowState> =
+    LruPerCpuHashMap::with_max_entries(1, 0);
+
+/// IPv6 flows ([`PerCpuFlows`]).
 #[map]
 pub static RTP_FLOWS_PERCPU: LruPerCpuHashMap<RtpFlowKey, RtpFlowState> =
     LruPerCpuHashMap::with_max_entries(1, 0);
@@ -81,16 +95,80 @@ pub fn count(counter: RtpCounter) {
     crate::maps::increment(&RTP_COUNTERS, counter);
 }
 
-/// The map key of `flow` as seen on `ifindex` in `direction` (the drop
-/// tracer finds the same flow by it).
+/// A flow key type and the maps its flows live in (one per store).
+pub trait FlowKey: Sized + 'static {
+    fn shared() -> &'static LruHashMap<Self, RtpFlowState>;
+    fn per_cpu() -> &'static LruPerCpuHashMap<Self, RtpFlowState>;
+}
+
+impl FlowKey for RtpFlowKeyV4 {
+    #[inline(always)]
+    fn shared() -> &'static LruHashMap<Self, RtpFlowState> {
+        &RTP_FLOWS_V4
+    }
+    #[inline(always)]
+    fn per_cpu() -> &'static LruPerCpuHashMap<Self, RtpFlowState> {
+        &RTP_FLOWS_V4_PERCPU
+    }
+}
+
+impl FlowKey for RtpFlowKey {
+    #[inline(always)]
+    fn shared() -> &'static LruHashMap<Self, RtpFlowState> {
+        &RTP_FLOWS
+    }
+    #[inline(always)]
+    fn per_cpu() -> &'static LruPerCpuHashMap<Self, RtpFlowState> {
+        &RTP_FLOWS_PERCPU
+    }
+}
+
+/// The key of the IPv4 `flow` as seen on `ifindex` in `direction` (the
+/// drop tracer finds the same flow by it).
 #[inline(always)]
-pub fn flow_key<F: Frame>(
+pub fn v4_key<F: Frame>(
+    frame: &F,
+    flow: &Flow,
+    ifindex: u32,
+    direction: Direction,
+) -> Option<RtpFlowKeyV4> {
+    // Source then destination address (RFC 791 section 3.1).
+    let a: [u8; 8] = frame.read(flow.l3_off + 12)?;
+    Some(RtpFlowKeyV4 {
+        src_addr: [a[0], a[1], a[2], a[3]],
+        dst_addr: [a[4], a[5], a[6], a[7]],
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+        ifindex_direction: RtpFlowKeyV4::pack(ifindex, direction as u8),
+    })
+}
+
+/// The key of the IPv6 `flow` (see [`v4_key`]).
+#[inline(always)]
+pub fn v6_key<F: Frame>(
     frame: &F,
     flow: &Flow,
     ifindex: u32,
     direction: Direction,
 ) -> Option<RtpFlowKey> {
     Some(RtpFlowKey::of(&flow.endpoints(frame, direction)?, ifindex))
+}
+
+/// The state this CPU sees for the flow of `flow` in whichever store
+/// holds it (the drop tracer counts local drops on it).
+#[inline(always)]
+pub fn flow_state_of<F: Frame>(
+    frame: &F,
+    flow: &Flow,
+    ifindex: u32,
+    direction: Direction,
+) -> Option<*mut RtpFlowState> {
+    // Each family on its own path: one key type per branch keeps LLVM
+    // from merging the two key layouts into stores the verifier rejects.
+    match flow.family {
+        Family::Ipv4 => flow_state(&v4_key(frame, flow, ifindex, direction)?),
+        Family::Ipv6 => flow_state(&v6_key(frame, flow, ifindex, direction)?),
+    }
 }
 
 /// True if the UDP datagram `flow` has a port in the configured RTP range.
@@ -156,24 +234,40 @@ pub fn account<F: Frame, S: FlowStore>(
         ssrc: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
         payload_type: h[1] & 0x7f,
     };
-    let Some(key) = flow_key(frame, flow, ifindex, direction) else {
-        count(RtpCounter::NotRtp);
-        return false;
+    let updated = match flow.family {
+        Family::Ipv4 => v4_key(frame, flow, ifindex, direction)
+            .map(|key| update::<_, S>(&key, config, flow, &pkt, payload_len)),
+        Family::Ipv6 => v6_key(frame, flow, ifindex, direction)
+            .map(|key| update::<_, S>(&key, config, flow, &pkt, payload_len)),
     };
+    match updated {
+        Some(true) => count(RtpCounter::Packets),
+        Some(false) => {} // counted by the store
+        None => count(RtpCounter::NotRtp),
+    }
+    false
+}
+
+/// Accounts the packet `pkt` to its flow `key` in the store `S`.
+#[inline(always)]
+fn update<K: FlowKey, S: FlowStore>(
+    key: &K,
+    config: &RtpConfig,
+    flow: &Flow,
+    pkt: &RtpPacketFields,
+    payload_len: u32,
+) -> bool {
     let clock = clock_rate(config, flow, pkt.payload_type);
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    if S::update(&key, now, &pkt, payload_len, clock) {
-        count(RtpCounter::Packets);
-    }
-    false
+    S::update(key, now, pkt, payload_len, clock)
 }
 
 /// Where per-flow state lives; `update` accounts one packet and says
 /// whether it reached the flow (every failure is counted).
 pub trait FlowStore {
-    fn update(
-        key: &RtpFlowKey,
+    fn update<K: FlowKey>(
+        key: &K,
         now: u64,
         pkt: &RtpPacketFields,
         payload_len: u32,
@@ -190,14 +284,14 @@ pub struct PerCpuFlows;
 
 impl FlowStore for SharedFlows {
     #[inline(always)]
-    fn update(
-        key: &RtpFlowKey,
+    fn update<K: FlowKey>(
+        key: &K,
         now: u64,
         pkt: &RtpPacketFields,
         payload_len: u32,
         clock: u32,
     ) -> bool {
-        let Some(state) = get_or_create(&RTP_FLOWS, key) else {
+        let Some(state) = get_or_create(K::shared(), key) else {
             return false;
         };
         // SAFETY: `state` points at a live map value (RCU keeps it valid for
@@ -236,14 +330,14 @@ impl FlowStore for SharedFlows {
 
 impl FlowStore for PerCpuFlows {
     #[inline(always)]
-    fn update(
-        key: &RtpFlowKey,
+    fn update<K: FlowKey>(
+        key: &K,
         now: u64,
         pkt: &RtpPacketFields,
         payload_len: u32,
         clock: u32,
     ) -> bool {
-        let Some(state) = get_or_create(&RTP_FLOWS_PERCPU, key) else {
+        let Some(state) = get_or_create(K::per_cpu(), key) else {
             return false;
         };
         // SAFETY: this CPU's slot of a live map value; programs do not
@@ -258,7 +352,7 @@ impl FlowStore for PerCpuFlows {
 
 /// The flow's state, inserted on its first packet.
 #[inline(always)]
-fn get_or_create<M: FlowMap>(map: &M, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
+fn get_or_create<K, M: FlowMap<K>>(map: &M, key: &K) -> Option<*mut RtpFlowState> {
     if let Some(s) = map.state(key) {
         return Some(s);
     }
@@ -275,21 +369,21 @@ fn get_or_create<M: FlowMap>(map: &M, key: &RtpFlowKey) -> Option<*mut RtpFlowSt
 }
 
 /// The two LRU map kinds behind one lookup/insert interface.
-trait FlowMap {
-    fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState>;
-    fn create(&self, key: &RtpFlowKey) -> bool;
+trait FlowMap<K> {
+    fn state(&self, key: &K) -> Option<*mut RtpFlowState>;
+    fn create(&self, key: &K) -> bool;
 }
 
 /// Both map kinds have the same lookup and insert, as inherent methods.
 macro_rules! flow_map {
     ($map:ident) => {
-        impl FlowMap for $map<RtpFlowKey, RtpFlowState> {
+        impl<K> FlowMap<K> for $map<K, RtpFlowState> {
             #[inline(always)]
-            fn state(&self, key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
+            fn state(&self, key: &K) -> Option<*mut RtpFlowState> {
                 self.get_ptr_mut(key)
             }
             #[inline(always)]
-            fn create(&self, key: &RtpFlowKey) -> bool {
+            fn create(&self, key: &K) -> bool {
                 self.insert(key, RtpFlowState::default(), BPF_NOEXIST)
                     .is_ok()
             }
@@ -299,13 +393,12 @@ macro_rules! flow_map {
 flow_map!(LruHashMap);
 flow_map!(LruPerCpuHashMap);
 
-/// The state this CPU sees for `key` in whichever store holds it (the
-/// drop tracer counts local drops on it).
+/// The state this CPU sees for `key` in whichever store holds it.
 #[inline(always)]
-pub fn flow_state(key: &RtpFlowKey) -> Option<*mut RtpFlowState> {
-    RTP_FLOWS
+fn flow_state<K: FlowKey>(key: &K) -> Option<*mut RtpFlowState> {
+    K::shared()
         .get_ptr_mut(key)
-        .or_else(|| RTP_FLOWS_PERCPU.get_ptr_mut(key))
+        .or_else(|| K::per_cpu().get_ptr_mut(key))
 }
 
 /// RFC 3550 5.1/5.3.1: the CSRC list and header extension fit the payload.

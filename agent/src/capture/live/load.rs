@@ -75,7 +75,9 @@ pub fn load_object_for(
     };
     let mut ebpf = EbpfLoader::new()
         .map_max_entries(names::EVENTS, ring_size)
+        .map_max_entries(names::RTP_FLOWS_V4, shared)
         .map_max_entries(names::RTP_FLOWS, shared)
+        .map_max_entries(names::RTP_FLOWS_V4_PERCPU, per_cpu)
         .map_max_entries(names::RTP_FLOWS_PERCPU, per_cpu)
         .load(EBPF_OBJECT)
         .map_err(|e| LiveError::kernel("loading the eBPF object", e))?;
@@ -199,11 +201,22 @@ impl LoadedObject {
 
     /// Takes the per-CPU counters out of the object to read them.
     pub fn take_counters(&mut self) -> Result<PerCpuArray<MapData, u64>, LiveError> {
-        let map = self
-            .ebpf
-            .take_map(names::COUNTERS)
-            .ok_or_else(|| missing(names::COUNTERS))?;
-        PerCpuArray::try_from(map).map_err(|e| LiveError::kernel("opening the counters", e))
+        self.take_counter_map(names::COUNTERS, "opening the counters")
+    }
+
+    /// Takes the per-CPU RTP counters out of the object (the kernel
+    /// benchmark checks that every RTP frame it runs was accounted).
+    pub fn take_rtp_counters(&mut self) -> Result<PerCpuArray<MapData, u64>, LiveError> {
+        self.take_counter_map(names::RTP_COUNTERS, "opening the RTP counters")
+    }
+
+    fn take_counter_map(
+        &mut self,
+        name: &str,
+        op: &'static str,
+    ) -> Result<PerCpuArray<MapData, u64>, LiveError> {
+        let map = self.ebpf.take_map(name).ok_or_else(|| missing(name))?;
+        PerCpuArray::try_from(map).map_err(|e| LiveError::kernel(op, e))
     }
 }
 

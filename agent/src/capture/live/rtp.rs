@@ -10,23 +10,21 @@
 
 use std::{net::SocketAddr, ops::RangeInclusive, time::Duration};
 
-use std::os::fd::{AsFd, OwnedFd};
-
-use aya::maps::{Array, HashMap, Map, MapData, PerCpuArray, PerCpuHashMap};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use sipscope_common::{
     DEFAULT_RTP_CLOCK_RATE, DEFAULT_RTP_FLOWS, DEFAULT_RTP_PORT_MAX, DEFAULT_RTP_PORT_MIN,
-    MAX_RTP_PORT_CLOCKS, RTP_FLOW_INITIALISED, RtpConfig, RtpCounter, RtpFlowKey, RtpFlowState,
-    RtpPortClockKey, names,
+    MAX_RTP_PORT_CLOCKS, RTP_FLOW_INITIALISED, RtpConfig, RtpCounter, RtpFlowKey, RtpPortClockKey,
+    names,
 };
 
 #[path = "rtp_flow.rs"]
 mod flow;
+#[path = "rtp_flow_table.rs"]
+mod flow_table;
 pub use flow::{RtpCounters, RtpFlowStats, RtpPoll, flow_key};
+use flow_table::FlowTable;
 
-use super::{
-    FlowStoreKind, KtimeClock, LiveCapture, LiveError, LoadedObject, RtpKernelCounters,
-    load::missing,
-};
+use super::{KtimeClock, LiveCapture, LiveError, LoadedObject, RtpKernelCounters, load::missing};
 use crate::{analysis::media::ClockTable, packet::Direction};
 
 /// RTP settings fixed when the object is loaded (the range can change at
@@ -133,62 +131,6 @@ impl LiveCapture {
     }
 }
 
-/// The kernel's flow map, in the store the programs use.
-enum FlowTable {
-    Shared {
-        map: HashMap<MapData, RtpFlowKey, RtpFlowState>,
-        /// The map's fd for batch reads (`None`: walk entry by entry).
-        fd: Option<OwnedFd>,
-    },
-    /// One value per CPU, merged here ([`RtpFlowState::merge_cpus`]).
-    PerCpu(PerCpuHashMap<MapData, RtpFlowKey, RtpFlowState>),
-}
-
-impl FlowTable {
-    fn get(&self, key: &RtpFlowKey) -> Option<RtpFlowState> {
-        match self {
-            Self::Shared { map, .. } => map.get(key, 0).ok(),
-            Self::PerCpu(map) => {
-                let values = map.get(key, 0).ok()?;
-                Some(RtpFlowState::merge_cpus(values.iter()))
-            }
-        }
-    }
-
-    fn remove(&mut self, key: &RtpFlowKey) -> bool {
-        match self {
-            Self::Shared { map, .. } => map.remove(key).is_ok(),
-            Self::PerCpu(map) => map.remove(key).is_ok(),
-        }
-    }
-
-    /// Every entry: in a few batch reads where the kernel has them (5.6+),
-    /// else entry by entry.
-    fn read_all(&mut self) -> Result<Vec<(RtpFlowKey, RtpFlowState)>, LiveError> {
-        let err = |e| LiveError::kernel("reading the RTP flow map", e);
-        match self {
-            Self::Shared { map, fd } => {
-                if let Some(f) = fd {
-                    match super::map_batch::lookup_all(f.as_fd()) {
-                        Ok(all) => return Ok(all),
-                        Err(e) if e.kind() == std::io::ErrorKind::Unsupported => *fd = None,
-                        Err(e) => return Err(LiveError::kernel("reading the RTP flow map", e)),
-                    }
-                }
-                map.iter().map(|entry| entry.map_err(err)).collect()
-            }
-            Self::PerCpu(map) => map
-                .iter()
-                .map(|entry| {
-                    entry
-                        .map(|(k, v)| (k, RtpFlowState::merge_cpus(v.iter())))
-                        .map_err(err)
-                })
-                .collect(),
-        }
-    }
-}
-
 /// Reads and maintains the kernel's RTP flow map.
 pub struct RtpMonitor {
     flows: FlowTable,
@@ -223,25 +165,8 @@ impl RtpMonitor {
     ) -> Result<Self, LiveError> {
         let store = object.features.flow_store();
         let ebpf = &mut object.ebpf;
+        let flows = FlowTable::take(ebpf, store)?;
         let mut take = |name: &str| ebpf.take_map(name).ok_or_else(|| missing(name));
-        let flows = match store {
-            FlowStoreKind::Shared => {
-                let map = take(names::RTP_FLOWS)?;
-                let fd = match &map {
-                    Map::LruHashMap(data) | Map::HashMap(data) => {
-                        data.fd().as_fd().try_clone_to_owned().ok()
-                    }
-                    _ => None,
-                };
-                let map = HashMap::try_from(map)
-                    .map_err(|e| LiveError::kernel("opening the RTP flow map", e))?;
-                FlowTable::Shared { map, fd }
-            }
-            FlowStoreKind::PerCpu => FlowTable::PerCpu(
-                PerCpuHashMap::try_from(take(names::RTP_FLOWS_PERCPU)?)
-                    .map_err(|e| LiveError::kernel("opening the per-CPU RTP flow map", e))?,
-            ),
-        };
         let config = Array::try_from(take(names::RTP_CONFIG)?)
             .map_err(|e| LiveError::kernel("opening the RTP config map", e))?;
         let port_clocks = HashMap::try_from(take(names::RTP_PORT_CLOCKS)?)

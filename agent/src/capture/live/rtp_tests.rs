@@ -1,4 +1,4 @@
-use sipscope_common::{Family, RtpPacketFields};
+use sipscope_common::{Family, RtpFlowKeyV4, RtpFlowState, RtpPacketFields};
 
 use super::*;
 
@@ -152,4 +152,35 @@ fn flow_keys_round_trip_through_the_kernel_form() {
     let v6: SocketAddr = "[::1]:1".parse().unwrap();
     assert!(flow_key(v4, v6, 1, Direction::Egress).is_none());
     assert!(flow_key(v4, v4, 1, Direction::Unknown).is_none());
+}
+
+#[test]
+fn ipv4_flow_keys_round_trip_through_the_compact_kernel_key() {
+    for (src, dst, ifindex, direction) in [
+        ("10.77.0.2:12010", "10.77.0.1:12000", 4, Direction::Ingress),
+        (
+            "192.0.2.1:65535",
+            "198.51.100.7:1",
+            i32::MAX as u32,
+            Direction::Egress,
+        ),
+    ] {
+        let key = flow_key(
+            src.parse().unwrap(),
+            dst.parse().unwrap(),
+            ifindex,
+            direction,
+        )
+        .unwrap();
+        let compact = RtpFlowKeyV4::of(&key).expect("an IPv4 key");
+        assert_eq!(compact.widen(), key);
+    }
+    let v6 = flow_key(
+        "[fd77::2]:12030".parse().unwrap(),
+        "[fd77::1]:12000".parse().unwrap(),
+        4,
+        Direction::Ingress,
+    )
+    .unwrap();
+    assert_eq!(RtpFlowKeyV4::of(&v6), None, "IPv6 keeps the long key");
 }
