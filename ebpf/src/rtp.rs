@@ -234,11 +234,18 @@ pub fn account<F: Frame, S: FlowStore>(
         ssrc: u32::from_be_bytes([h[8], h[9], h[10], h[11]]),
         payload_type: h[1] & 0x7f,
     };
+    // No closures here: LLVM keeps them as bpf-to-bpf calls, which cost a
+    // call per packet and leak the shared store's atomics into the 5.10
+    // programs' reachable code.
     let updated = match flow.family {
-        Family::Ipv4 => v4_key(frame, flow, ifindex, direction)
-            .map(|key| update::<_, S>(&key, config, flow, &pkt, payload_len)),
-        Family::Ipv6 => v6_key(frame, flow, ifindex, direction)
-            .map(|key| update::<_, S>(&key, config, flow, &pkt, payload_len)),
+        Family::Ipv4 => match v4_key(frame, flow, ifindex, direction) {
+            Some(key) => Some(update::<_, S>(&key, config, flow, &pkt, payload_len)),
+            None => None,
+        },
+        Family::Ipv6 => match v6_key(frame, flow, ifindex, direction) {
+            Some(key) => Some(update::<_, S>(&key, config, flow, &pkt, payload_len)),
+            None => None,
+        },
     };
     match updated {
         Some(true) => count(RtpCounter::Packets),
