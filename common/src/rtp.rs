@@ -238,40 +238,10 @@ const _: () = assert!(core::mem::size_of::<RtpFlowState>() == 152);
 #[inline(always)]
 pub fn ticks_q4(delta_ns: u64, clock_rate: u32) -> u32 {
     let clock_q4 = (clock_rate as u64) << 4;
-    let secs = div_by_1e9(delta_ns);
-    let rem = delta_ns - secs * NANOS_PER_SEC;
-    // rem < 2^30 and clock_q4 <= 2^24 (MAX_CLOCK_RATE): no overflow.
+    let secs = delta_ns / NANOS_PER_SEC;
+    let rem = delta_ns % NANOS_PER_SEC;
     secs.wrapping_mul(clock_q4)
-        .wrapping_add(div_by_1e9(rem * clock_q4)) as u32
-}
-
-/// `n / 1_000_000_000` without a division instruction, exact for every
-/// u64 (proven against `/` by the agent's tests).
-///
-/// BPF has no 64x64->128 multiply, so LLVM cannot turn a division by a
-/// constant into a multiplication there as it does on x86: it emits two
-/// 64-bit `div`s per RTP packet, which the x86 JIT runs as `div r64`
-/// (tens of cycles each). This is the compilers' reciprocal form
-/// (`mulhi(n >> 9, M) >> 11`, "division by invariant integers using
-/// multiplication", Granlund and Montgomery 1994) with the high half of
-/// the product built from 32-bit pieces.
-#[inline(always)]
-pub fn div_by_1e9(n: u64) -> u64 {
-    const M: u64 = 0x0044_B82F_A09B_5A53;
-    mul_high(n >> 9, M) >> 11
-}
-
-/// The high 64 bits of the 128-bit product `a * b`, for `a, b < 2^63`
-/// (both operands here are below 2^55, which keeps the middle sum in u64).
-#[inline(always)]
-fn mul_high(a: u64, b: u64) -> u64 {
-    let (a_lo, a_hi) = (a & 0xffff_ffff, a >> 32);
-    let (b_lo, b_hi) = (b & 0xffff_ffff, b >> 32);
-    let lo_lo = a_lo * b_lo;
-    let hi_lo = a_hi * b_lo;
-    let lo_hi = a_lo * b_hi;
-    let middle = (lo_lo >> 32) + (hi_lo & 0xffff_ffff) + lo_hi;
-    a_hi * b_hi + (hi_lo >> 32) + (middle >> 32)
+        .wrapping_add(rem * clock_q4 / NANOS_PER_SEC) as u32
 }
 
 impl RtpFlowState {
