@@ -18,8 +18,9 @@ pub struct RtpArgs {
     #[arg(long = "rtp-ports", value_name = "LO-HI", value_parser = parse_port_range,
           default_value = "10000-20000")]
     ports: RangeInclusive<u16>,
-    /// Most RTP flows tracked at once; beyond, the least recently active
-    /// flow is evicted (counted as rtp_flows_evicted).
+    /// Most RTP flows tracked at once per address family (IPv4, IPv6);
+    /// beyond, the least recently active flow is evicted (counted as
+    /// rtp_flows_evicted).
     #[arg(long = "rtp-flows", value_name = "N", default_value_t = DEFAULT_RTP_FLOWS,
           value_parser = clap::value_parser!(u32).range(1..))]
     max_flows: u32,
