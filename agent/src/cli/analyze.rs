@@ -38,6 +38,9 @@ pub struct AnalyzeArgs {
 pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut config = PipelineConfig::default();
     config.decoder.sip_ports.extend(&args.sip_ports);
+    // A capture file holds no kernel drops: answered requests need not
+    // wait for one.
+    config.reachability.sees_local_drops = false;
     args.analysis.apply(&mut config)?;
     // A file is read faster than any link: wait for the collector while it
     // is reachable, so the whole capture arrives.
