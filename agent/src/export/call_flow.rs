@@ -6,10 +6,12 @@
 //! finishes, and the rest within a byte limit ([`CallFlow::with_limit`]).
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::console::{NO_CALL_ID, summary, unanswered_line, unreadable_line, write_message_line};
+use crate::analysis::registration::RegistrationAttempt;
 use crate::export::calls::CallsReport;
 use crate::export::registrations::RegistrationReport;
 use crate::pipeline::{Event, Stats};
@@ -30,7 +32,8 @@ const FINISHED_AFTER: Duration = Duration::from_secs(32);
 /// left early, and why):
 /// - it is finished: no message for [`FINISHED_AFTER`], no REGISTER or
 ///   SUBSCRIBE in it (refreshed under the same Call-ID, RFC 3261 §10.2.4,
-///   RFC 6665 §4.1.2.1) and no call up under it. Finished groups leave
+///   RFC 6665 §4.1.2.1) unless its binding has registered under a newer
+///   Call-ID since, and no call up under it. Finished groups leave
 ///   as they finish, so on a long capture they come out roughly in order
 ///   of their last message, ahead of the lasting ones;
 /// - more than `max_bytes` is held (capacity and per-group bookkeeping,
@@ -48,6 +51,12 @@ pub(crate) struct CallFlow {
     /// (that time, generation, Call-ID). Lasting groups are not in it,
     /// and a group with a call up leaves it until the call ends.
     idle: BTreeSet<(Timestamp, u64, Arc<str>)>,
+    /// The latest registration Call-ID of each binding (AOR and Contact,
+    /// hashed) among the groups held: a client that registers its binding
+    /// under a new Call-ID does not refresh the old one (RFC 3261
+    /// §10.2.4), so that group is no longer lasting.
+    bindings: HashMap<u64, Arc<str>>,
+    binding_hasher: RandomState,
     /// The packet clock: the latest message's time.
     clock: Timestamp,
     next_generation: u64,
@@ -77,6 +86,8 @@ struct Group {
     in_idle: bool,
     /// A REGISTER or SUBSCRIBE was seen: refreshes may come much later.
     lasting: bool,
+    /// The binding it registered (its key in `bindings`).
+    binding: Option<u64>,
     /// The call tracker has a call up under this Call-ID.
     call_up: bool,
 }
@@ -106,6 +117,8 @@ impl CallFlow {
             order: VecDeque::new(),
             by_call: HashMap::new(),
             idle: BTreeSet::new(),
+            bindings: HashMap::new(),
+            binding_hasher: RandomState::new(),
             clock: Timestamp(0),
             next_generation: 0,
             held_bytes: 0,
@@ -168,10 +181,8 @@ impl CallFlow {
                     self.not_listed.0 += 1;
                 }
             }
-            Event::TransactionCompleted(_)
-            | Event::Diagnosis(_)
-            | Event::RegistrationAttempt(_)
-            | Event::Rtcp(_) => {}
+            Event::RegistrationAttempt(a) => self.registered(a),
+            Event::TransactionCompleted(_) | Event::Diagnosis(_) | Event::Rtcp(_) => {}
             Event::Call(c) => {
                 self.calls.push(event);
                 if let Some(g) = self.by_call.get_mut(c.call_id.as_str()) {
@@ -182,6 +193,35 @@ impl CallFlow {
                         self.idle.insert((g.last, g.generation, g.key.clone()));
                     }
                 }
+            }
+        }
+    }
+
+    /// A registration attempt ended: its Call-ID is now its binding's
+    /// latest, and the binding's previous one, if held, may finish.
+    fn registered(&mut self, a: &RegistrationAttempt) {
+        let binding = self
+            .binding_hasher
+            .hash_one((&a.binding.aor, &a.binding.contact));
+        let Some(g) = self.by_call.get_mut(a.binding.call_id.as_str()) else {
+            return;
+        };
+        g.binding = Some(binding);
+        let Some(previous) = self.bindings.insert(binding, g.key.clone()) else {
+            return;
+        };
+        if *previous == *a.binding.call_id {
+            return;
+        }
+        if let Some(old) = self.by_call.get_mut(&previous)
+            && old.binding == Some(binding)
+        {
+            old.binding = None;
+            old.lasting = false;
+            if !old.in_idle && !old.call_up {
+                old.in_idle = true;
+                self.idle
+                    .insert((old.last, old.generation, old.key.clone()));
             }
         }
     }
@@ -203,6 +243,7 @@ impl CallFlow {
                 last: ts,
                 in_idle: true,
                 lasting: false,
+                binding: None,
                 call_up: false,
             },
         );
@@ -272,6 +313,11 @@ impl CallFlow {
         if group.in_idle {
             self.idle
                 .remove(&(group.last, group.generation, group.key.clone()));
+        }
+        if let Some(binding) = group.binding
+            && self.bindings.get(&binding) == Some(&group.key)
+        {
+            self.bindings.remove(&binding);
         }
         self.held_bytes = self
             .held_bytes
@@ -544,5 +590,59 @@ mod tests {
         }
         assert!(text.contains("Call-IDs were written out as they finished, 32 s after"));
         assert!(!text.contains("to keep the call flow within"));
+    }
+
+    /// A binding registered again under a new Call-ID (PJSIP takes one
+    /// after a failure) will not refresh the old Call-ID: its group
+    /// finishes like any other, the newest stays whole to the end.
+    #[test]
+    fn a_registration_moved_to_a_new_call_id_lets_the_old_one_finish() {
+        let mut x = challenged_registration();
+        let moved = register(1, "z9hG4bK-n1", true).replace("reg-1@", "reg-2@");
+        x.msg(60_000, PBX, REGISTRAR, &moved).msg(
+            60_030,
+            REGISTRAR,
+            PBX,
+            &response(
+                "200 OK",
+                1,
+                "REGISTER",
+                "z9hG4bK-n1",
+                "reg-2@192.0.2.10",
+                "Expires: 3600\n",
+            ),
+        );
+        for i in 0..100u64 {
+            let (cid, branch) = (format!("ping-{i}"), format!("z9hG4bK-o{i}"));
+            x.msg(
+                61_000 + i * 1_000,
+                PBX,
+                PHONE,
+                &request("OPTIONS", 1, &branch, &cid, false),
+            );
+        }
+        x.finish();
+        let mut flow = CallFlow::new();
+        let mut early = Vec::new();
+        for e in &x.events {
+            flow.push(e);
+            flow.spill(&mut early).unwrap();
+        }
+        let early = String::from_utf8(early).unwrap();
+        assert!(
+            early.contains("Call-ID: reg-1@192.0.2.10  (5 messages)"),
+            "{early}"
+        );
+        assert!(!early.contains("reg-2@"), "{early}");
+        let mut all = early.into_bytes();
+        flow.finish(&Stats::default(), &mut all).unwrap();
+        let text = String::from_utf8(all).unwrap();
+        assert_eq!(text.matches("Call-ID: reg-1@").count(), 1, "{text}");
+        assert_eq!(
+            text.matches("Call-ID: reg-2@192.0.2.10  (2 messages)")
+                .count(),
+            1,
+            "{text}"
+        );
     }
 }
