@@ -1,16 +1,31 @@
-//! Throughput and memory of the offline pipeline (file read + decode +
-//! parse + transactions) on a generated capture of realistic SIP traffic,
-//! against tshark on the same file in the same run; then the commands a
-//! user runs, `sipscope analyze` and `analyze --json` (wall time and peak
-//! RSS, output discarded), against that same tshark run.
+//! The offline path against tshark, in one run (issue 14, goals 1 and 5):
+//! the commands a user runs on a capture — `sipscope analyze`, `analyze
+//! --json` and `analyze --otlp-endpoint` to a local OTLP/gRPC receiver —
+//! timed (wall clock, output discarded) and their peak RSS read, against
+//! `tshark -r F -Y sip -T fields -e sip.Call-ID` on the same file; and the
+//! same traffic mix at two sizes, 10x apart, to show that memory depends
+//! on how much is in flight at once, not on the length of the capture.
+//! The library alone (file read, decode, parse, transactions, analyses; no
+//! output) is measured first, for reference.
 //!
-//! `cargo bench -p sipscope --bench pipeline` (or `cargo xtask bench
-//! pipeline`). Environment: SIPSCOPE_BENCH_MESSAGES (default 1000000),
-//! SIPSCOPE_BENCH_TSHARK_FULL=1 to run tshark on the full file too (slow).
+//! `cargo xtask bench pipeline` (or `cargo bench -p sipscope --bench
+//! pipeline`). Environment:
+//! - `SIPSCOPE_BENCH_MESSAGES`: messages of the large capture (default
+//!   2,000,000); the small one has a tenth. 200,000 gives a quick run,
+//!   whose ratios are smaller: tshark reads 20,000 messages in under 2 s,
+//!   and sipscope's fixed costs (runtime, tables, buffers) weigh more.
+//! - `SIPSCOPE_BENCH_TSHARK_FULL=1`: tshark on the large capture too. Its
+//!   time grows faster than the file (its SIP state tables): tshark runs on
+//!   the small capture only by default, and every ratio printed says which
+//!   files it compares.
+//! - `SIPSCOPE_BENCH_CASES=console,json,otlp`: the analyze commands to run.
 //!
 //! Each measurement runs in a child process so its peak RSS (getrusage
-//! maxrss) is its own: a 250k-message and a full-size run show whether
-//! memory stays flat as the capture grows.
+//! maxrss of the child) is its own. The captures are generated once per
+//! size into the target directory and reused.
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -22,108 +37,178 @@ use etherparse::PacketBuilder;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 use sipscope::capture::file::CaptureFile;
 use sipscope::pipeline::{Pipeline, PipelineConfig};
+use support::{env_u64, otlp_counter::CountingReceiver};
 
 const CHILD_ENV: &str = "SIPSCOPE_BENCH_CHILD";
+/// Bump when the generated traffic changes, so old captures are not reused.
+const GENERATOR_VERSION: u32 = 2;
+/// Flatness target: peak RSS on the large capture over the small one.
+const FLAT: f64 = 1.2;
+/// Peak RSS target as a share of tshark's, and speed target.
+const RSS_SHARE: f64 = 0.2;
+const SPEEDUP: f64 = 10.0;
 
 fn main() {
     if let Ok(path) = std::env::var(CHILD_ENV) {
         child(Path::new(&path));
         return;
     }
-    let total: usize = std::env::var("SIPSCOPE_BENCH_MESSAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
+    let large_n = env_u64("SIPSCOPE_BENCH_MESSAGES", 2_000_000) as usize;
+    let sizes = [large_n / 10, large_n];
     let dir = target_dir();
     std::fs::create_dir_all(&dir).expect("create target dir");
-    let small_n = total / 4;
-    let small = dir.join(format!("bench-pipeline-{small_n}.pcap"));
-    let big = dir.join(format!("bench-pipeline-{total}.pcap"));
-    for (path, n) in [(&small, small_n), (&big, total)] {
-        let t = Instant::now();
-        let written = generate(path, n);
+    let files = sizes.map(|n| capture(&dir, n));
+
+    // The library alone.
+    let lib = files.clone().map(|f| run_child(&f));
+    for r in &lib {
         println!(
-            "generated {} ({} messages, {:.1} MB) in {:.1} s",
-            path.display(),
-            written,
-            std::fs::metadata(path)
-                .map(|m| m.len() as f64 / 1e6)
-                .unwrap_or(0.0),
-            t.elapsed().as_secs_f64()
-        );
-    }
-    let small_run = run_child(&small);
-    let big_run = run_child(&big);
-    for (label, r) in [("small", &small_run), ("full", &big_run)] {
-        println!(
-            "sipscope {label:>5}: {:>9} messages in {:>6.2} s = {:>10.0} msg/s, peak RSS {:>7.1} MB, transactions {} (completed {}, in flight at end {})",
+            "pipeline alone: {:>9} messages in {:>6.2} s = {:>9.0} msg/s, peak RSS {:>6.1} MB, transactions {} (completed {}, in flight at end {})",
             r.messages,
             r.secs,
             r.messages as f64 / r.secs,
-            r.maxrss_kb as f64 / 1024.0,
+            mb(r.maxrss_kb),
             r.created,
             r.completed,
             r.in_flight
         );
     }
     println!(
-        "memory: peak RSS {:.1} MB at {} messages vs {:.1} MB at {} messages (ratio {:.2})",
-        small_run.maxrss_kb as f64 / 1024.0,
-        small_run.messages,
-        big_run.maxrss_kb as f64 / 1024.0,
-        big_run.messages,
-        big_run.maxrss_kb as f64 / small_run.maxrss_kb.max(1) as f64
+        "pipeline alone: peak RSS {:.2}x from {} to {} messages",
+        lib[1].maxrss_kb as f64 / lib[0].maxrss_kb.max(1) as f64,
+        lib[0].messages,
+        lib[1].messages
     );
-    // tshark's cost grows faster than linearly with the number of calls in
-    // a file (its SIP state tables): on this machine 100k messages take
-    // 20 s but 1M take about an hour. The baseline therefore runs on the
-    // quarter-size file by default, against our rate on that same file;
-    // SIPSCOPE_BENCH_TSHARK_FULL=1 also runs it on the full file.
-    let mut baselines = vec![(&small, &small_run)];
-    if std::env::var_os("SIPSCOPE_BENCH_TSHARK_FULL").is_some() {
-        baselines.push((&big, &big_run));
-    }
-    for (path, run) in baselines {
-        let ours = run.messages as f64 / run.secs;
-        let Some((secs, tshark_rss)) = tshark(path) else {
-            println!("tshark not found: baseline skipped (apt-get install tshark)");
-            continue;
-        };
-        let theirs = run.messages as f64 / secs;
-        println!(
-            "tshark -r {} -Y sip -T fields -e sip.Call-ID: {:.2} s = {:.0} msg/s, peak RSS {:.1} MB",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            secs,
-            theirs,
-            tshark_rss as f64 / 1024.0
-        );
-        println!(
-            "ratio pipeline/tshark on {} messages: {:.1}x (the library alone, no output)",
-            run.messages,
-            ours / theirs
-        );
-        // What a user runs, against the same tshark run.
-        for (label, extra) in [
-            ("sipscope analyze", &[][..]),
-            ("sipscope analyze --json", &["--json"][..]),
-        ] {
-            let (t, rss) = analyze(path, extra);
-            let ratio = secs / t;
-            let rss_share = rss as f64 / tshark_rss.max(1) as f64;
-            println!(
-                "{label} > /dev/null: {t:.2} s, {ratio:.1}x tshark (target >= 10x{}), peak RSS {:.1} MB = {rss_share:.2} of tshark's (target <= 0.2{})",
-                if ratio >= 10.0 { "" } else { ", missed" },
-                rss as f64 / 1024.0,
-                if rss_share <= 0.2 { "" } else { ", missed" },
-            );
+
+    // The baseline: tshark on the small capture (and the large one if asked).
+    let full = std::env::var_os("SIPSCOPE_BENCH_TSHARK_FULL").is_some();
+    let mut tshark_runs: [Option<Measured>; 2] = [None, None];
+    for (i, f) in files.iter().enumerate() {
+        if i == 1 && !full {
+            break;
+        }
+        match tshark(f) {
+            Some(m) => {
+                println!(
+                    "tshark -r {} -Y sip -T fields -e sip.Call-ID: {:.2} s, peak RSS {:.1} MB",
+                    name(f),
+                    m.secs,
+                    mb(m.rss_kb)
+                );
+                tshark_runs[i] = Some(m);
+            }
+            None => println!("tshark not found: baseline skipped (apt-get install tshark)"),
         }
     }
+    let Some(base) = tshark_runs[0] else { return };
+
+    // What a user runs, on both sizes, against that tshark run.
+    let receiver = CountingReceiver::default();
+    let endpoint = receiver
+        .serve(std::net::TcpListener::bind("127.0.0.1:0").expect("binding the OTLP receiver"));
+    let cases =
+        std::env::var("SIPSCOPE_BENCH_CASES").unwrap_or_else(|_| "console,json,otlp".into());
+    for case in cases.split(',') {
+        let (label, extra): (&str, Vec<&str>) = match case.trim() {
+            "console" => ("sipscope analyze F", vec![]),
+            "json" => ("sipscope analyze --json F", vec!["--json"]),
+            "otlp" => (
+                "sipscope analyze --otlp-endpoint URL F",
+                vec!["--otlp-endpoint", &endpoint],
+            ),
+            other => panic!("SIPSCOPE_BENCH_CASES: unknown case `{other}` (console, json, otlp)"),
+        };
+        receiver.take();
+        let runs = files.clone().map(|f| {
+            let m = analyze(&f, &extra);
+            (m, receiver.take())
+        });
+        for (i, ((m, spans), f)) in runs.iter().zip(&files).enumerate() {
+            let vs = tshark_runs[i].unwrap_or(base);
+            // Without tshark on this file: against its rate on the small one.
+            let scale = if tshark_runs[i].is_some() {
+                1.0
+            } else {
+                lib[i].messages as f64 / lib[0].messages as f64
+            };
+            let speedup = vs.secs / m.secs * scale;
+            println!(
+                "{label} > /dev/null on {}: {:.2} s, {:.1}x tshark{} (target >= {SPEEDUP}x{}), peak RSS {:.1} MB = {:.2} of tshark's on {} (target <= {RSS_SHARE}{}){}",
+                name(f),
+                m.secs,
+                speedup,
+                if tshark_runs[i].is_some() {
+                    String::new()
+                } else {
+                    format!(" (its rate on {})", name(&files[0]))
+                },
+                if speedup >= SPEEDUP { "" } else { ", missed" },
+                mb(m.rss_kb),
+                m.rss_kb as f64 / vs.rss_kb.max(1) as f64,
+                name(if tshark_runs[i].is_some() {
+                    f
+                } else {
+                    &files[0]
+                }),
+                if m.rss_kb as f64 <= RSS_SHARE * vs.rss_kb as f64 {
+                    ""
+                } else {
+                    ", missed"
+                },
+                if case.trim() == "otlp" {
+                    format!(", {spans} spans received")
+                } else {
+                    String::new()
+                },
+            );
+        }
+        let flat = runs[1].0.rss_kb as f64 / runs[0].0.rss_kb.max(1) as f64;
+        println!(
+            "{label}: peak RSS {flat:.2}x from {} to {} messages (target <= {FLAT}{})",
+            lib[0].messages,
+            lib[1].messages,
+            if flat <= FLAT { "" } else { ", missed" }
+        );
+    }
+}
+
+fn mb(kb: i64) -> f64 {
+    kb as f64 / 1024.0
+}
+
+fn name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+}
+
+/// The generated capture of `n` messages, written unless already there.
+fn capture(dir: &Path, n: usize) -> PathBuf {
+    let path = dir.join(format!("bench-pipeline-v{GENERATOR_VERSION}-{n}.pcap"));
+    if !path.exists() {
+        let t = Instant::now();
+        let partial = path.with_extension("partial");
+        let written = generate(&partial, n);
+        std::fs::rename(&partial, &path).expect("rename generated capture");
+        println!(
+            "generated {} ({written} messages) in {:.1} s",
+            path.display(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "capture {}: {:.1} MB",
+        name(&path),
+        std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1e6)
+    );
+    path
 }
 
 struct RunResult {
@@ -161,7 +246,10 @@ fn run_child(path: &Path) -> RunResult {
 /// pipeline, dropping the events (what `analyze --json` does minus output).
 fn child(path: &Path) {
     let t = Instant::now();
-    let mut pipeline = Pipeline::new(PipelineConfig::default());
+    let mut config = PipelineConfig::default();
+    // As `analyze` has it: a file holds no kernel drops.
+    config.reachability.sees_local_drops = false;
+    let mut pipeline = Pipeline::new(config);
     let mut events = Vec::with_capacity(16);
     for pkt in CaptureFile::open(path).expect("open generated capture") {
         pipeline.ingest_into(&pkt.expect("generated capture is whole"), &mut events);
@@ -190,7 +278,14 @@ fn maxrss_kb() -> i64 {
     ru.ru_maxrss
 }
 
-fn tshark(path: &Path) -> Option<(f64, i64)> {
+/// Wall time and the child's own peak RSS of one command.
+#[derive(Clone, Copy)]
+struct Measured {
+    secs: f64,
+    rss_kb: i64,
+}
+
+fn tshark(path: &Path) -> Option<Measured> {
     Command::new("tshark").arg("-v").output().ok()?;
     let args = ["-Y", "sip", "-T", "fields", "-e", "sip.Call-ID"];
     let mut tshark = Command::new("tshark");
@@ -198,17 +293,16 @@ fn tshark(path: &Path) -> Option<(f64, i64)> {
     timed(tshark)
 }
 
-/// `sipscope analyze [extra] FILE > /dev/null`, the command a user runs:
-/// wall time and peak RSS.
-fn analyze(path: &Path, extra: &[&str]) -> (f64, i64) {
+/// `sipscope analyze [extra] FILE > /dev/null`, the command a user runs.
+fn analyze(path: &Path, extra: &[&str]) -> Measured {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sipscope"));
     cmd.arg("analyze").args(extra).arg(path);
-    timed(cmd).expect("sipscope analyze")
+    timed(cmd).unwrap_or_else(|| panic!("sipscope analyze {extra:?} {} failed", path.display()))
 }
 
 /// Runs `cmd` with its output discarded; wall seconds and the child's own
 /// peak RSS in KiB (wait4), or None if it failed.
-fn timed(mut cmd: Command) -> Option<(f64, i64)> {
+fn timed(mut cmd: Command) -> Option<Measured> {
     let t = Instant::now();
     let child = cmd
         .stdout(std::process::Stdio::null())
@@ -221,8 +315,10 @@ fn timed(mut cmd: Command) -> Option<(f64, i64)> {
     // SAFETY: reaps our own child; both out-pointers are valid.
     let rc = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut ru) };
     let secs = t.elapsed().as_secs_f64();
-    (rc > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0)
-        .then_some((secs, ru.ru_maxrss))
+    (rc > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0).then_some(Measured {
+        secs,
+        rss_kb: ru.ru_maxrss,
+    })
 }
 
 // ---- traffic generator ---------------------------------------------------

@@ -25,21 +25,14 @@ mod support;
 use std::{
     collections::BTreeMap,
     net::Ipv4Addr,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
     time::{Duration, Instant},
 };
 
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-    trace_service_server::{TraceService, TraceServiceServer},
-};
 use support::{
     TempDir, env_u64, fixture,
     flood::bench_start,
     netns::{VethPair, in_netns},
+    otlp_counter::CountingReceiver,
     process::{NsProcess, agent_bin, free_udp_port},
     sipp::{ACCOUNT_1001, sipp_count},
     wait_for,
@@ -52,56 +45,12 @@ const START: Duration = Duration::from_secs(30);
 const CALL_MSGS: u64 = 7;
 const REGISTER_MSGS: u64 = 4;
 
-/// An OTLP/gRPC trace receiver that counts spans and keeps nothing (a
-/// minute of load would not fit in memory otherwise).
-#[derive(Clone, Default)]
-struct CountingReceiver {
-    spans: Arc<AtomicU64>,
-}
-
-#[tonic::async_trait]
-impl TraceService for CountingReceiver {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let n: usize = request
-            .get_ref()
-            .resource_spans
-            .iter()
-            .flat_map(|r| &r.scope_spans)
-            .map(|s| s.spans.len())
-            .sum();
-        self.spans.fetch_add(n as u64, Ordering::Relaxed);
-        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
-    }
-}
-
-/// Starts the receiver on 127.0.0.1 of the host namespace (where the
-/// agent runs); returns its endpoint.
-fn start_receiver(pair: &VethPair, receiver: CountingReceiver) -> String {
-    let listener = in_netns(&pair.host, || {
+/// Starts the counting receiver on 127.0.0.1 of the host namespace
+/// (where the agent runs); returns its endpoint.
+fn start_receiver(pair: &VethPair, receiver: &CountingReceiver) -> String {
+    receiver.serve(in_netns(&pair.host, || {
         std::net::TcpListener::bind("127.0.0.1:0").expect("binding the OTLP receiver")
-    });
-    let addr = listener.local_addr().unwrap();
-    listener.set_nonblocking(true).unwrap();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            tonic::transport::Server::builder()
-                .add_service(TraceServiceServer::new(receiver))
-                .serve_with_incoming(
-                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                )
-                .await
-                .expect("OTLP receiver");
-        });
-    });
-    format!("http://{addr}")
+    }))
 }
 
 /// CPU time of every thread of `pid` in ns (schedstat: exact).
@@ -254,7 +203,7 @@ fn main() {
     pair.host
         .add_address(&pair.host_if, &format!("{CALLS_V4}/24"));
     let receiver = CountingReceiver::default();
-    let endpoint = start_receiver(&pair, receiver.clone());
+    let endpoint = start_receiver(&pair, &receiver);
 
     let mut agent = NsProcess::spawn(
         &pair.host,
@@ -456,7 +405,7 @@ fn main() {
     );
     println!(
         "  OTLP: {exported} spans exported, {} received by the collector",
-        receiver.spans.load(Ordering::Relaxed)
+        receiver.spans()
     );
     println!(
         "  agent CPU: {:.0} ns per SIP message, {:.0} % of one core",

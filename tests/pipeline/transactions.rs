@@ -288,6 +288,51 @@ fn unanswered_request_times_out_on_the_packet_clock_only() {
     assert!(p.finish().is_empty());
 }
 
+/// A completed transaction lingers 32 s to absorb retransmissions (Timer
+/// J), then leaves the table with both of its indexes: a copy of the
+/// request after that is a new transaction, and the table is empty again.
+#[test]
+fn a_completed_transaction_is_released_once_it_absorbed_its_retransmissions() {
+    let cid = "rel-1@x";
+    let mut p = Pipeline::new(PipelineConfig::default());
+    let options = |ms| {
+        udp(
+            ms,
+            CLIENT,
+            SERVER,
+            &request("OPTIONS", "z9hG4bKrel1", 1, cid, ""),
+        )
+    };
+    let t0 = options(0).ts;
+    let mut events = p.ingest(&options(0));
+    events.extend(p.ingest(&udp(
+        10,
+        SERVER,
+        CLIENT,
+        &response(200, "OK", "OPTIONS", "z9hG4bKrel1", 1, cid, "s1"),
+    )));
+    events.extend(p.ingest(&options(500)));
+    assert_eq!(completed(&events).len(), 1);
+    assert_eq!(p.stats().transactions.request_retransmissions, 1);
+    assert_eq!(p.in_flight().0, 1, "lingers for retransmissions");
+    assert!(p.tick(t0.add(Duration::from_secs(33))).is_empty());
+    assert_eq!(p.in_flight().0, 0, "released");
+    let again = p.ingest(&udp(
+        34_000,
+        CLIENT,
+        SERVER,
+        &request("OPTIONS", "z9hG4bKrel1", 1, cid, ""),
+    ));
+    assert_eq!(p.stats().transactions.created, 2);
+    assert_eq!(p.stats().transactions.request_retransmissions, 1);
+    assert!(
+        again
+            .iter()
+            .any(|e| matches!(e, Event::Message(m) if !m.retransmission))
+    );
+    assert_eq!(p.in_flight().0, 1);
+}
+
 #[test]
 fn invite_with_provisional_outlives_timer_b_but_non_invite_does_not() {
     let mut p = Pipeline::new(PipelineConfig::default());

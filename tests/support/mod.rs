@@ -10,6 +10,7 @@ pub mod flood;
 pub mod http;
 pub mod netns;
 pub mod nft;
+pub mod otlp_counter;
 pub mod pcap;
 pub mod process;
 pub mod rtp;

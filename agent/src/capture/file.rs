@@ -280,11 +280,19 @@ fn header_error(path: &Path, e: PcapError) -> FileError {
     }
 }
 
-/// The caller's reader with the four magic bytes put back in front.
+/// Bytes handed to pcap-file's reader at a time. Its buffer is 8 MB, and
+/// a read into all of it would touch (make resident) every page of it;
+/// reading in slices keeps its used part at a slice plus the largest
+/// packet, however long the file.
+const READ_SLICE: usize = 64 << 10;
+
+/// The caller's reader with the four magic bytes put back in front, read
+/// at most [`READ_SLICE`] bytes at a time.
 pub struct Adapter<R: Read>(std::io::Chain<std::io::Cursor<[u8; 4]>, R>);
 impl<R: Read> Read for Adapter<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.0.read(buf)
+        let n = buf.len().min(READ_SLICE);
+        self.0.read(&mut buf[..n])
     }
 }
 

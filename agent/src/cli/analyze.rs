@@ -38,6 +38,9 @@ pub struct AnalyzeArgs {
 pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     let mut config = PipelineConfig::default();
     config.decoder.sip_ports.extend(&args.sip_ports);
+    // A capture file holds no kernel drops: answered requests need not
+    // wait for one.
+    config.reachability.sees_local_drops = false;
     args.analysis.apply(&mut config)?;
     // A file is read faster than any link: wait for the collector while it
     // is reachable, so the whole capture arrives.
@@ -83,7 +86,11 @@ pub fn main(args: AnalyzeArgs) -> anyhow::Result<ExitCode> {
     } else {
         Spans::new(&telemetry)
     };
-    let mut session = Session::new(config, out.handle(), spans);
+    // serde writes a record in many small pieces; buffered here, the
+    // shared stdout sees large writes (it still hands over whole lines
+    // only). The session flushes it when it finishes.
+    let session_out = std::io::BufWriter::with_capacity(64 << 10, out.handle());
+    let mut session = Session::new(config, session_out, spans);
     if let Some(c) = &hep_config {
         session = session.with_hep(HepSink::start(c).context("starting HEP export")?);
     }

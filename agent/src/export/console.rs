@@ -1,212 +1,20 @@
-//! Human-readable call flow: messages grouped per Call-ID in capture order,
-//! with retransmission marks and response times, then the counters.
+//! Human-readable lines: a message with its retransmission mark and
+//! response time, the live console's line per event, and the counters
+//! (the summary). `analyze` groups the message lines per Call-ID
+//! ([`CallFlow`]).
 
-use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 
-use crate::export::calls::{CallsReport, call_line};
-use crate::export::registrations::RegistrationReport;
+use crate::export::calls::call_line;
 use crate::packet::{Direction, Transport};
 use crate::pipeline::{Event, MalformedMessage, Stats};
 use crate::sip::{MessageRecord, TimeoutCause, Transaction};
 
-/// Collects events and renders them as a call flow: the messages of each
-/// Call-ID together, in order of first appearance.
-///
-/// Memory is bounded whatever the capture's size: messages are kept as
-/// their rendered lines, one buffer per Call-ID, at most `max_bytes` of
-/// them counted as allocated (capacity and per-group bookkeeping, not just
-/// text: the window is what the process holds). Past that the groups seen
-/// first are written out early ([`CallFlow::spill`]), a Call-ID that shows
-/// up again starts a new group, and the end says how many groups were
-/// written early. Unanswered transactions and unreadable payloads are
-/// listed up to [`MAX_LISTED`] each, then counted.
-pub(crate) struct CallFlow {
-    /// Call-IDs in order of first appearance.
-    order: VecDeque<String>,
-    by_call: HashMap<String, Group>,
-    held_bytes: usize,
-    max_bytes: usize,
-    /// Groups written out before the end to stay within `max_bytes`.
-    written_early: u64,
-    unreadable: Vec<String>,
-    unanswered: Vec<String>,
-    /// Lines not listed (past [`MAX_LISTED`]): unanswered, unreadable.
-    not_listed: (u64, u64),
-    registrations: RegistrationReport,
-    calls: CallsReport,
-}
+pub(crate) use super::call_flow::CallFlow;
 
-/// One Call-ID's lines, each `  line\n`, in one buffer: a `String` per
-/// line cost about twice its text in allocator and vector overhead.
-#[derive(Default)]
-struct Group {
-    lines: String,
-    messages: usize,
-}
+pub(super) const NO_CALL_ID: &str = "(no Call-ID)";
 
-/// What a group costs beyond its lines: the Call-ID twice (map key and
-/// order), the map entry and the queue slot.
-const GROUP_OVERHEAD: usize = 128;
-
-/// Unanswered transactions and unreadable payloads listed at most (each).
-pub(crate) const MAX_LISTED: usize = 10_000;
-
-const NO_CALL_ID: &str = "(no Call-ID)";
-
-impl Default for CallFlow {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl CallFlow {
-    /// A call flow holding up to 64 MB of lines.
-    pub(crate) fn new() -> Self {
-        Self::with_limit(64 << 20)
-    }
-
-    /// A call flow holding up to `max_bytes` of rendered lines.
-    pub(crate) fn with_limit(max_bytes: usize) -> Self {
-        CallFlow {
-            order: VecDeque::new(),
-            by_call: HashMap::new(),
-            held_bytes: 0,
-            max_bytes,
-            written_early: 0,
-            unreadable: Vec::new(),
-            unanswered: Vec::new(),
-            not_listed: (0, 0),
-            registrations: RegistrationReport::default(),
-            calls: CallsReport::default(),
-        }
-    }
-
-    pub(crate) fn push(&mut self, event: &Event) {
-        self.registrations.push(event);
-        match event {
-            Event::Message(m) => {
-                let cid = m
-                    .message
-                    .call_id()
-                    .map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
-                let group = match self.by_call.get_mut(&cid) {
-                    Some(g) => g,
-                    None => {
-                        self.held_bytes += 2 * cid.len() + GROUP_OVERHEAD;
-                        self.order.push_back(cid.clone());
-                        self.by_call.entry(cid).or_default()
-                    }
-                };
-                let before = group.lines.capacity();
-                group.lines.push_str("  ");
-                write_message_line(&mut group.lines, m, None);
-                group.lines.push('\n');
-                group.messages += 1;
-                self.held_bytes += group.lines.capacity() - before;
-            }
-            Event::Malformed(m) => {
-                if self.unreadable.len() < MAX_LISTED {
-                    self.unreadable.push(unreadable_line(m));
-                } else {
-                    self.not_listed.1 += 1;
-                }
-            }
-            Event::TransactionTimedOut { transaction, cause } => {
-                if self.unanswered.len() < MAX_LISTED {
-                    self.unanswered.push(unanswered_line(transaction, *cause));
-                } else {
-                    self.not_listed.0 += 1;
-                }
-            }
-            Event::TransactionCompleted(_)
-            | Event::Diagnosis(_)
-            | Event::RegistrationAttempt(_)
-            | Event::Rtcp(_) => {}
-            Event::Call(_) => self.calls.push(event),
-        }
-    }
-
-    /// Writes out the groups seen first while more than the limit is held.
-    pub(crate) fn spill(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        while self.held_bytes > self.max_bytes {
-            let Some(cid) = self.order.pop_front() else {
-                break;
-            };
-            self.write_group(&cid, out)?;
-            self.written_early += 1;
-        }
-        Ok(())
-    }
-
-    fn write_group(&mut self, cid: &str, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        let group = self.by_call.remove(cid).unwrap_or_default();
-        self.held_bytes = self
-            .held_bytes
-            .saturating_sub(2 * cid.len() + GROUP_OVERHEAD + group.lines.capacity());
-        writeln!(out, "Call-ID: {cid}  ({} messages)", group.messages)?;
-        out.write_all(group.lines.as_bytes())?;
-        writeln!(out)
-    }
-
-    /// The rest of the call flow and the summary.
-    pub(crate) fn finish(
-        mut self,
-        stats: &Stats,
-        out: &mut impl std::io::Write,
-    ) -> std::io::Result<()> {
-        while let Some(cid) = self.order.pop_front() {
-            self.write_group(&cid, out)?;
-        }
-        if self.written_early > 0 {
-            writeln!(
-                out,
-                "({} Call-IDs were written out before the end to keep the call flow within {} MB; \
-                 one seen again after that starts a new group)\n",
-                self.written_early,
-                self.max_bytes >> 20
-            )?;
-        }
-        let (unanswered_more, unreadable_more) = self.not_listed;
-        for (title, lines, more) in [
-            (
-                "Transactions without a final response:",
-                &self.unanswered,
-                unanswered_more,
-            ),
-            (
-                "Unreadable SIP payloads:",
-                &self.unreadable,
-                unreadable_more,
-            ),
-        ] {
-            if lines.is_empty() {
-                continue;
-            }
-            writeln!(out, "{title}")?;
-            for l in lines {
-                writeln!(out, "  {l}")?;
-            }
-            if more > 0 {
-                writeln!(out, "  ... and {more} more (counted in the summary)")?;
-            }
-            writeln!(out)?;
-        }
-        out.write_all(self.calls.render().as_bytes())?;
-        out.write_all(self.registrations.render().as_bytes())?;
-        out.write_all(summary(stats).as_bytes())
-    }
-
-    /// The call flow and summary as text (small captures and tests).
-    #[cfg(test)]
-    pub(crate) fn render(self, stats: &Stats) -> String {
-        let mut out = Vec::new();
-        self.finish(stats, &mut out).expect("writing to memory");
-        String::from_utf8_lossy(&out).into_owned()
-    }
-}
-
-fn unanswered_line(t: &Transaction, cause: TimeoutCause) -> String {
+pub(super) fn unanswered_line(t: &Transaction, cause: TimeoutCause) -> String {
     let when = t.request.as_ref().map_or(t.first_seen, |r| r.meta.ts);
     format!(
         "{when}  {} CSeq {}  Call-ID {}  {}{}",
@@ -226,7 +34,7 @@ fn unanswered_line(t: &Transaction, cause: TimeoutCause) -> String {
     )
 }
 
-fn unreadable_line(m: &MalformedMessage) -> String {
+pub(super) fn unreadable_line(m: &MalformedMessage) -> String {
     let first = m.raw.split(|&c| c == b'\n').next().unwrap_or(&[]);
     let first = String::from_utf8_lossy(&first[..first.len().min(80)]);
     format!(
@@ -242,7 +50,11 @@ fn unreadable_line(m: &MalformedMessage) -> String {
 /// `time  src → dst  PROTO  start line  [details]` onto `line`; live,
 /// the `direction` goes between the time and the addresses
 /// (`time in  src → dst ...`).
-fn write_message_line(line: &mut String, m: &MessageRecord, direction: Option<Direction>) {
+pub(super) fn write_message_line(
+    line: &mut String,
+    m: &MessageRecord,
+    direction: Option<Direction>,
+) {
     let msg = &m.message;
     let dir = match direction {
         None => " ",
@@ -504,87 +316,5 @@ fn live_line(event: &Event) -> Option<String> {
         )),
         Event::Call(c) => Some(call_line(c)),
         Event::TransactionCompleted(_) | Event::Rtcp(_) => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::export::test_sip::{Exchange, PBX, REGISTRAR};
-
-    /// `n` unanswered OPTIONS, each with its own Call-ID, as events.
-    fn options(n: usize) -> Vec<Event> {
-        let mut x = Exchange::new();
-        for i in 0..n {
-            x.msg(
-                i as u64,
-                PBX,
-                REGISTRAR,
-                &format!(
-                    "OPTIONS sip:r SIP/2.0\nVia: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK{i}\n\
-                     From: <sip:a@b>;tag=1\nTo: <sip:r>\nCall-ID: cid-{i}\nCSeq: 1 OPTIONS\n\
-                     Content-Length: 0\n\n"
-                ),
-            );
-        }
-        x.finish();
-        x.events.clone()
-    }
-
-    #[test]
-    fn a_large_capture_is_written_out_as_it_goes_every_line_once() {
-        let events = options(2_000);
-        let mut flow = CallFlow::with_limit(20_000);
-        let mut early = Vec::new();
-        let mut most_held = 0;
-        for e in &events {
-            flow.push(e);
-            flow.spill(&mut early).unwrap();
-            most_held = most_held.max(flow.held_bytes);
-        }
-        // Bounded by the limit (plus the one group that crossed it).
-        assert!(most_held <= 20_000 + 200, "{most_held}");
-        assert!(!early.is_empty());
-        let mut all = early;
-        flow.finish(&Stats::default(), &mut all).unwrap();
-        let text = String::from_utf8(all).unwrap();
-        for i in [0, 1, 999, 1_999] {
-            assert_eq!(
-                text.matches(&format!("Call-ID: cid-{i}  (1 messages)"))
-                    .count(),
-                1,
-                "cid-{i}"
-            );
-        }
-        assert_eq!(text.matches("OPTIONS sip:r SIP/2.0").count(), 2_000);
-        // The end says that groups left early, so a repeated Call-ID
-        // further down is not mistaken for a second call.
-        assert!(
-            text.contains(
-                "Call-IDs were written out before the end to keep the call flow within 0 MB;"
-            ),
-            "{}",
-            &text[text.len() - 3000..]
-        );
-        assert_eq!(text.matches(" OPTIONS CSeq 1  Call-ID cid-").count(), 2_000);
-    }
-
-    #[test]
-    fn unanswered_transactions_are_listed_up_to_a_bound_then_counted() {
-        let events = options(MAX_LISTED + 5);
-        let mut flow = CallFlow::new();
-        for e in &events {
-            flow.push(e);
-        }
-        let text = flow.render(&Stats::default());
-        assert_eq!(
-            text.matches("still open at end of capture").count(),
-            MAX_LISTED
-        );
-        assert!(
-            text.contains("... and 5 more (counted in the summary)"),
-            "{}",
-            &text[text.len() - 3000..]
-        );
     }
 }

@@ -5,6 +5,7 @@
 //! keeps the captured frames in rotating pcapng files, [`pcap_writer`] the
 //! kernel's dropped packets.
 
+pub(crate) mod call_flow;
 pub(crate) mod calls;
 pub(crate) mod calls_json;
 pub(crate) mod console;

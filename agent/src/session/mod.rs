@@ -137,7 +137,7 @@ enum View {
         calls: CallsReport,
         last_view: Option<Timestamp>,
     },
-    Flow(CallFlow),
+    Flow(Box<CallFlow>),
     Events(ServiceLog, LogFormat),
 }
 
@@ -170,7 +170,7 @@ impl<W: Write> Session<W> {
                 calls: CallsReport::new(),
                 last_view: None,
             },
-            Format::CallFlow { max_bytes } => View::Flow(CallFlow::with_limit(max_bytes)),
+            Format::CallFlow { max_bytes } => View::Flow(Box::new(CallFlow::with_limit(max_bytes))),
             Format::Events(format) => View::Events(ServiceLog::new(), format),
         };
         Self {

@@ -149,6 +149,41 @@ fn repeated_timeouts_to_one_destination_raise_once_and_count_the_rest() {
     assert_eq!(p.stats().transactions.timed_out, 2);
 }
 
+/// Live, an answered request stays tracked until its UA would have
+/// given up (a drop of the response at this host may follow); from a
+/// capture file no drop can, and it is released with its answer, so that
+/// memory follows the requests in flight, not those of the last 32 s.
+#[test]
+fn answered_requests_are_released_at_once_when_no_drops_can_arrive() {
+    for (sees_local_drops, tracked_after_answer) in [(true, 1), (false, 0)] {
+        let mut config = PipelineConfig::default();
+        config.reachability.sees_local_drops = sees_local_drops;
+        let mut p = Pipeline::new(config);
+        let mut events = p.ingest(&frame(0, UA, REGISTRAR, &register(1, "r1")));
+        assert_eq!(p.analyses.reachability.tracked(), 1, "open request");
+        events.extend(p.ingest(&frame(20, REGISTRAR, UA, &response("200 OK", 1, "r1"))));
+        assert_eq!(
+            p.analyses.reachability.tracked(),
+            tracked_after_answer,
+            "sees_local_drops {sees_local_drops}"
+        );
+        events.extend(p.tick(at(32_001)));
+        assert_eq!(
+            p.analyses.reachability.tracked(),
+            0,
+            "gone once the UA gave up"
+        );
+        // Released early or late, an unanswered request after it is
+        // judged the same.
+        unanswered(&mut p, 40_000, 2, "r2", &mut events);
+        events.extend(p.tick(at(80_000)));
+        let found = diagnoses(&events);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(evidence(&found[0], "call_id"), "call-r2");
+        assert_eq!(evidence(&found[0], "retransmissions"), "3");
+    }
+}
+
 #[test]
 fn answered_and_end_of_capture_transactions_raise_nothing() {
     let mut p = pipeline();
