@@ -66,6 +66,39 @@ fn process_cpu_ns(pid: i32) -> u64 {
         .sum()
 }
 
+/// Packets received plus sent on the servers' veth (one SIP message
+/// each), from the namespace's own /proc/net/dev.
+fn veth_packets(pair: &VethPair) -> u64 {
+    let iface = format!("{}:", pair.host_if);
+    let dev = in_netns(&pair.host, || {
+        std::fs::read_to_string("/proc/thread-self/net/dev").unwrap_or_default()
+    });
+    dev.lines()
+        .find_map(|l| {
+            let rest = l.trim_start().strip_prefix(&iface)?;
+            let f: Vec<u64> = rest
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // rx: bytes packets ... (8 fields), then tx: bytes packets ...
+            Some(f.get(1)? + f.get(9)?)
+        })
+        .unwrap_or(0)
+}
+
+/// When SIPp had sent 99 % of all it sent (the rest is the tail of
+/// retransmissions and failed calls timing out, up to 32 s, which would
+/// dilute the rate): seconds since the start, messages by then, agent CPU
+/// ns by then, from samples taken while the clients ran.
+fn sustained(samples: &[(f64, u64, u64)]) -> Option<(f64, u64, u64)> {
+    let &(_, total, _) = samples.last()?;
+    let first = samples.first()?;
+    samples
+        .iter()
+        .find(|(_, n, _)| *n * 100 >= total * 99)
+        .map(|&(t, n, cpu)| (t - first.0, n - first.1, cpu - first.2))
+}
+
 /// What the agent reported at exit.
 #[derive(Default)]
 struct Figures {
@@ -293,12 +326,23 @@ fn main() {
         ),
     ];
     let deadline = Duration::from_secs(secs + 90);
+    // (seconds since start, veth packets, agent CPU ns) every 250 ms.
+    let mut samples = vec![(0.0, veth_packets(&pair), cpu0)];
     wait_for(deadline, "the SIPp clients to finish", || {
+        let t = started.elapsed().as_secs_f64();
+        if t - samples.last().map_or(0.0, |s| s.0) >= 0.25 {
+            samples.push((t, veth_packets(&pair), process_cpu_ns(agent.pid())));
+        }
         clients
             .iter_mut()
             .all(|c| c.try_exit().is_some())
             .then_some(())
     });
+    samples.push((
+        started.elapsed().as_secs_f64(),
+        veth_packets(&pair),
+        process_cpu_ns(agent.pid()),
+    ));
     let elapsed = started.elapsed().as_secs_f64();
     let agent_ns = process_cpu_ns(agent.pid()) - cpu0;
     for server in &mut servers {
@@ -341,6 +385,15 @@ fn main() {
         if json { "--json" } else { "console" },
         messages as f64 / elapsed,
     );
+    if let Some((t, n, cpu)) = sustained(&samples) {
+        println!(
+            "  sustained: 99 % of the messages on the veth ({n}) in {t:.1} s = {:.0}/s, \
+             agent CPU meanwhile {:.0} ns per message, {:.0} % of one core",
+            n as f64 / t.max(1e-9),
+            cpu as f64 / n.max(1) as f64,
+            cpu as f64 / 1e9 / t.max(1e-9) * 100.0
+        );
+    }
     println!(
         "  loss (target 0 each): kernel ring {ring}, core queue {queue}, OTLP spans dropped \
          {spans_dropped}{}",

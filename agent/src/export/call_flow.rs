@@ -147,7 +147,7 @@ impl CallFlow {
                 let group = self.by_call.get_mut(cid).expect("opened above");
                 let before = group.lines.capacity();
                 group.lines.push_str("  ");
-                write_message_line(&mut group.lines, m);
+                write_message_line(&mut group.lines, m, None);
                 group.lines.push('\n');
                 group.messages += 1;
                 self.held_bytes += group.lines.capacity() - before;

@@ -6,6 +6,7 @@
 use std::fmt::Write as _;
 
 use crate::export::calls::call_line;
+use crate::packet::{Direction, Transport};
 use crate::pipeline::{Event, MalformedMessage, Stats};
 use crate::sip::{MessageRecord, TimeoutCause, Transaction};
 
@@ -46,22 +47,32 @@ pub(super) fn unreadable_line(m: &MalformedMessage) -> String {
     )
 }
 
-fn message_line(m: &MessageRecord) -> String {
-    let mut line = String::new();
-    write_message_line(&mut line, m);
-    line
-}
-
-/// `time  src → dst  PROTO  start line  [details]` onto `line`.
-pub(super) fn write_message_line(line: &mut String, m: &MessageRecord) {
+/// `time  src → dst  PROTO  start line  [details]` onto `line`; live,
+/// the `direction` goes between the time and the addresses
+/// (`time in  src → dst ...`).
+pub(super) fn write_message_line(
+    line: &mut String,
+    m: &MessageRecord,
+    direction: Option<Direction>,
+) {
     let msg = &m.message;
+    let dir = match direction {
+        None => " ",
+        Some(Direction::Ingress) => " in ",
+        Some(Direction::Egress) => " out",
+        Some(Direction::Unknown) => " ?  ",
+    };
+    let proto = match m.meta.transport {
+        Transport::Udp => "UDP",
+        Transport::Tcp => "TCP",
+        Transport::Tls => "TLS",
+    };
     let _ = write!(
         line,
-        "{}  {} → {}  {}  {}",
+        "{}{dir} {} → {}  {proto}  {}",
         m.meta.ts,
         m.meta.src,
         m.meta.dst,
-        m.meta.transport.as_str().to_uppercase(),
         msg.start_line()
     );
     if !msg.is_request()
@@ -236,23 +247,32 @@ pub(crate) fn summary(stats: &Stats) -> String {
 /// as seen by the capturing host) and its Call-ID; a transaction that got
 /// no final response; an unreadable payload. `None` for events that add
 /// nothing to the flow (a completed transaction: its messages are shown).
-pub(crate) fn live_line(event: &Event) -> Option<String> {
+///
+/// Written onto `line` (cleared first; a message, the line a second, is
+/// formatted in place); `false` when the event has no line.
+pub(crate) fn write_live_line(line: &mut String, event: &Event) -> bool {
+    line.clear();
     match event {
         Event::Message(m) => {
-            let line = message_line(m);
-            // message_line starts with the time; the direction goes after it.
-            let (ts, rest) = line.split_once("  ").unwrap_or((&line, ""));
-            let dir = match m.meta.direction {
-                crate::packet::Direction::Ingress => "in ",
-                crate::packet::Direction::Egress => "out",
-                crate::packet::Direction::Unknown => "?  ",
-            };
-            let cid = m
-                .message
-                .call_id()
-                .map_or_else(|| NO_CALL_ID.to_string(), |c| c.into_owned());
-            Some(format!("{ts} {dir} {rest}  Call-ID {cid}"))
+            write_message_line(line, m, Some(m.meta.direction));
+            line.push_str("  Call-ID ");
+            line.push_str(m.message.call_id().as_deref().unwrap_or(NO_CALL_ID));
+            true
         }
+        other => match live_line(other) {
+            Some(l) => {
+                line.push_str(&l);
+                true
+            }
+            None => false,
+        },
+    }
+}
+
+/// [`write_live_line`] for the events other than messages.
+fn live_line(event: &Event) -> Option<String> {
+    match event {
+        Event::Message(_) => None,
         Event::TransactionTimedOut {
             transaction: t,
             cause,

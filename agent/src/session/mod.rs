@@ -154,6 +154,8 @@ pub struct Session<W: Write> {
     rtp: Option<rtp::RtpSchedule>,
     requests: VecDeque<Request>,
     events: Vec<Event>,
+    /// The live console's line, reused from event to event.
+    line: String,
     now: Timestamp,
     /// A tick whose calls view waits for its RTP poll.
     tick_waiting: bool,
@@ -181,6 +183,7 @@ impl<W: Write> Session<W> {
             rtp: config.rtp_interval.map(rtp::RtpSchedule::new),
             requests: VecDeque::new(),
             events: Vec::new(),
+            line: String::new(),
             now: Timestamp(0),
             tick_waiting: false,
         }
@@ -340,8 +343,9 @@ impl<W: Write> Session<W> {
         self.requests.pop_front()
     }
 
-    /// Hands buffered output on (after a batch of inputs).
+    /// Hands buffered output and spans on (after a batch of inputs).
     pub fn flush(&mut self) -> std::io::Result<()> {
+        self.spans.flush();
         self.out.flush()
     }
 
@@ -424,8 +428,9 @@ impl<W: Write> Session<W> {
                 } => {
                     registrations.push(&e);
                     calls.push(&e);
-                    if let Some(line) = console::live_line(&e) {
-                        writeln!(self.out, "{line}")?;
+                    if console::write_live_line(&mut self.line, &e) {
+                        self.line.push('\n');
+                        self.out.write_all(self.line.as_bytes())?;
                     }
                 }
                 View::Flow(flow) => flow.push(&e),

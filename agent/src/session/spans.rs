@@ -2,7 +2,10 @@
 //! spans, metrics on the way. The spans go one of two ways:
 //!
 //! - into the bounded export queue ([`SpanSink`]; live it never blocks, a
-//!   full queue is a counted drop; offline it waits for the exporter);
+//!   full queue is a counted drop; offline it waits for the exporter), a
+//!   batch at a time: when [`HANDOFF`] spans are waiting or the driver
+//!   flushes after a batch of input, so a busy core wakes the export task
+//!   once per batch rather than once per span;
 //! - offline `--json` without an endpoint, as JSON lines the session
 //!   writes itself into its own output right after the records of the
 //!   input that finished them: the same file gives the same bytes on
@@ -16,6 +19,11 @@ use crate::export::otel::{
 use crate::export::spans::SpanRecord;
 use crate::export::trace_builder::{TraceBuilder, TraceConfig, TraceStats};
 use crate::pipeline::Event;
+
+/// Spans that wait for the driver's flush at most, in the export queue's
+/// case: enough that a wake-up of the export task carries many, few
+/// enough that `analyze`, which flushes only at the end, holds little.
+const HANDOFF: usize = 256;
 
 enum Target {
     /// Nowhere to send spans (console without an endpoint): the call
@@ -80,6 +88,8 @@ impl Spans {
         if matches!(self.target, Target::Lines { .. }) {
             return;
         }
+        // Spans finished before the reload go where they were headed.
+        self.submit();
         self.target = sink.map_or(Target::Nowhere, Target::Queue);
         self.builder.set_metrics(metrics);
     }
@@ -93,6 +103,15 @@ impl Spans {
         for e in events {
             self.builder.on_event(e, &mut self.buf);
         }
+        match self.target {
+            Target::Queue(_) if self.buf.len() < HANDOFF => {}
+            _ => self.submit(),
+        }
+    }
+
+    /// Hands the spans built so far to the export queue (the driver calls
+    /// it after each batch of input).
+    pub(crate) fn flush(&mut self) {
         self.submit();
     }
 
@@ -131,8 +150,8 @@ impl Spans {
         match &self.target {
             // Dropped spans are counted by the sink.
             Target::Queue(s) => {
-                for span in self.buf.drain(..) {
-                    s.submit(span);
+                if !self.buf.is_empty() {
+                    s.submit_all(std::mem::take(&mut self.buf));
                 }
             }
             // Kept for `write_lines`.

@@ -397,3 +397,23 @@ fn prometheus_view_counts_by_closed_labels() {
         "{text}"
     );
 }
+
+/// The live line of each direction: `in`, `out` and `?` keep the columns
+/// of the addresses (the line is formatted in place, once).
+#[test]
+fn live_lines_name_the_direction_after_the_time() {
+    let mut s = session(Format::Live, None);
+    let mut request = frame(T0, PHONE, PBX, UNANSWERED);
+    request.direction = Direction::Unknown;
+    feed_frame(&mut s, &request);
+    let mut answer = frame(T0 + Duration::from_millis(3), PBX, PHONE, UNAUTHORIZED);
+    answer.direction = Direction::Egress;
+    feed_frame(&mut s, &answer);
+    let (_, text) = finish(s, None);
+    for line in [
+        "01:00:00.000001 ?   10.0.0.2:5062 → 10.0.0.1:5060  UDP  REGISTER sip:pbx SIP/2.0  Call-ID tick-1\n",
+        "01:00:00.003001 out 10.0.0.1:5060 → 10.0.0.2:5062  UDP  SIP/2.0 401 Unauthorized  (CSeq 1 REGISTER)  [3.0 ms]  Call-ID tick-1\n",
+    ] {
+        assert!(text.contains(line), "{line}\nnot in\n{text}");
+    }
+}

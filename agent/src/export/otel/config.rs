@@ -59,7 +59,10 @@ pub struct OtlpArgs {
     pub service_name: Option<String>,
 
     /// Spans buffered for export; when full, new spans are dropped and counted.
-    #[arg(long = "otlp-queue", value_name = "SPANS", default_value_t = 4096)]
+    // 16384: about 1.7 s of spans at 12,000 SIP messages/s, where 4096
+    // lost spans while the exporter's threads waited for a busy CPU
+    // (`cargo xtask bench sipp`).
+    #[arg(long = "otlp-queue", value_name = "SPANS", default_value_t = 16384)]
     pub queue_capacity: usize,
 
     /// Export timeout per batch [default: OTEL_EXPORTER_OTLP_TIMEOUT or 10000 ms].
@@ -416,7 +419,7 @@ mod tests {
         .unwrap();
         assert_eq!(cli.otlp.protocol, Some(Protocol::HttpProtobuf));
         assert_eq!(cli.otlp.headers, ["a=1", "b=2"]);
-        assert_eq!(cli.otlp.queue_capacity, 4096);
+        assert_eq!(cli.otlp.queue_capacity, 16384);
         let c = resolve(&cli.otlp, &[]).unwrap().unwrap();
         assert_eq!(c.traces_endpoint, "https://tempo:4318/v1/traces");
         assert!(Cli::try_parse_from(["sipscope", "--otlp-protocol", "http/json"]).is_err());

@@ -52,14 +52,15 @@ impl AttributeFilter {
 
     /// Whether an attribute with this key may be exported.
     pub fn allows(&self, key: &str) -> bool {
-        let lower = key.to_ascii_lowercase();
-        if lower
+        // Case-insensitive without a lower-cased copy: this runs for every
+        // attribute of every exported span.
+        if key
             .split(['.', '-'])
-            .any(|seg| SECRET_SEGMENTS.contains(&seg))
+            .any(|seg| SECRET_SEGMENTS.iter().any(|s| s.eq_ignore_ascii_case(seg)))
         {
             return false;
         }
-        self.allow_digest_response || lower != attr::SIP_AUTH_RESPONSE
+        self.allow_digest_response || !key.eq_ignore_ascii_case(attr::SIP_AUTH_RESPONSE)
     }
 
     /// Whether this attribute may be exported: its key (see [`Self::allows`])
@@ -107,12 +108,21 @@ impl AttributeFilter {
 
 fn carries_digest_response(v: &Value) -> bool {
     let Value::Str(s) = v else { return false };
-    let lower = s.to_ascii_lowercase();
+    let bytes = s.as_bytes();
     // The auth-param form `response = "..."`, not prose that mentions it.
-    lower.contains("digest")
-        && lower
-            .match_indices("response")
-            .any(|(i, m)| lower[i + m.len()..].trim_start().starts_with('='))
+    // ASCII case folding keeps byte offsets, so no lower-cased copy is made.
+    find_ignore_case(bytes, b"digest").next().is_some()
+        // A match ends on an ASCII byte, so `end` is a char boundary.
+        && find_ignore_case(bytes, b"response")
+            .any(|end| s[end..].trim_start().starts_with('='))
+}
+
+/// The end offsets of every ASCII-case-insensitive occurrence of `needle`.
+fn find_ignore_case<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
+    hay.windows(needle.len())
+        .enumerate()
+        .filter(move |(_, w)| w.eq_ignore_ascii_case(needle))
+        .map(move |(i, _)| i + needle.len())
 }
 
 fn to_otel_value(v: &Value) -> opentelemetry::Value {

@@ -1,9 +1,14 @@
 //! The hand-over from the synchronous core to the async export edge.
 //!
-//! The core calls [`SpanSink::submit`]. Live (`run`, [`WhenFull::Drop`])
-//! it never blocks and never fails loudly: it is a `try_send` into a
-//! bounded channel, and a full queue (collector slow or down) means the
-//! span is dropped and counted, so a PBX is never slowed by its monitor.
+//! The core calls [`SpanSink::submit_all`] with the spans one batch of its
+//! input finished ([`SpanSink::submit`] for one). Live (`run`,
+//! [`WhenFull::Drop`]) it never blocks and never fails loudly: the spans
+//! that fit the queue's budget go over the channel as one message, and
+//! what a full queue (collector slow or down) cannot take is dropped and
+//! counted, so a PBX is never slowed by its monitor. One message per
+//! batch rather than per span: each message may wake the export task,
+//! and at thousands of spans a second those wake-ups cost more than the
+//! export itself.
 //! Offline (`analyze`, [`WhenFull::Wait`]) there is no traffic to protect
 //! and a drop would make the output depend on machine load: a full queue
 //! makes the core wait for the exporter instead.
@@ -18,8 +23,8 @@
 //! has returned, `exported + dropped == submitted`.
 
 use std::io::Write;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use opentelemetry::InstrumentationScope;
@@ -101,11 +106,70 @@ impl Default for QueueOptions {
     }
 }
 
+/// How many spans the queue holds: the core takes room before it sends,
+/// the export task gives it back as it takes spans into a batch. The
+/// channel itself is unbounded; this is its bound, counted in spans
+/// whatever the size of the messages that carry them.
+#[derive(Debug)]
+struct Budget {
+    used: Mutex<usize>,
+    room: Condvar,
+    capacity: usize,
+}
+
+impl Budget {
+    fn new(capacity: usize) -> Self {
+        Self {
+            used: Mutex::new(0),
+            room: Condvar::new(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, usize> {
+        // The count stays right whoever panicked while holding it.
+        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Room for up to `n` spans, without waiting: how many fit.
+    fn take_up_to(&self, n: usize) -> usize {
+        let mut used = self.lock();
+        let k = n.min(self.capacity - *used);
+        *used += k;
+        k
+    }
+
+    /// Room for between 1 and `n` spans, waiting until there is some.
+    fn take_waiting(&self, n: usize) -> usize {
+        let used = self.lock();
+        let mut used = self
+            .room
+            .wait_while(used, |u| *u == self.capacity)
+            .unwrap_or_else(|p| p.into_inner());
+        let k = n.min(self.capacity - *used);
+        *used += k;
+        k
+    }
+
+    fn give_back(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        *self.lock() -= n;
+        self.room.notify_all();
+    }
+
+    fn used(&self) -> usize {
+        *self.lock()
+    }
+}
+
 /// The core's end of the queue. Cheap to clone; usable from any thread,
 /// inside or outside the runtime.
 #[derive(Clone, Debug)]
 pub struct SpanSink {
-    tx: mpsc::Sender<SpanRecord>,
+    tx: mpsc::UnboundedSender<Vec<SpanRecord>>,
+    budget: Arc<Budget>,
     when_full: WhenFull,
     counters: Arc<Counters>,
     filter: Arc<AttributeFilter>,
@@ -117,24 +181,69 @@ impl SpanSink {
     /// when the queue is full; with [`WhenFull::Wait`] a full queue blocks
     /// until there is room.
     pub fn submit(&self, span: SpanRecord) -> bool {
-        self.counters.submitted.fetch_add(1, Ordering::Relaxed);
-        let sent = match self.when_full {
-            WhenFull::Drop => self.tx.try_send(span).is_ok(),
-            WhenFull::Wait => self.tx.blocking_send(span).is_ok(),
-        };
-        if !sent {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+        self.submit_all(vec![span]) == 1
+    }
+
+    /// Hand finished spans to the exporter in one message (one wake-up of
+    /// the export task at most); returns how many were accepted. With
+    /// [`WhenFull::Drop`] the spans past the queue's free room are dropped
+    /// and counted; with [`WhenFull::Wait`] the caller waits for room.
+    /// After shutdown every span is a counted drop.
+    pub fn submit_all(&self, mut spans: Vec<SpanRecord>) -> usize {
+        let n = spans.len();
+        if n == 0 {
+            return 0;
         }
-        sent
+        self.counters
+            .submitted
+            .fetch_add(n as u64, Ordering::Relaxed);
+        let accepted = match self.when_full {
+            WhenFull::Drop => {
+                let k = self.budget.take_up_to(n);
+                spans.truncate(k);
+                self.send(spans)
+            }
+            WhenFull::Wait => {
+                let mut accepted = 0;
+                while !spans.is_empty() {
+                    let k = self.budget.take_waiting(spans.len());
+                    let rest = spans.split_off(k);
+                    accepted += self.send(std::mem::replace(&mut spans, rest));
+                }
+                accepted
+            }
+        };
+        if accepted < n {
+            self.counters
+                .dropped
+                .fetch_add((n - accepted) as u64, Ordering::Relaxed);
+        }
+        accepted
+    }
+
+    /// Sends spans the budget has room for; after shutdown the room is
+    /// given back and nothing is accepted.
+    fn send(&self, spans: Vec<SpanRecord>) -> usize {
+        let k = spans.len();
+        if k == 0 {
+            return 0;
+        }
+        match self.tx.send(spans) {
+            Ok(()) => k,
+            Err(_) => {
+                self.budget.give_back(k);
+                0
+            }
+        }
     }
 
     /// Spans waiting in the queue now (at most the queue capacity).
     pub fn queued(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+        self.budget.used()
     }
 
     pub fn capacity(&self) -> usize {
-        self.tx.max_capacity()
+        self.budget.capacity
     }
 
     /// Spans submitted so far, accepted or not.
@@ -203,16 +312,19 @@ impl SpanExportService {
     }
 
     fn start(backend: Backend, opts: QueueOptions, include_digest_response: bool) -> Self {
-        let (tx, rx) = mpsc::channel(opts.queue_capacity.max(1));
+        let (tx, rx) = mpsc::unbounded_channel();
         let (stop, stop_rx) = watch::channel(false);
         let sink = SpanSink {
             tx,
+            budget: Arc::new(Budget::new(opts.queue_capacity)),
             when_full: opts.when_full,
             counters: Arc::default(),
             filter: Arc::new(AttributeFilter::new(include_digest_response)),
         };
         let worker = Worker {
             rx,
+            budget: sink.budget.clone(),
+            carry: Vec::new().into_iter(),
             stop: stop_rx,
             backend,
             opts,
@@ -246,7 +358,11 @@ impl SpanExportService {
 }
 
 struct Worker {
-    rx: mpsc::Receiver<SpanRecord>,
+    rx: mpsc::UnboundedReceiver<Vec<SpanRecord>>,
+    budget: Arc<Budget>,
+    /// What is left of the last message received once the batch was
+    /// full: still queued, still counted in the budget.
+    carry: std::vec::IntoIter<SpanRecord>,
     stop: watch::Receiver<bool>,
     backend: Backend,
     opts: QueueOptions,
@@ -272,31 +388,42 @@ impl Worker {
         let max = self.opts.max_batch.max(1);
         let mut batch = Vec::with_capacity(max);
         loop {
-            let first = tokio::select! {
-                biased;
-                _ = self.stop.wait_for(|s| *s) => break,
-                r = self.rx.recv() => match r { Some(s) => s, None => break },
-            };
-            batch.push(first);
+            if self.carry.len() == 0 {
+                let first = tokio::select! {
+                    biased;
+                    _ = self.stop.wait_for(|s| *s) => break,
+                    r = self.rx.recv() => match r { Some(s) => s, None => break },
+                };
+                self.carry = first.into_iter();
+            }
+            self.take_into(&mut batch, max);
             let deadline = Instant::now() + self.opts.linger;
+            // `take_into` stops short of `max` only when the carry is empty.
             while batch.len() < max {
-                tokio::select! {
+                let next = tokio::select! {
                     biased;
                     _ = self.stop.wait_for(|s| *s) => break,
                     r = tokio::time::timeout_at(deadline, self.rx.recv()) => match r {
-                        Ok(Some(s)) => batch.push(s),
+                        Ok(Some(s)) => s,
                         _ => break,
                     },
-                }
+                };
+                self.carry = next.into_iter();
+                self.take_into(&mut batch, max);
             }
             self.deliver(std::mem::take(&mut batch)).await;
         }
         // Shutdown: refuse new spans (counted as drops by `submit`), flush the rest.
         self.rx.close();
-        while let Some(s) = self.rx.recv().await {
-            batch.push(s);
+        loop {
+            self.take_into(&mut batch, max);
             if batch.len() == max {
                 self.deliver(std::mem::take(&mut batch)).await;
+                continue;
+            }
+            match self.rx.recv().await {
+                Some(s) => self.carry = s.into_iter(),
+                None => break,
             }
         }
         if !batch.is_empty() {
@@ -305,6 +432,14 @@ impl Worker {
         if let Backend::Otlp { exporter, .. } = &mut self.backend {
             let _ = exporter.shutdown();
         }
+    }
+
+    /// Moves spans from the carry into `batch`, up to `max`, and gives
+    /// their room in the queue back.
+    fn take_into(&mut self, batch: &mut Vec<SpanRecord>, max: usize) {
+        let n = max.saturating_sub(batch.len()).min(self.carry.len());
+        batch.extend(self.carry.by_ref().take(n));
+        self.budget.give_back(n);
     }
 
     /// Deliver one batch: retry a failing OTLP export with backoff for up

@@ -98,3 +98,43 @@ fn offline_a_full_queue_waits_for_the_exporter_and_loses_nothing() {
     let stats = rt.block_on(svc.shutdown());
     assert_eq!((stats.exported, stats.dropped), (SPANS, 0), "{stats:?}");
 }
+
+#[test]
+fn live_a_batch_larger_than_the_free_room_keeps_what_fits_and_counts_the_rest() {
+    let rt = runtime();
+    let _edge = rt.enter();
+    let gate = Gate::default();
+    let opts = QueueOptions {
+        when_full: WhenFull::Drop,
+        queue_capacity: 8,
+        max_batch: 4,
+        linger: Duration::ZERO,
+        ..QueueOptions::default()
+    };
+    let svc = SpanExportService::json_lines(Box::new(gate.clone()), opts, false);
+    let sink = svc.sink();
+    // One message of 20 spans: the queue takes its 8, the other 12 are
+    // dropped and counted at once, whatever the exporter does.
+    let accepted = sink.submit_all((0..20).map(span).collect());
+    assert_eq!(accepted, 8);
+    assert!(sink.queued() <= 8, "{}", sink.queued());
+    assert_eq!(sink.stats().dropped, 12);
+    gate.open();
+    let stats = rt.block_on(svc.shutdown());
+    assert_eq!((stats.exported, stats.dropped), (8, 12), "{stats:?}");
+}
+
+#[test]
+fn offline_a_batch_larger_than_the_queue_goes_through_in_parts() {
+    let (rt, svc, gate) = stuck_export(WhenFull::Wait);
+    let sink = svc.sink();
+    // Room for one span at a time: the core hands the batch over piece by
+    // piece as the exporter frees room, and loses nothing.
+    let core = std::thread::spawn(move || sink.submit_all((0..SPANS).map(span).collect()));
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!core.is_finished(), "the core waits for room");
+    gate.open();
+    assert_eq!(core.join().unwrap() as u64, SPANS);
+    let stats = rt.block_on(svc.shutdown());
+    assert_eq!((stats.exported, stats.dropped), (SPANS, 0), "{stats:?}");
+}
