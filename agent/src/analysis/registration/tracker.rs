@@ -144,8 +144,14 @@ struct BindingState {
     /// [`MAX_CALL_IDS`]): credentials answer the challenge their own
     /// Call-ID drew (RFC 3261 §22.2), so clients registering one binding
     /// under several Call-IDs at once are not paired with each other's
-    /// nonces. A new Call-ID answers the binding's newest.
+    /// nonces. A new Call-ID answers the kept challenge whose nonce it
+    /// carries, else the binding's newest, unless some were evicted.
     challenges: VecDeque<LastChallenge>,
+    /// A Call-ID's challenge was evicted to keep `challenges` bounded: a
+    /// Call-ID without one may answer that lost challenge, so it is not
+    /// paired with another Call-ID's (which would be a false nonce
+    /// mismatch under many parallel registrations of one binding).
+    challenges_evicted: bool,
     /// Granted registration: (registered at, seconds, expires at).
     registered: Option<(Timestamp, u32, Timestamp)>,
     /// Codes already raised. Sticky codes stay; the others are cleared on
@@ -159,6 +165,26 @@ struct BindingState {
     last_seen: Timestamp,
     lru: u64,
     deadline: Option<Timestamp>,
+}
+
+impl BindingState {
+    /// The challenge `creds` sent under `call_id` answer: their own
+    /// Call-ID's (RFC 3261 §22.2), else the kept one whose nonce they
+    /// carry, else the newest while none was evicted.
+    fn challenge_answered_by(&self, call_id: &str, creds: &Credentials) -> Option<&LastChallenge> {
+        let kept = &self.challenges;
+        kept.iter()
+            .rfind(|c| c.call_id == call_id)
+            .or_else(|| {
+                kept.iter()
+                    .rfind(|c| c.challenges.iter().any(|ch| ch.nonce == creds.nonce))
+            })
+            .or(if self.challenges_evicted {
+                None
+            } else {
+                kept.back()
+            })
+    }
 }
 
 /// Codes raised at most once per binding, whatever happens later: facts
@@ -399,12 +425,7 @@ impl RegistrationTracker {
         if let Some(creds) = creds {
             let b = &self.bindings[&id];
             let call_id = m.call_id().unwrap_or_default();
-            let found = match b
-                .challenges
-                .iter()
-                .rfind(|c| c.call_id == call_id)
-                .or(b.challenges.back())
-            {
+            let found = match b.challenge_answered_by(&call_id, &creds) {
                 Some(ch) => {
                     let uri = m.request_uri().unwrap_or_default();
                     diagnose_answer(
@@ -421,8 +442,8 @@ impl RegistrationTracker {
                         self.config.credentials.as_deref(),
                     )
                 }
-                // Credentials sent before any challenge was captured: only
-                // the password can be checked.
+                // Credentials sent before any challenge was captured, or
+                // answering one evicted: only the password can be checked.
                 None => self
                     .config
                     .credentials

@@ -959,3 +959,38 @@ fn parallel_call_ids_of_one_binding_answer_their_own_challenges() {
     let r = exchange("na");
     assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]));
 }
+
+/// More Call-IDs registering one binding at once than the tracker keeps
+/// challenges for (a load generator with one account): the Call-IDs whose
+/// challenge was evicted are not paired with another Call-ID's nonce, so
+/// no false mismatch; a kept Call-ID answering a wrong nonce still is one.
+#[test]
+fn parallel_call_ids_beyond_the_kept_challenges_raise_no_false_mismatch() {
+    let exchange = |last_answers: &str| {
+        let n = 6;
+        let flows: Vec<Flow> = (0..n)
+            .map(|i| {
+                let mut f = Flow::new(Proto::Udp, "1001", &format!("c-many-{i}"));
+                f.wait(i * 5);
+                f.register(60, None);
+                f.challenge(&format!("n{i}"), false);
+                // Every challenge is out before the first answer.
+                f.wait(200);
+                let answer = if i == n - 1 {
+                    last_answers.to_owned()
+                } else {
+                    format!("n{i}")
+                };
+                f.register(60, Some(("1001", REALM, &answer, "secret1001")));
+                f.ok(60);
+                f
+            })
+            .collect();
+        run(&merged(&flows))
+    };
+    let r = exchange("n5");
+    assert_eq!(r.codes(), set(&[]));
+    assert_eq!(r.stats.registrations.bindings, 1);
+    let r = exchange("n0");
+    assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]));
+}

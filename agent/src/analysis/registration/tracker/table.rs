@@ -52,6 +52,7 @@ impl RegistrationTracker {
                 request_uri: None,
                 attempt: None,
                 challenges: VecDeque::new(),
+                challenges_evicted: false,
                 registered: None,
                 raised: BTreeSet::new(),
                 rejections: 0,
