@@ -236,7 +236,8 @@ pub fn account<F: Frame, S: FlowStore>(
     };
     // No closures here: LLVM keeps them as bpf-to-bpf calls, which cost a
     // call per packet and leak the shared store's atomics into the 5.10
-    // programs' reachable code.
+    // programs' reachable code. Hence `match`, not `Option::map`.
+    #[allow(clippy::manual_map)]
     let updated = match flow.family {
         Family::Ipv4 => match v4_key(frame, flow, ifindex, direction) {
             Some(key) => Some(update::<_, S>(&key, config, flow, &pkt, payload_len)),
