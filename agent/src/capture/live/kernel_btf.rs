@@ -60,10 +60,14 @@ impl KernelBtf {
     pub(crate) const PATH: &'static str = "/sys/kernel/btf/vmlinux";
 
     pub(crate) fn open(path: &Path) -> Result<Self, BtfError> {
-        let btf = Btf::from_file(path).map_err(|source| BtfError::Read {
+        let read = |source| BtfError::Read {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        // One read of the whole file (about 5 MB): `Btf::from_file` parses
+        // through a seeking reader, which cost 125k lseek calls at start.
+        let bytes = std::fs::read(path).map_err(|e| read(e.into()))?;
+        let btf = Btf::from_bytes(&bytes).map_err(read)?;
         Ok(Self { btf })
     }
 
