@@ -328,6 +328,10 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
     } else {
         RtpSource::None
     };
+    // An answered request waits for its UA's timeout only when the drop
+    // tracer could still report its response dropped by this host.
+    pipeline_config.reachability.sees_local_drops =
+        matches!(capture.drop_tracing(), DropTracing::On(_));
     // What runs for each kernel feature, and why when it is not the best.
     for line in capture.feature_lines() {
         match output {
