@@ -9,16 +9,19 @@
 //! cannot reassemble that datagram. Linux senders emit fragments in order,
 //! so this is rare; it is documented in the README.
 
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::bpf_ktime_get_ns,
+};
 use sipscope_common::{
     CAPTURE_HEADER_LEN, CaptureCounter, CaptureHeader, Direction, FLAG_FRAGMENT, FLAG_RTCP,
-    FLAG_TRUNCATED, FLAG_VLAN, FragmentKey, MAX_CAPTURE_LEN, RtpCounter, VLAN_TAG_LEN,
-    VLAN_TAG_OFFSET,
+    FLAG_TRUNCATED, FLAG_VLAN, FragmentKey, MAX_CAPTURE_LEN, READER_WAITING, RtpCounter,
+    VLAN_TAG_LEN, VLAN_TAG_OFFSET,
 };
 
 use crate::{
     frame::{Frame, copy_len},
-    maps::{EVENTS, SIP_FRAGMENTS, SIP_PORTS, count},
+    maps::{EVENTS, EVENTS_READER, SIP_FRAGMENTS, SIP_PORTS, count},
     rtp::{self, FlowStore},
     walk::{Flow, Skip, walk},
 };
@@ -234,6 +237,33 @@ fn emit_sized<F: Frame, const SIZE: usize>(
         }
         base.cast::<CaptureHeader>().write_unaligned(*header);
     }
-    entry.submit(0);
+    entry.submit(u64::from(BPF_RB_NO_WAKEUP));
+    wake_waiting_reader();
     Ok(())
+}
+
+/// Wakes the ring's reader if it is blocked waiting (see
+/// `sipscope_common::READER_WAITING`). Called after the commit: a reader
+/// that announced itself before this program read the flag is woken here,
+/// and one that announced itself later finds the record when it drains
+/// once more after announcing (both sides' order is commit/announce, then
+/// read the other's state; the ring's commit is a full barrier).
+#[inline(always)]
+fn wake_waiting_reader() {
+    let Some(waiting) = EVENTS_READER.get_ptr_mut(0) else {
+        return;
+    };
+    // SAFETY: the map's one value; a racing CPU at worst wakes it twice.
+    unsafe {
+        if *waiting != READER_WAITING {
+            return;
+        }
+        // An empty record, discarded, carries the wake-up; the reader skips
+        // discarded records. If even 8 bytes do not fit, the flag stays set
+        // and the next record tries again.
+        if let Some(kick) = EVENTS.reserve::<u64>(0) {
+            *waiting = 0;
+            kick.discard(u64::from(BPF_RB_FORCE_WAKEUP));
+        }
+    }
 }

@@ -15,6 +15,11 @@ use sipscope_common::{
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_SIZE, 0);
 
+/// Entry 0 is `READER_WAITING` while userspace waits on `EVENTS` for a
+/// wake-up, 0 while it reads the ring on its own schedule.
+#[map]
+pub static EVENTS_READER: Array<u32> = Array::with_max_entries(1, 0);
+
 /// Counters indexed by `CaptureCounter`, one slot per CPU so no atomics are needed.
 #[map]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CaptureCounter::COUNT, 0);

@@ -5,12 +5,14 @@
 
 use std::net::IpAddr;
 
+use sipscope::capture::live::{IngressChoice, LiveCapture, LiveConfig};
+
 use crate::{
     agent::{Agent, Dumpcap, run_sipp_register, start_kamailio},
     require_root,
     support::{
         TempDir, fixture,
-        netns::VethPair,
+        netns::{VethPair, in_netns},
         pcap::{Datagram, Frame, datagrams, read_frames},
     },
 };
@@ -326,4 +328,82 @@ fn port_unreachable_answering_sip_is_captured() {
         "{stdout}"
     );
     assert_eq!(counters["sip_captured"], 2);
+}
+
+/// The programs commit records without waking the reader unless it
+/// announced that it waits (capture/live/reader_flag.rs): a lone message
+/// at idle must still wake a reader blocked in `next_batch`, not wait for
+/// the next packet. (The agent's loop would also find it at its next
+/// 500 ms tick, so this drives `LiveCapture` itself, with no tick.) Each
+/// message is sent only once `next_batch` is blocked: the current-thread
+/// runtime polls the wait before the send. Three in a row: the first meets
+/// the reader's first wait, the others its waits after a wake-up.
+#[test]
+fn a_lone_sip_message_at_idle_wakes_the_blocked_reader() {
+    require_root();
+    // The XDP program where the kernel has it (not the oldest variants).
+    let hooks = if crate::ingress::xdp_variant() {
+        &[IngressChoice::Auto, IngressChoice::Xdp][..]
+    } else {
+        &[IngressChoice::Auto][..]
+    };
+    for &ingress in hooks {
+        let pair = VethPair::new();
+        let socket = in_netns(&pair.peer, || {
+            std::net::UdpSocket::bind((VethPair::PEER_V4, 0)).expect("peer socket")
+        });
+        let config = LiveConfig {
+            interfaces: vec![pair.host_if.clone()],
+            trace_drops: false,
+            ingress,
+            ..LiveConfig::default()
+        };
+        in_netns(&pair.host, move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async {
+                let mut capture = LiveCapture::start(&config).expect("starting the capture");
+                for n in 1..=3 {
+                    let call_id = format!("idle-{n}@sipscope.test");
+                    let (mut frames, mut drops) = (Vec::new(), Vec::new());
+                    let send = async {
+                        socket
+                            .send_to(options(&call_id).as_bytes(), (VethPair::HOST_V4, 5060))
+                            .expect("sending OPTIONS");
+                    };
+                    let wait = tokio::time::timeout(
+                        crate::agent::START,
+                        capture.next_batch(&mut frames, &mut drops),
+                    );
+                    let (woken, ()) = tokio::join!(wait, send);
+                    woken
+                        .unwrap_or_else(|_| panic!("{ingress:?}: {call_id} never woke the reader"))
+                        .expect("reading the ring");
+                    let payloads: Vec<String> = frames
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(&f.packet.data).into_owned())
+                        .collect();
+                    assert!(
+                        payloads.iter().any(|p| p.contains(&call_id)),
+                        "{ingress:?}: woken without {call_id}: {payloads:?}"
+                    );
+                }
+            });
+        });
+    }
+}
+
+fn options(call_id: &str) -> String {
+    let (host, peer) = (VethPair::HOST_V4, VethPair::PEER_V4);
+    format!(
+        "OPTIONS sip:idle@{host} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {peer}:5060;branch=z9hG4bK-{call_id}\r\n\
+         From: <sip:probe@{peer}>;tag=idle\r\n\
+         To: <sip:idle@{host}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
 }

@@ -154,8 +154,9 @@ pub struct RunArgs {
 const TICK: Duration = Duration::from_millis(500);
 /// A batch smaller than this is handed over, then the ring is left alone
 /// for [`COALESCE`], so that one wake-up of this task and of the analysis
-/// thread carries many messages instead of one each (the kernel only
-/// signals a ring the reader has caught up with). Wake-ups, not messages,
+/// thread carries many messages instead of one each (the programs wake
+/// only a reader that announced it waits, which `next_batch` does only
+/// when it found the ring empty). Wake-ups, not messages,
 /// were most of the agent's CPU: at 5,000 messages/s, 2 ms cost 37 µs a
 /// message and 10 ms 28 µs (`cargo xtask bench sipp`, same session).
 /// Frames wait at most that long: 10 ms at 50,000 messages/s is about

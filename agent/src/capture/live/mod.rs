@@ -26,6 +26,7 @@ pub(crate) mod kernel_features;
 mod load;
 mod map_batch;
 pub mod privilege;
+mod reader_flag;
 mod record;
 pub mod rtp;
 pub mod tls;
@@ -146,6 +147,8 @@ pub struct LiveCapture {
     // the logger last, so it outlives the object that writes to its map.
     object: LoadedObject,
     ring: AsyncFd<RingBuf<MapData>>,
+    /// Whether `ring`'s reader waits for a wake-up (see reader_flag).
+    reader: reader_flag::ReaderFlag,
     counters: PerCpuArray<MapData, u64>,
     logger: Option<AsyncFd<aya_log::EbpfLogger<&'static dyn Log>>>,
     clock: KtimeClock,
@@ -229,6 +232,7 @@ impl LiveCapture {
         };
         let ring = object.take_ring()?;
         let ring = readable(ring)?;
+        let reader = reader_flag::ReaderFlag::take(&mut object)?;
         let counters = object.take_counters()?;
         let logger = match object.logger.take() {
             Some(l) => Some(readable(l)?),
@@ -237,6 +241,7 @@ impl LiveCapture {
         Ok(Self {
             object,
             ring,
+            reader,
             counters,
             logger,
             clock: KtimeClock::new(),
@@ -389,9 +394,32 @@ impl LiveCapture {
         frames: &mut Vec<LiveFrame>,
         drops: &mut Vec<LiveDrop>,
     ) -> Result<(), LiveError> {
+        let got = self.wait_batch(frames, drops).await;
+        // Reading on our own schedule again until the next wait.
+        self.reader.withdraw()?;
+        got
+    }
+
+    /// [`Self::next_batch`] without the withdrawal. The programs commit
+    /// records without waking anyone unless the reader announced that it
+    /// waits (see reader_flag): so the ring is drained first, then the
+    /// wait announced, then drained once more, and only then waited on.
+    async fn wait_batch(
+        &mut self,
+        frames: &mut Vec<LiveFrame>,
+        drops: &mut Vec<LiveDrop>,
+    ) -> Result<(), LiveError> {
         loop {
+            if drain(self.ring.get_mut(), self.clock, &mut self.malformed, frames) > 0 {
+                return Ok(());
+            }
+            self.reader.announce()?;
+            if drain(self.ring.get_mut(), self.clock, &mut self.malformed, frames) > 0 {
+                return Ok(());
+            }
             let Self {
                 ring,
+                reader,
                 logger,
                 clock,
                 malformed,
@@ -424,6 +452,8 @@ impl LiveCapture {
             tokio::select! {
                 guard = ring.readable_mut() => {
                     let mut guard = guard.map_err(LiveError::Read)?;
+                    // The program that woke us cleared the flag.
+                    reader.woken();
                     let mut n = drain(guard.get_inner_mut(), *clock, malformed, frames);
                     guard.clear_ready();
                     // A record that landed between the drain and clear_ready
