@@ -144,14 +144,9 @@ struct BindingState {
     /// [`MAX_CALL_IDS`]): credentials answer the challenge their own
     /// Call-ID drew (RFC 3261 §22.2), so clients registering one binding
     /// under several Call-IDs at once are not paired with each other's
-    /// nonces. A new Call-ID answers the kept challenge whose nonce it
-    /// carries, else the binding's newest, unless some were evicted.
+    /// nonces. Another Call-ID's challenge is paired only when it issued
+    /// the nonce the credentials carry.
     challenges: VecDeque<LastChallenge>,
-    /// A Call-ID's challenge was evicted to keep `challenges` bounded: a
-    /// Call-ID without one may answer that lost challenge, so it is not
-    /// paired with another Call-ID's (which would be a false nonce
-    /// mismatch under many parallel registrations of one binding).
-    challenges_evicted: bool,
     /// Granted registration: (registered at, seconds, expires at).
     registered: Option<(Timestamp, u32, Timestamp)>,
     /// Codes already raised. Sticky codes stay; the others are cleared on
@@ -169,21 +164,18 @@ struct BindingState {
 
 impl BindingState {
     /// The challenge `creds` sent under `call_id` answer: their own
-    /// Call-ID's (RFC 3261 §22.2), else the kept one whose nonce they
-    /// carry, else the newest while none was evicted.
+    /// Call-ID's (RFC 3261 §22.2), else the kept one that issued their
+    /// nonce. Nothing else is a safe guess: a Call-ID without a kept
+    /// challenge may answer one this binding never saw (its 401 was not
+    /// captured, or arrived after the index had forgotten the Call-ID and
+    /// went to another binding), and pairing it with the binding's newest
+    /// challenge would report another Call-ID's nonce as a mismatch.
     fn challenge_answered_by(&self, call_id: &str, creds: &Credentials) -> Option<&LastChallenge> {
         let kept = &self.challenges;
-        kept.iter()
-            .rfind(|c| c.call_id == call_id)
-            .or_else(|| {
-                kept.iter()
-                    .rfind(|c| c.challenges.iter().any(|ch| ch.nonce == creds.nonce))
-            })
-            .or(if self.challenges_evicted {
-                None
-            } else {
-                kept.back()
-            })
+        kept.iter().rfind(|c| c.call_id == call_id).or_else(|| {
+            kept.iter()
+                .rfind(|c| c.challenges.iter().any(|ch| ch.nonce == creds.nonce))
+        })
     }
 }
 
@@ -442,8 +434,9 @@ impl RegistrationTracker {
                         self.config.credentials.as_deref(),
                     )
                 }
-                // Credentials sent before any challenge was captured, or
-                // answering one evicted: only the password can be checked.
+                // Credentials answering a challenge this binding does not
+                // hold (not captured, evicted, or seen under another
+                // binding): only the password can be checked.
                 None => self
                     .config
                     .credentials

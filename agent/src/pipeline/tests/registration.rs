@@ -994,3 +994,70 @@ fn parallel_call_ids_beyond_the_kept_challenges_raise_no_false_mismatch() {
     let r = exchange("n0");
     assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]));
 }
+
+/// A load generator registering one account from many Call-IDs at once,
+/// in bursts (SIPp against a registrar: a burst's REGISTERs go out before
+/// their 401s return, then their answers, while the previous burst is
+/// still being answered). The binding's index forgets the oldest Call-IDs
+/// before their challenge or their answer arrives, and an answer then
+/// comes back under whichever binding holds the Contact. No answer is
+/// paired with another Call-ID's nonce; a wrong nonce under the Call-ID's
+/// own challenge is still a mismatch. The schedule is the one a SIPp
+/// bench capture showed.
+#[test]
+fn bursts_of_call_ids_of_one_account_raise_no_false_mismatch() {
+    /// Milliseconds of a Call-ID's first REGISTER and its 401 (none: it
+    /// joined the capture at its answer), its answer and its 200.
+    type Exchange = (Option<(u64, u64)>, u64, u64);
+    const SCHEDULE: [Exchange; 12] = [
+        (None, 5, 16),
+        (None, 10, 21),
+        (None, 11, 22),
+        (None, 23, 32),
+        (Some((1, 12)), 24, 33),
+        (Some((2, 13)), 25, 34),
+        (Some((3, 14)), 26, 35),
+        (Some((4, 15)), 27, 36),
+        (Some((6, 17)), 28, 37),
+        (Some((7, 18)), 29, 38),
+        (Some((8, 19)), 30, 39),
+        (Some((9, 20)), 31, 40),
+    ];
+    let exchange = |wrong: Option<usize>| {
+        let flows: Vec<Flow> = SCHEDULE
+            .iter()
+            .enumerate()
+            .map(|(i, &(first, answer, ok))| {
+                let mut f = Flow::new(Proto::Udp, "1001", &format!("c-burst-{i}"));
+                let nonce = format!("n{i}");
+                let sent = if wrong == Some(i) {
+                    "never-issued"
+                } else {
+                    &nonce
+                };
+                match first {
+                    Some((register, challenge)) => {
+                        f.ms = register;
+                        f.register(60, None);
+                        f.ms = challenge;
+                        f.challenge(&nonce, false);
+                    }
+                    None => f.cseq = 1,
+                }
+                f.ms = answer;
+                f.register(60, Some(("1001", REALM, sent, "secret1001")));
+                f.ms = ok;
+                f.ok(60);
+                f
+            })
+            .collect();
+        run(&merged(&flows))
+    };
+    let r = exchange(None);
+    assert_eq!(r.codes(), set(&[]), "{:#?}", r.diagnoses());
+    // The burst's first and last Call-ID answering a nonce never issued.
+    for i in [4, 11] {
+        let r = exchange(Some(i));
+        assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]), "Call-ID {i}");
+    }
+}

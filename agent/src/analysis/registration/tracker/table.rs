@@ -52,7 +52,6 @@ impl RegistrationTracker {
                 request_uri: None,
                 attempt: None,
                 challenges: VecDeque::new(),
-                challenges_evicted: false,
                 registered: None,
                 raised: BTreeSet::new(),
                 rejections: 0,
