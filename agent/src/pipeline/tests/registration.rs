@@ -876,6 +876,44 @@ fn console_table_shows_state_expiry_and_last_failure() {
     assert!(text.contains("what to do:"), "{text}");
 }
 
+/// A UA that takes a new Call-ID for every registration (sipsak does, and
+/// some phones after each refresh) is one binding: one row, counting every
+/// attempt and naming the latest Call-ID; another Contact of the same AOR
+/// is a row of its own.
+#[test]
+fn console_table_has_one_row_per_binding_whatever_its_call_ids() {
+    let mut packets = Vec::new();
+    let mut ms = 0;
+    for (i, port) in [(0, 5062), (1, 5062), (2, 5062), (3, 5070)] {
+        let mut f = Flow::new(Proto::Udp, "1001", &format!("c-row-{i}"));
+        f.advertised.1 = port;
+        f.ms = ms;
+        f.healthy("secret1001", &format!("n{i}"), 60);
+        ms = f.ms + 1000;
+        packets.extend(f.packets);
+    }
+    let r = run(&packets);
+    let mut report = crate::export::registrations::RegistrationReport::new();
+    for e in &r.events {
+        report.push(e);
+    }
+    let text = report.render();
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("sip:1001@")).collect();
+    let (bindings, contacts): (Vec<&str>, Vec<&str>) = rows
+        .iter()
+        .partition(|l| !l.trim_start().starts_with("contact"));
+    assert_eq!(bindings.len(), 2, "{text}");
+    assert!(
+        bindings[0].split_whitespace().nth(5) == Some("3"),
+        "three attempts: {text}"
+    );
+    assert!(contacts[0].contains("Call-ID c-row-2"), "{text}");
+    assert!(
+        contacts[1].contains(":5070") && contacts[1].contains("c-row-3"),
+        "{text}"
+    );
+}
+
 #[test]
 fn many_trunks_from_one_pbx_name_each_failing_aor_once_and_no_healthy_one() {
     // 60 trunks of one PBX register to one provider at once; 4 have a
