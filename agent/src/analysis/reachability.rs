@@ -209,11 +209,13 @@ impl Reachability {
         if r.retransmission {
             return;
         }
+        let flow = (r.meta.src, r.meta.dst);
+        self.release_superseded(flow);
         if self.open.len() >= self.config.max_open {
             self.stats.untracked += 1;
             return;
         }
-        self.by_flow.insert((r.meta.src, r.meta.dst), id);
+        self.by_flow.insert(flow, id);
         self.open.insert(
             id,
             Open {
@@ -255,6 +257,27 @@ impl Reachability {
         let final_dropped = open.local_drop.as_ref().is_some_and(|l| l.final_response);
         if final_dropped {
             self.no_response(&t, Some(open), false, out);
+        }
+    }
+
+    /// A new request on `flow` takes over its drop matching (drops are
+    /// matched by flow, to the newest request): an answered request it
+    /// supersedes can no longer be matched to a drop, so unless one
+    /// already was, its lingering cannot come to anything and it is
+    /// released now. Live, a busy flow (a trunk, a load generator) keeps
+    /// one answered request lingering instead of every one of the last
+    /// 32 s, which at a few thousand transactions a second filled
+    /// `max_open` and left new requests untracked.
+    fn release_superseded(&mut self, flow: (SocketAddr, SocketAddr)) {
+        let Some(&prev) = self.by_flow.get(&flow) else {
+            return;
+        };
+        let idle = self
+            .open
+            .get(&prev)
+            .is_some_and(|o| o.completed.is_some() && o.local_drop.is_none());
+        if idle {
+            self.close(prev);
         }
     }
 
