@@ -81,6 +81,9 @@ struct LastChallenge {
 }
 
 struct OpenAttempt {
+    /// The Call-ID of the REGISTER that opened it (RFC 3261 §10.2: its
+    /// retries keep it), which with `first_cseq` names the attempt.
+    call_id: String,
     first_cseq: u32,
     started: Timestamp,
     transactions: Vec<Arc<Transaction>>,
@@ -101,8 +104,9 @@ struct OpenAttempt {
 }
 
 impl OpenAttempt {
-    fn new(first_cseq: u32, started: Timestamp) -> Self {
+    fn new(call_id: &str, first_cseq: u32, started: Timestamp) -> Self {
         Self {
+            call_id: call_id.to_owned(),
             first_cseq,
             started,
             transactions: Vec::new(),
@@ -308,12 +312,22 @@ impl RegistrationTracker {
             return;
         };
         let b = self.bindings.get_mut(&id).expect("binding exists");
-        if let Some(a) = b.attempt.as_mut() {
-            if a.transactions.len() < self.config.max_transactions_per_attempt {
-                a.transactions.push(t.clone());
-            } else {
-                self.stats.transactions_dropped += 1;
-            }
+        // No attempt open: its REGISTER joined the attempt of another
+        // Call-ID of the binding, which that one's final response ended
+        // (parallel registrations of one binding). Its own attempt starts
+        // at its request, and its final response, just after, ends it.
+        let a = b.attempt.get_or_insert_with(|| {
+            self.stats.attempts += 1;
+            OpenAttempt::new(
+                t.call_id().as_deref().unwrap_or_default(),
+                t.cseq,
+                t.first_seen,
+            )
+        });
+        if a.transactions.len() < self.config.max_transactions_per_attempt {
+            a.transactions.push(t.clone());
+        } else {
+            self.stats.transactions_dropped += 1;
         }
     }
 
@@ -381,13 +395,15 @@ impl RegistrationTracker {
                 self.stats.attempts += 1;
             }
             b.last_request = Some(LastRequest {
-                call_id,
+                call_id: call_id.clone(),
                 cseq,
                 creds: creds.clone(),
                 contacts: contacts.clone(),
                 requested_expiry: exchange::requested_expiry(m),
             });
-            let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
+            let a = b
+                .attempt
+                .get_or_insert_with(|| OpenAttempt::new(&call_id, cseq, at));
             a.in_flight = true;
             if let Some(c) = &creds {
                 a.auth_username = Some(c.username.clone());
@@ -476,12 +492,13 @@ impl RegistrationTracker {
         if !known && !create {
             return None;
         }
+        let call_id = key.call_id.clone();
         let id = self.binding_id(key, client, registrar, at);
         if !known {
             // Only the response was captured: the attempt starts here.
             let b = self.bindings.get_mut(&id).expect("binding exists");
             if b.attempt.is_none() {
-                b.attempt = Some(OpenAttempt::new(t.cseq, t.first_seen));
+                b.attempt = Some(OpenAttempt::new(&call_id, t.cseq, t.first_seen));
                 self.stats.attempts += 1;
             }
         }
@@ -506,7 +523,7 @@ impl RegistrationTracker {
                 .last_request
                 .as_ref()
                 .filter(|l| l.cseq == cseq && l.call_id == key_call_id);
-            b.last_final_cseq = Some((key_call_id, cseq));
+            b.last_final_cseq = Some((key_call_id.clone(), cseq));
             let found = (
                 request.and_then(|l| l.creds.clone()),
                 request.map(|l| l.contacts.clone()).unwrap_or_default(),
@@ -516,7 +533,9 @@ impl RegistrationTracker {
                 // Only the response was captured: the attempt starts here.
                 self.stats.attempts += 1;
             }
-            let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
+            let a = b
+                .attempt
+                .get_or_insert_with(|| OpenAttempt::new(&key_call_id, cseq, at));
             a.in_flight = false;
             a.last_final = Some((status, at));
             found

@@ -998,6 +998,35 @@ fn parallel_call_ids_of_one_binding_answer_their_own_challenges() {
     assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]));
 }
 
+/// A second Call-ID's REGISTER for the binding goes out before the first
+/// one's 200 returns (SIPp at a rate, or a slow registrar): the first 200
+/// ends the open attempt, and the second REGISTER's transaction still
+/// ends up in an attempt of its own, which starts at its request.
+#[test]
+fn a_register_overtaken_by_another_call_ids_keeps_its_transaction() {
+    let mut a = Flow::new(Proto::Udp, "1001", "c-overtaken-a");
+    let mut b = Flow::new(Proto::Udp, "1001", "c-overtaken-b");
+    a.register(60, None);
+    b.ms = 10;
+    b.register(60, None);
+    a.ms = 40;
+    a.ok(60);
+    b.ms = 50;
+    b.ok(60);
+    let r = run(&merged(&[a, b]));
+    assert_eq!(r.codes(), set(&[]));
+    let attempts = r.attempts();
+    assert_eq!(attempts.len(), 2);
+    for a in &attempts {
+        assert_eq!(a.transactions.len(), 1, "{}", a.binding.call_id);
+        assert_eq!(
+            a.transactions[0].call_id().as_deref(),
+            Some(a.binding.call_id.as_str())
+        );
+        assert_eq!(a.outcome, Outcome::Registered { expires: 60 });
+    }
+}
+
 /// More Call-IDs registering one binding at once than the tracker keeps
 /// challenges for (a load generator with one account): the Call-IDs whose
 /// challenge was evicted are not paired with another Call-ID's nonce, so
