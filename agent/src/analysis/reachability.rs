@@ -384,6 +384,7 @@ impl Reachability {
             ))
             .with_evidence(Evidence::new("send_schedule", schedule));
         if let Some(cid) = t.call_id() {
+            d = d.about(Some(&cid), None);
             d = d.with_evidence(Evidence::new("call_id", cid));
         }
         if capture_ended {
@@ -460,6 +461,7 @@ impl Reachability {
                     .in_message(reference.at, reference.label),
             );
             if let Some(cid) = r.message.call_id() {
+                d = d.about(Some(&cid), None);
                 d = d.with_evidence(Evidence::new("call_id", cid.into_owned()));
             }
         }
@@ -509,7 +511,14 @@ impl Reachability {
             "{} from {} to {} reached this host and was dropped by the local firewall ({}).",
             reference.label, meta.src, meta.dst, reason.name
         );
-        self.local_drop(meta, reason, summary, Some(reference), out);
+        let call_id = record.message.call_id();
+        self.local_drop(
+            meta,
+            reason,
+            summary,
+            Some((reference, call_id.as_deref())),
+            out,
+        );
     }
 
     /// A non-SIP packet (RTP range) the local firewall dropped.
@@ -536,7 +545,7 @@ impl Reachability {
         meta: Meta,
         reason: &DropReason,
         summary: String,
-        message: Option<crate::diagnosis::MessageRef>,
+        message: Option<(MessageRef, Option<&str>)>,
         out: &mut Vec<Finding>,
     ) {
         let key = format!(
@@ -557,9 +566,10 @@ impl Reachability {
                 format!("{} {} -> {}", meta.transport.as_str(), meta.src, meta.dst),
             ))
             .with_evidence(Evidence::new("port", meta.dst.port().to_string()));
-        if let Some(m) = message {
+        if let Some((m, call_id)) = message {
             d = d
-                .with_evidence(Evidence::new("message", m.label.clone()).in_message(m.at, m.label));
+                .with_evidence(Evidence::new("message", m.label.clone()).in_message(m.at, m.label))
+                .about(call_id, None);
         }
         out.push(Finding::Diagnosis(d));
     }

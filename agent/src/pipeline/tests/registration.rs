@@ -371,6 +371,11 @@ fn wrong_password_is_rejected_then_a_loop_and_with_credentials_a_mismatch() {
             .iter()
             .any(|e| e.name == "rejections" && e.value == "3")
     );
+    // Each finding names the registration it is about.
+    for d in r.diagnoses() {
+        assert_eq!(d.call_id.as_deref(), Some("c-wrong"), "{:?}", d.code);
+        assert_eq!(d.aor.as_deref(), Some(format!("sip:1001@{REALM}").as_str()));
+    }
 
     let r = run_with(&f.packets, store("secret1001"), None);
     assert_eq!(
