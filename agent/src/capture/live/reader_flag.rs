@@ -48,6 +48,10 @@ impl ReaderFlag {
             self.set(READER_WAITING)?;
             self.announced = true;
         }
+        // The flag's store before the drain's loads (a store may otherwise
+        // wait in this CPU's store buffer while the drain reads an old
+        // producer position, and a program reads the old flag: both miss).
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
         Ok(())
     }
 
