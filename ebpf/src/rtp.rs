@@ -304,7 +304,8 @@ impl FlowStore for SharedFlows {
         };
         // SAFETY: `state` points at a live map value (RCU keeps it valid for
         // this run even if it is deleted or evicted meanwhile); `lock` is a
-        // naturally aligned u64 in it, accessed only atomically. The Rust bpf
+        // naturally aligned u64 in it (its first word, on the cache line
+        // of the fields the update touches), accessed only atomically. The Rust bpf
         // target has no atomic compare-and-swap in `core::sync` (its spec says
         // no CAS, for old kernels); the intrinsic emits BPF_CMPXCHG (5.12+).
         unsafe {
