@@ -264,3 +264,18 @@ pub fn run_sipp(
         sipp.stderr_text()
     );
 }
+
+/// The name of the interface lock file of an agent on `pair`'s host side
+/// (`<netns inode>-<ifindex>.lock`, in `$RUNTIME_DIRECTORY` or
+/// `/run/sipscope`).
+pub fn lock_file_name(pair: &VethPair) -> String {
+    let iface = pair.host_if.clone();
+    let (netns, ifindex) = in_netns(&pair.host, move || {
+        let ns = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
+        let name = std::ffi::CString::new(iface).unwrap();
+        // SAFETY: a valid C string.
+        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
+        (std::os::unix::fs::MetadataExt::ino(&ns), index)
+    });
+    format!("{netns}-{ifindex}.lock")
+}

@@ -8,7 +8,7 @@ use sipscope::capture::live::{LiveError, load_object};
 use sipscope_common::{DEFAULT_RING_SIZE, names};
 
 use crate::{
-    agent::{Agent, START},
+    agent::{Agent, START, lock_file_name},
     require_root,
     support::{
         TempDir,
@@ -223,6 +223,9 @@ fn sigterm_detaches_and_reports_counters() {
     let pair = VethPair::new();
     let dir = TempDir::new("sigterm");
     let mut agent = Agent::start(&pair, &dir, &[]);
+    let lock = format!("/run/sipscope/{}", lock_file_name(&pair));
+    let pid = std::fs::read_to_string(&lock).unwrap_or_else(|e| panic!("{lock}: {e}"));
+    assert_eq!(pid.trim(), agent.proc.pid().to_string(), "{lock}");
     let links = link_ids_of(agent.proc.pid());
     let mut kinds: Vec<&str> = links.iter().map(|(_, k)| k.as_str()).collect();
     kinds.sort_unstable();
@@ -245,106 +248,8 @@ fn sigterm_detaches_and_reports_counters() {
         links.iter().all(|(id, _)| !live.contains(id)).then_some(())
     });
     assert_eq!(hooks(&pair.host, &pair.host_if), [0, 0, 0]);
-}
-
-#[test]
-fn several_interfaces_are_attached_by_one_agent() {
-    require_root();
-    let pair = VethPair::new();
-    let dir = TempDir::new("multi");
-    // A second link inside the host namespace, both ends local.
-    let (a, b) = (format!("{}a", pair.host_if), format!("{}b", pair.host_if));
-    pair.host
-        .ip(&["link", "add", &a, "type", "veth", "peer", "name", &b]);
-    pair.host.ip(&["link", "set", &a, "up"]);
-    pair.host.ip(&["link", "set", &b, "up"]);
-    let agent = Agent::start(&pair, &dir, &["--iface", &a]);
-    let out = agent.proc.stdout_text();
     assert!(
-        out.contains(&format!("capturing on {} ", pair.host_if)),
-        "{out}"
+        !std::path::Path::new(&lock).exists(),
+        "a clean exit removes its lock file {lock}"
     );
-    assert!(out.contains(&format!("capturing on {a} ")), "{out}");
-    for iface in [&pair.host_if, &a] {
-        let h = hooks(&pair.host, iface);
-        assert!(one_per_hook(h), "{iface}: {h:?}");
-    }
-}
-
-#[test]
-fn unprivileged_user_is_told_which_capabilities_are_missing() {
-    require_root();
-    // `nobody` with no capabilities; the interface exists (lo).
-    let out = std::process::Command::new("setpriv")
-        .args([
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-        ])
-        .arg(env!("CARGO_BIN_EXE_sipscope"))
-        .args(["run", "--iface", "lo"])
-        .output()
-        .expect("setpriv (util-linux)");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    // All three in one error, before anything touches the kernel.
-    assert!(
-        stderr.contains("lacks CAP_BPF")
-            && stderr.contains("CAP_NET_ADMIN (")
-            && stderr.contains("CAP_PERFMON (")
-            && stderr.contains(sipscope::capture::live::privilege::REMEDY),
-        "{stderr}"
-    );
-}
-
-/// A bridge, up, in `ns`: a device without native XDP.
-fn bridge(ns: &Netns) -> String {
-    let bridge = format!("br{}", crate::support::unique_suffix());
-    ns.ip(&["link", "add", &bridge, "type", "bridge"]);
-    ns.ip(&["link", "set", &bridge, "up"]);
-    bridge
-}
-
-#[test]
-fn device_without_native_xdp_is_captured_on_tc_ingress_and_says_why() {
-    require_root();
-    let pair = VethPair::new();
-    let dir = TempDir::new("generic");
-    let bridge = bridge(&pair.host);
-    let mut agent = NsProcess::spawn(
-        &pair.host,
-        &dir.path,
-        "sipscope",
-        env!("CARGO_BIN_EXE_sipscope"),
-        &["run", "--iface", &bridge],
-    );
-    agent.wait_output("capturing on", START);
-    let out = agent.stdout_text();
-    assert!(out.contains("ingress tc"), "{out}");
-    assert!(
-        out.contains(&format!("the driver of {bridge} has no native XDP"))
-            || out.contains("ingress: tc ("),
-        "says why XDP is not used:\n{out}"
-    );
-    let h = hooks(&pair.host, &bridge);
-    assert_eq!(h[0], 0, "no generic XDP");
-    assert!(one_per_hook(h), "{h:?}");
-    assert!(agent.interrupt(Duration::from_secs(10)).success());
-
-    // Forced XDP there is refused, saying why, and leaves nothing behind.
-    let err = crate::ingress::refused(&pair, &dir, &bridge);
-    assert!(
-        err.contains(&format!("--ingress xdp: native XDP cannot run on {bridge}")),
-        "{err}"
-    );
-    if crate::ingress::xdp_variant() {
-        assert!(
-            err.contains(&format!("the driver of {bridge} has no native XDP")),
-            "{err}"
-        );
-    }
-    assert_eq!(hooks(&pair.host, &bridge), [0, 0, 0], "nothing left");
 }

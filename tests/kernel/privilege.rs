@@ -10,12 +10,12 @@ use std::{net::IpAddr, sync::Mutex};
 use sipscope::capture::live::privilege::REMEDY;
 
 use crate::{
-    agent::{START, STOP, run_sipp, spawn_kamailio, wait_udp_listening},
+    agent::{START, STOP, lock_file_name, run_sipp, spawn_kamailio, wait_udp_listening},
     lifecycle::hooks,
     require_root,
     support::{
         TempDir, fixture,
-        netns::{VethPair, in_netns, run},
+        netns::{VethPair, run},
         process::NsProcess,
         unique_suffix,
     },
@@ -170,15 +170,7 @@ fn an_unprivileged_user_with_the_three_capabilities_captures_a_registration_and_
     // The interface's lock file as an agent run as root left it (a debug
     // run before the service, or one killed): root's, the user can only
     // read it, and a read-only open is enough to lock it.
-    let iface = pair.host_if.clone();
-    let (netns, ifindex) = in_netns(&pair.host, move || {
-        let ns = std::fs::metadata("/proc/thread-self/ns/net").unwrap();
-        let name = std::ffi::CString::new(iface).unwrap();
-        // SAFETY: a valid C string.
-        let index = unsafe { libc::if_nametoindex(name.as_ptr()) };
-        (std::os::unix::fs::MetadataExt::ino(&ns), index)
-    });
-    let stale = dir.join(&format!("{netns}-{ifindex}.lock"));
+    let stale = dir.join(&lock_file_name(&pair));
     std::fs::write(&stale, "1\n").unwrap();
     std::fs::set_permissions(&stale, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
     let mut agent = start_as(&user, None, &pair, &dir, &dir.path);

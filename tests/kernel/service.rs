@@ -221,7 +221,7 @@ fn under_a_service_manager_the_agent_logs_one_line_per_finding_and_state_change(
     );
     let finding = out.lines().find(|l| l.contains(" finding ")).unwrap();
     assert!(
-        finding.contains(" error finding code=media.no_rtp "),
+        finding.contains(" error finding code=media.no_rtp ") && finding.contains(" call_id="),
         "{finding}"
     );
     assert!(

@@ -11,6 +11,8 @@ use std::path::Path;
 
 use crate::agent::START;
 use crate::lab::Lab;
+use crate::metrics::METRICS_ADDR;
+use crate::support::http::{http_get, sample};
 use crate::support::netns::in_netns;
 use crate::support::process::NsProcess;
 use crate::{credentials, register};
@@ -192,14 +194,21 @@ fn sighup_moves_span_export_to_the_new_otlp_endpoint() {
     let config = dir.join("sipscope.toml");
     let endpoint =
         |r: &crate::otlp_receiver::Receiver| format!("otlp-endpoint = \"{}\"", r.endpoint());
-    write_config(&config, iface, &[endpoint(&first)]);
+    // /metrics' export counters cover every export of the run: they only
+    // grow across the reload.
+    let listen = format!("metrics-listen = \"{METRICS_ADDR}\"");
+    let exported = || {
+        let (_, _, body) = http_get(&lab.pair().host, METRICS_ADDR, "/metrics".into())?;
+        sample(&body, "sipscope_export_spans_total{result=\"exported\"}")
+    };
+    write_config(&config, iface, &[endpoint(&first), listen.clone()]);
     let mut agent = start_agent(&lab, &config);
     lab.sipp(&register("1001", "1001", "secret1001"));
     crate::support::wait_for(START, "spans at the first receiver", || {
         (!first.store.spans().is_empty()).then_some(())
     });
 
-    write_config(&config, iface, &[endpoint(&second)]);
+    write_config(&config, iface, &[endpoint(&second), listen]);
     agent.signal(libc::SIGHUP);
     let ended = "config reload: previous span export to OTLP/grpc ";
     agent.wait_output(ended, START);
@@ -220,6 +229,10 @@ fn sighup_moves_span_export_to_the_new_otlp_endpoint() {
     lab.sipp(&register("1001", "1001", "secret1001"));
     crate::support::wait_for(START, "spans at the second receiver", || {
         (!second.store.spans().is_empty()).then_some(())
+    });
+    crate::support::wait_for(START, "/metrics to count both exports", || {
+        let both = (sent_before + second.store.spans().len()) as f64;
+        (exported()? == both).then_some(())
     });
     let status = agent.interrupt(START);
     assert!(status.success(), "{}", agent.stderr_text());

@@ -209,11 +209,13 @@ impl Reachability {
         if r.retransmission {
             return;
         }
+        let flow = (r.meta.src, r.meta.dst);
+        self.release_superseded(flow);
         if self.open.len() >= self.config.max_open {
             self.stats.untracked += 1;
             return;
         }
-        self.by_flow.insert((r.meta.src, r.meta.dst), id);
+        self.by_flow.insert(flow, id);
         self.open.insert(
             id,
             Open {
@@ -255,6 +257,27 @@ impl Reachability {
         let final_dropped = open.local_drop.as_ref().is_some_and(|l| l.final_response);
         if final_dropped {
             self.no_response(&t, Some(open), false, out);
+        }
+    }
+
+    /// A new request on `flow` takes over its drop matching (drops are
+    /// matched by flow, to the newest request): an answered request it
+    /// supersedes can no longer be matched to a drop, so unless one
+    /// already was, its lingering cannot come to anything and it is
+    /// released now. Live, a busy flow (a trunk, a load generator) keeps
+    /// one answered request lingering instead of every one of the last
+    /// 32 s, which at a few thousand transactions a second filled
+    /// `max_open` and left new requests untracked.
+    fn release_superseded(&mut self, flow: (SocketAddr, SocketAddr)) {
+        let Some(&prev) = self.by_flow.get(&flow) else {
+            return;
+        };
+        let idle = self
+            .open
+            .get(&prev)
+            .is_some_and(|o| o.completed.is_some() && o.local_drop.is_none());
+        if idle {
+            self.close(prev);
         }
     }
 
@@ -361,6 +384,7 @@ impl Reachability {
             ))
             .with_evidence(Evidence::new("send_schedule", schedule));
         if let Some(cid) = t.call_id() {
+            d = d.about(Some(&cid), None);
             d = d.with_evidence(Evidence::new("call_id", cid));
         }
         if capture_ended {
@@ -437,6 +461,7 @@ impl Reachability {
                     .in_message(reference.at, reference.label),
             );
             if let Some(cid) = r.message.call_id() {
+                d = d.about(Some(&cid), None);
                 d = d.with_evidence(Evidence::new("call_id", cid.into_owned()));
             }
         }
@@ -486,7 +511,14 @@ impl Reachability {
             "{} from {} to {} reached this host and was dropped by the local firewall ({}).",
             reference.label, meta.src, meta.dst, reason.name
         );
-        self.local_drop(meta, reason, summary, Some(reference), out);
+        let call_id = record.message.call_id();
+        self.local_drop(
+            meta,
+            reason,
+            summary,
+            Some((reference, call_id.as_deref())),
+            out,
+        );
     }
 
     /// A non-SIP packet (RTP range) the local firewall dropped.
@@ -513,7 +545,7 @@ impl Reachability {
         meta: Meta,
         reason: &DropReason,
         summary: String,
-        message: Option<crate::diagnosis::MessageRef>,
+        message: Option<(MessageRef, Option<&str>)>,
         out: &mut Vec<Finding>,
     ) {
         let key = format!(
@@ -534,9 +566,10 @@ impl Reachability {
                 format!("{} {} -> {}", meta.transport.as_str(), meta.src, meta.dst),
             ))
             .with_evidence(Evidence::new("port", meta.dst.port().to_string()));
-        if let Some(m) = message {
+        if let Some((m, call_id)) = message {
             d = d
-                .with_evidence(Evidence::new("message", m.label.clone()).in_message(m.at, m.label));
+                .with_evidence(Evidence::new("message", m.label.clone()).in_message(m.at, m.label))
+                .about(call_id, None);
         }
         out.push(Finding::Diagnosis(d));
     }

@@ -3,10 +3,12 @@
 //! core queue's) beside the session's.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sipscope::capture::live::KernelCounters;
-use sipscope::export::otel::Telemetry;
+use sipscope::export::otel::{
+    ExportStats, MetricExportCounters, MetricExportStats, SpanExportCounters, Telemetry,
+};
 use sipscope::export::prometheus::server::MetricsServer;
 use sipscope::export::prometheus::{CounterGroup, Health, PrometheusMetrics};
 use sipscope_common::CounterSlot;
@@ -14,42 +16,101 @@ use sipscope_common::CounterSlot;
 pub struct MetricsEndpoint {
     pub metrics: PrometheusMetrics,
     pub health: Arc<Health>,
+    exports: Arc<Mutex<Exports>>,
 }
 
-/// Binds `addr` and serves; the span export queue's counters are read at
-/// each scrape.
+/// The OTLP exports of the run: the one it started with and each one a
+/// reload started. `/metrics` counts them together, so its export
+/// counters only grow, as a Prometheus counter must.
+#[derive(Default)]
+struct Exports {
+    spans: Vec<SpanExportCounters>,
+    metric_batches: Vec<MetricExportCounters>,
+}
+
+/// Binds `addr` and serves; the export counters are read at each scrape.
 pub fn start(addr: SocketAddr, telemetry: &Telemetry) -> anyhow::Result<MetricsEndpoint> {
     let server = MetricsServer::bind(addr)?;
     let metrics = PrometheusMetrics::new();
-    if let Some(sink) = telemetry.span_sink() {
-        metrics.add_live(Box::new(move || {
+    let exports = Arc::new(Mutex::new(Exports::default()));
+    let of = exports.clone();
+    metrics.add_live(Box::new(move || {
+        let mut sum = ExportStats::default();
+        let mut any = false;
+        if let Ok(e) = of.lock() {
+            for c in &e.spans {
+                sum += c.stats();
+                any = true;
+            }
+        }
+        counted(
+            any,
             CounterGroup::from_serialize(
                 "export_spans",
                 "Spans handed to the OTLP exporter: exported, dropped, failed_batches, export_errors, redacted_attributes",
                 "result",
-                &sink.stats(),
-            )
-        }));
-    }
-    let m = telemetry.metrics();
-    if m.is_enabled() {
-        metrics.add_live(Box::new(move || {
+                &sum,
+            ),
+        )
+    }));
+    let of = exports.clone();
+    metrics.add_live(Box::new(move || {
+        let mut sum = MetricExportStats::default();
+        let mut any = false;
+        if let Ok(e) = of.lock() {
+            for c in &e.metric_batches {
+                sum += c.stats();
+                any = true;
+            }
+        }
+        counted(
+            any,
             CounterGroup::from_serialize(
                 "export_metric_batches",
                 "OTLP metric exports: exported, failed, not_accepted (the endpoint takes no metrics, e.g. Jaeger; export stopped)",
                 "result",
-                &m.export_stats(),
-            )
-        }));
-    }
+                &sum,
+            ),
+        )
+    }));
     let health = Arc::new(Health::default());
     let local = server.local_addr();
     server.spawn(metrics.clone(), health.clone())?;
     log::info!("serving /metrics and /healthz on http://{local}");
-    Ok(MetricsEndpoint { metrics, health })
+    let endpoint = MetricsEndpoint {
+        metrics,
+        health,
+        exports,
+    };
+    endpoint.count_exports_of(telemetry);
+    Ok(endpoint)
+}
+
+/// A group without values (no export of its kind has run) shows nothing
+/// (empty groups are not encoded).
+fn counted(any: bool, mut group: CounterGroup) -> CounterGroup {
+    if !any {
+        group.values.clear();
+    }
+    group
 }
 
 impl MetricsEndpoint {
+    /// Counts `telemetry`'s exports from now on too (at start, and for the
+    /// export a reload starts; the replaced one's counts stay in).
+    pub fn count_exports_of(&self, telemetry: &Telemetry) {
+        let Ok(mut e) = self.exports.lock() else {
+            return;
+        };
+        if let Some(sink) = telemetry.span_sink() {
+            e.spans.push(sink.counters());
+        }
+        let m = telemetry.metrics();
+        if m.is_enabled() {
+            e.metric_batches.push(m.export_counters());
+        }
+    }
+
     /// The kernel's counter arrays and the edge's losses, as of now.
     pub fn publish_capture<C: CounterSlot, const N: usize, D: CounterSlot, const M: usize>(
         &self,

@@ -458,6 +458,9 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
                 if let Some(new) = reloaded.otlp {
                     let old = std::mem::replace(&mut telemetry, new.telemetry);
                     metrics = telemetry.metrics();
+                    if let Some(p) = &prometheus {
+                        p.count_exports_of(&telemetry);
+                    }
                     retired_exports.push(tokio::spawn(retire_export(old, new.applied, out.handle(), output)));
                 }
                 false

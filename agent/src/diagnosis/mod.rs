@@ -132,6 +132,14 @@ pub struct Diagnosis {
     /// ([`crate::analysis::flood_guard`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub source: Option<IpAddr>,
+    /// The dialog (Call-ID) the finding is about, when it is about one:
+    /// log lines and queries follow one call or registration by it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub call_id: Option<String>,
+    /// The address-of-record (RFC 3261 §10.2: the REGISTER's To URI) the
+    /// finding is about, when it is about an account.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aor: Option<String>,
 }
 
 impl Diagnosis {
@@ -145,11 +153,24 @@ impl Diagnosis {
             evidence: Vec::new(),
             remedy: code.remedy(),
             source: None,
+            call_id: None,
+            aor: None,
         }
     }
 
     pub fn with_source(mut self, source: IpAddr) -> Self {
         self.source = Some(source);
+        self
+    }
+
+    /// Names the Call-ID and AOR the finding is about, where not named yet.
+    pub fn about(mut self, call_id: Option<&str>, aor: Option<&str>) -> Self {
+        if self.call_id.is_none() {
+            self.call_id = call_id.map(str::to_owned);
+        }
+        if self.aor.is_none() {
+            self.aor = aor.map(str::to_owned);
+        }
         self
     }
 

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::analysis::registration::{Outcome, RegistrationAttempt};
@@ -27,11 +28,36 @@ struct Row {
     expired: bool,
 }
 
+/// What a row stands for: one binding (RFC 3261 §10.2.1: AOR and Contact)
+/// at one registrar, whatever Call-IDs its registrations used (some UAs
+/// take a new one for every refresh). Without a Contact (only a response
+/// was captured) the Call-ID stands in for it.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RowKey {
+    aor: String,
+    registrar: SocketAddr,
+    contact_or_call_id: String,
+}
+
+impl RowKey {
+    fn of(a: &RegistrationAttempt) -> Self {
+        Self {
+            aor: a.binding.aor.clone(),
+            registrar: a.registrar,
+            contact_or_call_id: a
+                .binding
+                .contact
+                .as_deref()
+                .map_or_else(|| a.binding.call_id.clone(), str::to_ascii_lowercase),
+        }
+    }
+}
+
 /// Collects registration events and renders the table.
 #[derive(Default)]
 pub(crate) struct RegistrationReport {
-    order: Vec<(String, String)>,
-    rows: HashMap<(String, String), Row>,
+    order: Vec<RowKey>,
+    rows: HashMap<RowKey, Row>,
     rows_not_shown: u64,
     diagnoses: Vec<Arc<Diagnosis>>,
     diagnoses_not_shown: u64,
@@ -58,8 +84,8 @@ impl RegistrationReport {
             Event::Diagnosis(d) => {
                 if d.code == crate::diagnosis::Code::RegExpired {
                     let aor = d.evidence.iter().find(|e| e.name == "AOR");
-                    for ((a, _), row) in self.rows.iter_mut() {
-                        if aor.is_some_and(|e| &e.value == a)
+                    for (key, row) in self.rows.iter_mut() {
+                        if aor.is_some_and(|e| e.value == key.aor)
                             && row.until.is_some_and(|u| u <= d.at)
                         {
                             row.expired = true;
@@ -73,7 +99,7 @@ impl RegistrationReport {
                 }
             }
             Event::RegistrationAttempt(a) => {
-                let key = (a.binding.aor.clone(), a.binding.call_id.clone());
+                let key = RowKey::of(a);
                 if !self.rows.contains_key(&key) {
                     if self.rows.len() >= MAX_ROWS {
                         self.rows_not_shown += 1;

@@ -258,6 +258,8 @@ fn finding(d: &Diagnosis) -> LogLine {
     LogLine::at(d.at, severity_level(d.severity), "finding")
         .field("code", d.code.to_string())
         .field_opt("source", d.source.map(|s| s.to_string()))
+        .field_opt("call_id", d.call_id.as_deref())
+        .field_opt("aor", d.aor.as_deref())
         .field("summary", d.summary.as_str())
 }
 
@@ -286,5 +288,20 @@ mod tests {
         assert_eq!(v["event"], "finding");
         assert_eq!(v["status"], 403);
         assert!(v.get("none").is_none());
+    }
+
+    #[test]
+    fn a_finding_names_the_call_and_account_it_is_about() {
+        let at = Timestamp::from_nanos(1_796_452_215_123_456_789);
+        let d = Diagnosis::new(crate::diagnosis::Code::AuthRejected, at, "wrong password")
+            .about(Some("a84b4c76e66710"), Some("sip:1001@pbx.example"));
+        assert_eq!(
+            finding(&d).render(LogFormat::Text),
+            "2026-12-05T06:30:15.123456Z error finding code=auth.rejected \
+             call_id=a84b4c76e66710 aor=sip:1001@pbx.example summary=\"wrong password\""
+        );
+        let plain = Diagnosis::new(crate::diagnosis::Code::AuthRejected, at, "x");
+        let line = finding(&plain).render(LogFormat::Json);
+        assert!(!line.contains("call_id") && !line.contains("aor"), "{line}");
     }
 }

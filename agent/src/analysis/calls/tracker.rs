@@ -323,7 +323,10 @@ impl CallTracker {
         };
         for d in found {
             c.call.diagnoses.push(d.code);
-            let d = d.in_message(&here).with_source(r.meta.src.ip());
+            let d = d
+                .in_message(&here)
+                .with_source(r.meta.src.ip())
+                .about(Some(&c.call.call_id), None);
             out.push(Finding::Diagnosis(d));
         }
         // The call started: its trace's root opens here (RFC 3261 §13.2.1,
@@ -651,7 +654,10 @@ fn raise(c: &mut OpenCall, found: Vec<Judged>, at: Timestamp, out: &mut Vec<Find
             continue;
         }
         c.call.diagnoses.push(j.code);
-        let d = j.into_diagnosis(at).with_source(c.call.caller.ip());
+        let d = j
+            .into_diagnosis(at)
+            .with_source(c.call.caller.ip())
+            .about(Some(&c.call.call_id), None);
         out.push(Finding::Diagnosis(d));
     }
 }

@@ -319,6 +319,7 @@ impl Exchanges {
             return;
         }
         self.stats.diagnoses += 1;
-        out.push(Finding::Diagnosis(d.with_source(client.ip())));
+        let d = d.with_source(client.ip()).about(Some(&key.call_id), None);
+        out.push(Finding::Diagnosis(d));
     }
 }

@@ -232,6 +232,7 @@ pub(crate) fn diagnosis(
                 .in_message(reference.at, reference.label),
         )
         .with_evidence(Evidence::new("matched", matched.as_str()))
+        .about(Some(&call_id), Some(&binding.aor))
         .with_evidence(Evidence::new("call_id", call_id));
     let text = |b: Option<&[u8]>| String::from_utf8_lossy(b.unwrap_or_default()).into_owned();
     d = d

@@ -81,6 +81,9 @@ struct LastChallenge {
 }
 
 struct OpenAttempt {
+    /// The Call-ID of the REGISTER that opened it (RFC 3261 §10.2: its
+    /// retries keep it), which with `first_cseq` names the attempt.
+    call_id: String,
     first_cseq: u32,
     started: Timestamp,
     transactions: Vec<Arc<Transaction>>,
@@ -101,8 +104,9 @@ struct OpenAttempt {
 }
 
 impl OpenAttempt {
-    fn new(first_cseq: u32, started: Timestamp) -> Self {
+    fn new(call_id: &str, first_cseq: u32, started: Timestamp) -> Self {
         Self {
+            call_id: call_id.to_owned(),
             first_cseq,
             started,
             transactions: Vec::new(),
@@ -144,14 +148,9 @@ struct BindingState {
     /// [`MAX_CALL_IDS`]): credentials answer the challenge their own
     /// Call-ID drew (RFC 3261 §22.2), so clients registering one binding
     /// under several Call-IDs at once are not paired with each other's
-    /// nonces. A new Call-ID answers the kept challenge whose nonce it
-    /// carries, else the binding's newest, unless some were evicted.
+    /// nonces. Another Call-ID's challenge is paired only when it issued
+    /// the nonce the credentials carry.
     challenges: VecDeque<LastChallenge>,
-    /// A Call-ID's challenge was evicted to keep `challenges` bounded: a
-    /// Call-ID without one may answer that lost challenge, so it is not
-    /// paired with another Call-ID's (which would be a false nonce
-    /// mismatch under many parallel registrations of one binding).
-    challenges_evicted: bool,
     /// Granted registration: (registered at, seconds, expires at).
     registered: Option<(Timestamp, u32, Timestamp)>,
     /// Codes already raised. Sticky codes stay; the others are cleared on
@@ -169,21 +168,18 @@ struct BindingState {
 
 impl BindingState {
     /// The challenge `creds` sent under `call_id` answer: their own
-    /// Call-ID's (RFC 3261 §22.2), else the kept one whose nonce they
-    /// carry, else the newest while none was evicted.
+    /// Call-ID's (RFC 3261 §22.2), else the kept one that issued their
+    /// nonce. Nothing else is a safe guess: a Call-ID without a kept
+    /// challenge may answer one this binding never saw (its 401 was not
+    /// captured, or arrived after the index had forgotten the Call-ID and
+    /// went to another binding), and pairing it with the binding's newest
+    /// challenge would report another Call-ID's nonce as a mismatch.
     fn challenge_answered_by(&self, call_id: &str, creds: &Credentials) -> Option<&LastChallenge> {
         let kept = &self.challenges;
-        kept.iter()
-            .rfind(|c| c.call_id == call_id)
-            .or_else(|| {
-                kept.iter()
-                    .rfind(|c| c.challenges.iter().any(|ch| ch.nonce == creds.nonce))
-            })
-            .or(if self.challenges_evicted {
-                None
-            } else {
-                kept.back()
-            })
+        kept.iter().rfind(|c| c.call_id == call_id).or_else(|| {
+            kept.iter()
+                .rfind(|c| c.challenges.iter().any(|ch| ch.nonce == creds.nonce))
+        })
     }
 }
 
@@ -316,12 +312,22 @@ impl RegistrationTracker {
             return;
         };
         let b = self.bindings.get_mut(&id).expect("binding exists");
-        if let Some(a) = b.attempt.as_mut() {
-            if a.transactions.len() < self.config.max_transactions_per_attempt {
-                a.transactions.push(t.clone());
-            } else {
-                self.stats.transactions_dropped += 1;
-            }
+        // No attempt open: its REGISTER joined the attempt of another
+        // Call-ID of the binding, which that one's final response ended
+        // (parallel registrations of one binding). Its own attempt starts
+        // at its request, and its final response, just after, ends it.
+        let a = b.attempt.get_or_insert_with(|| {
+            self.stats.attempts += 1;
+            OpenAttempt::new(
+                t.call_id().as_deref().unwrap_or_default(),
+                t.cseq,
+                t.first_seen,
+            )
+        });
+        if a.transactions.len() < self.config.max_transactions_per_attempt {
+            a.transactions.push(t.clone());
+        } else {
+            self.stats.transactions_dropped += 1;
         }
     }
 
@@ -389,13 +395,15 @@ impl RegistrationTracker {
                 self.stats.attempts += 1;
             }
             b.last_request = Some(LastRequest {
-                call_id,
+                call_id: call_id.clone(),
                 cseq,
                 creds: creds.clone(),
                 contacts: contacts.clone(),
                 requested_expiry: exchange::requested_expiry(m),
             });
-            let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
+            let a = b
+                .attempt
+                .get_or_insert_with(|| OpenAttempt::new(&call_id, cseq, at));
             a.in_flight = true;
             if let Some(c) = &creds {
                 a.auth_username = Some(c.username.clone());
@@ -442,8 +450,9 @@ impl RegistrationTracker {
                         self.config.credentials.as_deref(),
                     )
                 }
-                // Credentials sent before any challenge was captured, or
-                // answering one evicted: only the password can be checked.
+                // Credentials answering a challenge this binding does not
+                // hold (not captured, evicted, or seen under another
+                // binding): only the password can be checked.
                 None => self
                     .config
                     .credentials
@@ -483,12 +492,13 @@ impl RegistrationTracker {
         if !known && !create {
             return None;
         }
+        let call_id = key.call_id.clone();
         let id = self.binding_id(key, client, registrar, at);
         if !known {
             // Only the response was captured: the attempt starts here.
             let b = self.bindings.get_mut(&id).expect("binding exists");
             if b.attempt.is_none() {
-                b.attempt = Some(OpenAttempt::new(t.cseq, t.first_seen));
+                b.attempt = Some(OpenAttempt::new(&call_id, t.cseq, t.first_seen));
                 self.stats.attempts += 1;
             }
         }
@@ -513,7 +523,7 @@ impl RegistrationTracker {
                 .last_request
                 .as_ref()
                 .filter(|l| l.cseq == cseq && l.call_id == key_call_id);
-            b.last_final_cseq = Some((key_call_id, cseq));
+            b.last_final_cseq = Some((key_call_id.clone(), cseq));
             let found = (
                 request.and_then(|l| l.creds.clone()),
                 request.map(|l| l.contacts.clone()).unwrap_or_default(),
@@ -523,7 +533,9 @@ impl RegistrationTracker {
                 // Only the response was captured: the attempt starts here.
                 self.stats.attempts += 1;
             }
-            let a = b.attempt.get_or_insert_with(|| OpenAttempt::new(cseq, at));
+            let a = b
+                .attempt
+                .get_or_insert_with(|| OpenAttempt::new(&key_call_id, cseq, at));
             a.in_flight = false;
             a.last_final = Some((status, at));
             found

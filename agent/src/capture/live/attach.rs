@@ -300,10 +300,12 @@ fn remove_leftover_filters(iface: &str) {
 /// beside it, and no start removes the netlink filters of an agent still
 /// running). `<dir>` is `$RUNTIME_DIRECTORY` where systemd made one
 /// (`RuntimeDirectory=sipscope`: `/run/sipscope`, owned by the unit's
-/// user), else `/run/sipscope`.
+/// user), else `/run/sipscope`. The file is removed at a clean exit, so
+/// the folder does not fill with one file per interface ever watched.
 #[derive(Debug)]
 pub(super) struct InterfaceLock {
     _file: File,
+    path: String,
 }
 
 impl InterfaceLock {
@@ -335,39 +337,72 @@ impl InterfaceLock {
         };
         std::fs::create_dir_all(&dir).map_err(io)?;
         let path = format!("{dir}/{netns}-{ifindex}.lock");
-        // Readable by all: a file another user's agent left (a root run
-        // before the service, or one killed) is still locked through a
-        // read-only open (flock needs no write access), so the lock stays
-        // one per interface whoever made the file.
-        let (file, writable) = match std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(&path)
-        {
-            Ok(f) => (f, true),
-            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-                (File::open(&path).map_err(|_| io(e))?, false)
+        // The holder removes the file as it exits: a file locked after
+        // that is no longer the one at the path, so open it again.
+        let mut attempts = 0;
+        let (file, writable) = loop {
+            let (file, writable) = Self::open(&path).map_err(io)?;
+            use std::os::fd::AsRawFd as _;
+            // SAFETY: a valid open fd.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let pid = std::fs::read_to_string(&path).unwrap_or_default();
+                return Err(LiveError::InterfaceBusy {
+                    iface: iface.to_owned(),
+                    pid: pid.trim().to_owned(),
+                });
             }
-            Err(e) => return Err(io(e)),
+            attempts += 1;
+            if Self::same_file(&file, &path) || attempts == 3 {
+                break (file, writable);
+            }
         };
-        use std::os::fd::AsRawFd as _;
-        // SAFETY: a valid open fd.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let pid = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(LiveError::InterfaceBusy {
-                iface: iface.to_owned(),
-                pid: pid.trim().to_owned(),
-            });
-        }
         if writable {
             let mut file = &file;
             file.set_len(0).map_err(io)?;
             writeln!(file, "{}", std::process::id()).map_err(io)?;
         }
-        Ok(Self { _file: file })
+        Ok(Self { _file: file, path })
+    }
+
+    /// Opens (or creates) the lock file; whether it could be written.
+    fn open(path: &str) -> std::io::Result<(File, bool)> {
+        // Readable by all: a file another user's agent left (a root run
+        // before the service, or one killed) is still locked through a
+        // read-only open (flock needs no write access), so the lock stays
+        // one per interface whoever made the file.
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+        {
+            Ok(f) => Ok((f, true)),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                File::open(path).map(|f| (f, false)).map_err(|_| e)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `file` is still the one at `path` (not removed by its last holder).
+    fn same_file(file: &File, path: &str) -> bool {
+        use std::os::unix::fs::MetadataExt as _;
+        match (file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+}
+
+impl Drop for InterfaceLock {
+    fn drop(&mut self) {
+        // Removed while still locked (the fd closes after this): an agent
+        // that opened it meanwhile sees it gone once it locks (see take).
+        // A file this user may not remove (another user's folder) stays;
+        // it is harmless, the next start locks it.
+        let _ = std::fs::remove_file(&self.path);
     }
 }
 

@@ -91,6 +91,14 @@ pub struct MetricExportStats {
     pub not_accepted: u64,
 }
 
+impl std::ops::AddAssign for MetricExportStats {
+    fn add_assign(&mut self, o: Self) {
+        self.exported += o.exported;
+        self.failed += o.failed;
+        self.not_accepted += o.not_accepted;
+    }
+}
+
 #[derive(Debug, Default)]
 struct ExportCounters {
     exported: AtomicU64,
@@ -98,6 +106,22 @@ struct ExportCounters {
     not_accepted: AtomicU64,
     /// The endpoint said it has no metrics service: stop sending.
     refused_for_good: std::sync::atomic::AtomicBool,
+}
+
+/// A metric export's counters apart from its provider: holding them does
+/// not keep the export alive (`/metrics` sums every export of the run).
+#[derive(Clone, Debug)]
+pub struct MetricExportCounters(Arc<ExportCounters>);
+
+impl MetricExportCounters {
+    pub fn stats(&self) -> MetricExportStats {
+        let c = &self.0;
+        MetricExportStats {
+            exported: c.exported.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            not_accepted: c.not_accepted.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// Does this export error say the endpoint has no metrics service at all
@@ -301,12 +325,12 @@ impl Metrics {
 
     /// What became of the periodic exports so far.
     pub fn export_stats(&self) -> MetricExportStats {
-        let c = &self.exports;
-        MetricExportStats {
-            exported: c.exported.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            not_accepted: c.not_accepted.load(Ordering::Relaxed),
-        }
+        self.export_counters().stats()
+    }
+
+    /// This export's counters, readable while and after it runs.
+    pub fn export_counters(&self) -> MetricExportCounters {
+        MetricExportCounters(self.exports.clone())
     }
 
     /// A finished transaction: `status` is the final response code, `None`

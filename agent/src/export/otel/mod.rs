@@ -27,10 +27,10 @@ mod telemetry;
 pub use build::OtlpError;
 pub use config::{ConfigError, OtlpArgs, OtlpConfig, Protocol};
 pub use convert::AttributeFilter;
-pub use metrics::{CaptureTotals, MetricExportStats, Metrics};
+pub use metrics::{CaptureTotals, MetricExportCounters, MetricExportStats, Metrics};
 pub use queue::{
-    ExportStats, QueueOptions, SpanExportService, SpanSink, WhenFull, write_json_lines,
-    write_span_lines,
+    ExportStats, QueueOptions, SpanExportCounters, SpanExportService, SpanSink, WhenFull,
+    write_json_lines, write_span_lines,
 };
 pub use resource::{ResourceConfig, local_host_name, resource};
 pub use telemetry::Telemetry;

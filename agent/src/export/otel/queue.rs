@@ -54,6 +54,16 @@ pub struct ExportStats {
     pub redacted_attributes: u64,
 }
 
+impl std::ops::AddAssign for ExportStats {
+    fn add_assign(&mut self, o: Self) {
+        self.exported += o.exported;
+        self.dropped += o.dropped;
+        self.failed_batches += o.failed_batches;
+        self.export_errors += o.export_errors;
+        self.redacted_attributes += o.redacted_attributes;
+    }
+}
+
 #[derive(Debug, Default)]
 struct Counters {
     submitted: AtomicU64,
@@ -251,6 +261,28 @@ impl SpanSink {
         self.counters.submitted.load(Ordering::Relaxed)
     }
 
+    pub fn stats(&self) -> ExportStats {
+        self.counters().stats()
+    }
+
+    /// This export's counters, readable while and after it runs.
+    pub fn counters(&self) -> SpanExportCounters {
+        SpanExportCounters {
+            counters: self.counters.clone(),
+            filter: self.filter.clone(),
+        }
+    }
+}
+
+/// A span export's counters apart from its queue: holding them does not
+/// keep the export open (`/metrics` sums every export of the run).
+#[derive(Clone, Debug)]
+pub struct SpanExportCounters {
+    counters: Arc<Counters>,
+    filter: Arc<AttributeFilter>,
+}
+
+impl SpanExportCounters {
     pub fn stats(&self) -> ExportStats {
         ExportStats {
             exported: self.counters.exported.load(Ordering::Relaxed),

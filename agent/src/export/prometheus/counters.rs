@@ -123,7 +123,9 @@ impl std::fmt::Debug for GroupsCollector {
 
 impl Collector for GroupsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        for g in self.0.groups() {
+        // A group without values (e.g. no OTLP export running) shows
+        // nothing, not an empty family.
+        for g in self.0.groups().into_iter().filter(|g| !g.values.is_empty()) {
             let kind = if g.gauge {
                 MetricType::Gauge
             } else {

@@ -184,6 +184,55 @@ fn answered_requests_are_released_at_once_when_no_drops_can_arrive() {
     }
 }
 
+/// Live, answered requests on one busy flow (a trunk, a load generator)
+/// do not pile up for 32 s each: a new request on the flow takes over
+/// drop matching, and the answered one it supersedes is released unless a
+/// drop was already matched to it. Such a one still explains its UA's
+/// timeout.
+#[test]
+fn answered_requests_superseded_on_their_flow_are_released_unless_a_drop_matched() {
+    let mut p = pipeline();
+    let mut events = Vec::new();
+    for cseq in 1..=50 {
+        let branch = format!("s{cseq}");
+        let ms = u64::from(cseq) * 100;
+        events.extend(p.ingest(&frame(ms, UA, REGISTRAR, &register(cseq, &branch))));
+        events.extend(p.ingest(&frame(
+            ms + 20,
+            REGISTRAR,
+            UA,
+            &response("200 OK", cseq, &branch),
+        )));
+    }
+    assert_eq!(
+        p.analyses.reachability.tracked(),
+        1,
+        "only the newest lingers"
+    );
+    // A final response dropped here after the capture saw it, then a new
+    // request on the flow: the dropped one stays, and is judged.
+    let challenge = response("401 Unauthorized", 51, "s51");
+    events.extend(p.ingest(&frame(6000, UA, REGISTRAR, &register(51, "s51"))));
+    events.extend(p.ingest(&frame(6020, REGISTRAR, UA, &challenge)));
+    events.extend(p.ingest_drop(&dropped(
+        6020,
+        ip_udp(REGISTRAR, UA, &challenge),
+        "netfilter_drop",
+    )));
+    events.extend(p.ingest(&frame(7000, UA, REGISTRAR, &register(52, "s52"))));
+    events.extend(p.ingest(&frame(7020, REGISTRAR, UA, &response("200 OK", 52, "s52"))));
+    assert_eq!(p.analyses.reachability.tracked(), 2);
+    events.extend(p.tick(at(40_000)));
+    assert_eq!(p.analyses.reachability.tracked(), 0);
+    let found = diagnoses(&events);
+    assert_eq!(
+        found.iter().map(|d| d.code).collect::<Vec<_>>(),
+        vec![Code::FwLocalDrop, Code::NetNoResponse],
+        "{found:?}"
+    );
+    assert_eq!(evidence(&found[1], "cseq"), "51");
+}
+
 #[test]
 fn answered_and_end_of_capture_transactions_raise_nothing() {
     let mut p = pipeline();

@@ -371,6 +371,11 @@ fn wrong_password_is_rejected_then_a_loop_and_with_credentials_a_mismatch() {
             .iter()
             .any(|e| e.name == "rejections" && e.value == "3")
     );
+    // Each finding names the registration it is about.
+    for d in r.diagnoses() {
+        assert_eq!(d.call_id.as_deref(), Some("c-wrong"), "{:?}", d.code);
+        assert_eq!(d.aor.as_deref(), Some(format!("sip:1001@{REALM}").as_str()));
+    }
 
     let r = run_with(&f.packets, store("secret1001"), None);
     assert_eq!(
@@ -876,6 +881,44 @@ fn console_table_shows_state_expiry_and_last_failure() {
     assert!(text.contains("what to do:"), "{text}");
 }
 
+/// A UA that takes a new Call-ID for every registration (sipsak does, and
+/// some phones after each refresh) is one binding: one row, counting every
+/// attempt and naming the latest Call-ID; another Contact of the same AOR
+/// is a row of its own.
+#[test]
+fn console_table_has_one_row_per_binding_whatever_its_call_ids() {
+    let mut packets = Vec::new();
+    let mut ms = 0;
+    for (i, port) in [(0, 5062), (1, 5062), (2, 5062), (3, 5070)] {
+        let mut f = Flow::new(Proto::Udp, "1001", &format!("c-row-{i}"));
+        f.advertised.1 = port;
+        f.ms = ms;
+        f.healthy("secret1001", &format!("n{i}"), 60);
+        ms = f.ms + 1000;
+        packets.extend(f.packets);
+    }
+    let r = run(&packets);
+    let mut report = crate::export::registrations::RegistrationReport::new();
+    for e in &r.events {
+        report.push(e);
+    }
+    let text = report.render();
+    let rows: Vec<&str> = text.lines().filter(|l| l.contains("sip:1001@")).collect();
+    let (bindings, contacts): (Vec<&str>, Vec<&str>) = rows
+        .iter()
+        .partition(|l| !l.trim_start().starts_with("contact"));
+    assert_eq!(bindings.len(), 2, "{text}");
+    assert!(
+        bindings[0].split_whitespace().nth(5) == Some("3"),
+        "three attempts: {text}"
+    );
+    assert!(contacts[0].contains("Call-ID c-row-2"), "{text}");
+    assert!(
+        contacts[1].contains(":5070") && contacts[1].contains("c-row-3"),
+        "{text}"
+    );
+}
+
 #[test]
 fn many_trunks_from_one_pbx_name_each_failing_aor_once_and_no_healthy_one() {
     // 60 trunks of one PBX register to one provider at once; 4 have a
@@ -960,6 +1003,35 @@ fn parallel_call_ids_of_one_binding_answer_their_own_challenges() {
     assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]));
 }
 
+/// A second Call-ID's REGISTER for the binding goes out before the first
+/// one's 200 returns (SIPp at a rate, or a slow registrar): the first 200
+/// ends the open attempt, and the second REGISTER's transaction still
+/// ends up in an attempt of its own, which starts at its request.
+#[test]
+fn a_register_overtaken_by_another_call_ids_keeps_its_transaction() {
+    let mut a = Flow::new(Proto::Udp, "1001", "c-overtaken-a");
+    let mut b = Flow::new(Proto::Udp, "1001", "c-overtaken-b");
+    a.register(60, None);
+    b.ms = 10;
+    b.register(60, None);
+    a.ms = 40;
+    a.ok(60);
+    b.ms = 50;
+    b.ok(60);
+    let r = run(&merged(&[a, b]));
+    assert_eq!(r.codes(), set(&[]));
+    let attempts = r.attempts();
+    assert_eq!(attempts.len(), 2);
+    for a in &attempts {
+        assert_eq!(a.transactions.len(), 1, "{}", a.binding.call_id);
+        assert_eq!(
+            a.transactions[0].call_id().as_deref(),
+            Some(a.binding.call_id.as_str())
+        );
+        assert_eq!(a.outcome, Outcome::Registered { expires: 60 });
+    }
+}
+
 /// More Call-IDs registering one binding at once than the tracker keeps
 /// challenges for (a load generator with one account): the Call-IDs whose
 /// challenge was evicted are not paired with another Call-ID's nonce, so
@@ -993,4 +1065,71 @@ fn parallel_call_ids_beyond_the_kept_challenges_raise_no_false_mismatch() {
     assert_eq!(r.stats.registrations.bindings, 1);
     let r = exchange("n0");
     assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]));
+}
+
+/// A load generator registering one account from many Call-IDs at once,
+/// in bursts (SIPp against a registrar: a burst's REGISTERs go out before
+/// their 401s return, then their answers, while the previous burst is
+/// still being answered). The binding's index forgets the oldest Call-IDs
+/// before their challenge or their answer arrives, and an answer then
+/// comes back under whichever binding holds the Contact. No answer is
+/// paired with another Call-ID's nonce; a wrong nonce under the Call-ID's
+/// own challenge is still a mismatch. The schedule is the one a SIPp
+/// bench capture showed.
+#[test]
+fn bursts_of_call_ids_of_one_account_raise_no_false_mismatch() {
+    /// Milliseconds of a Call-ID's first REGISTER and its 401 (none: it
+    /// joined the capture at its answer), its answer and its 200.
+    type Exchange = (Option<(u64, u64)>, u64, u64);
+    const SCHEDULE: [Exchange; 12] = [
+        (None, 5, 16),
+        (None, 10, 21),
+        (None, 11, 22),
+        (None, 23, 32),
+        (Some((1, 12)), 24, 33),
+        (Some((2, 13)), 25, 34),
+        (Some((3, 14)), 26, 35),
+        (Some((4, 15)), 27, 36),
+        (Some((6, 17)), 28, 37),
+        (Some((7, 18)), 29, 38),
+        (Some((8, 19)), 30, 39),
+        (Some((9, 20)), 31, 40),
+    ];
+    let exchange = |wrong: Option<usize>| {
+        let flows: Vec<Flow> = SCHEDULE
+            .iter()
+            .enumerate()
+            .map(|(i, &(first, answer, ok))| {
+                let mut f = Flow::new(Proto::Udp, "1001", &format!("c-burst-{i}"));
+                let nonce = format!("n{i}");
+                let sent = if wrong == Some(i) {
+                    "never-issued"
+                } else {
+                    &nonce
+                };
+                match first {
+                    Some((register, challenge)) => {
+                        f.ms = register;
+                        f.register(60, None);
+                        f.ms = challenge;
+                        f.challenge(&nonce, false);
+                    }
+                    None => f.cseq = 1,
+                }
+                f.ms = answer;
+                f.register(60, Some(("1001", REALM, sent, "secret1001")));
+                f.ms = ok;
+                f.ok(60);
+                f
+            })
+            .collect();
+        run(&merged(&flows))
+    };
+    let r = exchange(None);
+    assert_eq!(r.codes(), set(&[]), "{:#?}", r.diagnoses());
+    // The burst's first and last Call-ID answering a nonce never issued.
+    for i in [4, 11] {
+        let r = exchange(Some(i));
+        assert_eq!(r.codes(), set(&["auth.nonce_mismatch"]), "Call-ID {i}");
+    }
 }

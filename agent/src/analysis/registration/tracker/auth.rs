@@ -55,7 +55,6 @@ impl RegistrationTracker {
             b.challenges.retain(|c| c.call_id != call_id);
             if b.challenges.len() >= super::MAX_CALL_IDS {
                 b.challenges.pop_front();
-                b.challenges_evicted = true;
             }
             b.challenges.push_back(LastChallenge {
                 call_id,

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{MAX_HISTORY, RegistrationTracker, sticky};
 use crate::analysis::digest;
 use crate::analysis::finding::Finding;
-use crate::analysis::registration::{Outcome, RegistrationAttempt, findings};
+use crate::analysis::registration::{Binding, Outcome, RegistrationAttempt, findings};
 use crate::diagnosis::Code;
 use crate::time::Timestamp;
 
@@ -87,7 +87,10 @@ impl RegistrationTracker {
         let Some(a) = b.attempt.take() else { return };
         self.stats.count_outcome(&outcome);
         let attempt = RegistrationAttempt {
-            binding: b.binding.clone(),
+            binding: Binding {
+                call_id: a.call_id,
+                ..b.binding.clone()
+            },
             client: b.client,
             registrar: b.registrar,
             first_cseq: a.first_cseq,

@@ -52,7 +52,6 @@ impl RegistrationTracker {
                 request_uri: None,
                 attempt: None,
                 challenges: VecDeque::new(),
-                challenges_evicted: false,
                 registered: None,
                 raised: BTreeSet::new(),
                 rejections: 0,
@@ -208,7 +207,9 @@ impl RegistrationTracker {
             return;
         }
         self.stats.diagnoses += 1;
-        let d = d.with_source(b.client.ip());
+        let d = d
+            .with_source(b.client.ip())
+            .about(Some(&b.binding.call_id), Some(&b.binding.aor));
         out.push(Finding::Diagnosis(d.clone()));
         if let Some(a) = b.attempt.as_mut() {
             a.diagnoses.push(d);
