@@ -14,7 +14,9 @@
 //! other load on a shared machine barely touches; and each BPF program's
 //! run time (bpf_stats). Modes are interleaved and repeated; the median
 //! round is reported with the spread of the rounds (lowest–highest), and
-//! the differences between modes of the same run are the figures to read.
+//! the differences between modes, taken within each round (the load
+//! drifts less within a round than between rounds) and then the median
+//! of the rounds, are the figures to read.
 //! The load average before and after is printed with them.
 //!
 //! `SIPSCOPE_BENCH_ROUNDS` (default 5) sets the rounds,
@@ -459,6 +461,18 @@ fn main() {
 
     let system = |m: Mode| median(samples[&m].iter().map(|s| s.ns_per_packet).collect());
     let attributed = |m: Mode| median(samples[&m].iter().map(|s| s.attributed_ns).collect());
+    // Differences are taken within each round, then the median of the
+    // rounds: the machine's load drifts between rounds more than within
+    // one (a round measures every mode back to back).
+    let per_round = |m: Mode, base: Mode, f: fn(&Sample) -> f64| -> Vec<f64> {
+        samples[&m]
+            .iter()
+            .zip(&samples[&base])
+            .map(|(a, b)| f(a) - f(b))
+            .collect()
+    };
+    let system_ns: fn(&Sample) -> f64 = |s| s.ns_per_packet;
+    let attributed_ns: fn(&Sample) -> f64 = |s| s.attributed_ns;
     println!(
         "live bench: {flows} RTP flows flooded over a veth, {}s per mode, median of {rounds} \
          interleaved rounds, CPU per received packet in ns; load average {load_before} before, \
@@ -512,9 +526,9 @@ fn main() {
             "{:<31} {:>8.0} {:>+7.0} {:>7.0} {:>+7.0} {:>9} {:>8.0} {:>6.0}   {}",
             mode.label(),
             system(mode),
-            system(mode) - system(Mode::Nothing),
+            median(per_round(mode, Mode::Nothing, system_ns)),
             attributed(mode),
-            attributed(mode) - attributed(Mode::Nothing),
+            median(per_round(mode, Mode::Nothing, attributed_ns)),
             spread(&ours),
             pps,
             process,
@@ -524,11 +538,8 @@ fn main() {
     if let Some(line) = lines.get(&Mode::SipscopeAuto) {
         println!("sipscope --ingress auto chose: {line}");
     }
-    for (measure, ns) in [
-        ("ours", &attributed as &dyn Fn(Mode) -> f64),
-        ("system", &system),
-    ] {
-        let extra = |m: Mode| ns(m) - ns(Mode::Nothing);
+    for (measure, ns) in [("ours", attributed_ns), ("system", system_ns)] {
+        let extra = |m: Mode| median(per_round(m, Mode::Nothing, ns));
         for (mode, empty) in [
             (Mode::SipscopeAuto, auto_empty(&lines)),
             (Mode::SipscopeXdp, Mode::EmptyXdp),
@@ -538,16 +549,18 @@ fn main() {
                 continue;
             }
             let ratio = extra(mode) / extra(Mode::Tcpdump);
-            let over_empty = ns(mode) - ns(empty);
+            let rounds_over = per_round(mode, empty, ns);
+            let over_empty = median(rounds_over.clone());
             println!(
                 "{measure:>6}: {}: {ratio:.2}x tcpdump's extra (target <= 0.5{}), \
-                 {over_empty:+.0} ns over the {} (target <= 100{})",
+                 {over_empty:+.0} ns [rounds {}] over the {} (target <= 100{})",
                 mode.label(),
                 if (0.0..=0.5).contains(&ratio) {
                     ""
                 } else {
                     ", missed"
                 },
+                spread(&rounds_over),
                 empty.label(),
                 if over_empty <= 100.0 { "" } else { ", missed" },
             );
