@@ -247,3 +247,68 @@ fn sighup_moves_span_export_to_the_new_otlp_endpoint() {
         agent.stdout_text()
     );
 }
+
+/// SIGHUP with a new `sip-port` list changes what the kernel copies at
+/// once: OPTIONS to port 5090 are captured only while the file lists it,
+/// and a message to 5060 sent after each probe shows the agent had the
+/// chance to capture the probe.
+#[test]
+fn sighup_changes_the_sip_ports_the_kernel_captures() {
+    use crate::support::netns::VethPair;
+    let lab = Lab::new(false, &[]);
+    let dir = lab.dir();
+    let iface = &lab.pair().host_if;
+    let config = dir.join("sipscope.toml");
+    let pbx = in_netns(&lab.pair().peer, || {
+        UdpSocket::bind((VethPair::PEER_V4, 0)).expect("PBX socket")
+    });
+    let options = |user: &str, port: u16| {
+        let text = format!(
+            "OPTIONS sip:{user}@{host}:{port} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {peer}:5060;branch=z9hG4bK-{user}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:pbx@{peer}>;tag=t-{user}\r\n\
+             To: <sip:{user}@{host}>\r\nCall-ID: {user}@sipscope.test\r\n\
+             CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+            host = VethPair::HOST_V4,
+            peer = VethPair::PEER_V4,
+        );
+        pbx.send_to(text.as_bytes(), (VethPair::HOST_V4, port))
+            .expect("send OPTIONS");
+    };
+    // `user` to port 5090, then a marker to 5060; the marker seen, the
+    // probe was captured or not.
+    let probe = |agent: &mut NsProcess, user: &str| -> bool {
+        options(user, 5090);
+        let marker = format!("{user}-marker");
+        options(&marker, 5060);
+        wait_after(agent, "capturing on", &format!("sip:{marker}@"));
+        agent.stdout_text().contains(&format!("sip:{user}@"))
+    };
+    write_config(&config, iface, &[]);
+    let mut agent = start_agent(&lab, &config);
+    assert!(!probe(&mut agent, "before"), "5090 is not a SIP port yet");
+
+    write_config(&config, iface, &["sip-port = [5090]".into()]);
+    agent.signal(libc::SIGHUP);
+    let added = "config reload: sip-port [] -> [5090]";
+    agent.wait_output(added, START);
+    let applied = format!("{added} (file {}:3): applied", config.display());
+    assert!(
+        agent.stdout_text().contains(&applied),
+        "{applied:?} missing in\n{}",
+        agent.stdout_text()
+    );
+    assert!(probe(&mut agent, "added"), "{}", agent.stdout_text());
+
+    write_config(&config, iface, &[]);
+    agent.signal(libc::SIGHUP);
+    agent.wait_output("config reload: sip-port [5090] -> []", START);
+    assert!(!probe(&mut agent, "removed"), "{}", agent.stdout_text());
+    let status = agent.interrupt(START);
+    assert!(status.success(), "{}", agent.stderr_text());
+    assert!(
+        !agent.stdout_text().contains("kept its old ports"),
+        "{}",
+        agent.stdout_text()
+    );
+}

@@ -10,7 +10,7 @@ use sipscope::export::otel::{
     ExportStats, MetricExportCounters, MetricExportStats, SpanExportCounters, Telemetry,
 };
 use sipscope::export::prometheus::server::MetricsServer;
-use sipscope::export::prometheus::{CounterGroup, Health, PrometheusMetrics};
+use sipscope::export::prometheus::{CounterGroup, Health, LiveGroup, PrometheusMetrics};
 use sipscope_common::CounterSlot;
 
 pub struct MetricsEndpoint {
@@ -33,46 +33,23 @@ pub fn start(addr: SocketAddr, telemetry: &Telemetry) -> anyhow::Result<MetricsE
     let server = MetricsServer::bind(addr)?;
     let metrics = PrometheusMetrics::new();
     let exports = Arc::new(Mutex::new(Exports::default()));
-    let of = exports.clone();
-    metrics.add_live(Box::new(move || {
-        let mut sum = ExportStats::default();
-        let mut any = false;
-        if let Ok(e) = of.lock() {
-            for c in &e.spans {
-                sum += c.stats();
-                any = true;
-            }
-        }
-        counted(
-            any,
-            CounterGroup::from_serialize(
-                "export_spans",
-                "Spans handed to the OTLP exporter: exported, dropped, failed_batches, export_errors, redacted_attributes",
-                "result",
-                &sum,
-            ),
-        )
-    }));
-    let of = exports.clone();
-    metrics.add_live(Box::new(move || {
-        let mut sum = MetricExportStats::default();
-        let mut any = false;
-        if let Ok(e) = of.lock() {
-            for c in &e.metric_batches {
-                sum += c.stats();
-                any = true;
-            }
-        }
-        counted(
-            any,
-            CounterGroup::from_serialize(
-                "export_metric_batches",
-                "OTLP metric exports: exported, failed, not_accepted (the endpoint takes no metrics, e.g. Jaeger; export stopped)",
-                "result",
-                &sum,
-            ),
-        )
-    }));
+    metrics.add_live(summed(
+        &exports,
+        "export_spans",
+        "Spans handed to the OTLP exporter: exported, dropped, failed_batches, export_errors, redacted_attributes",
+        |e| e.spans.iter().map(SpanExportCounters::stats).collect::<Vec<ExportStats>>(),
+    ));
+    metrics.add_live(summed(
+        &exports,
+        "export_metric_batches",
+        "OTLP metric exports: exported, failed, not_accepted (the endpoint takes no metrics, e.g. Jaeger; export stopped)",
+        |e| {
+            e.metric_batches
+                .iter()
+                .map(MetricExportCounters::stats)
+                .collect::<Vec<MetricExportStats>>()
+        },
+    ));
     let health = Arc::new(Health::default());
     let local = server.local_addr();
     server.spawn(metrics.clone(), health.clone())?;
@@ -86,13 +63,32 @@ pub fn start(addr: SocketAddr, telemetry: &Telemetry) -> anyhow::Result<MetricsE
     Ok(endpoint)
 }
 
-/// A group without values (no export of its kind has run) shows nothing
-/// (empty groups are not encoded).
-fn counted(any: bool, mut group: CounterGroup) -> CounterGroup {
-    if !any {
-        group.values.clear();
-    }
-    group
+/// A live group: the sum of `stats` over the run's exports, read at each
+/// scrape. With no export of its kind it has no values, and so shows
+/// nothing (empty groups are not encoded).
+fn summed<S>(
+    exports: &Arc<Mutex<Exports>>,
+    name: &'static str,
+    help: &'static str,
+    stats: fn(&Exports) -> Vec<S>,
+) -> LiveGroup
+where
+    S: Default + std::ops::AddAssign + serde::Serialize + 'static,
+{
+    let exports = exports.clone();
+    Box::new(move || {
+        let each = exports.lock().map(|e| stats(&e)).unwrap_or_default();
+        let mut sum = S::default();
+        let any = !each.is_empty();
+        for s in each {
+            sum += s;
+        }
+        let mut group = CounterGroup::from_serialize(name, help, "result", &sum);
+        if !any {
+            group.values.clear();
+        }
+        group
+    })
 }
 
 impl MetricsEndpoint {

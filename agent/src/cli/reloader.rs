@@ -29,11 +29,13 @@ pub(super) struct Retune {
     otlp: Option<(Option<SpanSink>, Metrics, tokio::sync::oneshot::Sender<()>)>,
 }
 
-/// What a reload did: the lines to show, and the OTLP export that
-/// replaces the running one, if its settings changed.
+/// What a reload did: the lines to show, the OTLP export that replaces
+/// the running one, if its settings changed, and the SIP ports (besides
+/// the default) for the kernel's port map, if they changed.
 pub(super) struct Reloaded {
     pub(super) lines: Vec<String>,
     pub(super) otlp: Option<NewExport>,
+    pub(super) sip_ports: Option<Vec<u16>>,
 }
 
 /// An OTLP export started by a reload. The caller keeps it (for the
@@ -153,6 +155,7 @@ impl Reloader {
                         super::describe(&e)
                     )],
                     otlp: None,
+                    sip_ports: None,
                 });
             }
         };
@@ -161,6 +164,10 @@ impl Reloader {
         tokio::task::block_in_place(|| tx.send(CoreInput::Retune(Box::new(retune))))
             .map_err(|_| anyhow::anyhow!("the analysis thread stopped early"))?;
         let changes = reload::changes(&self.running, &resolved.settings);
+        let sip_ports = changes
+            .iter()
+            .any(|c| c.key == "sip-port")
+            .then(|| resolved.args.sip_ports.clone());
         let mut lines: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
         let applied = changes.iter().filter(|c| c.live).count();
         let mut summary = format!(
@@ -182,7 +189,11 @@ impl Reloader {
         if let Some(hep) = hep {
             self.hep = hep;
         }
-        Ok(Reloaded { lines, otlp })
+        Ok(Reloaded {
+            lines,
+            otlp,
+            sip_ports,
+        })
     }
 
     /// The new configuration, checked like at start, and what the core

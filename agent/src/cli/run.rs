@@ -74,7 +74,7 @@ pub struct RunArgs {
     ifaces: Vec<String>,
     /// Additional SIP port (repeatable); 5060 is always included.
     #[arg(long = "sip-port", value_name = "PORT", value_parser = clap::value_parser!(u16).range(1..))]
-    sip_ports: Vec<u16>,
+    pub(super) sip_ports: Vec<u16>,
     /// Kernel ring buffer size in bytes: a power of two, multiple of the page
     /// size. Each frame takes its length plus 72 bytes (up to ~8 KiB); when the
     /// ring is full frames are lost and counted as ringbuf_full.
@@ -453,6 +453,12 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
                 let reloaded = reloader.reload(&tx)?;
                 for line in &reloaded.lines {
                     agent_line(&mut out, output, "config", line)?;
+                }
+                if let Some(ports) = &reloaded.sip_ports
+                    && let Err(e) = capture.set_sip_ports(ports)
+                {
+                    let line = format!("config reload: the kernel's SIP port set kept its old ports: {e}");
+                    agent_line(&mut out, output, "config", &line)?;
                 }
                 out.flush()?;
                 if let Some(new) = reloaded.otlp {

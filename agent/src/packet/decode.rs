@@ -114,6 +114,11 @@ fn be16(b: &[u8], at: usize) -> Option<u16> {
 }
 
 impl Decoder {
+    /// The ports taken as SIP from now on (a configuration reload).
+    pub fn set_sip_ports(&mut self, ports: &[u16]) {
+        self.config.sip_ports = ports.to_vec();
+    }
+
     pub fn new(config: DecoderConfig) -> Self {
         Decoder {
             frag: Defragmenter::new(config.frag),

@@ -158,10 +158,13 @@ impl Pipeline {
 
     /// Applies what of a reloaded configuration can change while running:
     /// known credentials, the challenge-loop threshold, the media grace
-    /// period and quality thresholds. Everything else in `config` (table
-    /// limits, ports, timeouts) is ignored: it needs a new pipeline.
+    /// period and quality thresholds, and the SIP ports. Everything else
+    /// in `config` (table limits, timeouts) is ignored: it needs a new
+    /// pipeline.
     pub fn retune(&mut self, config: &PipelineConfig) {
         self.analyses.retune(config);
+        self.decoder.set_sip_ports(&config.decoder.sip_ports);
+        self.drop_decoder.set_sip_ports(&config.decoder.sip_ports);
     }
 
     /// Feed one captured packet; returns the events it caused.

@@ -32,6 +32,8 @@ pub struct LoadedObject {
     pub features: KernelFeatures,
     /// Must live as long as `ebpf`: dropping it closes the log map.
     pub(super) logger: Option<aya_log::EbpfLogger<&'static dyn Log>>,
+    /// The SIP ports in the kernel's port set besides the default one.
+    extra_sip_ports: Vec<u16>,
 }
 
 /// Checks the kernel's constraint on ring buffer sizes.
@@ -97,6 +99,7 @@ pub fn load_object_for(
         ebpf,
         features,
         logger,
+        extra_sip_ports: Vec::new(),
     })
 }
 
@@ -124,7 +127,9 @@ fn raise_memlock_limit() {
 }
 
 impl LoadedObject {
-    /// Fills the SIP port set: the default port plus `extra`.
+    /// Sets the SIP port set to the default port plus `extra` (at start,
+    /// and again at a configuration reload while attached: the programs
+    /// read the map per packet, so the change applies at once).
     pub fn set_sip_ports(&mut self, extra: &[u16]) -> Result<(), LiveError> {
         let map = self
             .ebpf
@@ -137,6 +142,16 @@ impl LoadedObject {
                 .set(u32::from(port), 1, 0)
                 .map_err(|e| LiveError::kernel(format!("adding SIP port {port}"), e))?;
         }
+        let gone = self
+            .extra_sip_ports
+            .iter()
+            .filter(|p| **p != DEFAULT_SIP_PORT && !extra.contains(p));
+        for &port in gone {
+            ports
+                .set(u32::from(port), 0, 0)
+                .map_err(|e| LiveError::kernel(format!("removing SIP port {port}"), e))?;
+        }
+        self.extra_sip_ports = extra.to_vec();
         Ok(())
     }
 

@@ -252,6 +252,13 @@ impl LiveCapture {
         })
     }
 
+    /// The SIP ports captured from now on: the default port plus `extra`
+    /// (a configuration reload; a map update, so no capability it gave up
+    /// is needed, see [`Self::drop_privileges`]).
+    pub fn set_sip_ports(&mut self, extra: &[u16]) -> Result<(), LiveError> {
+        self.object.set_sip_ports(extra)
+    }
+
     /// Drops every capability (on this thread, and so on the threads it
     /// starts later) but those a later step needs, once everything is
     /// attached: CAP_NET_ADMIN while a netlink clsact filter must be

@@ -6,11 +6,12 @@ use std::fmt;
 use super::{Origin, Setting};
 
 /// Settings applied to the running analysis without reattaching
-/// (`Session::retune`): the diagnosis thresholds and known credentials;
-/// and the HEP and OTLP settings ([`is_hep`], [`is_otlp`]). Everything
-/// else (interfaces, ports, ring and table sizes, output format) is fixed
-/// when `run` starts.
+/// (`Session::retune`): the diagnosis thresholds and known credentials,
+/// the SIP ports (also written to the kernel's port map); and the HEP and
+/// OTLP settings ([`is_hep`], [`is_otlp`]). Everything else (interfaces,
+/// ring and table sizes, output format) is fixed when `run` starts.
 pub(crate) const LIVE: &[&str] = &[
+    "sip-port",
     "credentials",
     "challenge-loop-after",
     "media-grace",
