@@ -11,7 +11,7 @@
 // before its release (see there).
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
-#![feature(asm_experimental_arch)]
+#![cfg_attr(bpf_target_arch = "x86_64", feature(asm_experimental_arch))]
 
 mod capture;
 mod drops;
