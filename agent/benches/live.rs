@@ -13,8 +13,17 @@
 //! kernel, ksoftirqd and the capturing process, from schedstat), which
 //! other load on a shared machine barely touches; and each BPF program's
 //! run time (bpf_stats). Modes are interleaved and repeated; the median
-//! round is reported, and the differences between modes of the same run
-//! are the figures to read.
+//! round is reported with the spread of the rounds (lowest–highest), and
+//! the differences between modes, taken within each round (the load
+//! drifts less within a round than between rounds) and then the median
+//! of the rounds, are the figures to read.
+//! The load average before and after is printed with them.
+//!
+//! `SIPSCOPE_BENCH_ROUNDS` (default 5) sets the rounds,
+//! `SIPSCOPE_BENCH_FLOWS` (default 2000, at most 10,001) the flows;
+//! `SIPSCOPE_BENCH_BASELINE_BIN=PATH` adds another build of the agent
+//! (e.g. the previous commit's) as one more interleaved mode, so a change
+//! is judged against its predecessor within one run.
 //!
 //! Run as root: `cargo xtask bench live`.
 
@@ -39,7 +48,10 @@ use support::{
 
 /// How long each mode is flooded per round.
 const LOAD: Duration = Duration::from_secs(3);
-const ROUNDS: usize = 3;
+/// Rounds unless `SIPSCOPE_BENCH_ROUNDS` says otherwise.
+const ROUNDS: usize = 5;
+/// Flows unless `SIPSCOPE_BENCH_FLOWS` says otherwise (at most 10,001: one
+/// destination port each, inside the RTP range 10000-20000).
 const FLOWS: u16 = 2_000;
 const FIRST_PORT: u16 = 10_000;
 
@@ -51,6 +63,8 @@ enum Mode {
     Tcpdump,
     SipscopeAuto,
     SipscopeXdp,
+    /// `SIPSCOPE_BENCH_BASELINE_BIN run --ingress auto`.
+    BaselineAuto,
 }
 
 impl Mode {
@@ -71,8 +85,25 @@ impl Mode {
             Self::Tcpdump => "tcpdump -w /dev/null",
             Self::SipscopeAuto => "sipscope run --ingress auto",
             Self::SipscopeXdp => "sipscope run --ingress xdp",
+            Self::BaselineAuto => "baseline build, --ingress auto",
         }
     }
+}
+
+/// The agent build `SIPSCOPE_BENCH_BASELINE_BIN` names, if any.
+fn baseline_bin() -> Option<String> {
+    std::env::var("SIPSCOPE_BENCH_BASELINE_BIN")
+        .ok()
+        .filter(|p| !p.is_empty())
+}
+
+/// The modes of this run, in the order each round measures them.
+fn modes() -> Vec<Mode> {
+    let mut modes = Mode::ALL.to_vec();
+    if baseline_bin().is_some() {
+        modes.push(Mode::BaselineAuto);
+    }
+    modes
 }
 
 /// What is attached for one mode; dropping it detaches.
@@ -144,10 +175,10 @@ fn attach(mode: Mode, pair: &VethPair, dir: &TempDir) -> Attached {
         p.wait_output(ready, Duration::from_secs(30));
         Attached::Process(p)
     };
-    let sipscope = |ingress: &str| {
+    let sipscope = |name: &str, ingress: &str, bin: &str| {
         process(
-            &format!("sipscope-{ingress}"),
-            env!("CARGO_BIN_EXE_sipscope"),
+            name,
+            bin,
             &[
                 "run",
                 "--iface",
@@ -166,8 +197,13 @@ fn attach(mode: Mode, pair: &VethPair, dir: &TempDir) -> Attached {
         Mode::EmptyTc => empty(false),
         Mode::EmptyXdp => empty(true),
         Mode::Tcpdump => Attached::Process(tcpdump_rtp(pair, &dir.path)),
-        Mode::SipscopeAuto => sipscope("auto"),
-        Mode::SipscopeXdp => sipscope("xdp"),
+        Mode::SipscopeAuto => sipscope("sipscope-auto", "auto", env!("CARGO_BIN_EXE_sipscope")),
+        Mode::SipscopeXdp => sipscope("sipscope-xdp", "xdp", env!("CARGO_BIN_EXE_sipscope")),
+        Mode::BaselineAuto => sipscope(
+            "baseline-auto",
+            "auto",
+            &baseline_bin().expect("only measured with a baseline build"),
+        ),
     }
 }
 
@@ -296,7 +332,13 @@ struct Sample {
     programs: Vec<(String, f64, f64)>,
 }
 
-fn measure(pair: &VethPair, sock: &UdpSocket, attached: &Attached, ksoftirqd: &[i32]) -> Sample {
+fn measure(
+    pair: &VethPair,
+    sock: &UdpSocket,
+    attached: &Attached,
+    ksoftirqd: &[i32],
+    flows: u16,
+) -> Sample {
     let ids = attached.program_ids();
     let ours = || {
         thread_cpu_ns("/proc/thread-self")
@@ -309,7 +351,7 @@ fn measure(pair: &VethPair, sock: &UdpSocket, attached: &Attached, ksoftirqd: &[
     let ours0 = ours();
     let (busy0, _) = cpu_jiffies();
     let start = Instant::now();
-    blast_rtp(sock, VethPair::HOST_V4, FLOWS, FIRST_PORT, start + LOAD);
+    blast_rtp(sock, VethPair::HOST_V4, flows, FIRST_PORT, start + LOAD);
     let (busy1, _) = cpu_jiffies();
     let ours1 = ours();
     let elapsed = start.elapsed().as_secs_f64();
@@ -348,8 +390,39 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// `lowest–highest` of the rounds, to judge a median by.
+fn spread(v: &[f64]) -> String {
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    format!("{lo:.0}–{hi:.0}")
+}
+
+/// The first three fields of /proc/loadavg.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn flows() -> u16 {
+    std::env::var("SIPSCOPE_BENCH_FLOWS")
+        .ok()
+        .and_then(|f| f.parse().ok())
+        .filter(|&f| f > 0 && f <= 10_001)
+        .unwrap_or(FLOWS)
+}
+
+fn rounds() -> usize {
+    std::env::var("SIPSCOPE_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .filter(|&r| r > 0)
+        .unwrap_or(ROUNDS)
+}
+
 fn main() {
     let _stats = bench_start("live");
+    let flows = flows();
     let pair = VethPair::new();
     let dir = TempDir::new("bench-live");
     let sock = in_netns(&pair.peer, || {
@@ -359,16 +432,18 @@ fn main() {
     blast_rtp(
         &sock,
         VethPair::HOST_V4,
-        FLOWS,
+        flows,
         FIRST_PORT,
         Instant::now() + LOAD / 3,
     );
 
     let ksoftirqd = ksoftirqd_pids();
+    let (modes, rounds) = (modes(), rounds());
+    let load_before = load_average();
     let mut samples: BTreeMap<Mode, Vec<Sample>> = BTreeMap::new();
     let mut lines = BTreeMap::new();
-    for round in 0..ROUNDS {
-        for mode in Mode::ALL {
+    for round in 0..rounds {
+        for &mode in &modes {
             let attached = attach(mode, &pair, &dir);
             if let Attached::Process(p) = &attached
                 && round == 0
@@ -376,7 +451,7 @@ fn main() {
             {
                 lines.insert(mode, ingress_line(&p.stdout_text()));
             }
-            let s = measure(&pair, &sock, &attached, &ksoftirqd);
+            let s = measure(&pair, &sock, &attached, &ksoftirqd, flows);
             if let Attached::Process(mut p) = attached {
                 p.interrupt(Duration::from_secs(20));
             }
@@ -386,10 +461,24 @@ fn main() {
 
     let system = |m: Mode| median(samples[&m].iter().map(|s| s.ns_per_packet).collect());
     let attributed = |m: Mode| median(samples[&m].iter().map(|s| s.attributed_ns).collect());
+    // Differences are taken within each round, then the median of the
+    // rounds: the machine's load drifts between rounds more than within
+    // one (a round measures every mode back to back).
+    let per_round = |m: Mode, base: Mode, f: fn(&Sample) -> f64| -> Vec<f64> {
+        samples[&m]
+            .iter()
+            .zip(&samples[&base])
+            .map(|(a, b)| f(a) - f(b))
+            .collect()
+    };
+    let system_ns: fn(&Sample) -> f64 = |s| s.ns_per_packet;
+    let attributed_ns: fn(&Sample) -> f64 = |s| s.attributed_ns;
     println!(
-        "live bench: {FLOWS} RTP flows flooded over a veth, {}s per mode, median of {ROUNDS} \
-         interleaved rounds, CPU per received packet in ns:",
-        LOAD.as_secs()
+        "live bench: {flows} RTP flows flooded over a veth, {}s per mode, median of {rounds} \
+         interleaved rounds, CPU per received packet in ns; load average {load_before} before, \
+         {} after:",
+        LOAD.as_secs(),
+        load_average()
     );
     println!(
         "  system: busy CPU of all cores incl. softirq (/proc/stat ticks); carries every other \
@@ -400,10 +489,18 @@ fn main() {
          (schedstat)"
     );
     println!(
-        "{:<30} {:>8} {:>7} {:>7} {:>7} {:>8} {:>6}   programs (bpf_stats: ns/run, ns/pkt)",
-        "attached to the receiving veth", "system", "+ns", "ours", "+ns", "pkts/s", "proc"
+        "{:<31} {:>8} {:>7} {:>7} {:>7} {:>9} {:>8} {:>6}   programs (bpf_stats: ns/run \
+         [rounds' spread], ns/pkt)",
+        "attached to the receiving veth",
+        "system",
+        "+ns",
+        "ours",
+        "+ns",
+        "ours: all",
+        "pkts/s",
+        "proc"
     );
-    for mode in Mode::ALL {
+    for &mode in &modes {
         let s = &samples[&mode];
         let pps = median(s.iter().map(|s| s.packets_per_second).collect());
         let process = median(s.iter().map(|s| s.process_ns).collect());
@@ -415,15 +512,24 @@ fn main() {
         }
         let progs: Vec<String> = progs
             .into_iter()
-            .map(|(n, (run, pkt))| format!("{n} {:.0}, {:.1}", median(run), median(pkt)))
+            .map(|(n, (run, pkt))| {
+                format!(
+                    "{n} {:.0} [{}], {:.1}",
+                    median(run.clone()),
+                    spread(&run),
+                    median(pkt)
+                )
+            })
             .collect();
+        let ours: Vec<f64> = s.iter().map(|s| s.attributed_ns).collect();
         println!(
-            "{:<30} {:>8.0} {:>+7.0} {:>7.0} {:>+7.0} {:>8.0} {:>6.0}   {}",
+            "{:<31} {:>8.0} {:>+7.0} {:>7.0} {:>+7.0} {:>9} {:>8.0} {:>6.0}   {}",
             mode.label(),
             system(mode),
-            system(mode) - system(Mode::Nothing),
+            median(per_round(mode, Mode::Nothing, system_ns)),
             attributed(mode),
-            attributed(mode) - attributed(Mode::Nothing),
+            median(per_round(mode, Mode::Nothing, attributed_ns)),
+            spread(&ours),
             pps,
             process,
             progs.join("; ")
@@ -432,26 +538,29 @@ fn main() {
     if let Some(line) = lines.get(&Mode::SipscopeAuto) {
         println!("sipscope --ingress auto chose: {line}");
     }
-    for (measure, ns) in [
-        ("ours", &attributed as &dyn Fn(Mode) -> f64),
-        ("system", &system),
-    ] {
-        let extra = |m: Mode| ns(m) - ns(Mode::Nothing);
+    for (measure, ns) in [("ours", attributed_ns), ("system", system_ns)] {
+        let extra = |m: Mode| median(per_round(m, Mode::Nothing, ns));
         for (mode, empty) in [
             (Mode::SipscopeAuto, auto_empty(&lines)),
             (Mode::SipscopeXdp, Mode::EmptyXdp),
+            (Mode::BaselineAuto, auto_empty(&lines)),
         ] {
+            if !modes.contains(&mode) {
+                continue;
+            }
             let ratio = extra(mode) / extra(Mode::Tcpdump);
-            let over_empty = ns(mode) - ns(empty);
+            let rounds_over = per_round(mode, empty, ns);
+            let over_empty = median(rounds_over.clone());
             println!(
                 "{measure:>6}: {}: {ratio:.2}x tcpdump's extra (target <= 0.5{}), \
-                 {over_empty:+.0} ns over the {} (target <= 100{})",
+                 {over_empty:+.0} ns [rounds {}] over the {} (target <= 100{})",
                 mode.label(),
                 if (0.0..=0.5).contains(&ratio) {
                     ""
                 } else {
                     ", missed"
                 },
+                spread(&rounds_over),
                 empty.label(),
                 if over_empty <= 100.0 { "" } else { ", missed" },
             );

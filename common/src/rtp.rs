@@ -9,7 +9,7 @@
 //! loops, no indexing, nothing that can panic.
 //!
 //! Fixed point (same as `analysis::media::rtp_stats`): arrival in Q4 RTP
-//! timestamp units relative to the flow's first packet, jitter in Q8
+//! timestamp units of the packet clock (wrapping u32), jitter in Q8
 //! (`jitter_q8 >> 8` is the RFC 3550 A.8 value an RR would carry).
 
 /// RTP port range used when none is configured (the range Asterisk ships
@@ -189,50 +189,96 @@ pub struct RtpPacketFields {
 
 /// The RFC 3550 reception state of one flow: the value of the kernel's
 /// LRU map, a line-by-line mirror of the media core's `RtpStreamStats`.
+///
+/// # Layout: one cache line per packet
+///
+/// With thousands of flows the per-packet update misses the cache, so the
+/// fields it reads or writes for an ordinary packet fill the first 64
+/// bytes (the hot line) and everything else (first seen, rare events,
+/// A.1 restart state, the drop tracer's fields) the second. The value is
+/// exactly two cache lines: the kernel's hash map element is a 48-byte
+/// header, the key rounded up to 8 bytes, then the value, so with the
+/// 16-byte [`RtpFlowKeyV4`] an element is 192 bytes and, in the
+/// preallocated (page-aligned) element array of an LRU map, every value
+/// starts on a cache line; header and key share the element's first
+/// line. A per-CPU map (the 5.10 store) keeps its values in the per-CPU
+/// allocator, 8-byte aligned, where the hot part may straddle two lines.
+///
+/// To fit: A.1 `received` is not counted per packet but derived as
+/// `packets - unreceived` ([`Self::received`]), where `unreceived` (cold)
+/// changes only on a rejected jump or a restart; the jitter is 32-bit
+/// (each step capped at [`MAX_TRANSIT_STEP_Q4`], which bounds it to
+/// 2^31); the counters of rare events (reordered, rejected, restarts,
+/// SSRC changes) are 32-bit and wrap after 2^32 such events in one flow.
+/// `packets`, `bytes` and `duplicates` stay 64-bit (they grow with the
+/// traffic: a video flow passes 4 GB in an hour). The lock word is 64-bit
+/// because the eBPF object is built for BPF cpu v1, whose only
+/// compare-and-swap is 64-bit.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct RtpFlowState {
-    /// `bpf_ktime_get_ns()` of the first and last packet.
-    pub first_seen_ns: u64,
-    pub last_seen_ns: u64,
+    // Hot: every packet.
+    /// Taken (1) while a CPU updates the value (see the eBPF `rtp` module).
+    pub lock: u64,
+    /// `RTP_FLOW_*` bits.
+    pub flags: u8,
+    pub payload_type: u8,
+    pub max_seq: u16,
+    pub ssrc: u32,
     /// Every packet (duplicates and rejected ones included).
     pub packets: u64,
     /// UDP payload bytes.
     pub bytes: u64,
-    /// A.8 jitter in timestamp units x 256, and the largest value it had.
-    pub jitter_q8: u64,
-    pub max_jitter_q8: u64,
+    /// `bpf_ktime_get_ns()` of the last packet.
+    pub last_seen_ns: u64,
     /// Bit i set: sequence `max_seq - i` was received.
     pub seen_window: u64,
-    pub duplicates: u64,
-    pub reordered: u64,
-    /// Dropped by the A.1 large-jump check.
-    pub rejected: u64,
-    pub restarts: u64,
-    pub ssrc_changes: u64,
-    /// Taken (1) while a CPU updates the value (see the eBPF `rtp` module).
-    pub lock: u64,
+    /// A.8 state: previous transit (Q4) and the clock it was taken with.
+    pub transit_q4: u32,
+    pub transit_clock: u32,
+    /// A.8 jitter in timestamp units x 256, and the largest value it had.
+    pub jitter_q8: u32,
+    pub max_jitter_q8: u32,
+    // Cold: the first packet, rare events, the drop tracer.
+    /// `bpf_ktime_get_ns()` of the first packet.
+    pub first_seen_ns: u64,
     /// Packets of this flow that this host's kernel then dropped (the
     /// drop tracer adds them atomically; `update` never touches them).
     pub local_drops: u64,
     /// `bpf_ktime_get_ns()` when the drop tracer last sent one of this
     /// flow's drops to userspace (it sends at most one a second).
     pub drop_reported_ns: u64,
-    pub ssrc: u32,
+    pub duplicates: u64,
+    /// Packets not in A.1 `received` (wrapping): rejected by the
+    /// large-jump check, or before the last restart.
+    pub unreceived: u32,
     /// A.1 state.
     pub base_seq: u32,
     pub cycles: u32,
     pub bad_seq: u32,
-    pub received: u32,
-    /// A.8 state: previous transit (Q4) and the clock it was taken with.
-    pub transit_q4: u32,
-    pub transit_clock: u32,
-    pub max_seq: u16,
-    pub payload_type: u8,
-    /// `RTP_FLOW_*` bits.
-    pub flags: u8,
+    pub reordered: u32,
+    /// Dropped by the A.1 large-jump check.
+    pub rejected: u32,
+    pub restarts: u32,
+    pub ssrc_changes: u32,
 }
-const _: () = assert!(core::mem::size_of::<RtpFlowState>() == 152);
+const _: () = assert!(core::mem::size_of::<RtpFlowState>() == 128);
+/// Where the hot line ends: the per-packet fields all lie before it.
+pub const RTP_FLOW_HOT_LEN: usize = 64;
+const _: () = assert!(core::mem::offset_of!(RtpFlowState, max_jitter_q8) + 4 == RTP_FLOW_HOT_LEN);
+const _: () = assert!(core::mem::offset_of!(RtpFlowState, first_seen_ns) == RTP_FLOW_HOT_LEN);
+// The lock and the drop tracer's atomics need natural alignment.
+const _: () = assert!(core::mem::offset_of!(RtpFlowState, lock) == 0);
+const _: () = assert!(core::mem::offset_of!(RtpFlowState, local_drops) % 8 == 0);
+const _: () = assert!(core::mem::offset_of!(RtpFlowState, drop_reported_ns) % 8 == 0);
+
+/// Largest transit difference |D| (Q4 timestamp units) one packet adds to
+/// the A.8 jitter: 2^23 timestamp units, 17 minutes at 8 kHz, 93 s at
+/// 90 kHz. A larger step is a timestamp jump, not network jitter; capping
+/// it keeps `jitter_q8 <= 2^31` (the estimate converges to 16 |D|), so the
+/// 32-bit state cannot overflow, while the spike it causes is still
+/// reported.
+pub const MAX_TRANSIT_STEP_Q4: u32 = (1 << 27) - 1;
 
 /// `delta_ns` on the packet clock in Q4 RTP timestamp units (wrapping u32).
 #[inline(always)]
@@ -254,7 +300,7 @@ impl RtpFlowState {
             // A new source on the same 5-tuple: its sequence and timestamps
             // are unrelated to the old one's.
             // Lock and drop accounting belong to the flow, not the source.
-            let changes = self.ssrc_changes + 1;
+            let changes = self.ssrc_changes.wrapping_add(1);
             let (lock, drops, reported) = (self.lock, self.local_drops, self.drop_reported_ns);
             let per_cpu = self.flags & RTP_FLOW_PER_CPU;
             *self = Self::default();
@@ -276,9 +322,8 @@ impl RtpFlowState {
         if now_ns > self.last_seen_ns {
             self.last_seen_ns = now_ns;
         }
-        if self.packets == 1 {
-            self.received = 1;
-        } else if !self.update_seq(pkt.sequence) {
+        // The first packet is received (`unreceived` is 0 on a new state).
+        if self.packets != 1 && !self.update_seq(pkt.sequence) {
             return;
         }
         self.payload_type = pkt.payload_type;
@@ -303,7 +348,6 @@ impl RtpFlowState {
         self.max_seq = seq;
         self.bad_seq = RTP_SEQ_MOD + 1;
         self.cycles = 0;
-        self.received = 0;
         self.seen_window = 1;
     }
 
@@ -328,11 +372,14 @@ impl RtpFlowState {
         } else if udelta as u32 <= RTP_SEQ_MOD - MAX_MISORDER as u32 {
             if seq as u32 == self.bad_seq {
                 // Two sequential packets after a jump: the sender restarted.
+                // A.1 starts `received` over: from this packet on.
                 self.init_seq(seq);
-                self.restarts += 1;
+                self.unreceived = (self.packets - 1) as u32;
+                self.restarts = self.restarts.wrapping_add(1);
             } else {
                 self.bad_seq = (seq as u32 + 1) & (RTP_SEQ_MOD - 1);
-                self.rejected += 1;
+                self.rejected = self.rejected.wrapping_add(1);
+                self.unreceived = self.unreceived.wrapping_add(1);
                 return false;
             }
         } else {
@@ -343,21 +390,27 @@ impl RtpFlowState {
                 if behind < SEEN_WINDOW {
                     self.seen_window |= 1u64 << behind;
                 }
-                self.reordered += 1;
+                self.reordered = self.reordered.wrapping_add(1);
             }
         }
-        self.received = self.received.wrapping_add(1);
         true
     }
 
     /// RFC 3550 A.8 in integer form (arrival and transit in Q4).
     #[inline(always)]
     fn update_jitter(&mut self, now_ns: u64, rtp_timestamp: u32, clock_rate: u32) {
-        let arrival_q4 = ticks_q4(now_ns.saturating_sub(self.first_seen_ns), clock_rate);
+        // Arrival on the packet clock itself, not since the first packet:
+        // only differences of transit count, and the wrapped tick count is
+        // exact (see `ticks_q4`), so the update needs no cold field.
+        let arrival_q4 = ticks_q4(now_ns, clock_rate);
         let transit = arrival_q4.wrapping_sub(rtp_timestamp.wrapping_shl(4));
         if self.flags & RTP_FLOW_HAS_TRANSIT != 0 && self.transit_clock == clock_rate {
-            let d = (transit.wrapping_sub(self.transit_q4) as i32).unsigned_abs() as u64;
-            // ((j + 8) >> 4) <= j for every j, so this never underflows.
+            let d = (transit.wrapping_sub(self.transit_q4) as i32)
+                .unsigned_abs()
+                .min(MAX_TRANSIT_STEP_Q4);
+            // ((j + 8) >> 4) <= j for every j, so this never underflows;
+            // with j <= 2^31 and d < 2^27, j + d < 2^32 and the new j is
+            // at most 15/16 j + d <= 2^31 (MAX_TRANSIT_STEP_Q4).
             self.jitter_q8 = self.jitter_q8 + d - ((self.jitter_q8 + 8) >> 4);
             if self.jitter_q8 > self.max_jitter_q8 {
                 self.max_jitter_q8 = self.jitter_q8;
@@ -369,6 +422,12 @@ impl RtpFlowState {
         self.flags |= RTP_FLOW_HAS_TRANSIT;
         self.transit_clock = clock_rate;
         self.transit_q4 = transit;
+    }
+
+    /// A.1 `received`: packets accepted since the sequence (re)started,
+    /// duplicates included (wrapping, as a 32-bit counter would).
+    pub fn received(&self) -> u32 {
+        (self.packets as u32).wrapping_sub(self.unreceived)
     }
 
     /// A.1 extended highest sequence number received.
@@ -388,7 +447,7 @@ impl RtpFlowState {
 
     /// A.3 cumulative lost: `expected - received` (negative with duplicates).
     pub fn cumulative_lost(&self) -> i64 {
-        self.expected() as i64 - self.received as i64
+        self.expected() as i64 - self.received() as i64
     }
 
     /// One flow's state from its per-CPU states (the store for kernels
@@ -425,13 +484,14 @@ impl RtpFlowState {
             let base = i64::from(s.base_seq.wrapping_sub(out.base_seq) as u16 as i16);
             lo = lo.min(base);
             hi = hi.max(base + i64::from(s.expected()) - 1);
-            out.received = out.received.wrapping_add(s.received);
+            // `received` follows: the sums of packets and unreceived.
+            out.unreceived = out.unreceived.wrapping_add(s.unreceived);
             out.packets += s.packets;
             out.bytes += s.bytes;
             out.duplicates += s.duplicates;
-            out.reordered += s.reordered;
-            out.rejected += s.rejected;
-            out.restarts += s.restarts;
+            out.reordered = out.reordered.wrapping_add(s.reordered);
+            out.rejected = out.rejected.wrapping_add(s.rejected);
+            out.restarts = out.restarts.wrapping_add(s.restarts);
             out.first_seen_ns = out.first_seen_ns.min(s.first_seen_ns);
             out.last_seen_ns = out.last_seen_ns.max(s.last_seen_ns);
         }
@@ -497,12 +557,12 @@ mod user {
 
         /// RFC 3550 A.8 interarrival jitter now, in milliseconds.
         pub fn jitter_ms(&self) -> f64 {
-            self.q8_to_ms(self.jitter_q8)
+            self.q8_to_ms(self.jitter_q8.into())
         }
 
         /// Largest jitter estimate the flow had, in milliseconds.
         pub fn max_jitter_ms(&self) -> f64 {
-            self.q8_to_ms(self.max_jitter_q8)
+            self.q8_to_ms(self.max_jitter_q8.into())
         }
     }
 }

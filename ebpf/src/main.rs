@@ -7,9 +7,11 @@
 //! monitor.
 #![no_std]
 #![no_main]
-// BPF_CMPXCHG for the per-flow lock in `rtp` (see there).
+// BPF_CMPXCHG for the per-flow lock in `rtp`, and a compiler barrier
+// before its release (see there).
 #![allow(internal_features)]
 #![feature(core_intrinsics)]
+#![cfg_attr(bpf_target_arch = "x86_64", feature(asm_experimental_arch))]
 
 mod capture;
 mod drops;

@@ -427,3 +427,48 @@ fn response_retransmission_needs_same_status_and_to_tag() {
     let retrans: Vec<bool> = messages(&events).iter().map(|m| m.retransmission).collect();
     assert_eq!(retrans, vec![false, false, false, true]);
 }
+
+/// A full table evicts answered transactions (lingering only to absorb
+/// retransmissions) before open ones: a request nobody answers still
+/// times out at its Timer F, however many answered ones passed since.
+#[test]
+fn a_full_table_evicts_answered_transactions_before_an_unanswered_one() {
+    let mut config = PipelineConfig::default();
+    config.transactions.max_transactions = 10;
+    let mut p = Pipeline::new(config);
+    let lost = udp(
+        0,
+        CLIENT,
+        SERVER,
+        &request("OPTIONS", "z9hG4bKlost", 1, "lost@x", ""),
+    );
+    let t0 = lost.ts;
+    let mut events = p.ingest(&lost);
+    for i in 1..=100u64 {
+        let branch = format!("z9hG4bKok{i}");
+        let cid = format!("ok-{i}@x");
+        events.extend(p.ingest(&udp(
+            i * 100,
+            CLIENT,
+            SERVER,
+            &request("OPTIONS", &branch, 1, &cid, ""),
+        )));
+        events.extend(p.ingest(&udp(
+            i * 100 + 5,
+            SERVER,
+            CLIENT,
+            &response(200, "OK", "OPTIONS", &branch, 1, &cid, "s"),
+        )));
+    }
+    assert_eq!(completed(&events).len(), 100);
+    assert_eq!(
+        p.stats().transactions.evicted,
+        91,
+        "answered ones made room"
+    );
+    assert!(timed_out(&events).is_empty(), "{:?}", timed_out(&events));
+    let fired = timed_out(&p.tick(t0.add(Duration::from_secs(33))));
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].0.call_id().as_deref(), Some("lost@x"));
+    assert_eq!(fired[0].1, TimeoutCause::NoFinalResponse);
+}

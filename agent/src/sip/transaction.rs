@@ -15,7 +15,7 @@
 //! retransmissions (Timer D/J-like), then is retired.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -289,6 +289,12 @@ pub struct TransactionTable {
     by_key: HashMap<TransactionKey, TransactionId>,
     by_id: HashMap<TransactionId, Box<Transaction>>,
     deadlines: BinaryHeap<Reverse<(Timestamp, TransactionId)>>,
+    /// Completed transactions in completion order (so deadline order),
+    /// lingering for retransmissions: a full table evicts these first. An
+    /// open transaction is still waiting for the answer whose absence is a
+    /// finding; evicted by deadline alone, at a few thousand transactions
+    /// a second it went after ten seconds, long before its Timer B/F.
+    lingering: VecDeque<(Timestamp, TransactionId)>,
     next_id: TransactionId,
     pub stats: TransactionStats,
 }
@@ -300,6 +306,7 @@ impl TransactionTable {
             by_key: HashMap::new(),
             by_id: HashMap::new(),
             deadlines: BinaryHeap::new(),
+            lingering: VecDeque::new(),
             next_id: 1,
             stats: TransactionStats::default(),
         }
@@ -423,6 +430,7 @@ impl TransactionTable {
                 // Linger to absorb retransmissions (Timer D/J-like).
                 tx.deadline = meta.ts + timeout;
                 self.deadlines.push(Reverse((tx.deadline, tx.id)));
+                self.lingering.push_back((tx.deadline, tx.id));
                 self.stats.completed += 1;
                 // Hand the messages over with the event; the entry lingers
                 // with only what retransmission matching needs, so the
@@ -460,6 +468,14 @@ impl TransactionTable {
         first: &MessageRecord,
         out: &mut Vec<TransactionEvent>,
     ) -> TransactionId {
+        if self.lingering.len() > 2 * self.config.max_transactions.max(1) {
+            // Entries of transactions already gone, kept behind a later
+            // deadline (packet times out of order): dropped, so the queue
+            // stays within the table's bound.
+            let by_id = &self.by_id;
+            self.lingering
+                .retain(|(d, id)| by_id.get(id).is_some_and(|t| t.deadline == *d));
+        }
         while self.by_key.len() >= self.config.max_transactions.max(1) {
             if !self.evict_oldest(out) {
                 break;
@@ -502,8 +518,16 @@ impl TransactionTable {
         id
     }
 
-    /// Remove the transaction with the earliest deadline; false if none.
+    /// Remove the completed transaction that completed first, else the
+    /// open one with the earliest deadline; false if none.
     fn evict_oldest(&mut self, out: &mut Vec<TransactionEvent>) -> bool {
+        while let Some((deadline, id)) = self.lingering.pop_front() {
+            // Its heap entry goes stale (take_if_current skips it).
+            if self.take_if_current(id, deadline).is_some() {
+                self.stats.evicted += 1;
+                return true;
+            }
+        }
         while let Some(Reverse((deadline, id))) = self.deadlines.pop() {
             if let Some(tx) = self.take_if_current(id, deadline) {
                 self.stats.evicted += 1;
@@ -531,6 +555,9 @@ impl TransactionTable {
 
     /// Run timers up to `now` (packet clock).
     pub fn tick(&mut self, now: Timestamp, out: &mut Vec<TransactionEvent>) {
+        while self.lingering.front().is_some_and(|(d, _)| *d <= now) {
+            self.lingering.pop_front();
+        }
         while let Some(&Reverse((deadline, id))) = self.deadlines.peek() {
             if deadline > now {
                 break;
@@ -553,6 +580,7 @@ impl TransactionTable {
         let mut rest: Vec<Box<Transaction>> = self.by_id.drain().map(|(_, tx)| tx).collect();
         self.by_key.clear();
         self.deadlines.clear();
+        self.lingering.clear();
         self.stats.in_flight = 0;
         rest.sort_by_key(|tx| tx.id);
         for tx in rest {

@@ -13,17 +13,19 @@
 //!
 //! Fixed-point formats:
 //! - *arrival* is kept in RTP timestamp units with 4 fractional bits (Q4):
-//!   `arrival_q4 = (now - first_seen) * clock_rate * 16 / 1e9`, computed as
-//!   whole seconds plus the nanosecond remainder so no intermediate exceeds
-//!   2^54 for clocks up to [`MAX_CLOCK_RATE`]. Relative to the first packet,
-//!   truncated to u32 (differences are taken with wrapping arithmetic, which
-//!   is exact while one transit difference stays under 2^27 timestamp units:
-//!   4.6 hours at 8 kHz).
+//!   `arrival_q4 = now * clock_rate * 16 / 1e9` on the packet clock,
+//!   computed as whole seconds plus the nanosecond remainder so no
+//!   intermediate overflows for clocks up to [`MAX_CLOCK_RATE`], truncated
+//!   to u32 (only differences count, taken with wrapping arithmetic, which
+//!   is exact while one transit difference stays under 2^27 timestamp
+//!   units: 4.6 hours at 8 kHz).
 //! - *transit* = `arrival_q4 - (rtp_timestamp << 4)`, wrapping u32.
 //! - *jitter* is RFC 3550 A.8's integer form
 //!   `jitter += |D| - ((jitter + 8) >> 4)`, i.e. the estimate scaled by 16;
 //!   since D itself is Q4, the stored value is the jitter in timestamp units
-//!   scaled by 256 (Q8), held in a u64 so no |D| can overflow it. The RFC's
+//!   scaled by 256 (Q8), in a u32: each |D| is capped at
+//!   [`sipscope_common::MAX_TRANSIT_STEP_Q4`] (2^23 timestamp units, a
+//!   timestamp jump rather than jitter), which keeps it at most 2^31. The RFC's
 //!   report value (an RR's interarrival jitter) is `jitter_q8 >> 8`. The four
 //!   extra bits keep sub-sample resolution (7.8 µs at 8 kHz) where whole
 //!   timestamp units would quantise every D to 125 µs.
@@ -140,7 +142,9 @@ impl RtpStreamStats {
             && before.flags & RTP_FLOW_HAS_TRANSIT != 0
             && before.transit_clock == clock
         {
-            self.jitter_sum_q8 = self.jitter_sum_q8.saturating_add(after.jitter_q8);
+            self.jitter_sum_q8 = self
+                .jitter_sum_q8
+                .saturating_add(u64::from(after.jitter_q8));
             self.jitter_samples += 1;
         }
         verdict
@@ -166,7 +170,7 @@ impl RtpStreamStats {
 
     /// RFC 3550 A.1 `received` (duplicates included, rejected excluded).
     pub fn received(&self) -> u32 {
-        self.state.received
+        self.state.received()
     }
 
     /// Extended highest sequence number received (A.1: cycles + max_seq).
@@ -201,8 +205,9 @@ impl RtpStreamStats {
         let expected = self.expected();
         let expected_interval = expected.wrapping_sub(self.expected_prior);
         self.expected_prior = expected;
-        let received_interval = self.state.received.wrapping_sub(self.received_prior);
-        self.received_prior = self.state.received;
+        let received = self.state.received();
+        let received_interval = received.wrapping_sub(self.received_prior);
+        self.received_prior = received;
         let lost_interval = i64::from(expected_interval) - i64::from(received_interval);
         let fraction = if expected_interval == 0 || lost_interval <= 0 {
             0
@@ -217,32 +222,32 @@ impl RtpStreamStats {
     }
 
     pub fn reordered(&self) -> u64 {
-        self.state.reordered
+        self.state.reordered.into()
     }
 
     /// Packets dropped by the A.1 large-jump check.
     pub fn rejected(&self) -> u64 {
-        self.state.rejected
+        self.state.rejected.into()
     }
 
     /// Sequence restarts accepted after a large jump (A.1 re-sync).
     pub fn restarts(&self) -> u64 {
-        self.state.restarts
+        self.state.restarts.into()
     }
 
     /// How often the SSRC on this flow changed (each change restarts stats).
     pub fn ssrc_changes(&self) -> u64 {
-        self.state.ssrc_changes
+        self.state.ssrc_changes.into()
     }
 
     /// Raw A.8 state: jitter in timestamp units × 256.
     pub fn jitter_q8(&self) -> u64 {
-        self.state.jitter_q8
+        self.state.jitter_q8.into()
     }
 
     /// A.8 interarrival jitter in timestamp units, as an RR carries it.
     pub fn jitter_rtp_units(&self) -> u32 {
-        (self.state.jitter_q8 >> 8).min(u64::from(u32::MAX)) as u32
+        self.state.jitter_q8 >> 8
     }
 
     /// Clock used for the last jitter update (0 if none yet).

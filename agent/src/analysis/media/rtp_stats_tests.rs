@@ -126,6 +126,11 @@ fn late_packet_within_misorder_is_reordered_beyond_is_rejected() {
         SeqVerdict::Rejected,
         "150 behind is more than MAX_MISORDER"
     );
+    assert_eq!(
+        (s.packets(), s.received()),
+        (203, 202),
+        "the rejected packet is counted but not received"
+    );
 }
 
 #[test]
@@ -202,6 +207,31 @@ fn fixed_point_jitter_tracks_the_floating_point_rfc_formula() {
             s.jitter_ms()
         );
     }
+}
+
+#[test]
+fn timestamp_jumps_cap_the_jitter_step_so_32_bits_hold_it() {
+    // Every packet jumps half the timestamp space (|D| = 2^31 in Q4): far
+    // beyond MAX_TRANSIT_STEP_Q4, so each step counts as the cap.
+    let mut s = RtpStreamStats::new();
+    for i in 0..1_000u32 {
+        let ts = if i % 2 == 0 { 0 } else { 1 << 27 };
+        s.update(
+            Timestamp(u64::from(i) * 20 * MS),
+            &header(i as u16, ts),
+            172,
+            8000,
+        );
+    }
+    let cap = u64::from(sipscope_common::MAX_TRANSIT_STEP_Q4);
+    // The estimate converges to 16 x the step and never passes 2^31.
+    assert!(s.jitter_q8() <= 1 << 31, "{}", s.jitter_q8());
+    assert!(
+        s.jitter_q8() >= 15 * cap,
+        "{} against the cap {cap}",
+        s.jitter_q8()
+    );
+    assert_eq!(s.jitter_rtp_units(), (s.jitter_q8() >> 8) as u32);
 }
 
 #[test]

@@ -60,6 +60,7 @@ fn per_cpu_states_merge_to_the_whole_flows_figures() {
     assert_eq!(merged.expected(), whole.expected());
     assert_eq!(merged.extended_max_seq(), whole.extended_max_seq());
     assert_eq!(merged.packets, whole.packets);
+    assert_eq!(merged.received(), whole.received());
     assert_eq!(merged.bytes, whole.bytes);
     assert_eq!(merged.first_seen_ns, whole.first_seen_ns);
     assert_eq!(merged.last_seen_ns, whole.last_seen_ns);
@@ -72,6 +73,52 @@ fn per_cpu_states_merge_to_the_whole_flows_figures() {
     let mut empty = [RtpFlowState::default(); 2];
     empty[0].local_drops = 2;
     assert_eq!(RtpFlowState::merge_cpus(empty.iter()).local_drops, 2);
+}
+
+/// The value's bytes from `RTP_FLOW_HOT_LEN` on: what an ordinary packet
+/// must leave alone so that it touches one cache line.
+fn cold_bytes(state: &RtpFlowState) -> Vec<u8> {
+    // SAFETY: RtpFlowState is plain #[repr(C)] integers without padding
+    // (its size is the sum of its fields, asserted in common).
+    let all = unsafe {
+        std::slice::from_raw_parts(
+            std::ptr::from_ref(state).cast::<u8>(),
+            std::mem::size_of::<RtpFlowState>(),
+        )
+    };
+    all[sipscope_common::RTP_FLOW_HOT_LEN..].to_vec()
+}
+
+/// With thousands of flows each update is a cache miss per line touched:
+/// in-order packets with jitter, a payload type and clock change, a
+/// sequence wrap's neighbours all stay in the value's first line.
+#[test]
+fn an_ordinary_packet_writes_only_the_hot_cache_line() {
+    let mut state = RtpFlowState::default();
+    let mut now = 5_000_000_000u64;
+    state.update(now, &pkt(100, 0), 172, 8_000);
+    let cold = cold_bytes(&state);
+    for i in 1..500u32 {
+        now += 20_000_000 + u64::from(i % 5) * 1_300_000;
+        let mut p = pkt(100 + i as u16, i * 160);
+        let clock = if i > 400 {
+            p.payload_type = 9;
+            16_000
+        } else {
+            8_000
+        };
+        state.update(now, &p, 172, clock);
+    }
+    assert!(state.jitter_q8 > 0 && state.received() == 500);
+    assert_eq!(
+        cold_bytes(&state),
+        cold,
+        "a per-packet field is past the hot line"
+    );
+    // A duplicate is a rare event: it may write the cold line.
+    state.update(now, &pkt(599, 0), 172, 16_000);
+    assert_eq!(state.duplicates, 1);
+    assert_ne!(cold_bytes(&state), cold);
 }
 
 #[test]

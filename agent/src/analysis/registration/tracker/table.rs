@@ -207,9 +207,14 @@ impl RegistrationTracker {
             return;
         }
         self.stats.diagnoses += 1;
+        // Named after the attempt it is filed under, if one is open.
+        let call_id = b
+            .attempt
+            .as_ref()
+            .map_or(&b.binding.call_id, |a| &a.call_id);
         let d = d
             .with_source(b.client.ip())
-            .about(Some(&b.binding.call_id), Some(&b.binding.aor));
+            .about(Some(call_id), Some(&b.binding.aor));
         out.push(Finding::Diagnosis(d.clone()));
         if let Some(a) = b.attempt.as_mut() {
             a.diagnoses.push(d);
