@@ -87,6 +87,9 @@ struct LocalDrop {
     at: Timestamp,
     what: String,
     reason: String,
+    /// A firewall rule dropped it (else the kernel for its own reason,
+    /// e.g. a full socket receive buffer).
+    netfilter: bool,
     count: u32,
     /// A final response was among what was dropped.
     final_response: bool,
@@ -340,12 +343,19 @@ impl Reachability {
         });
         let summary = match &local {
             Some(d) => format!(
-                "{} to {} ({}) got no final response at the UA: {} reached this host and the \
-                 local firewall dropped it ({}).",
+                "{} to {} ({}) got no final response at the UA: {} reached this host and {} \
+                 dropped it ({}).",
                 t.method,
                 meta.dst,
                 meta.transport.as_str(),
                 d.what,
+                // Not every drop is a rule's: a full socket receive buffer
+                // (an overloaded UA) loses the answer just as surely.
+                if d.netfilter {
+                    "the local firewall"
+                } else {
+                    "its kernel"
+                },
                 d.reason
             ),
             None if capture_ended => format!(
@@ -497,6 +507,7 @@ impl Reachability {
                         at: meta.ts,
                         what: format!("{} from {}", reference.label, meta.src),
                         reason: reason.name.clone(),
+                        netfilter: reason.is_netfilter(),
                         count: 1,
                         final_response: is_final,
                     })

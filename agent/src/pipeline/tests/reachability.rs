@@ -405,6 +405,33 @@ fn answer_seen_by_the_capture_but_dropped_locally_is_still_no_response() {
     assert_eq!(p.stats().transactions.completed, 1);
 }
 
+/// An answer the UA's own socket dropped (its receive buffer full, as an
+/// overloaded UA's is) is lost as surely as one a rule dropped: the
+/// request is still unanswered at the UA, and the summary says the kernel,
+/// not the firewall, dropped it. No firewall finding.
+#[test]
+fn answer_dropped_by_a_full_socket_buffer_is_no_response_without_a_firewall_finding() {
+    let mut p = pipeline();
+    let ok = response("200 OK", 1, "q1");
+    let mut events = p.ingest(&frame(0, UA, REGISTRAR, &register(1, "q1")));
+    events.extend(p.ingest(&frame(10, REGISTRAR, UA, &ok)));
+    events.extend(p.ingest_drop(&dropped(10, ip_udp(REGISTRAR, UA, &ok), "socket_rcvbuff")));
+    events.extend(p.tick(at(33_000)));
+    let found = diagnoses(&events);
+    assert_eq!(
+        found.iter().map(|d| d.code).collect::<Vec<_>>(),
+        vec![Code::NetNoResponse],
+        "{found:?}"
+    );
+    assert!(
+        found[0]
+            .summary
+            .contains("its kernel dropped it (socket_rcvbuff)"),
+        "{}",
+        found[0].summary
+    );
+}
+
 #[test]
 fn icmpv6_port_unreachable_quoting_sip_is_reported() {
     let (ua, registrar) = (
