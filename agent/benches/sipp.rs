@@ -427,12 +427,11 @@ fn main() {
         "  agent peak RSS: {:.1} MB (the tables are bounded: it must not grow with the run's length)",
         agent_peak_kb as f64 / 1024.0
     );
-    // The load is healthy but for SIPp's own failed calls (a server
-    // scenario that moved on leaves a retransmitted request unanswered,
-    // which the wire shows as net.no_response): any other finding is a
-    // false one.
+    // The load is healthy but for SIPp's own failed calls, whose lost
+    // answers can be a true net.no_response: any other finding is a false
+    // one.
     println!(
-        "  findings by code (target: none beyond a net.no_response per failed SIPp call): \
+        "  findings by code (target: none but net.no_response where SIPp calls failed): \
          {findings:?}"
     );
 }
