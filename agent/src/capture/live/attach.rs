@@ -338,7 +338,8 @@ impl InterfaceLock {
         std::fs::create_dir_all(&dir).map_err(io)?;
         let path = format!("{dir}/{netns}-{ifindex}.lock");
         // The holder removes the file as it exits: a file locked after
-        // that is no longer the one at the path, so open it again.
+        // that is no longer the one at the path, so open it again (a few
+        // times: each retry means another agent just exited).
         let mut attempts = 0;
         let (file, writable) = loop {
             let (file, writable) = Self::open(&path).map_err(io)?;
@@ -351,9 +352,16 @@ impl InterfaceLock {
                     pid: pid.trim().to_owned(),
                 });
             }
-            attempts += 1;
-            if Self::same_file(&file, &path) || attempts == 3 {
+            if Self::same_file(&file, &path) {
                 break (file, writable);
+            }
+            attempts += 1;
+            if attempts == 3 {
+                // Never hold a lock on a file no longer at the path: it
+                // would exclude nobody.
+                return Err(io(std::io::Error::other(
+                    "the lock file kept being replaced while locking it; try again",
+                )));
             }
         };
         if writable {
