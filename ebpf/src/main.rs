@@ -15,6 +15,7 @@
 
 mod capture;
 mod drops;
+mod floor;
 mod frame;
 mod maps;
 mod rtp;
@@ -154,6 +155,14 @@ pub fn sipscope_xdp_empty(_ctx: XdpContext) -> u32 {
 /// The TC programs' baseline in the benchmark.
 #[classifier]
 pub fn sipscope_tc_empty(_ctx: TcContext) -> i32 {
+    TC_ACT_OK
+}
+
+/// Timestamp, ring record and frame copy only: the benchmark's floor
+/// for the SIP row (see `floor`).
+#[classifier]
+pub fn sipscope_tc_floor(ctx: TcContext) -> i32 {
+    floor::capture(&SkbFrame(&ctx));
     TC_ACT_OK
 }
 
