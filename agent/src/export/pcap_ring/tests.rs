@@ -182,8 +182,9 @@ fn rotation_by_size_keeps_the_newest_files_and_every_frame_is_counted() {
     assert_eq!(kept, expect);
 }
 
-#[test]
-fn rotation_by_age_starts_a_file_per_period_of_capture_time() {
+/// A ring in a fresh directory that starts a file every 10 s of capture
+/// time.
+fn ring_every_10s() -> (tempfile::TempDir, PcapRing) {
     let dir = tempfile::tempdir().unwrap();
     let rotation = Rotation {
         size: None,
@@ -192,6 +193,12 @@ fn rotation_by_age_starts_a_file_per_period_of_capture_time() {
     };
     let (report, _) = reports();
     let ring = PcapRing::start(&dir.path().join("sip.pcapng"), rotation, names(), report).unwrap();
+    (dir, ring)
+}
+
+#[test]
+fn rotation_by_age_starts_a_file_per_period_of_capture_time() {
+    let (dir, ring) = ring_every_10s();
     // One frame a second for 25 s: files at 0, 10 and 20 s.
     for i in 0..25 {
         ring.submit(frame(i, 2, Direction::Ingress));
@@ -296,14 +303,7 @@ fn is_open(path: &Path) -> bool {
 
 #[test]
 fn a_quiet_capture_closes_the_file_when_its_period_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let rotation = Rotation {
-        size: None,
-        every: Some(Duration::from_secs(10)),
-        keep: None,
-    };
-    let (report, _) = reports();
-    let ring = PcapRing::start(&dir.path().join("sip.pcapng"), rotation, names(), report).unwrap();
+    let (dir, ring) = ring_every_10s();
     ring.submit(frame(0, 2, Direction::Ingress));
     // Ticks within the period leave the file open.
     ring.tick(Timestamp::from_nanos(T0 + 9_000_000_000));
