@@ -7,8 +7,8 @@
 //! the empty program is the figure to watch.
 //!
 //! The SIP frame also runs through the capture floor (`floor` in the eBPF
-//! crate): a TC program that only timestamps the frame, reserves the SIP
-//! path's ring record and copies the frame into it. What any capture of a
+//! crate): an XDP and a TC program that only timestamp the frame, reserve the SIP
+//! path's ring record and copy the frame into it. What any capture of a
 //! message costs here; the SIP rows' cost above it is sipscope's own.
 //!
 //! Run as root: `cargo xtask bench kernel` (= `cargo bench -p sipscope --bench kernel`).
@@ -153,6 +153,11 @@ fn main() {
         (names::TC_INGRESS_510, names::TC_EMPTY, oldest.clone()),
         (names::TC_EGRESS_510, names::TC_EMPTY, oldest),
         (
+            names::XDP_CAPTURE_FLOOR,
+            names::XDP_EMPTY,
+            KernelFeatures::all(),
+        ),
+        (
             names::TC_CAPTURE_FLOOR,
             names::TC_EMPTY,
             KernelFeatures::all(),
@@ -217,7 +222,7 @@ fn main() {
                 continue;
             }
             // The floor is the SIP path's alone.
-            let floor = variant == names::TC_CAPTURE_FLOOR;
+            let floor = [names::XDP_CAPTURE_FLOOR, names::TC_CAPTURE_FLOOR].contains(&variant);
             if floor && !matches!(outcome, Outcome::Captured) {
                 continue;
             }

@@ -35,6 +35,8 @@ pub mod names {
     /// TC program that only timestamps, reserves and copies a frame into
     /// the ring: the floor under the benchmark's SIP row.
     pub const TC_CAPTURE_FLOOR: &str = "sipscope_tc_floor";
+    /// The same for XDP.
+    pub const XDP_CAPTURE_FLOOR: &str = "sipscope_xdp_floor";
     /// IPv6 RTP flows (`LruHashMap<RtpFlowKey, RtpFlowState>`), never
     /// copied out.
     pub const RTP_FLOWS: &str = "RTP_FLOWS";

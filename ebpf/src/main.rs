@@ -159,11 +159,18 @@ pub fn sipscope_tc_empty(_ctx: TcContext) -> i32 {
 }
 
 /// Timestamp, ring record and frame copy only: the benchmark's floor
-/// for the SIP row (see `floor`).
+/// for the SIP rows of TC (see `floor`).
 #[classifier]
 pub fn sipscope_tc_floor(ctx: TcContext) -> i32 {
     floor::capture(&SkbFrame(&ctx));
     TC_ACT_OK
+}
+
+/// The same floor for XDP.
+#[xdp]
+pub fn sipscope_xdp_floor(ctx: XdpContext) -> u32 {
+    floor::capture(&XdpFrame(&ctx));
+    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

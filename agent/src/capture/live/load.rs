@@ -200,11 +200,16 @@ impl LoadedObject {
     }
 
     /// Loads the benchmarks' baselines: the do-nothing XDP and TC
-    /// programs, and the TC capture floor (timestamp, ring record, copy).
+    /// programs, and the TC capture floor (timestamp, ring record, copy),
+    /// and XDP's where the kernel has `bpf_xdp_load_bytes`.
     pub fn load_bench_programs(&mut self) -> Result<(), LiveError> {
         load_program(&mut self.ebpf, names::XDP_EMPTY)?;
         load_program(&mut self.ebpf, names::TC_EMPTY)?;
-        load_program(&mut self.ebpf, names::TC_CAPTURE_FLOOR)
+        load_program(&mut self.ebpf, names::TC_CAPTURE_FLOOR)?;
+        if self.features.xdp() {
+            load_program(&mut self.ebpf, names::XDP_CAPTURE_FLOOR)?;
+        }
+        Ok(())
     }
 
     /// Takes the ring buffer out of the object to read it.
