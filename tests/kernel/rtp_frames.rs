@@ -61,6 +61,14 @@ fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
     // telephone-event (PT 101, whose timestamp stands still: no clock).
     monitor.set_port_clock(16_000, 111, 48_000).unwrap();
     monitor.set_port_clock(16_000, 101, 0).unwrap();
+    // Static types keep their RFC 3551 clock: the kernel never looks
+    // them up per port, so they cannot be set.
+    let static_type = monitor.set_port_clock(16_000, 9, 16_000).unwrap_err();
+    let why = std::error::Error::source(&static_type).map(ToString::to_string);
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("is static")),
+        "{static_type}: {why:?}"
+    );
 
     let g711 = [0xd5u8; 160];
     run(&object, &frame(40_000, 16_000, &rtp(0x80, 111, 1, &g711)));
@@ -130,5 +138,43 @@ fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
         (opus.state.packets, opus.state.cumulative_lost()),
         (2, 1),
         "seq 2 never counted"
+    );
+}
+
+/// A flow keeps the clock SDP negotiated for its stream and payload type
+/// (one lookup per stream, not two per packet): it stays when the port's
+/// entry leaves the map mid-stream, and a new SSRC looks up again.
+#[test]
+fn a_flow_keeps_its_negotiated_clock_until_its_stream_changes() {
+    require_root();
+    let mut object = load_object_with(DEFAULT_RING_SIZE, 64).expect("loading");
+    object.set_sip_ports(&[]).unwrap();
+    object.configure_rtp(&RtpSettings::default()).unwrap();
+    object.load_capture_programs().expect("verifier");
+    let mut monitor =
+        RtpMonitor::take(&mut object, KtimeClock::new(), Duration::from_secs(3600)).unwrap();
+    monitor.set_port_clock(16_000, 111, 48_000).unwrap();
+    let opus = [0u8; 80];
+    run(&object, &frame(40_000, 16_000, &rtp(0x80, 111, 1, &opus)));
+    // The call's clock leaves the map (so a lookup would now find the
+    // 8 kHz default) while the same stream goes on.
+    monitor.remove_port_clock(16_000, 111).unwrap();
+    run(&object, &frame(40_000, 16_000, &rtp(0x80, 111, 2, &opus)));
+    let poll = monitor.poll().unwrap();
+    let flow = poll.active.iter().find(|f| f.src.port() == 40_000).unwrap();
+    assert_eq!(
+        (flow.state.packets, flow.state.transit_clock),
+        (2, 48_000),
+        "the kept clock"
+    );
+    // Another source on the same 5-tuple: looked up again, default now.
+    let mut other = rtp(0x80, 111, 3, &opus);
+    other[11] = 2;
+    run(&object, &frame(40_000, 16_000, &other));
+    let poll = monitor.poll().unwrap();
+    let flow = poll.active.iter().find(|f| f.src.port() == 40_000).unwrap();
+    assert_eq!(
+        (flow.state.ssrc, flow.state.transit_clock),
+        (0xcafe_0002, 8_000)
     );
 }
