@@ -266,10 +266,40 @@ fn send_from_peer(pair: &VethPair, port: u16, payload: &[u8], n: usize) -> UdpSo
     let sock = in_netns(&pair.peer, || {
         UdpSocket::bind((VethPair::PEER_V4, 0)).unwrap()
     });
-    for _ in 0..n {
-        sock.send_to(payload, (VethPair::HOST_V4, port)).unwrap();
-    }
+    on_one_cpu(|| {
+        for _ in 0..n {
+            sock.send_to(payload, (VethPair::HOST_V4, port)).unwrap();
+        }
+    });
     sock
+}
+
+/// Runs `f` on a thread pinned to the CPU it starts on. A veth delivers
+/// in the sender's context, so the receive path, the nft drop and its
+/// report all run on the sender's CPU; the 5.10 programs keep flows (and
+/// a flow's one drop report) per CPU, and a sender that migrated
+/// mid-burst would split one flow's report in two.
+fn on_one_cpu(f: impl FnOnce() + Send) {
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET and
+            // sched_setaffinity(0, ...) act on this thread only.
+            unsafe {
+                let mut set: libc::cpu_set_t = std::mem::zeroed();
+                libc::CPU_SET(libc::sched_getcpu() as usize, &mut set);
+                let rc = libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set);
+                assert_eq!(
+                    rc,
+                    0,
+                    "pinning the sender: {}",
+                    std::io::Error::last_os_error()
+                );
+            }
+            f();
+        })
+        .join()
+        .unwrap()
+    });
 }
 
 /// `n` copies of `payload` from the peer to this host's `port`, which an
