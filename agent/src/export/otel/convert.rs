@@ -244,6 +244,11 @@ mod tests {
         assert!(f.allows_attribute(attr::DIAGNOSIS_SUMMARY, &prose));
         let spaced: Value = "Digest username=\"a\", response = \"abc\"".into();
         assert!(!f.allows_attribute("sip.note", &spaced));
+        let shouted: Value = "dIGEST username=\"a\",RESPONSE=\"abc\"".into();
+        assert!(!f.allows_attribute("sip.note", &shouted));
+        // A candidate byte too close to the end for a whole match.
+        let cut: Value = "response=1 dige".into();
+        assert!(f.allows_attribute("sip.note", &cut));
         let f = AttributeFilter::new(true);
         assert!(f.allows_attribute("sip.note", &header));
         assert!(f.allows("sip.auth.response"));
