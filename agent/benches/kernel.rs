@@ -6,6 +6,11 @@
 //! store. Absolute times on shared machines are noise; the difference to
 //! the empty program is the figure to watch.
 //!
+//! The SIP frame also runs through the capture floor (`floor` in the eBPF
+//! crate): an XDP and a TC program that only timestamp the frame, reserve the SIP
+//! path's ring record and copy the frame into it. What any capture of a
+//! message costs here; the SIP rows' cost above it is sipscope's own.
+//!
 //! Run as root: `cargo xtask bench kernel` (= `cargo bench -p sipscope --bench kernel`).
 
 use std::time::Duration;
@@ -30,6 +35,8 @@ enum Outcome {
     Passed,
     Captured,
     RtpAccounted,
+    /// The capture floor: one ring record per run, no counter.
+    Recorded,
 }
 
 /// Packets per program per frame kind (`BENCH_PACKETS` overrides it, for
@@ -80,7 +87,7 @@ fn ns_per_packet(
     prog: &str,
     frame: &[u8],
     packets: u32,
-) -> f64 {
+) -> (f64, u64) {
     let program = object.ebpf.program(prog).expect("program in object");
     let run = |repeat: u32| {
         let opts = TestRunOptions {
@@ -100,15 +107,17 @@ fn ns_per_packet(
         }
     };
     let mut total = Duration::ZERO;
-    let mut done = 0;
+    let (mut done, mut records) = (0, 0);
     while done < packets {
         let repeat = BATCH.min(packets - done);
         // The kernel reports the mean duration of one run.
         total += run(repeat) * repeat;
         done += repeat;
-        while ring.next().is_some() {}
+        while ring.next().is_some() {
+            records += 1;
+        }
     }
-    total.as_nanos() as f64 / f64::from(packets)
+    (total.as_nanos() as f64 / f64::from(packets), records)
 }
 
 fn read_counters<C: CounterSlot, const N: usize>(
@@ -143,6 +152,16 @@ fn main() {
         (names::TC_EGRESS, names::TC_EMPTY, KernelFeatures::all()),
         (names::TC_INGRESS_510, names::TC_EMPTY, oldest.clone()),
         (names::TC_EGRESS_510, names::TC_EMPTY, oldest),
+        (
+            names::XDP_CAPTURE_FLOOR,
+            names::XDP_EMPTY,
+            KernelFeatures::all(),
+        ),
+        (
+            names::TC_CAPTURE_FLOOR,
+            names::TC_EMPTY,
+            KernelFeatures::all(),
+        ),
     ];
     let sip = udp_frame(5060, SIP.as_bytes());
     // Each case with the counter every one of its runs must bump: the
@@ -191,7 +210,7 @@ fn main() {
             .configure_rtp(&RtpSettings::default())
             .expect("RTP settings");
         object.load_all_variants().expect("verifier");
-        object.load_empty_program().expect("empty programs");
+        object.load_bench_programs().expect("empty programs");
         let mut ring = object.take_ring().expect("ring buffer");
         let counters = object.take_counters().expect("capture counters");
         let rtp_counters = object.take_rtp_counters().expect("RTP counters");
@@ -202,23 +221,19 @@ fn main() {
             if !format!("{variant} {label}").contains(&only) {
                 continue;
             }
+            // The floor is the SIP path's alone.
+            let floor = [names::XDP_CAPTURE_FLOOR, names::TC_CAPTURE_FLOOR].contains(&variant);
+            if floor && !matches!(outcome, Outcome::Captured) {
+                continue;
+            }
+            let outcome = if floor { &Outcome::Recorded } else { outcome };
             let before = read();
-            let (mut empty, mut capture) = (Vec::new(), Vec::new());
+            let (mut empty, mut capture, mut records) = (Vec::new(), Vec::new(), 0);
             for _ in 0..ROUNDS {
-                empty.push(ns_per_packet(
-                    &mut object,
-                    &mut ring,
-                    baseline,
-                    frame,
-                    per_round,
-                ));
-                capture.push(ns_per_packet(
-                    &mut object,
-                    &mut ring,
-                    variant,
-                    frame,
-                    per_round,
-                ));
+                empty.push(ns_per_packet(&mut object, &mut ring, baseline, frame, per_round).0);
+                let (ns, n) = ns_per_packet(&mut object, &mut ring, variant, frame, per_round);
+                capture.push(ns);
+                records += n;
             }
             let after = read();
             let grew = match outcome {
@@ -230,6 +245,7 @@ fn main() {
                 Outcome::RtpAccounted => {
                     Some(after.1.get(RtpCounter::Packets) - before.1.get(RtpCounter::Packets))
                 }
+                Outcome::Recorded => Some(records),
             };
             if let Some(grew) = grew {
                 assert_eq!(

@@ -152,7 +152,7 @@ fn attach(mode: Mode, pair: &VethPair, dir: &TempDir) -> Attached {
         in_netns(&pair.host, move || {
             let mut object = load_object_for(DEFAULT_RING_SIZE, 1, KernelFeatures::all())
                 .expect("loading the eBPF object");
-            object.load_empty_program().expect("empty programs");
+            object.load_bench_programs().expect("empty programs");
             let id = if xdp {
                 let prog: &mut Xdp = program(&mut object, names::XDP_EMPTY);
                 prog.attach(&iface, XdpMode::Driver).expect("attaching XDP");

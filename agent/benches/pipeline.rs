@@ -18,12 +18,19 @@
 //!   time grows faster than the file (its SIP state tables): tshark runs on
 //!   the small capture only by default, and every ratio printed says which
 //!   files it compares.
-//! - `SIPSCOPE_BENCH_CASES=console,json,otlp`: the analyze commands to run.
+//! - `SIPSCOPE_BENCH_CASES=console,json,otlp,media`: the analyze commands
+//!   to run; `media` is the RTP-heavy capture below.
+//! - `SIPSCOPE_BENCH_MEDIA_CALLS` (default 100): calls of the RTP-heavy
+//!   capture, 60 s of G.711 each way (100 calls: 600,300 packets), as a
+//!   PBX's `tcpdump -w` holds it. `sipscope analyze` on it is compared with
+//!   what a user runs for RTP, `tshark -q -z rtp,streams`.
 //!
 //! Each measurement runs in a child process so its peak RSS (getrusage
 //! maxrss of the child) is its own. The captures are generated once per
 //! size into the target directory and reused.
 
+#[path = "pipeline/media_capture.rs"]
+mod media_capture;
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
@@ -107,16 +114,22 @@ fn main() {
     let endpoint = receiver
         .serve(std::net::TcpListener::bind("127.0.0.1:0").expect("binding the OTLP receiver"));
     let cases =
-        std::env::var("SIPSCOPE_BENCH_CASES").unwrap_or_else(|_| "console,json,otlp".into());
+        std::env::var("SIPSCOPE_BENCH_CASES").unwrap_or_else(|_| "console,json,otlp,media".into());
     for case in cases.split(',') {
         let (label, extra): (&str, Vec<&str>) = match case.trim() {
+            "media" => {
+                media(&dir);
+                continue;
+            }
             "console" => ("sipscope analyze F", vec![]),
             "json" => ("sipscope analyze --json F", vec!["--json"]),
             "otlp" => (
                 "sipscope analyze --otlp-endpoint URL F",
                 vec!["--otlp-endpoint", &endpoint],
             ),
-            other => panic!("SIPSCOPE_BENCH_CASES: unknown case `{other}` (console, json, otlp)"),
+            other => {
+                panic!("SIPSCOPE_BENCH_CASES: unknown case `{other}` (console, json, otlp, media)")
+            }
         };
         receiver.take();
         let runs = files.clone().map(|f| {
@@ -170,6 +183,65 @@ fn main() {
             if flat <= FLAT { "" } else { ", missed" }
         );
     }
+}
+
+/// The RTP-heavy capture: `sipscope analyze F` against `tshark -q -z
+/// rtp,streams F`, after checking that analyze accounted every RTP packet
+/// (so the time is not that of a path that skipped them).
+fn media(dir: &Path) {
+    const SECS: u32 = 60;
+    let calls = env_u64("SIPSCOPE_BENCH_MEDIA_CALLS", 100) as u32;
+    let path = dir.join(format!(
+        "bench-media-v{GENERATOR_VERSION}-{calls}x{SECS}.pcap"
+    ));
+    let rtp = u64::from(calls) * u64::from(SECS) * 50 * 2;
+    if !path.exists() {
+        let partial = path.with_extension("partial");
+        let written = media_capture::generate(&partial, calls, SECS);
+        assert_eq!(written.rtp, rtp);
+        std::fs::rename(&partial, &path).expect("rename generated capture");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sipscope"))
+        .arg("analyze")
+        .arg(&path)
+        .output()
+        .expect("sipscope analyze");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let accounted = format!("in the capture {rtp} ");
+    assert!(
+        text.lines()
+            .any(|l| l.trim_start().starts_with("RTP") && l.contains(&accounted)),
+        "sipscope analyze {} did not account all {rtp} RTP packets",
+        path.display()
+    );
+    let m = analyze(&path, &[]);
+    let mut cmd = Command::new("tshark");
+    cmd.args(["-q", "-z", "rtp,streams", "-r"]).arg(&path);
+    let packets = rtp + 3 * u64::from(calls);
+    println!(
+        "capture {}: {calls} calls, {packets} packets ({rtp} RTP), {:.1} MB",
+        name(&path),
+        std::fs::metadata(&path).map_or(0.0, |m| m.len() as f64 / 1e6)
+    );
+    let Some(t) = timed(cmd) else {
+        println!("tshark not found: baseline skipped (apt-get install tshark)");
+        return;
+    };
+    println!(
+        "tshark -q -z rtp,streams -r {}: {:.2} s, peak RSS {:.1} MB",
+        name(&path),
+        t.secs,
+        mb(t.rss_kb)
+    );
+    println!(
+        "sipscope analyze F > /dev/null on {}: {:.2} s = {:.0} packets/s, {:.1}x tshark's RTP streams, peak RSS {:.1} MB = {:.2} of tshark's",
+        name(&path),
+        m.secs,
+        packets as f64 / m.secs,
+        t.secs / m.secs,
+        mb(m.rss_kb),
+        m.rss_kb as f64 / t.rss_kb.max(1) as f64
+    );
 }
 
 fn mb(kb: i64) -> f64 {

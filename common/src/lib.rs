@@ -32,6 +32,11 @@ pub mod names {
     pub const XDP_EMPTY: &str = "sipscope_xdp_empty";
     /// TC program that only returns `TC_ACT_OK`: the TC baseline.
     pub const TC_EMPTY: &str = "sipscope_tc_empty";
+    /// TC program that only timestamps, reserves and copies a frame into
+    /// the ring: the floor under the benchmark's SIP row.
+    pub const TC_CAPTURE_FLOOR: &str = "sipscope_tc_floor";
+    /// The same for XDP.
+    pub const XDP_CAPTURE_FLOOR: &str = "sipscope_xdp_floor";
     /// IPv6 RTP flows (`LruHashMap<RtpFlowKey, RtpFlowState>`), never
     /// copied out.
     pub const RTP_FLOWS: &str = "RTP_FLOWS";

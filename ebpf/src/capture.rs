@@ -203,7 +203,7 @@ fn emit<F: Frame>(
 
 /// Room after the frame bytes for the verifier's bound on the copy that
 /// follows a put-back VLAN tag (it starts 16 bytes in, bounded by `SIZE`).
-const VLAN_SLACK: usize = VLAN_TAG_OFFSET + VLAN_TAG_LEN;
+pub const VLAN_SLACK: usize = VLAN_TAG_OFFSET + VLAN_TAG_LEN;
 
 /// Reserves header + `SIZE` frame bytes in the ring and copies the frame
 /// straight into the reservation (at most `SIZE` bytes, a power of two).

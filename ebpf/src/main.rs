@@ -15,6 +15,7 @@
 
 mod capture;
 mod drops;
+mod floor;
 mod frame;
 mod maps;
 mod rtp;
@@ -155,6 +156,21 @@ pub fn sipscope_xdp_empty(_ctx: XdpContext) -> u32 {
 #[classifier]
 pub fn sipscope_tc_empty(_ctx: TcContext) -> i32 {
     TC_ACT_OK
+}
+
+/// Timestamp, ring record and frame copy only: the benchmark's floor
+/// for the SIP rows of TC (see `floor`).
+#[classifier]
+pub fn sipscope_tc_floor(ctx: TcContext) -> i32 {
+    floor::capture(&SkbFrame(&ctx));
+    TC_ACT_OK
+}
+
+/// The same floor for XDP.
+#[xdp]
+pub fn sipscope_xdp_floor(ctx: XdpContext) -> u32 {
+    floor::capture(&XdpFrame(&ctx));
+    xdp_action::XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -33,7 +33,7 @@ fn programs_pass_the_verifier_with_default_and_minimal_ring_sizes() {
         // the kernel has what they need.
         assert!(loaded.contains(&names::TC_INGRESS_510) && loaded.contains(&names::TC_EGRESS_510));
         assert_eq!(loaded.contains(&names::XDP_INGRESS), obj.features.xdp());
-        obj.load_empty_program().unwrap();
+        obj.load_bench_programs().unwrap();
     }
 }
 

@@ -433,7 +433,11 @@ async fn run(resolved: Resolved, argv: Vec<OsString>) -> anyhow::Result<ExitCode
             _ = tick.tick() => {
                 // After the frames read so far: everything captured before
                 // `now` is (nearly always) already in the channel.
-                let _ = tx.try_send(CoreInput::Tick(capture.now()));
+                let now = capture.now();
+                let _ = tx.try_send(CoreInput::Tick(now));
+                if let Some(p) = &pcap {
+                    p.tick(now);
+                }
                 let lines = capture.tls_rescan();
                 show_lines(&mut out, output, &lines)?;
                 if let Ok(c) = capture.counters() {

@@ -450,6 +450,9 @@ impl CallTracker {
             }
         }
         match c.call.state {
+            // Up when the input ended: counted as `open_at_end`, not as
+            // a call someone ended.
+            CallState::Ended if c.call.end == Some(CallEnd::CaptureEnded) => {}
             CallState::Ended => self.stats.ended += 1,
             CallState::Failed => self.stats.failed += 1,
             CallState::Cancelled => self.stats.cancelled += 1,

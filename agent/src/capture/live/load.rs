@@ -199,10 +199,17 @@ impl LoadedObject {
         self.features.tc_programs().1
     }
 
-    /// Loads the do-nothing XDP and TC programs (benchmark baselines).
-    pub fn load_empty_program(&mut self) -> Result<(), LiveError> {
+    /// Loads the benchmarks' baselines: the do-nothing XDP and TC
+    /// programs, and the TC capture floor (timestamp, ring record, copy),
+    /// and XDP's where the kernel has `bpf_xdp_load_bytes`.
+    pub fn load_bench_programs(&mut self) -> Result<(), LiveError> {
         load_program(&mut self.ebpf, names::XDP_EMPTY)?;
-        load_program(&mut self.ebpf, names::TC_EMPTY)
+        load_program(&mut self.ebpf, names::TC_EMPTY)?;
+        load_program(&mut self.ebpf, names::TC_CAPTURE_FLOOR)?;
+        if self.features.xdp() {
+            load_program(&mut self.ebpf, names::XDP_CAPTURE_FLOOR)?;
+        }
+        Ok(())
     }
 
     /// Takes the ring buffer out of the object to read it.

@@ -10,6 +10,12 @@
 //! analysis go on, and a new file is tried a second later on the capture
 //! clock (or at the next rotation), reported once more when writing works
 //! again.
+//!
+//! The file of a period closes when its period ends even if the capture is
+//! quiet then: the run loop's tick carries the capture clock here
+//! ([`PcapRing::tick`]), so an hourly file can be shipped at the hour and
+//! not only once the next frame arrives. The next file starts with the
+//! next frame (a quiet period leaves no empty files behind).
 
 mod encode;
 mod policy;
@@ -120,9 +126,16 @@ impl PcapRingCounters {
 /// Receives the one-line reports (write failed, writing again).
 pub type Report = Box<dyn FnMut(&str) + Send>;
 
+/// What the writer thread is handed.
+enum Queued {
+    Frame(Packet),
+    /// The capture clock now: closes a file whose period is over.
+    Tick(Timestamp),
+}
+
 /// The writer: [`PcapRing::submit`] from the capture reader, never blocking.
 pub struct PcapRing {
-    tx: SyncSender<Packet>,
+    tx: SyncSender<Queued>,
     counters: Arc<Counters>,
     thread: JoinHandle<()>,
 }
@@ -186,11 +199,18 @@ impl PcapRing {
 
     /// Queues a frame for the file; a full queue drops it (counted).
     pub fn submit(&self, packet: Packet) {
-        match self.tx.try_send(packet) {
+        match self.tx.try_send(Queued::Frame(packet)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => Counters::add(&self.counters.queue_full, 1),
             Err(TrySendError::Disconnected(_)) => Counters::add(&self.counters.not_written, 1),
         }
+    }
+
+    /// The capture clock reads `now`: a file whose `--pcap-rotate-every`
+    /// period is over is closed. Skipped when the queue is full (the
+    /// frames queued then rotate it anyway).
+    pub fn tick(&self, now: Timestamp) {
+        let _ = self.tx.try_send(Queued::Tick(now));
     }
 
     pub fn stats(&self) -> PcapRingStats {
@@ -258,14 +278,31 @@ struct Ring {
 }
 
 impl Ring {
-    fn run(&mut self, rx: Receiver<Packet>) {
+    fn run(&mut self, rx: Receiver<Queued>) {
         while let Ok(first) = rx.recv() {
-            for packet in std::iter::once(first).chain(rx.try_iter()) {
-                self.push(&packet);
+            for queued in std::iter::once(first).chain(rx.try_iter()) {
+                match queued {
+                    Queued::Frame(packet) => self.push(&packet),
+                    Queued::Tick(now) => self.close_if_over(now),
+                }
             }
             self.write_pending();
         }
         self.write_pending();
+    }
+
+    /// Closes the current file if its period ended by `now` (age only:
+    /// size grows only with frames, which check it themselves).
+    fn close_if_over(&mut self, now: Timestamp) {
+        let over = self.current.as_ref().is_some_and(|c| {
+            self.rotation
+                .every
+                .is_some_and(|every| now.since(c.opened) >= every)
+        });
+        if over {
+            self.write_pending();
+            self.current = None;
+        }
     }
 
     fn push(&mut self, packet: &Packet) {

@@ -182,8 +182,9 @@ fn rotation_by_size_keeps_the_newest_files_and_every_frame_is_counted() {
     assert_eq!(kept, expect);
 }
 
-#[test]
-fn rotation_by_age_starts_a_file_per_period_of_capture_time() {
+/// A ring in a fresh directory that starts a file every 10 s of capture
+/// time.
+fn ring_every_10s() -> (tempfile::TempDir, PcapRing) {
     let dir = tempfile::tempdir().unwrap();
     let rotation = Rotation {
         size: None,
@@ -192,6 +193,12 @@ fn rotation_by_age_starts_a_file_per_period_of_capture_time() {
     };
     let (report, _) = reports();
     let ring = PcapRing::start(&dir.path().join("sip.pcapng"), rotation, names(), report).unwrap();
+    (dir, ring)
+}
+
+#[test]
+fn rotation_by_age_starts_a_file_per_period_of_capture_time() {
+    let (dir, ring) = ring_every_10s();
     // One frame a second for 25 s: files at 0, 10 and 20 s.
     for i in 0..25 {
         ring.submit(frame(i, 2, Direction::Ingress));
@@ -274,4 +281,44 @@ fn a_stalled_disk_never_makes_the_capture_reader_wait_and_drops_are_counted() {
     assert_eq!(stats.written + stats.queue_full, FRAMES, "{stats:?}");
     assert_eq!(stats.not_written, 0);
     assert!(bytes > 0);
+}
+
+/// Polls `done` until it holds; fails the test after `limit`.
+fn wait_until(limit: Duration, what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Whether this process holds `path` open (its /proc/self/fd links).
+fn is_open(path: &Path) -> bool {
+    let path = path.canonicalize().unwrap();
+    std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .any(|target| target == path)
+}
+
+#[test]
+fn a_quiet_capture_closes_the_file_when_its_period_ends() {
+    let (dir, ring) = ring_every_10s();
+    ring.submit(frame(0, 2, Direction::Ingress));
+    // Ticks within the period leave the file open.
+    ring.tick(Timestamp::from_nanos(T0 + 9_000_000_000));
+    wait_until(Duration::from_secs(10), "frame written", || {
+        ring.stats().written == 1
+    });
+    let file = sorted_files(dir.path()).remove(0);
+    assert!(is_open(&file), "the period is not over yet");
+    // No frame comes; the tick at the period's end closes the file.
+    ring.tick(Timestamp::from_nanos(T0 + 10_000_000_000));
+    wait_until(Duration::from_secs(10), "file closed", || !is_open(&file));
+    assert_eq!(tshark(&file, &["frame.number"]).len(), 1);
+    // The next frame starts the next file; the quiet period left none.
+    ring.submit(frame(30, 2, Direction::Ingress));
+    let stats = ring.finish();
+    assert_eq!((stats.files, stats.written), (2, 2));
+    assert_eq!(sorted_files(dir.path()).len(), 2);
 }
