@@ -21,12 +21,10 @@ use aya::{
 };
 use etherparse::PacketBuilder;
 use sipscope::capture::live::{
-    CaptureCounters, CompatMode, KernelCounters, KernelFeatures, LoadedObject, RtpSettings,
-    Support, load_object_for,
+    CaptureCounters, CompatMode, KernelCounters, KernelFeatures, KtimeClock, LoadedObject,
+    RtpCounters, RtpMonitor, RtpSettings, Support, load_object_for,
 };
 use sipscope_common::{CaptureCounter, CounterSlot, DEFAULT_RING_SIZE, RtpCounter, names};
-
-type RtpCounters = KernelCounters<RtpCounter, { RtpCounter::COUNT as usize }>;
 
 /// What every run of a frame must have done (its counter grew by one).
 #[derive(Clone, Copy)]
@@ -73,13 +71,32 @@ fn udp_frame(dst_port: u16, payload: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// A G.711 RTP packet (the same one every run: after the first, each is
-/// accounted as a duplicate, which takes the full update path).
-fn rtp_payload() -> Vec<u8> {
-    let mut p = vec![0x80, 0, 0, 1, 0, 0, 0, 160, 0x12, 0x34, 0x56, 0x78];
+/// An RTP packet of `payload_type` (the same one every run: after the
+/// first, each is accounted as a duplicate, which takes the full update
+/// path).
+fn rtp_payload(payload_type: u8) -> Vec<u8> {
+    let mut p = vec![
+        0x80,
+        payload_type,
+        0,
+        1,
+        0,
+        0,
+        0,
+        160,
+        0x12,
+        0x34,
+        0x56,
+        0x78,
+    ];
     p.extend_from_slice(&[0xd5; 160]);
     p
 }
+
+/// Port and payload type of the "SDP-negotiated clock" case: opus on a
+/// port whose clock userspace set from SDP, as on a PBX with opus calls.
+const SDP_PORT: u16 = 16_386;
+const OPUS_PT: u8 = 111;
 
 fn ns_per_packet(
     object: &mut LoadedObject,
@@ -176,7 +193,12 @@ fn main() {
         ("SIP REGISTER (UDP 5060, captured)", sip, Outcome::Captured),
         (
             "RTP (16384, G.711, stats in kernel)",
-            udp_frame(16_384, &rtp_payload()),
+            udp_frame(16_384, &rtp_payload(0)),
+            Outcome::RtpAccounted,
+        ),
+        (
+            "RTP (opus, clock from SDP)",
+            udp_frame(SDP_PORT, &rtp_payload(OPUS_PT)),
             Outcome::RtpAccounted,
         ),
     ];
@@ -213,9 +235,19 @@ fn main() {
         object.load_bench_programs().expect("empty programs");
         let mut ring = object.take_ring().expect("ring buffer");
         let counters = object.take_counters().expect("capture counters");
-        let rtp_counters = object.take_rtp_counters().expect("RTP counters");
-        let read = || -> (CaptureCounters, RtpCounters) {
-            (read_counters(&counters), read_counters(&rtp_counters))
+        let mut rtp = RtpMonitor::take(&mut object, KtimeClock::new(), Duration::from_secs(3600))
+            .expect("RTP maps");
+        // Other calls' clocks are in the map too: G.711 (static) must not
+        // pay for them.
+        for port in 20_000 - 64..20_000 {
+            rtp.set_port_clock(port, OPUS_PT, 48_000)
+                .expect("port clock");
+        }
+        rtp.set_port_clock(SDP_PORT, OPUS_PT, 48_000)
+            .expect("port clock");
+        let read = |rtp: &RtpMonitor| -> (CaptureCounters, RtpCounters) {
+            let rtp = rtp.read_counters().expect("reading the RTP counters");
+            (read_counters(&counters), rtp)
         };
         for (label, frame, outcome) in &cases {
             if !format!("{variant} {label}").contains(&only) {
@@ -227,7 +259,7 @@ fn main() {
                 continue;
             }
             let outcome = if floor { &Outcome::Recorded } else { outcome };
-            let before = read();
+            let before = read(&rtp);
             let (mut empty, mut capture, mut records) = (Vec::new(), Vec::new(), 0);
             for _ in 0..ROUNDS {
                 empty.push(ns_per_packet(&mut object, &mut ring, baseline, frame, per_round).0);
@@ -235,7 +267,7 @@ fn main() {
                 capture.push(ns);
                 records += n;
             }
-            let after = read();
+            let after = read(&rtp);
             let grew = match outcome {
                 Outcome::Passed => None,
                 Outcome::Captured => Some(

@@ -19,6 +19,10 @@ pub const DEFAULT_RTP_PORT_MAX: u16 = 20_000;
 /// RTP clock assumed when neither the port nor the payload type gives one
 /// (G.711, RFC 3551 section 4.5.14).
 pub const DEFAULT_RTP_CLOCK_RATE: u32 = 8_000;
+/// The first dynamic RTP payload type (RFC 3551 section 3: 96-127), the
+/// only ones whose clock SDP negotiates per port; below it the static
+/// table's clock holds.
+pub const FIRST_DYNAMIC_PT: u8 = 96;
 /// Flows in the kernel's LRU map unless configured otherwise.
 pub const DEFAULT_RTP_FLOWS: u32 = 16_384;
 /// Entries of the per-port clock override map (ports negotiated in SDP).
@@ -45,6 +49,10 @@ pub const RTP_FLOW_HAS_TRANSIT: u8 = 1 << 1;
 /// since a packet after a gap may follow packets another CPU saw, and the
 /// difference across them holds the sender's clock drift, not jitter.
 pub const RTP_FLOW_PER_CPU: u8 = 1 << 2;
+/// `RtpFlowState::flags`: `transit_clock` was negotiated in SDP for the
+/// flow's current SSRC and payload type, so its next packets of both may
+/// reuse it ([`RtpFlowState::negotiated_clock`]).
+pub const RTP_FLOW_CLOCK_NEGOTIATED: u8 = 1 << 3;
 
 /// Run-time RTP configuration (one-entry array map). A range with
 /// `port_min > port_max`, or all zero (never written), tracks nothing.
@@ -296,6 +304,21 @@ impl RtpFlowState {
     /// RFC 3550 A.1 `update_seq` without probation, A.8 jitter.
     #[inline(always)]
     pub fn update(&mut self, now_ns: u64, pkt: &RtpPacketFields, wire_len: u32, clock_rate: u32) {
+        self.update_clocked(now_ns, pkt, wire_len, clock_rate, false);
+    }
+
+    /// [`Self::update`] with a clock negotiated in SDP for this packet's
+    /// port and payload type (`negotiated`), which the flow keeps for its
+    /// next packets ([`Self::negotiated_clock`]).
+    #[inline(always)]
+    pub fn update_clocked(
+        &mut self,
+        now_ns: u64,
+        pkt: &RtpPacketFields,
+        wire_len: u32,
+        clock_rate: u32,
+        negotiated: bool,
+    ) {
         if self.flags & RTP_FLOW_INITIALISED != 0 && pkt.ssrc != self.ssrc {
             // A new source on the same 5-tuple: its sequence and timestamps
             // are unrelated to the old one's.
@@ -338,6 +361,31 @@ impl RtpFlowState {
                 self.flags &= !RTP_FLOW_HAS_TRANSIT;
             }
             self.update_jitter(now_ns, pkt.timestamp, clock_rate);
+        }
+        if negotiated && clock_rate != 0 {
+            self.flags |= RTP_FLOW_CLOCK_NEGOTIATED;
+        } else {
+            // Also a clock-less type (telephone-event): its packets stay
+            // out of the jitter, so `transit_clock` is not theirs.
+            self.flags &= !RTP_FLOW_CLOCK_NEGOTIATED;
+        }
+    }
+
+    /// The clock a packet of this flow may take without looking it up: the
+    /// one negotiated in SDP for the flow's last accepted packet, when
+    /// `pkt` has the same SSRC and payload type. RFC 3264 section 8.3.2:
+    /// within a session the mapping of a dynamic payload type to its codec
+    /// (and so its clock) must not change, and a new stream has a new SSRC.
+    #[inline(always)]
+    pub fn negotiated_clock(&self, pkt: &RtpPacketFields) -> Option<u32> {
+        const KEPT: u8 = RTP_FLOW_INITIALISED | RTP_FLOW_HAS_TRANSIT | RTP_FLOW_CLOCK_NEGOTIATED;
+        if self.flags & KEPT == KEPT
+            && self.ssrc == pkt.ssrc
+            && self.payload_type == pkt.payload_type
+        {
+            Some(self.transit_clock)
+        } else {
+            None
         }
     }
 

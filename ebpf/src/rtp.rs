@@ -38,8 +38,9 @@ use aya_ebpf::{
     maps::{Array, HashMap, LruHashMap, LruPerCpuHashMap, PerCpuArray},
 };
 use sipscope_common::{
-    DEFAULT_RTP_FLOWS, Direction, Family, MAX_RTP_PORT_CLOCKS, RTP_FLOW_PER_CPU, RtpConfig,
-    RtpCounter, RtpFlowKey, RtpFlowKeyV4, RtpFlowState, RtpPacketFields, RtpPortClockKey,
+    DEFAULT_RTP_FLOWS, Direction, FIRST_DYNAMIC_PT, Family, MAX_RTP_PORT_CLOCKS, RTP_FLOW_PER_CPU,
+    RtpConfig, RtpCounter, RtpFlowKey, RtpFlowKeyV4, RtpFlowState, RtpPacketFields,
+    RtpPortClockKey,
 };
 
 use crate::{frame::Frame, walk::Flow};
@@ -266,10 +267,14 @@ fn update<K: FlowKey, S: FlowStore>(
     pkt: &RtpPacketFields,
     payload_len: u32,
 ) -> bool {
-    let clock = clock_rate(config, flow, pkt.payload_type);
+    let clocks = ClockQuery {
+        config,
+        src_port: flow.src_port,
+        dst_port: flow.dst_port,
+    };
     // SAFETY: the helper has no preconditions.
     let now = unsafe { bpf_ktime_get_ns() };
-    S::update(key, now, pkt, payload_len, clock)
+    S::update(key, now, pkt, payload_len, &clocks)
 }
 
 /// Where per-flow state lives; `update` accounts one packet and says
@@ -280,7 +285,7 @@ pub trait FlowStore {
         now: u64,
         pkt: &RtpPacketFields,
         payload_len: u32,
-        clock: u32,
+        clocks: &ClockQuery<'_>,
     ) -> bool;
 }
 
@@ -298,7 +303,7 @@ impl FlowStore for SharedFlows {
         now: u64,
         pkt: &RtpPacketFields,
         payload_len: u32,
-        clock: u32,
+        clocks: &ClockQuery<'_>,
     ) -> bool {
         let Some(state) = get_or_create(K::shared(), key) else {
             return false;
@@ -328,7 +333,7 @@ impl FlowStore for SharedFlows {
                 return false;
             }
             // We hold the flow's lock: no other CPU writes its fields.
-            (*state).update(now, pkt, payload_len, clock);
+            clocks.account(&mut *state, now, pkt, payload_len);
             unlock(lock);
         }
         true
@@ -373,7 +378,7 @@ impl FlowStore for PerCpuFlows {
         now: u64,
         pkt: &RtpPacketFields,
         payload_len: u32,
-        clock: u32,
+        clocks: &ClockQuery<'_>,
     ) -> bool {
         let Some(state) = get_or_create(K::per_cpu(), key) else {
             return false;
@@ -382,7 +387,7 @@ impl FlowStore for PerCpuFlows {
         // migrate CPUs mid-run and no other CPU writes this slot.
         unsafe {
             (*state).flags |= RTP_FLOW_PER_CPU;
-            (*state).update(now, pkt, payload_len, clock);
+            clocks.account(&mut *state, now, pkt, payload_len);
         }
         true
     }
@@ -460,25 +465,49 @@ fn header_fits<F: Frame>(frame: &F, rtp_off: u32, first: u8, payload_len: u32) -
     true
 }
 
-/// The clock of this payload type: negotiated for either port (SDP), else
-/// the static table, else the configured default.
-#[inline(always)]
-fn clock_rate(config: &RtpConfig, flow: &Flow, payload_type: u8) -> u32 {
-    if config.port_clocks != 0 {
-        for port in [flow.dst_port, flow.src_port] {
-            let key = RtpPortClockKey {
-                port,
-                payload_type,
-                _pad: 0,
-            };
-            // SAFETY: read-only lookup of a plain u32 value.
-            if let Some(rate) = unsafe { RTP_PORT_CLOCKS.get(key) } {
-                return *rate;
+/// What a packet's clock depends on: the configuration and the flow's
+/// ports (SDP negotiates clocks per port).
+pub struct ClockQuery<'a> {
+    config: &'a RtpConfig,
+    src_port: u16,
+    dst_port: u16,
+}
+
+impl ClockQuery<'_> {
+    /// Updates `state` with the packet, timed with its clock: the one the
+    /// flow kept from SDP (no lookup), else negotiated for either port,
+    /// else the static table, else the configured default.
+    #[inline(always)]
+    fn account(&self, state: &mut RtpFlowState, now: u64, pkt: &RtpPacketFields, payload_len: u32) {
+        let (clock, negotiated) = match state.negotiated_clock(pkt) {
+            Some(clock) => (clock, true),
+            None => self.clock_rate(pkt.payload_type),
+        };
+        state.update_clocked(now, pkt, payload_len, clock, negotiated);
+    }
+
+    /// The clock of this payload type and whether SDP negotiated it.
+    /// Userspace puts only dynamic types (96-127, RFC 3551 section 3) into
+    /// the port map (the static ones' clocks are fixed), so a G.711 packet
+    /// on a host where other calls negotiated opus looks up nothing there.
+    #[inline(always)]
+    fn clock_rate(&self, payload_type: u8) -> (u32, bool) {
+        if self.config.port_clocks != 0 && payload_type >= FIRST_DYNAMIC_PT {
+            for port in [self.dst_port, self.src_port] {
+                let key = RtpPortClockKey {
+                    port,
+                    payload_type,
+                    _pad: 0,
+                };
+                // SAFETY: read-only lookup of a plain u32 value.
+                if let Some(rate) = unsafe { RTP_PORT_CLOCKS.get(key) } {
+                    return (*rate, true);
+                }
             }
         }
-    }
-    match RTP_PT_CLOCKS.get(u32::from(payload_type)) {
-        Some(&rate) if rate != 0 => rate,
-        _ => config.default_clock_rate,
+        match RTP_PT_CLOCKS.get(u32::from(payload_type)) {
+            Some(&rate) if rate != 0 => (rate, false),
+            _ => (self.config.default_clock_rate, false),
+        }
     }
 }

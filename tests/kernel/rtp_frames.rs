@@ -8,7 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use aya::programs::TestRunOptions;
 use etherparse::PacketBuilder;
 use sipscope::capture::live::{
-    KtimeClock, RtpMonitor, RtpPoll, RtpSettings, load_object_with, rtp::RTP_OFF,
+    KtimeClock, LoadedObject, RtpMonitor, RtpPoll, RtpSettings, load_object_with, rtp::RTP_OFF,
 };
 use sipscope_common::{DEFAULT_RING_SIZE, RtpCounter};
 
@@ -32,7 +32,7 @@ fn rtp(first: u8, pt: u8, seq: u16, tail: &[u8]) -> Vec<u8> {
 }
 
 /// Runs the ingress program this kernel gets (XDP, or TC ingress).
-fn run(object: &sipscope::capture::live::LoadedObject, frame: &[u8]) {
+fn run(object: &LoadedObject, frame: &[u8]) {
     let opts = TestRunOptions {
         data_in: Some(frame),
         repeat: 1,
@@ -48,19 +48,34 @@ fn clock_of(poll: &RtpPoll, src_port: u16) -> Option<u32> {
         .map(|f| f.state.transit_clock)
 }
 
-#[test]
-fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
-    require_root();
+/// The capture programs loaded with the default RTP settings (not
+/// attached: the tests run them on frames), and their RTP maps.
+fn rtp_object() -> (LoadedObject, RtpMonitor) {
     let mut object = load_object_with(DEFAULT_RING_SIZE, 64).expect("loading");
     object.set_sip_ports(&[]).unwrap();
     object.configure_rtp(&RtpSettings::default()).unwrap();
     object.load_capture_programs().expect("verifier");
-    let mut monitor =
+    let monitor =
         RtpMonitor::take(&mut object, KtimeClock::new(), Duration::from_secs(3600)).unwrap();
+    (object, monitor)
+}
+
+#[test]
+fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
+    require_root();
+    let (object, mut monitor) = rtp_object();
     // SDP said: port 16000 carries opus (PT 111, 48 kHz) and
     // telephone-event (PT 101, whose timestamp stands still: no clock).
     monitor.set_port_clock(16_000, 111, 48_000).unwrap();
     monitor.set_port_clock(16_000, 101, 0).unwrap();
+    // Static types keep their RFC 3551 clock: the kernel never looks
+    // them up per port, so they cannot be set.
+    let static_type = monitor.set_port_clock(16_000, 9, 16_000).unwrap_err();
+    let why = std::error::Error::source(&static_type).map(ToString::to_string);
+    assert!(
+        why.as_deref().is_some_and(|w| w.contains("is static")),
+        "{static_type}: {why:?}"
+    );
 
     let g711 = [0xd5u8; 160];
     run(&object, &frame(40_000, 16_000, &rtp(0x80, 111, 1, &g711)));
@@ -130,5 +145,38 @@ fn clocks_come_from_sdp_then_payload_type_and_only_rtp_makes_flows() {
         (opus.state.packets, opus.state.cumulative_lost()),
         (2, 1),
         "seq 2 never counted"
+    );
+}
+
+/// A flow keeps the clock SDP negotiated for its stream and payload type
+/// (one lookup per stream, not two per packet): it stays when the port's
+/// entry leaves the map mid-stream, and a new SSRC looks up again.
+#[test]
+fn a_flow_keeps_its_negotiated_clock_until_its_stream_changes() {
+    require_root();
+    let (object, mut monitor) = rtp_object();
+    monitor.set_port_clock(16_000, 111, 48_000).unwrap();
+    let opus = [0u8; 80];
+    run(&object, &frame(40_000, 16_000, &rtp(0x80, 111, 1, &opus)));
+    // The call's clock leaves the map (so a lookup would now find the
+    // 8 kHz default) while the same stream goes on.
+    monitor.remove_port_clock(16_000, 111).unwrap();
+    run(&object, &frame(40_000, 16_000, &rtp(0x80, 111, 2, &opus)));
+    let poll = monitor.poll().unwrap();
+    let flow = poll.active.iter().find(|f| f.src.port() == 40_000).unwrap();
+    assert_eq!(
+        (flow.state.packets, flow.state.transit_clock),
+        (2, 48_000),
+        "the kept clock"
+    );
+    // Another source on the same 5-tuple: looked up again, default now.
+    let mut other = rtp(0x80, 111, 3, &opus);
+    other[11] = 2;
+    run(&object, &frame(40_000, 16_000, &other));
+    let poll = monitor.poll().unwrap();
+    let flow = poll.active.iter().find(|f| f.src.port() == 40_000).unwrap();
+    assert_eq!(
+        (flow.state.ssrc, flow.state.transit_clock),
+        (0xcafe_0002, 8_000)
     );
 }

@@ -69,13 +69,25 @@ pub fn blast_rtp(
 
 /// The start of a flood benchmark: exits with a message unless root, then
 /// turns bpf_stats on for as long as the returned fd lives
-/// (BPF_ENABLE_STATS, 5.8+).
+/// ([`bpf_stats_on`]).
 pub fn bench_start(name: &str) -> std::os::fd::OwnedFd {
+    require_bench_root(name);
+    bpf_stats_on()
+}
+
+/// Exits with a message unless root (namespaces, BPF).
+pub fn require_bench_root(name: &str) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("the {name} benchmark needs root (namespaces, BPF): `cargo xtask bench {name}`");
         std::process::exit(1);
     }
+}
+
+/// Turns bpf_stats on for as long as the returned fd lives
+/// (BPF_ENABLE_STATS, 5.8+). While on, the kernel reads its clock twice
+/// around every BPF program run, socket filters included.
+pub fn bpf_stats_on() -> std::os::fd::OwnedFd {
     aya::sys::enable_stats(aya::sys::Stats::RunTime).expect("enabling bpf_stats")
 }
 

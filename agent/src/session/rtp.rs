@@ -9,6 +9,8 @@ use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::time::Duration;
 
+use sipscope_common::FIRST_DYNAMIC_PT;
+
 use crate::analysis::media::FlowSnapshot;
 use crate::capture::live::{RtpFlowStats, RtpPoll};
 use crate::pipeline::Event;
@@ -70,7 +72,8 @@ impl RtpSchedule {
             let n = &st.negotiated;
             let Some(f) = n.format() else { continue };
             // Static types already have their RFC 3551 clock in the kernel.
-            let (Some(clock_rate), true) = (f.clock_rate, f.payload_type >= 96) else {
+            let (Some(clock_rate), true) = (f.clock_rate, f.payload_type >= FIRST_DYNAMIC_PT)
+            else {
                 continue;
             };
             for port in [n.offer.port, n.answer.port] {

@@ -13,8 +13,8 @@ use std::{net::SocketAddr, ops::RangeInclusive, time::Duration};
 use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 use sipscope_common::{
     DEFAULT_RTP_CLOCK_RATE, DEFAULT_RTP_FLOWS, DEFAULT_RTP_PORT_MAX, DEFAULT_RTP_PORT_MIN,
-    MAX_RTP_PORT_CLOCKS, RTP_FLOW_INITIALISED, RtpConfig, RtpCounter, RtpFlowKey, RtpPortClockKey,
-    names,
+    FIRST_DYNAMIC_PT, MAX_RTP_PORT_CLOCKS, RTP_FLOW_INITIALISED, RtpConfig, RtpCounter, RtpFlowKey,
+    RtpPortClockKey, names,
 };
 
 #[path = "rtp_flow.rs"]
@@ -202,12 +202,24 @@ impl RtpMonitor {
     /// Sets the clock of `payload_type` on `port` as negotiated in SDP
     /// (`a=rtpmap`, RFC 4566 section 6); 0 = no usable clock
     /// (telephone-event), which keeps such packets out of the jitter.
+    /// Only dynamic payload types (96-127) are negotiated: the kernel
+    /// takes a static type's RFC 3551 clock without looking here.
     pub fn set_port_clock(
         &mut self,
         port: u16,
         payload_type: u8,
         clock_rate: u32,
     ) -> Result<(), LiveError> {
+        if payload_type & 0x7f < FIRST_DYNAMIC_PT {
+            return Err(LiveError::Kernel {
+                op: format!("adding the clock of port {port}"),
+                source: format!(
+                    "payload type {payload_type} is static (RFC 3551): its clock is fixed, \
+                     only types {FIRST_DYNAMIC_PT}-127 are negotiated per port"
+                )
+                .into(),
+            });
+        }
         let key = RtpPortClockKey {
             port,
             payload_type: payload_type & 0x7f,

@@ -231,3 +231,42 @@ fn ipv4_flow_keys_round_trip_through_the_compact_kernel_key() {
     .unwrap();
     assert_eq!(RtpFlowKeyV4::of(&v6), None, "IPv6 keeps the long key");
 }
+
+/// The kernel looks a negotiated clock up once per stream and payload
+/// type (RFC 3264 8.3.2: a dynamic type keeps its codec within a session):
+/// the flow offers it back for the same SSRC and type only, never a clock
+/// from the static table, and never to a clock-less type's packets.
+#[test]
+fn a_negotiated_clock_is_kept_for_its_stream_and_payload_type_only() {
+    let opus = |seq: u16, payload_type: u8, ssrc: u32| RtpPacketFields {
+        sequence: seq,
+        timestamp: u32::from(seq) * 960,
+        ssrc,
+        payload_type,
+    };
+    let mut state = RtpFlowState::default();
+    let mut now = 1_000_000_000u64;
+    state.update_clocked(now, &opus(1, 111, 7), 80, 48_000, true);
+    assert_eq!(state.negotiated_clock(&opus(2, 111, 7)), Some(48_000));
+    assert_eq!(state.negotiated_clock(&opus(2, 112, 7)), None, "other type");
+    assert_eq!(state.negotiated_clock(&opus(2, 111, 8)), None, "other SSRC");
+    // A telephone-event packet (SDP: no clock) takes the type over: the
+    // kept clock is not its own.
+    now += 20_000_000;
+    state.update_clocked(now, &opus(2, 101, 7), 4, 0, true);
+    assert_eq!(state.negotiated_clock(&opus(3, 101, 7)), None);
+    assert_eq!(state.negotiated_clock(&opus(3, 111, 7)), None);
+    now += 20_000_000;
+    state.update_clocked(now, &opus(3, 111, 7), 80, 48_000, true);
+    assert_eq!(state.negotiated_clock(&opus(4, 111, 7)), Some(48_000));
+    // A clock from the static table or the default is looked up again
+    // (SDP may still arrive for this port).
+    now += 20_000_000;
+    state.update(now, &opus(4, 111, 7), 80, 8_000);
+    assert_eq!(state.negotiated_clock(&opus(5, 111, 7)), None);
+    // A new source starts over.
+    let mut state = RtpFlowState::default();
+    state.update_clocked(now, &opus(1, 111, 7), 80, 48_000, true);
+    state.update_clocked(now + 20_000_000, &opus(9, 111, 8), 80, 16_000, false);
+    assert_eq!(state.negotiated_clock(&opus(10, 111, 8)), None);
+}
