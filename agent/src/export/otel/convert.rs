@@ -117,12 +117,19 @@ fn carries_digest_response(v: &Value) -> bool {
             .any(|end| s[end..].trim_start().starts_with('='))
 }
 
-/// The end offsets of every ASCII-case-insensitive occurrence of `needle`.
+/// The end offsets of every ASCII-case-insensitive occurrence of `needle`
+/// (not empty). Candidates are found by their first byte with memchr: this
+/// runs over every string value of every exported span, and comparing a
+/// window at every offset was a twentieth of the live agent's CPU under
+/// load.
 fn find_ignore_case<'a>(hay: &'a [u8], needle: &'a [u8]) -> impl Iterator<Item = usize> + 'a {
-    hay.windows(needle.len())
-        .enumerate()
-        .filter(move |(_, w)| w.eq_ignore_ascii_case(needle))
-        .map(move |(i, _)| i + needle.len())
+    let first = needle.first().copied().unwrap_or_default();
+    memchr::memchr2_iter(first.to_ascii_lowercase(), first.to_ascii_uppercase(), hay)
+        .filter(move |&i| {
+            hay.get(i..i + needle.len())
+                .is_some_and(|w| w.eq_ignore_ascii_case(needle))
+        })
+        .map(move |i| i + needle.len())
 }
 
 fn to_otel_value(v: &Value) -> opentelemetry::Value {
@@ -237,6 +244,11 @@ mod tests {
         assert!(f.allows_attribute(attr::DIAGNOSIS_SUMMARY, &prose));
         let spaced: Value = "Digest username=\"a\", response = \"abc\"".into();
         assert!(!f.allows_attribute("sip.note", &spaced));
+        let shouted: Value = "dIGEST username=\"a\",RESPONSE=\"abc\"".into();
+        assert!(!f.allows_attribute("sip.note", &shouted));
+        // A candidate byte too close to the end for a whole match.
+        let cut: Value = "response=1 dige".into();
+        assert!(f.allows_attribute("sip.note", &cut));
         let f = AttributeFilter::new(true);
         assert!(f.allows_attribute("sip.note", &header));
         assert!(f.allows("sip.auth.response"));
