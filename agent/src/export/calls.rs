@@ -7,7 +7,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
-use crate::analysis::calls::{Call, CallEnd, DirectionReport, StreamReport};
+use crate::analysis::calls::{Call, DirectionReport, StreamReport};
 use crate::analysis::media::StreamDirection;
 use crate::pipeline::Event;
 
@@ -150,7 +150,7 @@ pub(crate) fn table(title: &str, calls: &[&Call]) -> String {
             "  {:<28} {:<28} {:<12} {:>8}  {}",
             clip(&c.from, 28),
             clip(&c.to, 28),
-            state_cell(c),
+            c.state.as_str(),
             c.duration()
                 .map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64())),
             if c.diagnoses.is_empty() {
@@ -168,16 +168,6 @@ pub(crate) fn table(title: &str, calls: &[&Call]) -> String {
     }
     s.push('\n');
     s
-}
-
-/// The state column: a call the capture ended while it was still up says
-/// so, rather than "ended" as if someone had hung up.
-fn state_cell(c: &Call) -> &'static str {
-    if c.end == Some(CallEnd::CaptureEnded) && c.answered.is_some() {
-        "up at end"
-    } else {
-        c.state.as_str()
-    }
 }
 
 fn clip(s: &str, n: usize) -> String {
@@ -215,28 +205,6 @@ mod tests {
             closed: true,
             at: Timestamp(i as u64),
         }))
-    }
-
-    /// A call still up when the capture ended is not shown as hung up; one
-    /// that ended with a BYE is.
-    #[test]
-    fn a_call_up_when_the_capture_ended_says_so() {
-        let answered = |end| {
-            let Event::Call(c) = call(1) else {
-                unreachable!()
-            };
-            Call {
-                state: CallState::Ended,
-                answered: Some(Timestamp(1)),
-                status: Some(200),
-                end: Some(end),
-                ..(*c).clone()
-            }
-        };
-        let row = |c: &Call| table("Calls", &[c]);
-        assert!(row(&answered(CallEnd::CaptureEnded)).contains(" up at end "));
-        let hung_up = row(&answered(CallEnd::Bye));
-        assert!(hung_up.contains(" ended ") && !hung_up.contains("up at end"));
     }
 
     /// A long-running agent keeps the latest calls, not the first ones.

@@ -445,14 +445,14 @@ impl CallTracker {
                 // The 401/407 was the INVITE's last final response: the
                 // call failed, as its trace has always said.
                 c.call.state = CallState::Failed;
-            } else if c.call.answered.is_some() {
+            } else if c.call.answered.is_some() && end != Some(CallEnd::CaptureEnded) {
+                // The tracker ends it (idle, evicted). One still up when
+                // the input ended stays answered: nobody hung up, and it
+                // is counted as `open_at_end`.
                 c.call.state = CallState::Ended;
             }
         }
         match c.call.state {
-            // Up when the input ended: counted as `open_at_end`, not as
-            // a call someone ended.
-            CallState::Ended if c.call.end == Some(CallEnd::CaptureEnded) => {}
             CallState::Ended => self.stats.ended += 1,
             CallState::Failed => self.stats.failed += 1,
             CallState::Cancelled => self.stats.cancelled += 1,
