@@ -136,6 +136,8 @@ enum Queued {
 /// The writer: [`PcapRing::submit`] from the capture reader, never blocking.
 pub struct PcapRing {
     tx: SyncSender<Queued>,
+    /// Files rotate by age: only then do ticks concern the writer.
+    ages: bool,
     counters: Arc<Counters>,
     thread: JoinHandle<()>,
 }
@@ -173,6 +175,7 @@ impl PcapRing {
             })?),
         };
         let counters = Arc::new(Counters::default());
+        let ages = rotation.every.is_some();
         let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_FRAMES);
         let mut ring = Ring {
             naming,
@@ -192,6 +195,7 @@ impl PcapRing {
             .map_err(PcapRingError::Thread)?;
         Ok(Self {
             tx,
+            ages,
             counters,
             thread,
         })
@@ -208,9 +212,12 @@ impl PcapRing {
 
     /// The capture clock reads `now`: a file whose `--pcap-rotate-every`
     /// period is over is closed. Skipped when the queue is full (the
-    /// frames queued then rotate it anyway).
+    /// frames queued then rotate it anyway). Without age rotation the
+    /// writer thread is not woken.
     pub fn tick(&self, now: Timestamp) {
-        let _ = self.tx.try_send(Queued::Tick(now));
+        if self.ages {
+            let _ = self.tx.try_send(Queued::Tick(now));
+        }
     }
 
     pub fn stats(&self) -> PcapRingStats {
