@@ -54,6 +54,13 @@ pub enum LiveError {
     )]
     InvalidRingSize(u32, usize),
 
+    /// RFC 3551 section 3: types below 96 have fixed clocks.
+    #[error(
+        "RTP payload type {0} is static (RFC 3551): its clock is fixed; only types 96-127 are \
+         negotiated per port"
+    )]
+    StaticPayloadType(u8),
+
     #[error(
         "SIPSCOPE_KERNEL_COMPAT={0:?} is not a compatibility mode; use `oldest` (the Linux 5.10 \
          program variants on any kernel) or `auto` (probe the kernel; the default)"

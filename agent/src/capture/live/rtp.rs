@@ -211,14 +211,7 @@ impl RtpMonitor {
         clock_rate: u32,
     ) -> Result<(), LiveError> {
         if payload_type & 0x7f < FIRST_DYNAMIC_PT {
-            return Err(LiveError::Kernel {
-                op: format!("adding the clock of port {port}"),
-                source: format!(
-                    "payload type {payload_type} is static (RFC 3551): its clock is fixed, \
-                     only types {FIRST_DYNAMIC_PT}-127 are negotiated per port"
-                )
-                .into(),
-            });
+            return Err(LiveError::StaticPayloadType(payload_type & 0x7f));
         }
         let key = RtpPortClockKey {
             port,
